@@ -1,0 +1,1 @@
+"""Plain, typed logic of comfy-avatar. Nothing here imports ComfyUI."""

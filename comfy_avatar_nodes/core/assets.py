@@ -1,0 +1,117 @@
+"""File-backed asset handles and the one way to write output files atomically.
+
+Nodes pass small JSON-safe handles (path + kind + sha256 + meta) between each other,
+never big in-memory blobs: Blender, UniRig and TRELLIS run in other processes anyway.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import AvatarError
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path beside ``final``; rename it over ``final`` only on success.
+
+    The temp name keeps the final suffix (exporters pick formats by extension) and
+    starts with '.', so a half-written file is never found where a complete one is
+    expected. On any exception the temp file is removed and the error re-raised.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if not tmp_path.exists() or tmp_path.stat().st_size == 0:
+            raise AvatarError(str(final), "nothing was written", "see the log above for the step that failed")
+        os.replace(tmp_path, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+
+
+def write_bytes_atomic(final: str | os.PathLike[str], data: bytes) -> Path:
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+    return Path(final)
+
+
+def write_text_atomic(final: str | os.PathLike[str], text: str) -> Path:
+    return write_bytes_atomic(final, text.encode("utf-8"))
+
+
+def write_json_atomic(final: str | os.PathLike[str], obj: Any) -> Path:
+    return write_text_atomic(final, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def safe_name(name: str, default: str = "asset") -> str:
+    """A file-name-safe version of a user string ("My Avatar!" -> "My_Avatar")."""
+    cleaned = _SAFE_NAME.sub("_", name).strip("._")
+    return cleaned[:80] or default
+
+
+def next_output_path(out_dir: str | os.PathLike[str], prefix: str, ext: str) -> Path:
+    """ComfyUI-style counter naming: <prefix>_00001.<ext>, the first free number."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = safe_name(prefix)
+    ext = ext.lstrip(".")
+    pattern = re.compile(rf"^{re.escape(stem)}_(\d{{5}})\.{re.escape(ext)}$")
+    used = [int(m.group(1)) for p in out.iterdir() if (m := pattern.match(p.name))]
+    return out / f"{stem}_{(max(used) + 1) if used else 1:05d}.{ext}"
+
+
+@dataclass
+class Asset:
+    """A file on disk plus what we know about it. JSON-safe via to_dict/from_dict."""
+
+    path: str
+    kind: str  # "image", "mesh", "vrm", "blend", "glb", "fbx", "obj", "report", ...
+    sha256: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], kind: str, **meta: Any) -> "Asset":
+        p = Path(path)
+        if not p.is_file():
+            raise AvatarError(str(p), "file does not exist", "check the upstream node's output")
+        return cls(path=str(p.resolve()), kind=kind, sha256=sha256_file(p), meta=dict(meta))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Asset":
+        return cls(path=d["path"], kind=d["kind"], sha256=d.get("sha256", ""), meta=dict(d.get("meta", {})))
+
+    def require(self, kind: str | tuple[str, ...], input_name: str) -> "Asset":
+        """Check the handle is of an expected kind and the file is still there."""
+        kinds = (kind,) if isinstance(kind, str) else kind
+        if self.kind not in kinds:
+            raise AvatarError(input_name, f"expected a {'/'.join(kinds)} asset, got {self.kind!r}",
+                              f"connect the output of a node that makes a {kinds[0]}")
+        if not Path(self.path).is_file():
+            raise AvatarError(input_name, f"file {self.path} is gone",
+                              "re-run the upstream node (ComfyUI's cache may point at a deleted file)")
+        return self

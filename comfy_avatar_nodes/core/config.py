@@ -1,0 +1,155 @@
+"""The one config loader: built-in defaults -> a YAML file -> environment variables.
+
+- YAML file: path from ``COMFY_AVATAR_CONFIG`` (else ``<pack>/comfy_avatar.yaml`` if present).
+- Environment: ``COMFY_AVATAR__SECTION__KEY=value`` overrides ``section.key``; values are
+  coerced to the type of the default. A few well-known names are honoured too
+  (``BLENDER_BIN``, ``COMFY_AVATAR_BLENDER_PYTHON``).
+
+Secrets are never stored in config values: config names the *environment variable*
+that holds a key (``api_key_env``), and :func:`secret` reads it at the moment of use.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+PACK_DIR = Path(__file__).resolve().parents[2]
+"""The repository / custom-node folder (holds blender_cli/, workflows/, install.py)."""
+
+ENV_PREFIX = "COMFY_AVATAR__"
+
+DEFAULTS: dict[str, Any] = {
+    "blender": {
+        # A Blender >= 4.2 executable. Empty: use `python` below.
+        "binary": "",
+        # A Python 3.11 with pip bpy + bpy-vrm-format (made by install.py). Empty: the default venv.
+        "python": "",
+        "runtime_dir": str(PACK_DIR / ".runtime"),
+        "timeout_s": 600.0,
+    },
+    "output": {
+        # Subfolder of ComfyUI's output directory for everything the pack writes.
+        "subfolder": "comfy-avatar",
+    },
+    "llm": {
+        # One entry per role. api_key_env names the environment variable with the key.
+        "intent": {"base_url": "http://127.0.0.1:11434/v1", "model": "qwen2.5:7b-instruct", "api_key_env": "COMFY_AVATAR_LLM_API_KEY"},
+        "vision": {"base_url": "http://127.0.0.1:11434/v1", "model": "qwen2.5vl:7b", "api_key_env": "COMFY_AVATAR_LLM_API_KEY"},
+        "coder": {"base_url": "http://127.0.0.1:11434/v1", "model": "qwen2.5-coder:7b", "api_key_env": "COMFY_AVATAR_LLM_API_KEY"},
+        "timeout_s": 120.0,
+        "max_retries": 4,
+    },
+}
+
+_ALIASES = {
+    "BLENDER_BIN": ("blender", "binary"),
+    "COMFY_AVATAR_BLENDER_PYTHON": ("blender", "python"),
+}
+
+
+def _coerce(value: str, like: Any, name: str) -> Any:
+    if isinstance(like, bool):
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(name, f"{value!r} is not a boolean", "use true/false")
+    if isinstance(like, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(name, f"{value!r} is not an integer", "set a whole number") from None
+    if isinstance(like, float):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(name, f"{value!r} is not a number", "set a number such as 300") from None
+    return value
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any], where: str) -> None:
+    for key, val in over.items():
+        if isinstance(val, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], val, f"{where}.{key}")
+        else:
+            base[key] = val
+
+
+def _yaml_path(env: Mapping[str, str]) -> Path | None:
+    if env.get("COMFY_AVATAR_CONFIG"):
+        p = Path(env["COMFY_AVATAR_CONFIG"]).expanduser()
+        if not p.is_file():
+            raise ConfigError("COMFY_AVATAR_CONFIG", f"{p} does not exist", "point it at a YAML file or unset it")
+        return p
+    p = PACK_DIR / "comfy_avatar.yaml"
+    return p if p.is_file() else None
+
+
+class Config:
+    """Read-only view of the merged settings; ``cfg.get("blender.timeout_s")``."""
+
+    def __init__(self, data: dict[str, Any], source: str = "defaults") -> None:
+        self._data = data
+        self.source = source
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self._data
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return copy.deepcopy(node)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name, {}) or {})
+
+    def as_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    data = copy.deepcopy(DEFAULTS)
+    sources = ["defaults"]
+    path = _yaml_path(env)
+    if path is not None:
+        import yaml  # ComfyUI ships PyYAML
+
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(str(path), f"is not valid YAML ({e})", "fix the syntax or unset COMFY_AVATAR_CONFIG") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(str(path), "must hold a mapping at the top level", "see README 'Configuration'")
+        _merge(data, loaded, path.name)
+        sources.append(str(path))
+    for name, (section, key) in _ALIASES.items():
+        if env.get(name):
+            data[section][key] = env[name]
+            sources.append(name)
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        node: Any = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(name, f"{'.'.join(parts)} is not a section", "check the variable name")
+        node[parts[-1]] = _coerce(value, node.get(parts[-1], ""), name)
+        sources.append(name)
+    return Config(data, " -> ".join(sources))
+
+
+def secret(env_var: str, what: str) -> str:
+    """Read a secret from the environment at the moment of use; never store it in config."""
+    value = os.environ.get(env_var, "")
+    if not value:
+        raise ConfigError(what, f"environment variable {env_var} is not set",
+                          f"export {env_var}=... (or name another variable in the config's api_key_env)")
+    return value
