@@ -42,6 +42,18 @@ DEFAULTS: dict[str, Any] = {
         "coder": {"base_url": "http://127.0.0.1:11434/v1", "model": "qwen2.5-coder:7b", "api_key_env": "COMFY_AVATAR_LLM_API_KEY"},
         "timeout_s": 120.0,
         "max_retries": 4,
+        # First retry waits backoff_s, then 2x, 4x ... (429/5xx/connection errors only).
+        "backoff_s": 1.0,
+    },
+    "sandbox": {
+        # Limits for Blender running model-written scripts (core/sandbox.py).
+        "timeout_s": 180.0,
+        "cpu_s": 240,
+        "memory_mb": 6144,
+        "fsize_mb": 512,
+        "nproc": 512,
+        # Script-writer attempts before the executor gives up (first try + repairs).
+        "max_attempts": 3,
     },
 }
 
