@@ -1,0 +1,406 @@
+"""Rig a standing humanoid mesh and export it as a VRM 1.0 avatar, in one Blender launch.
+
+    python rig_vrm.py -- --job JOB.json          (pip bpy runtime)
+    blender --background --factory-startup --python rig_vrm.py -- --job JOB.json
+
+args:
+    mesh            path to a .glb/.gltf/.obj/.fbx: one standing figure, Y-up, metres,
+                    feet at Y=0, facing +Z (what the image->mesh stage writes)
+    out             final .vrm path (written to a temp name beside it, then renamed)
+    meta            {name, version, authors[list], license_url?, avatar_permission,
+                     commercial_usage, modification, ...} (validated by core/rig.py)
+    remesh_voxel    0: auto (voxel remesh only when the mesh is not one closed surface),
+                    > 0: always remesh with this voxel size (m), < 0: never remesh
+    decimate_faces  optional upper bound on the face count (Decimate, before weighting)
+    target_height   height (m) to scale to when the input is not 0.3-3 m tall (default 1.6)
+
+Steps: empty scene -> import -> join to one mesh, transforms applied -> orientation/units
+-> watertight (voxel remesh keeps UVs + materials) -> decimate -> fit the humanoid
+skeleton (_rig_fit) -> automatic weights -> every vertex weighted (nearest bone),
+max 4 influences, normalised -> VRM 1.0 humanoid + meta -> export.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bpy  # noqa: E402
+import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
+
+from _job import JobError, run_job  # noqa: E402
+from _rig_fit import BONES, fit_skeleton  # noqa: E402
+
+IMPORTERS = {
+    ".glb": lambda p: bpy.ops.import_scene.gltf(filepath=p, merge_vertices=True),
+    ".gltf": lambda p: bpy.ops.import_scene.gltf(filepath=p, merge_vertices=True),
+    ".obj": lambda p: bpy.ops.wm.obj_import(filepath=p),
+    ".fbx": lambda p: bpy.ops.import_scene.fbx(filepath=p),
+}
+
+META_ENUMS = {
+    "avatar_permission": ("onlyAuthor", "onlySeparatelyLicensedPerson", "everyone"),
+    "commercial_usage": ("personalNonProfit", "personalProfit", "corporation"),
+    "credit_notation": ("required", "unnecessary"),
+    "modification": ("prohibited", "allowModification", "allowModificationRedistribution"),
+}
+META_BOOLS = ("allow_excessively_violent_usage", "allow_excessively_sexual_usage",
+              "allow_political_or_religious_usage", "allow_antisocial_or_hate_usage", "allow_redistribution")
+META_TEXT = {"name": "vrm_name", "version": "version", "copyright_information": "copyright_information",
+             "contact_information": "contact_information", "third_party_licenses": "third_party_licenses",
+             "other_license_url": "other_license_url"}
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.steps[name] = round(now - self._t, 4)
+        self._t = now
+
+
+def _mesh_input(path: str) -> str:
+    if not path:
+        raise JobError("mesh: no path given")
+    if not os.path.isfile(path):
+        raise JobError(f"mesh: file {path} does not exist")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in IMPORTERS:
+        raise JobError(f"mesh: {os.path.basename(path)} has an unsupported extension {ext!r} "
+                       f"(use one of {', '.join(sorted(IMPORTERS))})")
+    return ext
+
+
+def import_mesh(path: str) -> bpy.types.Object:
+    """Import, drop everything but meshes, bake world transforms, join into one object."""
+    ext = _mesh_input(path)
+    try:
+        result = IMPORTERS[ext](path)
+    except Exception as e:  # importers raise RuntimeError with their own message
+        raise JobError(f"mesh: {os.path.basename(path)} could not be read as {ext[1:].upper()} ({e})") from None
+    if result != {"FINISHED"}:
+        raise JobError(f"mesh: the {ext[1:].upper()} importer gave {result} for {os.path.basename(path)}")
+    meshes = [o for o in bpy.data.objects if o.type == "MESH" and len(o.data.polygons) > 0]
+    if not meshes:
+        raise JobError(f"mesh: {os.path.basename(path)} contains no mesh with faces "
+                       "(a point cloud or an empty scene cannot be rigged)")
+    for obj in meshes:
+        for mod in list(obj.modifiers):  # an imported skin or other modifiers: drop them
+            obj.modifiers.remove(mod)
+        obj.data = obj.data.copy() if obj.data.users > 1 else obj.data
+        obj.data.transform(obj.matrix_world)
+        obj.parent = None
+        obj.matrix_world.identity()
+        for vg in list(obj.vertex_groups):
+            obj.vertex_groups.remove(vg)
+    for obj in list(bpy.data.objects):
+        if obj not in meshes:
+            bpy.data.objects.remove(obj, do_unlink=True)
+    for obj in meshes:
+        obj.shape_key_clear()
+    target = max(meshes, key=lambda o: len(o.data.polygons))
+    bpy.ops.object.select_all(action="DESELECT")
+    for obj in meshes:
+        obj.select_set(True)
+    bpy.context.view_layer.objects.active = target
+    if len(meshes) > 1:
+        bpy.ops.object.join()
+    target.name = "Body"
+    target.data.name = "Body"
+    return target
+
+
+def _verts(me: bpy.types.Mesh) -> np.ndarray:
+    co = np.empty(len(me.vertices) * 3, dtype=np.float64)
+    me.vertices.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+def _tris(me: bpy.types.Mesh) -> np.ndarray:
+    me.calc_loop_triangles()
+    t = np.empty(len(me.loop_triangles) * 3, dtype=np.int64)
+    me.loop_triangles.foreach_get("vertices", t)
+    return t.reshape(-1, 3)
+
+
+def normalise_placement(obj: bpy.types.Object, target_height: float) -> dict:
+    """Stand the figure on Z=0, centred in X/Y, in metres. Returns what was changed."""
+    me = obj.data
+    v = _verts(me)
+    dims = v.max(axis=0) - v.min(axis=0)
+    changes: dict = {}
+    if dims[1] > 1.5 * dims[2] and dims[1] >= dims[0]:
+        # Lying along Blender Y: authored Z-up and written without axis conversion.
+        import mathutils
+        me.transform(mathutils.Matrix.Rotation(-np.pi / 2, 4, "X"))
+        changes["rotated_upright"] = True
+        v = _verts(me)
+        dims = v.max(axis=0) - v.min(axis=0)
+    height = float(dims[2])
+    if height <= 0:
+        raise JobError("mesh: the figure has no height (all vertices at one Z)")
+    if not 0.3 <= height <= 3.0:
+        scale = target_height / height
+        v = v * scale
+        changes["rescaled_from_height_m"] = round(height, 4)
+        changes["scale"] = scale
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    offset = np.array([-(lo[0] + hi[0]) / 2, -(lo[1] + hi[1]) / 2, -lo[2]])
+    me.vertices.foreach_set("co", (v + offset).ravel())
+    me.update()
+    return changes
+
+
+def closed_single_surface(me: bpy.types.Mesh) -> tuple[bool, int, int]:
+    """(every edge has exactly two faces and there is one connected piece, boundary edges, pieces)."""
+    n_edges = len(me.edges)
+    loop_edges = np.empty(len(me.loops), dtype=np.int64)
+    me.loops.foreach_get("edge_index", loop_edges)
+    uses = np.bincount(loop_edges, minlength=n_edges)
+    bad_edges = int((uses != 2).sum())
+    ev = np.empty(n_edges * 2, dtype=np.int64)
+    me.edges.foreach_get("vertices", ev)
+    ev = ev.reshape(-1, 2)
+    parent = np.arange(len(me.vertices))
+    while True:  # label propagation with pointer jumping
+        pa, pb = parent[ev[:, 0]], parent[ev[:, 1]]
+        m = np.minimum(pa, pb)
+        before = parent.copy()
+        np.minimum.at(parent, pa, m)
+        np.minimum.at(parent, pb, m)
+        parent = parent[parent]
+        if np.array_equal(parent, before):
+            break
+    used = np.unique(ev.ravel()) if len(ev) else np.arange(0)
+    pieces = len(np.unique(parent[used])) if len(used) else 0
+    return bad_edges == 0 and pieces == 1, bad_edges, pieces
+
+
+def remesh(obj: bpy.types.Object, voxel: float) -> None:
+    me = obj.data
+    me.remesh_voxel_size = voxel
+    me.use_remesh_preserve_attributes = True  # keeps UV maps, colours and material indices
+    me.use_remesh_fix_poles = True
+    result = bpy.ops.object.voxel_remesh()
+    if result != {"FINISHED"} or len(obj.data.polygons) == 0:
+        raise JobError(f"mesh: voxel remesh at {voxel:.4f} m produced no surface "
+                       "(set remesh_voxel smaller than the thinnest limb)")
+
+
+def decimate(obj: bpy.types.Object, max_faces: int) -> None:
+    n = len(obj.data.polygons)
+    if max_faces <= 0 or n <= max_faces:
+        return
+    mod = obj.modifiers.new("Decimate", "DECIMATE")
+    mod.ratio = max_faces / n
+    bpy.ops.object.modifier_apply(modifier=mod.name)
+
+
+def build_armature(skeleton) -> bpy.types.Object:
+    arm_data = bpy.data.armatures.new("Armature")
+    arm = bpy.data.objects.new("Armature", arm_data)
+    bpy.context.scene.collection.objects.link(arm)
+    bpy.ops.object.select_all(action="DESELECT")
+    arm.select_set(True)
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="EDIT")
+    edit = arm_data.edit_bones
+    for name, parent, connected in BONES:
+        head, tail = skeleton.bones[name]
+        b = edit.new(name)
+        b.head = tuple(float(x) for x in head)
+        b.tail = tuple(float(x) for x in tail)
+        b.roll = 0.0
+        if parent:
+            b.parent = edit[parent]
+            b.use_connect = connected
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return arm
+
+
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ab = b - a
+    t = np.clip(((p - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(p - (a + t[:, None] * ab), axis=1)
+
+
+def weight_vertices(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
+    """Automatic weights, then nearest-bone for any vertex left out, max 4 influences, normalised."""
+    bpy.ops.object.select_all(action="DESELECT")
+    body.select_set(True)
+    arm.select_set(True)
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.parent_set(type="ARMATURE_AUTO")
+    me = body.data
+    bone_names = [b.name for b in arm.data.bones]
+    groups = {vg.index: vg.name for vg in body.vertex_groups if vg.name in bone_names}
+    for name in bone_names:
+        if name not in body.vertex_groups:
+            body.vertex_groups.new(name=name)
+    weighted = np.zeros(len(me.vertices), dtype=bool)
+    for v in me.vertices:
+        for g in v.groups:
+            if g.group in groups and g.weight > 1e-6:
+                weighted[v.index] = True
+                break
+    unweighted = np.flatnonzero(~weighted)
+    if len(unweighted):
+        co = _verts(me)[unweighted]
+        dists = np.stack([_segment_distance(co, np.array(b.head_local), np.array(b.tail_local))
+                          for b in arm.data.bones], axis=1)
+        nearest = dists.argmin(axis=1)
+        for bi, name in enumerate(bone_names):
+            idx = unweighted[nearest == bi]
+            if len(idx):
+                body.vertex_groups[name].add(idx.tolist(), 1.0, "REPLACE")
+    bpy.ops.object.select_all(action="DESELECT")
+    body.select_set(True)
+    bpy.context.view_layer.objects.active = body
+    bpy.ops.object.vertex_group_clean(group_select_mode="BONE_DEFORM", limit=1e-4, keep_single=True)
+    bpy.ops.object.vertex_group_limit_total(group_select_mode="BONE_DEFORM", limit=4)
+    bpy.ops.object.vertex_group_normalize_all(group_select_mode="BONE_DEFORM", lock_active=False)
+    # Verify: every vertex has deform weights summing to 1.
+    bone_groups = {vg.index for vg in body.vertex_groups if vg.name in bone_names}
+    sums = np.zeros(len(me.vertices))
+    for v in me.vertices:
+        sums[v.index] = sum(g.weight for g in v.groups if g.group in bone_groups)
+    bad = int((np.abs(sums - 1.0) > 1e-3).sum())
+    if bad:
+        raise JobError(f"weights: {bad} vertices still have weights not summing to 1 after the fix")
+    return {"unweighted_before_fix": int(len(unweighted)), "weight_sum_min": float(sums.min()),
+            "weight_sum_max": float(sums.max())}
+
+
+def _meta_value(meta: dict, key: str, allowed: tuple[str, ...]) -> str:
+    value = meta.get(key, allowed[0])
+    if value not in allowed:
+        raise JobError(f"meta.{key}: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def set_vrm(arm: bpy.types.Object, meta: dict) -> None:
+    ext = arm.data.vrm_addon_extension
+    ext.spec_version = "1.0"
+    # We assign every bone ourselves: stop the add-on's structure search (seconds) at export.
+    ext.vrm0.humanoid.initial_automatic_bone_assignment = False
+    human_bones = ext.vrm1.humanoid.human_bones
+    human_bones.initial_automatic_bone_assignment = False
+    for name, _parent, _c in BONES:
+        snake = "".join("_" + c.lower() if c.isupper() else c for c in name)
+        getattr(human_bones, snake).node.bone_name = name
+    if not human_bones.bones_are_correctly_assigned():
+        raise JobError("humanoid: the VRM add-on rejected the bone assignment")
+    m = ext.vrm1.meta
+    name = str(meta.get("name", "")).strip()
+    if not name:
+        raise JobError("meta.name: empty (a VRM needs an avatar name)")
+    for key, attr in META_TEXT.items():
+        if meta.get(key):
+            setattr(m, attr, str(meta[key]))
+    authors = [str(a) for a in (meta.get("authors") or []) if str(a).strip()]
+    if not authors:
+        raise JobError("meta.authors: empty (a VRM needs at least one author)")
+    m.authors.clear()
+    for a in authors:
+        m.authors.add().value = a
+    for key, allowed in META_ENUMS.items():
+        if key in meta or key != "credit_notation":
+            setattr(m, key, _meta_value(meta, key, allowed))
+    for key in META_BOOLS:
+        if key in meta:
+            setattr(m, key, bool(meta[key]))
+
+
+def export_vrm(arm: bpy.types.Object, out: str) -> int:
+    out_dir = os.path.dirname(os.path.abspath(out)) or "."
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(out))[0]
+    tmp = os.path.join(out_dir, f".{stem}.{os.getpid()}.part.vrm")
+    try:
+        result = bpy.ops.export_scene.vrm(filepath=tmp, armature_object_name=arm.name)
+        if result != {"FINISHED"} or not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
+            raise JobError(f"export: the VRM exporter gave {result} and wrote no file")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return os.path.getsize(out)
+
+
+def main(args: dict, work_dir: str) -> dict:
+    timer = Timer()
+    mesh_path = str(args.get("mesh") or "")
+    out = str(args.get("out") or "")
+    if not out.lower().endswith(".vrm"):
+        raise JobError(f"out: {out!r} must be a path ending in .vrm")
+    _mesh_input(mesh_path)
+    meta = dict(args.get("meta") or {})
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    if "vrm" not in dir(bpy.ops.export_scene):
+        bpy.ops.preferences.addon_enable(module="io_scene_vrm")
+    timer.lap("setup")
+
+    body = import_mesh(mesh_path)
+    faces_in = len(body.data.polygons)
+    verts_in = len(body.data.vertices)
+    timer.lap("import")
+
+    placement = normalise_placement(body, float(args.get("target_height") or 1.6))
+    closed, bad_edges, pieces = closed_single_surface(body.data)
+    height = float(_verts(body.data)[:, 2].max())
+    voxel = float(args.get("remesh_voxel") or 0.0)
+    remeshed = False
+    if voxel > 0 or (voxel == 0 and not closed):
+        voxel = voxel if voxel > 0 else height / 110.0
+        remesh(body, voxel)
+        remeshed = True
+    timer.lap("watertight")
+
+    decimate(body, int(args.get("decimate_faces") or 0))
+    timer.lap("decimate")
+
+    me = body.data
+    skeleton = fit_skeleton(_verts(me), _tris(me))
+    arm = build_armature(skeleton)
+    timer.lap("fit_skeleton")
+
+    weights = weight_vertices(body, arm)
+    timer.lap("weights")
+
+    set_vrm(arm, meta)
+    size = export_vrm(arm, out)
+    timer.lap("export")
+
+    v = _verts(me)
+    dims = (v.max(axis=0) - v.min(axis=0)).tolist()
+    return {
+        "out": os.path.abspath(out),
+        "file_size": size,
+        "bone_count": len(arm.data.bones),
+        "bone_names": [b.name for b in arm.data.bones],
+        "input": {"vertices": verts_in, "faces": faces_in, "closed_single_surface": closed,
+                  "boundary_or_nonmanifold_edges": bad_edges, "pieces": pieces},
+        "remeshed": remeshed,
+        "remesh_voxel": voxel if remeshed else 0.0,
+        "vertices": len(me.vertices),
+        "faces": len(me.polygons),
+        "triangles": len(me.loop_triangles),
+        # glTF axes (Y up): width X, height Y, depth Z
+        "dimensions_m": {"x": round(dims[0], 4), "y": round(dims[2], 4), "z": round(dims[1], 4)},
+        "placement": placement,
+        "skeleton": skeleton.to_dict(),
+        **weights,
+        "materials": [m.name for m in me.materials if m],
+        "uv_layers": [uv.name for uv in me.uv_layers],
+        "timings_s": timer.steps,
+    }
+
+
+if __name__ == "__main__":
+    run_job(main)
