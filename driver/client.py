@@ -195,7 +195,7 @@ class ComfyClient:
             ws.send('{"type": "feature_flags", "data": {"supports_preview_metadata": true}}')
         except (OSError, websocket.WebSocketException) as e:
             ws.close()
-            raise ServerUnreachable(self.url, f"websocket {self.ws_url}: {_reason(e)}") from e
+            raise ServerUnreachable(self.url, f"{_reason(e)} (websocket /ws)") from e
         return ws
 
     # -- plain endpoints ---------------------------------------------------------------
