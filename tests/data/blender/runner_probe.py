@@ -29,6 +29,11 @@ def main(args: dict, work_dir: str) -> dict:
         print("probe: aborting", flush=True)
         os.abort()
     if mode == "alloc":
+        if args.get("lazy"):  # address space only, pages never touched
+            import mmap
+
+            with mmap.mmap(-1, int(args["mb"]) << 20) as block:
+                return {"allocated_mb": len(block) >> 20}
         block = bytearray(int(args["mb"]) << 20)
         return {"allocated_mb": len(block) >> 20}
     if mode == "write":
@@ -53,7 +58,10 @@ def main(args: dict, work_dir: str) -> dict:
                 "resource_path_user": bpy.utils.resource_path("USER"),
                 "config_dir": bpy.utils.user_resource("CONFIG"),
                 "user_dir_exists": os.path.isdir(user), "pythonpath": os.environ.get("PYTHONPATH"),
-                "secret": os.environ.get("PROBE_SECRET")}
+                "secret": os.environ.get("PROBE_SECRET"), "home": os.environ.get("HOME")}
+    if mode == "addons":
+        addons = os.path.join(os.environ["BLENDER_USER_SCRIPTS"], "addons")
+        return {"addons": sorted(os.listdir(addons)) if os.path.isdir(addons) else []}
     raise JobError(f"unknown mode {mode!r}")
 
 
