@@ -1,0 +1,151 @@
+"""Run one untrusted (model-written) bpy script in a sandbox, then export the scene it built.
+
+Started by core/sandbox.py through the runner (protocol: _job.py). args:
+    {"script": "script.py", "formats": ["glb", "fbx", "blend"], "name": "asset",
+     "allowed_imports": [...]}
+The script starts from an empty scene and only builds objects; this script exports them to
+<work_dir>/out/<name>.<ext>. The guards from _sandbox_guard.py are installed BEFORE the
+script's code runs and stay for the rest of the process.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _job import JobError, run_job  # noqa: E402
+
+SCRIPT_NAME = "generated_script.py"
+GEOMETRY_TYPES = ("MESH", "CURVE", "SURFACE", "META", "FONT")
+DEFAULT_IMPORTS = ("bpy", "bmesh", "mathutils", "math", "random")
+
+
+def _script_line(exc: BaseException) -> int | None:
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == SCRIPT_NAME:
+            line = frame.lineno
+    return line
+
+
+def _read_roots(bpy: object) -> list[str]:
+    here = os.path.dirname(os.path.abspath(__file__))
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, here,
+             os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
+             os.path.dirname(os.path.abspath(bpy.__file__)),  # type: ignore[attr-defined]
+             "/usr/lib", "/usr/share", "/usr/local/lib", "/lib", "/lib64", "/etc/ssl", "/etc/localtime",
+             "/etc/mime.types", "/etc/fonts", "/dev/null", "/dev/urandom", "/sys/devices/system/cpu"}
+    for name in ("BLENDER_USER_RESOURCES", "BLENDER_USER_CONFIG", "BLENDER_USER_SCRIPTS", "BLENDER_USER_DATAFILES"):
+        if os.environ.get(name):
+            roots.add(os.environ[name])
+    return sorted(r for r in roots if r)
+
+
+def _scene_stats(bpy: object) -> dict:
+    import bpy as _bpy  # same module; typed access
+    import numpy as np
+
+    dg = _bpy.context.evaluated_depsgraph_get()
+    objects, verts, tris = [], 0, 0
+    lo, hi = [float("inf")] * 3, [float("-inf")] * 3
+    for obj in _bpy.context.scene.objects:
+        entry = {"name": obj.name, "type": obj.type}
+        if obj.type in GEOMETRY_TYPES:
+            ev = obj.evaluated_get(dg)
+            mesh = ev.to_mesh()
+            try:
+                entry["vertices"] = len(mesh.vertices)
+                entry["triangles"] = sum(len(p.vertices) - 2 for p in mesh.polygons)
+                if mesh.vertices:
+                    co = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
+                    mesh.vertices.foreach_get("co", co)
+                    co = co.reshape(-1, 3)
+                    mw = np.array(ev.matrix_world, dtype=np.float64)
+                    w = co @ mw[:3, :3].T + mw[:3, 3]
+                    for i in range(3):
+                        lo[i], hi[i] = min(lo[i], float(w[:, i].min())), max(hi[i], float(w[:, i].max()))
+            finally:
+                ev.to_mesh_clear()
+            verts += entry["vertices"]
+            tris += entry["triangles"]
+        objects.append(entry)
+    has = tris > 0
+    return {"objects": objects[:100], "object_count": len(objects),
+            "mesh_objects": sum(1 for o in objects if o.get("triangles")), "vertices": verts, "triangles": tris,
+            "bbox_min": lo if has else None, "bbox_max": hi if has else None,
+            "dimensions_m": [hi[i] - lo[i] for i in range(3)] if has else None}
+
+
+def _export(fmt: str, path: str) -> None:
+    import bpy
+
+    if fmt == "glb":
+        res = bpy.ops.export_scene.gltf(filepath=path, export_format="GLB", export_apply=True, export_yup=True)
+    elif fmt == "fbx":
+        res = bpy.ops.export_scene.fbx(filepath=path, use_mesh_modifiers=True, add_leaf_bones=False,
+                                       axis_forward="-Z", axis_up="Y")
+    elif fmt == "blend":
+        res = bpy.ops.wm.save_as_mainfile(filepath=path, copy=True, compress=True)
+    else:
+        raise JobError(f"unknown output format {fmt!r} (use glb, fbx or blend)")
+    if "FINISHED" not in res or not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise JobError(f"exporting {fmt} failed ({sorted(res)})")
+
+
+def main(args: dict, work_dir: str) -> dict:
+    import bpy
+
+    from _sandbox_guard import install_audit_hook, install_ops_guard, restricted_builtins
+
+    work = os.path.realpath(work_dir)
+    os.chdir(work)
+    formats = [str(f).lower() for f in args.get("formats") or ["glb"]]
+    name = str(args.get("name") or "asset")
+    with open(os.path.join(work, args.get("script", "script.py")), encoding="utf-8") as f:
+        source = f.read()
+    try:
+        code = compile(source, SCRIPT_NAME, "exec")
+    except SyntaxError as e:
+        raise JobError(f"the script has a syntax error at line {e.lineno}: {e.msg}") from None
+    out_dir = os.path.join(work, "out")
+    os.makedirs(out_dir, exist_ok=True)
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scripts_root = bpy.utils.system_resource("SCRIPTS")
+    install_audit_hook(work, read_roots=_read_roots(bpy), dll_roots=[scripts_root])
+    install_ops_guard(work)
+    script_globals = {"__name__": "__main__", "__file__": SCRIPT_NAME,
+                      "__builtins__": restricted_builtins(args.get("allowed_imports") or DEFAULT_IMPORTS)}
+    try:
+        exec(code, script_globals)  # noqa: S102 - the point of this file; guarded above
+    except MemoryError:
+        raise JobError("the script ran out of memory (MemoryError): the sandbox's memory limit was reached") from None
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            raise JobError(f"the script called exit({e.code!r})") from None
+    except Exception as e:  # noqa: BLE001 - reported with the script's line number
+        line = _script_line(e)
+        where = f" at line {line}" if line else ""
+        raise JobError(f"the script failed{where}: {type(e).__name__}: {e}") from e
+    script_globals.clear()
+
+    if bpy.context.object is not None and bpy.context.object.mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    stats = _scene_stats(bpy)
+    if not stats["triangles"]:
+        kinds = ", ".join(sorted({o["type"] for o in stats["objects"]})) or "nothing"
+        raise JobError(f"the script finished but the scene has no mesh faces (empty scene; it holds: {kinds})")
+    files = {}
+    for fmt in formats:
+        path = os.path.join(out_dir, f"{name}.{fmt}")
+        _export(fmt, path)
+        files[fmt] = os.path.relpath(path, work)
+    stats["files"] = files
+    stats["blender"] = bpy.app.version_string
+    return stats
+
+
+if __name__ == "__main__":
+    run_job(main)
