@@ -239,7 +239,8 @@ class FakeComfy:
         self._threads: list[threading.Thread] = []
 
     def __enter__(self) -> "FakeComfy":
-        for target in (self._httpd.serve_forever, self._worker):
+        serve = lambda: self._httpd.serve_forever(poll_interval=0.05)  # noqa: E731
+        for target in (serve, self._worker):
             t = threading.Thread(target=target, daemon=True)
             t.start()
             self._threads.append(t)
@@ -463,3 +464,43 @@ def _make_handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
             self.close_connection = True
 
     return Handler
+
+
+RECORDED = __import__("pathlib").Path(__file__).parent / "data" / "comfyui_recorded" / "v0.3.64.json"
+
+
+def load_recorded() -> dict[str, Any]:
+    return json.loads(RECORDED.read_text())
+
+
+def recorded_scenario(session: dict[str, Any]) -> Scenario:
+    """Replay a session recorded from the real ComfyUI frame by frame, with the
+    recorded prompt_id replaced by the posted one, and its /history entry written
+    between execution_success and the final `executing {node: null}`, as ComfyUI does."""
+    old_pid = session["prompt_id"]
+    hist = session["history"][old_pid]
+    frames = [f for f in session["frames"] if not f.get("binary")]
+
+    def swap(obj: Any, pid: str) -> Any:
+        return json.loads(json.dumps(obj).replace(old_pid, pid))
+
+    def run(job: FakeJob) -> None:
+        for f in frames:
+            f = swap(f, job.prompt_id)
+            if f["type"] == "status" and "sid" in f["data"]:
+                continue  # the connect-time status was sent when the socket opened
+            if f["type"] == "executing" and f["data"].get("node") is None:
+                entry = swap(hist, job.prompt_id)
+                for node_out in entry["outputs"].values():
+                    for items in node_out.values():
+                        for it in items:
+                            job.server.files[(it["type"], it["subfolder"], it["filename"])] = b"recorded " + \
+                                it["filename"].encode()
+                job.outputs = entry["outputs"]
+                job.messages = entry["status"]["messages"]
+                job.finish(entry["status"]["status_str"], notify=False)
+            if f["type"] == "executing" and f["data"].get("node") is not None:
+                job.server.last_node_id = f["data"]["node"]
+            job.send(f["type"], f["data"])
+
+    return run
