@@ -262,7 +262,10 @@ def fit_skeleton(verts: np.ndarray, tris: np.ndarray) -> Skeleton:
         leg_x_top = _leg_center(sil, crotch - 0.04 * H, x0, sgn)
         knee_x = _leg_center(sil, knee, x0, sgn)
         ankle_x = _leg_center(sil, ankle + 0.02 * H, x0, sgn)
-        hip_p, knee_p, ankle_p = P(leg_x_top, hip), P(knee_x, knee), P(ankle_x, ankle)
+        # One depth for the whole leg (the knee's): a leg bent in depth would be straightened by
+        # the T-pose step and tilt the foot; the foot's own forward reach must not pull the ankle.
+        leg_y = depth_mid(knee_x, knee)
+        hip_p, knee_p, ankle_p = (np.array([x, leg_y, z]) for x, z in ((leg_x_top, hip), (knee_x, knee), (ankle_x, ankle)))
         bones[f"{side}UpperLeg"] = (hip_p, knee_p)
         bones[f"{side}LowerLeg"] = (knee_p, ankle_p)
         foot_near = (np.abs(verts[:, 0] - ankle_x) < 0.06 * H) & (verts[:, 2] < zmin + 2 * (ankle - zmin))

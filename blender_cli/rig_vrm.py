@@ -82,7 +82,7 @@ def import_mesh(path: str) -> bpy.types.Object:
     try:
         result = IMPORTERS[ext](path)
     except Exception as e:  # importers raise RuntimeError with their own message
-        raise JobError(f"mesh: {os.path.basename(path)} could not be read as {ext[1:].upper()} ({e})") from None
+        raise JobError(f"mesh: {os.path.basename(path)} could not be read as {ext[1:].upper()} ({str(e).strip()})") from None
     if result != {"FINISHED"}:
         raise JobError(f"mesh: the {ext[1:].upper()} importer gave {result} for {os.path.basename(path)}")
     meshes = [o for o in bpy.data.objects if o.type == "MESH" and len(o.data.polygons) > 0]
@@ -316,6 +316,45 @@ def set_vrm(arm: bpy.types.Object, meta: dict) -> None:
             setattr(m, key, bool(meta[key]))
 
 
+def apply_t_pose(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
+    """Pose the figure into the VRM T-pose (the add-on's estimate), make that the rest pose, re-ground.
+
+    VRM 1.0's rest pose is a T-pose on Y=0; doing it here (instead of letting the exporter pose
+    the armature on the fly) keeps feet on the floor and gives every consumer the same rest pose.
+    """
+    import mathutils
+
+    result = bpy.ops.vrm.make_estimated_humanoid_t_pose(armature_object_name=arm.name)
+    if result != {"FINISHED"}:
+        raise JobError(f"humanoid: the VRM add-on could not make a T-pose ({result})")
+    bpy.ops.object.mode_set(mode="OBJECT")
+    bpy.ops.object.select_all(action="DESELECT")
+    body.select_set(True)
+    bpy.context.view_layer.objects.active = body
+    for mod in [m for m in body.modifiers if m.type == "ARMATURE"]:
+        bpy.ops.object.modifier_apply(modifier=mod.name)
+    bpy.ops.object.select_all(action="DESELECT")
+    arm.select_set(True)
+    bpy.context.view_layer.objects.active = arm
+    bpy.ops.object.mode_set(mode="POSE")
+    bpy.ops.pose.armature_apply(selected=False)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    mod = body.modifiers.new("Armature", "ARMATURE")
+    mod.object = arm
+    # Stand on the floor again (straightened legs may reach lower than before).
+    lift = -float(_verts(body.data)[:, 2].min())
+    body.data.transform(mathutils.Matrix.Translation((0.0, 0.0, lift)))
+    body.data.update()
+    bpy.ops.object.mode_set(mode="EDIT")
+    for eb in arm.data.edit_bones:
+        eb.head.z += lift
+        eb.tail.z += lift
+    bpy.ops.object.mode_set(mode="OBJECT")
+    ext = arm.data.vrm_addon_extension
+    ext.vrm1.humanoid.pose = ext.vrm1.humanoid.POSE_REST_POSITION_POSE.identifier
+    return {"t_pose_lift_m": round(lift, 5)}
+
+
 def export_vrm(arm: bpy.types.Object, out: str) -> int:
     out_dir = os.path.dirname(os.path.abspath(out)) or "."
     os.makedirs(out_dir, exist_ok=True)
@@ -374,6 +413,9 @@ def main(args: dict, work_dir: str) -> dict:
     timer.lap("weights")
 
     set_vrm(arm, meta)
+    timer.lap("vrm_setup")
+    pose = apply_t_pose(body, arm)
+    timer.lap("t_pose")
     size = export_vrm(arm, out)
     timer.lap("export")
 
@@ -396,6 +438,7 @@ def main(args: dict, work_dir: str) -> dict:
         "placement": placement,
         "skeleton": skeleton.to_dict(),
         **weights,
+        **pose,
         "materials": [m.name for m in me.materials if m],
         "uv_layers": [uv.name for uv in me.uv_layers],
         "timings_s": timer.steps,
