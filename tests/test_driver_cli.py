@@ -1,0 +1,227 @@
+"""``comfy-avatar run`` end to end against the in-process fake ComfyUI: exit codes,
+messages a user reads, uploaded inputs wired into the prompt, downloaded outputs."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from _fake_comfy import FakeComfy, FakeJob, load_recorded
+from driver import cli
+from driver.errors import ServerUnreachable
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = {
+    "10": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}, "_meta": {"title": "photo"}},
+    "11": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}, "_meta": {"title": "mask"}},
+    "20": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "avatar/front"}},
+}
+PNG = b"\x89PNG\r\n\x1a\nhello"
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps(WORKFLOW))
+    img = tmp_path / "me.png"
+    img.write_bytes(PNG)
+    mask = tmp_path / "m.png"
+    mask.write_bytes(b"mask")
+    return {"wf": wf, "img": img, "mask": mask, "out": tmp_path / "out"}
+
+
+def _dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_run_uploads_inputs_runs_and_downloads(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeComfy() as fake:
+        code = cli.main(["run", str(files["wf"]), "--input", f"photo={files['img']}", "--input", f"11={files['mask']}",
+                         "--out", str(files["out"]), "--server", fake.url])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    posted = fake.posted[0]["prompt"]
+    assert posted["10"]["inputs"]["image"] == "comfy-avatar/me.png"     # by title
+    assert posted["11"]["inputs"]["image"] == "comfy-avatar/m.png"      # by id
+    assert [(u["name"], u["subfolder"], u["data"]) for u in fake.uploads] == [
+        ("me.png", "comfy-avatar", PNG), ("m.png", "comfy-avatar", b"mask")]
+    saved = files["out"].resolve() / "avatar" / "front_00001_.png"
+    assert out.splitlines() == [str(saved)] and saved.read_bytes() == b"\x89PNG fake 20"
+    # not a TTY: plain progress lines, one per node, then a summary
+    assert "[1/3] node 10 LoadImage \"photo\"" in err and "[3/3] node 20 SaveImage" in err
+    assert "success" in err and "1 file(s)" in err
+
+
+def test_input_with_explicit_input_name(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeComfy() as fake:
+        code = cli.main(["run", str(files["wf"]), "-i", f"mask.image={files['mask']}", "--out", str(files["out"]),
+                         "--server", fake.url, "--progress", "none"])
+    assert code == 0 and fake.posted[0]["prompt"]["11"]["inputs"]["image"] == "comfy-avatar/m.png"
+
+
+def test_node_failure_exits_1_with_the_node_message(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    def boom(job: FakeJob) -> None:
+        job.start()
+        job.node("10")
+        job.fail("10", "cannot identify image file 'me.png'", "PIL.UnidentifiedImageError")
+
+    with FakeComfy(boom) as fake:
+        code = cli.main(["run", str(files["wf"]), "--input", f"photo={files['img']}", "--out", str(files["out"]),
+                         "--server", fake.url])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert "node 10 (LoadImage)" in err and "PIL.UnidentifiedImageError: cannot identify image file 'me.png'" in err
+    assert not files["out"].exists() or not any(files["out"].iterdir())
+
+
+def test_validation_error_exits_1_with_readable_lines(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeComfy() as fake:
+        fake.reject = (400, load_recorded()["sessions"]["validation_error"]["post_body"])
+        code = cli.main(["run", str(files["wf"]), "--out", str(files["out"]), "--server", fake.url])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "ComfyUI rejected the prompt: Prompt outputs failed validation" in err
+    assert "  node 1 (EmptyImage) input 'width': Value 0 smaller than min of 1" in err
+
+
+def test_unreachable_server_exits_3_naming_the_url(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    url = _dead_url()
+    code = cli.main(["run", str(files["wf"]), "--out", str(files["out"]), "--server", url])
+    err = capsys.readouterr().err
+    assert code == 3 and url in err and "--local" in err and "COMFYUI_DIR" in err
+
+
+@pytest.mark.parametrize("argv_tail, expect", [
+    (["--input", "photo"], "must look like NAME=FILE"),
+    (["--input", "photo=/no/such/file.png"], "does not exist"),
+    (["--input", "portrait=IMG"], "use one of: 10 (LoadImage, title 'photo'), 11 (LoadImage, title 'mask')"),
+    (["--input", "20=IMG"], "no node with that id or title"),
+])
+def test_usage_errors_exit_2(files: dict[str, Path], capsys: pytest.CaptureFixture[str], argv_tail: list[str],
+                             expect: str) -> None:
+    argv_tail = [a.replace("IMG", str(files["img"])) for a in argv_tail]
+    with FakeComfy() as fake:
+        code = cli.main(["run", str(files["wf"]), "--out", str(files["out"]), "--server", fake.url, *argv_tail])
+    assert code == 2 and expect in capsys.readouterr().err
+    assert fake.posted == []
+
+
+def test_unreadable_or_foreign_workflow_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    other = tmp_path / "other.json"
+    other.write_text('{"hello": "world"}')
+    url = _dead_url()
+    assert cli.main(["run", str(tmp_path / "missing.json"), "--out", "o", "--server", url]) == 2
+    assert cli.main(["run", str(bad), "--out", "o", "--server", url]) == 2
+    assert cli.main(["run", str(other), "--out", "o", "--server", url]) == 2
+    err = capsys.readouterr().err
+    assert "file not found" in err and "not readable JSON" in err and "neither an API-format prompt" in err
+
+
+def test_argparse_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "wf.json"])                      # --out missing
+    assert info.value.code == 2 and "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "wf.json", "--out", "o", "--server", "x", "--local"])
+    assert info.value.code == 2
+
+
+def test_local_without_comfyui_dir_is_a_clear_usage_error(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("COMFYUI_DIR", raising=False)
+    code = cli.main(["run", str(files["wf"]), "--out", str(files["out"]), "--local"])
+    err = capsys.readouterr().err
+    assert code == 2 and "COMFYUI_DIR" in err and "is not set" in err and "--server" in err
+    monkeypatch.setenv("COMFYUI_DIR", str(files["out"].parent))
+    assert cli.main(["run", str(files["wf"]), "--out", str(files["out"]), "--local"]) == 2
+    assert "has no main.py" in capsys.readouterr().err
+
+
+def test_ui_workflow_uses_driver_convert_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ui = tmp_path / "ui.json"
+    ui.write_text(json.dumps({"nodes": [{"id": 1, "type": "EmptyImage"}], "links": []}))
+    seen = {}
+
+    def ui_to_api(workflow: dict, object_info: dict) -> dict:
+        seen["nodes"], seen["has_info"] = workflow["nodes"], "EmptyImage" in object_info
+        return {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}},
+                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ui"}}}
+
+    monkeypatch.setitem(sys.modules, "driver.convert", types.SimpleNamespace(ui_to_api=ui_to_api))
+    with FakeComfy() as fake:
+        code = cli.main(["run", str(ui), "--out", str(tmp_path / "out"), "--server", fake.url])
+    assert code == 0 and seen == {"nodes": [{"id": 1, "type": "EmptyImage"}], "has_info": True}
+    assert fake.posted[0]["prompt"]["2"]["class_type"] == "SaveImage"
+
+    monkeypatch.setitem(sys.modules, "driver.convert", None)  # converter absent
+    with FakeComfy() as fake:
+        assert cli.main(["run", str(ui), "--out", str(tmp_path / "out"), "--server", fake.url]) == 2
+    assert "UI-format workflow" in capsys.readouterr().err and fake.posted == []
+
+
+def test_json_mode_prints_events_and_a_result_line(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeComfy() as fake:
+        code = cli.main(["run", str(files["wf"]), "--out", str(files["out"]), "--server", fake.url, "--json"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0
+    assert lines[0]["type"] == "driver_submitted" and any(e["type"] == "executed" for e in lines)
+    assert lines[-1]["type"] == "result" and lines[-1]["status"] == "success"
+    assert lines[-1]["files"] == [str(files["out"].resolve() / "avatar" / "front_00001_.png")]
+
+
+def test_ctrl_c_cancels_the_prompt_on_the_server(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    def stuck(job: FakeJob) -> None:
+        job.start()
+        job.node("10")
+
+    def interrupting_progress(mode: str):
+        from driver.progress import _Base
+
+        class Interrupt(_Base):
+            def __call__(self, event, job):  # type: ignore[no-untyped-def]
+                if event.type == "executing":
+                    raise KeyboardInterrupt
+        return Interrupt()
+
+    monkeypatch.setattr("driver.progress.make_progress", interrupting_progress)
+    with FakeComfy(stuck) as fake:
+        code = cli.main(["run", str(files["wf"]), "--out", str(files["out"]), "--server", fake.url])
+    pid = fake.posted[0]["prompt_id"]
+    assert code == 130 and fake.interrupts == [pid] and fake.deleted == [pid]
+
+
+def test_batch_commands_plug_in_via_cli_batch_register(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    def register(sub) -> None:  # type: ignore[no-untyped-def]
+        p = sub.add_parser("status")
+        p.add_argument("job", nargs="?")
+
+        def status(args):  # type: ignore[no-untyped-def]
+            if args.job == "down":
+                raise ServerUnreachable("http://h:1")
+            return 0
+        p.set_defaults(func=status)
+
+    monkeypatch.setitem(sys.modules, "driver.cli_batch", types.SimpleNamespace(register=register))
+    assert cli.main(["status"]) == 0
+    assert cli.main(["status", "down"]) == 3 and "http://h:1" in capsys.readouterr().err
+
+
+def test_python_dash_m_driver_entry_point(files: dict[str, Path]) -> None:
+    url = _dead_url()
+    proc = subprocess.run([sys.executable, "-m", "driver", "run", str(files["wf"]), "--out", str(files["out"]),
+                           "--server", url], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and url in proc.stderr
+    helped = subprocess.run([sys.executable, "-m", "driver", "run", "--help"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert helped.returncode == 0 and "NAME=FILE" in helped.stdout and "Exit codes" in helped.stdout
