@@ -363,8 +363,15 @@ def check() -> int:
         say(f"{label}: {py} not found")
     dev = venv_python(PACK_DIR / ".venv")
     say(f"dev venv: {dev if dev.exists() else 'not made (install.py --dev)'}")
-    say("Blender runtime: " + ("OK" if usable else "NONE usable. Fix: run `python install.py` "
-                               "(or set BLENDER_BIN to a Blender >= 4.2)"))
+    used = f"BLENDER_BIN={binary}" if binary else str(py)
+    if usable:
+        say(f"Blender runtime: OK (jobs run with {used})")
+    elif binary:
+        say(f"Blender runtime: NOT usable: BLENDER_BIN wins over the bpy runtime. Fix: point BLENDER_BIN "
+            "at a Blender >= 4.2 (then run install.py for the VRM add-on), or unset it")
+    else:
+        say(f"Blender runtime: NONE usable ({used}). Fix: run `python install.py` "
+            "(or set BLENDER_BIN to a Blender >= 4.2)")
     return 0 if usable else 1
 
 

@@ -367,7 +367,8 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
 
     user_dir = job_dir / "user"
     child_env = _child_env(env, user_dir)
-    _link_addons(runtime, user_dir, str((cfg or load_config()).get("blender.runtime_dir")))
+    if runtime.kind == "binary":
+        _link_addons(runtime, user_dir, str((cfg or load_config()).get("blender.runtime_dir")))
     cmd = runtime.command(script_path, job_path)
     spawn: dict[str, Any] = {"start_new_session": True} if _IS_POSIX else {
         "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
@@ -391,7 +392,9 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
             _kill_group(proc)
             await proc.wait()
         finally:
-            _kill_group(proc)  # also on cancel and after a normal exit: leave nothing behind
+            # Also on cancel and after a normal exit: leave nothing behind. The group id outlives
+            # the reaped leader while any member runs; an empty group gives ESRCH (ignored).
+            _kill_group(proc)
     finally:
         shutil.rmtree(user_dir, ignore_errors=True)
     duration = time.perf_counter() - start
