@@ -213,7 +213,7 @@ Scenario = Callable[[FakeJob], None]
 class FakeComfy:
     """Start with ``with FakeComfy() as fake:``; ``fake.url``; set ``fake.scenario``."""
 
-    def __init__(self, scenario: Scenario = default_scenario) -> None:
+    def __init__(self, scenario: Scenario = default_scenario, port: int = 0) -> None:
         self.scenario = scenario
         self.object_info = dict(OBJECT_INFO)
         self.reject: tuple[int, dict] | None = None        # canned answer for POST /prompt
@@ -232,7 +232,7 @@ class FakeComfy:
         self.mutex = threading.RLock()
         self._q: "queue.Queue[FakeJob | None]" = queue.Queue()
         self._number = 0
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"

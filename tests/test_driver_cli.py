@@ -3,9 +3,11 @@ messages a user reads, uploaded inputs wired into the prompt, downloaded outputs
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -225,3 +227,122 @@ def test_python_dash_m_driver_entry_point(files: dict[str, Path]) -> None:
     helped = subprocess.run([sys.executable, "-m", "driver", "run", "--help"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert helped.returncode == 0 and "NAME=FILE" in helped.stdout and "Exit codes" in helped.stdout
+
+
+# -- --local with a stand-in ComfyUI checkout ---------------------------------------------------
+STAND_IN_MAIN = r'''
+import argparse, json, os, subprocess, sys, time
+sys.path.insert(0, {tests!r})
+p = argparse.ArgumentParser()
+for flag in ("--listen", "--port", "--base-directory", "--database-url"):
+    p.add_argument(flag)
+for flag in ("--cpu", "--disable-auto-launch"):
+    p.add_argument(flag, action="store_true")
+a = p.parse_args()
+if os.environ.get("STAND_IN_FAIL"):
+    print("ModuleNotFoundError: No module named 'torch'", flush=True)
+    sys.exit(1)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+base = a.base_directory
+json.dump({{"argv": sys.argv[1:], "child": child.pid, "cwd": os.getcwd(),
+           "custom_nodes": {{n: os.path.realpath(os.path.join(base, "custom_nodes", n))
+                            for n in os.listdir(os.path.join(base, "custom_nodes"))}},
+           "dirs": sorted(os.listdir(base)), "models": os.path.realpath(os.path.join(base, "models"))}},
+          open({record!r}, "w"))
+from _fake_comfy import FakeComfy
+print("Starting server", flush=True)
+with FakeComfy(port=int(a.port)):
+    time.sleep(600)
+'''
+
+
+def _stand_in_checkout(tmp_path: Path) -> tuple[Path, Path]:
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "comfy").mkdir(parents=True)
+    (comfy / "comfy" / "cli_args.py").write_text(
+        "".join(f'parser.add_argument("{f}")\n' for f in
+                ("--listen", "--port", "--base-directory", "--disable-auto-launch", "--cpu", "--database-url")))
+    (comfy / "custom_nodes" / "OtherPack").mkdir(parents=True)
+    (comfy / "custom_nodes" / "__pycache__").mkdir()
+    (comfy / "models").mkdir()
+    record = tmp_path / "record.json"
+    (comfy / "main.py").write_text(STAND_IN_MAIN.format(tests=str(ROOT / "tests"), record=str(record)))
+    return comfy, record
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is not alive
+        return fh.read().split()[2] != "Z"
+
+
+def test_local_starts_a_private_server_and_stops_its_process_group(
+        files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    comfy, record = _stand_in_checkout(tmp_path)
+    monkeypatch.setenv("COMFYUI_DIR", str(comfy))
+    monkeypatch.setenv("COMFYUI_PYTHON", sys.executable)
+    code = cli.main(["run", str(files["wf"]), "--local", "--out", str(files["out"]), "--start-timeout", "60"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert (files["out"] / "avatar" / "front_00001_.png").is_file()
+    rec = json.loads(record.read_text())
+    argv = rec["argv"]
+    port = argv[argv.index("--port") + 1]
+    assert argv[argv.index("--listen") + 1] == "127.0.0.1" and "--cpu" in argv and "--disable-auto-launch" in argv
+    assert f"ComfyUI is up at http://127.0.0.1:{port}" in err
+    base = Path(argv[argv.index("--base-directory") + 1])
+    assert rec["cwd"] == str(comfy.resolve())
+    assert rec["custom_nodes"] == {"OtherPack": str((comfy / "custom_nodes" / "OtherPack").resolve()),
+                                   "comfy-avatar": str(ROOT)}
+    assert {"custom_nodes", "input", "output", "temp", "user", "models"} <= set(rec["dirs"])
+    assert rec["models"] == str((comfy / "models").resolve())
+    # stopped: the server's child process (same process group) is gone, base dir removed
+    deadline = time.monotonic() + 5
+    while _alive(rec["child"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(rec["child"])
+    assert not base.exists()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", int(port))) != 0
+
+
+def test_local_server_that_dies_on_start_exits_3_with_its_log(
+        files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    comfy, _ = _stand_in_checkout(tmp_path)
+    monkeypatch.setenv("COMFYUI_DIR", str(comfy))
+    monkeypatch.setenv("COMFYUI_PYTHON", sys.executable)
+    monkeypatch.setenv("STAND_IN_FAIL", "1")
+    code = cli.main(["run", str(files["wf"]), "--local", "--out", str(files["out"])])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "exited with code 1 while starting" in err and "No module named 'torch'" in err
+
+
+def test_local_python_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from driver.local import find_python
+
+    comfy = tmp_path / "ComfyUI"
+    monkeypatch.delenv("COMFYUI_PYTHON", raising=False)
+    (comfy / ".venv" / "bin").mkdir(parents=True)
+    assert find_python(comfy) == Path(sys.executable)
+    (comfy / ".venv" / "bin" / "python").write_text("")
+    assert find_python(comfy) == comfy / ".venv" / "bin" / "python"
+    monkeypatch.setenv("COMFYUI_PYTHON", str(tmp_path / "nope"))
+    with pytest.raises(Exception, match="COMFYUI_PYTHON"):
+        find_python(comfy)
+
+
+def test_local_refuses_a_comfyui_without_the_needed_flags(tmp_path: Path) -> None:
+    from driver.errors import DriverError
+    from driver.local import check_flags
+
+    comfy = tmp_path / "old"
+    (comfy / "comfy").mkdir(parents=True)
+    (comfy / "comfy" / "cli_args.py").write_text('parser.add_argument("--listen")\nparser.add_argument("--port")\n')
+    with pytest.raises(DriverError, match="--base-directory"):
+        check_flags(comfy)
