@@ -221,3 +221,12 @@ def llm_env(monkeypatch: Any, fake: FakeLLM, *, key_env: str = "COMFY_AVATAR_TES
     if fake.api_key is not None:
         monkeypatch.setenv(key_env, fake.api_key)
     return models
+
+
+def png_bytes(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (32, 24)) -> bytes:
+    """A small real PNG (a stand-in sketch)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()

@@ -1,25 +1,17 @@
 """The OpenAI-compatible client against a real local HTTP server (tests/_fake_llm.py)."""
 from __future__ import annotations
 
-import io
 import logging
 import socket
 
 import pytest
-from PIL import Image
 
 from comfy_avatar_nodes.core.config import load_config
 from comfy_avatar_nodes.core.llm_client import Endpoint, LLMClient, LLMError, ask_json, parse_json_object, user_message
 
-from _fake_llm import FakeLLM, llm_env
+from _fake_llm import FakeLLM, llm_env, png_bytes
 
 KEY = "sk-test-9f8e7d6c5b4a-secret"
-
-
-def png_bytes(color=(200, 30, 30), size=(32, 24)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture
