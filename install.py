@@ -140,13 +140,29 @@ def pip_command(python: str) -> list[str]:
                        f"(`{python} -m ensurepip`) and run install.py again")
 
 
-def install_deps() -> None:
+def install_deps(python: str = sys.executable) -> None:
     deps = [d for d in read_dependencies() if requirement_name(d) not in NEVER_INSTALL]
     if not deps:
         say("no pack dependencies listed in pyproject.toml")
         return
-    say(f"installing {len(deps)} pack dependencies into {sys.executable}")
-    run(pip_command(sys.executable) + ["install", *deps])
+    say(f"installing {len(deps)} pack dependencies into {python}")
+    run(pip_command(python) + ["install", *deps])
+
+
+def comfyui_python() -> str | None:
+    """The Python of the ComfyUI in COMFYUI_DIR, found as `comfy-avatar run --local` finds it:
+    COMFYUI_PYTHON, else <COMFYUI_DIR>/venv or .venv. None when COMFYUI_DIR is unset."""
+    if os.environ.get("COMFYUI_PYTHON"):
+        return os.environ["COMFYUI_PYTHON"]
+    root = os.environ.get("COMFYUI_DIR")
+    if not root:
+        return None
+    for venv in ("venv", ".venv"):
+        cand = venv_python(Path(root).expanduser() / venv)
+        if cand.exists():
+            return str(cand)
+    raise InstallError(f"COMFYUI_DIR={root} has no venv/ or .venv/: set COMFYUI_PYTHON to the python "
+                       "that runs that ComfyUI so the pack's dependencies can be installed into it")
 
 
 # ---------------------------------------------------------------- step 2-3: Blender runtime
@@ -381,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-blender", action="store_true", help="do not provide a Blender runtime")
     ap.add_argument("--dev", action="store_true", help="also make .venv (Python 3.11) with `pip install -e .[test]`")
     ap.add_argument("--check", action="store_true", help="report what is installed; change nothing")
+    ap.add_argument("--comfyui-python", metavar="PY",
+                    help="also install the pack's dependencies into this ComfyUI Python (with --dev the "
+                         "default is the ComfyUI in COMFYUI_DIR, when set)")
     opts = ap.parse_args(argv)
     try:
         if opts.check:
@@ -391,6 +410,9 @@ def main(argv: list[str] | None = None) -> int:
             provide_blender()
         if opts.dev:
             provide_dev_venv()
+        target = opts.comfyui_python or (comfyui_python() if opts.dev and not opts.no_deps else None)
+        if target:
+            install_deps(target)
     except InstallError as e:
         say(f"ERROR: {e}")
         return 1
