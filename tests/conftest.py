@@ -37,7 +37,7 @@ def blender_runtime():
 
 @pytest.fixture(scope="session")
 def example_image() -> Path:
-    path = ROOT / "workflows" / "examples" / "example_character.png"
+    path = ROOT / "workflows" / "examples" / "character_apose.png"
     assert path.is_file(), f"{path} is missing from the repository"
     return path
 
