@@ -10,10 +10,12 @@ back to polling /history when the socket goes quiet, and finishes only on
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -150,6 +152,7 @@ class ComfyClient:
         self.reconnect_give_up_s = reconnect_give_up_s
         self.session = session or requests.Session()
         self.last_node_errors: dict[str, Any] = {}
+        self._following = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------
     def close(self) -> None:
@@ -300,15 +303,16 @@ class ComfyClient:
         pid = prompt_id or str(uuid.uuid4())
         job = JobTracker(pid, prompt)
         deadline = time.monotonic() + timeout if timeout else None
-        ws = self._ws_connect()  # before POST: nothing is buffered for an absent socket
-        try:
-            self.submit(prompt, pid, front=front, extra_data=extra_data)
-            job.t_submit = time.monotonic()
-            self._emit(on_event, Event(ev.SUBMITTED, {"server": self.url, "client_id": self.client_id}, pid), job)
-            resubmit = _Resubmit(prompt, front, extra_data, resubmit_lost)
-            return self._follow(job, ws, on_event, deadline, timeout, resubmit, cancel_on_timeout)
-        finally:
-            _close(ws)
+        with self._exclusive():
+            ws = self._ws_connect()  # before POST: nothing is buffered for an absent socket
+            try:
+                self.submit(prompt, pid, front=front, extra_data=extra_data)
+                job.t_submit = time.monotonic()
+                self._emit(on_event, Event(ev.SUBMITTED, {"server": self.url, "client_id": self.client_id}, pid), job)
+                resubmit = _Resubmit(prompt, front, extra_data, resubmit_lost)
+                return self._follow(job, ws, on_event, deadline, timeout, resubmit, cancel_on_timeout)
+            finally:
+                _close(ws)
 
     def wait(self, prompt_id: str, *, prompt: dict[str, Any] | None = None, on_event: EventCallback | None = None,
              timeout: float | None = None) -> JobResult:
@@ -316,13 +320,26 @@ class ComfyClient:
         before this call are recovered from /history)."""
         job = JobTracker(prompt_id, prompt)
         deadline = time.monotonic() + timeout if timeout else None
-        ws = self._ws_connect()
+        with self._exclusive():
+            ws = self._ws_connect()
+            try:
+                if self._check_server(job, on_event, None):
+                    return self._finish(job)
+                return self._follow(job, ws, on_event, deadline, timeout, None, False)
+            finally:
+                _close(ws)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        # One websocket per client_id: a second socket with the same id silently
+        # replaces the first on the server, so one client follows one prompt at a time.
+        if not self._following.acquire(blocking=False):
+            raise DriverError("ComfyClient.run", "this client is already following a prompt",
+                              "use one ComfyClient (client_id) per concurrent job")
         try:
-            if self._check_server(job, on_event, None):
-                return self._finish(job)
-            return self._follow(job, ws, on_event, deadline, timeout, None, False)
+            yield
         finally:
-            _close(ws)
+            self._following.release()
 
     def _follow(self, job: JobTracker, ws: websocket.WebSocket | None, on_event: EventCallback | None,
                 deadline: float | None, timeout: float | None, resubmit: "_Resubmit | None",
@@ -347,12 +364,16 @@ class ComfyClient:
                     time.sleep(min(backoff, remaining) if remaining is not None else backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
-                down_since, backoff = None, 0.2
                 log.info("websocket reconnected to %s; resyncing prompt %s", self.url, job.prompt_id)
                 self._emit(on_event, Event(ev.WS_RECONNECTED, {"server": self.url}, job.prompt_id), job)
                 last_rx = last_poll = time.monotonic()
-                if self._check_server(job, on_event, resubmit):
-                    break
+                try:
+                    if self._check_server(job, on_event, resubmit):
+                        break
+                    down_since, backoff = None, 0.2
+                except (ServerUnreachable, ServerError) as e:
+                    ws, down_since = self._degraded(e, ws, down_since, backoff, remaining)
+                    backoff = min(backoff * 2, 5.0)
                 continue
             frame = _recv(ws, min(self.poll_interval_s, 1.0, remaining if remaining is not None else 1.0))
             if frame is _DROPPED:
@@ -371,9 +392,27 @@ class ComfyClient:
             if now - last_rx >= self.ws_silence_s and now - last_poll >= self.poll_interval_s:
                 last_poll = now
                 self._emit(on_event, Event(ev.HISTORY_POLL, {"silent_s": round(now - last_rx, 1)}, job.prompt_id), job)
-                if self._check_server(job, on_event, resubmit):
-                    break
+                try:
+                    if self._check_server(job, on_event, resubmit):
+                        break
+                except (ServerUnreachable, ServerError) as e:
+                    ws, down_since = self._degraded(e, ws, down_since, backoff, remaining)
+                    backoff = min(backoff * 2, 5.0)
         return self._finish(job)
+
+    def _degraded(self, err: DriverError, ws: websocket.WebSocket | None, down_since: float | None, backoff: float,
+                  remaining: float | None) -> tuple[None, float]:
+        """A transient HTTP failure while following: drop the socket, back off, and let
+        the reconnect path resync; give up after reconnect_give_up_s."""
+        if not err.transient:
+            raise err
+        down_since = down_since or time.monotonic()
+        if time.monotonic() - down_since > self.reconnect_give_up_s:
+            raise err
+        log.warning("talking to %s failed (%s); retrying", self.url, err.problem)
+        _close(ws)
+        time.sleep(min(backoff, remaining) if remaining is not None else backoff)
+        return None, down_since
 
     def _dispatch(self, event: Event, job: JobTracker, on_event: EventCallback | None) -> None:
         if event.type == "executing" and event.prompt_id is None and "prompt_id" not in event.data:

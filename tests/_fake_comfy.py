@@ -224,6 +224,7 @@ class FakeComfy:
         self.interrupts: list[Any] = []
         self.deleted: list[str] = []
         self.requests: list[tuple[str, str]] = []
+        self.fail_next: dict[str, int] = {}                 # path prefix -> answer HTTP 500 this many times
         self.ws_connects: list[str] = []
         self.sockets: dict[str, WsConn] = {}
         self.running: list[FakeJob] = []
@@ -353,6 +354,14 @@ def _make_handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _injected_failure(self, path: str) -> bool:
+            for prefix, n in list(fake.fail_next.items()):
+                if n > 0 and path.startswith(prefix):
+                    fake.fail_next[prefix] = n - 1
+                    self._reply(500, raw=b"500 Internal Server Error", ctype="text/plain")
+                    return True
+            return False
+
         def _body(self) -> bytes:
             n = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(n) if n else b""
@@ -362,6 +371,8 @@ def _make_handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
             path = u.path[4:] if u.path.startswith("/api/") else u.path
             q = {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
             fake.requests.append(("GET", path))
+            if self._injected_failure(path):
+                return None
             if path == "/ws":
                 return self._websocket(q.get("clientId") or uuid.uuid4().hex)
             if path == "/system_stats":

@@ -346,3 +346,34 @@ def test_local_refuses_a_comfyui_without_the_needed_flags(tmp_path: Path) -> Non
     (comfy / "comfy" / "cli_args.py").write_text('parser.add_argument("--listen")\nparser.add_argument("--port")\n')
     with pytest.raises(DriverError, match="--base-directory"):
         check_flags(comfy)
+
+
+def test_rich_bars_render_nodes_and_steps_on_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from driver.client import ComfyClient
+    from driver.progress import RichProgress
+
+    def stepped(job: FakeJob) -> None:
+        job.start()
+        job.node("10")
+        job.node("11", steps=4)
+        job.node("20", output=job.save_image("20", "front_00001_.png", PNG, subfolder="avatar"))
+        job.succeed()
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=100)
+    seen: list[tuple[float | None, float, str]] = []
+    with FakeComfy(stepped) as fake, ComfyClient(fake.url) as client, RichProgress(console) as bars:
+        def spy(event, job):  # type: ignore[no-untyped-def]
+            bars(event, job)
+            if event.type == "progress":
+                step = bars.bars.tasks[1]
+                seen.append((step.total, step.completed, step.description))
+        client.run(WORKFLOW, on_event=spy)
+        overall = bars.bars.tasks[0]
+        assert (overall.completed, overall.total, overall.description) == (3, 3, "finished")
+    assert seen[-1] == (4.0, 4.0, '  11 LoadImage "mask"')
+    assert "3/3" in buf.getvalue()

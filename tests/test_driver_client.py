@@ -406,3 +406,53 @@ def test_tracker_on_recorded_reconnect_ignores_replay_until_known_running() -> N
 def test_job_result_to_dict_is_json() -> None:
     r = JobResult("p", "success", [OutputFile("1", "images", "a.png")], {"1": 0.5}, [])
     assert json.loads(json.dumps(r.to_dict()))["outputs"][0]["filename"] == "a.png"
+
+
+def test_transient_http_errors_while_polling_are_retried() -> None:
+    def silent(job: FakeJob) -> None:
+        job.client_id = None
+        _full_run(job)
+
+    with FakeComfy(silent) as fake, _client(fake, ws_silence_s=0.2, poll_interval_s=0.1) as client:
+        fake.fail_next["/history/"] = 2       # two HTTP 500 answers, then normal service
+        result = client.run(PROMPT, timeout=20)
+    assert result.status == "success" and fake.fail_next["/history/"] == 0
+
+
+def test_server_gone_for_good_raises_unreachable_after_give_up() -> None:
+    stop = threading.Event()
+
+    def vanish(job: FakeJob) -> None:
+        job.start()
+        job.node("1")
+        stop.set()
+
+    fake = FakeComfy(vanish).__enter__()
+    client = _client(fake, reconnect_give_up_s=1.0)
+    threading.Thread(target=lambda: (stop.wait(5), fake.__exit__(None, None, None)), daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(ServerUnreachable) as info:
+        client.run(PROMPT, timeout=30)
+    assert time.monotonic() - t0 < 15 and fake.url in str(info.value)
+
+
+def test_one_client_follows_one_prompt_at_a_time() -> None:
+    release = threading.Event()
+
+    def slow(job: FakeJob) -> None:
+        job.start()
+        release.wait(10)
+        job.node("3", output=job.save_image("3", "pic_00001_.png", PNG, subfolder="out"))
+        job.succeed()
+
+    with FakeComfy(slow) as fake, _client(fake) as client:
+        first: dict = {}
+        t = threading.Thread(target=lambda: first.setdefault("r", client.run(PROMPT, timeout=20)))
+        t.start()
+        while not fake.posted:
+            time.sleep(0.01)
+        with pytest.raises(DriverError, match="one ComfyClient"):
+            client.run(PROMPT)
+        release.set()
+        t.join(20)
+    assert first["r"].status == "success" and len(fake.posted) == 1
