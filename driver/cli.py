@@ -96,7 +96,10 @@ def to_api_prompt(workflow: dict[str, Any], client: ComfyClient, source: str = "
             raise
         raise UsageError(source, "is a UI-format workflow and this driver has no UI->API converter",
                          "export the workflow with 'Save (API)' in ComfyUI and pass that file") from None
-    return convert.ui_to_api(workflow, client.object_info())
+    try:
+        return convert.ui_to_api(workflow, client.object_info())
+    except ValueError as e:  # driver.convert.ConversionError names the node and the fix
+        raise UsageError(source, f"cannot convert the UI workflow: {e}") from None
 
 
 # -- --input NAME=FILE -----------------------------------------------------------------------

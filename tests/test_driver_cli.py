@@ -165,6 +165,14 @@ def test_ui_workflow_uses_driver_convert_when_present(tmp_path: Path, monkeypatc
     assert code == 0 and seen == {"nodes": [{"id": 1, "type": "EmptyImage"}], "has_info": True}
     assert fake.posted[0]["prompt"]["2"]["class_type"] == "SaveImage"
 
+    def refuse(workflow: dict, object_info: dict) -> dict:
+        raise ValueError("node 1 (Mystery): unknown node type. Fix: install its pack")
+
+    monkeypatch.setitem(sys.modules, "driver.convert", types.SimpleNamespace(ui_to_api=refuse))
+    with FakeComfy() as fake:
+        assert cli.main(["run", str(ui), "--out", str(tmp_path / "out"), "--server", fake.url]) == 2
+    assert "cannot convert the UI workflow: node 1 (Mystery): unknown node type" in capsys.readouterr().err
+
     monkeypatch.setitem(sys.modules, "driver.convert", None)  # converter absent
     with FakeComfy() as fake:
         assert cli.main(["run", str(ui), "--out", str(tmp_path / "out"), "--server", fake.url]) == 2
