@@ -1,7 +1,7 @@
 """Run one untrusted (model-written) bpy script in a sandbox, then export the scene it built.
 
 Started by core/sandbox.py through the runner (protocol: _job.py). args:
-    {"script": "script.py", "formats": ["glb", "fbx", "blend"], "name": "asset",
+    {"script": "generated_script.py", "formats": ["glb", "fbx", "blend"], "name": "asset",
      "allowed_imports": [...]}
 The script starts from an empty scene and only builds objects; this script exports them to
 <work_dir>/out/<name>.<ext>. The guards from _sandbox_guard.py are installed BEFORE the
@@ -25,9 +25,20 @@ DEFAULT_IMPORTS = ("bpy", "bmesh", "mathutils", "math", "random")
 def _script_line(exc: BaseException) -> int | None:
     line = None
     for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename == SCRIPT_NAME:
+        if os.path.basename(frame.filename) == SCRIPT_NAME:
             line = frame.lineno
     return line
+
+
+def _print_script_traceback(exc: BaseException) -> None:
+    """The traceback from the script's first frame on (this file's frames dropped) to the log,
+    so the log tail the repair loop sends back shows the failing line and its source."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    start = next((i for i, f in enumerate(frames) if os.path.basename(f.filename) == SCRIPT_NAME), 0)
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames[start:]),
+             *traceback.format_exception_only(type(exc), exc)]
+    sys.stderr.write("".join(lines))
+    sys.stderr.flush()
 
 
 def _read_roots(bpy: object) -> list[str]:
@@ -103,10 +114,11 @@ def main(args: dict, work_dir: str) -> dict:
     os.chdir(work)
     formats = [str(f).lower() for f in args.get("formats") or ["glb"]]
     name = str(args.get("name") or "asset")
-    with open(os.path.join(work, args.get("script", "script.py")), encoding="utf-8") as f:
+    script_path = os.path.join(work, args.get("script", SCRIPT_NAME))
+    with open(script_path, encoding="utf-8") as f:
         source = f.read()
     try:
-        code = compile(source, SCRIPT_NAME, "exec")
+        code = compile(source, script_path, "exec")
     except SyntaxError as e:
         raise JobError(f"the script has a syntax error at line {e.lineno}: {e.msg}") from None
     out_dir = os.path.join(work, "out")
@@ -116,7 +128,7 @@ def main(args: dict, work_dir: str) -> dict:
     scripts_root = bpy.utils.system_resource("SCRIPTS")
     install_audit_hook(work, read_roots=_read_roots(bpy), dll_roots=[scripts_root])
     install_ops_guard(work)
-    script_globals = {"__name__": "__main__", "__file__": SCRIPT_NAME,
+    script_globals = {"__name__": "__main__", "__file__": script_path,
                       "__builtins__": restricted_builtins(args.get("allowed_imports") or DEFAULT_IMPORTS)}
     try:
         exec(code, script_globals)  # noqa: S102 - the point of this file; guarded above
@@ -126,6 +138,7 @@ def main(args: dict, work_dir: str) -> dict:
         if e.code not in (None, 0):
             raise JobError(f"the script called exit({e.code!r})") from None
     except Exception as e:  # noqa: BLE001 - reported with the script's line number
+        _print_script_traceback(e)
         line = _script_line(e)
         where = f" at line {line}" if line else ""
         raise JobError(f"the script failed{where}: {type(e).__name__}: {e}") from e

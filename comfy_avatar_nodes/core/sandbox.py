@@ -244,9 +244,9 @@ async def run_script(source: str, *, out_dir: str | os.PathLike[str], name: str 
             return SandboxRun(False, "static check", error=f"{err.problem}", duration_s=time.perf_counter() - start)
     work = Path(tempfile.mkdtemp(prefix="comfy-avatar-sandbox-")).resolve()
     try:
-        (work / "script.py").write_text(source, encoding="utf-8")
+        (work / "generated_script.py").write_text(source, encoding="utf-8")
         res = await run_blender("sandbox_exec.py",
-                                {"script": "script.py", "formats": fmts, "name": name,
+                                {"script": "generated_script.py", "formats": fmts, "name": name,
                                  "allowed_imports": list(ALLOWED_IMPORTS)},
                                 work_dir=work, timeout_s=settings.timeout_s, runtime=runtime,
                                 env=safe_env(work), limits=settings.limits(), check=False)
