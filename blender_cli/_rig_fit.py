@@ -188,6 +188,34 @@ def _leg_center(sil: Silhouette, z: float, x0: float, side: int) -> float:
     return best if best is not None else x0 + side * 0.06 * sil.height
 
 
+def _shoulder_from_arm_line(sil: Silhouette, S: np.ndarray, T: np.ndarray, x0: float, sgn: int, torso_w: float,
+                            landmarks: dict[str, float], side: str) -> np.ndarray:
+    """For a hanging (A-pose) arm: extend the arm's centre line up to the shoulder height.
+
+    Rows between the hand and the armpit hold the arm as its own run; a line through those
+    runs' centres meets the shoulder line at the shoulder joint. Not used for near-horizontal
+    arms (T-pose), where rows cut along the arm.
+    """
+    if abs(T[1] - S[1]) < 0.5 * abs(T[0] - S[0]):  # flatter than ~27 degrees
+        return S
+    c0 = sil.col(x0)
+    zs, xs = [], []
+    for r in range(sil.row(T[1]) + 2, sil.row(S[1])):
+        runs = [(s, e) for s, e in _runs(sil.mask[r]) if not s <= c0 <= e and (sil.x(0.5 * (s + e)) - x0) * sgn > 0]
+        if len(runs) == 0:
+            continue
+        s, e = max(runs, key=lambda run: abs(sil.x(0.5 * (run[0] + run[1])) - x0))
+        zs.append(sil.z(r))
+        xs.append(sil.x(0.5 * (s + e)))
+    if len(zs) < 6:
+        return S
+    b, a = np.polyfit(np.array(zs), np.array(xs), 1)
+    x = float(a + b * S[1])
+    lo, hi = 0.3 * torso_w, 0.8 * torso_w
+    landmarks[f"{side}_shoulder_from_arm_line_x"] = x
+    return np.array([x0 + sgn * float(np.clip(abs(x - x0), lo, hi)), S[1]])
+
+
 def fit_skeleton(verts: np.ndarray, tris: np.ndarray) -> Skeleton:
     """Joint positions for the BONES list, fitted to the figure's silhouette."""
     verts = np.asarray(verts, dtype=float)
@@ -226,12 +254,15 @@ def fit_skeleton(verts: np.ndarray, tris: np.ndarray) -> Skeleton:
     ankle = zmin + 0.045 * H
     knee = ankle + 0.5 * (hip - ankle)
 
-    chest_probe = sil.row(crotch + 0.6 * torso_len)
-    torso_w = _central_width(sil, chest_probe, c0) * sil.cell
+    # Torso width: the narrowest central run between hips and chest (sleeves or arms touching
+    # the chest widen single rows, the waist is torso only).
+    widths = [w for r in range(sil.row(crotch + 0.2 * torso_len), sil.row(crotch + 0.75 * torso_len) + 1)
+              if (w := _central_width(sil, r, c0)) > 0]
+    torso_w = float(np.percentile(widths, 10)) * sil.cell if widths else 0.0
     if torso_w <= 0 or torso_w > 0.5 * H:
         torso_w = 0.2 * H
         fallbacks.append("torso width: not measurable, used 0.2 x height")
-    shoulder_dx = 0.45 * torso_w
+    shoulder_dx = 0.55 * torso_w
 
     # Depth (Y) of the body's middle near an X-Z point, from the mesh vertices.
     def depth_mid(x: float, z: float) -> float:
@@ -291,6 +322,7 @@ def fit_skeleton(verts: np.ndarray, tris: np.ndarray) -> Skeleton:
         if T is None:
             T = S + np.array([sgn * 0.1 * H, -0.42 * H])
             fallbacks.append(f"{side} arm: no hand beside the body, assumed arms down")
+        S = _shoulder_from_arm_line(sil, S, T, x0, sgn, torso_w, landmarks, side)
         d = (T - S) / np.linalg.norm(T - S)
         reach = 0.08 * H
         tip = _center_across(sil, T - d * 0.03 * H, d, reach)
