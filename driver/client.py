@@ -28,7 +28,7 @@ import websocket
 
 from . import events as ev
 from .errors import (DriverError, JobFailed, JobInterrupted, JobLost, JobTimeout, PromptRejected,
-                     ServerError, ServerUnreachable)
+                     ServerError, ServerUnreachable, parse_node_errors)
 from .events import Event, EventCallback, JobTracker
 
 log = logging.getLogger("comfy_avatar.driver.client")
@@ -282,7 +282,6 @@ class ComfyClient:
             raise PromptRejected(d.get("error") or {}, d.get("node_errors") or {})
         self.last_node_errors = d.get("node_errors") or {}
         if self.last_node_errors:
-            from .errors import parse_node_errors
             log.warning("prompt %s queued, but some outputs failed validation and will not run:\n%s", pid,
                         "\n".join(f"  {e}" for e in parse_node_errors(self.last_node_errors)))
         return str(d.get("prompt_id") or pid)
