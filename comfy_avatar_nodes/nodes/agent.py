@@ -1,0 +1,96 @@
+"""Blender executor node: runs a model-written script in the sandbox, with the repair loop."""
+from __future__ import annotations
+
+from typing import Any
+
+from comfy_api.latest import io
+
+from ..core.assets import Asset
+from ..core.config import load_config
+from ._common import AvatarMesh, model_file, output_path, ui_files
+from .llm import FORMAT_CHOICES, LLMType, RequirementsType, client_for
+
+
+class AvatarBlenderExecutor(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        cfg = load_config()
+        return io.Schema(
+            node_id="AvatarBlenderExecutor",
+            display_name="Blender Executor (sandboxed, repair loop)",
+            category="avatar/blender",
+            description=(
+                "Runs the generated script in its own headless Blender process inside a sandbox (static check, "
+                "audit hook, resource limits, no secrets in its environment, a work dir removed after) and "
+                "exports the scene. When the script fails, its error and log go back to the coder model for "
+                "another attempt. Every attempt is kept in the attempts log."
+            ),
+            is_output_node=True,
+            inputs=[
+                io.String.Input("script", multiline=True, default="", force_input=True,
+                                tooltip="Blender Python script from the Script Writer node."),
+                RequirementsType.Input("requirements",
+                                         tooltip="The requirements the script implements (sent back with repairs)."),
+                io.Combo.Input("formats", options=FORMAT_CHOICES, default="glb",
+                               tooltip="Files to export; 'requirements' uses the requirements' output_formats."),
+                io.Int.Input("max_attempts", default=int(cfg.get("sandbox.max_attempts", 3)), min=1, max=10,
+                             tooltip="Runs in total (the first script plus repairs by the coder model)."),
+                io.Float.Input("timeout_s", default=float(cfg.get("sandbox.timeout_s", 180.0)), min=5.0,
+                               max=3600.0, step=5.0,
+                               tooltip="Wall-clock limit per Blender run, seconds; a script past it is killed."),
+                io.String.Input("filename_prefix", default="prompt_to_asset/asset",
+                                tooltip="Output name under ComfyUI's output folder "
+                                        "(comfy-avatar/<prefix>_00001.glb and .attempts.json)."),
+                LLMType.Input("llm", optional=True,
+                                tooltip="Optional coder LLM Endpoint for repairs; without it the config's coder is used."),
+            ],
+            outputs=[
+                AvatarMesh.Output("asset", tooltip="Handle of the main exported file (GLB when chosen)."),
+                io.String.Output("model_file", tooltip="Main file relative to the output folder, for Preview3D."),
+                io.String.Output("log", tooltip="Blender log of the last attempt."),
+                io.String.Output("attempts_log", tooltip="Every attempt as JSON: script, stage, error, duration."),
+            ],
+        )
+
+    @classmethod
+    async def execute(cls, script: str, requirements: dict, formats: str, max_attempts: int, timeout_s: float,
+                      filename_prefix: str, llm: dict[str, Any] | None = None) -> io.NodeOutput:
+        from pathlib import Path
+
+        from ..core.agent import build_asset, parse_formats
+        from ..core.requirements import validate
+        from ..core.sandbox import SandboxSettings
+
+        req = validate(requirements, "Blender Executor: requirements")
+        fmts = parse_formats(formats, req)
+        first = output_path(filename_prefix, fmts[0])
+        settings = SandboxSettings.from_config(timeout_s=timeout_s)
+        progress = _progress(max_attempts)
+        res = await build_asset(req, coder=client_for("coder", llm), out_dir=first.parent,
+                                name=first.stem.rsplit("_", 1)[0], formats=fmts, max_attempts=max_attempts,
+                                script=script, settings=settings,
+                                on_attempt=lambda a: progress(a.number))
+        main = res.outputs.get("glb") or next(iter(res.outputs.values()))
+        kind = "mesh" if main.endswith(".glb") else Path(main).suffix.lstrip(".")
+        asset = Asset.from_file(main, kind, files=res.outputs, attempts=len(res.attempts),
+                                attempts_log=res.attempts_log, script=res.script_path, **{
+                                    k: res.result.get(k) for k in ("dimensions_m", "triangles", "mesh_objects")})
+        log_text = Path(res.log_path).read_text(encoding="utf-8", errors="replace") if Path(res.log_path).is_file() else ""
+        summary = (f"{len(res.attempts)} attempt(s); {res.result.get('mesh_objects')} mesh objects, "
+                   f"{res.result.get('triangles')} triangles, size {res.result.get('dimensions_m')} m")
+        files = [*res.outputs.values(), res.attempts_log, res.script_path]
+        return io.NodeOutput(asset.to_dict(), model_file(main), log_text, res.attempts_json(),
+                             ui=ui_files(*files, text=summary))
+
+
+def _progress(total: int):
+    try:
+        import comfy.utils
+
+        bar = comfy.utils.ProgressBar(total)
+    except Exception:  # noqa: BLE001 - progress is cosmetic; outside ComfyUI there is none
+        return lambda n: None
+    return lambda n: bar.update_absolute(n, total)
+
+
+NODES = [AvatarBlenderExecutor]
