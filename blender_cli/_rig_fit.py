@@ -325,7 +325,8 @@ def fit_skeleton(verts: np.ndarray, tris: np.ndarray) -> Skeleton:
         S = _shoulder_from_arm_line(sil, S, T, x0, sgn, torso_w, landmarks, side)
         d = (T - S) / np.linalg.norm(T - S)
         reach = 0.08 * H
-        tip = _center_across(sil, T - d * 0.03 * H, d, reach)
+        # Centre the tip across the arm a little inside the outline, then put it back at the far end.
+        tip = _center_across(sil, T - d * 0.03 * H, d, reach) + d * 0.03 * H
         d = (tip - S) / np.linalg.norm(tip - S)
         L = float(np.linalg.norm(tip - S))
         elbow = _center_across(sil, S + 0.42 * L * d, d, reach)

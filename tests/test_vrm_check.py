@@ -15,6 +15,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from _vrm_helpers import pack_glb, rewrite_json
 from comfy_avatar_nodes.core.vrm_check import REQUIRED_BONES, validate_vrm
 
 SCHEMA = Path(__file__).resolve().parents[1] / "comfy_avatar_nodes" / "schemas" / "vrm_report.schema.json"
@@ -37,35 +38,6 @@ SKELETON: dict[str, tuple[str | None, tuple[float, float, float]]] = {
     "rightLowerArm": ("rightUpperArm", (-0.45, 1.35, 0.0)),
     "rightHand": ("rightLowerArm", (-0.7, 1.35, 0.0)),
 }
-
-
-def _pack_glb(doc: dict, blob: bytes) -> bytes:
-    js = json.dumps(doc).encode()
-    js += b" " * (-len(js) % 4)
-    blob += b"\0" * (-len(blob) % 4)
-    chunks = struct.pack("<II", len(js), 0x4E4F534A) + js
-    if blob:
-        chunks += struct.pack("<II", len(blob), 0x004E4942) + blob
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(chunks)) + chunks
-
-
-def _unpack_glb(data: bytes) -> tuple[dict, bytes]:
-    js_len = struct.unpack_from("<I", data, 12)[0]
-    doc = json.loads(data[20:20 + js_len])
-    blob = b""
-    if len(data) > 20 + js_len:
-        bin_len = struct.unpack_from("<I", data, 20 + js_len)[0]
-        blob = data[28 + js_len: 28 + js_len + bin_len]
-    return doc, blob
-
-
-def rewrite_json(path: Path, edit: Callable[[dict], None], out: Path | None = None) -> Path:
-    """Edit the JSON chunk of a .vrm/.glb in place (or into ``out``), keeping the binary chunk."""
-    doc, blob = _unpack_glb(path.read_bytes())
-    edit(doc)
-    out = out or path
-    out.write_bytes(_pack_glb(doc, blob))
-    return out
 
 
 def build_vrm(path: Path, *, weights: str = "float", weight_scale: float = 1.0, unweighted: int = 0,
@@ -158,7 +130,7 @@ def build_vrm(path: Path, *, weights: str = "float", weight_scale: float = 1.0, 
             "humanoid": {"humanBones": {name: {"node": i} for i, name in enumerate(names)}},
         }},
     }
-    path.write_bytes(_pack_glb(doc, blob))
+    path.write_bytes(pack_glb(doc, blob))
     return path
 
 
@@ -308,7 +280,7 @@ def test_corrupt_files(tmp_path, good):
         "text.vrm": b"this is not a VRM file at all, just text",
         "short.vrm": b"glTF",
         "truncated.vrm": data[: len(data) // 2],
-        "badjson.vrm": _pack_glb({}, b"")[:12] + struct.pack("<II", 8, 0x4E4F534A) + b"{not js}",
+        "badjson.vrm": pack_glb({}, b"")[:12] + struct.pack("<II", 8, 0x4E4F534A) + b"{not js}",
         "version1.vrm": struct.pack("<4sIIII", b"glTF", 1, 20, 0, 0),
     }
     expected = {
