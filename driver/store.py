@@ -1,0 +1,315 @@
+"""Job records that outlive ComfyUI's in-memory /history (SQLAlchemy 2).
+
+Every job: id, batch, workflow hash, params, server, prompt_id, status with a timed
+history of every change, attempts, error, timings and output files with sha256.
+
+Where: ``COMFY_AVATAR_DB`` (a SQLAlchemy URL such as
+``postgresql+psycopg://user@host/db``, or a file path for SQLite), else
+``$XDG_DATA_HOME/comfy-avatar/jobs.db`` (``~/.local/share/comfy-avatar/jobs.db``).
+SQLite runs in WAL mode with a busy timeout, so ``comfy-avatar status`` / ``list``
+from another shell read while a batch writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event,
+                        select, update)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from .errors import DriverError
+
+log = logging.getLogger("comfy_avatar.driver.store")
+
+DB_ENV = "COMFY_AVATAR_DB"
+
+# Job states. Terminal ones never change again.
+PENDING, SUBMITTED, RUNNING, RETRYING = "pending", "submitted", "running", "retrying"
+SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+
+def default_url() -> str:
+    raw = os.environ.get(DB_ENV, "").strip()
+    if raw:
+        return raw if "://" in raw else f"sqlite:///{Path(raw).expanduser().resolve()}"
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return f"sqlite:///{base / 'comfy-avatar' / 'jobs.db'}"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class _Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, dt.datetime: DateTime(timezone=True)}
+
+
+class JobRow(_Base):
+    __tablename__ = "ca_jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    label: Mapped[str] = mapped_column(String(512), default="")
+    workflow_path: Mapped[str] = mapped_column(Text, default="")
+    workflow_hash: Mapped[str] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    server: Mapped[str | None] = mapped_column(String(512))
+    prompt_id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True, default=PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    out_dir: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+    history: Mapped[list["StatusRow"]] = relationship(order_by="StatusRow.id", cascade="all, delete-orphan")
+    outputs: Mapped[list["OutputRow"]] = relationship(order_by="OutputRow.id", cascade="all, delete-orphan")
+
+
+class StatusRow(_Base):
+    __tablename__ = "ca_job_status"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("ca_jobs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(default=_now)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class OutputRow(_Base):
+    __tablename__ = "ca_job_outputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("ca_jobs.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(Text)
+    subfolder: Mapped[str] = mapped_column(Text, default="")
+    type: Mapped[str] = mapped_column(String(16), default="output")
+    path: Mapped[str | None] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(Integer)
+
+
+@dataclass
+class JobRecord:
+    """A read-only snapshot of one job."""
+
+    id: str
+    batch_id: str | None
+    label: str
+    workflow_path: str
+    workflow_hash: str
+    params: dict[str, Any]
+    server: str | None
+    prompt_id: str
+    status: str
+    attempts: int
+    error: str | None
+    timings: dict[str, Any]
+    duration_s: float | None
+    out_dir: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    finished_at: dt.datetime | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        for k in ("created_at", "updated_at", "finished_at"):
+            d[k] = _iso(d[k])
+        return d
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:          # SQLite hands back naive datetimes (stored as UTC)
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return t.isoformat(timespec="milliseconds")
+
+
+def _record(row: JobRow, full: bool = True) -> JobRecord:
+    return JobRecord(
+        id=row.id, batch_id=row.batch_id, label=row.label, workflow_path=row.workflow_path,
+        workflow_hash=row.workflow_hash, params=dict(row.params or {}), server=row.server,
+        prompt_id=row.prompt_id, status=row.status, attempts=row.attempts, error=row.error,
+        timings=dict(row.timings or {}), duration_s=row.duration_s, out_dir=row.out_dir,
+        created_at=row.created_at, updated_at=row.updated_at, finished_at=row.finished_at,
+        history=[{"status": h.status, "at": _iso(h.at), "detail": h.detail} for h in row.history] if full else [],
+        outputs=[{"node_id": o.node_id, "key": o.key, "filename": o.filename, "subfolder": o.subfolder,
+                  "type": o.type, "path": o.path, "sha256": o.sha256, "size": o.size}
+                 for o in row.outputs] if full else [],
+    )
+
+
+class StoreError(DriverError):
+    pass
+
+
+class JobStore:
+    """Job records in any SQLAlchemy database (thread-safe: one short session per call)."""
+
+    def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+        self.url = url or default_url()
+        try:
+            parsed = make_url(self.url)
+        except Exception as e:  # noqa: BLE001 - sqlalchemy raises ArgumentError / ValueError
+            raise StoreError(f"job database URL {self.url!r}", f"not a database URL ({e})",
+                             f"set {DB_ENV} to a file path or e.g. postgresql+psycopg://user@host/db") from None
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kw: dict[str, Any] = {}
+        if self.is_sqlite and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kw["connect_args"] = {"timeout": 30}
+        else:
+            kw["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = create_engine(self.url, **kw)
+        except Exception as e:  # noqa: BLE001 - e.g. a missing DB driver (psycopg)
+            raise StoreError(f"job database {self._safe_url()}", str(e),
+                             "install the database driver (pip install 'psycopg[binary]' for PostgreSQL)") from None
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        if create:
+            try:
+                _Base.metadata.create_all(self.engine)
+            except SQLAlchemyError as e:
+                raise StoreError(f"job database {self._safe_url()}", f"cannot open or create tables: {e.__class__.__name__}: "
+                                 f"{str(e).splitlines()[0]}", f"check {DB_ENV} and that the database is reachable") from None
+
+    def _safe_url(self) -> str:
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001
+            return "(invalid URL)"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "JobStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ----------------------------------------------------------------------
+    def add_job(self, *, job_id: str, prompt_id: str, workflow_hash: str, workflow_path: str = "",
+                params: dict[str, Any] | None = None, batch_id: str | None = None, label: str = "",
+                server: str | None = None, out_dir: str | None = None) -> None:
+        now = _now()
+        with self._session.begin() as s:
+            s.add(JobRow(id=job_id, prompt_id=prompt_id, workflow_hash=workflow_hash, workflow_path=workflow_path,
+                         params=params or {}, batch_id=batch_id, label=label, server=server, out_dir=out_dir,
+                         status=PENDING, created_at=now, updated_at=now))
+            s.add(StatusRow(job_id=job_id, status=PENDING, at=now))
+
+    def add_jobs(self, jobs: Iterable[dict[str, Any]]) -> None:
+        """Insert many pending jobs in one transaction (kwargs as for add_job)."""
+        now = _now()
+        with self._session.begin() as s:
+            for j in jobs:
+                s.add(JobRow(status=PENDING, created_at=now, updated_at=now, params=j.get("params") or {},
+                             **{k: v for k, v in j.items() if k != "params"}))
+                s.flush()
+                s.add(StatusRow(job_id=j["id"], status=PENDING, at=now))
+
+    def set_status(self, job_id: str, status: str, *, detail: str | None = None, **fields: Any) -> None:
+        """Record a status change (with its time) and update other columns
+        (server, attempts, error, timings, duration_s, prompt_id, out_dir)."""
+        now = _now()
+        values: dict[str, Any] = {"status": status, "updated_at": now, **fields}
+        if status in TERMINAL:
+            values["finished_at"] = now
+        with self._session.begin() as s:
+            n = s.execute(update(JobRow).where(JobRow.id == job_id).values(**values)).rowcount
+            if not n:
+                raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
+            s.add(StatusRow(job_id=job_id, status=status, at=now, detail=detail))
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        with self._session.begin() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=_now(), **fields))
+
+    def add_outputs(self, job_id: str, outputs: Iterable[dict[str, Any]]) -> None:
+        with self._session.begin() as s:
+            for o in outputs:
+                s.add(OutputRow(job_id=job_id, node_id=str(o["node_id"]), key=str(o.get("key", "")),
+                                filename=str(o["filename"]), subfolder=str(o.get("subfolder") or ""),
+                                type=str(o.get("type") or "output"), path=o.get("path"), sha256=o.get("sha256"),
+                                size=o.get("size")))
+
+    # -- reads -----------------------------------------------------------------------
+    def get(self, ref: str) -> JobRecord:
+        """A job by id, prompt_id, or a unique prefix of either."""
+        with self._session() as s:
+            row = s.get(JobRow, ref) or s.scalars(select(JobRow).where(JobRow.prompt_id == ref)).first()
+            if row is None:
+                rows = s.scalars(select(JobRow).where((JobRow.id.startswith(ref, autoescape=True))
+                                                      | (JobRow.prompt_id.startswith(ref, autoescape=True)))
+                                 .limit(3)).all()
+                if len(rows) > 1:
+                    raise StoreError(f"job {ref!r}", f"matches several jobs ({', '.join(r.id for r in rows)}...)",
+                                     "give more of the id")
+                row = rows[0] if rows else None
+            if row is None:
+                raise StoreError(f"job {ref!r}", f"is not in the job database {self._safe_url()}",
+                                 "list the jobs with 'comfy-avatar list' (and check COMFY_AVATAR_DB)")
+            return _record(row)
+
+    def list(self, *, batch_id: str | None = None, status: str | None = None, limit: int | None = 50,
+             full: bool = False) -> list[JobRecord]:
+        """Newest first."""
+        with self._session() as s:
+            q = select(JobRow)
+            if batch_id:
+                q = q.where(JobRow.batch_id == batch_id)
+            if status:
+                q = q.where(JobRow.status == status)
+            q = q.order_by(JobRow.created_at.desc(), JobRow.id.desc())
+            if limit:
+                q = q.limit(limit)
+            return [_record(r, full) for r in s.scalars(q).all()]
+
+    def counts(self, batch_id: str | None = None) -> dict[str, int]:
+        from sqlalchemy import func
+        with self._session() as s:
+            q = select(JobRow.status, func.count()).group_by(JobRow.status)
+            if batch_id:
+                q = q.where(JobRow.batch_id == batch_id)
+            return {status: n for status, n in s.execute(q).all()}
+
+    def latest_batch(self) -> str | None:
+        with self._session() as s:
+            return s.scalars(select(JobRow.batch_id).where(JobRow.batch_id.is_not(None))
+                             .order_by(JobRow.created_at.desc()).limit(1)).first()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def canonical_hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of `obj` (sorted keys, no whitespace)."""
+    import hashlib
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
