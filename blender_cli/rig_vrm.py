@@ -457,6 +457,9 @@ def main(args: dict, work_dir: str) -> dict:
     timer.lap("watertight")
 
     decimate(body, int(args.get("decimate_faces") or 0))
+    # Smooth shading: remeshed faces come out flat, and flat faces make the exporter split
+    # every vertex per face (3x the vertices, a faceted look). Imported custom normals stay.
+    body.data.shade_smooth()
     timer.lap("decimate")
 
     me = body.data

@@ -112,6 +112,8 @@ def test_vrm_passes_the_python_validator(built):
     assert f["faces_plus_z"] and f["toes_forward_m"] > 0.05
     assert abs(f["min_y_m"]) < 0.005 and f["height_m"] == pytest.approx(1.68, abs=0.03)
     assert f["textures"] == 1 and f["joints"] == len(ALL_BONES)
+    # Smooth shading: the exporter must not split every vertex per face (3x the size, faceted look).
+    assert f["vertices"] == asset.meta["vertices"]
 
 
 @pytest.mark.blender
