@@ -426,6 +426,19 @@ def export_vrm(arm: bpy.types.Object, out: str) -> int:
     return os.path.getsize(out)
 
 
+def enable_vrm_addon() -> None:
+    if "vrm" in dir(bpy.ops.export_scene):
+        return
+    problem = ""
+    try:
+        bpy.ops.preferences.addon_enable(module="io_scene_vrm")
+    except Exception as e:  # a missing module raises (ModuleNotFoundError) or only logs
+        problem = f" ({str(e).strip()})"
+    if "vrm" not in dir(bpy.ops.export_scene):
+        raise JobError("Blender runtime: the VRM add-on (io_scene_vrm, pip bpy-vrm-format) is not available "
+                       f"in this Blender{problem}; run install.py to add it")
+
+
 def main(args: dict, work_dir: str) -> dict:
     timer = Timer()
     mesh_path = str(args.get("mesh") or "")
@@ -436,8 +449,7 @@ def main(args: dict, work_dir: str) -> dict:
     meta = dict(args.get("meta") or {})
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    if "vrm" not in dir(bpy.ops.export_scene):
-        bpy.ops.preferences.addon_enable(module="io_scene_vrm")
+    enable_vrm_addon()
     timer.lap("setup")
 
     body = import_mesh(mesh_path)

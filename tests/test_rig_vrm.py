@@ -216,3 +216,19 @@ def test_bad_mesh_inputs_give_clear_errors_and_no_vrm(tmp_path, blender_runtime,
     assert expected in message and "Fix:" in message
     assert "Traceback" not in message
     assert not out_dir.exists() or list(out_dir.iterdir()) == [], "no (partial) output may be left behind"
+
+
+@pytest.mark.blender
+def test_z_up_mesh_is_stood_upright(tmp_path, blender_runtime):
+    """A figure authored Z-up (front -Y) and written to glTF without axis conversion."""
+    mesh = humanoid_mesh(textured=False)
+    v = mesh.vertices.copy()
+    mesh.vertices = np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)
+    src = tmp_path / "z_up.glb"
+    mesh.export(src)
+    asset = rig_to_vrm_sync(src, tmp_path / "z_up.vrm", _meta())
+    assert asset.meta["placement"].get("rotated_upright") is True
+    report = validate_vrm(asset.path)
+    assert report.ok, report.summary()
+    assert report.facts["height_m"] == pytest.approx(1.68, abs=0.03)
+    assert report.facts["toes_forward_m"] > 0.05  # the feet point to +Z: it faces the right way
