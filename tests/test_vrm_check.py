@@ -320,3 +320,32 @@ def test_summary_lists_every_error(good):
     for e in report.errors:
         assert f"ERROR: {e}" in text
     assert copy.deepcopy(report.to_dict())["ok"] is False
+
+
+# ---------------------------------------------------------------- the Node checks agree
+
+@pytest.mark.js
+def test_node_checks_agree_with_the_python_validator(good, tmp_path):
+    from _js import check_with_node
+
+    res = check_with_node(good)
+    assert res["ok"] and res["exit_code"] == 0, res["errors"]
+    assert res["validator"]["numErrors"] == 0 and res["validator"]["numWarnings"] == 0
+    assert res["vrm"]["missingRequired"] == [] and set(res["vrm"]["bonesResolved"]) == set(REQUIRED_BONES)
+    assert res["vrm"]["metaName"] == "Synthetic" and res["vrm"]["leftArmAtPlusX"] is True
+
+    mirrored = check_with_node(build_vrm(tmp_path / "mirrored.vrm", mirror_x=True))
+    assert not mirrored["ok"] and mirrored["exit_code"] == 1
+    assert "leftUpperArm is not on +X (VRM 1.0 models face +Z)" in mirrored["errors"]
+
+    def plain(doc):
+        del doc["extensions"]
+        del doc["extensionsUsed"]
+    glb = rewrite_json(good, plain, tmp_path / "plain.glb")
+    assert check_with_node(glb)["errors"] == ["no VRMC_vrm extension"]
+    assert check_with_node(glb, "check_gltf.mjs")["ok"] is True
+
+    junk = tmp_path / "junk.vrm"
+    junk.write_bytes(b"not a model")
+    res = check_with_node(junk)
+    assert not res["ok"] and any("glTF-Validator could not read the file" in e for e in res["errors"])
