@@ -11,7 +11,7 @@ args:
                      commercial_usage, modification, ...} (validated by core/rig.py)
     remesh_voxel    0: auto (voxel remesh only when the mesh is not one closed surface),
                     > 0: always remesh with this voxel size (m), < 0: never remesh
-    decimate_faces  optional upper bound on the face count (Decimate, before weighting)
+    decimate_faces  optional upper bound on the triangle count (Decimate, before weighting)
     target_height   height (m) to scale to when the input is not 0.3-3 m tall (default 1.6)
 
 Steps: empty scene -> import -> join to one mesh, transforms applied -> orientation/units
@@ -247,12 +247,14 @@ def remesh(obj: bpy.types.Object, voxel: float) -> None:
         me.update()
 
 
-def decimate(obj: bpy.types.Object, max_faces: int) -> None:
-    n = len(obj.data.polygons)
-    if max_faces <= 0 or n <= max_faces:
+def decimate(obj: bpy.types.Object, max_triangles: int) -> None:
+    """Collapse-decimate to at most ``max_triangles`` triangles (what the VRM will hold)."""
+    obj.data.calc_loop_triangles()
+    n = len(obj.data.loop_triangles)
+    if max_triangles <= 0 or n <= max_triangles:
         return
     mod = obj.modifiers.new("Decimate", "DECIMATE")
-    mod.ratio = max_faces / n
+    mod.ratio = 0.995 * max_triangles / n
     bpy.ops.object.modifier_apply(modifier=mod.name)
 
 
@@ -491,6 +493,7 @@ def main(args: dict, work_dir: str) -> dict:
 
     v = _verts(me)
     dims = (v.max(axis=0) - v.min(axis=0)).tolist()
+    me.calc_loop_triangles()
     return {
         "out": os.path.abspath(out),
         "file_size": size,

@@ -155,11 +155,12 @@ def test_vrm_keeps_the_texture_where_it_was(built):
 
 
 @pytest.mark.blender
-def test_t_pose_input_and_obj_input(tmp_path, blender_runtime):
+def test_t_pose_obj_input_decimated(tmp_path, blender_runtime):
     src = humanoid_mesh(pose="T")
     obj = tmp_path / "figure_t.obj"
     src.export(obj)
-    asset = rig_to_vrm_sync(obj, tmp_path / "t.vrm", _meta(name="From OBJ"))
+    asset = rig_to_vrm_sync(obj, tmp_path / "t.vrm", _meta(name="From OBJ"), decimate_faces=6000)
+    assert asset.meta["remeshed"] and 5000 < asset.meta["triangles"] <= 6000
     report = validate_vrm(asset.path)
     assert report.ok, report.summary()
     assert report.facts["faces_plus_z"] and report.facts["height_m"] == pytest.approx(1.68, abs=0.03)

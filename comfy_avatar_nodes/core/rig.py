@@ -133,7 +133,7 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None
     """Rig ``mesh`` and write a VRM 1.0 avatar to ``out`` (atomically); returns the "vrm" Asset.
 
     remesh_voxel: 0 = remesh only when the mesh is not one closed surface (voxel = height/110),
-    > 0 = always remesh at this size (m), < 0 = never. decimate_faces: > 0 caps the face count.
+    > 0 = always remesh at this size (m), < 0 = never. decimate_faces: > 0 caps the triangle count.
     Asset.meta holds the script's result: bone_count, bone_names, vertices, faces, triangles,
     unweighted_before_fix, dimensions_m, skeleton, timings_s, blender_s.
     """
