@@ -265,3 +265,25 @@ def test_no_secret_in_history_log_or_outputs(served):
     assert not contains_bytes(files_under(server.base_dir / "temp"), SECRET) if (server.base_dir / "temp").exists() else True
     # the key did travel to the LLM server (so the check above is not vacuous)
     assert any(s.headers.get("authorization") == f"Bearer {SECRET}" for s in fake.seen)
+
+
+@pytest.mark.comfyui
+def test_the_real_editor_loads_the_ui_workflow_and_queues_the_api_twin(served):
+    """Drag-and-drop check: ComfyUI's own editor (headless Chromium) loads prompt_to_asset.json
+    with every node known and builds exactly prompt_to_asset.api.json from it."""
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        pytest.skip("chromium is not installed (apt-get install -y chromium): no headless editor")
+    from _editor_oracle import EditorOracle
+
+    _, server = served
+    api = load("prompt_to_asset.api.json")
+    with EditorOracle(server.url) as editor:
+        got = editor.convert(load("prompt_to_asset.json"))
+        types = editor.evaluate("JSON.stringify(app.graph._nodes.map(n => [n.type, !!n.has_errors]))")
+    assert sorted(got) == sorted(api)
+    for nid, node in api.items():
+        assert got[nid]["class_type"] == node["class_type"]
+        assert got[nid]["inputs"] == node["inputs"], nid
+    assert not [t for t, bad in json.loads(types) if bad]
