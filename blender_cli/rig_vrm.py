@@ -333,14 +333,30 @@ def weight_vertices(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
             "weight_sum_max": float(sums.max())}
 
 
-def _meta_value(meta: dict, key: str, allowed: tuple[str, ...]) -> str:
-    value = meta.get(key, allowed[0])
-    if value not in allowed:
-        raise JobError(f"meta.{key}: {value!r} is not one of {', '.join(allowed)}")
-    return value
+def check_meta(meta: dict) -> dict:
+    """Validated meta values (before any work is done): name, authors, enums, flags, texts."""
+    name = str(meta.get("name", "")).strip()
+    if not name:
+        raise JobError("meta.name: empty (a VRM needs an avatar name)")
+    authors = [str(a).strip() for a in (meta.get("authors") or []) if str(a).strip()]
+    if not authors:
+        raise JobError("meta.authors: empty (a VRM needs at least one author)")
+    clean: dict = {"name": name, "authors": authors}
+    for key, allowed in META_ENUMS.items():
+        value = meta.get(key, allowed[0])
+        if value not in allowed:
+            raise JobError(f"meta.{key}: {value!r} is not one of {', '.join(allowed)}")
+        clean[key] = value
+    for key in META_BOOLS:
+        clean[key] = bool(meta.get(key, False))
+    for key in META_TEXT:
+        if key != "name" and meta.get(key):
+            clean[key] = str(meta[key])
+    return clean
 
 
 def set_vrm(arm: bpy.types.Object, meta: dict) -> None:
+    """VRM 1.0 humanoid (every bone assigned explicitly) and meta (from check_meta)."""
     ext = arm.data.vrm_addon_extension
     ext.spec_version = "1.0"
     # We assign every bone ourselves: stop the add-on's structure search (seconds) at export.
@@ -353,24 +369,14 @@ def set_vrm(arm: bpy.types.Object, meta: dict) -> None:
     if not human_bones.bones_are_correctly_assigned():
         raise JobError("humanoid: the VRM add-on rejected the bone assignment")
     m = ext.vrm1.meta
-    name = str(meta.get("name", "")).strip()
-    if not name:
-        raise JobError("meta.name: empty (a VRM needs an avatar name)")
     for key, attr in META_TEXT.items():
         if meta.get(key):
-            setattr(m, attr, str(meta[key]))
-    authors = [str(a) for a in (meta.get("authors") or []) if str(a).strip()]
-    if not authors:
-        raise JobError("meta.authors: empty (a VRM needs at least one author)")
+            setattr(m, attr, meta[key])
     m.authors.clear()
-    for a in authors:
+    for a in meta["authors"]:
         m.authors.add().value = a
-    for key, allowed in META_ENUMS.items():
-        if key in meta or key != "credit_notation":
-            setattr(m, key, _meta_value(meta, key, allowed))
-    for key in META_BOOLS:
-        if key in meta:
-            setattr(m, key, bool(meta[key]))
+    for key in (*META_ENUMS, *META_BOOLS):
+        setattr(m, key, meta[key])
 
 
 def apply_t_pose(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
@@ -448,7 +454,7 @@ def main(args: dict, work_dir: str) -> dict:
     if not out.lower().endswith(".vrm"):
         raise JobError(f"out: {out!r} must be a path ending in .vrm")
     _mesh_input(mesh_path)
-    meta = dict(args.get("meta") or {})
+    meta = check_meta(dict(args.get("meta") or {}))
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     enable_vrm_addon()

@@ -80,7 +80,9 @@ def built(tmp_path_factory, blender_runtime):
     """The A-pose primitive figure rigged once for the module: (asset, input glb, out dir)."""
     root = tmp_path_factory.mktemp("rig")
     src = write_humanoid_glb(root / "figure.glb", pose="A")
-    asset = rig_to_vrm_sync(src, root / "out" / "figure.vrm", _meta(name="Primitive A", version="0.1"))
+    asset = rig_to_vrm_sync(src, root / "out" / "figure.vrm",
+                            _meta(name="Primitive A", version="0.1", avatar_permission="everyone",
+                                  commercial_usage="corporation", modification="allowModification"))
     return asset, src, root
 
 
@@ -107,6 +109,8 @@ def test_vrm_passes_the_python_validator(built):
     f = report.facts
     assert f["spec_version"] == "1.0" and f["meta_name"] == "Primitive A" and f["authors"] == ["rig tests"]
     assert f["version"] == "0.1" and f["license_url"] == VRM_LICENSE_URL
+    assert (f["avatarPermission"], f["commercialUsage"], f["modification"]) == \
+        ("everyone", "corporation", "allowModification")
     assert f["missing_required_bones"] == [] and set(f["humanoid_bones"]) == set(ALL_BONES)
     assert f["bad_weight_vertices"] == 0 and f["unskinned_vertices"] == 0 and f["skinned_vertices"] > 5000
     assert f["faces_plus_z"] and f["toes_forward_m"] > 0.05
