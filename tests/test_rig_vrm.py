@@ -73,6 +73,18 @@ def test_skeleton_fit_finds_the_joints_of_a_known_figure(pose):
     assert b["leftFoot"][1][1] < b["leftFoot"][0][1] - 0.05  # toes point to the front (-Y in Blender)
 
 
+def test_skeleton_fit_falls_back_to_proportions_and_says_so():
+    """A plain block (no legs apart, no neck, no arms): every bone still gets a place and a length."""
+    block = trimesh.creation.box(extents=(0.4, 0.2, 1.7))
+    block.apply_translation((0, 0, 0.85))
+    sk = fit_skeleton(block.vertices, block.faces)
+    assert any(f.startswith("crotch") for f in sk.fallbacks) and any(f.startswith("neck") for f in sk.fallbacks)
+    assert any(f.startswith("left arm") for f in sk.fallbacks)
+    assert set(sk.bones) == set(ALL_BONES)
+    assert all(np.linalg.norm(t - h) > 0.01 for h, t in sk.bones.values())
+    assert sk.bones["hips"][0][2] == pytest.approx(0.47 * 1.7 + 0.06 * 1.7, abs=0.02)
+
+
 # ---------------------------------------------------------------- real Blender
 
 @pytest.fixture(scope="module")
