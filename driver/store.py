@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import (JSON, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event,
-                        select, update)
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine,
+                        event, select, update)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -38,10 +38,16 @@ SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 
+def to_url(raw: str) -> str:
+    """A SQLAlchemy URL as is; anything else is a SQLite file path."""
+    raw = raw.strip()
+    return raw if "://" in raw else f"sqlite:///{Path(raw).expanduser().resolve()}"
+
+
 def default_url() -> str:
     raw = os.environ.get(DB_ENV, "").strip()
     if raw:
-        return raw if "://" in raw else f"sqlite:///{Path(raw).expanduser().resolve()}"
+        return to_url(raw)
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return f"sqlite:///{base / 'comfy-avatar' / 'jobs.db'}"
 
@@ -71,6 +77,7 @@ class JobRow(_Base):
     timings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     duration_s: Mapped[float | None] = mapped_column(Float)
     out_dir: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=_now)
     updated_at: Mapped[dt.datetime] = mapped_column(default=_now)
     finished_at: Mapped[dt.datetime | None] = mapped_column()
@@ -122,6 +129,7 @@ class JobRecord:
     timings: dict[str, Any]
     duration_s: float | None
     out_dir: str | None
+    cancel_requested: bool
     created_at: dt.datetime
     updated_at: dt.datetime
     finished_at: dt.datetime | None
@@ -149,7 +157,7 @@ def _record(row: JobRow, full: bool = True) -> JobRecord:
         workflow_hash=row.workflow_hash, params=dict(row.params or {}), server=row.server,
         prompt_id=row.prompt_id, status=row.status, attempts=row.attempts, error=row.error,
         timings=dict(row.timings or {}), duration_s=row.duration_s, out_dir=row.out_dir,
-        created_at=row.created_at, updated_at=row.updated_at, finished_at=row.finished_at,
+        cancel_requested=bool(row.cancel_requested), created_at=row.created_at, updated_at=row.updated_at, finished_at=row.finished_at,
         history=[{"status": h.status, "at": _iso(h.at), "detail": h.detail} for h in row.history] if full else [],
         outputs=[{"node_id": o.node_id, "key": o.key, "filename": o.filename, "subfolder": o.subfolder,
                   "type": o.type, "path": o.path, "sha256": o.sha256, "size": o.size}
@@ -165,7 +173,7 @@ class JobStore:
     """Job records in any SQLAlchemy database (thread-safe: one short session per call)."""
 
     def __init__(self, url: str | None = None, *, create: bool = True) -> None:
-        self.url = url or default_url()
+        self.url = to_url(url) if url else default_url()
         try:
             parsed = make_url(self.url)
         except Exception as e:  # noqa: BLE001 - sqlalchemy raises ArgumentError / ValueError
@@ -229,18 +237,39 @@ class JobStore:
                 s.flush()
                 s.add(StatusRow(job_id=j["id"], status=PENDING, at=now))
 
-    def set_status(self, job_id: str, status: str, *, detail: str | None = None, **fields: Any) -> None:
-        """Record a status change (with its time) and update other columns
-        (server, attempts, error, timings, duration_s, prompt_id, out_dir)."""
+    def set_status(self, job_id: str, status: str, *, detail: str | None = None, **fields: Any) -> bool:
+        """Record a status change (with its time) and update other columns (server,
+        attempts, error, timings, duration_s, prompt_id, out_dir).
+
+        A job that reached a terminal state (succeeded, failed, cancelled) never changes
+        again: the update is skipped and False returned. Several processes (a batch and a
+        `cancel` from another shell) can race; exactly one terminal state wins."""
         now = _now()
         values: dict[str, Any] = {"status": status, "updated_at": now, **fields}
         if status in TERMINAL:
             values["finished_at"] = now
         with self._session.begin() as s:
-            n = s.execute(update(JobRow).where(JobRow.id == job_id).values(**values)).rowcount
+            n = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.not_in(TERMINAL))
+                          .values(**values)).rowcount
             if not n:
-                raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
+                if s.get(JobRow, job_id) is None:
+                    raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
+                return False
             s.add(StatusRow(job_id=job_id, status=status, at=now, detail=detail))
+            return True
+
+    def status_of(self, job_id: str) -> tuple[str, bool]:
+        """(status, cancel_requested) of one job, cheaply."""
+        with self._session() as s:
+            row = s.execute(select(JobRow.status, JobRow.cancel_requested).where(JobRow.id == job_id)).first()
+            if row is None:
+                raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
+            return str(row[0]), bool(row[1])
+
+    def request_cancel(self, job_ids: Iterable[str]) -> None:
+        with self._session.begin() as s:
+            s.execute(update(JobRow).where(JobRow.id.in_(list(job_ids)), JobRow.status.not_in(TERMINAL))
+                      .values(cancel_requested=True, updated_at=_now()))
 
     def update(self, job_id: str, **fields: Any) -> None:
         with self._session.begin() as s:

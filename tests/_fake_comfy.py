@@ -405,6 +405,8 @@ def _make_handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
             path = path[4:] if path.startswith("/api/") else path
             fake.requests.append(("POST", path))
             raw = self._body()
+            if self._injected_failure(path):
+                return None
             if path == "/upload/image":
                 return self._upload(raw)
             try:

@@ -118,7 +118,7 @@ def test_sqlite_is_wal_and_another_process_reads_while_a_batch_writes(tmp_path: 
 
 def test_bad_urls_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a database URL"):
-        JobStore("::not a url::")
+        JobStore("nodriver+x://a:b:c")
     with pytest.raises(StoreError, match="Fix: check COMFY_AVATAR_DB"):
         JobStore(f"postgresql+psycopg://nobody@127.0.0.1:{_free_port()}/x?connect_timeout=2")
 

@@ -1,0 +1,543 @@
+"""Run many jobs (one prompt each) over one or several ComfyUI servers.
+
+- At most ``concurrency`` jobs are in flight (submitted to a server and not finished);
+  each worker thread follows its job with its own ComfyClient (one websocket per
+  client id, as ComfyUI requires).
+- Each job has a fixed prompt_id (uuid5 of batch id + job index): every submission of
+  the job uses it, and before submitting again the worker asks the server whether the
+  prompt is already queued, running or in /history, so a retry never doubles a job.
+- Transient failures (connection refused, 5xx, server restart) are retried with
+  exponential backoff, on whichever server is best then; permanent ones (validation,
+  node exceptions, missing node types, timeouts) are not.
+- A prompt that vanished (server restarted: not queued, not running, not in history)
+  is resubmitted at most ``max_resubmit`` times (default once) under the same id.
+- Cancel: pending jobs are never submitted; submitted ones are removed from the server
+  queue (POST /queue delete) or interrupted (POST /interrupt with their prompt_id).
+  `comfy-avatar cancel` from another shell works through the job database.
+- Every change is recorded in the JobStore (exactly one terminal state per job), each
+  finished job gets a manifest.json with its outputs' sha256, and optionally a signed
+  callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import heapq
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import events as ev
+from .callback import CallbackSender
+from .client import ComfyClient, JobResult, local_path_for, safe_component
+from .convert import required_node_types
+from .errors import (DriverError, JobFailed, JobInterrupted, JobLost, JobTimeout, PromptRejected,
+                     ServerUnreachable)
+from .manifest import build_manifest, describe_outputs, write_manifest
+from .pool import MissingNodes, ServerPool, ServerState
+from .store import (CANCELLED, FAILED, PENDING, RETRYING, RUNNING, SUBMITTED, SUCCEEDED, TERMINAL, JobStore,
+                    canonical_hash)
+
+log = logging.getLogger("comfy_avatar.driver.batch")
+
+PROMPT_ID_NAMESPACE = uuid.UUID("5d0c7a9e-6c53-4f8e-9a43-0c5f3b1a2e77")
+UPLOAD_SUBFOLDER = "comfy-avatar"
+
+# Failure kinds (for exit codes and the summary).
+PERMANENT, UNREACHABLE, CANCEL = "permanent", "unreachable", "cancelled"
+
+
+def job_prompt_id(batch_id: str, index: int) -> str:
+    """The client-chosen prompt_id of job `index`: stable across retries and restarts."""
+    return str(uuid.uuid5(PROMPT_ID_NAMESPACE, f"{batch_id}/{index}"))
+
+
+def new_batch_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class BatchJob:
+    index: int
+    id: str
+    prompt_id: str
+    prompt: dict[str, Any]                                   # API prompt, params applied
+    out_dir: Path
+    label: str = ""
+    params: dict[str, Any] = field(default_factory=dict)     # what made this job (row, image...)
+    uploads: list[tuple[str, str, Path]] = field(default_factory=list)   # (node id, input, file)
+    status: str = PENDING
+    attempts: int = 0
+    resubmits: int = 0
+    server: str | None = None
+    error: str | None = None
+    failure: str | None = None                               # PERMANENT / UNREACHABLE / CANCEL
+    result: JobResult | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    ready_at: float = 0.0
+    submitted: bool = False                                  # a POST was attempted on `server`
+    accepted_on: str | None = None                           # server that confirmed the POST
+    cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    t_start: float | None = None
+    t_end: float | None = None
+
+
+@dataclass
+class BatchSummary:
+    batch_id: str
+    total: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    unreachable: int
+    duration_s: float
+    jobs: list[BatchJob]
+
+    @property
+    def exit_code(self) -> int:
+        if self.succeeded == self.total:
+            return 0
+        if self.unreachable and self.unreachable == self.total - self.succeeded:
+            return 3
+        return 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "total": self.total, "succeeded": self.succeeded, "failed": self.failed,
+                "cancelled": self.cancelled, "unreachable": self.unreachable, "duration_s": round(self.duration_s, 3),
+                "exit_code": self.exit_code}
+
+
+BatchEventSink = Callable[[dict[str, Any]], None]
+
+
+class _Retry(Exception):
+    def __init__(self, err: DriverError, kind: str = "transient") -> None:
+        super().__init__(str(err))
+        self.err, self.kind = err, kind
+
+
+class BatchRunner:
+    def __init__(self, jobs: list[BatchJob], pool: ServerPool, *, batch_id: str, store: JobStore | None = None,
+                 workflow_path: str = "", workflow_hash: str = "", concurrency: int = 4, front: bool = False,
+                 retries: int = 3, backoff_base_s: float = 1.0, backoff_max_s: float = 30.0,
+                 give_up_s: float = 300.0, timeout_s: float | None = None, max_resubmit: int = 1,
+                 on_event: BatchEventSink | None = None, callback: CallbackSender | None = None,
+                 client_options: dict[str, Any] | None = None, download: bool = True,
+                 forward_progress: bool = True) -> None:
+        if concurrency < 1:
+            raise DriverError("--concurrency", f"{concurrency} is not a positive number", "pass 1 or more")
+        self.jobs, self.pool, self.batch_id, self.store = jobs, pool, batch_id, store
+        self.workflow_path, self.workflow_hash = workflow_path, workflow_hash
+        self.concurrency, self.front = concurrency, front
+        self.retries, self.backoff_base_s, self.backoff_max_s = retries, backoff_base_s, backoff_max_s
+        self.give_up_s, self.timeout_s, self.max_resubmit = give_up_s, timeout_s, max_resubmit
+        self.on_event, self.callback, self.download = on_event, callback, download
+        self.forward_progress = forward_progress
+        self.client_options = {"ws_silence_s": 10.0, "poll_interval_s": 1.0, "reconnect_give_up_s": 60.0,
+                               **(client_options or {})}
+        self._heap: list[tuple[float, int]] = []
+        self._by_index = {j.index: j for j in jobs}
+        self._cv = threading.Condition()
+        self._remaining = len(jobs)
+        self._stop = threading.Event()
+        self._required = [required_node_types(j.prompt) for j in jobs]
+        self._emit_lock = threading.Lock()
+
+    # -- public -------------------------------------------------------------------------
+    def register(self) -> None:
+        """Record every job as pending in the store (one transaction)."""
+        if self.store is None:
+            return
+        self.store.add_jobs([{"id": j.id, "prompt_id": j.prompt_id, "batch_id": self.batch_id, "label": j.label,
+                              "workflow_path": self.workflow_path,
+                              "workflow_hash": self.workflow_hash or canonical_hash(j.prompt),
+                              "params": j.params, "out_dir": str(j.out_dir)} for j in self.jobs])
+
+    def run(self) -> BatchSummary:
+        t0 = time.monotonic()
+        self.register()
+        with self._cv:
+            for j in self.jobs:
+                heapq.heappush(self._heap, (0.0, j.index))
+        self._emit({"type": "batch_started", "batch_id": self.batch_id, "total": len(self.jobs),
+                    "servers": [s.url for s in self.pool.servers], "concurrency": self.concurrency})
+        workers = [threading.Thread(target=self._worker, args=(w,), name=f"batch-worker-{w}", daemon=True)
+                   for w in range(min(self.concurrency, max(1, len(self.jobs))))]
+        for t in workers:
+            t.start()
+        try:
+            for t in workers:
+                while t.is_alive():
+                    t.join(0.2)
+        except KeyboardInterrupt:
+            self.cancel_all()
+            for t in workers:
+                t.join(30)
+            raise
+        finally:
+            if self.callback is not None:
+                self.callback.close(wait_s=60)
+        s = BatchSummary(self.batch_id, len(self.jobs),
+                         succeeded=sum(j.status == SUCCEEDED for j in self.jobs),
+                         failed=sum(j.status == FAILED for j in self.jobs),
+                         cancelled=sum(j.status == CANCELLED for j in self.jobs),
+                         unreachable=sum(j.failure == UNREACHABLE for j in self.jobs),
+                         duration_s=time.monotonic() - t0, jobs=self.jobs)
+        self._emit({"type": "batch_finished", **s.to_dict(), "servers": self.pool.summary()})
+        return s
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel one job: not yet submitted -> never runs; queued -> deleted from the
+        server queue; running -> interrupted. False when it already finished."""
+        job = next((j for j in self.jobs if j.id == job_id), None)
+        if job is None or job.status in TERMINAL:
+            return False
+        job.cancel.set()
+        if job.submitted and job.server:
+            cancel_on_server(job.server, job.prompt_id)
+        with self._cv:
+            self._cv.notify_all()
+        return True
+
+    def cancel_all(self) -> None:
+        self._stop.set()
+        for j in self.jobs:
+            if j.status not in TERMINAL:
+                self.cancel(j.id)
+
+    # -- events -------------------------------------------------------------------------
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self.on_event is None:
+            return
+        try:
+            with self._emit_lock:
+                self.on_event(event)
+        except Exception:  # a broken display must not lose jobs
+            log.exception("batch event sink failed on %s", event.get("type"))
+
+    def _job_event(self, job: BatchJob, type_: str, **data: Any) -> None:
+        self._emit({"type": type_, "job": job.id, "index": job.index, "label": job.label,
+                    "prompt_id": job.prompt_id, **data})
+
+    def _record(self, job: BatchJob, status: str, detail: str | None = None, **fields: Any) -> bool:
+        """Set the job's status in memory and store. False when the store already holds a
+        terminal state (e.g. `comfy-avatar cancel` from another shell won the race)."""
+        ok = True
+        if self.store is not None:
+            try:
+                ok = self.store.set_status(job.id, status, detail=detail, **fields)
+            except DriverError as e:
+                log.error("could not record job %s as %s: %s", job.id, status, e)
+        if ok:
+            job.status = status
+        return ok
+
+    # -- scheduling -----------------------------------------------------------------------
+    def _next_job(self) -> BatchJob | None:
+        with self._cv:
+            while True:
+                if self._remaining <= 0:
+                    return None
+                if self._heap:
+                    ready_at, idx = self._heap[0]
+                    now = time.monotonic()
+                    if ready_at <= now or self._stop.is_set():
+                        heapq.heappop(self._heap)
+                        return self._by_index[idx]
+                    self._cv.wait(min(ready_at - now, 1.0))
+                else:
+                    self._cv.wait(1.0)
+
+    def _requeue(self, job: BatchJob, delay: float) -> None:
+        job.ready_at = time.monotonic() + delay
+        with self._cv:
+            heapq.heappush(self._heap, (job.ready_at, job.index))
+            self._cv.notify()
+
+    def _done(self, job: BatchJob) -> None:
+        with self._cv:
+            self._remaining -= 1
+            self._cv.notify_all()
+
+    def _worker(self, wid: int) -> None:
+        clients: dict[str, ComfyClient] = {}
+        try:
+            while True:
+                job = self._next_job()
+                if job is None:
+                    return
+                try:
+                    finished = self._attempt(job, clients)
+                except Exception as e:  # noqa: BLE001 - a driver bug must not hang the batch
+                    log.exception("job %s crashed the worker", job.id)
+                    self._fail(job, PERMANENT, DriverError(f"job {job.id}", f"driver error: {e!r}",
+                                                           "report this as a bug"))
+                    finished = True
+                if finished:
+                    self._done(job)
+        finally:
+            for c in clients.values():
+                c.close()
+
+    def _cancel_requested(self, job: BatchJob) -> bool:
+        if job.cancel.is_set() or self._stop.is_set():
+            return True
+        if self.store is not None:
+            try:
+                status, requested = self.store.status_of(job.id)
+            except DriverError:
+                return False
+            if requested or status == CANCELLED:
+                job.cancel.set()
+                return True
+        return False
+
+    # -- one attempt ----------------------------------------------------------------------
+    def _attempt(self, job: BatchJob, clients: dict[str, ComfyClient]) -> bool:
+        """Run `job` once; True when it reached a terminal state, False when requeued."""
+        if self._cancel_requested(job):
+            self._cancelled(job, "cancelled before it was submitted" if not job.submitted else "cancelled")
+            return True
+        if job.t_start is None:
+            job.t_start = time.monotonic()
+        try:
+            server = self.pool.acquire(self._required[job.index])
+        except MissingNodes as e:
+            self._fail(job, PERMANENT, e)
+            return True
+        if server is None:
+            return self._wait_for_server(job)
+        done = False
+        try:
+            client = clients.get(server.url)
+            if client is None:
+                client = clients[server.url] = ComfyClient(server.url, **self.client_options)
+            job.attempts += 1
+            self._run_on(job, server, client)
+            done = True
+            return True
+        except _Retry as r:
+            return self._retry_or_fail(job, server, r)
+        finally:
+            self.pool.release(server, done=done)
+
+    def _wait_for_server(self, job: BatchJob) -> bool:
+        waited = time.monotonic() - (job.t_start or time.monotonic())
+        if waited > self.give_up_s:
+            errors = "; ".join(f"{s.url}: {s.last_error or 'down'}" for s in self.pool.servers)
+            self._fail(job, UNREACHABLE, ServerUnreachable(
+                ", ".join(s.url for s in self.pool.servers), f"no server reachable for {waited:.0f} s ({errors})"))
+            return True
+        if job.status != RETRYING:
+            self._record(job, RETRYING, detail="waiting for a server")
+            self._job_event(job, "job_waiting", reason="no server is up", servers=self.pool.summary())
+        self._requeue(job, self.pool.next_retry_in())
+        return False
+
+    def _retry_or_fail(self, job: BatchJob, server: ServerState, r: _Retry) -> bool:
+        err = r.err
+        if isinstance(err, ServerUnreachable):
+            self.pool.mark_down(server, err)
+        if self._cancel_requested(job):
+            self._cancelled(job, "cancelled")
+            return True
+        if job.attempts > self.retries:
+            self._fail(job, UNREACHABLE if isinstance(err, ServerUnreachable) else PERMANENT, err,
+                       note=f" (gave up after {job.attempts} attempts)")
+            return True
+        delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (job.attempts - 1))
+        delay *= random.uniform(0.8, 1.2)
+        self._record(job, RETRYING, detail=f"attempt {job.attempts} on {server.url}: {err.problem}")
+        self._job_event(job, "job_retry", attempt=job.attempts, server=server.url, error=str(err).splitlines()[0],
+                        delay_s=round(delay, 2))
+        self._requeue(job, delay)
+        return False
+
+    def _run_on(self, job: BatchJob, server: ServerState, client: ComfyClient) -> None:
+        same_server = job.server == server.url
+        job.server = server.url
+        try:
+            if job.submitted and same_server and self._adopt_existing(job, client, server):
+                return
+            prompt = self._with_uploads(job, client)
+            while True:
+                try:
+                    result = self._submit_and_follow(job, client, prompt, server)
+                    break
+                except JobLost as lost:
+                    if self._cancel_requested(job):
+                        self._cancelled(job, "cancelled (removed from the server queue)")
+                        return
+                    if job.resubmits >= self.max_resubmit:
+                        self._fail(job, PERMANENT, lost, note=f" (already resubmitted {job.resubmits}x)")
+                        return
+                    job.resubmits += 1
+                    self._record(job, RETRYING, detail=f"vanished from {server.url}; resubmitting under the same id")
+                    self._job_event(job, "job_resubmitted", server=server.url, resubmits=job.resubmits)
+            self._succeed(job, client, result)
+        except (JobInterrupted,) as e:
+            if self._cancel_requested(job):
+                self._cancelled(job, "interrupted on request")
+            else:
+                self._fail(job, PERMANENT, e)
+        except (JobFailed, PromptRejected, JobTimeout) as e:
+            self._fail(job, PERMANENT, e)
+        except DriverError as e:
+            if e.transient or isinstance(e, ServerUnreachable):
+                raise _Retry(e) from e
+            self._fail(job, PERMANENT, e)
+
+    def _adopt_existing(self, job: BatchJob, client: ComfyClient, server: ServerState) -> bool:
+        """After a failed attempt on the same server: if the prompt is already there
+        (queued, running, or finished in /history), follow it instead of posting again.
+        A prompt the server had accepted and no longer knows vanished (restart): it may
+        be posted again at most max_resubmit times. True when the job was handled here."""
+        entry = client.history_entry(job.prompt_id)
+        if entry is None:
+            running, pending = client.queue_ids()
+            if job.prompt_id not in running and job.prompt_id not in pending:
+                entry = client.history_entry(job.prompt_id)
+                if entry is None:
+                    if job.accepted_on != server.url:
+                        return False          # the earlier POST never got through: just post
+                    if job.resubmits >= self.max_resubmit:
+                        self._fail(job, PERMANENT, JobLost(job.prompt_id, client.url),
+                                   note=f" (already resubmitted {job.resubmits}x)")
+                        return True
+                    job.resubmits += 1
+                    self._job_event(job, "job_resubmitted", server=client.url, resubmits=job.resubmits)
+                    return False
+        log.info("job %s: prompt %s is already on %s; following it", job.id, job.prompt_id, client.url)
+        self._job_event(job, "job_adopted", server=client.url)
+        try:
+            result = client.wait(job.prompt_id, prompt=job.prompt, on_event=self._progress_cb(job),
+                                 timeout=self.timeout_s)
+        except JobLost:
+            return False
+        self._succeed(job, client, result)
+        return True
+
+    def _with_uploads(self, job: BatchJob, client: ComfyClient) -> dict[str, Any]:
+        if not job.uploads:
+            return job.prompt
+        prompt = copy.deepcopy(job.prompt)
+        for node_id, input_name, path in job.uploads:
+            up = client.upload(path, subfolder=f"{UPLOAD_SUBFOLDER}/{safe_component(self.batch_id)}", overwrite=True)
+            prompt[node_id]["inputs"][input_name] = up.ref
+        return prompt
+
+    def _progress_cb(self, job: BatchJob) -> Callable[[ev.Event, Any], None]:
+        def cb(event: ev.Event, tracker: Any) -> None:
+            if event.type == ev.SUBMITTED:
+                job.accepted_on = job.server
+            elif event.type == "execution_start" and job.status != RUNNING:
+                self._record(job, RUNNING)
+                self._job_event(job, "job_running", server=job.server)
+            elif event.type in (ev.WS_DROPPED, ev.WS_RECONNECTED, ev.HISTORY_POLL):
+                self._job_event(job, event.type.replace("driver_", "job_"), server=job.server)
+            elif self.forward_progress and event.type in ("executing", "progress", "execution_cached"):
+                node = tracker.current if event.type != "execution_cached" else None
+                self._job_event(job, "job_progress", node=node, node_type=tracker.node_types.get(node or "", ""),
+                                step=list(tracker.step) if tracker.step else None,
+                                nodes_done=tracker.nodes_done, nodes_total=tracker.total)
+        return cb
+
+    def _submit_and_follow(self, job: BatchJob, client: ComfyClient, prompt: dict[str, Any],
+                           server: ServerState) -> JobResult:
+        self._record(job, SUBMITTED, server=server.url, attempts=job.attempts)
+        job.submitted = True
+        self._job_event(job, "job_submitted", server=server.url, attempt=job.attempts)
+        progress = self._progress_cb(job)
+        return client.run(prompt, prompt_id=job.prompt_id, on_event=progress, timeout=self.timeout_s,
+                          front=self.front, resubmit_lost=0)
+
+    # -- endings ----------------------------------------------------------------------------
+    def _succeed(self, job: BatchJob, client: ComfyClient, result: JobResult) -> None:
+        job.result = result
+        files: list[dict[str, Any]] = []
+        if self.download and result.outputs:
+            for i in range(3):
+                try:
+                    paths = client.download(result, job.out_dir)
+                    break
+                except DriverError as e:
+                    if not e.transient or i == 2:
+                        self._fail(job, PERMANENT if not e.transient else UNREACHABLE, e, note=" (downloading outputs)")
+                        return
+                    time.sleep(0.5 * 2 ** i)
+            seen: dict[Path, dict[str, Any]] = {}
+            for o in result.outputs:
+                seen.setdefault(local_path_for(job.out_dir, o), o.to_dict())
+            got = set(paths)
+            files = describe_outputs([(meta, p) for p, meta in seen.items() if p in got], job.out_dir)
+        else:
+            files = [o.to_dict() for o in result.outputs]
+        job.files = files
+        job.t_end = time.monotonic()
+        if self.store is not None:
+            self.store.add_outputs(job.id, [{**f, "path": str(job.out_dir / f["path"]) if "path" in f else None}
+                                            for f in files])
+        won = self._record(job, SUCCEEDED, detail=f"{len(files)} output file(s)", timings=result.timings,
+                           duration_s=result.duration_s, server=result.server)
+        if not won:
+            self._sync_from_store(job)
+        self._finish(job)
+
+    def _fail(self, job: BatchJob, kind: str, err: BaseException, note: str = "") -> None:
+        text = str(err) + note
+        job.error, job.failure, job.t_end = text, kind, time.monotonic()
+        if not self._record(job, FAILED, detail=kind, error=text):
+            self._sync_from_store(job)
+        self._finish(job)
+
+    def _cancelled(self, job: BatchJob, why: str) -> None:
+        job.error, job.failure, job.t_end = why, CANCEL, time.monotonic()
+        if job.submitted and job.server:
+            cancel_on_server(job.server, job.prompt_id)
+        if not self._record(job, CANCELLED, detail=why):
+            self._sync_from_store(job)
+        self._finish(job)
+
+    def _sync_from_store(self, job: BatchJob) -> None:
+        if self.store is not None:
+            with contextlib.suppress(DriverError):
+                job.status = self.store.status_of(job.id)[0]
+                if job.status == CANCELLED:
+                    job.failure = CANCEL
+
+    def _finish(self, job: BatchJob) -> None:
+        manifest = self.manifest(job)
+        try:
+            write_manifest(job.out_dir, manifest)
+        except OSError as e:
+            log.error("could not write the manifest of job %s: %s", job.id, e)
+        self._job_event(job, "job_finished", status=job.status, error=job.error, server=job.server,
+                        outputs=job.files, duration_s=manifest.get("duration_s"))
+        if self.callback is not None:
+            self.callback.send(manifest)
+
+    def manifest(self, job: BatchJob) -> dict[str, Any]:
+        r = job.result
+        return build_manifest(
+            job_id=job.id, batch_id=self.batch_id, index=job.index, label=job.label, status=job.status,
+            prompt_id=job.prompt_id, server=job.server, attempts=job.attempts, resubmits=job.resubmits,
+            workflow=self.workflow_path, workflow_hash=self.workflow_hash or canonical_hash(job.prompt),
+            params=job.params, error=job.error,
+            duration_s=round(job.t_end - job.t_start, 3) if job.t_end and job.t_start else None,
+            timings=r.timings if r else {}, cached=r.cached if r else [], outputs=job.files)
+
+
+def cancel_on_server(server: str, prompt_id: str, timeout: float = 10.0) -> None:
+    """Pending -> POST /queue delete; running -> POST /interrupt {prompt_id}."""
+    try:
+        with ComfyClient(server, timeout=timeout) as c:
+            c.delete_pending([prompt_id])
+            c.interrupt(prompt_id)
+    except DriverError as e:
+        log.warning("could not cancel prompt %s on %s: %s", prompt_id, server, e)
