@@ -48,6 +48,13 @@ def _read_roots(bpy: object) -> list[str]:
              os.path.dirname(os.path.abspath(bpy.__file__)),  # type: ignore[attr-defined]
              "/usr/lib", "/usr/share", "/usr/local/lib", "/lib", "/lib64", "/etc/ssl", "/etc/localtime",
              "/etc/mime.types", "/etc/fonts", "/dev/null", "/dev/urandom", "/sys/devices/system/cpu"}
+    try:  # a Blender binary keeps scripts/add-ons and data files beside, not inside, the bpy package
+        import bpy as _bpy
+
+        roots.update(p for p in (_bpy.utils.system_resource("SCRIPTS"), _bpy.utils.system_resource("DATAFILES"),
+                                 _bpy.utils.resource_path("LOCAL")) if p)
+    except Exception:  # noqa: BLE001 - older/odd builds: the prefixes above still cover the bpy module
+        pass
     for name in ("BLENDER_USER_RESOURCES", "BLENDER_USER_CONFIG", "BLENDER_USER_SCRIPTS", "BLENDER_USER_DATAFILES"):
         if os.environ.get(name):
             roots.add(os.environ[name])

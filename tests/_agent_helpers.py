@@ -1,7 +1,6 @@
 """Helpers for the LLM/sandbox/agent tests: glTF validation and canary checks."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,6 @@ def validate_glb(path: str | Path) -> dict[str, Any]:
     from _js import check_with_node
 
     return check_with_node(path, "check_gltf.mjs")
-
-
-def sandbox_dirs() -> set[str]:
-    """Sandbox work dirs currently in the temp folder (each run must remove its own)."""
-    return {p.name for p in Path(tempfile.gettempdir()).glob("comfy-avatar-sandbox-*")}
 
 
 def files_under(root: Path) -> list[Path]:

@@ -198,6 +198,7 @@ class SandboxRun:
     blocked: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     timed_out: bool = False
+    work_dir: str = ""  # already removed when run_script returns
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -256,7 +257,8 @@ async def run_script(source: str, *, out_dir: str | os.PathLike[str], name: str 
             Path(keep_log).write_text(log_text, encoding="utf-8")
         blocked = _blocked_lines(log_text)
         run = SandboxRun(res.ok, "blender", log_tail=res.log_tail, blocked=blocked,
-                         duration_s=time.perf_counter() - start, timed_out=res.timed_out, result=res.result)
+                         duration_s=time.perf_counter() - start, timed_out=res.timed_out, result=res.result,
+                         work_dir=str(work))
         if res.timed_out:
             run.error = (f"the script did not finish within {settings.timeout_s:g} s (endless loop or too much "
                          "work); its processes were killed")

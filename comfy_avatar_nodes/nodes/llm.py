@@ -30,6 +30,7 @@ RequirementsType = io.Custom("AVATAR_REQUIREMENTS")
 
 FORMAT_CHOICES = ["glb", "glb+fbx", "glb+blend", "glb+fbx+blend", "fbx", "blend", "requirements"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_-]{12,}|AKIA[0-9A-Z]{12,}|hf_[A-Za-z0-9]{20,}|Bearer\s)")
 
 
 def images_to_png(images: Any) -> list[bytes]:
@@ -95,6 +96,9 @@ class AvatarLLMEndpoint(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, role: str, base_url: str, model: str, api_key_env: str) -> bool | str:
+        if any(_KEYLIKE.search(v or "") for v in (base_url, model, api_key_env)):
+            return ("this looks like an API key; keys never go into a node (they would be saved in the workflow): "
+                    "put it in an environment variable and give that variable's NAME in api_key_env")
         if api_key_env and not _ENV_NAME.match(api_key_env):
             return ("api_key_env must be the NAME of an environment variable (like DASHSCOPE_API_KEY), not a key; "
                     "put the key itself in that variable")
