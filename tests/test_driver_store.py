@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from driver.store import (FAILED, PENDING, RUNNING, SUBMITTED, SUCCEEDED, JobStore, StoreError,
+from driver.store import (CANCELLED, FAILED, PENDING, RUNNING, SUBMITTED, SUCCEEDED, JobStore, StoreError,
                           canonical_hash, default_url)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +62,19 @@ def exercise(store: JobStore) -> None:
     assert store.counts("b1") == {SUCCEEDED: 1, FAILED: 1, PENDING: 1}
     assert store.latest_batch() == "b1"
     json.dumps(rec.to_dict())
+    # a terminal state never changes again, and racing writers leave exactly one
+    assert store.set_status(ids[0], RUNNING) is False and store.get(ids[0]).status == SUCCEEDED
+    store.request_cancel([ids[2]])
+    assert store.status_of(ids[2]) == (PENDING, True)
+    results: list[bool] = []
+    racers = [threading.Thread(target=lambda st=st: results.append(store.set_status(ids[2], st)))
+              for st in (FAILED, CANCELLED, SUCCEEDED, FAILED)]
+    for t in racers:
+        t.start()
+    for t in racers:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    assert sum(h["status"] in (FAILED, CANCELLED, SUCCEEDED) for h in store.get(ids[2]).history) == 1
     with pytest.raises(StoreError, match="not in the job database"):
         store.set_status("ghost", RUNNING)
 
