@@ -249,6 +249,14 @@ def test_bad_inputs_end_in_messages_naming_the_stage(served):
         with pytest.raises(JobFailed) as ei:
             c.run(api, timeout=120)
     assert "Intent: the model did not return usable JSON" in str(ei.value)
+    fake.fallback.clear()
+    fake.script("intent-model", [json.dumps({"intent": "other", "confidence": 0.8, "rewritten_prompt": "hello",
+                                             "reason": "a greeting"})])
+    api["2"]["inputs"]["prompt"] = "hello there"
+    with _client(server) as c:
+        with pytest.raises(JobFailed) as ei:
+            c.run(api, timeout=120)
+    assert "classified as 'other' (a greeting)" in str(ei.value)
 
 
 @pytest.mark.comfyui

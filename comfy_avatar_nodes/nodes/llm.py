@@ -145,7 +145,13 @@ class AvatarIntent(io.ComfyNode):
 
         pngs = images_to_png(images)
         res = await asyncio.to_thread(classify, client_for("intent", llm), prompt, pngs, repairs=repairs)
-        build = res.rewritten_prompt if res.builds else ExecutionBlocker(None)
+        if res.builds:
+            build: Any = res.rewritten_prompt
+        elif res.intent == "other":  # neither branch runs: say why instead of finishing silently
+            build = ExecutionBlocker(f"Intent: the request was classified as 'other' ({res.reason or 'no reason given'})"
+                                     f". Fix: ask for a 3D object (e.g. 'a wooden stool') or ask a question")
+        else:
+            build = ExecutionBlocker(None)
         question = res.rewritten_prompt if res.intent == "question" else ExecutionBlocker(None)
         text = f"{res.intent} ({res.confidence:.2f}): {res.rewritten_prompt}"
         return io.NodeOutput(res.intent, res.confidence, build, question, ui={"text": [text]})
