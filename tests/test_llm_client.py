@@ -145,3 +145,17 @@ def test_parse_json_object_accepts_fenced_answers():
     assert parse_json_object('Here:\n```json\n{"a": [1, 2]}\n```\nbye') == {"a": [1, 2]}
     with pytest.raises(ValueError):
         parse_json_object("[1, 2, 3]")
+
+
+def test_credentials_in_base_url_are_never_shown(monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("COMFY_AVATAR__LLM__CODER__BASE_URL", f"http://bob:hunter2secret@127.0.0.1:{port}/v1?key=qwerty123")
+    c = client(max_retries=1)
+    with pytest.raises(LLMError) as ei:
+        c.chat([{"role": "user", "content": "x"}])
+    shown = str(ei.value) + caplog.text
+    assert f"127.0.0.1:{port}/v1" in str(ei.value)
+    assert "hunter2secret" not in shown and "qwerty123" not in shown

@@ -61,6 +61,15 @@ class Endpoint:
             raise LLMError(f"llm.{role}.model", "is empty", f"set llm.{role}.model to the model name the server serves")
         return cls(role=role, base_url=url.rstrip("/"), model=mdl, api_key_env=str(sec.get("api_key_env") or ""))
 
+    @property
+    def shown_url(self) -> str:
+        """base_url without user:password@ or a query string (either could hold a credential)."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.base_url)
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
     def public(self) -> dict[str, str]:
         """Safe to log and to put in outputs (no key, only the variable's name)."""
         return {"role": self.role, "base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env}
@@ -122,7 +131,7 @@ class LLMClient:
         return os.environ.get(self.endpoint.api_key_env, "") if self.endpoint.api_key_env else ""
 
     def _what(self) -> str:
-        return f"LLM {self.endpoint.role} ({self.endpoint.model} at {self.endpoint.base_url})"
+        return f"LLM {self.endpoint.role} ({self.endpoint.model} at {self.endpoint.shown_url})"
 
     def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         import requests
