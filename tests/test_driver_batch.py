@@ -530,3 +530,47 @@ def test_cli_batch_usage_errors_exit_2(tmp_path: Path, capsys, monkeypatch, extr
                              str(tmp_path / "j.db"), *[a.format(tmp=tmp_path) for a in extra]], capsys)
         assert not fake.posted
     assert code == 2 and message in err
+
+
+# --------------------------------------------------------------------------- recorded real sessions
+
+from _fake_comfy import recorded_scenario  # noqa: E402
+
+RECORDED = json.loads((ROOT / "tests" / "data" / "recorded" / "sessions_0.3.64.json").read_text())["sessions"]
+
+
+def _replay_batch(tmp: Path, name: str, **kw):
+    session = RECORDED[name]
+    with FakeComfy(recorded_scenario(session)) as fake:
+        fake.object_info.update({k: OBJECT_INFO[k] for k in ("PreviewImage", "ImageBlur")})
+        jobs = _jobs(tmp, 1, prompt=session["prompt"])
+        summary = _runner(jobs, [fake.url], **kw).run()
+    return summary, fake
+
+
+def test_recorded_preview_session_downloads_the_temp_output(tmp_path: Path) -> None:
+    summary, fake = _replay_batch(tmp_path, "preview_image")
+    job = summary.jobs[0]
+    assert job.status == SUCCEEDED and len(fake.posted) == 1
+    (out,) = job.files
+    assert out["type"] == "temp" and out["path"].startswith("temp/")
+    assert (job.out_dir / out["path"]).read_bytes() == b"recorded " + out["filename"].encode()
+
+
+def test_recorded_interrupt_session_is_a_permanent_failure(tmp_path: Path) -> None:
+    summary, fake = _replay_batch(tmp_path, "interrupt")
+    job = summary.jobs[0]
+    assert job.status == FAILED and "interrupted" in job.error
+    assert len(fake.posted) == 1, "an interrupted prompt is not retried"
+    assert summary.exit_code == 1
+
+
+def test_recorded_queue_delete_facts_the_cancel_logic_relies_on() -> None:
+    s = RECORDED["queue_delete"]
+    deleted = s["deleted_prompt_id"]
+    assert [deleted] == [it[1] for it in s["queue_before"]["queue_pending"]]
+    assert s["queue_after"]["queue_pending"] == [] and s["deleted_history"] == {}
+    assert not any(f.get("data", {}).get("prompt_id") == deleted for f in s["frames"] if not f.get("binary")), \
+        "a deleted pending prompt sends nothing: the driver only sees it vanish"
+    kinds = [f["type"] for f in s["frames"] if not f.get("binary")]
+    assert kinds.index("execution_interrupted") < len(kinds) - 1 and kinds[-1] == "executing"
