@@ -86,6 +86,11 @@ def build(req, out: Path, runtime, **kw):
     return asyncio.run(build_asset(req, coder=client("coder"), out_dir=out, name="stool", runtime=runtime, **kw))
 
 
+def test_empty_script_is_refused_before_blender():
+    with pytest.raises(AvatarError, match=r"^Blender executor: script: is empty"):
+        asyncio.run(build_asset(STOOL, coder=None, out_dir="/nonexistent", script="  \n"))
+
+
 def test_parse_formats():
     assert parse_formats("glb+fbx") == ["glb", "fbx"]
     assert parse_formats("requirements", {"output_formats": ["blend", "glb"]}) == ["blend", "glb"]

@@ -89,6 +89,8 @@ async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, 
     """
     if max_attempts < 1:
         raise AvatarError(f"{STAGE}: max_attempts", f"is {max_attempts}", "use 1 or more")
+    if script is not None and not script.strip():
+        raise AvatarError(f"{STAGE}: script", "is empty", "connect the Script Writer node's script output")
     if script is None and coder is None:
         raise AvatarError(f"{STAGE}: script", "no script and no coder model to write one", "connect the Script writer")
     formats = formats or parse_formats("requirements", requirements)
