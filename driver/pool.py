@@ -84,7 +84,8 @@ class ServerPool:
         if cache is None:
             cache = self._tls.clients = {}
         if s.url not in cache:
-            cache[s.url] = ComfyClient(s.url, timeout=self.request_timeout)
+            from .batch import http_session
+            cache[s.url] = ComfyClient(s.url, timeout=self.request_timeout, session=http_session(s.url))
         return cache[s.url]
 
     # -- health -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine,
-                        event, select, update)
+                        bindparam, event, insert, select, update)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -109,6 +109,13 @@ class OutputRow(_Base):
     path: Mapped[str | None] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int | None] = mapped_column(Integer)
+
+
+_JOBS, _STATUS, _OUTPUTS = JobRow.__table__, StatusRow.__table__, OutputRow.__table__
+_UPDATE_LIVE = update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.status.not_in(TERMINAL))
+_EXISTS = select(_JOBS.c.id).where(_JOBS.c.id == bindparam("b_id"))
+_STATUS_OF = select(_JOBS.c.status, _JOBS.c.cancel_requested).where(_JOBS.c.id == bindparam("b_id"))
+_INSERT_STATUS = insert(_STATUS)
 
 
 @dataclass
@@ -228,14 +235,17 @@ class JobStore:
             s.add(StatusRow(job_id=job_id, status=PENDING, at=now))
 
     def add_jobs(self, jobs: Iterable[dict[str, Any]]) -> None:
-        """Insert many pending jobs in one transaction (kwargs as for add_job)."""
+        """Insert many pending jobs in one transaction (keys as for add_job, plus id)."""
         now = _now()
-        with self._session.begin() as s:
-            for j in jobs:
-                s.add(JobRow(status=PENDING, created_at=now, updated_at=now, params=j.get("params") or {},
-                             **{k: v for k, v in j.items() if k != "params"}))
-                s.flush()
-                s.add(StatusRow(job_id=j["id"], status=PENDING, at=now))
+        rows = [{"batch_id": None, "label": "", "workflow_path": "", "server": None, "out_dir": None, **j,
+                 "params": j.get("params") or {}, "status": PENDING, "attempts": 0, "cancel_requested": False,
+                 "timings": {}, "created_at": now, "updated_at": now} for j in jobs]
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(insert(_JOBS), rows)
+            conn.execute(_INSERT_STATUS, [{"job_id": r["id"], "status": PENDING, "at": now, "detail": None}
+                                          for r in rows])
 
     def set_status(self, job_id: str, status: str, *, detail: str | None = None, **fields: Any) -> bool:
         """Record a status change (with its time) and update other columns (server,
@@ -248,40 +258,41 @@ class JobStore:
         values: dict[str, Any] = {"status": status, "updated_at": now, **fields}
         if status in TERMINAL:
             values["finished_at"] = now
-        with self._session.begin() as s:
-            n = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status.not_in(TERMINAL))
-                          .values(**values)).rowcount
+        # Prebuilt Core statements (not ORM sessions): this runs several times per job.
+        with self.engine.begin() as conn:
+            n = conn.execute(_UPDATE_LIVE, {"b_id": job_id, **values}).rowcount
             if not n:
-                if s.get(JobRow, job_id) is None:
+                if conn.execute(_EXISTS, {"b_id": job_id}).first() is None:
                     raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
                 return False
-            s.add(StatusRow(job_id=job_id, status=status, at=now, detail=detail))
+            conn.execute(_INSERT_STATUS, {"job_id": job_id, "status": status, "at": now, "detail": detail})
             return True
 
     def status_of(self, job_id: str) -> tuple[str, bool]:
         """(status, cancel_requested) of one job, cheaply."""
-        with self._session() as s:
-            row = s.execute(select(JobRow.status, JobRow.cancel_requested).where(JobRow.id == job_id)).first()
-            if row is None:
-                raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
-            return str(row[0]), bool(row[1])
+        with self.engine.connect() as conn:
+            row = conn.execute(_STATUS_OF, {"b_id": job_id}).first()
+        if row is None:
+            raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
+        return str(row[0]), bool(row[1])
 
     def request_cancel(self, job_ids: Iterable[str]) -> None:
-        with self._session.begin() as s:
-            s.execute(update(JobRow).where(JobRow.id.in_(list(job_ids)), JobRow.status.not_in(TERMINAL))
-                      .values(cancel_requested=True, updated_at=_now()))
+        with self.engine.begin() as conn:
+            conn.execute(update(_JOBS).where(_JOBS.c.id.in_(list(job_ids)), _JOBS.c.status.not_in(TERMINAL))
+                         .values(cancel_requested=True, updated_at=_now()))
 
     def update(self, job_id: str, **fields: Any) -> None:
         with self._session.begin() as s:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=_now(), **fields))
 
     def add_outputs(self, job_id: str, outputs: Iterable[dict[str, Any]]) -> None:
-        with self._session.begin() as s:
-            for o in outputs:
-                s.add(OutputRow(job_id=job_id, node_id=str(o["node_id"]), key=str(o.get("key", "")),
-                                filename=str(o["filename"]), subfolder=str(o.get("subfolder") or ""),
-                                type=str(o.get("type") or "output"), path=o.get("path"), sha256=o.get("sha256"),
-                                size=o.get("size")))
+        rows = [{"job_id": job_id, "node_id": str(o["node_id"]), "key": str(o.get("key", "")),
+                 "filename": str(o["filename"]), "subfolder": str(o.get("subfolder") or ""),
+                 "type": str(o.get("type") or "output"), "path": o.get("path"), "sha256": o.get("sha256"),
+                 "size": o.get("size")} for o in outputs]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(_OUTPUTS), rows)
 
     # -- reads -----------------------------------------------------------------------
     def get(self, ref: str) -> JobRecord:

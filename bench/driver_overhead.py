@@ -1,0 +1,108 @@
+"""Client-side overhead of the batch driver per prompt.
+
+Runs a batch of N trivial prompts (EmptyImage -> SaveImage) through the full batch path
+(BatchRunner: scheduling, websocket per job, /history, /view download, sha256,
+manifest.json, SQLite job records) against the fake ComfyUI from tests/_fake_comfy.py
+running in a separate process, so its work does not count. Prints, per prompt: wall
+time and this process's CPU time (user+sys; the client-side overhead), and resident
+memory along the way (flat memory: RSS after the first 10% vs at the end).
+
+    python bench/driver_overhead.py [--prompts 500] [--concurrency 4]
+
+Target (issue 4): <= 5 ms client-side overhead per prompt, flat memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FAKE = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from _fake_comfy import FakeComfy
+with FakeComfy() as fake:
+    fake._httpd.RequestHandlerClass.disable_nagle_algorithm = True
+    print(fake.url, flush=True)
+    sys.stdin.read()
+"""
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=int, default=500)
+    ap.add_argument("--concurrency", type=int, default=4)
+    args = ap.parse_args()
+
+    from driver.batch import BatchJob, BatchRunner, job_prompt_id
+    from driver.pool import ServerPool
+    from driver.store import JobStore
+
+    fake = subprocess.Popen([sys.executable, "-c", FAKE, str(ROOT / "tests")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    url = fake.stdout.readline().strip()
+    tmp = Path(tempfile.mkdtemp(prefix="ca-bench-"))
+    try:
+        prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+                  "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/p"}}}
+        jobs = [BatchJob(i, f"bench-{i:05d}", job_prompt_id("bench", i), json.loads(json.dumps(prompt)),
+                         tmp / "out" / f"{i:05d}") for i in range(args.prompts)]
+        store = JobStore(f"sqlite:///{tmp / 'jobs.db'}")
+        samples: list[tuple[int, float]] = []
+        done = [0]
+
+        def on_event(e: dict) -> None:
+            if e["type"] == "job_finished":
+                done[0] += 1
+                if done[0] % max(1, args.prompts // 10) == 0:
+                    samples.append((done[0], rss_mb()))
+
+        runner = BatchRunner(jobs, ServerPool([url]), batch_id="bench", store=store, concurrency=args.concurrency,
+                             on_event=on_event)
+        rss0, cpu0, t0 = rss_mb(), cpu_s(), time.perf_counter()
+        summary = runner.run()
+        wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        assert summary.succeeded == args.prompts, summary.to_dict()
+        n = args.prompts
+        print(f"batch of {n} trivial prompts, concurrency {args.concurrency}, fake ComfyUI in another process")
+        print(f"  wall time:            {wall:8.2f} s   {1000 * wall / n:7.2f} ms per prompt (server side included)")
+        print(f"  client CPU (user+sys): {cpu:8.2f} s   {1000 * cpu / n:7.2f} ms per prompt  <- client-side overhead"
+              f" (target <= 5 ms: {'met' if 1000 * cpu / n <= 5 else 'NOT met'})")
+        print(f"  RSS before: {rss0:.1f} MB; after each 10%: " + ", ".join(f"{m:.1f}" for _, m in samples))
+        grow = samples[-1][1] - samples[0][1] if len(samples) > 1 else 0.0
+        print(f"  RSS growth from 10% to 100% of the batch: {grow:+.1f} MB; peak RSS {peak:.1f} MB")
+        store.close()
+    finally:
+        fake.stdin.close()
+        fake.wait(10)
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
