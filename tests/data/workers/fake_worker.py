@@ -46,8 +46,9 @@ def main() -> int:
         return {"keys": sorted(os.environ), "values": {k: os.environ.get(k) for k in args.get("show", [])}}
 
     def sleep(args, req):
+        t0 = time.time()
         time.sleep(float(args.get("seconds", 1)))
-        return {"slept": args.get("seconds", 1), "pid": os.getpid()}
+        return {"slept": args.get("seconds", 1), "pid": os.getpid(), "t0": t0, "t1": time.time(), "tag": args.get("tag")}
 
     def crash(args, req):
         sys.stderr.write("fake worker: about to crash: CUDA error: an illegal memory access (fake)\n")
