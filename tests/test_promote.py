@@ -220,3 +220,60 @@ def test_missing_or_empty_file_is_refused(tmp_path):
 def test_handle_sha_mismatch_is_refused(vrm_file):
     with pytest.raises(AvatarError, match="changed after the upstream node"):
         promote(vrm_file, "t", BUCKET, "x", expected_sha256="0" * 64, env=base_env())
+
+
+def test_secret_typed_into_an_input_is_refused(server, env, vrm_file):
+    with pytest.raises(AvatarError) as ei:
+        promote(vrm_file, "t", BUCKET, f"x/{SECRET_KEY}", env=env)
+    assert ei.value.what == "key_prefix" and SECRET_KEY not in str(ei.value)
+    assert not (server.root / BUCKET / "x").exists()
+
+
+@pytest.mark.comfyui
+def test_promote_and_track_nodes_in_a_real_comfyui(server, tmp_path, example_image, monkeypatch):
+    """image -> mesh -> Promote to S3 -> Track run, through a real ComfyUI and the driver CLI."""
+    if not os.environ.get("COMFYUI_DIR"):
+        pytest.skip("COMFYUI_DIR is not set: point it at a ComfyUI checkout to run the end-to-end tests")
+    import sys
+
+    from driver.local import LocalComfy
+
+    for k, v in server.remote_env("e2e").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("RCLONE_CONFIG", os.devnull)
+    monkeypatch.setenv("COMFY_AVATAR__STORAGE__RCLONE_BIN", str(rclone_bin()))
+    monkeypatch.setenv("COMFY_AVATAR__TRACKING__URI", f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}")
+    monkeypatch.setenv("COMFY_AVATAR__TRACKING__ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
+    wf = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "character_apose.png"}, "_meta": {"title": "image"}},
+        "2": {"class_type": "AvatarImageToMeshCPU",
+              "inputs": {"image": ["1", 0], "mask": ["1", 1], "height_m": 1.7, "thickness": 0.5, "resolution": 128,
+                         "filename_prefix": "e2e/mesh"}},
+        "3": {"class_type": "AvatarPromoteS3",
+              "inputs": {"asset": ["2", 0], "remote": "e2e", "bucket": BUCKET, "key_prefix": "e2e",
+                         "key_mode": "content", "public_base_url": "https://cdn.example.com/avatars"}},
+        "4": {"class_type": "AvatarTrackMLflow",
+              "inputs": {"mesh": ["2", 0], "url": ["3", 0], "experiment": "e2e", "run_name": "mesh",
+                         "extra_params": '{"style": "test"}', "log_files": True}},
+    }
+    wf_path = tmp_path / "promote_track.api.json"
+    wf_path.write_text(json.dumps(wf))
+    with LocalComfy(log_path=tmp_path / "comfyui.log") as comfy:
+        has_mlflow = subprocess.run([str(comfy.python), "-c", "import mlflow"], capture_output=True).returncode == 0
+        proc = subprocess.run([sys.executable, "-m", "driver", "run", str(wf_path), "--input", f"image={example_image}",
+                               "--out", str(tmp_path / "out"), "--server", comfy.url, "--json"],
+                              cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+        history = requests.get(f"{comfy.url}/history", timeout=30).text
+        log_text = comfy.log_path.read_text()
+        meshes = list((comfy.base_dir / "output").rglob("mesh_*.glb"))
+        assert len(meshes) == 1, proc.stdout[-3000:] + proc.stderr + log_text[-3000:]
+        mesh_bytes = meshes[0].read_bytes()
+    objects = list((server.root / BUCKET / "e2e").rglob("*.glb"))
+    assert [o.read_bytes() for o in objects] == [mesh_bytes], proc.stdout[-2000:] + proc.stderr + log_text[-3000:]
+    key = objects[0].relative_to(server.root / BUCKET).as_posix()
+    assert f"https://cdn.example.com/avatars/{key}" in history  # the url output / ui text
+    assert SECRET_KEY not in history and SECRET_KEY not in log_text and SECRET_KEY not in proc.stdout + proc.stderr
+    if has_mlflow:
+        assert proc.returncode == 0, proc.stderr + log_text[-3000:]
+    else:  # the pack loads without mlflow; the Track node says how to fix it
+        assert proc.returncode == 1 and "pip install mlflow" in proc.stderr, proc.stderr + log_text[-3000:]

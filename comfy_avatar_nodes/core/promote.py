@@ -47,7 +47,7 @@ from urllib.parse import quote, urlparse
 from .assets import safe_name
 from .config import Config, load_config
 from .errors import AvatarError
-from .secrets import is_secret_name, redact, secret_values
+from .secrets import contains_secret, is_secret_name, redact, secret_values
 
 log = logging.getLogger("comfy_avatar.promote")
 
@@ -354,6 +354,10 @@ def promote(asset_path: str | os.PathLike[str], remote: str, bucket: str, key_pr
                           "re-run the upstream node so the handle and the file agree")
     key = object_key(prefix, path.name, sha256, mode)
     rc = Rclone(cfg, env)
+    for name, value in (("remote", remote), ("bucket", bucket), ("key_prefix", prefix), ("public_base_url", base_url)):
+        if contains_secret(value, rc.secrets):
+            raise AvatarError(name, "contains the value of a secret environment variable",
+                              "credentials belong in RCLONE_CONFIG_* variables or rclone.conf, never in node inputs")
     target = f"{remote}:{bucket}/{key}"
     url = object_url(key, bucket, base_url, remote, rc.remote_type(remote))
 
