@@ -106,7 +106,7 @@ DEFAULTS: dict[str, Any] = {
         "key_mode": "content",   # content: <prefix>/<sha256[:16]>/<name> (immutable); stable: <prefix>/<name>
         "timeout_s": 600.0,
         "retries": 2,
-        "low_level_retries": 3,
+        "low_level_retries": 2,     # per request; a refused connection fails in ~9 s (3: ~30 s)
         "contimeout_s": 10.0,
     },
     "tracking": {

@@ -211,7 +211,7 @@ class Rclone:
                               "point it at an rclone.conf or leave it empty to define the remote with RCLONE_CONFIG_* variables")
         self.timeout_s = float(self.cfg.get("storage.timeout_s", 600.0))
         self.flags = ["--ask-password=false", "--retries", str(int(self.cfg.get("storage.retries", 2))),
-                      "--low-level-retries", str(int(self.cfg.get("storage.low_level_retries", 3))),
+                      "--low-level-retries", str(int(self.cfg.get("storage.low_level_retries", 2))),
                       "--contimeout", f"{float(self.cfg.get('storage.contimeout_s', 10.0))}s"]
         if self.conf_path:
             self.flags += ["--config", str(Path(self.conf_path).expanduser())]
