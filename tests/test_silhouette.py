@@ -362,3 +362,12 @@ def test_from_comfy_then_mesh_equals_file_path(rgba, example_glb, tmp_path):
     out = tmp_path / "node.glb"
     info = image_to_mesh(from_comfy(img, mask), out)
     assert info.faces == example_glb[1].faces and info.watertight
+
+
+@pytest.mark.js
+def test_glb_passes_khronos_validator_without_warnings(example_glb):
+    from _js import check_with_node
+
+    result = check_with_node(example_glb[0], "check_gltf.mjs")
+    assert result["ok"] is True and result["errors"] == [] and result["warnings"] == [], result
+    assert result["validator"]["info"]["hasTextures"] is True
