@@ -7,7 +7,7 @@ import logging
 log = logging.getLogger("comfy_avatar")
 
 # One module per stage under nodes/; each exposes NODES: list[type[io.ComfyNode]].
-NODE_MODULES = ("mesh", "rig", "vrm", "llm", "agent", "promote", "track", "export")
+NODE_MODULES = ("mesh", "rig", "vrm", "llm", "agent", "promote", "track", "export", "trellis", "unirig")
 
 
 def node_classes() -> list[type]:

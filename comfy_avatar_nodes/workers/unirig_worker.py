@@ -216,7 +216,7 @@ class Pipeline:
         shutil.copyfile(source, mesh)
         npz = work / "npz"
         tag = time.strftime("%Y_%m_%d_%H_%M_%S")
-        skeleton, skin, rigged = work / "skeleton.fbx", work / "skin.fbx", work / f"rigged{output.suffix.lower()}"
+        skeleton, skin, rigged_glb = work / "skeleton.fbx", work / "skin.fbx", work / "rigged.glb"
 
         self._run("extract", extract_argv(py, mesh, npz, force_override=False, faces_target_count=self.faces_target_count,
                                           time_tag=tag), npz_dir_for(mesh, npz) / "raw_data.npz", 0.05)
@@ -237,7 +237,12 @@ class Pipeline:
                                                    faces_target_count=self.faces_target_count, time_tag=tag),
                   npz_dir_for(skeleton, npz) / "raw_data.npz", 0.45)
         self._run("skin", skin_argv(py, self.skin_task, tried[-1], skeleton, skin, npz), skin, 0.55)
-        self._run("merge", merge_argv(py, skin, mesh, rigged), rigged, 0.85)
+        # Always a GLB (the parent reads the skeleton from it); an FBX too when that is the output.
+        self._run("merge", merge_argv(py, skin, mesh, rigged_glb), rigged_glb, 0.8)
+        rigged = rigged_glb
+        if output.suffix.lower() != ".glb":
+            rigged = work / f"rigged{output.suffix.lower()}"
+            self._run("merge-fbx", merge_argv(py, skin, mesh, rigged), rigged, 0.9)
         output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(f".{output.stem}.{os.getpid()}.part{output.suffix}")
         try:
@@ -245,7 +250,8 @@ class Pipeline:
             os.replace(tmp, output)
         finally:
             tmp.unlink(missing_ok=True)
-        return {"path": str(output), "seed": tried[-1], "seeds_tried": tried, "work_dir": str(work),
+        return {"path": str(output), "skeleton_glb": str(rigged_glb), "seed": tried[-1], "seeds_tried": tried,
+                "work_dir": str(work),
                 "steps": [s.__dict__ for s in self.steps]}
 
 

@@ -1,0 +1,168 @@
+"""Image -> textured mesh with TRELLIS (microsoft/TRELLIS-image-large) in its own warm GPU worker.
+
+The model runs in workers/trellis_worker.py under the TRELLIS env's Python (config
+``trellis.python``), loaded once from a local weights folder (``trellis.weights_dir``) with
+Hugging Face forced offline, and kept warm between jobs (core/workers.py). Nothing here
+imports torch. Output: a GLB, Y-up, textured (baked from the Gaussians), centred in a unit
+cube (TRELLIS's own normalisation, not metres).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .assets import Asset
+from .config import Config, load_config
+from .errors import AvatarError, ConfigError
+from .images import load_image
+from .workers import WORKERS_DIR, WorkerError, WorkerSpec, config_env_name, get_worker, job_dir
+
+log = logging.getLogger("comfy_avatar.trellis")
+
+NO_GPU = "TRELLIS needs an NVIDIA GPU with >= 16 GB"
+CPU_FIX = "use the CPU silhouette node (Image to Mesh (CPU silhouette inflation)) on this machine"
+BUILD_ENV = ("build the TRELLIS env (README 'GPU paths'): git clone --recurse-submodules https://github.com/microsoft/TRELLIS; "
+             "cd TRELLIS; . ./setup.sh --new-env --basic --xformers --flash-attn --diffoctreerast --spconv --mipgaussian "
+             "--kaolin --nvdiffrast; then set trellis.python to that env's python and trellis.repo_dir to the checkout")
+WEIGHT_FILES = "pipeline.json + ckpts/*.json and *.safetensors of microsoft/TRELLIS-image-large"
+GET_WEIGHTS = ("on a machine with Hugging Face access run `huggingface-cli download microsoft/TRELLIS-image-large "
+               "--local-dir DIR`, copy DIR here and set trellis.weights_dir to it")
+ATTN_BACKENDS = ("flash_attn", "xformers", "sdpa", "naive")
+SPARSE_BACKENDS = ("spconv", "torchsparse")
+
+
+def _key(key: str) -> str:
+    return f"{key} ({config_env_name(key)})"
+
+
+@dataclass(frozen=True)
+class TrellisParams:
+    """Sampler and export settings (defaults: the TRELLIS demo's)."""
+
+    seed: int = 1
+    ss_steps: int = 12
+    ss_cfg: float = 7.5
+    slat_steps: int = 12
+    slat_cfg: float = 3.0
+    simplify: float = 0.95
+    texture_size: int = 1024
+
+    def check(self) -> "TrellisParams":
+        rules = {"seed": (0, 2**31 - 1), "ss_steps": (1, 100), "ss_cfg": (0.0, 20.0), "slat_steps": (1, 100),
+                 "slat_cfg": (0.0, 20.0), "simplify": (0.0, 0.99), "texture_size": (256, 4096)}
+        for name, (lo, hi) in rules.items():
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                raise AvatarError(name, f"{value} is outside {lo}..{hi}", f"pick a {name} between {lo} and {hi}")
+        return self
+
+
+def _existing_dir(cfg: Config, key: str, *, required: bool, problem: str, fix: str) -> str:
+    value = str(cfg.get(key) or "").strip()
+    if not value:
+        if required:
+            raise ConfigError(_key(key), problem, fix)
+        return ""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ConfigError(_key(key), f"{path} is not a folder", fix)
+    return str(path.resolve())
+
+
+def model_python(cfg: Config, key: str, label: str, build: str) -> str:
+    """The model env's interpreter from config ``key``, or an error naming the key and how to build it."""
+    value = str(cfg.get(key) or "").strip()
+    if not value:
+        raise ConfigError(_key(key), f"is not set: no {label} Python env is configured", build)
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ConfigError(_key(key), f"{path} does not exist", build)
+    return str(path.absolute())
+
+
+def trellis_spec(cfg: Config | None = None) -> WorkerSpec:
+    """The worker spec from config; checks what can be checked without starting it."""
+    cfg = cfg or load_config()
+    python = model_python(cfg, "trellis.python", "TRELLIS", BUILD_ENV)
+    weights = _existing_dir(cfg, "trellis.weights_dir", required=True, problem="is not set: no local TRELLIS weights",
+                            fix=f"it must hold {WEIGHT_FILES}; {GET_WEIGHTS}")
+    if not (Path(weights) / "pipeline.json").is_file():
+        raise ConfigError(_key("trellis.weights_dir"), f"{weights} has no pipeline.json",
+                          f"it must hold {WEIGHT_FILES}; {GET_WEIGHTS}")
+    repo = _existing_dir(cfg, "trellis.repo_dir", required=False, problem="", fix=BUILD_ENV)
+    attn, sparse = str(cfg.get("trellis.attn_backend")), str(cfg.get("trellis.sparse_backend"))
+    if attn not in ATTN_BACKENDS:
+        raise ConfigError(_key("trellis.attn_backend"), f"{attn!r} is not a TRELLIS attention backend",
+                          f"use one of {', '.join(ATTN_BACKENDS)}")
+    if sparse not in SPARSE_BACKENDS:
+        raise ConfigError(_key("trellis.sparse_backend"), f"{sparse!r} is not a TRELLIS sparse backend",
+                          f"use one of {', '.join(SPARSE_BACKENDS)}")
+    env = {"ATTN_BACKEND": attn, "SPARSE_BACKEND": sparse, "SPCONV_ALGO": str(cfg.get("trellis.spconv_algo") or ""),
+           "TORCH_HOME": str(Path(cfg.get("trellis.torch_home")).expanduser()) if cfg.get("trellis.torch_home") else "",
+           "U2NET_HOME": str(Path(cfg.get("trellis.u2net_home")).expanduser()) if cfg.get("trellis.u2net_home") else ""}
+    args = ["--weights-dir", weights, "--min-vram-gb", f"{float(cfg.get('trellis.min_vram_gb')):g}"]
+    if repo:
+        args += ["--repo-dir", repo]
+    return WorkerSpec(name="trellis", python=python, script=str(WORKERS_DIR / "trellis_worker.py"), args=tuple(args),
+                      env=tuple(sorted((k, v) for k, v in env.items() if v)), cwd=repo,
+                      start_timeout_s=float(cfg.get("workers.start_timeout_s")),
+                      idle_timeout_s=float(cfg.get("workers.idle_timeout_s")),
+                      log_dir=str(cfg.get("workers.log_dir") or ""), label="TRELLIS")
+
+
+def explain_start_failure(err: WorkerError, spec: WorkerSpec) -> AvatarError:
+    """Turn the worker's handshake problems into the one error a user can act on first."""
+    by_kind: dict[str, list[str]] = {}
+    for p in err.problems:
+        by_kind.setdefault(str(p.get("kind")), []).append(str(p.get("message")))
+    detail = err.detail
+    if "no_cuda" in by_kind or "low_vram" in by_kind:
+        reason = "; ".join(by_kind.get("no_cuda", []) + by_kind.get("low_vram", []))
+        return AvatarError("Image to 3D (TRELLIS)", f"{NO_GPU} ({reason})", CPU_FIX, detail=detail)
+    if "missing_repo" in by_kind or "missing_package" in by_kind:
+        msg = "; ".join(by_kind.get("missing_repo", []) + by_kind.get("missing_package", []))
+        return AvatarError(_key("trellis.python") + f" = {spec.python}", msg, BUILD_ENV, detail=detail)
+    if "missing_weights" in by_kind:
+        return AvatarError(_key("trellis.weights_dir"), "; ".join(by_kind["missing_weights"]),
+                           f"it must hold {WEIGHT_FILES}, and trellis.torch_home the DINOv2 hub cache "
+                           f"(hub/facebookresearch_dinov2_main + hub/checkpoints); {GET_WEIGHTS}", detail=detail)
+    if "load_error" in by_kind:
+        return AvatarError("TRELLIS model load", "; ".join(by_kind["load_error"]),
+                           "fix the TRELLIS env (flash_attn/spconv/xformers must match its torch and the GPU; "
+                           "trellis.attn_backend=xformers or sdpa avoids flash_attn)", detail=detail)
+    return err
+
+
+async def image_to_mesh_trellis(image_path: str | Path, out: str | Path, params: TrellisParams | None = None,
+                                cfg: Config | None = None, *,
+                                progress: Callable[[float, str], None] | None = None) -> Asset:
+    """Run TRELLIS on one picture and write a textured GLB to ``out`` (atomically)."""
+    cfg = cfg or load_config()
+    params = (params or TrellisParams()).check()
+    out = Path(out)
+    if out.suffix.lower() != ".glb":
+        raise AvatarError(str(out), "TRELLIS writes GLB files", "give the output a .glb name")
+    rgba = load_image(image_path, "image")  # decodes and size-checks; EXIF rotation applied
+    spec = trellis_spec(cfg)
+    with job_dir(spec) as work:
+        from PIL import Image
+
+        png = work / "input.png"
+        Image.fromarray(rgba, "RGBA").save(png)
+        worker = get_worker(spec)
+        try:
+            result = await worker.call("image_to_mesh", {"image": str(png), "output": str(out.absolute()), **asdict(params)},
+                                       timeout_s=float(cfg.get("trellis.timeout_s")), progress=progress)
+        except WorkerError as e:
+            if e.kind == "preflight":
+                raise explain_start_failure(e, spec) from None
+            if e.response.get("error_kind") == "missing_weights":
+                raise AvatarError("image", e.problem, "give a picture with a transparent background (or connect a "
+                                  f"MASK), or put u2net.onnx in {_key('trellis.u2net_home')}", detail=e.detail) from None
+            raise
+    meta: dict[str, Any] = {k: result.get(k) for k in ("vertices", "faces", "peak_vram_gb", "timings_s")}
+    return Asset.from_file(out, "mesh", source="trellis-image-large", params=asdict(params),
+                           device=(worker.info.get("device") or {}).get("name"), **meta)
+

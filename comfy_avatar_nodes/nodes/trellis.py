@@ -1,0 +1,77 @@
+"""Image -> textured 3D mesh with TRELLIS on an NVIDIA GPU (a warm worker in TRELLIS's own env)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from comfy_api.latest import io
+
+from ._common import AvatarMesh, model_file, output_path, ui_files
+
+
+def _progress():
+    try:
+        import comfy.utils
+
+        bar = comfy.utils.ProgressBar(100)
+    except Exception:  # noqa: BLE001 - progress is cosmetic; outside ComfyUI there is none
+        return None
+    return lambda fraction, message: bar.update_absolute(int(100 * fraction), 100)
+
+
+class AvatarImageTo3DTrellis(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AvatarImageTo3DTrellis",
+            display_name="Image to 3D (TRELLIS, GPU)",
+            category="avatar/mesh",
+            description=(
+                "Reconstructs a textured 3D mesh from one picture with Microsoft TRELLIS (TRELLIS-image-large). "
+                "Needs an NVIDIA GPU with >= 16 GB, the TRELLIS Python env (config trellis.python) and the weights "
+                "on disk (trellis.weights_dir); nothing is downloaded. The model stays loaded between runs. "
+                "Without a GPU use 'Image to Mesh (CPU silhouette inflation)'."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="One picture of the object or character; a transparent background skips background removal."),
+                io.Mask.Input("mask", optional=True, tooltip="Optional LoadImage mask (1 = background) used as transparency."),
+                io.Int.Input("seed", default=1, min=0, max=2**31 - 1, tooltip="Sampling seed; the same seed and picture give the same mesh."),
+                io.Int.Input("ss_steps", default=12, min=1, max=100, tooltip="Sparse-structure sampler steps (TRELLIS default 12)."),
+                io.Float.Input("ss_cfg", default=7.5, min=0.0, max=20.0, step=0.1, tooltip="Sparse-structure guidance strength (default 7.5)."),
+                io.Int.Input("slat_steps", default=12, min=1, max=100, tooltip="Structured-latent sampler steps (default 12)."),
+                io.Float.Input("slat_cfg", default=3.0, min=0.0, max=20.0, step=0.1, tooltip="Structured-latent guidance strength (default 3.0)."),
+                io.Float.Input("simplify", default=0.95, min=0.0, max=0.99, step=0.01, tooltip="Share of triangles removed when simplifying the GLB (0.95 = keep 5%)."),
+                io.Int.Input("texture_size", default=1024, min=256, max=4096, step=256, tooltip="Baked texture size in pixels."),
+                io.String.Input("filename_prefix", default="avatar/trellis", tooltip="Output name under ComfyUI's output folder (comfy-avatar/<prefix>_00001.glb)."),
+            ],
+            outputs=[
+                AvatarMesh.Output("mesh", tooltip="File handle of the textured GLB (Y-up, centred in a unit cube)."),
+                io.String.Output("model_file", tooltip="GLB path relative to the output folder, for Preview3D."),
+            ],
+        )
+
+    @classmethod
+    async def execute(cls, image, seed: int, ss_steps: int, ss_cfg: float, slat_steps: int, slat_cfg: float,
+                      simplify: float, texture_size: int, filename_prefix: str, mask=None) -> io.NodeOutput:
+        from PIL import Image
+
+        from ..core.images import from_comfy
+        from ..core.trellis import TrellisParams, image_to_mesh_trellis
+
+        img = image[0].cpu().numpy()
+        msk = None
+        if mask is not None:
+            m = (mask[0] if mask.ndim == 3 else mask).cpu().numpy()
+            msk = m if m.shape == img.shape[:2] else None  # LoadImage's 64x64 dummy for pictures without alpha
+        rgba = from_comfy(img, msk)
+        params = TrellisParams(seed=seed, ss_steps=ss_steps, ss_cfg=ss_cfg, slat_steps=slat_steps,
+                               slat_cfg=slat_cfg, simplify=simplify, texture_size=texture_size)
+        out = output_path(filename_prefix, "glb")
+        with tempfile.TemporaryDirectory(prefix="comfy-avatar-trellis-") as tmp:
+            png = Path(tmp) / "input.png"
+            Image.fromarray(rgba, "RGBA").save(png)
+            asset = await image_to_mesh_trellis(png, out, params, progress=_progress())
+        return io.NodeOutput(asset.to_dict(), model_file(out), ui=ui_files(out))
+
+
+NODES = [AvatarImageTo3DTrellis]
