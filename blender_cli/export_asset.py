@@ -337,6 +337,19 @@ def _image_bytes(img: bpy.types.Image) -> tuple[bytes, str] | None:
     return None
 
 
+def name_packed_images() -> list[str]:
+    """Give packed images without a file path one ("//<name>.<ext>"): the OBJ exporter skips a texture
+    with an empty path and the FBX exporter cannot name the file it embeds (glTF imports leave it empty)."""
+    named = []
+    for img in bpy.data.images:
+        if img.packed_file is not None and not img.filepath:
+            stored = _image_bytes(img)
+            ext = stored[1] if stored else ".png"
+            img.filepath_raw = f"//{_SAFE.sub('_', os.path.splitext(img.name)[0]) or 'texture'}{ext}"
+            named.append(img.name)
+    return named
+
+
 def _obj_textures(obj_path: str) -> list[str]:
     """Write the images the .mtl names beside the OBJ (<obj stem>_<image>.<ext>) and point the .mtl at them.
 
@@ -411,6 +424,7 @@ def main(args: dict, work_dir: str) -> dict:
     armatures = [o.name for o in bpy.context.scene.objects if o.type == "ARMATURE"]
     tris_in, verts_in, _ = evaluated_stats(meshes)
     roots = set_metadata(a["metadata"])
+    name_packed_images()
     timer.lap("import")
 
     os.makedirs(a["out_dir"], exist_ok=True)
