@@ -55,6 +55,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--progress-events", action="store_true",
+                    help="also build per-node progress events (what --json / progress bars consume)")
     args = ap.parse_args()
 
     from driver.batch import BatchJob, BatchRunner, job_prompt_id
@@ -81,7 +83,7 @@ def main() -> int:
                     samples.append((done[0], rss_mb()))
 
         runner = BatchRunner(jobs, ServerPool([url]), batch_id="bench", store=store, concurrency=args.concurrency,
-                             on_event=on_event)
+                             on_event=on_event, forward_progress=args.progress_events)
         rss0, cpu0, t0 = rss_mb(), cpu_s(), time.perf_counter()
         summary = runner.run()
         wall, cpu = time.perf_counter() - t0, cpu_s() - cpu0

@@ -131,7 +131,7 @@ class BatchRunner:
                  give_up_s: float = 300.0, timeout_s: float | None = None, max_resubmit: int = 1,
                  on_event: BatchEventSink | None = None, callback: CallbackSender | None = None,
                  client_options: dict[str, Any] | None = None, download: bool = True,
-                 forward_progress: bool = True) -> None:
+                 forward_progress: bool = True, cancel_poll_s: float = 0.5) -> None:
         if concurrency < 1:
             raise DriverError("--concurrency", f"{concurrency} is not a positive number", "pass 1 or more")
         self.jobs, self.pool, self.batch_id, self.store = jobs, pool, batch_id, store
@@ -141,6 +141,7 @@ class BatchRunner:
         self.give_up_s, self.timeout_s, self.max_resubmit = give_up_s, timeout_s, max_resubmit
         self.on_event, self.callback, self.download = on_event, callback, download
         self.forward_progress = forward_progress
+        self.cancel_poll_s = cancel_poll_s
         self.client_options = {"ws_silence_s": 10.0, "poll_interval_s": 1.0, "reconnect_give_up_s": 60.0,
                                **(client_options or {})}
         self._heap: list[tuple[float, int]] = []
@@ -173,6 +174,10 @@ class BatchRunner:
                    for w in range(min(self.concurrency, max(1, len(self.jobs))))]
         for t in workers:
             t.start()
+        watching = threading.Event()
+        if self.store is not None:
+            threading.Thread(target=self._watch_cancels, args=(watching,), name="batch-cancel-watch",
+                             daemon=True).start()
         try:
             for t in workers:
                 while t.is_alive():
@@ -183,6 +188,7 @@ class BatchRunner:
                 t.join(30)
             raise
         finally:
+            watching.set()
             if self.callback is not None:
                 self.callback.close(wait_s=60)
         s = BatchSummary(self.batch_id, len(self.jobs),
@@ -288,17 +294,23 @@ class BatchRunner:
                 c.close()
 
     def _cancel_requested(self, job: BatchJob) -> bool:
-        if job.cancel.is_set() or self._stop.is_set():
-            return True
-        if self.store is not None:
+        return job.cancel.is_set() or self._stop.is_set()
+
+    def _watch_cancels(self, done: threading.Event) -> None:
+        """Pick up `comfy-avatar cancel` from other shells: poll the job database for
+        this batch's cancel requests and cancel those jobs here too."""
+        by_id = {j.id: j for j in self.jobs}
+        while not done.wait(self.cancel_poll_s):
             try:
-                status, requested = self.store.status_of(job.id)
-            except DriverError:
-                return False
-            if requested or status == CANCELLED:
-                job.cancel.set()
-                return True
-        return False
+                ids = self.store.cancel_requests(self.batch_id) if self.store is not None else []
+            except DriverError as e:
+                log.warning("could not read cancel requests: %s", e)
+                continue
+            for jid in ids:
+                job = by_id.get(jid)
+                if job is not None and not job.cancel.is_set() and job.status not in TERMINAL:
+                    log.info("job %s: cancel requested from another process", jid)
+                    self.cancel(jid)
 
     # -- one attempt ----------------------------------------------------------------------
     def _attempt(self, job: BatchJob, clients: dict[str, ComfyClient]) -> bool:
@@ -319,7 +331,7 @@ class BatchRunner:
         try:
             client = clients.get(server.url)
             if client is None:
-                client = clients[server.url] = ComfyClient(server.url, session=http_session(server.url),
+                client = clients[server.url] = BatchClient(server.url, session=http_session(server.url),
                                                            **self.client_options)
             job.attempts += 1
             self._run_on(job, server, client)
@@ -453,7 +465,10 @@ class BatchRunner:
 
     def _submit_and_follow(self, job: BatchJob, client: ComfyClient, prompt: dict[str, Any],
                            server: ServerState) -> JobResult:
-        self._record(job, SUBMITTED, server=server.url, attempts=job.attempts)
+        if not self._record(job, SUBMITTED, server=server.url, attempts=job.attempts):
+            job.cancel.set()    # the store already holds a terminal state: `comfy-avatar cancel` won
+            raise JobInterrupted(JobResult(job.prompt_id, "cancelled", [], {}, []),
+                                 {"node_id": "-", "node_type": "-", "exception_message": "cancelled"})
         job.submitted = True
         self._job_event(job, "job_submitted", server=server.url, attempt=job.attempts)
         progress = self._progress_cb(job)
@@ -482,12 +497,19 @@ class BatchRunner:
             files = [o.to_dict() for o in result.outputs]
         job.files = files
         job.t_end = time.monotonic()
+        won = True
         if self.store is not None:
-            self.store.add_outputs(job.id, [{**f, "path": str(job.out_dir / f["path"]) if "path" in f else None}
-                                            for f in files])
-        won = self._record(job, SUCCEEDED, detail=f"{len(files)} output file(s)", timings=result.timings,
-                           duration_s=result.duration_s, server=result.server)
-        if not won:
+            try:
+                won = self.store.finish(
+                    job.id, SUCCEEDED, [{**f, "path": str(job.out_dir / f["path"]) if "path" in f else None}
+                                        for f in files],
+                    detail=f"{len(files)} output file(s)", timings=result.timings, duration_s=result.duration_s,
+                    server=result.server)
+            except DriverError as e:
+                log.error("could not record job %s as succeeded: %s", job.id, e)
+        if won:
+            job.status = SUCCEEDED
+        else:
             self._sync_from_store(job)
         self._finish(job)
 
@@ -523,6 +545,8 @@ class BatchRunner:
                         outputs=job.files, duration_s=manifest.get("duration_s"))
         if self.callback is not None:
             self.callback.send(manifest)
+        # Keep what the summary needs, drop the rest: memory stays flat over long batches.
+        job.result, job.prompt, job.uploads = None, {}, []
 
     def manifest(self, job: BatchJob) -> dict[str, Any]:
         r = job.result
@@ -533,6 +557,55 @@ class BatchRunner:
             params=job.params, error=job.error,
             duration_s=round(job.t_end - job.t_start, 3) if job.t_end and job.t_start else None,
             timings=r.timings if r else {}, cached=r.cached if r else [], outputs=job.files)
+
+
+class _KeptSocket:
+    """A websocket that outlives one ComfyClient.run: closing it at the end of a run
+    keeps it open for the client's next job (a new handshake per job is most of the
+    client's CPU for small prompts); closing it anywhere else (drop, resync) is real."""
+
+    def __init__(self, ws: Any, owner: "BatchClient") -> None:
+        self._ws, self._owner, self.dead = ws, owner, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ws, name)
+
+    def close(self, *args: Any, **kw: Any) -> None:
+        if self._owner._run_ending and not self.dead:
+            return
+        self.dead = True
+        self._ws.close(*args, **kw)
+
+
+class BatchClient(ComfyClient):
+    """ComfyClient that keeps its websocket (same client id) from one job to the next.
+
+    Messages left over from the previous prompt carry its prompt_id and are ignored;
+    a socket that died between jobs fails on first use and the client reconnects and
+    resyncs from /queue and /history, as after any drop."""
+
+    _kept: _KeptSocket | None = None
+    _run_ending = False
+
+    def _ws_connect(self) -> Any:
+        if self._kept is not None and not self._kept.dead and self._kept._ws.connected:
+            return self._kept
+        self._kept = _KeptSocket(super()._ws_connect(), self)
+        return self._kept
+
+    def _follow(self, *args: Any, **kw: Any) -> Any:
+        self._run_ending = False
+        try:
+            return super()._follow(*args, **kw)
+        finally:
+            self._run_ending = True       # the close() that run() does next keeps the socket
+
+    def close(self) -> None:
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            self._run_ending = False
+            kept.close(timeout=1)
+        super().close()
 
 
 def http_session(url: str) -> requests.Session:

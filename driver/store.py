@@ -111,11 +111,20 @@ class OutputRow(_Base):
     size: Mapped[int | None] = mapped_column(Integer)
 
 
+def _output_row(job_id: str, o: dict[str, Any]) -> dict[str, Any]:
+    return {"job_id": job_id, "node_id": str(o["node_id"]), "key": str(o.get("key", "")),
+            "filename": str(o["filename"]), "subfolder": str(o.get("subfolder") or ""),
+            "type": str(o.get("type") or "output"), "path": o.get("path"), "sha256": o.get("sha256"),
+            "size": o.get("size")}
+
+
 _JOBS, _STATUS, _OUTPUTS = JobRow.__table__, StatusRow.__table__, OutputRow.__table__
 _UPDATE_LIVE = update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.status.not_in(TERMINAL))
 _EXISTS = select(_JOBS.c.id).where(_JOBS.c.id == bindparam("b_id"))
 _STATUS_OF = select(_JOBS.c.status, _JOBS.c.cancel_requested).where(_JOBS.c.id == bindparam("b_id"))
 _INSERT_STATUS = insert(_STATUS)
+_CANCELLED_IN_BATCH = select(_JOBS.c.id).where(_JOBS.c.batch_id == bindparam("b_batch"),
+                                               (_JOBS.c.cancel_requested.is_(True)) | (_JOBS.c.status == CANCELLED))
 
 
 @dataclass
@@ -268,6 +277,24 @@ class JobStore:
             conn.execute(_INSERT_STATUS, {"job_id": job_id, "status": status, "at": now, "detail": detail})
             return True
 
+    def finish(self, job_id: str, status: str, outputs: Iterable[dict[str, Any]] = (), *,
+               detail: str | None = None, **fields: Any) -> bool:
+        """A terminal status and the job's output files in one transaction (only if the
+        job is not terminal yet; False otherwise, and nothing is written)."""
+        now = _now()
+        rows = [_output_row(job_id, o) for o in outputs]
+        with self.engine.begin() as conn:
+            n = conn.execute(_UPDATE_LIVE, {"b_id": job_id, "status": status, "updated_at": now,
+                                            "finished_at": now, **fields}).rowcount
+            if not n:
+                if conn.execute(_EXISTS, {"b_id": job_id}).first() is None:
+                    raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
+                return False
+            conn.execute(_INSERT_STATUS, {"job_id": job_id, "status": status, "at": now, "detail": detail})
+            if rows:
+                conn.execute(insert(_OUTPUTS), rows)
+            return True
+
     def status_of(self, job_id: str) -> tuple[str, bool]:
         """(status, cancel_requested) of one job, cheaply."""
         with self.engine.connect() as conn:
@@ -275,6 +302,11 @@ class JobStore:
         if row is None:
             raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
         return str(row[0]), bool(row[1])
+
+    def cancel_requests(self, batch_id: str) -> list[str]:
+        """Ids of this batch's jobs that someone asked to cancel (or cancelled)."""
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(_CANCELLED_IN_BATCH, {"b_batch": batch_id})]
 
     def request_cancel(self, job_ids: Iterable[str]) -> None:
         with self.engine.begin() as conn:
@@ -286,10 +318,7 @@ class JobStore:
             s.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=_now(), **fields))
 
     def add_outputs(self, job_id: str, outputs: Iterable[dict[str, Any]]) -> None:
-        rows = [{"job_id": job_id, "node_id": str(o["node_id"]), "key": str(o.get("key", "")),
-                 "filename": str(o["filename"]), "subfolder": str(o.get("subfolder") or ""),
-                 "type": str(o.get("type") or "output"), "path": o.get("path"), "sha256": o.get("sha256"),
-                 "size": o.get("size")} for o in outputs]
+        rows = [_output_row(job_id, o) for o in outputs]
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(insert(_OUTPUTS), rows)
