@@ -14,7 +14,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import re
 import sys
 from pathlib import Path
 

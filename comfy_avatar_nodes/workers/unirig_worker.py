@@ -15,9 +15,11 @@ cancel in the parent kills them too)::
     skin      python run.py --task=configs/task/quick_inference_unirig_skin.yaml --seed=S --input=skeleton.fbx
                      --output=skin.fbx --npz_dir=NPZ --data_name=raw_data.npz
     merge     python -m src.inference.merge --require_suffix=... --num_runs=1 --id=0 --source=skin.fbx
-                     --target=MESH --output=rigged.glb|fbx
+                     --target=MESH --output=rigged.glb   (again with rigged.fbx when FBX is asked for)
 
-run.py insists on --output ending in .fbx; merge picks the format by extension. A bad
+run.py insists on --output ending in .fbx; merge picks the format by extension (the GLB is
+always made: the parent reads the merged skeleton from it). Note UniRig itself writes
+logs/ and lightning_logs/ into its checkout (cwd). A bad
 autoregressive sample makes run.py print "unexpected token found" and write nothing
 (it still exits 0): the skeleton step is retried with the next seed. The model is loaded
 by each run.py call (UniRig has no server mode); what stays warm here is the checked env.
