@@ -199,6 +199,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         prompt = to_api_prompt(workflow, client, f"workflow {args.workflow}")
         prompt = apply_inputs(prompt, inputs, client)
+        if args.set or args.seed is not None:     # driver/params.py: typed by /object_info
+            from .params import apply_params
+            prompt = apply_params(prompt, args.set, args.seed, client.object_info)
         prompt_id = str(uuid.uuid4())
         mode = "json" if args.json else args.progress
         try:
@@ -240,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", "-i", action="append", metavar="NAME=FILE",
                      help="upload FILE and set it on the node with id/title NAME (repeatable)")
     run.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for the downloaded outputs")
+    run.add_argument("--set", action="append", metavar="NODE.input=VALUE",
+                     help="override an input (node id or title; typed and checked by /object_info; repeatable)")
+    run.add_argument("--seed", type=int, metavar="N", help="set every seed / noise_seed input to N")
     run.add_argument("--timeout", type=float, default=None, metavar="S",
                      help="fail (and cancel the prompt) after S seconds (default: wait)")
     run.add_argument("--progress", choices=["auto", "bar", "log", "none"], default="auto",

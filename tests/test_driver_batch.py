@@ -574,3 +574,20 @@ def test_recorded_queue_delete_facts_the_cancel_logic_relies_on() -> None:
         "a deleted pending prompt sends nothing: the driver only sees it vanish"
     kinds = [f["type"] for f in s["frames"] if not f.get("binary")]
     assert kinds.index("execution_interrupted") < len(kinds) - 1 and kinds[-1] == "executing"
+
+
+def test_cli_run_applies_set_and_seed(tmp_path: Path, capsys) -> None:
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps({"3": {"class_type": "KSamplerLike", "inputs": {"image": ["1", 0], "steps": 4},
+                                    "_meta": {"title": "Sampler"}},
+                              "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1,
+                                                                           "color": 0}}}))
+    with FakeComfy() as fake:
+        code, _, err = _cli(["run", str(wf), "--out", str(tmp_path / "o"), "--server", fake.url,
+                             "--set", "Sampler.steps=2", "--set", "1.width=64", "--progress", "none"], capsys)
+        assert code == 0, err
+        assert fake.posted[0]["prompt"]["3"]["inputs"]["steps"] == 2
+        assert fake.posted[0]["prompt"]["1"]["inputs"]["width"] == 64
+        code, _, err = _cli(["run", str(wf), "--out", str(tmp_path / "o"), "--server", fake.url,
+                             "--set", "1.width=0"], capsys)
+    assert code == 2 and "below the minimum" in err and len(fake.posted) == 1
