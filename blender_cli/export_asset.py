@@ -23,7 +23,6 @@ An OBJ comes with its .mtl and the textures it names (<obj stem>_<image>.png).
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil

@@ -214,7 +214,6 @@ def test_previews_frame_the_model(vrm_export):
         assert alpha[0, 0] == 0 and alpha[-1, -1] == 0, "background is not transparent"
         assert x0 > 0 and y0 > 0 and x1 < 159 and y1 < 159, f"{view}: the model touches the border (cut off)"
         assert max(x1 - x0, y1 - y0) > 0.8 * 160, f"{view}: the model fills too little of the frame"
-        ys, xs = np.nonzero(alpha > 16)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         assert abs(cx - 80) < 4 and abs(cy - 80) < 4, f"{view}: not centred ({cx}, {cy})"
         widths[view] = x1 - x0
@@ -282,3 +281,52 @@ def test_a_job_killed_mid_export_leaves_no_files(sources, tmp_path):
         export_asset_sync(sources["vrm"], out, stem="x", formats=["glb", "fbx", "obj", "blend"], lods=LODS,
                           preview={"size": 256, "views": VIEWS}, timeout_s=2.5)
     assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+@pytest.mark.comfyui
+@pytest.mark.blender
+def test_export_node_in_a_real_comfyui_takes_a_mesh_or_a_vrm(tmp_path, example_image, blender_runtime):
+    """LoadImage -> mesh -> VRM; one Export node gets the VRM, another the mesh (the two input types)."""
+    import subprocess
+    import sys
+
+    from _driver_helpers import ROOT, shared_comfy
+
+    if not os.environ.get("COMFYUI_DIR"):
+        pytest.skip("COMFYUI_DIR is not set: point it at a ComfyUI checkout to run the ComfyUI tests")
+    comfy = shared_comfy()
+    export = {"glb": True, "fbx": True, "obj": False, "blend": False, "lods": "1.0, 0.5", "preview_size": 128,
+              "metadata": '{"title": "node test"}'}
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "character_apose.png"}, "_meta": {"title": "image"}},
+        "2": {"class_type": "AvatarImageToMeshCPU", "inputs": {
+            "image": ["1", 0], "mask": ["1", 1], "height_m": 1.7, "thickness": 0.5, "resolution": 128,
+            "filename_prefix": "exporttest/mesh"}},
+        "3": {"class_type": "AvatarRigVRMCPU", "inputs": {
+            "mesh": ["2", 0], "name": "Node Test", "version": "1.0", "authors": "tests",
+            "avatar_permission": "onlyAuthor", "commercial_usage": "personalNonProfit", "modification": "prohibited",
+            "remesh_voxel": 0.0, "filename_prefix": "exporttest/avatar"}},
+        "4": {"class_type": "AvatarExportAsset", "inputs": {"asset": ["3", 0], **export,
+                                                            "filename_prefix": "exporttest/vrm_export"}},
+        "5": {"class_type": "AvatarExportAsset", "inputs": {"asset": ["2", 0], **export, "obj": True,
+                                                            "filename_prefix": "exporttest/mesh_export"}},
+    }
+    wf = tmp_path / "export.api.json"
+    wf.write_text(json.dumps(prompt))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "driver", "run", str(wf), "--input", f"image={example_image}",
+                           "--out", str(out), "--server", comfy.url], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + comfy.log_tail()
+    names = {p.name: p for p in out.rglob("*") if p.is_file()}
+    for prefix, formats in (("vrm_export", ("glb", "fbx")), ("mesh_export", ("glb", "fbx", "obj", "mtl"))):
+        for i in (0, 1):
+            for ext in formats:
+                assert f"{prefix}_00001_lod{i}.{ext}" in names, sorted(names)
+        for view in VIEWS:
+            assert Image.open(names[f"{prefix}_00001_{view}.png"]).size == (128, 128)
+    vrm_lods = [_glb(names[f"vrm_export_00001_lod{i}.glb"]) for i in (0, 1)]
+    assert all(len(g["skins"]) == 1 for g in vrm_lods)
+    assert vrm_lods[1]["triangles"] == pytest.approx(vrm_lods[0]["triangles"] / 2, rel=0.05)
+    assert vrm_lods[0]["gltf"].asset.extras == {"title": "node test"}
+    assert _glb(names["mesh_export_00001_lod0.glb"])["skins"] == []

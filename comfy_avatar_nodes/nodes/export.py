@@ -91,8 +91,8 @@ class AvatarExportAsset(io.ComfyNode):
             listing.append(entry)
         every_file = [p for a in files for p in (a.path, *a.meta.get("companions", []))]
         summary = ", ".join(f"{Path(a.path).name} ({a.meta.get('triangles')} tris)" for a in files)
-        ui = ui_files(*every_file, *(a.path for a in previews), text=summary)
-        ui["images"] = [file_ref(a.path) for a in previews]
+        ui = ui_files(*every_file, text=summary)
+        ui["images"] = [file_ref(a.path) for a in previews]  # shown on the node like SaveImage's
         return io.NodeOutput(json.dumps(listing, indent=1), _previews_tensor([a.path for a in previews]), ui=ui)
 
 
