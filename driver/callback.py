@@ -25,7 +25,6 @@ from typing import Any, Callable
 
 import requests
 
-from .errors import DriverError
 
 log = logging.getLogger("comfy_avatar.driver.callback")
 

@@ -35,9 +35,8 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 from .batch import BatchJob, BatchRunner, cancel_on_server, job_prompt_id, new_batch_id
 from .callback import CallbackSender, secret_from_env

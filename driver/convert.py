@@ -29,7 +29,7 @@ import datetime as _dt
 import logging
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 log = logging.getLogger("comfy_avatar.driver.convert")

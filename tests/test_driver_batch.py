@@ -102,7 +102,7 @@ import http.server  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-from _fake_comfy import FakeComfy, FakeJob, default_scenario  # noqa: E402
+from _fake_comfy import FakeComfy, FakeJob  # noqa: E402
 from driver.batch import BatchJob, BatchRunner, job_prompt_id  # noqa: E402
 from driver.callback import CallbackSender, verify  # noqa: E402
 from driver.manifest import verify_manifest  # noqa: E402
