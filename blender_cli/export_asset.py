@@ -189,6 +189,18 @@ def set_metadata(metadata: dict) -> list[str]:
     return [o.name for o in roots]
 
 
+def custom_properties() -> dict:
+    """Plain custom properties (str/number/bool) already on the scene and its objects: what a
+    .blend or FBX source carries (e.g. metadata an earlier export wrote)."""
+    def plain(idblock) -> dict:
+        return {k: idblock[k] for k in idblock.keys()
+                if not k.startswith("_") and isinstance(idblock[k], (str, int, float, bool))}
+
+    scene = bpy.context.scene
+    objects = {o.name: props for o in scene.objects if (props := plain(o))}
+    return {"scene": plain(scene), "objects": objects}
+
+
 def patch_glb_extras(path: str, extras: dict) -> None:
     """Write ``extras`` into the GLB's asset.extras (JSON chunk rewritten, BIN chunk untouched)."""
     with open(path, "rb") as f:
@@ -422,6 +434,7 @@ def main(args: dict, work_dir: str) -> dict:
     meshes = scene_meshes()
     armatures = [o.name for o in bpy.context.scene.objects if o.type == "ARMATURE"]
     tris_in, verts_in, _ = evaluated_stats(meshes)
+    props_in = custom_properties()
     roots = set_metadata(a["metadata"])
     name_packed_images()
     timer.lap("import")
@@ -476,7 +489,7 @@ def main(args: dict, work_dir: str) -> dict:
         "files": files,
         "previews": previews,
         "input": {"triangles": tris_in, "vertices": verts_in, "meshes": [o.name for o in meshes],
-                  "armatures": armatures},
+                  "armatures": armatures, "custom_properties": props_in},
         "metadata_on": roots,
         "warnings": warnings,
         "timings_s": timer.steps,

@@ -224,7 +224,7 @@ def test_previews_frame_the_model(vrm_export):
 
 @pytest.mark.blender
 def test_fbx_and_blend_keep_the_armature_and_skin(vrm_export, sources, tmp_path):
-    """Read the FBX and the .blend back (each as an export source) and check the skin they hold."""
+    """Read the FBX and the .blend back (each as an export source): skin, texture and metadata kept."""
     _out, assets = vrm_export
     fbx = next(a for a in _files(assets, "fbx") if a.meta["lod"] == 1)
     blend = next(a for a in _files(assets, "blend") if a.meta["lod"] == 2)
@@ -237,6 +237,13 @@ def test_fbx_and_blend_keep_the_armature_and_skin(vrm_export, sources, tmp_path)
         assert back[0].meta["export"]["input"]["armatures"], src.kind
         assert g["triangles"] == pytest.approx(src.meta["triangles"], rel=0.02)
         assert g["gltf"].images, f"the {src.kind} lost its texture"
+        # the metadata went in as custom properties: scene (.blend) and the root object (both)
+        props = back[0].meta["export"]["input"]["custom_properties"]
+        flat = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v) for k, v in META.items()}
+        holders = [p for p in props["objects"].values() if p.get("title") == META["title"]]
+        assert holders and all(holders[0].get(k) == v for k, v in flat.items()), props
+        if src.kind == "blend":
+            assert all(props["scene"].get(k) == v for k, v in flat.items()), props["scene"]
 
 
 @pytest.mark.blender
