@@ -36,17 +36,15 @@ from typing import Any, Callable, Literal
 
 from .assets import write_text_atomic
 from .config import PACK_DIR, Config, load_config
+from .procs import PYTHON_ENV_DROP, kill_group, tail_file
 from .errors import BlenderError
 
 log = logging.getLogger("comfy_avatar.blender")
 
 MIN_VERSION = (4, 2)
 SCRIPTS_DIR = PACK_DIR / "blender_cli"
-LOG_TAIL_LINES = 40
 INSTALL_FIX = f"run `python install.py` in {PACK_DIR} (it makes the bpy runtime), or set BLENDER_BIN to a Blender >= 4.2 executable"
 _IS_POSIX = os.name == "posix"
-# Environment variables that would make the runtime's Python load another interpreter's modules.
-_DROP_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "PYTHONEXECUTABLE")
 _USER_DIRS = {"BLENDER_USER_RESOURCES": "", "BLENDER_USER_CONFIG": "config",
               "BLENDER_USER_SCRIPTS": "scripts", "BLENDER_USER_DATAFILES": "datafiles"}
 
@@ -119,7 +117,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def _probe_env(tmp: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in PYTHON_ENV_DROP}
     env.update({name: str(Path(tmp, sub)) for name, sub in _USER_DIRS.items()})
     return env
 
@@ -248,7 +246,7 @@ def _limits_preexec(limits: ResourceLimits) -> Callable[[], None]:
 
 def _child_env(base: dict[str, str] | None, user_dir: Path) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
-    for name in _DROP_ENV:
+    for name in PYTHON_ENV_DROP:
         env.pop(name, None)
     for name, sub in _USER_DIRS.items():
         (user_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -273,29 +271,6 @@ def _link_addons(runtime: BlenderRuntime, user_dir: Path, runtime_dir: str) -> N
                 (dst / pkg.name).symlink_to(pkg, target_is_directory=True)
             except OSError:
                 shutil.copytree(pkg, dst / pkg.name, dirs_exist_ok=True)
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    if _IS_POSIX:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass  # group already empty
-    elif proc.returncode is None:
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True, check=False)
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 64 * 1024) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", errors="replace").splitlines()[-lines:]
-    return "\n".join(line if len(line) <= 500 else line[:500] + " ..." for line in text)
 
 
 def _json_default(obj: Any) -> Any:
@@ -389,19 +364,19 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
             await asyncio.wait_for(proc.wait(), timeout)
         except asyncio.TimeoutError:
             timed_out = True
-            _kill_group(proc)
+            kill_group(proc)
             await proc.wait()
         finally:
             # Also on cancel and after a normal exit: leave nothing behind. The group id outlives
             # the reaped leader while any member runs; an empty group gives ESRCH (ignored).
-            _kill_group(proc)
+            kill_group(proc)
     finally:
         shutil.rmtree(user_dir, ignore_errors=True)
     duration = time.perf_counter() - start
     rc = proc.returncode if proc.returncode is not None else -9
 
     data = _read_result(result_path)
-    res = BlenderResult(False, {}, "", _tail(log_path), duration, rc, log_path, timed_out=timed_out)
+    res = BlenderResult(False, {}, "", tail_file(log_path), duration, rc, log_path, timed_out=timed_out)
     fix = "check the inputs named in the error"
     if data is not None and data.get("ok"):
         if timed_out:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .blender import BlenderRuntime, ResourceLimits, run_blender
+from .secrets import is_secret_env
 from .config import Config, load_config
 from .errors import AvatarError
 
@@ -62,12 +63,9 @@ DENIED_ATTRS = frozenset({
     # os/sys-style escapes if a module object leaks in
     "system", "popen", "spawn", "fork", "environ", "getenv", "modules", "subprocess", "socket",
 })
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|CERT", re.I)
 _ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_NUMERIC", "TZ", "TERM", "SYSTEMROOT",
              "OCIO", "BLENDER_SYSTEM_SCRIPTS", "BLENDER_SYSTEM_DATAFILES", "BLENDER_SYSTEM_PYTHON",
              "LD_LIBRARY_PATH", "DISPLAY")
-_DENY_ENV_PREFIX = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "OPENAI", "DASHSCOPE", "ANTHROPIC", "HF_", "HUGGING",
-                    "RCLONE_", "MLFLOW_", "COMFY_AVATAR", "GITHUB_", "GH_", "NPM_", "PYPI_", "DOCKER_")
 BLOCK_PREFIX = "SANDBOX BLOCKED: "
 
 
@@ -151,7 +149,7 @@ def safe_env(work_dir: Path, base: dict[str, str] | None = None) -> dict[str, st
     """Only harmless variables (PATH, locale ...); never anything secret-looking."""
     src = dict(os.environ if base is None else base)
     env = {k: v for k, v in src.items()
-           if k in _ENV_KEEP and not _SECRET_NAME.search(k) and not k.startswith(_DENY_ENV_PREFIX)}
+           if k in _ENV_KEEP and not is_secret_env(k)}
     env.setdefault("PATH", "/usr/bin:/bin")
     home, tmp = work_dir / "home", work_dir / "tmp"
     home.mkdir(exist_ok=True)

@@ -27,6 +27,18 @@ _SECRET_NAME = re.compile(
     re.I)
 
 
+# Environment variables a child process (sandboxed script, model worker) must not inherit:
+# anything secret-looking by name, and whole families of credentials/config by prefix.
+_CHILD_SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|CERT", re.I)
+_CHILD_DENY_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "OPENAI", "DASHSCOPE", "ANTHROPIC", "HF_", "HUGGING",
+                        "RCLONE_", "MLFLOW_", "COMFY_AVATAR", "GITHUB_", "GH_", "NPM_", "PYPI_", "DOCKER_")
+
+
+def is_secret_env(name: str) -> bool:
+    """True for an environment variable a child process must not inherit (strict: by name and prefix)."""
+    return bool(_CHILD_SECRET_ENV.search(name)) or name.startswith(_CHILD_DENY_PREFIXES)
+
+
 def is_secret_name(name: str) -> bool:
     """True for a key name that suggests a secret value (``api_key``, ``hf_token``, ``password``)."""
     return bool(_SECRET_NAME.search(name.strip()))

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .blender import _DROP_ENV, _kill_group, _tail
+from .procs import PYTHON_ENV_DROP, kill_group, tail_file
 from .errors import AvatarError
-from .sandbox import _DENY_ENV_PREFIX, _SECRET_NAME
+from .secrets import is_secret_env
 
 log = logging.getLogger("comfy_avatar.workers")
 
@@ -87,7 +87,7 @@ def worker_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] |
     PYTHONPATH-style variables, forced offline, plus ``extra`` (empty values skipped)."""
     src = os.environ if base is None else base
     env = {k: v for k, v in src.items()
-           if k not in _DROP_ENV and (k in KEEP_ENV or not (_SECRET_NAME.search(k) or k.startswith(_DENY_ENV_PREFIX)))}
+           if k not in PYTHON_ENV_DROP and (k in KEEP_ENV or not is_secret_env(k))}
     env.update(OFFLINE_ENV)
     env.update({k: str(v) for k, v in (extra or {}).items() if v not in (None, "")})
     return env
@@ -401,7 +401,7 @@ class ModelWorker:
                     fut.set_result(msg)
         finally:
             rc = proc.wait()
-            _kill_group(proc)  # a crashed worker's children (e.g. a UniRig step) go with it
+            kill_group(proc)  # a crashed worker's children (e.g. a UniRig step) go with it
             with self._mu:
                 if self._conn is conn:
                     self._conn = None
@@ -426,7 +426,7 @@ class ModelWorker:
 
     @staticmethod
     def _tail_block(conn: _Conn) -> str:
-        return f"--- worker stderr tail ({conn.log_path}) ---\n{_tail(conn.log_path) or '(empty)'}"
+        return f"--- worker stderr tail ({conn.log_path}) ---\n{tail_file(conn.log_path) or '(empty)'}"
 
     async def _request(self, conn: _Conn, op: str, args: dict[str, Any], timeout_s: float | None,
                        progress: ProgressFn | None) -> dict[str, Any]:
@@ -488,7 +488,7 @@ class ModelWorker:
                 proc.wait(grace_s)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        _kill_group(proc)  # also after a clean exit: nothing the worker started outlives it
+        kill_group(proc)  # also after a clean exit: nothing the worker started outlives it
         try:
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
