@@ -60,12 +60,14 @@ def find_python(comfyui_dir: Path, python: str | os.PathLike[str] | None = None)
         if not p.exists():
             raise DriverError(f"COMFYUI_PYTHON={raw}", "does not exist",
                               "point COMFYUI_PYTHON at the python of ComfyUI's environment")
-        return p
+        # absolute, not resolved: ComfyUI starts from its own folder, and resolving a venv's
+        # python symlink would leave the venv
+        return p.absolute()
     for venv in ("venv", ".venv"):
         for rel in ("bin/python", "Scripts/python.exe"):
             cand = comfyui_dir / venv / rel
             if cand.exists():
-                return cand
+                return cand.absolute()
     return Path(sys.executable)
 
 

@@ -385,3 +385,16 @@ def test_rich_bars_render_nodes_and_steps_on_a_terminal() -> None:
         assert (overall.completed, overall.total, overall.description) == (3, 3, "finished")
     assert seen[-1] == (4.0, 4.0, '  11 LoadImage "mask"')
     assert "3/3" in buf.getvalue()
+
+
+def test_relative_comfyui_python_is_made_absolute(tmp_path, monkeypatch):
+    """ComfyUI is started from its own folder, so a relative COMFYUI_PYTHON must not stay relative."""
+    from driver.local import find_python
+
+    venv_bin = tmp_path / "envs" / "comfy" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").symlink_to(sys.executable)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMFYUI_PYTHON", "envs/comfy/bin/python")
+    found = find_python(tmp_path / "ComfyUI")
+    assert found.is_absolute() and found == venv_bin / "python"  # the venv link itself, not its target
