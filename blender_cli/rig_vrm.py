@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,59 +31,15 @@ import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
 
 from _job import JobError, run_job  # noqa: E402
 from _rig_fit import BONES, fit_skeleton  # noqa: E402
-
-IMPORTERS = {
-    ".glb": lambda p: bpy.ops.import_scene.gltf(filepath=p, merge_vertices=True),
-    ".gltf": lambda p: bpy.ops.import_scene.gltf(filepath=p, merge_vertices=True),
-    ".obj": lambda p: bpy.ops.wm.obj_import(filepath=p),
-    ".fbx": lambda p: bpy.ops.import_scene.fbx(filepath=p),
-}
-
-META_ENUMS = {
-    "avatar_permission": ("onlyAuthor", "onlySeparatelyLicensedPerson", "everyone"),
-    "commercial_usage": ("personalNonProfit", "personalProfit", "corporation"),
-    "credit_notation": ("required", "unnecessary"),
-    "modification": ("prohibited", "allowModification", "allowModificationRedistribution"),
-}
-META_BOOLS = ("allow_excessively_violent_usage", "allow_excessively_sexual_usage",
-              "allow_political_or_religious_usage", "allow_antisocial_or_hate_usage", "allow_redistribution")
-META_TEXT = {"name": "vrm_name", "version": "version", "copyright_information": "copyright_information",
-             "contact_information": "contact_information", "third_party_licenses": "third_party_licenses",
-             "other_license_url": "other_license_url"}
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.steps: dict[str, float] = {}
-        self._t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.steps[name] = round(now - self._t, 4)
-        self._t = now
-
-
-def _mesh_input(path: str) -> str:
-    if not path:
-        raise JobError("mesh: no path given")
-    if not os.path.isfile(path):
-        raise JobError(f"mesh: file {path} does not exist")
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in IMPORTERS:
-        raise JobError(f"mesh: {os.path.basename(path)} has an unsupported extension {ext!r} "
-                       f"(use one of {', '.join(sorted(IMPORTERS))})")
-    return ext
+from _vrm_common import (Timer, apply_t_pose, check_meta, enable_vrm_addon, export_vrm, finish_weights,  # noqa: E402
+                         import_file, input_ext, join_meshes, set_vrm)
+from _vrm_common import tris as _tris  # noqa: E402
+from _vrm_common import verts as _verts  # noqa: E402
 
 
 def import_mesh(path: str) -> bpy.types.Object:
     """Import, drop everything but meshes, bake world transforms, join into one object."""
-    ext = _mesh_input(path)
-    try:
-        result = IMPORTERS[ext](path)
-    except Exception as e:  # importers raise RuntimeError with their own message
-        raise JobError(f"mesh: {os.path.basename(path)} could not be read as {ext[1:].upper()} ({str(e).strip()})") from None
-    if result != {"FINISHED"}:
-        raise JobError(f"mesh: the {ext[1:].upper()} importer gave {result} for {os.path.basename(path)}")
+    import_file(path, "mesh")
     meshes = [o for o in bpy.data.objects if o.type == "MESH" and len(o.data.polygons) > 0]
     if not meshes:
         raise JobError(f"mesh: {os.path.basename(path)} contains no mesh with faces "
@@ -103,29 +58,7 @@ def import_mesh(path: str) -> bpy.types.Object:
             bpy.data.objects.remove(obj, do_unlink=True)
     for obj in meshes:
         obj.shape_key_clear()
-    target = max(meshes, key=lambda o: len(o.data.polygons))
-    bpy.ops.object.select_all(action="DESELECT")
-    for obj in meshes:
-        obj.select_set(True)
-    bpy.context.view_layer.objects.active = target
-    if len(meshes) > 1:
-        bpy.ops.object.join()
-    target.name = "Body"
-    target.data.name = "Body"
-    return target
-
-
-def _verts(me: bpy.types.Mesh) -> np.ndarray:
-    co = np.empty(len(me.vertices) * 3, dtype=np.float64)
-    me.vertices.foreach_get("co", co)
-    return co.reshape(-1, 3)
-
-
-def _tris(me: bpy.types.Mesh) -> np.ndarray:
-    me.calc_loop_triangles()
-    t = np.empty(len(me.loop_triangles) * 3, dtype=np.int64)
-    me.loop_triangles.foreach_get("vertices", t)
-    return t.reshape(-1, 3)
+    return join_meshes(meshes)
 
 
 def normalise_placement(obj: bpy.types.Object, target_height: float) -> dict:
@@ -280,12 +213,6 @@ def build_armature(skeleton) -> bpy.types.Object:
     return arm
 
 
-def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ab = b - a
-    t = np.clip(((p - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
-    return np.linalg.norm(p - (a + t[:, None] * ab), axis=1)
-
-
 def weight_vertices(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
     """Automatic weights, then nearest-bone for any vertex left out, max 4 influences, normalised."""
     bpy.ops.object.select_all(action="DESELECT")
@@ -293,158 +220,7 @@ def weight_vertices(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
     arm.select_set(True)
     bpy.context.view_layer.objects.active = arm
     bpy.ops.object.parent_set(type="ARMATURE_AUTO")
-    me = body.data
-    bone_names = [b.name for b in arm.data.bones]
-    groups = {vg.index: vg.name for vg in body.vertex_groups if vg.name in bone_names}
-    for name in bone_names:
-        if name not in body.vertex_groups:
-            body.vertex_groups.new(name=name)
-    weighted = np.zeros(len(me.vertices), dtype=bool)
-    for v in me.vertices:
-        for g in v.groups:
-            if g.group in groups and g.weight > 1e-6:
-                weighted[v.index] = True
-                break
-    unweighted = np.flatnonzero(~weighted)
-    if len(unweighted):
-        co = _verts(me)[unweighted]
-        dists = np.stack([_segment_distance(co, np.array(b.head_local), np.array(b.tail_local))
-                          for b in arm.data.bones], axis=1)
-        nearest = dists.argmin(axis=1)
-        for bi, name in enumerate(bone_names):
-            idx = unweighted[nearest == bi]
-            if len(idx):
-                body.vertex_groups[name].add(idx.tolist(), 1.0, "REPLACE")
-    bpy.ops.object.select_all(action="DESELECT")
-    body.select_set(True)
-    bpy.context.view_layer.objects.active = body
-    bpy.ops.object.vertex_group_clean(group_select_mode="BONE_DEFORM", limit=1e-4, keep_single=True)
-    bpy.ops.object.vertex_group_limit_total(group_select_mode="BONE_DEFORM", limit=4)
-    bpy.ops.object.vertex_group_normalize_all(group_select_mode="BONE_DEFORM", lock_active=False)
-    # Verify: every vertex has deform weights summing to 1.
-    bone_groups = {vg.index for vg in body.vertex_groups if vg.name in bone_names}
-    sums = np.zeros(len(me.vertices))
-    for v in me.vertices:
-        sums[v.index] = sum(g.weight for g in v.groups if g.group in bone_groups)
-    bad = int((np.abs(sums - 1.0) > 1e-3).sum())
-    if bad:
-        raise JobError(f"weights: {bad} vertices still have weights not summing to 1 after the fix")
-    return {"unweighted_before_fix": int(len(unweighted)), "weight_sum_min": float(sums.min()),
-            "weight_sum_max": float(sums.max())}
-
-
-def check_meta(meta: dict) -> dict:
-    """Validated meta values (before any work is done): name, authors, enums, flags, texts."""
-    name = str(meta.get("name", "")).strip()
-    if not name:
-        raise JobError("meta.name: empty (a VRM needs an avatar name)")
-    authors = [str(a).strip() for a in (meta.get("authors") or []) if str(a).strip()]
-    if not authors:
-        raise JobError("meta.authors: empty (a VRM needs at least one author)")
-    clean: dict = {"name": name, "authors": authors}
-    for key, allowed in META_ENUMS.items():
-        value = meta.get(key, allowed[0])
-        if value not in allowed:
-            raise JobError(f"meta.{key}: {value!r} is not one of {', '.join(allowed)}")
-        clean[key] = value
-    for key in META_BOOLS:
-        clean[key] = bool(meta.get(key, False))
-    for key in META_TEXT:
-        if key != "name" and meta.get(key):
-            clean[key] = str(meta[key])
-    return clean
-
-
-def set_vrm(arm: bpy.types.Object, meta: dict) -> None:
-    """VRM 1.0 humanoid (every bone assigned explicitly) and meta (from check_meta)."""
-    ext = arm.data.vrm_addon_extension
-    ext.spec_version = "1.0"
-    # We assign every bone ourselves: stop the add-on's structure search (seconds) at export.
-    ext.vrm0.humanoid.initial_automatic_bone_assignment = False
-    human_bones = ext.vrm1.humanoid.human_bones
-    human_bones.initial_automatic_bone_assignment = False
-    for name, _parent, _c in BONES:
-        snake = "".join("_" + c.lower() if c.isupper() else c for c in name)
-        getattr(human_bones, snake).node.bone_name = name
-    if not human_bones.bones_are_correctly_assigned():
-        raise JobError("humanoid: the VRM add-on rejected the bone assignment")
-    m = ext.vrm1.meta
-    for key, attr in META_TEXT.items():
-        if meta.get(key):
-            setattr(m, attr, meta[key])
-    m.authors.clear()
-    for a in meta["authors"]:
-        m.authors.add().value = a
-    for key in (*META_ENUMS, *META_BOOLS):
-        setattr(m, key, meta[key])
-
-
-def apply_t_pose(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
-    """Pose the figure into the VRM T-pose (the add-on's estimate), make that the rest pose, re-ground.
-
-    VRM 1.0's rest pose is a T-pose on Y=0; doing it here (instead of letting the exporter pose
-    the armature on the fly) keeps feet on the floor and gives every consumer the same rest pose.
-    """
-    import mathutils
-
-    result = bpy.ops.vrm.make_estimated_humanoid_t_pose(armature_object_name=arm.name)
-    if result != {"FINISHED"}:
-        raise JobError(f"humanoid: the VRM add-on could not make a T-pose ({result})")
-    bpy.ops.object.mode_set(mode="OBJECT")
-    bpy.ops.object.select_all(action="DESELECT")
-    body.select_set(True)
-    bpy.context.view_layer.objects.active = body
-    for mod in [m for m in body.modifiers if m.type == "ARMATURE"]:
-        bpy.ops.object.modifier_apply(modifier=mod.name)
-    bpy.ops.object.select_all(action="DESELECT")
-    arm.select_set(True)
-    bpy.context.view_layer.objects.active = arm
-    bpy.ops.object.mode_set(mode="POSE")
-    bpy.ops.pose.armature_apply(selected=False)
-    bpy.ops.object.mode_set(mode="OBJECT")
-    mod = body.modifiers.new("Armature", "ARMATURE")
-    mod.object = arm
-    # Stand on the floor again (straightened legs may reach lower than before).
-    lift = -float(_verts(body.data)[:, 2].min())
-    body.data.transform(mathutils.Matrix.Translation((0.0, 0.0, lift)))
-    body.data.update()
-    bpy.ops.object.mode_set(mode="EDIT")
-    for eb in arm.data.edit_bones:
-        eb.head.z += lift
-        eb.tail.z += lift
-    bpy.ops.object.mode_set(mode="OBJECT")
-    ext = arm.data.vrm_addon_extension
-    ext.vrm1.humanoid.pose = ext.vrm1.humanoid.POSE_REST_POSITION_POSE.identifier
-    return {"t_pose_lift_m": round(lift, 5)}
-
-
-def export_vrm(arm: bpy.types.Object, out: str) -> int:
-    out_dir = os.path.dirname(os.path.abspath(out)) or "."
-    os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.splitext(os.path.basename(out))[0]
-    tmp = os.path.join(out_dir, f".{stem}.{os.getpid()}.part.vrm")
-    try:
-        result = bpy.ops.export_scene.vrm(filepath=tmp, armature_object_name=arm.name)
-        if result != {"FINISHED"} or not os.path.isfile(tmp) or os.path.getsize(tmp) == 0:
-            raise JobError(f"export: the VRM exporter gave {result} and wrote no file")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return os.path.getsize(out)
-
-
-def enable_vrm_addon() -> None:
-    if "vrm" in dir(bpy.ops.export_scene):
-        return
-    problem = ""
-    try:
-        bpy.ops.preferences.addon_enable(module="io_scene_vrm")
-    except Exception as e:  # a missing module raises (ModuleNotFoundError) or only logs
-        problem = f" ({str(e).strip()})"
-    if "vrm" not in dir(bpy.ops.export_scene):
-        raise JobError("Blender runtime: the VRM add-on (io_scene_vrm, pip bpy-vrm-format) is not available "
-                       f"in this Blender{problem}; run install.py to add it")
+    return finish_weights(body, arm)
 
 
 def main(args: dict, work_dir: str) -> dict:
@@ -453,7 +229,7 @@ def main(args: dict, work_dir: str) -> dict:
     out = str(args.get("out") or "")
     if not out.lower().endswith(".vrm"):
         raise JobError(f"out: {out!r} must be a path ending in .vrm")
-    _mesh_input(mesh_path)
+    input_ext(mesh_path, "mesh")
     meta = check_meta(dict(args.get("meta") or {}))
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -490,7 +266,7 @@ def main(args: dict, work_dir: str) -> dict:
     weights = weight_vertices(body, arm)
     timer.lap("weights")
 
-    set_vrm(arm, meta)
+    set_vrm(arm, meta, {name: name for name, _parent, _c in BONES})
     timer.lap("vrm_setup")
     pose = apply_t_pose(body, arm)
     timer.lap("t_pose")
