@@ -102,7 +102,7 @@ def _check_inputs(mesh: Path, out: Path) -> None:
         raise AvatarError("out", f"{out} does not end in .vrm", "name the output file <name>.vrm")
 
 
-def _remove_partials(out: Path) -> None:
+def remove_partial_vrms(out: Path) -> None:
     """Temp files the script leaves only when Blender dies mid-export (it cleans up otherwise)."""
     for p in out.parent.glob(f".{out.stem}.*.part.vrm"):
         with contextlib.suppress(OSError):
@@ -156,10 +156,10 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None
         except BlenderError as e:
             raise _input_error(e, mesh) from None
         except BaseException:
-            _remove_partials(out)
+            remove_partial_vrms(out)
             raise
         finally:
-            _remove_partials(out)
+            remove_partial_vrms(out)
     if not out.is_file():
         raise AvatarError("out", f"the rig job finished but {out} is missing", "see the Blender log")
     result = dict(res.result)
@@ -181,5 +181,5 @@ def rig_to_vrm_sync(mesh: Path, out: Path, meta: VrmMeta, **kwargs: Any) -> Asse
         return pool.submit(lambda: asyncio.run(rig_to_vrm(mesh, out, meta, **kwargs))).result()
 
 
-__all__ = ["VrmMeta", "rig_to_vrm", "rig_to_vrm_sync", "VRM_LICENSE_URL", "AVATAR_PERMISSION",
+__all__ = ["VrmMeta", "rig_to_vrm", "rig_to_vrm_sync", "remove_partial_vrms", "VRM_LICENSE_URL", "AVATAR_PERMISSION",
            "COMMERCIAL_USAGE", "MODIFICATION"]
