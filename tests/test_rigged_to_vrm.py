@@ -413,3 +413,61 @@ def test_bad_rigs_and_maps_give_clear_errors_and_no_file(rigged, tmp_path, case)
     assert message.startswith(expected), message
     assert "Fix: " in message and "Traceback" not in message.split("\n")[0]
     assert not out_dir.exists() or list(out_dir.iterdir()) == [], "no (partial) output may be left behind"
+
+
+NODE_CALL = r'''
+import asyncio, json, sys
+sys.path[:0] = [COMFYUI_DIR, ROOT]
+import folder_paths
+folder_paths.set_output_directory(OUTPUT)
+from comfy_avatar_nodes.core.assets import Asset
+from comfy_avatar_nodes.nodes.rig import AvatarExportVRMRigged
+
+handle = Asset.from_file(RIGGED, "rigged_mesh", humanoid_map=MAP).to_dict()
+widgets = dict(name="Node Rigged", version="1.0", authors="a, b", avatar_permission="everyone",
+               commercial_usage="personalNonProfit", modification="prohibited", target_height_m=1.5,
+               filename_prefix="avatar/rigged")
+out = {}
+for label, mapping in (("from_handle", ""), ("pasted", PASTED)):
+    res = asyncio.run(AvatarExportVRMRigged.execute(handle, mapping, **widgets))
+    out[label] = {"vrm": res.result[0], "model_file": res.result[1], "ui": res.ui}
+try:
+    asyncio.run(AvatarExportVRMRigged.execute({**handle, "meta": {}}, "  ", **widgets))
+except Exception as e:
+    out["error"] = str(e)
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.comfyui
+@pytest.mark.blender
+def test_export_vrm_node_in_comfyuis_python(rigged, tmp_path):
+    """The node class with ComfyUI's real comfy_api and folder_paths: the map from the UniRig handle or
+    pasted into the widget; no map at all is a clear error."""
+    import os
+    import subprocess
+
+    from _driver_helpers import comfyui_python
+
+    if not os.environ.get("COMFYUI_DIR") or not comfyui_python():
+        pytest.skip("COMFYUI_DIR is not set (or no ComfyUI python): cannot load the node in ComfyUI's Python")
+    path, truth = rigged["a_pose.glb"]
+    map_file = unirig_style_map(truth, tmp_path / "a_pose.humanoid.json")
+    consts = {"COMFYUI_DIR": os.environ["COMFYUI_DIR"], "ROOT": str(ROOT), "OUTPUT": str(tmp_path / "output"),
+              "RIGGED": str(path), "MAP": str(map_file), "PASTED": json.dumps(truth, indent=1)}
+    script = tmp_path / "node_call.py"
+    script.write_text("".join(f"{k} = {v!r}\n" for k, v in consts.items()) + NODE_CALL)
+    proc = subprocess.run([comfyui_python(), str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for label, n in (("from_handle", 1), ("pasted", 2)):
+        res = out[label]
+        assert res["model_file"] == f"comfy-avatar/avatar/rigged_{n:05d}.vrm"
+        assert res["vrm"]["kind"] == "vrm" and res["vrm"]["meta"]["humanoid_source"] == truth
+        assert res["ui"]["avatar_files"] == [{"filename": f"rigged_{n:05d}.vrm", "subfolder": "comfy-avatar/avatar",
+                                             "type": "output"}]
+        assert res["ui"]["text"][0].startswith("19 humanoid bones of 19, 1.50 m tall")
+        report = validate_vrm(tmp_path / "output" / res["model_file"])
+        assert report.ok and report.facts["meta_name"] == "Node Rigged", report.summary()
+        assert report.facts["height_m"] == pytest.approx(1.5, abs=0.02)
+    assert out["error"].startswith("humanoid_map: is empty and the rigged handle carries no humanoid map. Fix:")

@@ -1,4 +1,5 @@
-"""Template humanoid rig + VRM 1.0 export in one Blender launch (CPU, automatic weights)."""
+"""VRM 1.0 export with the VRM add-on, one Blender launch each: a bare mesh with the CPU template rig, or a
+mesh that is already rigged (UniRig) with its humanoid bone map."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,25 @@ from ._common import AvatarMesh, AvatarVRM, model_file, output_path, ui_files
 AVATAR_PERMISSION = ["onlyAuthor", "onlySeparatelyLicensedPerson", "everyone"]
 COMMERCIAL_USAGE = ["personalNonProfit", "personalProfit", "corporation"]
 MODIFICATION = ["prohibited", "allowModification", "allowModificationRedistribution"]
+
+
+def _meta_inputs() -> list:
+    """The VRM meta widgets both export nodes share (same names, defaults and order)."""
+    return [
+        io.String.Input("name", default="Avatar", tooltip="VRM meta name shown in VRM apps."),
+        io.String.Input("version", default="1.0", tooltip="VRM meta version of this model."),
+        io.String.Input("authors", default="comfy-avatar", tooltip="Authors, comma separated (at least one)."),
+        io.Combo.Input("avatar_permission", options=AVATAR_PERMISSION, default="onlyAuthor", tooltip="Who may perform as this avatar (VRM 1.0 meta)."),
+        io.Combo.Input("commercial_usage", options=COMMERCIAL_USAGE, default="personalNonProfit", tooltip="Allowed commercial use (VRM 1.0 meta)."),
+        io.Combo.Input("modification", options=MODIFICATION, default="prohibited", tooltip="Whether others may modify or redistribute (VRM 1.0 meta)."),
+    ]
+
+
+def _meta(name: str, version: str, authors: str, avatar_permission: str, commercial_usage: str, modification: str):
+    from ..core.rig import VrmMeta
+
+    return VrmMeta(name=name, version=version, authors=[a.strip() for a in authors.split(",") if a.strip()],
+                   avatar_permission=avatar_permission, commercial_usage=commercial_usage, modification=modification)
 
 
 class AvatarRigVRMCPU(io.ComfyNode):
@@ -28,12 +48,7 @@ class AvatarRigVRMCPU(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 AvatarMesh.Input("mesh", tooltip="Mesh handle from an image-to-mesh node."),
-                io.String.Input("name", default="Avatar", tooltip="VRM meta name shown in VRM apps."),
-                io.String.Input("version", default="1.0", tooltip="VRM meta version of this model."),
-                io.String.Input("authors", default="comfy-avatar", tooltip="Authors, comma separated (at least one)."),
-                io.Combo.Input("avatar_permission", options=AVATAR_PERMISSION, default="onlyAuthor", tooltip="Who may perform as this avatar (VRM 1.0 meta)."),
-                io.Combo.Input("commercial_usage", options=COMMERCIAL_USAGE, default="personalNonProfit", tooltip="Allowed commercial use (VRM 1.0 meta)."),
-                io.Combo.Input("modification", options=MODIFICATION, default="prohibited", tooltip="Whether others may modify or redistribute (VRM 1.0 meta)."),
+                *_meta_inputs(),
                 io.Float.Input("remesh_voxel", default=0.0, min=0.0, max=0.2, step=0.001, tooltip="Voxel size in metres for the watertight remesh before skinning; 0 = automatic."),
                 io.String.Input("filename_prefix", default="avatar/avatar", tooltip="Output name under ComfyUI's output folder (comfy-avatar/<prefix>_00001.vrm)."),
             ],
@@ -47,15 +62,68 @@ class AvatarRigVRMCPU(io.ComfyNode):
     async def execute(cls, mesh: dict, name: str, version: str, authors: str, avatar_permission: str,
                       commercial_usage: str, modification: str, remesh_voxel: float,
                       filename_prefix: str) -> io.NodeOutput:
-        from ..core.rig import VrmMeta, rig_to_vrm
+        from ..core.rig import rig_to_vrm
 
         src = Asset.from_dict(mesh).require("mesh", "mesh")
-        meta = VrmMeta(name=name, version=version, authors=[a.strip() for a in authors.split(",") if a.strip()],
-                       avatar_permission=avatar_permission, commercial_usage=commercial_usage,
-                       modification=modification)
+        meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
         out = output_path(filename_prefix, "vrm")
         vrm = await rig_to_vrm(Path(src.path), out, meta, remesh_voxel=remesh_voxel)
         return io.NodeOutput(vrm.to_dict(), model_file(out), ui=ui_files(out))
 
 
-NODES = [AvatarRigVRMCPU]
+class AvatarExportVRMRigged(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AvatarExportVRMRigged",
+            display_name="Export VRM (rigged mesh)",
+            category="avatar/vrm",
+            description=(
+                "Turns a mesh that already has a skeleton and skin weights (Auto-rig (UniRig)'s GLB/FBX, or any rigged "
+                "GLB/FBX) into a VRM 1.0 avatar in one headless Blender run: keeps the weights, names the humanoid bones "
+                "from the bone map (UniRig's map is a heuristic guess: check it), turns the figure to face +Z, scales it "
+                "to the target height, stands it on Y=0 and makes the VRM T-pose its rest pose."
+            ),
+            is_output_node=True,
+            inputs=[
+                AvatarMesh.Input("rigged", tooltip="Rigged mesh handle, e.g. the 'rigged' output of Auto-rig (UniRig)."),
+                io.String.Input("humanoid_map", default="", multiline=True,
+                                tooltip='JSON {"hips": "bone_3", "leftUpperArm": "bone_17", ...}: VRM humanoid bone -> bone '
+                                        "name in the rigged file (UniRig's humanoid map format works too). Empty: the map "
+                                        "that came with the rigged handle."),
+                *_meta_inputs(),
+                io.Float.Input("target_height_m", default=1.7, min=0.0, max=3.0, step=0.01,
+                               tooltip="Height in metres to scale the avatar to (TRELLIS/UniRig output fits a unit cube); "
+                                       "0 keeps the file's size."),
+                io.String.Input("filename_prefix", default="avatar/avatar", tooltip="Output name under ComfyUI's output folder (comfy-avatar/<prefix>_00001.vrm)."),
+            ],
+            outputs=[
+                AvatarVRM.Output("vrm", tooltip="File handle of the VRM 1.0 avatar."),
+                io.String.Output("model_file", tooltip="VRM path relative to the output folder, for Preview3D."),
+            ],
+        )
+
+    @classmethod
+    async def execute(cls, rigged: dict, humanoid_map: str, name: str, version: str, authors: str,
+                      avatar_permission: str, commercial_usage: str, modification: str, target_height_m: float,
+                      filename_prefix: str) -> io.NodeOutput:
+        from ..core.errors import AvatarError
+        from ..core.vrm_export import rigged_to_vrm
+
+        src = Asset.from_dict(rigged).require(("rigged_mesh", "mesh"), "rigged")
+        mapping = humanoid_map.strip() or src.meta.get("humanoid_map")
+        if not mapping:
+            raise AvatarError("humanoid_map", "is empty and the rigged handle carries no humanoid map",
+                              'paste a JSON map {"hips": "<bone>", ...} or connect Auto-rig (UniRig)')
+        meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
+        out = output_path(filename_prefix, "vrm")
+        vrm = await rigged_to_vrm(Path(src.path), mapping, out, meta, target_height_m=target_height_m)
+        m = vrm.meta
+        text = (f"{len(m['humanoid'])} humanoid bones of {m['bone_count']}, {m['dimensions_m']['y']:.2f} m tall, "
+                f"{m['vertices']} vertices ({m['unweighted_before_fix']} had no weight)")
+        if m.get("dropped_optional_bones"):
+            text += f"; left out: {', '.join(m['dropped_optional_bones'])}"
+        return io.NodeOutput(vrm.to_dict(), model_file(out), ui=ui_files(out, text=text))
+
+
+NODES = [AvatarRigVRMCPU, AvatarExportVRMRigged]
