@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import requests
-
 from . import events as ev
 from .callback import CallbackSender
 from .client import ComfyClient, JobResult, local_path_for, safe_component
@@ -331,8 +329,7 @@ class BatchRunner:
         try:
             client = clients.get(server.url)
             if client is None:
-                client = clients[server.url] = BatchClient(server.url, session=http_session(server.url),
-                                                           **self.client_options)
+                client = clients[server.url] = BatchClient(server.url, **self.client_options)
             job.attempts += 1
             self._run_on(job, server, client)
             done = True
@@ -606,16 +603,6 @@ class BatchClient(ComfyClient):
             self._run_ending = False
             kept.close(timeout=1)
         super().close()
-
-
-def http_session(url: str) -> requests.Session:
-    """A requests session that reads proxy settings from the environment once, not on
-    every request (requests' per-request env/netrc lookup is ~40% of its CPU cost, which
-    adds up over thousands of small ComfyUI calls)."""
-    s = requests.Session()
-    s.proxies.update(requests.utils.get_environ_proxies(url))
-    s.trust_env = False
-    return s
 
 
 def cancel_on_server(server: str, prompt_id: str, timeout: float = 10.0) -> None:

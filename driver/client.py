@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
-import requests
 import websocket
 
 from . import events as ev
 from .errors import (DriverError, JobFailed, JobInterrupted, JobLost, JobTimeout, PromptRejected,
                      ServerError, ServerUnreachable, parse_node_errors)
 from .events import Event, EventCallback, JobTracker
+from .transport import Http, HttpTimeout, HttpUnreachable, Response, translate
 
 log = logging.getLogger("comfy_avatar.driver.client")
 
@@ -143,20 +143,21 @@ class ComfyClient:
 
     def __init__(self, server_url: str = DEFAULT_SERVER, client_id: str | None = None, timeout: float = 30.0, *,
                  ws_silence_s: float = 10.0, poll_interval_s: float = 2.0, reconnect_give_up_s: float = 120.0,
-                 session: requests.Session | None = None) -> None:
+                 http: Http | None = None) -> None:
         self.url = normalize_url(server_url)
         self.client_id = client_id or uuid.uuid4().hex
         self.timeout = timeout
         self.ws_silence_s = ws_silence_s
         self.poll_interval_s = poll_interval_s
         self.reconnect_give_up_s = reconnect_give_up_s
-        self.session = session or requests.Session()
+        # Proxies, CA bundle and auth are read from the environment once, here.
+        self.http = http or Http(self.url, timeout=timeout)
         self.last_node_errors: dict[str, Any] = {}
         self._following = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
     def __enter__(self) -> "ComfyClient":
         return self
@@ -164,17 +165,16 @@ class ComfyClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any) -> requests.Response:
-        kw.setdefault("timeout", (min(5.0, self.timeout), self.timeout))
+    def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kw: Any) -> Response:
         try:
-            r = self.session.request(method, self.url + path, **kw)
-        except requests.ConnectionError as e:
+            r = self.http.request(method, path, **kw)
+        except HttpUnreachable as e:
             raise ServerUnreachable(self.url, _reason(e)) from e
-        except requests.Timeout as e:
+        except HttpTimeout as e:
             raise ServerUnreachable(self.url, f"no answer to {method} {path} within {self.timeout:g} s",
                                     "check that ComfyUI is not stuck; raise the timeout for slow servers") from e
-        if r.status_code not in ok:
-            raise ServerError(f"{self.url}{path}", r.status_code, r.text)
+        if r.status not in ok:
+            raise ServerError(f"{self.url}{path}", r.status, _text(r))
         return r
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:
@@ -182,7 +182,7 @@ class ComfyClient:
         try:
             return r.json()
         except ValueError as e:
-            raise ServerError(f"{self.url}{path}", r.status_code, "answer is not JSON: " + r.text[:200]) from e
+            raise ServerError(f"{self.url}{path}", r.status, "answer is not JSON: " + _text(r)[:200]) from e
 
     @property
     def ws_url(self) -> str:
@@ -246,14 +246,13 @@ class ComfyClient:
         p = Path(path)
         if not p.is_file():
             raise DriverError(f"input file {p}", "does not exist or is not a file", "pass an existing file path")
-        with p.open("rb") as fh:
-            r = self._request("POST", "/upload/image", ok=(200, 400, 413),
-                              files={"image": (p.name, fh, "application/octet-stream")},
-                              data={"subfolder": subfolder, "type": type, "overwrite": "true" if overwrite else "false"})
-        if r.status_code == 413:
+        r = self._request("POST", "/upload/image", ok=(200, 400, 413),
+                          fields={"image": (p.name, p.read_bytes(), "application/octet-stream"),
+                                  "subfolder": subfolder, "type": type, "overwrite": "true" if overwrite else "false"})
+        if r.status == 413:
             raise DriverError(f"input file {p}", f"{p.stat().st_size} bytes is over the server's upload limit",
                               "start ComfyUI with a larger --max-upload-size or pass a smaller file")
-        if r.status_code == 400:
+        if r.status == 400:
             raise DriverError(f"input file {p}", f"rejected by /upload/image (subfolder {subfolder!r})",
                               "use a plain file name and a subfolder without '..'")
         d = r.json()
@@ -277,8 +276,8 @@ class ComfyClient:
         try:
             d = r.json()
         except ValueError as e:
-            raise ServerError(f"{self.url}/prompt", r.status_code, r.text) from e
-        if r.status_code == 400:
+            raise ServerError(f"{self.url}/prompt", r.status, _text(r)) from e
+        if r.status == 400:
             raise PromptRejected(d.get("error") or {}, d.get("node_errors") or {})
         self.last_node_errors = d.get("node_errors") or {}
         if self.last_node_errors:
@@ -513,10 +512,11 @@ class ComfyClient:
     def _fetch(self, f: OutputFile, dest: Path) -> None:
         params = {"filename": f.filename, "subfolder": f.subfolder, "type": f.type}
         r = self._request("GET", "/view", params=params, stream=True, ok=(200, 400, 403, 404))
-        with r:
-            if r.status_code != 200:
+        read = False
+        try:
+            if r.status != 200:
                 raise DriverError(f"output {f.type}/{f.subfolder}/{f.filename} of node {f.node_id}",
-                                  f"/view answered HTTP {r.status_code}",
+                                  f"/view answered HTTP {r.status}",
                                   "the file was removed from ComfyUI's output folder or its name is invalid")
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -525,9 +525,14 @@ class ComfyClient:
                     for chunk in _chunks(r):
                         fh.write(chunk)
                 os.replace(tmp, dest)
+                read = True
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+        finally:
+            if not read:      # a short error body is read off; a half-read file's connection is dropped
+                r.drain_conn() if r.status != 200 else r.close()
+            r.release_conn()
 
 
 @dataclass
@@ -554,11 +559,21 @@ def _recv(ws: websocket.WebSocket, wait_s: float) -> Any:
     return _DROPPED if frame == "" and not ws.connected else frame
 
 
-def _chunks(r: requests.Response) -> Iterator[bytes]:
+def _chunks(r: Response) -> Iterator[bytes]:
     try:
-        yield from r.iter_content(chunk_size=1 << 20)
-    except requests.RequestException as e:
-        raise DriverError("download", f"connection lost while reading {r.url}: {e}", "run it again") from e
+        yield from r.stream(1 << 20)
+    except Exception as e:  # urllib3 ProtocolError / ReadTimeoutError / DecodeError, OSError
+        err = translate(e)
+        raise DriverError("download", f"connection lost while reading {r.geturl()}: {err}", "run it again") from e
+
+
+def _text(r: Response) -> str:
+    """The body of an answer as text (read now if it was streamed)."""
+    try:
+        data = r.data if r.data is not None else b""
+    except Exception:  # noqa: BLE001 - a broken body still names the status
+        data = b""
+    return data.decode("utf-8", "replace")
 
 
 def _close(ws: websocket.WebSocket | None) -> None:
@@ -574,4 +589,4 @@ def _reason(e: BaseException) -> str:
     for hint in ("Connection refused", "Name or service not known", "timed out", "No route to host"):
         if hint.lower() in text.lower():
             return hint.lower() if hint != "Connection refused" else "cannot connect (connection refused)"
-    return f"cannot connect ({type(e).__name__})"
+    return f"cannot connect ({type(e.__cause__ or e).__name__})"

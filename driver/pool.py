@@ -79,13 +79,12 @@ class ServerPool:
             c.close()
 
     def _client(self, s: ServerState) -> ComfyClient:
-        # requests.Session is not thread-safe: one control client per thread and server.
+        # One control client per thread and server (a client follows one prompt at a time).
         cache = getattr(self._tls, "clients", None)
         if cache is None:
             cache = self._tls.clients = {}
         if s.url not in cache:
-            from .batch import http_session
-            cache[s.url] = ComfyClient(s.url, timeout=self.request_timeout, session=http_session(s.url))
+            cache[s.url] = ComfyClient(s.url, timeout=self.request_timeout)
         return cache[s.url]
 
     # -- health -------------------------------------------------------------------------

@@ -231,6 +231,7 @@ class FakeComfy:
         self.pending: list[FakeJob] = []
         self.last_node_id: str | None = None
         self.mutex = threading.RLock()
+        self.closed = False
         self._q: "queue.Queue[FakeJob | None]" = queue.Queue()
         self._number = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
@@ -248,11 +249,14 @@ class FakeComfy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # Stop accepting first, as a killed server does: a client must not reconnect its
+        # websocket in the moment between the drop and the listening socket closing.
+        self.closed = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
         self._q.put(None)
         for conn in list(self.sockets.values()):
             conn.drop()
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
     # server-side helpers ---------------------------------------------------------------
     def send(self, type_: str, data: dict[str, Any], client_id: str | None) -> None:
@@ -448,15 +452,20 @@ def _make_handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
         def _websocket(self, client_id: str) -> None:
             key = self.headers.get("Sec-WebSocket-Key", "")
             accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest()).decode()
-            self.send_response(101, "Switching Protocols")
-            self.send_header("Upgrade", "websocket")
-            self.send_header("Connection", "Upgrade")
-            self.send_header("Sec-WebSocket-Accept", accept)
-            self.end_headers()
-            self.wfile.flush()
             conn = WsConn(self.connection)
-            old = fake.sockets.pop(client_id, None)  # same id: the new socket replaces the old
-            fake.sockets[client_id] = conn
+            with conn.lock:  # like ComfyUI (one event loop): registered as the 101 goes out, no gap
+                old = fake.sockets.pop(client_id, None)  # same id: the new socket replaces the old
+                fake.sockets[client_id] = conn
+                self.send_response(101, "Switching Protocols")
+                self.send_header("Upgrade", "websocket")
+                self.send_header("Connection", "Upgrade")
+                self.send_header("Sec-WebSocket-Accept", accept)
+                self.end_headers()
+                self.wfile.flush()
+            if fake.closed:   # accepted just before the server went away
+                conn.drop()
+                self.close_connection = True
+                return
             fake.ws_connects.append(client_id)
             conn.send_text(json.dumps({"type": "status", "data": {"status": {"exec_info": {
                 "queue_remaining": fake.remaining()}}, "sid": client_id}}))

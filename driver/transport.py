@@ -1,0 +1,114 @@
+"""HTTP for one ComfyUI server: a urllib3 pool set up once, used for every call.
+
+requests costs ~0.4 ms of CPU per call more than urllib3 underneath it (it merges
+session and environment settings, re-reads proxy and netrc settings, and prepares the
+request object on every call), which dominated the driver's per-prompt overhead in a
+batch. Everything requests would have looked up from the environment is read here
+once, when the client is made: proxies (HTTP(S)_PROXY / NO_PROXY), the CA bundle
+(REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else certifi's), basic auth from the URL or
+~/.netrc. Redirects are followed; nothing is retried here (callers decide).
+
+The pool is thread-safe (urllib3 keeps a queue of keep-alive connections).
+"""
+from __future__ import annotations
+
+import json as _json
+import os
+from typing import Any, Mapping
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+
+import urllib3
+from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
+
+USER_AGENT = "comfy-avatar-driver"
+# No retries (callers retry where it is safe); redirects followed like requests does.
+_RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10, raise_on_redirect=True)
+
+Response = urllib3.BaseHTTPResponse
+
+
+class HttpTimeout(Exception):
+    """No answer within the read timeout (the connection was made)."""
+
+
+class HttpUnreachable(Exception):
+    """No connection (refused, DNS, TLS, reset) or it broke mid-answer."""
+
+
+def _env_proxy(url: str) -> str | None:
+    import requests.utils  # the same NO_PROXY / *_PROXY rules requests applies, read once
+    proxies = requests.utils.get_environ_proxies(url)
+    scheme = urlsplit(url).scheme
+    return proxies.get(scheme) or proxies.get("all")
+
+
+def _netrc_auth(url: str) -> tuple[str, str] | None:
+    import requests.utils
+    return requests.utils.get_netrc_auth(url)
+
+
+def _ca_bundle() -> str:
+    env = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if env:
+        return env
+    import certifi
+    return certifi.where()
+
+
+class Http:
+    """Calls to ``base_url`` + path. ``request`` returns urllib3's response (body read
+    unless ``stream``); connection-level failures raise HttpUnreachable / HttpTimeout."""
+
+    def __init__(self, base_url: str, *, timeout: float = 30.0, maxsize: int = 4) -> None:
+        parts = urlsplit(base_url)
+        host = parts.hostname or ""
+        netloc = host if ":" not in host else f"[{host}]"
+        if parts.port:
+            netloc += f":{parts.port}"
+        self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        self.headers: dict[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
+                                        "Accept": "*/*"}
+        auth = (unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else \
+            _netrc_auth(self.base)
+        if auth:
+            self.headers.update(urllib3.make_headers(basic_auth=f"{auth[0]}:{auth[1]}"))
+        self.timeout = urllib3.Timeout(connect=min(5.0, timeout), read=timeout)
+        kw: dict[str, Any] = {"num_pools": 4, "maxsize": maxsize, "retries": _RETRIES, "timeout": self.timeout,
+                              "headers": self.headers}
+        if parts.scheme == "https":
+            kw.update(cert_reqs="CERT_REQUIRED", ca_certs=_ca_bundle())
+        proxy = _env_proxy(self.base)
+        self._pm: urllib3.PoolManager = urllib3.ProxyManager(proxy, **kw) if proxy else urllib3.PoolManager(**kw)
+
+    def close(self) -> None:
+        self._pm.clear()
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
+                fields: Mapping[str, Any] | None = None, stream: bool = False,
+                timeout: urllib3.Timeout | float | None = None) -> Response:
+        """One call; ``json`` is sent as a JSON body, ``fields`` as multipart/form-data,
+        ``params`` as the query string."""
+        url = self.base + path
+        if params:
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        kw: dict[str, Any] = {"preload_content": not stream, "timeout": timeout or self.timeout}
+        if json is not None:
+            kw["body"] = _json.dumps(json).encode()
+            kw["headers"] = {**self.headers, "Content-Type": "application/json"}
+        elif fields is not None:
+            body, ctype = urllib3.encode_multipart_formdata(fields)
+            kw["body"] = body
+            kw["headers"] = {**self.headers, "Content-Type": ctype}
+        try:
+            return self._pm.urlopen(method, url, **kw)
+        except MaxRetryError as e:          # nothing is retried: the reason is the real failure
+            raise translate(e.reason or e) from e
+        except (HTTPError, OSError) as e:
+            raise translate(e) from e
+
+
+def translate(e: BaseException) -> Exception:
+    """A urllib3 / socket failure as HttpTimeout (no answer in time) or HttpUnreachable."""
+    if isinstance(e, ReadTimeoutError):
+        return HttpTimeout(str(e))
+    return HttpUnreachable(str(e))
