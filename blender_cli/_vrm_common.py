@@ -82,10 +82,16 @@ def import_file(path: str, what: str, importers: dict | None = None) -> None:
         raise JobError(f"{what}: the {ext[1:].upper()} importer gave {result} for {os.path.basename(path)}")
 
 
+def bone_shapes() -> set[bpy.types.Object]:
+    """Objects drawn as bone shapes (the glTF importer adds an "Icosphere" for them): not part of the model."""
+    return {pb.custom_shape for o in bpy.data.objects if o.type == "ARMATURE" for pb in o.pose.bones if pb.custom_shape}
+
+
 def scene_meshes() -> list[bpy.types.Object]:
-    """Mesh objects with faces that are in the scene (not e.g. an importer's bone-shape icosphere)."""
-    scene_objects = set(bpy.context.scene.objects)
-    return [o for o in bpy.data.objects if o.type == "MESH" and o in scene_objects and len(o.data.polygons) > 0]
+    """Mesh objects with faces that are in the scene, bone shapes left out."""
+    scene_objects, shapes = set(bpy.context.scene.objects), bone_shapes()
+    return [o for o in bpy.data.objects if o.type == "MESH" and o in scene_objects and o not in shapes
+            and len(o.data.polygons) > 0]
 
 
 def join_meshes(meshes: list[bpy.types.Object], name: str = "Body") -> bpy.types.Object:

@@ -31,8 +31,8 @@ import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
 
 from _job import JobError, run_job  # noqa: E402
 from _rig_fit import BONES, fit_skeleton  # noqa: E402
-from _vrm_common import (Timer, apply_t_pose, check_meta, enable_vrm_addon, export_vrm, finish_weights,  # noqa: E402
-                         import_file, input_ext, join_meshes, set_vrm)
+from _vrm_common import (Timer, apply_t_pose, bone_shapes, check_meta, enable_vrm_addon, export_vrm,  # noqa: E402
+                         finish_weights, import_file, input_ext, join_meshes, set_vrm)
 from _vrm_common import tris as _tris  # noqa: E402
 from _vrm_common import verts as _verts  # noqa: E402
 
@@ -40,7 +40,8 @@ from _vrm_common import verts as _verts  # noqa: E402
 def import_mesh(path: str) -> bpy.types.Object:
     """Import, drop everything but meshes, bake world transforms, join into one object."""
     import_file(path, "mesh")
-    meshes = [o for o in bpy.data.objects if o.type == "MESH" and len(o.data.polygons) > 0]
+    shapes = bone_shapes()  # a rigged input's bone-shape mesh is not part of the figure
+    meshes = [o for o in bpy.data.objects if o.type == "MESH" and len(o.data.polygons) > 0 and o not in shapes]
     if not meshes:
         raise JobError(f"mesh: {os.path.basename(path)} contains no mesh with faces "
                        "(a point cloud or an empty scene cannot be rigged)")

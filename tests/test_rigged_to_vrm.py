@@ -272,6 +272,7 @@ def test_rigged_glb_becomes_a_valid_vrm_with_vrm_bone_names(converted):
     assert m["humanoid"] == {b: b for b in ALL_BONES if b in m["humanoid"]} and set(m["humanoid"]) == set(ALL_BONES)
     assert m["humanoid_source"] == truth and m["dropped_optional_bones"] == {}
     assert m["unweighted_before_fix"] == 0, "UniRig-style skins are complete: nothing to fill in"
+    assert m["meshes_in"] == 1 and m["vertices_in"] == m["vertices"], "the importer's bone-shape mesh must be left out"
     assert not any(n.startswith("bone_") for n in m["bone_names"]) and m["bone_count"] == m["bones_in"] == 19
     report = validate_vrm(asset.path)
     assert report.ok, report.summary()
