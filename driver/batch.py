@@ -35,11 +35,11 @@ from typing import Any, Callable
 
 from . import events as ev
 from .callback import CallbackSender
-from .client import ComfyClient, JobResult, local_path_for, safe_component
+from .client import ComfyClient, JobResult, safe_component
 from .convert import required_node_types
 from .errors import (DriverError, JobFailed, JobInterrupted, JobLost, JobTimeout, PromptRejected,
                      ServerUnreachable)
-from .manifest import build_manifest, describe_outputs, write_manifest
+from .manifest import build_manifest, write_manifest
 from .pool import MissingNodes, ServerPool, ServerState
 from .store import (CANCELLED, FAILED, PENDING, RETRYING, RUNNING, SUBMITTED, SUCCEEDED, TERMINAL, JobStore,
                     canonical_hash)
@@ -479,17 +479,15 @@ class BatchRunner:
         if self.download and result.outputs:
             for i in range(3):
                 try:
-                    client.download(result, job.out_dir)
+                    # sha256 and size of the bytes written, hashed while writing them
+                    files = [{**d.output.to_dict(), "path": d.rel, "sha256": d.sha256, "size": d.size}
+                             for d in client.download_files(result, job.out_dir)]
                     break
                 except DriverError as e:
                     if not e.transient or i == 2:
                         self._fail(job, PERMANENT if not e.transient else UNREACHABLE, e, note=" (downloading outputs)")
                         return
                     time.sleep(0.5 * 2 ** i)
-            seen: dict[Path, dict[str, Any]] = {}     # the same place client.download wrote each file
-            for o in result.outputs:
-                seen.setdefault(local_path_for(job.out_dir, o), o.to_dict())
-            files = describe_outputs([(meta, p) for p, meta in seen.items()], job.out_dir)
         else:
             files = [o.to_dict() for o in result.outputs]
         job.files = files

@@ -11,9 +11,11 @@ back to polling /history when the socket goes quiet, and finishes only on
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -35,6 +37,7 @@ log = logging.getLogger("comfy_avatar.driver.client")
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._()\- ]+")
+_SEP = re.compile(r"[\\/]+")
 
 
 def normalize_url(url: str) -> str:
@@ -61,6 +64,18 @@ class OutputFile:
     def to_dict(self) -> dict[str, str]:
         return {"node_id": self.node_id, "key": self.key, "filename": self.filename,
                 "subfolder": self.subfolder, "type": self.type}
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """One output file written locally: where, its path relative to the output folder,
+    and the sha256 and size of the bytes written (hashed while they were written)."""
+
+    output: OutputFile
+    path: Path
+    rel: str
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -117,19 +132,34 @@ def safe_component(name: str) -> str:
     return cleaned or "_"
 
 
-def local_path_for(out_dir: Path, f: OutputFile) -> Path:
+def local_path_for(out_dir: Path, f: OutputFile, *, resolved: bool = False) -> Path:
     """Where ``f`` goes under ``out_dir``: output files at <subfolder>/<name>, others
-    under <type>/...; every component sanitized; never outside ``out_dir``."""
+    under <type>/...; every component sanitized; never outside ``out_dir``.
+    ``resolved``: ``out_dir`` is already absolute with no symlinks (saves resolving it)."""
     parts = [] if f.type == "output" else [safe_component(f.type)]
-    parts += [safe_component(p) for p in re.split(r"[\\/]+", f.subfolder) if p not in ("", ".", "..")]
-    base = re.split(r"[\\/]+", f.filename)[-1]
-    parts.append(safe_component(base))
-    root = out_dir.resolve()
+    parts += [safe_component(p) for p in _SEP.split(f.subfolder) if p not in ("", ".", "..")]
+    parts.append(safe_component(_SEP.split(f.filename)[-1]))
+    root = out_dir if resolved else out_dir.resolve()
     dest = root.joinpath(*parts)
-    if not dest.resolve().is_relative_to(root):
+    # The parts hold no separator and no '..': only a symlink below root can lead outside.
+    if _symlink_below(root, parts) and not dest.resolve().is_relative_to(root):
         raise DriverError(f"output file {f.filename!r}", f"would be written outside {root}",
                           "remove the symlink inside the output folder")
     return dest
+
+
+def _symlink_below(root: Path, parts: list[str]) -> bool:
+    """Whether root/parts[0], root/parts[0]/parts[1], ... include a symlink (lstat each
+    existing component; below a missing one nothing exists)."""
+    path = str(root)
+    for part in parts:
+        path = os.path.join(path, part)
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                return True
+        except OSError:
+            return False
+    return False
 
 
 class ComfyClient:
@@ -192,7 +222,7 @@ class ComfyClient:
     def _ws_connect(self) -> websocket.WebSocket:
         # websocket-client puts no limit on frame size (unlike `websockets`' 1 MiB
         # default), so large previews are received whole; nothing to raise here.
-        ws = websocket.WebSocket(skip_utf8_validation=True)
+        ws = _BufferedWebSocket(skip_utf8_validation=True)
         try:
             ws.connect(self.ws_url, timeout=min(10.0, self.timeout), suppress_origin=True)
             ws.send('{"type": "feature_flags", "data": {"supports_preview_metadata": true}}')
@@ -497,19 +527,25 @@ class ComfyClient:
         Names are sanitized and checked to stay inside ``out_dir``; a file listed twice
         is fetched once. Returns the local paths in output order.
         """
+        return [d.path for d in self.download_files(outputs, out_dir)]
+
+    def download_files(self, outputs: Iterable[OutputFile] | JobResult,
+                       out_dir: str | os.PathLike[str]) -> list[Downloaded]:
+        """As ``download``, with each file's sha256 and size (for manifests)."""
         files = outputs.outputs if isinstance(outputs, JobResult) else list(outputs)
         root = Path(out_dir)
         root.mkdir(parents=True, exist_ok=True)
-        paths: list[Path] = []
+        root = root.resolve()
+        done: dict[Path, Downloaded] = {}
         for f in files:
-            dest = local_path_for(root, f)
-            if dest in paths:
+            dest = local_path_for(root, f, resolved=True)
+            if dest in done:
                 continue
-            self._fetch(f, dest)
-            paths.append(dest)
-        return paths
+            sha, size = self._fetch(f, dest)
+            done[dest] = Downloaded(f, dest, os.path.relpath(dest, root), sha, size)
+        return list(done.values())
 
-    def _fetch(self, f: OutputFile, dest: Path) -> None:
+    def _fetch(self, f: OutputFile, dest: Path) -> tuple[str, int]:
         params = {"filename": f.filename, "subfolder": f.subfolder, "type": f.type}
         r = self._request("GET", "/view", params=params, stream=True, ok=(200, 400, 403, 404))
         read = False
@@ -520,10 +556,13 @@ class ComfyClient:
                                   "the file was removed from ComfyUI's output folder or its name is invalid")
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+            h, size = hashlib.sha256(), 0
             try:
                 with os.fdopen(fd, "wb") as fh:
                     for chunk in _chunks(r):
                         fh.write(chunk)
+                        h.update(chunk)
+                        size += len(chunk)
                 os.replace(tmp, dest)
                 read = True
             except BaseException:
@@ -533,6 +572,7 @@ class ComfyClient:
             if not read:      # a short error body is read off; a half-read file's connection is dropped
                 r.drain_conn() if r.status != 200 else r.close()
             r.release_conn()
+        return h.hexdigest(), size
 
 
 @dataclass
@@ -546,10 +586,34 @@ class _Resubmit:
 _DROPPED = object()
 
 
+class _BufferedWebSocket(websocket.WebSocket):
+    """websocket-client reads a frame's header and its payload with separate socket
+    reads (each a poll + recv with the timeout); this takes whatever the socket holds
+    (up to 64 KiB) in one read and serves the frame reader from it. Only frame reading
+    goes through here (the handshake reads the socket directly, before any frame)."""
+
+    _buf = b""
+    _pos = 0
+
+    def _recv(self, bufsize: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            buf, pos = super()._recv(max(bufsize, 1 << 16)), 0   # raises on timeout / closed
+            if len(buf) <= bufsize:
+                self._buf, self._pos = b"", 0
+                return buf
+        end = min(pos + bufsize, len(buf))
+        self._buf, self._pos = buf, end
+        return buf[pos:end]
+
+
 def _recv(ws: websocket.WebSocket, wait_s: float) -> Any:
     """One frame (str/bytes), None on timeout, _DROPPED when the socket is gone."""
     try:
-        ws.settimeout(max(wait_s, 0.01))
+        wait_s = max(wait_s, 0.01)
+        now = ws.gettimeout()
+        if now is None or wait_s < now or wait_s - now > 0.05:  # a syscall each; a bit shorter is fine
+            ws.settimeout(wait_s)
         frame = ws.recv()
     except websocket.WebSocketTimeoutException:
         return None

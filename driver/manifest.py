@@ -26,15 +26,6 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def describe_outputs(files: list[tuple[dict[str, Any], Path]], base: Path) -> list[dict[str, Any]]:
-    """[(output dict from the server, local path)] -> manifest entries with sha256 and size."""
-    out = []
-    for meta, path in files:
-        out.append({**meta, "path": os.path.relpath(path, base), "sha256": sha256_file(path),
-                    "size": path.stat().st_size})
-    return out
-
-
 def write_json_atomic(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
