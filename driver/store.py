@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine,
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, and_, create_engine,
                         bindparam, event, insert, select, update)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -119,7 +119,10 @@ def _output_row(job_id: str, o: dict[str, Any]) -> dict[str, Any]:
 
 
 _JOBS, _STATUS, _OUTPUTS = JobRow.__table__, StatusRow.__table__, OutputRow.__table__
-_UPDATE_LIVE = update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.status.not_in(TERMINAL))
+# "not terminal" as plain comparisons: NOT IN (...) is an expanding parameter that
+# SQLAlchemy re-renders into the SQL string on every execution.
+_LIVE = and_(*(_JOBS.c.status != s for s in sorted(TERMINAL)))
+_UPDATE_LIVE = update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _LIVE)
 _EXISTS = select(_JOBS.c.id).where(_JOBS.c.id == bindparam("b_id"))
 _STATUS_OF = select(_JOBS.c.status, _JOBS.c.cancel_requested).where(_JOBS.c.id == bindparam("b_id"))
 _INSERT_STATUS = insert(_STATUS)
@@ -200,6 +203,11 @@ class JobStore:
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             kw["connect_args"] = {"timeout": 30}
+            # One connection, taken in turn by this process's threads: SQLite runs one
+            # writer at a time anyway, and several connections of one process would
+            # wait on each other's file locks (busy sleeps) and re-read the pages the
+            # others changed on every transaction. Other processes have their own.
+            kw.update(pool_size=1, max_overflow=0, pool_timeout=120)
         else:
             kw["pool_pre_ping"] = True
         try:
