@@ -25,7 +25,6 @@ from comfy_avatar_nodes.core.vrm_check import validate_vrm
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ("image_to_vrm_gpu", "image_to_vrm_publish")
-pytestmark = pytest.mark.comfyui
 
 
 def _need_comfyui() -> None:
@@ -42,6 +41,7 @@ def _run(workflow: Path, url: str, out: Path, image: Path) -> subprocess.Complet
                            "--out", str(out), "--server", url], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.comfyui
 def test_the_real_editor_loads_both_workflows_and_queues_their_api_twins():
     _need_comfyui()
     if not (shutil.which("chromium") or shutil.which("chromium-browser")):
@@ -64,6 +64,20 @@ def test_the_real_editor_loads_both_workflows_and_queues_their_api_twins():
             assert all(known and not bad for _t, bad, known in nodes), (name, nodes)
 
 
+def test_publish_workflow_only_publishes_a_checked_vrm():
+    """Export, Promote and Track take the VRM from Validate VRM's pass-through output (with fail_on_error), so an
+    invalid avatar stops the run before anything is exported or uploaded (ComfyUI orders independent output
+    nodes as it likes)."""
+    api = _load("image_to_vrm_publish.api.json")
+    by_type = {n["class_type"]: nid for nid, n in api.items()}
+    validate = by_type["AvatarValidateVRM"]
+    assert api[validate]["inputs"]["fail_on_error"] is True
+    for node, name in (("AvatarExportAsset", "asset"), ("AvatarPromoteS3", "asset"), ("AvatarTrackMLflow", "vrm")):
+        assert api[by_type[node]]["inputs"][name] == [validate, 3], node
+    assert api[by_type["AvatarTrackMLflow"]]["inputs"]["url"] == [by_type["AvatarPromoteS3"], 0]
+
+
+@pytest.mark.comfyui
 @pytest.mark.blender
 def test_publish_workflow_exports_promotes_and_tracks(tmp_path, example_image, monkeypatch):
     _need_comfyui()
@@ -116,6 +130,7 @@ def test_publish_workflow_exports_promotes_and_tracks(tmp_path, example_image, m
         assert proc.returncode == 1 and "pip install mlflow" in proc.stderr, context
 
 
+@pytest.mark.comfyui
 def test_gpu_workflow_without_trellis_stops_at_its_first_node(tmp_path, example_image):
     _need_comfyui()
     from _driver_helpers import shared_comfy

@@ -33,6 +33,8 @@ class AvatarValidateVRM(io.ComfyNode):
                 io.Boolean.Output("ok", tooltip="True when no errors were found."),
                 io.String.Output("report", tooltip="Readable summary of the checks."),
                 io.String.Output("report_json", tooltip="The same report as a JSON object."),
+                AvatarVRM.Output("checked_vrm", tooltip="The VRM handle, passed on once checked (with fail_on_error only when "
+                                 "valid): connect export/publish nodes here so they run after the check."),
             ],
         )
 
@@ -48,7 +50,7 @@ class AvatarValidateVRM(io.ComfyNode):
         if fail_on_error and not report.ok:
             raise AvatarError("vrm", f"{Path(asset.path).name} failed validation:\n{summary}",
                               "see the report; re-run the rig with another remesh_voxel or fix the mesh")
-        return io.NodeOutput(report.ok, summary, json.dumps(data), ui=ui_files(asset.path, report_path, text=summary))
+        return io.NodeOutput(report.ok, summary, json.dumps(data), vrm, ui=ui_files(asset.path, report_path, text=summary))
 
 
 NODES = [AvatarValidateVRM]
