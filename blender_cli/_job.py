@@ -25,6 +25,20 @@ import traceback
 from typing import Any, Callable
 
 
+class Timer:
+    """Per-step wall times for a script's result: ``timer.lap("import")`` after each step
+    (a name used twice adds up)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.steps[name] = round(self.steps.get(name, 0.0) + now - self._t, 4)
+        self._t = now
+
+
 class JobError(Exception):
     """Raise inside a script for an error the user can act on (message shown as is)."""
 

@@ -15,7 +15,6 @@ core/ turns that prefix into the AvatarError's "what".
 from __future__ import annotations
 
 import os
-import time
 
 import bpy
 import numpy as np
@@ -40,17 +39,6 @@ META_BOOLS = ("allow_excessively_violent_usage", "allow_excessively_sexual_usage
 META_TEXT = {"name": "vrm_name", "version": "version", "copyright_information": "copyright_information",
              "contact_information": "contact_information", "third_party_licenses": "third_party_licenses",
              "other_license_url": "other_license_url"}
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.steps: dict[str, float] = {}
-        self._t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.steps[name] = round(now - self._t, 4)
-        self._t = now
 
 
 # ---------------------------------------------------------------- input files

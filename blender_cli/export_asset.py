@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
 
-from _job import JobError, run_job  # noqa: E402
+from _job import JobError, Timer, run_job  # noqa: E402
 
 FORMATS = ("glb", "fbx", "obj", "blend")
 SOURCES = (".glb", ".gltf", ".vrm", ".fbx", ".obj", ".blend")
@@ -49,17 +49,6 @@ VIEWS = {
 }
 MAX_PREVIEW = 2048
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.steps: dict[str, float] = {}
-        self._t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.steps[name] = round(self.steps.get(name, 0.0) + now - self._t, 4)
-        self._t = now
 
 
 # ---------------------------------------------------------------- arguments

@@ -29,9 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
 
-from _job import JobError, run_job  # noqa: E402
+from _job import JobError, Timer, run_job  # noqa: E402
 from _rig_fit import BONES, fit_skeleton  # noqa: E402
-from _vrm_common import (Timer, apply_t_pose, bone_shapes, check_meta, enable_vrm_addon, export_vrm,  # noqa: E402
+from _vrm_common import (apply_t_pose, bone_shapes, check_meta, enable_vrm_addon, export_vrm,  # noqa: E402
                          finish_weights, import_file, input_ext, join_meshes, set_vrm)
 from _vrm_common import tris as _tris  # noqa: E402
 from _vrm_common import verts as _verts  # noqa: E402

@@ -34,8 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
 
-from _job import JobError, run_job  # noqa: E402
-from _vrm_common import (IMPORTERS, Timer, apply_t_pose, assign_humanoid, check_meta, enable_vrm_addon,  # noqa: E402
+from _job import JobError, Timer, run_job  # noqa: E402
+from _vrm_common import (IMPORTERS, apply_t_pose, assign_humanoid, check_meta, enable_vrm_addon,  # noqa: E402
                          export_vrm, finish_weights, import_file, input_ext, join_meshes, scene_meshes, set_meta,
                          verts)
 
