@@ -32,12 +32,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 from .assets import write_text_atomic
 from .config import PACK_DIR, Config, load_config
 from .procs import PYTHON_ENV_DROP, kill_group, tail_file
-from .errors import BlenderError
+from .errors import AvatarError, BlenderError
 
 log = logging.getLogger("comfy_avatar.blender")
 
@@ -305,6 +305,17 @@ def _error(res: BlenderResult, script: Path, fix: str) -> BlenderError:
         detail += f"--- script traceback ---\n{res.traceback.strip()[-4000:]}\n"
     detail += f"--- Blender log tail ({res.log_path}) ---\n{res.log_tail or '(empty)'}"
     return BlenderError(f"Blender job {script.name}", res.error, f"{fix}; full log: {res.log_path}", detail=detail)
+
+
+def input_error(err: BlenderError, fixes: Mapping[str, str], file_input: str, file: Path) -> AvatarError:
+    """Scripts report a bad input as "<input>: <problem>" (a JobError). Turn that into an
+    AvatarError that names the input (the file input as "<input> (<file name>)") with the fix
+    from ``fixes``; any other failure stays the BlenderError it is."""
+    what, sep, rest = err.problem.partition(": ")
+    base = what.split(".")[0]
+    if not sep or base not in fixes:
+        return err
+    return AvatarError(f"{file_input} ({file.name})" if base == file_input else what, rest.strip(), fixes[base])
 
 
 async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, work_dir: str | os.PathLike[str],

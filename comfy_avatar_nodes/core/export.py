@@ -208,14 +208,6 @@ _FIXES = {
 }
 
 
-def _input_error(err: BlenderError, src: Path) -> AvatarError:
-    what, sep, rest = err.problem.partition(": ")
-    base = what.split(".")[0]
-    if not sep or base not in _FIXES:
-        return err
-    return AvatarError(f"src ({src.name})" if base == "src" else what, rest.strip(), _FIXES[base])
-
-
 def _remove_staging(out_dir: Path, stem: str) -> None:
     """Staging folders a killed job leaves (the script removes its own otherwise)."""
     for p in out_dir.glob(f".{stem}.export-*.part"):
@@ -227,7 +219,7 @@ async def export_asset(src: Path, out_dir: Path, *, stem: str, formats: Sequence
                        metadata: Mapping[str, Any] | None = None, cfg: Config | None = None,
                        work_dir: Path | None = None, timeout_s: float | None = None) -> list[Asset]:
     """Export ``src`` to ``out_dir`` (see the module docstring); all inputs are checked first."""
-    from .blender import find_runtime, run_blender
+    from .blender import find_runtime, input_error, run_blender
 
     src = check_source(src)
     out_dir = Path(out_dir).absolute()
@@ -245,7 +237,7 @@ async def export_asset(src: Path, out_dir: Path, *, stem: str, formats: Sequence
         try:
             res = await run_blender(SCRIPT, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime)
         except BlenderError as e:
-            raise _input_error(e, src) from None
+            raise input_error(e, _FIXES, "src", src) from None
         finally:
             _remove_staging(out_dir, stem)
     result = res.result

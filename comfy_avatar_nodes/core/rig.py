@@ -116,17 +116,6 @@ _INPUT_FIXES = {
 }
 
 
-def _input_error(err: BlenderError, mesh: Path) -> AvatarError:
-    """The script reports bad inputs as "<input>: <problem>"; name the input, not the script."""
-    what, sep, rest = err.problem.partition(": ")
-    base = what.split(".")[0]
-    if not sep or base not in _INPUT_FIXES:
-        return err
-    if base == "mesh":
-        what = f"mesh ({mesh.name})"
-    return AvatarError(what, rest.strip(), _INPUT_FIXES[base])
-
-
 async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None = None,
                      work_dir: Path | None = None, remesh_voxel: float = 0.0, decimate_faces: int = 0,
                      timeout_s: float | None = None) -> Asset:
@@ -137,7 +126,7 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None
     Asset.meta holds the script's result: bone_count, bone_names, vertices, faces, triangles,
     unweighted_before_fix, dimensions_m, skeleton, timings_s, blender_s.
     """
-    from .blender import find_runtime, run_blender
+    from .blender import find_runtime, input_error, run_blender
 
     mesh, out = Path(mesh).absolute(), Path(out).absolute()
     _check_inputs(mesh, out)
@@ -154,7 +143,7 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None
         try:
             res = await run_blender(SCRIPT, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime)
         except BlenderError as e:
-            raise _input_error(e, mesh) from None
+            raise input_error(e, _INPUT_FIXES, "mesh", mesh) from None
         except BaseException:
             remove_partial_vrms(out)
             raise

@@ -113,17 +113,6 @@ def _check_inputs(rigged: Path, out: Path, meta: VrmMeta, target_height_m: float
                           f"use {MIN_HEIGHT_M:g}-{MAX_HEIGHT_M:g} m, or 0 to keep the file's size")
 
 
-def _input_error(err: BlenderError, rigged: Path) -> AvatarError:
-    """The script reports bad inputs as "<input>: <problem>"; name the input, not the script."""
-    what, sep, rest = err.problem.partition(": ")
-    base = what.split(".")[0]
-    if not sep or base not in _INPUT_FIXES:
-        return err
-    if base == "rigged":
-        what = f"rigged ({rigged.name})"
-    return AvatarError(what, rest.strip(), _INPUT_FIXES[base])
-
-
 async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path, out: str | Path, meta: VrmMeta, *,
                         target_height_m: float = 1.7, rename_bones: bool = True, cfg: Config | None = None,
                         work_dir: Path | None = None, timeout_s: float | None = None) -> Asset:
@@ -134,7 +123,7 @@ async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path
     rename_bones: mapped bones take their VRM names. Returns the "vrm" Asset; its meta holds the
     script's result (humanoid, placement, unweighted_before_fix, dropped_optional_bones, timings_s ...).
     """
-    from .blender import find_runtime, run_blender
+    from .blender import find_runtime, input_error, run_blender
 
     rigged, out = Path(rigged).absolute(), Path(out).absolute()
     _check_inputs(rigged, out, meta, float(target_height_m))
@@ -150,7 +139,7 @@ async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path
         try:
             res = await run_blender(SCRIPT, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime)
         except BlenderError as e:
-            raise _input_error(e, rigged) from None
+            raise input_error(e, _INPUT_FIXES, "rigged", rigged) from None
         finally:
             remove_partial_vrms(out)
     if not out.is_file():
