@@ -13,6 +13,8 @@ from ..core.config import load_config
 # File-backed handles (core.assets.Asset.to_dict()) travel between our nodes.
 AvatarMesh = io.Custom("AVATAR_MESH")
 AvatarVRM = io.Custom("AVATAR_VRM")
+# Handle kinds an AVATAR_MESH can carry: a plain mesh, or a skinned one from an auto-rigger (UniRig).
+MESH_KINDS = ("mesh", "rigged_mesh")
 
 
 def output_root() -> Path:

@@ -8,9 +8,9 @@ from typing import Any
 from comfy_api.latest import io
 
 from ..core.assets import Asset
-from ._common import AvatarMesh, AvatarVRM, file_ref, output_path, ui_files
+from ._common import MESH_KINDS, AvatarMesh, AvatarVRM, file_ref, output_path, ui_files
 
-SOURCE_KINDS = ("mesh", "vrm", "glb", "fbx", "obj", "blend")
+SOURCE_KINDS = (*MESH_KINDS, "vrm", "glb", "fbx", "obj", "blend")
 
 
 def _previews_tensor(paths: list[str]):

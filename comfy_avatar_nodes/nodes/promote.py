@@ -6,7 +6,7 @@ import asyncio
 from comfy_api.latest import io
 
 from ..core.assets import Asset
-from ._common import AvatarMesh, AvatarVRM
+from ._common import MESH_KINDS, AvatarMesh, AvatarVRM
 
 KEY_MODES = ["content", "stable"]
 
@@ -49,7 +49,7 @@ class AvatarPromoteS3(io.ComfyNode):
                       public_base_url: str) -> io.NodeOutput:
         from ..core.promote import promote
 
-        src = Asset.from_dict(asset).require(("vrm", "mesh"), "asset")
+        src = Asset.from_dict(asset).require(("vrm", *MESH_KINDS), "asset")
         res = await asyncio.to_thread(promote, src.path, remote, bucket, key_prefix, key_mode=key_mode,
                                       public_base_url=public_base_url, expected_sha256=src.sha256 or None)
         state = "uploaded" if res.uploaded else "already there, nothing uploaded"

@@ -7,7 +7,7 @@ from pathlib import Path
 from comfy_api.latest import io
 
 from ..core.assets import Asset
-from ._common import AvatarMesh, AvatarVRM, model_file, output_path, ui_files
+from ._common import MESH_KINDS, AvatarMesh, AvatarVRM, model_file, output_path, ui_files
 
 AVATAR_PERMISSION = ["onlyAuthor", "onlySeparatelyLicensedPerson", "everyone"]
 COMMERCIAL_USAGE = ["personalNonProfit", "personalProfit", "corporation"]
@@ -110,7 +110,7 @@ class AvatarExportVRMRigged(io.ComfyNode):
         from ..core.errors import AvatarError
         from ..core.vrm_export import rigged_to_vrm
 
-        src = Asset.from_dict(rigged).require(("rigged_mesh", "mesh"), "rigged")
+        src = Asset.from_dict(rigged).require(MESH_KINDS, "rigged")
         mapping = humanoid_map.strip() or src.meta.get("humanoid_map")
         if not mapping:
             raise AvatarError("humanoid_map", "is empty and the rigged handle carries no humanoid map",

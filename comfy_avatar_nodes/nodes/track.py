@@ -10,7 +10,7 @@ from comfy_api.latest import io
 
 from ..core.assets import Asset
 from ..core.errors import AvatarError
-from ._common import AvatarMesh, AvatarVRM
+from ._common import MESH_KINDS, AvatarMesh, AvatarVRM
 
 
 def parse_extra(text: str) -> dict[str, Any]:
@@ -63,7 +63,7 @@ class AvatarTrackMLflow(io.ComfyNode):
         params: dict[str, Any] = dict(parse_extra(extra_params))
         metrics: dict[str, float] = {}
         files: list[Path] = []
-        for name, handle, kind in (("vrm", vrm, "vrm"), ("mesh", mesh, "mesh")):
+        for name, handle, kind in (("vrm", vrm, ("vrm",)), ("mesh", mesh, MESH_KINDS)):
             if handle is None:
                 continue
             asset = Asset.from_dict(handle).require(kind, name)
