@@ -22,7 +22,8 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 
 USER_AGENT = "comfy-avatar-driver"
 # No retries (callers retry where it is safe); redirects followed like requests does.
-_RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10, raise_on_redirect=True)
+_RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10, raise_on_redirect=True,
+                         respect_retry_after_header=False)   # a 503 is the caller's ServerError
 
 Response = urllib3.BaseHTTPResponse
 
@@ -66,6 +67,7 @@ class Http:
         if parts.port:
             netloc += f":{parts.port}"
         self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        self._prefix = parts.path.rstrip("/")
         self.headers: dict[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
                                         "Accept": "*/*"}
         auth = (unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else \
@@ -79,8 +81,13 @@ class Http:
             kw.update(cert_reqs="CERT_REQUIRED", ca_certs=_ca_bundle())
         proxy = _env_proxy(self.base)
         self._pm: urllib3.PoolManager = urllib3.ProxyManager(proxy, **kw) if proxy else urllib3.PoolManager(**kw)
+        # Without a proxy every call goes to this one host: straight to its connection
+        # pool (the PoolManager parses the URL and looks the pool up on every call).
+        self._direct = not proxy
+        self._pool: urllib3.HTTPConnectionPool | None = None
 
     def close(self) -> None:
+        self._pool = None
         self._pm.clear()
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
@@ -88,10 +95,10 @@ class Http:
                 timeout: urllib3.Timeout | float | None = None) -> Response:
         """One call; ``json`` is sent as a JSON body, ``fields`` as multipart/form-data,
         ``params`` as the query string."""
-        url = self.base + path
         if params:
-            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
-        kw: dict[str, Any] = {"preload_content": not stream, "timeout": timeout or self.timeout}
+            path += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        kw: dict[str, Any] = {"preload_content": not stream, "timeout": timeout or self.timeout,
+                              "headers": self.headers}
         if json is not None:
             kw["body"] = _json.dumps(json).encode()
             kw["headers"] = {**self.headers, "Content-Type": "application/json"}
@@ -100,11 +107,23 @@ class Http:
             kw["body"] = body
             kw["headers"] = {**self.headers, "Content-Type": ctype}
         try:
-            return self._pm.urlopen(method, url, **kw)
+            if self._direct:
+                pool = self._pool or self._connection_pool()
+                r = pool.urlopen(method, self._prefix + path, redirect=False, retries=_RETRIES, **kw)
+                if not r.get_redirect_location():
+                    return r
+                r.drain_conn()      # a redirect (maybe to another host): the manager follows it
+                r.release_conn()
+            return self._pm.urlopen(method, self.base + path, **kw)
         except MaxRetryError as e:          # nothing is retried: the reason is the real failure
             raise translate(e.reason or e) from e
         except (HTTPError, OSError) as e:
             raise translate(e) from e
+
+
+    def _connection_pool(self) -> urllib3.HTTPConnectionPool:
+        self._pool = self._pm.connection_from_url(self.base)
+        return self._pool
 
 
 def translate(e: BaseException) -> Exception:
