@@ -12,21 +12,24 @@ from another shell read while a batch writes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, and_, create_engine,
                         bindparam, event, insert, select, update)
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from .errors import DriverError
+from .prepared import Prepared
 
 log = logging.getLogger("comfy_avatar.driver.store")
 
@@ -126,6 +129,7 @@ _UPDATE_LIVE = update(_JOBS).where(_JOBS.c.id == bindparam("b_id"), _LIVE)
 _EXISTS = select(_JOBS.c.id).where(_JOBS.c.id == bindparam("b_id"))
 _STATUS_OF = select(_JOBS.c.status, _JOBS.c.cancel_requested).where(_JOBS.c.id == bindparam("b_id"))
 _INSERT_STATUS = insert(_STATUS)
+_INSERT_OUTPUTS = insert(_OUTPUTS)
 _CANCELLED_IN_BATCH = select(_JOBS.c.id).where(_JOBS.c.batch_id == bindparam("b_batch"),
                                                (_JOBS.c.cancel_requested.is_(True)) | (_JOBS.c.status == CANCELLED))
 
@@ -203,11 +207,6 @@ class JobStore:
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             kw["connect_args"] = {"timeout": 30}
-            # One connection, taken in turn by this process's threads: SQLite runs one
-            # writer at a time anyway, and several connections of one process would
-            # wait on each other's file locks (busy sleeps) and re-read the pages the
-            # others changed on every transaction. Other processes have their own.
-            kw.update(pool_size=1, max_overflow=0, pool_timeout=120)
         else:
             kw["pool_pre_ping"] = True
         try:
@@ -218,6 +217,14 @@ class JobStore:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite runs one writer at a time anyway: this process writes through one
+        # connection, one thread at a time. Several writing connections of one process
+        # would wait on each other's file locks (busy sleeps) and re-read the pages the
+        # others changed on every transaction. Other processes have their own.
+        self._one_writer = self.is_sqlite and bool(parsed.database) and parsed.database != ":memory:"
+        self._writer: Connection | None = None
+        self._sql = Prepared(self.engine.dialect)     # the per-job writes, compiled once
+        self._write_lock = threading.Lock()
         if create:
             try:
                 _Base.metadata.create_all(self.engine)
@@ -232,7 +239,24 @@ class JobStore:
             return "(invalid URL)"
 
     def close(self) -> None:
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (committed at the end, rolled back on an error)."""
+        if not self._one_writer:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock:
+            if self._writer is None or self._writer.closed:
+                self._writer = self.engine.connect()
+            with self._writer.begin():
+                yield self._writer
 
     def __enter__(self) -> "JobStore":
         return self
@@ -244,12 +268,9 @@ class JobStore:
     def add_job(self, *, job_id: str, prompt_id: str, workflow_hash: str, workflow_path: str = "",
                 params: dict[str, Any] | None = None, batch_id: str | None = None, label: str = "",
                 server: str | None = None, out_dir: str | None = None) -> None:
-        now = _now()
-        with self._session.begin() as s:
-            s.add(JobRow(id=job_id, prompt_id=prompt_id, workflow_hash=workflow_hash, workflow_path=workflow_path,
-                         params=params or {}, batch_id=batch_id, label=label, server=server, out_dir=out_dir,
-                         status=PENDING, created_at=now, updated_at=now))
-            s.add(StatusRow(job_id=job_id, status=PENDING, at=now))
+        self.add_jobs([{"id": job_id, "prompt_id": prompt_id, "workflow_hash": workflow_hash,
+                        "workflow_path": workflow_path, "params": params or {}, "batch_id": batch_id, "label": label,
+                        "server": server, "out_dir": out_dir}])
 
     def add_jobs(self, jobs: Iterable[dict[str, Any]]) -> None:
         """Insert many pending jobs in one transaction (keys as for add_job, plus id)."""
@@ -259,7 +280,7 @@ class JobStore:
                  "timings": {}, "created_at": now, "updated_at": now} for j in jobs]
         if not rows:
             return
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(insert(_JOBS), rows)
             conn.execute(_INSERT_STATUS, [{"job_id": r["id"], "status": PENDING, "at": now, "detail": None}
                                           for r in rows])
@@ -276,13 +297,13 @@ class JobStore:
         if status in TERMINAL:
             values["finished_at"] = now
         # Prebuilt Core statements (not ORM sessions): this runs several times per job.
-        with self.engine.begin() as conn:
-            n = conn.execute(_UPDATE_LIVE, {"b_id": job_id, **values}).rowcount
+        with self._write() as conn:
+            n = self._sql.execute(conn, _UPDATE_LIVE, {"b_id": job_id, **values}).rowcount
             if not n:
                 if conn.execute(_EXISTS, {"b_id": job_id}).first() is None:
                     raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
                 return False
-            conn.execute(_INSERT_STATUS, {"job_id": job_id, "status": status, "at": now, "detail": detail})
+            self._sql.execute(conn, _INSERT_STATUS, {"job_id": job_id, "status": status, "at": now, "detail": detail})
             return True
 
     def finish(self, job_id: str, status: str, outputs: Iterable[dict[str, Any]] = (), *,
@@ -291,16 +312,16 @@ class JobStore:
         job is not terminal yet; False otherwise, and nothing is written)."""
         now = _now()
         rows = [_output_row(job_id, o) for o in outputs]
-        with self.engine.begin() as conn:
-            n = conn.execute(_UPDATE_LIVE, {"b_id": job_id, "status": status, "updated_at": now,
-                                            "finished_at": now, **fields}).rowcount
+        with self._write() as conn:
+            n = self._sql.execute(conn, _UPDATE_LIVE, {"b_id": job_id, "status": status, "updated_at": now,
+                                                       "finished_at": now, **fields}).rowcount
             if not n:
                 if conn.execute(_EXISTS, {"b_id": job_id}).first() is None:
                     raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
                 return False
-            conn.execute(_INSERT_STATUS, {"job_id": job_id, "status": status, "at": now, "detail": detail})
+            self._sql.execute(conn, _INSERT_STATUS, {"job_id": job_id, "status": status, "at": now, "detail": detail})
             if rows:
-                conn.execute(insert(_OUTPUTS), rows)
+                self._sql.executemany(conn, _INSERT_OUTPUTS, rows)
             return True
 
     def status_of(self, job_id: str) -> tuple[str, bool]:
@@ -317,19 +338,19 @@ class JobStore:
             return [r[0] for r in conn.execute(_CANCELLED_IN_BATCH, {"b_batch": batch_id})]
 
     def request_cancel(self, job_ids: Iterable[str]) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(_JOBS).where(_JOBS.c.id.in_(list(job_ids)), _JOBS.c.status.not_in(TERMINAL))
                          .values(cancel_requested=True, updated_at=_now()))
 
     def update(self, job_id: str, **fields: Any) -> None:
-        with self._session.begin() as s:
-            s.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=_now(), **fields))
+        with self._write() as conn:
+            conn.execute(update(_JOBS).where(_JOBS.c.id == job_id).values(updated_at=_now(), **fields))
 
     def add_outputs(self, job_id: str, outputs: Iterable[dict[str, Any]]) -> None:
         rows = [_output_row(job_id, o) for o in outputs]
         if rows:
-            with self.engine.begin() as conn:
-                conn.execute(insert(_OUTPUTS), rows)
+            with self._write() as conn:
+                conn.execute(_INSERT_OUTPUTS, rows)
 
     # -- reads -----------------------------------------------------------------------
     def get(self, ref: str) -> JobRecord:
