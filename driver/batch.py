@@ -86,6 +86,7 @@ class BatchJob:
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     t_start: float | None = None
     t_end: float | None = None
+    prompt_hash: str = ""                                    # canonical_hash(prompt), computed once
 
 
 @dataclass
@@ -157,7 +158,7 @@ class BatchRunner:
             return
         self.store.add_jobs([{"id": j.id, "prompt_id": j.prompt_id, "batch_id": self.batch_id, "label": j.label,
                               "workflow_path": self.workflow_path,
-                              "workflow_hash": self.workflow_hash or canonical_hash(j.prompt),
+                              "workflow_hash": self._workflow_hash(j),
                               "params": j.params, "out_dir": str(j.out_dir)} for j in self.jobs])
 
     def run(self) -> BatchSummary:
@@ -543,12 +544,19 @@ class BatchRunner:
         # Keep what the summary needs, drop the rest: memory stays flat over long batches.
         job.result, job.prompt, job.uploads = None, {}, []
 
+    def _workflow_hash(self, job: BatchJob) -> str:
+        if self.workflow_hash:
+            return self.workflow_hash
+        if not job.prompt_hash:
+            job.prompt_hash = canonical_hash(job.prompt)
+        return job.prompt_hash
+
     def manifest(self, job: BatchJob) -> dict[str, Any]:
         r = job.result
         return build_manifest(
             job_id=job.id, batch_id=self.batch_id, index=job.index, label=job.label, status=job.status,
             prompt_id=job.prompt_id, server=job.server, attempts=job.attempts, resubmits=job.resubmits,
-            workflow=self.workflow_path, workflow_hash=self.workflow_hash or canonical_hash(job.prompt),
+            workflow=self.workflow_path, workflow_hash=self._workflow_hash(job),
             params=job.params, error=job.error,
             duration_s=round(job.t_end - job.t_start, 3) if job.t_end and job.t_start else None,
             timings=r.timings if r else {}, cached=r.cached if r else [], outputs=job.files)

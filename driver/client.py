@@ -31,6 +31,7 @@ from . import events as ev
 from .errors import (DriverError, JobFailed, JobInterrupted, JobLost, JobTimeout, PromptRejected,
                      ServerError, ServerUnreachable, parse_node_errors)
 from .events import Event, EventCallback, JobTracker
+from .manifest import write_all
 from .transport import Http, HttpTimeout, HttpUnreachable, Response, translate
 
 log = logging.getLogger("comfy_avatar.driver.client")
@@ -484,7 +485,8 @@ class ComfyClient:
     def _finish(self, job: JobTracker) -> JobResult:
         entry = None
         for delay in (0.0, 0.1, 0.3):  # history is written before executing-null; this is only a safety net
-            time.sleep(delay)
+            if delay:
+                time.sleep(delay)
             entry = self.history_entry(job.prompt_id)
             if entry is not None:
                 break
@@ -558,11 +560,13 @@ class ComfyClient:
             fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
             h, size = hashlib.sha256(), 0
             try:
-                with os.fdopen(fd, "wb") as fh:
+                try:
                     for chunk in _chunks(r):
-                        fh.write(chunk)
+                        write_all(fd, chunk)
                         h.update(chunk)
                         size += len(chunk)
+                finally:
+                    os.close(fd)
                 os.replace(tmp, dest)
                 read = True
             except BaseException:

@@ -30,14 +30,22 @@ def write_json_atomic(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
+        try:    # one write (json.dump writes every token separately)
+            write_all(fd, json.dumps(data, indent=2, sort_keys=True, default=str).encode() + b"\n")
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until all of ``data`` is written (no file object around a one-shot write)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def build_manifest(**fields: Any) -> dict[str, Any]:
