@@ -229,6 +229,8 @@ class BatchRunner:
             log.exception("batch event sink failed on %s", event.get("type"))
 
     def _job_event(self, job: BatchJob, type_: str, **data: Any) -> None:
+        if self.on_event is None:
+            return
         self._emit({"type": type_, "job": job.id, "index": job.index, "label": job.label,
                     "prompt_id": job.prompt_id, **data})
 

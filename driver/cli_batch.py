@@ -158,6 +158,8 @@ class _Display:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "log"
         self.mode, self.total = mode, total
+        # The log lines leave per-node progress out: the runner need not build those events.
+        self.wants_progress = mode != "log"
         self._progress = None
         self._tasks: dict[str, Any] = {}
         self._overall = None
@@ -273,7 +275,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
                                          workflow_path=str(Path(args.workflow).resolve()),
                                          workflow_hash=canonical_hash(template), concurrency=args.concurrency,
                                          front=args.front, retries=args.retries, timeout_s=args.timeout,
-                                         give_up_s=args.give_up, on_event=display, callback=callback)
+                                         give_up_s=args.give_up, on_event=display, callback=callback,
+                                         forward_progress=display.wants_progress)
                     if not args.json:
                         sys.stderr.write(f"batch {batch_id}: {len(jobs)} job(s) on {', '.join(urls)} "
                                          f"(status: comfy-avatar status; db: {store._safe_url()})\n")

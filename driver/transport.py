@@ -68,8 +68,7 @@ class Http:
             netloc += f":{parts.port}"
         self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         self._prefix = parts.path.rstrip("/")
-        self.headers: dict[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
-                                        "Accept": "*/*"}
+        self.headers: dict[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
         auth = (unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else \
             _netrc_auth(self.base)
         if auth:
