@@ -32,7 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Coroutine, Literal, Mapping, TypeVar
 
 from .assets import write_text_atomic
 from .config import PACK_DIR, Config, load_config
@@ -40,6 +40,7 @@ from .procs import PYTHON_ENV_DROP, kill_group, tail_file
 from .errors import AvatarError, BlenderError
 
 log = logging.getLogger("comfy_avatar.blender")
+T = TypeVar("T")
 
 MIN_VERSION = (4, 2)
 SCRIPTS_DIR = PACK_DIR / "blender_cli"
@@ -416,15 +417,21 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
     return res
 
 
-def run_blender_sync(script: str | os.PathLike[str], args: dict[str, Any], **kwargs: Any) -> BlenderResult:
-    """Blocking wrapper for scripts, tests and sync nodes; safe to call while a loop runs."""
+def run_sync(make: Callable[[], Coroutine[Any, Any, T]], name: str = "blender-job") -> T:
+    """Run the coroutine ``make()`` to completion from blocking code (scripts, tests, bench, sync
+    nodes). Inside a running event loop (ComfyUI, Jupyter) it runs in a worker thread with its own loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run_blender(script, args, **kwargs))
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="blender-job") as pool:
-        return pool.submit(lambda: asyncio.run(run_blender(script, args, **kwargs))).result()
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+def run_blender_sync(script: str | os.PathLike[str], args: dict[str, Any], **kwargs: Any) -> BlenderResult:
+    """Blocking wrapper for scripts, tests and sync nodes; safe to call while a loop runs."""
+    return run_sync(lambda: run_blender(script, args, **kwargs))
 
 
 __all__ = ["BlenderRuntime", "BlenderResult", "ResourceLimits", "find_runtime", "run_blender",
-           "run_blender_sync", "resolve_script", "default_python", "clear_runtime_cache", "MIN_VERSION"]
+           "run_blender_sync", "run_sync", "input_error", "resolve_script", "default_python", "clear_runtime_cache", "MIN_VERSION"]

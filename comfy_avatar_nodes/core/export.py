@@ -19,7 +19,6 @@ those names are replaced.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -259,14 +258,9 @@ async def export_asset(src: Path, out_dir: Path, *, stem: str, formats: Sequence
 
 def export_asset_sync(src: Path, out_dir: Path, **kwargs: Any) -> list[Asset]:
     """Blocking wrapper (scripts, tests, bench); safe to call while an event loop runs."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(export_asset(src, out_dir, **kwargs))
-    import concurrent.futures
+    from .blender import run_sync
 
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="export-asset") as pool:
-        return pool.submit(lambda: asyncio.run(export_asset(src, out_dir, **kwargs))).result()
+    return run_sync(lambda: export_asset(src, out_dir, **kwargs), "export-asset")
 
 
 __all__ = ["export_asset", "export_asset_sync", "check_formats", "check_lods", "check_metadata", "check_preview",

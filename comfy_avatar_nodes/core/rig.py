@@ -11,7 +11,6 @@ T-pose and exports VRM 1.0 facing +Z on Y=0. See blender_cli/rig_vrm.py.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import tempfile
@@ -116,6 +115,32 @@ _INPUT_FIXES = {
 }
 
 
+async def run_vrm_job(script: Path, args: dict[str, Any], out: Path, *, fixes: dict[str, str], file_input: str,
+                      file: Path, runtime: Any, work_dir: Path | None, timeout_s: float | None,
+                      prefix: str) -> dict[str, Any]:
+    """Run a VRM-writing Blender script in ``work_dir`` (a temp dir when None). Bad inputs become
+    AvatarErrors naming ``file_input``; no partial .vrm is left beside ``out``. Returns the script's
+    result with ``blender_s`` added."""
+    from .blender import input_error, run_blender
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if work_dir is None:
+            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            res = await run_blender(script, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime)
+        except BlenderError as e:
+            raise input_error(e, fixes, file_input, file) from None
+        finally:
+            remove_partial_vrms(out)
+    if not out.is_file():
+        raise AvatarError("out", f"the Blender job finished but {out} is missing", "see the Blender log")
+    result = dict(res.result)
+    result["blender_s"] = round(res.duration_s, 3)
+    return result
+
+
 async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None = None,
                      work_dir: Path | None = None, remesh_voxel: float = 0.0, decimate_faces: int = 0,
                      timeout_s: float | None = None) -> Asset:
@@ -126,7 +151,7 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None
     Asset.meta holds the script's result: bone_count, bone_names, vertices, faces, triangles,
     unweighted_before_fix, dimensions_m, skeleton, timings_s, blender_s.
     """
-    from .blender import find_runtime, input_error, run_blender
+    from .blender import find_runtime
 
     mesh, out = Path(mesh).absolute(), Path(out).absolute()
     _check_inputs(mesh, out)
@@ -135,40 +160,19 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None
     runtime = find_runtime(cfg)
     args = {"mesh": str(mesh), "out": str(out), "meta": meta.to_args(), "remesh_voxel": float(remesh_voxel),
             "decimate_faces": int(decimate_faces or 0)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        if work_dir is None:
-            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="comfy-avatar-rig-")))
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-        try:
-            res = await run_blender(SCRIPT, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime)
-        except BlenderError as e:
-            raise input_error(e, _INPUT_FIXES, "mesh", mesh) from None
-        except BaseException:
-            remove_partial_vrms(out)
-            raise
-        finally:
-            remove_partial_vrms(out)
-    if not out.is_file():
-        raise AvatarError("out", f"the rig job finished but {out} is missing", "see the Blender log")
-    result = dict(res.result)
-    result["blender_s"] = round(res.duration_s, 3)
+    result = await run_vrm_job(SCRIPT, args, out, fixes=_INPUT_FIXES, file_input="mesh", file=mesh,
+                               runtime=runtime, work_dir=work_dir, timeout_s=timeout_s, prefix="comfy-avatar-rig-")
     log.info("rigged %s -> %s: %s bones, %s faces in %.2f s", mesh.name, out.name, result.get("bone_count"),
-             result.get("faces"), res.duration_s)
+             result.get("faces"), result["blender_s"])
     return Asset.from_file(out, "vrm", source_mesh=str(mesh), vrm_meta=meta.to_args(), **result)
 
 
 def rig_to_vrm_sync(mesh: Path, out: Path, meta: VrmMeta, **kwargs: Any) -> Asset:
     """Blocking wrapper (scripts, tests, bench); safe to call while an event loop runs."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(rig_to_vrm(mesh, out, meta, **kwargs))
-    import concurrent.futures
+    from .blender import run_sync
 
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rig-vrm") as pool:
-        return pool.submit(lambda: asyncio.run(rig_to_vrm(mesh, out, meta, **kwargs))).result()
+    return run_sync(lambda: rig_to_vrm(mesh, out, meta, **kwargs), "rig-vrm")
 
 
-__all__ = ["VrmMeta", "rig_to_vrm", "rig_to_vrm_sync", "remove_partial_vrms", "VRM_LICENSE_URL", "AVATAR_PERMISSION",
+__all__ = ["VrmMeta", "rig_to_vrm", "rig_to_vrm_sync", "run_vrm_job", "remove_partial_vrms", "VRM_LICENSE_URL", "AVATAR_PERMISSION",
            "COMMERCIAL_USAGE", "MODIFICATION"]

@@ -14,18 +14,15 @@ is written.
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .assets import Asset
 from .config import Config
-from .errors import AvatarError, BlenderError
-from .rig import VrmMeta, remove_partial_vrms
+from .errors import AvatarError
+from .rig import VrmMeta, run_vrm_job
 from .vrm_check import OPTIONAL_BONES, REQUIRED_BONES
 
 log = logging.getLogger("comfy_avatar.vrm_export")
@@ -123,7 +120,7 @@ async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path
     rename_bones: mapped bones take their VRM names. Returns the "vrm" Asset; its meta holds the
     script's result (humanoid, placement, unweighted_before_fix, dropped_optional_bones, timings_s ...).
     """
-    from .blender import find_runtime, input_error, run_blender
+    from .blender import find_runtime
 
     rigged, out = Path(rigged).absolute(), Path(out).absolute()
     _check_inputs(rigged, out, meta, float(target_height_m))
@@ -131,39 +128,21 @@ async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path
     runtime = find_runtime(cfg)
     args = {"rigged": str(rigged), "out": str(out), "meta": meta.to_args(), "humanoid": humanoid,
             "target_height": float(target_height_m), "rename_bones": bool(rename_bones)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        if work_dir is None:
-            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="comfy-avatar-vrm-")))
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-        try:
-            res = await run_blender(SCRIPT, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime)
-        except BlenderError as e:
-            raise input_error(e, _INPUT_FIXES, "rigged", rigged) from None
-        finally:
-            remove_partial_vrms(out)
-    if not out.is_file():
-        raise AvatarError("out", f"the VRM job finished but {out} is missing", "see the Blender log")
-    result = dict(res.result)
-    result["blender_s"] = round(res.duration_s, 3)
+    result = await run_vrm_job(SCRIPT, args, out, fixes=_INPUT_FIXES, file_input="rigged", file=rigged,
+                               runtime=runtime, work_dir=work_dir, timeout_s=timeout_s, prefix="comfy-avatar-vrm-")
     for w in result.get("warnings", []):
         log.warning("%s: %s", rigged.name, w)
     log.info("rigged %s -> %s: %d humanoid bones, %s vertices in %.2f s", rigged.name, out.name,
-             len(result.get("humanoid", {})), result.get("vertices"), res.duration_s)
+             len(result.get("humanoid", {})), result.get("vertices"), result["blender_s"])
     return Asset.from_file(out, "vrm", source_rigged=str(rigged), vrm_meta=meta.to_args(), **result)
 
 
 def rigged_to_vrm_sync(rigged: str | Path, mapping: dict[str, Any] | str | Path, out: str | Path, meta: VrmMeta,
                        **kwargs: Any) -> Asset:
     """Blocking wrapper (scripts, tests); safe to call while an event loop runs."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(rigged_to_vrm(rigged, mapping, out, meta, **kwargs))
-    import concurrent.futures
+    from .blender import run_sync
 
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rigged-vrm") as pool:
-        return pool.submit(lambda: asyncio.run(rigged_to_vrm(rigged, mapping, out, meta, **kwargs))).result()
+    return run_sync(lambda: rigged_to_vrm(rigged, mapping, out, meta, **kwargs), "rigged-vrm")
 
 
 __all__ = ["rigged_to_vrm", "rigged_to_vrm_sync", "load_mapping", "RIGGED_EXTENSIONS", "HUMAN_BONES"]
