@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from sqlalchemy.engine import Connection, CursorResult, Dialect
 from sqlalchemy.sql import Executable
 
-_Bind = tuple[str, Any, "Callable[[Any], Any] | None"]
+_Bind = tuple[str, Any, Callable[[Any], Any] | None]
 _NO_PLAN = ("", ())
 
 
