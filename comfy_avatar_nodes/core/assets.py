@@ -13,7 +13,7 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .errors import AvatarError
 
@@ -63,6 +63,17 @@ def write_text_atomic(final: str | os.PathLike[str], text: str) -> Path:
 
 def write_json_atomic(final: str | os.PathLike[str], obj: Any) -> Path:
     return write_text_atomic(final, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def require_input_file(path: Path, input_name: str, extensions: Sequence[str], kind: str, fix: str) -> None:
+    """A file a job reads: it exists (else ``fix`` says what to connect), has one of
+    ``extensions`` (``kind`` names them, e.g. "mesh format") and is not empty."""
+    if not path.is_file():
+        raise AvatarError(input_name, f"file {path} does not exist", fix)
+    if path.suffix.lower() not in extensions:
+        raise AvatarError(input_name, f"{path.name} is not a supported {kind}", f"use one of {', '.join(extensions)}")
+    if path.stat().st_size == 0:
+        raise AvatarError(input_name, f"{path.name} is empty (0 bytes)", "re-run the node that made it")
 
 
 def safe_name(name: str, default: str = "asset") -> str:

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .assets import Asset, safe_name
+from .assets import Asset, require_input_file, safe_name
 from .config import Config
 from .errors import AvatarError, BlenderError
 from .secrets import contains_secret, is_secret_name, secret_values
@@ -53,13 +53,8 @@ _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
 def check_source(src: Path) -> Path:
     src = Path(src).absolute()
-    if not src.is_file():
-        raise AvatarError("src", f"file {src} does not exist",
-                          "connect a mesh/VRM node's output or give the path of an existing file")
-    if src.suffix.lower() not in SOURCE_EXTENSIONS:
-        raise AvatarError("src", f"{src.name} is not a supported format", f"use one of {', '.join(SOURCE_EXTENSIONS)}")
-    if src.stat().st_size == 0:
-        raise AvatarError("src", f"{src.name} is empty (0 bytes)", "re-run the node that made it")
+    require_input_file(src, "src", SOURCE_EXTENSIONS, "format",
+                       "connect a mesh/VRM node's output or give the path of an existing file")
     return src
 
 

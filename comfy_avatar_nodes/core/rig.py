@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .assets import Asset
+from .assets import Asset, require_input_file
 from .config import Config
 from .errors import AvatarError, BlenderError
 
@@ -88,17 +88,18 @@ class VrmMeta:
         return d
 
 
-def _check_inputs(mesh: Path, out: Path) -> None:
-    if not mesh.is_file():
-        raise AvatarError("mesh", f"file {mesh} does not exist", "connect the output of an image-to-mesh node "
-                          "or give the path of an existing .glb/.obj/.fbx")
-    if mesh.suffix.lower() not in MESH_EXTENSIONS:
-        raise AvatarError("mesh", f"{mesh.name} is not a supported mesh format",
-                          f"use one of {', '.join(MESH_EXTENSIONS)}")
-    if mesh.stat().st_size == 0:
-        raise AvatarError("mesh", f"{mesh.name} is empty (0 bytes)", "re-run the node that made it")
+def check_vrm_out(out: Path, meta: Any) -> None:
+    """What every VRM-writing job needs besides its input file: a .vrm target and a VrmMeta."""
     if out.suffix.lower() != ".vrm":
         raise AvatarError("out", f"{out} does not end in .vrm", "name the output file <name>.vrm")
+    if not isinstance(meta, VrmMeta):
+        raise AvatarError("meta", f"expected VrmMeta, got {type(meta).__name__}", "build it with VrmMeta(name=...)")
+
+
+def _check_inputs(mesh: Path, out: Path, meta: Any) -> None:
+    require_input_file(mesh, "mesh", MESH_EXTENSIONS, "mesh format", "connect the output of an image-to-mesh "
+                       "node or give the path of an existing .glb/.obj/.fbx")
+    check_vrm_out(out, meta)
 
 
 def remove_partial_vrms(out: Path) -> None:
@@ -154,9 +155,7 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None
     from .blender import find_runtime
 
     mesh, out = Path(mesh).absolute(), Path(out).absolute()
-    _check_inputs(mesh, out)
-    if not isinstance(meta, VrmMeta):
-        raise AvatarError("meta", f"expected VrmMeta, got {type(meta).__name__}", "build it with VrmMeta(name=...)")
+    _check_inputs(mesh, out, meta)
     runtime = find_runtime(cfg)
     args = {"mesh": str(mesh), "out": str(out), "meta": meta.to_args(), "remesh_voxel": float(remesh_voxel),
             "decimate_faces": int(decimate_faces or 0)}

@@ -19,10 +19,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .assets import Asset
+from .assets import Asset, require_input_file
 from .config import Config
 from .errors import AvatarError
-from .rig import VrmMeta, run_vrm_job
+from .rig import VrmMeta, check_vrm_out, run_vrm_job
 from .vrm_check import OPTIONAL_BONES, REQUIRED_BONES
 
 log = logging.getLogger("comfy_avatar.vrm_export")
@@ -93,18 +93,9 @@ def load_mapping(mapping: dict[str, Any] | str | Path) -> dict[str, str]:
 
 
 def _check_inputs(rigged: Path, out: Path, meta: VrmMeta, target_height_m: float) -> None:
-    if not rigged.is_file():
-        raise AvatarError("rigged", f"file {rigged} does not exist",
-                          "connect the rigged output of Auto-rig (UniRig) or give an existing rigged .glb/.fbx")
-    if rigged.suffix.lower() not in RIGGED_EXTENSIONS:
-        raise AvatarError("rigged", f"{rigged.name} is not a supported rigged format",
-                          f"use one of {', '.join(RIGGED_EXTENSIONS)}")
-    if rigged.stat().st_size == 0:
-        raise AvatarError("rigged", f"{rigged.name} is empty (0 bytes)", "re-run the node that made it")
-    if out.suffix.lower() != ".vrm":
-        raise AvatarError("out", f"{out} does not end in .vrm", "name the output file <name>.vrm")
-    if not isinstance(meta, VrmMeta):
-        raise AvatarError("meta", f"expected VrmMeta, got {type(meta).__name__}", "build it with VrmMeta(name=...)")
+    require_input_file(rigged, "rigged", RIGGED_EXTENSIONS, "rigged format",
+                       "connect the rigged output of Auto-rig (UniRig) or give an existing rigged .glb/.fbx")
+    check_vrm_out(out, meta)
     if target_height_m != 0 and not MIN_HEIGHT_M <= target_height_m <= MAX_HEIGHT_M:
         raise AvatarError("target_height_m", f"{target_height_m:g} m is not a plausible avatar height",
                           f"use {MIN_HEIGHT_M:g}-{MAX_HEIGHT_M:g} m, or 0 to keep the file's size")
