@@ -17,10 +17,17 @@ Flags
   --no-deps     skip step 1            --no-blender  skip steps 2-3
   --dev         also make <pack>/.venv (Python 3.11) with `pip install -e .[test]`;
                 step 1 is skipped (the editable install brings the deps into .venv)
+  --comfyui     also provide a ComfyUI: COMFYUI_DIR's (the pack's deps go into its Python) or, when
+                COMFYUI_DIR is unset, an embedded one cloned from COMFYUI_REPO at COMFYUI_REF into
+                <runtime_dir>/ComfyUI (or --comfyui-dir) with its own venv: torch from COMFYUI_TORCH
+                (pip arguments, default "torch torchvision"), ComfyUI's requirements.txt, the pack's
+                deps, and custom_nodes/comfy-avatar linked to this pack. `comfy-avatar run --local`
+                starts it when COMFYUI_DIR is unset. Reused when already there.
   --check       report what is installed and change nothing (exit 1 if no usable runtime)
 
 Environment: BLENDER_BIN, COMFY_AVATAR_BLENDER_PYTHON, COMFY_AVATAR__BLENDER__RUNTIME_DIR
-(default <pack>/.runtime), COMFY_AVATAR_PYTHON311 (a python3.11 to build venvs with).
+(default <pack>/.runtime), COMFY_AVATAR_PYTHON311 (a python3.11 to build venvs with),
+COMFYUI_DIR, COMFYUI_PYTHON, COMFYUI_REPO, COMFYUI_REF, COMFYUI_TORCH.
 """
 from __future__ import annotations
 
@@ -340,6 +347,132 @@ def provide_dev_venv() -> None:
     stamp.write_text(want + "\n")
 
 
+# ---------------------------------------------------------------- --comfyui (embedded ComfyUI)
+
+COMFYUI_REPO_DEFAULT = "https://github.com/Comfy-Org/ComfyUI"
+# The newest ComfyUI release the test suite runs against (tests/run.sh also runs 0.3.64).
+COMFYUI_REF_DEFAULT = "v0.8.0"
+# torch for ComfyUI's own venv; never the pack's env. Override with COMFYUI_TORCH (pip arguments),
+# e.g. "torch==2.14.1 torchvision==0.29.1" or "--index-url https://download.pytorch.org/whl/cpu torch torchvision".
+COMFYUI_TORCH_DEFAULT = "torch torchvision"
+# Requirements ComfyUI imports but its requirements.txt does not always list (0.3.64 lacks both).
+COMFYUI_EXTRA = ["torchsde", "requests"]
+EMBEDDED_STAMP = ".comfy-avatar-embedded.json"
+
+
+def embedded_comfyui_dir() -> Path:
+    """Where `install.py --comfyui` puts a ComfyUI when COMFYUI_DIR is unset; `--local` looks here."""
+    return runtime_dir() / "ComfyUI"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _is_local_source(repo: str) -> bool:
+    return Path(repo).expanduser().exists()
+
+
+def clone_comfyui(target: Path, repo: str, ref: str) -> str:
+    """Check out `repo` at `ref` (a tag, branch or commit) into `target`, atomically: fetched into
+    `<target>.part` and renamed, so an interrupted clone never looks like a checkout. Returns the commit."""
+    stamp = _read_json(target / EMBEDDED_STAMP)
+    if (target / "main.py").is_file() and stamp.get("repo") == repo and stamp.get("ref") == ref:
+        say(f"ComfyUI {ref} already checked out in {target}")
+        return str(stamp.get("commit", ""))
+    if (target / "main.py").is_file() and not stamp:
+        raise InstallError(f"{target} holds a ComfyUI that install.py did not make: set COMFYUI_DIR={target} "
+                           "to use it as it is, or move it away")
+    if shutil.which("git") is None:
+        raise InstallError("git is not on PATH: install git (it clones ComfyUI) or set COMFYUI_DIR to a checkout")
+    part = target.with_name(target.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    source = str(Path(repo).expanduser().resolve()) if _is_local_source(repo) else repo
+    say(f"cloning ComfyUI {ref} from {repo} into {target}")
+    run(["git", "init", "-q", str(part)])
+    depth = [] if _is_local_source(repo) else ["--depth", "1"]  # a bundle or local repo ignores --depth
+    try:
+        run(["git", "-C", str(part), "fetch", "-q", *depth, source, ref])
+    except InstallError:
+        raise InstallError(f"could not fetch {ref!r} from COMFYUI_REPO={repo}: check that the repository is "
+                           "reachable and that COMFYUI_REF names a tag, branch or commit in it") from None
+    run(["git", "-C", str(part), "-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"])
+    commit = subprocess.run(["git", "-C", str(part), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (part / EMBEDDED_STAMP).write_text(json.dumps({"repo": repo, "ref": ref, "commit": commit}) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    part.rename(target)
+    return commit
+
+
+def comfyui_requirements(comfy_dir: Path) -> list[str]:
+    """ComfyUI's requirements.txt without torch/torchvision/torchaudio (installed first, from
+    COMFYUI_TORCH; torchaudio is optional: only the audio nodes need it), plus COMFYUI_EXTRA."""
+    reqs: list[str] = []
+    for line in (comfy_dir / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and requirement_name(line) not in {"torch", "torchvision", "torchaudio"}:
+            reqs.append(line)
+    return reqs + [r for r in COMFYUI_EXTRA if r not in {requirement_name(x) for x in reqs}]
+
+
+def provide_comfyui_venv(comfy_dir: Path) -> Path:
+    """<comfy_dir>/venv with torch (COMFYUI_TORCH), ComfyUI's requirements and the pack's light deps.
+    Skipped when its stamp says the same requirements were installed already."""
+    venv = comfy_dir / "venv"
+    torch_args = os.environ.get("COMFYUI_TORCH", COMFYUI_TORCH_DEFAULT).split()
+    reqs = comfyui_requirements(comfy_dir)
+    pack = [d for d in read_dependencies() if requirement_name(d) not in NEVER_INSTALL]
+    want = hashlib.sha256(json.dumps([torch_args, reqs, pack]).encode()).hexdigest()
+    stamp = venv / ".comfy-avatar-venv"
+    py = make_venv(venv)
+    if stamp.is_file() and stamp.read_text().strip() == want:
+        say(f"ComfyUI venv up to date: {venv}")
+        return py
+    stamp.unlink(missing_ok=True)
+    say(f"installing torch ({' '.join(torch_args)}) into ComfyUI's venv {venv} (several GB, once)")
+    pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check"]
+    run(pip + torch_args)
+    say("installing ComfyUI's requirements and the pack's dependencies")
+    run(pip + reqs + pack)
+    stamp.write_text(want + "\n")
+    return py
+
+
+def link_pack(comfy_dir: Path) -> None:
+    """custom_nodes/comfy-avatar -> this pack, so the embedded ComfyUI loads it when started by hand too."""
+    link = comfy_dir / "custom_nodes" / "comfy-avatar"
+    link.parent.mkdir(exist_ok=True)
+    if link.is_symlink() and link.resolve() == PACK_DIR:
+        return
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        raise InstallError(f"{link} exists and is not a link to this pack: move it away")
+    link.symlink_to(PACK_DIR, target_is_directory=True)
+
+
+def provide_comfyui(target: Path | None = None) -> Path:
+    """A ComfyUI to run the pack in. COMFYUI_DIR set: install the pack's deps into its Python.
+    Else clone COMFYUI_REPO at COMFYUI_REF into `target` (default .runtime/ComfyUI) with its own venv."""
+    if target is None and os.environ.get("COMFYUI_DIR"):
+        py = comfyui_python()
+        assert py is not None
+        install_deps(py)
+        return Path(os.environ["COMFYUI_DIR"]).expanduser()
+    target = (target or embedded_comfyui_dir()).expanduser().absolute()
+    repo = os.environ.get("COMFYUI_REPO") or COMFYUI_REPO_DEFAULT
+    ref = os.environ.get("COMFYUI_REF") or COMFYUI_REF_DEFAULT
+    clone_comfyui(target, repo, ref)
+    provide_comfyui_venv(target)
+    link_pack(target)
+    say(f"ComfyUI {ref} ready in {target} (`comfy-avatar run --local` uses it when COMFYUI_DIR is unset)")
+    return target
+
+
 # ---------------------------------------------------------------- --check
 
 def check() -> int:
@@ -397,6 +530,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-blender", action="store_true", help="do not provide a Blender runtime")
     ap.add_argument("--dev", action="store_true", help="also make .venv (Python 3.11) with `pip install -e .[test]`")
     ap.add_argument("--check", action="store_true", help="report what is installed; change nothing")
+    ap.add_argument("--comfyui", action="store_true",
+                    help="also provide a ComfyUI: install the pack's dependencies into COMFYUI_DIR's Python, or, "
+                         "when COMFYUI_DIR is unset, clone COMFYUI_REPO at COMFYUI_REF into .runtime/ComfyUI with "
+                         "its own venv (torch from COMFYUI_TORCH) and link this pack into its custom_nodes")
+    ap.add_argument("--comfyui-dir", metavar="DIR", type=Path,
+                    help="with --comfyui: where to put the embedded ComfyUI (default .runtime/ComfyUI)")
     ap.add_argument("--comfyui-python", metavar="PY",
                     help="also install the pack's dependencies into this ComfyUI Python (with --dev the "
                          "default is the ComfyUI in COMFYUI_DIR, when set)")
@@ -410,9 +549,12 @@ def main(argv: list[str] | None = None) -> int:
             provide_blender()
         if opts.dev:
             provide_dev_venv()
-        target = opts.comfyui_python or (comfyui_python() if opts.dev and not opts.no_deps else None)
-        if target:
-            install_deps(target)
+        if opts.comfyui:
+            provide_comfyui(opts.comfyui_dir)
+        else:
+            target = opts.comfyui_python or (comfyui_python() if opts.dev and not opts.no_deps else None)
+            if target:
+                install_deps(target)
     except InstallError as e:
         say(f"ERROR: {e}")
         return 1

@@ -1,4 +1,5 @@
-"""Start a private ComfyUI from a checkout (COMFYUI_DIR) for one driver session.
+"""Start a private ComfyUI from a checkout (COMFYUI_DIR, else the embedded one that
+`install.py --comfyui` made in .runtime/ComfyUI) for one driver session.
 
 ``with LocalComfy() as comfy: ComfyClient(comfy.url)...`` starts
 ``python main.py --cpu --listen 127.0.0.1 --port P --base-directory D
@@ -39,11 +40,26 @@ def pack_root() -> Path | None:
     return None
 
 
+def embedded_comfyui_dir() -> Path | None:
+    """The ComfyUI that `install.py --comfyui` makes when COMFYUI_DIR is unset
+    (<pack>/.runtime/ComfyUI, or under COMFY_AVATAR__BLENDER__RUNTIME_DIR as install.py puts it)."""
+    root = pack_root()
+    if root is None:
+        return None
+    runtime = os.environ.get("COMFY_AVATAR__BLENDER__RUNTIME_DIR") or str(root / ".runtime")
+    return Path(runtime).expanduser() / "ComfyUI"
+
+
 def find_comfyui_dir(comfyui_dir: str | os.PathLike[str] | None = None) -> Path:
+    """comfyui_dir arg, else COMFYUI_DIR, else the embedded ComfyUI from `install.py --comfyui`."""
     raw = comfyui_dir if comfyui_dir is not None else os.environ.get("COMFYUI_DIR")
     if not raw:
-        raise DriverError("COMFYUI_DIR", "is not set, so --local has no ComfyUI to start",
-                          "set COMFYUI_DIR to a ComfyUI checkout (the folder with main.py), "
+        embedded = embedded_comfyui_dir()
+        if embedded is not None and (embedded / "main.py").is_file():
+            return embedded.resolve()
+        raise DriverError("COMFYUI_DIR", "is not set and there is no embedded ComfyUI, so --local has none to start",
+                          "run `python3.11 install.py --comfyui` (clones ComfyUI into .runtime/ComfyUI), set "
+                          "COMFYUI_DIR to a ComfyUI checkout (the folder with main.py), "
                           "or pass --server URL of a running ComfyUI")
     path = Path(raw).expanduser()
     if not (path / "main.py").is_file():

@@ -25,11 +25,16 @@ _comfy = None
 
 
 def comfyui_python() -> str | None:
-    """ComfyUI's interpreter: COMFYUI_PYTHON, else the dev checkout's venv, else None."""
+    """ComfyUI's interpreter, found as `--local` finds it: COMFYUI_PYTHON, else COMFYUI_DIR's
+    venv/ or .venv/; None when COMFYUI_DIR is unset or has no venv."""
     if os.environ.get("COMFYUI_PYTHON"):
         return os.environ["COMFYUI_PYTHON"]
-    cand = ROOT / ".deps" / "comfy-venv" / "bin" / "python"
-    return str(cand) if cand.exists() else None
+    root = os.environ.get("COMFYUI_DIR")
+    for venv in ("venv", ".venv") if root else ():
+        cand = Path(root, venv, "bin", "python")
+        if cand.exists():
+            return str(cand)
+    return None
 
 
 def shared_comfy():

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import comfyui_dir
 
 from _js import check_with_node
 from comfy_avatar_nodes.core.vrm_check import REQUIRED_BONES, validate_vrm
@@ -30,8 +31,7 @@ def pack_node_ids() -> set[str]:
 
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory, blender_runtime):
-    if not os.environ.get("COMFYUI_DIR"):
-        pytest.skip(SKIP_REASON)
+    comfyui_dir()
     from driver.local import LocalComfy
 
     log = tmp_path_factory.mktemp("comfyui") / "comfyui.log"
@@ -93,8 +93,7 @@ def test_pack_loads_every_node_with_optional_dependencies_missing():
     """A missing dependency (bpy, mlflow, trimesh, ...) must not hide any node: heavy imports live
     inside execute(). Imports the pack the way ComfyUI does, in ComfyUI's own Python, with those
     modules blocked."""
-    if not os.environ.get("COMFYUI_DIR"):
-        pytest.skip(SKIP_REASON)
+    comfyui_dir()
     from driver.local import find_comfyui_dir, find_python
 
     comfy_dir = find_comfyui_dir(None)

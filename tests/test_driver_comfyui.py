@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import comfyui_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,8 +20,7 @@ pytestmark = pytest.mark.comfyui
 
 
 def test_cli_local_runs_a_core_workflow(tmp_path: Path) -> None:
-    if not os.environ.get("COMFYUI_DIR"):
-        pytest.skip("COMFYUI_DIR is not set: point it at a ComfyUI checkout to run the end-to-end tests")
+    comfyui_dir()
     from PIL import Image
 
     wf = tmp_path / "wf.json"

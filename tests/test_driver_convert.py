@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import comfyui_dir, need
 
 from driver.convert import (ConversionError, process_dynamic_prompt, required_node_types,
                             to_api_prompt, ui_to_api, widget_layout)
@@ -137,9 +138,9 @@ def test_there_is_at_least_one_workflow_pair() -> None:
     assert _pairs(), "workflows/ should hold <name>.json + <name>.api.json pairs"
 
 
+@pytest.mark.comfyui
 def test_recorded_pack_object_info_matches_the_live_server() -> None:
-    if not os.environ.get("COMFYUI_DIR"):
-        pytest.skip("COMFYUI_DIR is not set: cannot compare the recording with a live server")
+    comfyui_dir()
     info, _ = _pack_object_info()
     recorded = _load("object_info_pack.json")["nodes"]
     for name, node in recorded.items():
@@ -152,12 +153,12 @@ def test_recorded_pack_object_info_matches_the_live_server() -> None:
 # --------------------------------------------------------------------------- live editor
 
 
+@pytest.mark.comfyui
 def test_live_editor_agrees_with_the_converter() -> None:
     """Re-run the feature graphs through the editor of the ComfyUI in COMFYUI_DIR."""
-    if not os.environ.get("COMFYUI_DIR"):
-        pytest.skip("COMFYUI_DIR is not set: no live editor to compare with")
-    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        pytest.skip("chromium is not installed (apt-get install -y chromium): no headless editor")
+    comfyui_dir()
+    need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+         "chromium is not installed (apt-get install -y chromium): no headless editor")
     import requests
 
     from tests._driver_helpers import shared_comfy

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import comfyui_dir
 
 from driver.batch import BatchJob, BatchRunner, job_prompt_id
 from driver.pool import ServerPool
@@ -22,8 +23,11 @@ from driver.store import SUCCEEDED, TERMINAL, JobStore
 
 pytestmark = pytest.mark.comfyui
 
-if not os.environ.get("COMFYUI_DIR"):
-    pytest.skip("COMFYUI_DIR is not set: no real ComfyUI to run the driver against", allow_module_level=True)
+
+@pytest.fixture(autouse=True)
+def _needs_comfyui():
+    comfyui_dir()
+
 
 from tests._driver_helpers import comfyui_python, shared_comfy  # noqa: E402
 

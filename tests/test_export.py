@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import comfyui_dir
 from PIL import Image
 
 from _js import check_with_node
@@ -299,8 +300,7 @@ def test_export_node_in_a_real_comfyui_takes_a_mesh_or_a_vrm(tmp_path, example_i
 
     from _driver_helpers import ROOT, shared_comfy
 
-    if not os.environ.get("COMFYUI_DIR"):
-        pytest.skip("COMFYUI_DIR is not set: point it at a ComfyUI checkout to run the ComfyUI tests")
+    comfyui_dir()
     comfy = shared_comfy()
     export = {"glb": True, "fbx": True, "obj": False, "blend": False, "lods": "1.0, 0.5", "preview_size": 128,
               "metadata": '{"title": "node test"}'}

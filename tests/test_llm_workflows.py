@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import comfyui_dir, need
 
 from _agent_helpers import contains_bytes, files_under, validate_glb
 from _fake_llm import FakeLLM
@@ -101,9 +102,7 @@ def test_prompt_to_asset_ui_graph_is_consistent_litegraph():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """FakeLLM (with a key) + a ComfyUI whose environment points every role at it."""
-    if not os.environ.get("COMFYUI_DIR"):
-        pytest.skip("COMFYUI_DIR is not set: point it at a ComfyUI checkout to run the workflow through ComfyUI")
-    from conftest import need
+    comfyui_dir()
     from comfy_avatar_nodes.core.blender import find_runtime
     from comfy_avatar_nodes.core.errors import AvatarError
     try:
@@ -281,8 +280,8 @@ def test_the_real_editor_loads_the_ui_workflow_and_queues_the_api_twin(served):
     with every node known and builds exactly prompt_to_asset.api.json from it."""
     import shutil
 
-    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        pytest.skip("chromium is not installed (apt-get install -y chromium): no headless editor")
+    need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+         "chromium is not installed (apt-get install -y chromium): no headless editor")
     from _editor_oracle import EditorOracle
 
     _, server = served

@@ -15,7 +15,7 @@ from comfy_avatar_nodes.core import promote as promote_mod
 from comfy_avatar_nodes.core.config import load_config
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.promote import Rclone, find_rclone, promote
-from conftest import need
+from conftest import comfyui_dir, need
 
 ACCESS_KEY = "comfyavatar-test"
 SECRET_KEY = "s3cr3t-Value-9f2b7c41e0"
@@ -232,8 +232,7 @@ def test_secret_typed_into_an_input_is_refused(server, env, vrm_file):
 @pytest.mark.comfyui
 def test_promote_and_track_nodes_in_a_real_comfyui(server, tmp_path, example_image, monkeypatch):
     """image -> mesh -> Promote to S3 -> Track run, through a real ComfyUI and the driver CLI."""
-    if not os.environ.get("COMFYUI_DIR"):
-        pytest.skip("COMFYUI_DIR is not set: point it at a ComfyUI checkout to run the end-to-end tests")
+    comfyui_dir()
     import sys
 
     from driver.local import LocalComfy

