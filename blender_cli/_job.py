@@ -1,6 +1,6 @@
 """The job protocol shared by every script in blender_cli/ (runs INSIDE Blender: stdlib + bpy only).
 
-The runner (comfy_avatar_nodes/core/blender.py) starts a script as either
+The runner (comfy_avatar_nodes/core/runtime/blender.py) starts a script as either
     blender --background --factory-startup --python-exit-code 1 --python SCRIPT -- --job JOB.json
 or  python SCRIPT -- --job JOB.json          (a Python 3.11 with pip bpy)
 JOB.json: {"args": {...}, "result": "/abs/result.json", "work_dir": "/abs/dir"}

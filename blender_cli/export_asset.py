@@ -13,7 +13,7 @@ args:
               modifier first in each mesh's stack, applied: vertex groups, hence skin weights, stay)
     preview   {"size": 256, "views": ["front", "side", "three_quarter"]} or null: Workbench renders of
               the full-detail asset, orthographic camera framed on the posed vertices, transparent
-    metadata  JSON-safe dict (checked by core/export.py): custom properties on the scene and on each
+    metadata  JSON-safe dict (checked by core/export/asset.py): custom properties on the scene and on each
               root object (.blend; FBX user properties) and the GLB's asset.extras
 
 Every output is written into a staging folder inside out_dir first and renamed into out_dir only

@@ -8,7 +8,7 @@ args:
                     feet at Y=0, facing +Z (what the image->mesh stage writes)
     out             final .vrm path (written to a temp name beside it, then renamed)
     meta            {name, version, authors[list], license_url?, avatar_permission,
-                     commercial_usage, modification, ...} (validated by core/rig.py)
+                     commercial_usage, modification, ...} (validated by core/vrm/meta.py)
     remesh_voxel    0: auto (voxel remesh only when the mesh is not one closed surface),
                     > 0: always remesh with this voxel size (m), < 0: never remesh
     decimate_faces  optional upper bound on the triangle count (Decimate, before weighting)

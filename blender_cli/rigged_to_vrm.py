@@ -7,7 +7,7 @@ args:
     rigged          a .glb/.gltf/.fbx with an armature and a skinned mesh (UniRig's merged output:
                     bones bone_0..bone_N), any axes and size
     humanoid        {VRM humanoid bone name: bone name in the file}, the 15 required bones at least
-                    (checked by core/vrm_export.py; bone names are checked here)
+                    (checked by core/vrm/export.py; bone names are checked here)
     out             final .vrm path (written to a temp name beside it, then renamed)
     meta            VRM meta (see _vrm_common.check_meta)
     target_height   > 0: scale the figure to this height in metres (TRELLIS/UniRig output sits in a

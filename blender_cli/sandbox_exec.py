@@ -1,6 +1,6 @@
 """Run one untrusted (model-written) bpy script in a sandbox, then export the scene it built.
 
-Started by core/sandbox.py through the runner (protocol: _job.py). args:
+Started by core/executor/sandbox.py through the runner (protocol: _job.py). args:
     {"script": "generated_script.py", "formats": ["glb", "fbx", "blend"], "name": "asset",
      "allowed_imports": [...]}
 The script starts from an empty scene and only builds objects; this script exports them to

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from comfy_avatar_nodes.core.promote import _pip_rclone
+from comfy_avatar_nodes.core.publish.promote import _pip_rclone
 
 
 def free_port() -> int:

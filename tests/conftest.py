@@ -62,7 +62,7 @@ def need(condition: bool, reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def blender_runtime():
-    from comfy_avatar_nodes.core.blender import find_runtime
+    from comfy_avatar_nodes.core.runtime.blender import find_runtime
     from comfy_avatar_nodes.core.errors import AvatarError
 
     try:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from comfy_avatar_nodes.core import intent as intent_mod
-from comfy_avatar_nodes.core import requirements as req_mod
-from comfy_avatar_nodes.core.agent import AgentError, build_asset, parse_formats
+from comfy_avatar_nodes.core.llm import intent as intent_mod
+from comfy_avatar_nodes.core.llm import requirements as req_mod
+from comfy_avatar_nodes.core.executor.agent import AgentError, build_asset, parse_formats
 from comfy_avatar_nodes.core.config import load_config
 from comfy_avatar_nodes.core.errors import AvatarError
-from comfy_avatar_nodes.core.llm_client import LLMClient
-from comfy_avatar_nodes.core.sandbox import SandboxSettings
+from comfy_avatar_nodes.core.llm.client import LLMClient
+from comfy_avatar_nodes.core.executor.sandbox import SandboxSettings
 
 from _agent_helpers import contains_bytes, files_under, validate_glb
 from _fake_llm import FakeLLM, llm_env, png_bytes

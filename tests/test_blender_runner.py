@@ -1,4 +1,4 @@
-"""The Blender runner (core/blender.py) and install.py, against the real bpy runtime.
+"""The Blender runner (core/runtime/blender.py) and install.py, against the real bpy runtime.
 
 Every job here is tests/data/blender/runner_probe.py in one of its modes; a launch that
 imports bpy costs ~1 s.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from comfy_avatar_nodes.core import blender as rb
-from comfy_avatar_nodes.core.blender import BlenderRuntime, ResourceLimits, run_blender, run_blender_sync
+from comfy_avatar_nodes.core.runtime import blender as rb
+from comfy_avatar_nodes.core.runtime.blender import BlenderRuntime, ResourceLimits, run_blender, run_blender_sync
 from comfy_avatar_nodes.core.config import PACK_DIR, load_config
 from comfy_avatar_nodes.core.errors import BlenderError
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import comfyui_dir
 
 from _js import check_with_node
-from comfy_avatar_nodes.core.vrm_check import REQUIRED_BONES, validate_vrm
+from comfy_avatar_nodes.core.vrm.validate import REQUIRED_BONES, validate_vrm
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.comfyui, pytest.mark.blender]

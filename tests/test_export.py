@@ -14,10 +14,10 @@ from PIL import Image
 from _js import check_with_node
 from _rig_helpers import write_faceless_glb, write_humanoid_glb
 from comfy_avatar_nodes.core.errors import AvatarError
-from comfy_avatar_nodes.core.export import (check_lods, check_metadata, export_asset_sync, next_free_stem,
+from comfy_avatar_nodes.core.export.asset import (check_lods, check_metadata, export_asset_sync, next_free_stem,
                                             parse_metadata)
-from comfy_avatar_nodes.core.rig import VrmMeta, rig_to_vrm_sync
-from comfy_avatar_nodes.core.vrm_check import _accessor, _load
+from comfy_avatar_nodes.core.rig.cpu import VrmMeta, rig_to_vrm_sync
+from comfy_avatar_nodes.core.vrm.validate import _accessor, _load
 
 LODS = [1.0, 0.5, 0.25]
 VIEWS = ["front", "side", "three_quarter"]

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from comfy_avatar_nodes.core.config import load_config
-from comfy_avatar_nodes.core.llm_client import Endpoint, LLMClient, LLMError, ask_json, parse_json_object, user_message
+from comfy_avatar_nodes.core.llm.client import Endpoint, LLMClient, LLMError, ask_json, parse_json_object, user_message
 
 from _fake_llm import FakeLLM, llm_env, png_bytes
 

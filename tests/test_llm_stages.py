@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from comfy_avatar_nodes.core import intent as intent_mod
-from comfy_avatar_nodes.core import requirements as req_mod
+from comfy_avatar_nodes.core.llm import intent as intent_mod
+from comfy_avatar_nodes.core.llm import requirements as req_mod
 from comfy_avatar_nodes.core.config import load_config
 from comfy_avatar_nodes.core.errors import AvatarError
-from comfy_avatar_nodes.core.llm_client import LLMClient, LLMError
-from comfy_avatar_nodes.core.scriptgen import extract_code, repair_script, write_script
+from comfy_avatar_nodes.core.llm.client import LLMClient, LLMError
+from comfy_avatar_nodes.core.llm.script_writer import extract_code, repair_script, write_script
 
 from _fake_llm import FakeLLM, llm_env, png_bytes
 

@@ -103,7 +103,7 @@ def test_prompt_to_asset_ui_graph_is_consistent_litegraph():
 def served(tmp_path_factory):
     """FakeLLM (with a key) + a ComfyUI whose environment points every role at it."""
     comfyui_dir()
-    from comfy_avatar_nodes.core.blender import find_runtime
+    from comfy_avatar_nodes.core.runtime.blender import find_runtime
     from comfy_avatar_nodes.core.errors import AvatarError
     try:
         find_runtime()

@@ -11,10 +11,10 @@ import pytest
 import requests
 
 from _s3_server import S3Server, free_port, rclone_bin
-from comfy_avatar_nodes.core import promote as promote_mod
+from comfy_avatar_nodes.core.publish import promote as promote_mod
 from comfy_avatar_nodes.core.config import load_config
 from comfy_avatar_nodes.core.errors import AvatarError
-from comfy_avatar_nodes.core.promote import Rclone, find_rclone, promote
+from comfy_avatar_nodes.core.publish.promote import Rclone, find_rclone, promote
 from conftest import comfyui_dir, need
 
 ACCESS_KEY = "comfyavatar-test"

@@ -20,10 +20,10 @@ from conftest import comfyui_dir, need
 from _js import check_with_node
 from _rig_helpers import write_humanoid_glb
 from comfy_avatar_nodes.core.errors import AvatarError
-from comfy_avatar_nodes.core.rig import VrmMeta, rig_to_vrm_sync
-from comfy_avatar_nodes.core.unirig import humanoid_map, read_gltf_skeleton
-from comfy_avatar_nodes.core.vrm_check import REQUIRED_BONES, validate_vrm
-from comfy_avatar_nodes.core.vrm_export import load_mapping, rigged_to_vrm_sync
+from comfy_avatar_nodes.core.rig.cpu import VrmMeta, rig_to_vrm_sync
+from comfy_avatar_nodes.core.rig.unirig import humanoid_map, read_gltf_skeleton
+from comfy_avatar_nodes.core.vrm.validate import REQUIRED_BONES, validate_vrm
+from comfy_avatar_nodes.core.vrm.export import load_mapping, rigged_to_vrm_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "blender_cli"))
@@ -110,7 +110,7 @@ def unirig_style_map(mapping: dict[str, str], path: Path) -> Path:
 
 
 def make_rigged(vrm: Path, out: Path, work: Path, **kw) -> dict[str, str]:
-    from comfy_avatar_nodes.core.blender import run_blender_sync
+    from comfy_avatar_nodes.core.runtime.blender import run_blender_sync
 
     script = work / "make_rigged.py"
     script.write_text(f"BLENDER_CLI = {str(ROOT / 'blender_cli')!r}\n" + MAKE_RIGGED)
@@ -215,7 +215,7 @@ def test_mapping_formats_and_what_a_bad_map_says(tmp_path):
 
 @pytest.mark.parametrize("case", ["missing", "wrong_extension", "empty", "bad_out", "height"])
 def test_bad_inputs_fail_before_blender_starts(tmp_path, case, monkeypatch):
-    import comfy_avatar_nodes.core.blender as blender
+    import comfy_avatar_nodes.core.runtime.blender as blender
 
     monkeypatch.setattr(blender, "find_runtime", lambda cfg=None: pytest.fail("Blender must not be looked for"))
     src, out, kw = tmp_path / "rig.glb", tmp_path / "out" / "a.vrm", {}

@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from comfy_avatar_nodes.core.sandbox import SandboxRun, SandboxSettings, check_script, run_script, safe_env
+from comfy_avatar_nodes.core.executor.sandbox import SandboxRun, SandboxSettings, check_script, run_script, safe_env
 
 from _agent_helpers import contains_bytes, files_under, validate_glb
 

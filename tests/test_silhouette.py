@@ -13,7 +13,7 @@ from PIL import Image
 from comfy_avatar_nodes.core.assets import sha256_file
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.images import from_comfy, load_image
-from comfy_avatar_nodes.core.silhouette import foreground_mask, image_to_mesh, silhouette_mesh
+from comfy_avatar_nodes.core.mesh.silhouette import foreground_mask, image_to_mesh, silhouette_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import pytest
 from _s3_server import free_port
 from comfy_avatar_nodes.core.config import load_config
 from comfy_avatar_nodes.core.errors import AvatarError
-from comfy_avatar_nodes.core.tracking import asset_record, log_run, tracking_target
+from comfy_avatar_nodes.core.publish.tracking import asset_record, log_run, tracking_target
 from conftest import need
 
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None

@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 from conftest import need
 
-from comfy_avatar_nodes.core import trellis as core_trellis
-from comfy_avatar_nodes.core import unirig as core_unirig
+from comfy_avatar_nodes.core.mesh import trellis as core_trellis
+from comfy_avatar_nodes.core.rig import unirig as core_unirig
 from comfy_avatar_nodes.core.config import load_config
 from comfy_avatar_nodes.core.errors import AvatarError, ConfigError
-from comfy_avatar_nodes.core.unirig import REQUIRED_BONES, Skeleton, humanoid_map, read_gltf_skeleton
-from comfy_avatar_nodes.core.workers import WORKERS_DIR, WorkerError, get_worker, shutdown_all
+from comfy_avatar_nodes.core.rig.unirig import REQUIRED_BONES, Skeleton, humanoid_map, read_gltf_skeleton
+from comfy_avatar_nodes.core.runtime.workers import WORKERS_DIR, WorkerError, get_worker, shutdown_all
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PY = Path(sys.executable)  # the dev venv: no torch, trellis, bpy

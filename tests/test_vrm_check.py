@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from _vrm_helpers import pack_glb, rewrite_json
-from comfy_avatar_nodes.core.vrm_check import REQUIRED_BONES, validate_vrm
+from comfy_avatar_nodes.core.vrm.validate import REQUIRED_BONES, validate_vrm
 
 SCHEMA = Path(__file__).resolve().parents[1] / "comfy_avatar_nodes" / "schemas" / "vrm_report.schema.json"
 

@@ -1,4 +1,4 @@
-"""The persistent model-worker manager (core/workers.py) against a fake model worker that
+"""The persistent model-worker manager (core/runtime/workers.py) against a fake model worker that
 speaks the real protocol (tests/data/workers/fake_worker.py uses workers/_protocol.py)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from comfy_avatar_nodes.core.workers import (OFFLINE_ENV, FairLock, WorkerError, WorkerSpec, get_worker, shutdown_all,
+from comfy_avatar_nodes.core.runtime.workers import (OFFLINE_ENV, FairLock, WorkerError, WorkerSpec, get_worker, shutdown_all,
                                              worker_env)
 
 FAKE = Path(__file__).parent / "data" / "workers" / "fake_worker.py"

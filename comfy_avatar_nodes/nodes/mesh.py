@@ -1,4 +1,4 @@
-"""Image -> mesh on the CPU by silhouette inflation (not a learned model; see core/silhouette.py)."""
+"""Image -> mesh on the CPU by silhouette inflation (not a learned model; see core/mesh/silhouette.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -39,7 +39,7 @@ class AvatarImageToMeshCPU(io.ComfyNode):
     async def execute(cls, image, height_m: float, thickness: float, resolution: int,
                       filename_prefix: str, mask=None) -> io.NodeOutput:
         from ..core.images import from_comfy
-        from ..core.silhouette import image_to_mesh
+        from ..core.mesh.silhouette import image_to_mesh
 
         img = image[0].cpu().numpy()
         msk = None

@@ -47,7 +47,7 @@ class AvatarPromoteS3(io.ComfyNode):
     @classmethod
     async def execute(cls, asset: dict, remote: str, bucket: str, key_prefix: str, key_mode: str,
                       public_base_url: str) -> io.NodeOutput:
-        from ..core.promote import promote
+        from ..core.publish.promote import promote
 
         src = Asset.from_dict(asset).require(("vrm", *MESH_KINDS), "asset")
         res = await asyncio.to_thread(promote, src.path, remote, bucket, key_prefix, key_mode=key_mode,

@@ -27,7 +27,7 @@ def _meta_inputs() -> list:
 
 
 def _meta(name: str, version: str, authors: str, avatar_permission: str, commercial_usage: str, modification: str):
-    from ..core.rig import VrmMeta
+    from ..core.rig.cpu import VrmMeta
 
     return VrmMeta(name=name, version=version, authors=[a.strip() for a in authors.split(",") if a.strip()],
                    avatar_permission=avatar_permission, commercial_usage=commercial_usage, modification=modification)
@@ -62,7 +62,7 @@ class AvatarRigVRMCPU(io.ComfyNode):
     async def execute(cls, mesh: dict, name: str, version: str, authors: str, avatar_permission: str,
                       commercial_usage: str, modification: str, remesh_voxel: float,
                       filename_prefix: str) -> io.NodeOutput:
-        from ..core.rig import rig_to_vrm
+        from ..core.rig.cpu import rig_to_vrm
 
         src = Asset.from_dict(mesh).require("mesh", "mesh")
         meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
@@ -108,7 +108,7 @@ class AvatarExportVRMRigged(io.ComfyNode):
                       avatar_permission: str, commercial_usage: str, modification: str, target_height_m: float,
                       filename_prefix: str) -> io.NodeOutput:
         from ..core.errors import AvatarError
-        from ..core.vrm_export import rigged_to_vrm
+        from ..core.vrm.export import rigged_to_vrm
 
         src = Asset.from_dict(rigged).require(MESH_KINDS, "rigged")
         mapping = humanoid_map.strip() or src.meta.get("humanoid_map")

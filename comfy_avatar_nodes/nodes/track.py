@@ -58,7 +58,7 @@ class AvatarTrackMLflow(io.ComfyNode):
     @classmethod
     async def execute(cls, experiment: str, run_name: str, extra_params: str, log_files: bool,
                       vrm: dict | None = None, mesh: dict | None = None, url: str | None = None) -> io.NodeOutput:
-        from ..core.tracking import asset_record, log_run
+        from ..core.publish.tracking import asset_record, log_run
 
         params: dict[str, Any] = dict(parse_extra(extra_params))
         metrics: dict[str, float] = {}

@@ -56,7 +56,7 @@ class AvatarImageTo3DTrellis(io.ComfyNode):
         from PIL import Image
 
         from ..core.images import from_comfy
-        from ..core.trellis import TrellisParams, image_to_mesh_trellis
+        from ..core.mesh.trellis import TrellisParams, image_to_mesh_trellis
 
         img = image[0].cpu().numpy()
         msk = None

@@ -43,7 +43,7 @@ class AvatarAutoRigUniRig(io.ComfyNode):
     @classmethod
     async def execute(cls, mesh: dict, seed: int, seed_retries: int, output_format: str,
                       filename_prefix: str) -> io.NodeOutput:
-        from ..core.unirig import UniRigParams, rig_unirig
+        from ..core.rig.unirig import UniRigParams, rig_unirig
 
         src = Asset.from_dict(mesh).require("mesh", "mesh")
         params = UniRigParams(seed=seed, seed_retries=seed_retries, output_format=output_format)

@@ -40,7 +40,7 @@ class AvatarValidateVRM(io.ComfyNode):
 
     @classmethod
     async def execute(cls, vrm: dict, fail_on_error: bool) -> io.NodeOutput:
-        from ..core.vrm_check import validate_vrm
+        from ..core.vrm.validate import validate_vrm
 
         asset = Asset.from_dict(vrm).require("vrm", "vrm")
         report = await asyncio.to_thread(validate_vrm, Path(asset.path))

@@ -1,6 +1,6 @@
 """The JSON-lines protocol every model worker speaks (stdlib only; runs in the model's Python).
 
-The parent (core/workers.py) writes one request per line on the worker's stdin and reads
+The parent (core/runtime/workers.py) writes one request per line on the worker's stdin and reads
 one message per line from its stdout::
 
     -> {"id": "7f..", "op": "image_to_mesh", "args": {...}}

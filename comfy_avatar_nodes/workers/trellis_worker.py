@@ -1,6 +1,6 @@
 """TRELLIS image -> textured GLB, as a persistent worker that keeps the pipeline on the GPU.
 
-Started by core/workers.py with the TRELLIS env's own Python (never ComfyUI's)::
+Started by core/runtime/workers.py with the TRELLIS env's own Python (never ComfyUI's)::
 
     python trellis_worker.py --weights-dir /models/TRELLIS-image-large [--repo-dir /src/TRELLIS]
 

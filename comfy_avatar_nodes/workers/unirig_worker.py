@@ -1,6 +1,6 @@
 """UniRig skeleton + skinning + merge, as a persistent worker driving UniRig's own CLI steps.
 
-Started by core/workers.py with the UniRig env's own Python (never ComfyUI's)::
+Started by core/runtime/workers.py with the UniRig env's own Python (never ComfyUI's)::
 
     python unirig_worker.py --repo-dir /src/UniRig [--weights-dir /models/UniRig] [--min-vram-gb 8]
 

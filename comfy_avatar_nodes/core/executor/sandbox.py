@@ -31,10 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .blender import BlenderRuntime, ResourceLimits, run_blender
-from .secrets import is_secret_env
-from .config import Config, load_config
-from .errors import AvatarError
+from ..runtime.blender import BlenderRuntime, ResourceLimits, run_blender
+from ..secrets import is_secret_env
+from ..config import Config, load_config
+from ..errors import AvatarError
 
 log = logging.getLogger("comfy_avatar.sandbox")
 

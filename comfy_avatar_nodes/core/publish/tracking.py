@@ -1,6 +1,6 @@
 """Record a pipeline run in MLflow: params, metrics, tags and the produced files.
 
-    from comfy_avatar_nodes.core.tracking import log_run, asset_record
+    from comfy_avatar_nodes.core.publish.tracking import log_run, asset_record
     params, metrics = asset_record(vrm_handle, "vrm")
     info = log_run("avatars", "alice-v2", params, metrics, [Path(vrm_handle["path"])], {"stage": "rig"})
     info.run_id, info.artifact_uri
@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-from .assets import safe_name
-from .config import Config, load_config
-from .errors import AvatarError
-from .secrets import contains_secret, is_secret_name, redact, secret_values
+from ..assets import safe_name
+from ..config import Config, load_config
+from ..errors import AvatarError
+from ..secrets import contains_secret, is_secret_name, redact, secret_values
 
 log = logging.getLogger("comfy_avatar.tracking")
 

@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .config import Config, load_config
-from .errors import AvatarError
+from ..config import Config, load_config
+from ..errors import AvatarError
 
 log = logging.getLogger("comfy_avatar.llm_client")
 

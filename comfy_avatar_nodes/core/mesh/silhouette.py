@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from .assets import atomic_path
-from .errors import AvatarError
+from ..assets import atomic_path
+from ..errors import AvatarError
 
 log = logging.getLogger("comfy_avatar.silhouette")
 

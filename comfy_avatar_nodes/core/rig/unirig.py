@@ -17,11 +17,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .assets import Asset, write_json_atomic
-from .config import Config, load_config
-from .errors import AvatarError, ConfigError
-from .trellis import _existing_dir, _key, model_python
-from .workers import WORKERS_DIR, WorkerError, WorkerSpec, get_worker, job_dir
+from ..assets import Asset, write_json_atomic
+from ..config import Config, load_config
+from ..errors import AvatarError, ConfigError
+from ..mesh.trellis import _existing_dir, _key, model_python
+from ..runtime.workers import WORKERS_DIR, WorkerError, WorkerSpec, get_worker, job_dir
 
 log = logging.getLogger("comfy_avatar.unirig")
 

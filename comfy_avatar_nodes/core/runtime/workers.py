@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from .procs import PYTHON_ENV_DROP, kill_group, tail_file
-from .errors import AvatarError
-from .secrets import is_secret_env
+from ..errors import AvatarError
+from ..secrets import is_secret_env
 
 log = logging.getLogger("comfy_avatar.workers")
 
-WORKERS_DIR = Path(__file__).resolve().parents[1] / "workers"
+WORKERS_DIR = Path(__file__).resolve().parents[2] / "workers"
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                "HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1", "WANDB_MODE": "disabled",
                "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}

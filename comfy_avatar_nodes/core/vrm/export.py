@@ -19,11 +19,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .assets import Asset, require_input_file
-from .config import Config
-from .errors import AvatarError
-from .rig import VrmMeta, check_vrm_out, run_vrm_job
-from .vrm_check import OPTIONAL_BONES, REQUIRED_BONES
+from ..assets import Asset, require_input_file
+from ..config import Config
+from ..errors import AvatarError
+from ..rig.cpu import VrmMeta, check_vrm_out, run_vrm_job
+from .validate import OPTIONAL_BONES, REQUIRED_BONES
 
 log = logging.getLogger("comfy_avatar.vrm_export")
 
@@ -111,7 +111,7 @@ async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path
     rename_bones: mapped bones take their VRM names. Returns the "vrm" Asset; its meta holds the
     script's result (humanoid, placement, unweighted_before_fix, dropped_optional_bones, timings_s ...).
     """
-    from .blender import find_runtime
+    from ..runtime.blender import find_runtime
 
     rigged, out = Path(rigged).absolute(), Path(out).absolute()
     _check_inputs(rigged, out, meta, float(target_height_m))
@@ -131,7 +131,7 @@ async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path
 def rigged_to_vrm_sync(rigged: str | Path, mapping: dict[str, Any] | str | Path, out: str | Path, meta: VrmMeta,
                        **kwargs: Any) -> Asset:
     """Blocking wrapper (scripts, tests); safe to call while an event loop runs."""
-    from .blender import run_sync
+    from ..runtime.blender import run_sync
 
     return run_sync(lambda: rigged_to_vrm(rigged, mapping, out, meta, **kwargs), "rigged-vrm")
 

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .assets import Asset, require_input_file
-from .config import Config
-from .errors import AvatarError, BlenderError
+from ..assets import Asset, require_input_file
+from ..config import Config
+from ..errors import AvatarError, BlenderError
 
 log = logging.getLogger("comfy_avatar.rig")
 
@@ -122,7 +122,7 @@ async def run_vrm_job(script: Path, args: dict[str, Any], out: Path, *, fixes: d
     """Run a VRM-writing Blender script in ``work_dir`` (a temp dir when None). Bad inputs become
     AvatarErrors naming ``file_input``; no partial .vrm is left beside ``out``. Returns the script's
     result with ``blender_s`` added."""
-    from .blender import input_error, run_blender
+    from ..runtime.blender import input_error, run_blender
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -152,7 +152,7 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None
     Asset.meta holds the script's result: bone_count, bone_names, vertices, faces, triangles,
     unweighted_before_fix, dimensions_m, skeleton, timings_s, blender_s.
     """
-    from .blender import find_runtime
+    from ..runtime.blender import find_runtime
 
     mesh, out = Path(mesh).absolute(), Path(out).absolute()
     _check_inputs(mesh, out, meta)
@@ -168,7 +168,7 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None
 
 def rig_to_vrm_sync(mesh: Path, out: Path, meta: VrmMeta, **kwargs: Any) -> Asset:
     """Blocking wrapper (scripts, tests, bench); safe to call while an event loop runs."""
-    from .blender import run_sync
+    from ..runtime.blender import run_sync
 
     return run_sync(lambda: rig_to_vrm(mesh, out, meta, **kwargs), "rig-vrm")
 

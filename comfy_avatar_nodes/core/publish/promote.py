@@ -1,6 +1,6 @@
 """Promote a finished asset to S3-compatible storage with rclone: checksummed, idempotent.
 
-    from comfy_avatar_nodes.core.promote import promote
+    from comfy_avatar_nodes.core.publish.promote import promote
     res = promote("out/avatar_00001.vrm", "s3pub", "avatars", "team/alice")
     res.url, res.key, res.sha256, res.uploaded
 
@@ -44,10 +44,10 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 from urllib.parse import quote, urlparse
 
-from .assets import safe_name
-from .config import Config, load_config
-from .errors import AvatarError
-from .secrets import contains_secret, is_secret_name, redact, secret_values
+from ..assets import safe_name
+from ..config import Config, load_config
+from ..errors import AvatarError
+from ..secrets import contains_secret, is_secret_name, redact, secret_values
 
 log = logging.getLogger("comfy_avatar.promote")
 

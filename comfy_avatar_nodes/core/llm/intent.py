@@ -6,8 +6,8 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from .errors import AvatarError
-from .llm_client import LLMClient, ask_json, user_message
+from ..errors import AvatarError
+from .client import LLMClient, ask_json, user_message
 
 log = logging.getLogger("comfy_avatar.intent")
 

@@ -1,6 +1,6 @@
 """Script writer: requirements -> a Blender Python script (the coder role's model).
 
-The prompt spells out the contract the sandbox enforces (core/sandbox.py), so a good model
+The prompt spells out the contract the sandbox enforces (core/executor/sandbox.py), so a good model
 writes scripts that pass the static check the first time, and the repair prompt carries the
 executor's error and log tail back when one fails.
 """
@@ -12,8 +12,8 @@ import logging
 import re
 from typing import Any
 
-from .llm_client import LLMClient, LLMError
-from .sandbox import ALLOWED_IMPORTS
+from .client import LLMClient, LLMError
+from ..executor.sandbox import ALLOWED_IMPORTS
 
 log = logging.getLogger("comfy_avatar.scriptgen")
 

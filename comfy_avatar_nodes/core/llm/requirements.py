@@ -8,14 +8,14 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import AvatarError
+from ..errors import AvatarError
 from .intent import check_prompt
-from .llm_client import LLMClient, ask_json, user_message
+from .client import LLMClient, ask_json, user_message
 
 log = logging.getLogger("comfy_avatar.requirements")
 
 STAGE = "Requirements"
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "requirements.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "requirements.schema.json"
 
 
 @functools.lru_cache(maxsize=1)

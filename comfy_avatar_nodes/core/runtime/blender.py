@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Coroutine, Literal, Mapping, TypeVar
 
-from .assets import write_text_atomic
-from .config import PACK_DIR, Config, load_config
+from ..assets import write_text_atomic
+from ..config import PACK_DIR, Config, load_config
 from .procs import PYTHON_ENV_DROP, kill_group, tail_file
-from .errors import AvatarError, BlenderError
+from ..errors import AvatarError, BlenderError
 
 log = logging.getLogger("comfy_avatar.blender")
 T = TypeVar("T")

@@ -29,10 +29,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .assets import Asset, require_input_file, safe_name
-from .config import Config
-from .errors import AvatarError, BlenderError
-from .secrets import contains_secret, is_secret_name, secret_values
+from ..assets import Asset, require_input_file, safe_name
+from ..config import Config
+from ..errors import AvatarError, BlenderError
+from ..secrets import contains_secret, is_secret_name, secret_values
 
 log = logging.getLogger("comfy_avatar.export")
 
@@ -213,7 +213,7 @@ async def export_asset(src: Path, out_dir: Path, *, stem: str, formats: Sequence
                        metadata: Mapping[str, Any] | None = None, cfg: Config | None = None,
                        work_dir: Path | None = None, timeout_s: float | None = None) -> list[Asset]:
     """Export ``src`` to ``out_dir`` (see the module docstring); all inputs are checked first."""
-    from .blender import find_runtime, input_error, run_blender
+    from ..runtime.blender import find_runtime, input_error, run_blender
 
     src = check_source(src)
     out_dir = Path(out_dir).absolute()
@@ -253,7 +253,7 @@ async def export_asset(src: Path, out_dir: Path, *, stem: str, formats: Sequence
 
 def export_asset_sync(src: Path, out_dir: Path, **kwargs: Any) -> list[Asset]:
     """Blocking wrapper (scripts, tests, bench); safe to call while an event loop runs."""
-    from .blender import run_sync
+    from ..runtime.blender import run_sync
 
     return run_sync(lambda: export_asset(src, out_dir, **kwargs), "export-asset")
 

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .assets import next_output_path, safe_name, write_json_atomic, write_text_atomic
-from .blender import BlenderRuntime, find_runtime
-from .errors import AvatarError
-from .llm_client import LLMClient
+from ..assets import next_output_path, safe_name, write_json_atomic, write_text_atomic
+from ..runtime.blender import BlenderRuntime, find_runtime
+from ..errors import AvatarError
+from ..llm.client import LLMClient
 from .sandbox import FORMATS, SandboxSettings, run_script
-from .scriptgen import repair_script, write_script
+from ..llm.script_writer import repair_script, write_script
 
 log = logging.getLogger("comfy_avatar.agent")
 

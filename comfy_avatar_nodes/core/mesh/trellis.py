@@ -2,7 +2,7 @@
 
 The model runs in workers/trellis_worker.py under the TRELLIS env's Python (config
 ``trellis.python``), loaded once from a local weights folder (``trellis.weights_dir``) with
-Hugging Face forced offline, and kept warm between jobs (core/workers.py). Nothing here
+Hugging Face forced offline, and kept warm between jobs (core/runtime/workers.py). Nothing here
 imports torch. Output: a GLB, Y-up, textured (baked from the Gaussians), centred in a unit
 cube (TRELLIS's own normalisation, not metres).
 """
@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .assets import Asset
-from .config import Config, load_config
-from .errors import AvatarError, ConfigError
-from .images import load_image
-from .workers import WORKERS_DIR, WorkerError, WorkerSpec, config_env_name, get_worker, job_dir
+from ..assets import Asset
+from ..config import Config, load_config
+from ..errors import AvatarError, ConfigError
+from ..images import load_image
+from ..runtime.workers import WORKERS_DIR, WorkerError, WorkerSpec, config_env_name, get_worker, job_dir
 
 log = logging.getLogger("comfy_avatar.trellis")
 

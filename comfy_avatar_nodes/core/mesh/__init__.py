@@ -1,0 +1,1 @@
+"""Picture -> mesh: silhouette inflation on the CPU (silhouette.py), TRELLIS on a GPU (trellis.py)."""

@@ -1,0 +1,1 @@
+"""Leaving the machine: promotion to S3-compatible storage (promote.py), MLflow run records (tracking.py)."""
