@@ -469,7 +469,8 @@ def provide_comfyui(target: Path | None = None) -> Path:
     clone_comfyui(target, repo, ref)
     provide_comfyui_venv(target)
     link_pack(target)
-    say(f"ComfyUI {ref} ready in {target} (`comfy-avatar run --local` uses it when COMFYUI_DIR is unset)")
+    note = " (`comfy-avatar run --local` uses it when COMFYUI_DIR is unset)" if target == embedded_comfyui_dir().absolute() else ""
+    say(f"ComfyUI {ref} ready in {target}{note}")
     return target
 
 

@@ -22,7 +22,7 @@ import pytest
 from conftest import comfyui_dir, need
 import requests
 
-from comfy_avatar_nodes.core.vrm_check import validate_vrm
+from comfy_avatar_nodes.core.vrm.validate import validate_vrm
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ("image_to_vrm_gpu", "image_to_vrm_publish")
@@ -41,16 +41,26 @@ def _run(workflow: Path, url: str, out: Path, image: Path) -> subprocess.Complet
                            "--out", str(out), "--server", url], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+def _every_workflow() -> list[str]:
+    """Every workflows/<name>.json that has its .api.json twin (a pair test checks that each has one)."""
+    return sorted(p.name[:-5] for p in (ROOT / "workflows").glob("*.json")
+                  if not p.name.endswith(".api.json") and p.with_name(p.name[:-5] + ".api.json").is_file())
+
+
 @pytest.mark.comfyui
-def test_the_real_editor_loads_both_workflows_and_queues_their_api_twins():
+def test_the_real_editor_loads_every_workflow_and_queues_its_api_twin():
+    """Each shipped editor-format workflow, loaded into the real editor of the ComfyUI under test: every
+    node type known (no red 'missing node'), none flagged, and graphToPrompt equal to the .api.json twin."""
     _need_comfyui()
     need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
          "chromium is not installed (apt-get install -y chromium): no headless editor")
     from _driver_helpers import shared_comfy
     from _editor_oracle import EditorOracle
 
+    names = _every_workflow()
+    assert {"image_to_vrm_cpu", "image_to_vrm_gpu", "image_to_vrm_publish", "prompt_to_asset"} <= set(names)
     with EditorOracle(shared_comfy().url) as editor:
-        for name in WORKFLOWS:
+        for name in names:
             api = _load(f"{name}.api.json")
             got = editor.convert(_load(f"{name}.json"))
             nodes = json.loads(editor.evaluate(
