@@ -20,6 +20,7 @@ import bpy
 import numpy as np
 
 from _job import JobError
+from _pack import vrm_spec
 
 IMPORTERS = {
     ".glb": lambda p: bpy.ops.import_scene.gltf(filepath=p, merge_vertices=True),
@@ -28,14 +29,6 @@ IMPORTERS = {
     ".fbx": lambda p: bpy.ops.import_scene.fbx(filepath=p),
 }
 
-META_ENUMS = {
-    "avatar_permission": ("onlyAuthor", "onlySeparatelyLicensedPerson", "everyone"),
-    "commercial_usage": ("personalNonProfit", "personalProfit", "corporation"),
-    "credit_notation": ("required", "unnecessary"),
-    "modification": ("prohibited", "allowModification", "allowModificationRedistribution"),
-}
-META_BOOLS = ("allow_excessively_violent_usage", "allow_excessively_sexual_usage",
-              "allow_political_or_religious_usage", "allow_antisocial_or_hate_usage", "allow_redistribution")
 META_TEXT = {"name": "vrm_name", "version": "version", "copyright_information": "copyright_information",
              "contact_information": "contact_information", "third_party_licenses": "third_party_licenses",
              "other_license_url": "other_license_url"}
@@ -175,12 +168,12 @@ def check_meta(meta: dict) -> dict:
     if not authors:
         raise JobError("meta.authors: empty (a VRM needs at least one author)")
     clean: dict = {"name": name, "authors": authors}
-    for key, allowed in META_ENUMS.items():
+    for key, allowed in vrm_spec.META_ENUMS.items():
         value = meta.get(key, allowed[0])
         if value not in allowed:
             raise JobError(f"meta.{key}: {value!r} is not one of {', '.join(allowed)}")
         clean[key] = value
-    for key in META_BOOLS:
+    for key in vrm_spec.META_FLAGS:
         clean[key] = bool(meta.get(key, False))
     for key in META_TEXT:
         if key != "name" and meta.get(key):
@@ -216,7 +209,7 @@ def set_meta(arm: bpy.types.Object, meta: dict) -> None:
     m.authors.clear()
     for a in meta["authors"]:
         m.authors.add().value = a
-    for key in (*META_ENUMS, *META_BOOLS):
+    for key in (*vrm_spec.META_ENUMS, *vrm_spec.META_FLAGS):
         setattr(m, key, meta[key])
 
 

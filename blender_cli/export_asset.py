@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import struct
 import sys
 import time
 
@@ -36,6 +35,7 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
 
 from _job import JobError, Timer, run_job  # noqa: E402
+from _pack import glb  # noqa: E402
 
 FORMATS = ("glb", "fbx", "obj", "blend")
 SOURCES = (".glb", ".gltf", ".vrm", ".fbx", ".obj", ".blend")
@@ -194,27 +194,19 @@ def patch_glb_extras(path: str, extras: dict) -> None:
     """Write ``extras`` into the GLB's asset.extras (JSON chunk rewritten, BIN chunk untouched)."""
     with open(path, "rb") as f:
         data = f.read()
-    magic, version, _length = struct.unpack_from("<4sII", data, 0)
-    clen, ctype = struct.unpack_from("<I4s", data, 12)
-    if magic != b"glTF" or ctype != b"JSON":
-        raise JobError(f"export: {os.path.basename(path)} is not a GLB the exporter should have written")
-    doc = json.loads(data[20:20 + clen].decode("utf-8"))
+    try:
+        doc, blob = glb.read_glb(data)
+    except glb.GltfError as e:
+        raise JobError(f"export: {os.path.basename(path)} is not a GLB the exporter should have written ({e})") from None
     asset = doc.setdefault("asset", {"version": "2.0"})
     asset["extras"] = {**(asset.get("extras") or {}), **extras}
-    chunk = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    chunk += b" " * (-len(chunk) % 4)
-    rest = data[20 + clen:]
-    out = struct.pack("<4sII", b"glTF", version, 12 + 8 + len(chunk) + len(rest))
-    out += struct.pack("<I4s", len(chunk), b"JSON") + chunk + rest
     with open(path, "wb") as f:
-        f.write(out)
+        f.write(glb.pack_glb(doc, blob))
 
 
 def glb_summary(path: str) -> dict:
     with open(path, "rb") as f:
-        head = f.read(20)
-        clen = struct.unpack_from("<I", head, 12)[0]
-        doc = json.loads(f.read(clen).decode("utf-8"))
+        doc, _blob = glb.read_glb(f.read())
     skins = doc.get("skins") or []
     return {"skins": len(skins), "joints": sum(len(s.get("joints") or []) for s in skins),
             "meshes": len(doc.get("meshes") or []), "images": len(doc.get("images") or [])}

@@ -35,28 +35,19 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
 
 from _job import JobError, Timer, run_job  # noqa: E402
+from _pack import vrm_spec  # noqa: E402
 from _vrm_common import (IMPORTERS, apply_t_pose, assign_humanoid, check_meta, enable_vrm_addon,  # noqa: E402
                          export_vrm, finish_weights, import_file, input_ext, join_meshes, scene_meshes, set_meta,
                          verts)
 
 RIGGED_IMPORTERS = {ext: IMPORTERS[ext] for ext in (".glb", ".gltf", ".fbx")}
-REQUIRED = ("hips", "spine", "head", "leftUpperLeg", "leftLowerLeg", "leftFoot", "rightUpperLeg", "rightLowerLeg",
-            "rightFoot", "leftUpperArm", "leftLowerArm", "leftHand", "rightUpperArm", "rightLowerArm", "rightHand")
-# child -> the required bone that must be above it in the skeleton (VRM 1.0 humanoid hierarchy)
-REQUIRED_ANCESTOR = {
-    "spine": "hips", "head": "spine",
-    "leftUpperLeg": "hips", "leftLowerLeg": "leftUpperLeg", "leftFoot": "leftLowerLeg",
-    "rightUpperLeg": "hips", "rightLowerLeg": "rightUpperLeg", "rightFoot": "rightLowerLeg",
-    "leftUpperArm": "spine", "leftLowerArm": "leftUpperArm", "leftHand": "leftLowerArm",
-    "rightUpperArm": "spine", "rightLowerArm": "rightUpperArm", "rightHand": "rightLowerArm",
-}
 SNAP_DEG = 30.0
 
 
 def check_humanoid(humanoid: object) -> dict[str, str]:
     if not isinstance(humanoid, dict) or not humanoid:
         raise JobError("mapping: no humanoid bone map given")
-    missing = [b for b in REQUIRED if not humanoid.get(b)]
+    missing = [b for b in vrm_spec.REQUIRED_BONES if not humanoid.get(b)]
     if missing:
         raise JobError(f"mapping: misses the required VRM bones {', '.join(missing)}")
     return {str(k): str(v) for k, v in humanoid.items()}
@@ -226,7 +217,7 @@ def place(body: bpy.types.Object, arm: bpy.types.Object, humanoid: dict[str, str
 def hierarchy_problems(arm: bpy.types.Object, humanoid: dict[str, str]) -> list[str]:
     """Required bones whose VRM parent bone is not above them in the skeleton."""
     problems = []
-    for child, parent in REQUIRED_ANCESTOR.items():
+    for child, parent in vrm_spec.REQUIRED_ANCESTOR.items():
         bone = arm.data.bones[humanoid[child]]
         above = {b.name for b in bone.parent_recursive}
         if humanoid[parent] not in above:
@@ -239,7 +230,7 @@ def assign(arm: bpy.types.Object, humanoid: dict[str, str]) -> tuple[dict[str, s
     problems = assign_humanoid(arm, humanoid)
     if not problems:
         return dict(humanoid), {}
-    required = {k: v for k, v in humanoid.items() if k in REQUIRED}
+    required = {k: v for k, v in humanoid.items() if k in vrm_spec.REQUIRED_BONES}
     base = assign_humanoid(arm, required)
     if base:
         raise JobError(f"mapping: the VRM add-on refuses the required bones ({' '.join(base)})")

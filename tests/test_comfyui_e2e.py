@@ -14,7 +14,8 @@ import pytest
 from conftest import comfyui_dir
 
 from _js import check_with_node
-from comfy_avatar_nodes.core.vrm.validate import REQUIRED_BONES, validate_vrm
+from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES
+from comfy_avatar_nodes.core.vrm.validate import validate_vrm
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.comfyui, pytest.mark.blender]

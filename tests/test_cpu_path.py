@@ -10,8 +10,8 @@ import pytest
 
 from _js import check_with_node
 from comfy_avatar_nodes.core.pipeline import image_to_vrm_cpu
-from comfy_avatar_nodes.core.rig.cpu import VrmMeta
-from comfy_avatar_nodes.core.vrm.validate import REQUIRED_BONES
+from comfy_avatar_nodes.core.vrm.meta import VrmMeta
+from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES
 
 pytestmark = [pytest.mark.blender, pytest.mark.js]
 

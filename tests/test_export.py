@@ -16,8 +16,9 @@ from _rig_helpers import write_faceless_glb, write_humanoid_glb
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.export.asset import (check_lods, check_metadata, export_asset_sync, next_free_stem,
                                             parse_metadata)
-from comfy_avatar_nodes.core.rig.cpu import VrmMeta, rig_to_vrm_sync
-from comfy_avatar_nodes.core.vrm.validate import _accessor, _load
+from comfy_avatar_nodes.core.rig.cpu import rig_to_vrm_sync
+from comfy_avatar_nodes.core.vrm.gltf import accessor, load_glb
+from comfy_avatar_nodes.core.vrm.meta import VrmMeta
 
 LODS = [1.0, 0.5, 0.25]
 VIEWS = ["front", "side", "three_quarter"]
@@ -26,7 +27,7 @@ META = {"title": "Export test", "author": "tests", "tags": ["a", "b"], "version"
 
 def _glb(path: str | Path) -> dict:
     """Triangles, skins, and per-primitive joint/weight arrays of a GLB, read with pygltflib."""
-    gltf, blob = _load(Path(path))
+    gltf, blob = load_glb(Path(path))
     tris, prims = 0, []
     for mesh in gltf.meshes:
         for p in mesh.primitives:
@@ -34,8 +35,8 @@ def _glb(path: str | Path) -> dict:
             n = gltf.accessors[p.indices].count if p.indices is not None else gltf.accessors[p.attributes.POSITION].count
             tris += n // 3
             a = p.attributes
-            prims.append({"joints": None if a.JOINTS_0 is None else _accessor(gltf, blob, a.JOINTS_0),
-                          "weights": None if a.WEIGHTS_0 is None else _accessor(gltf, blob, a.WEIGHTS_0)})
+            prims.append({"joints": None if a.JOINTS_0 is None else accessor(gltf, blob, a.JOINTS_0),
+                          "weights": None if a.WEIGHTS_0 is None else accessor(gltf, blob, a.WEIGHTS_0)})
     return {"gltf": gltf, "triangles": tris, "skins": gltf.skins, "prims": prims}
 
 
@@ -256,7 +257,7 @@ def test_plain_mesh_single_lod_keeps_names_and_texture(sources, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["mesh.glb", "mesh.obj", "mesh.mtl", "mesh_front.png", Path(texture).name])
     assert f"map_Kd {Path(texture).name}" in Path(mtl).read_text()
-    src_gltf, src_blob = _load(sources["glb"])
+    src_gltf, src_blob = load_glb(sources["glb"])
     view = src_gltf.bufferViews[src_gltf.images[0].bufferView]
     original = src_blob[view.byteOffset or 0:(view.byteOffset or 0) + view.byteLength]
     assert Path(texture).read_bytes() == original, "the OBJ's texture is not the source's image"

@@ -13,8 +13,10 @@ from _js import check_with_node
 from _rig_helpers import humanoid_mesh, write_faceless_glb, write_humanoid_glb
 from _vrm_helpers import rewrite_json
 from comfy_avatar_nodes.core.errors import AvatarError
-from comfy_avatar_nodes.core.rig.cpu import VRM_LICENSE_URL, VrmMeta, rig_to_vrm_sync
-from comfy_avatar_nodes.core.vrm.validate import REQUIRED_BONES, validate_vrm
+from comfy_avatar_nodes.core.rig.cpu import rig_to_vrm_sync
+from comfy_avatar_nodes.core.vrm.meta import VrmMeta
+from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES, VRM_LICENSE_URL
+from comfy_avatar_nodes.core.vrm.validate import validate_vrm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "blender_cli"))
 from _rig_fit import BONES, fit_skeleton  # noqa: E402

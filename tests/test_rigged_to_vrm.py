@@ -20,9 +20,12 @@ from conftest import comfyui_dir, need
 from _js import check_with_node
 from _rig_helpers import write_humanoid_glb
 from comfy_avatar_nodes.core.errors import AvatarError
-from comfy_avatar_nodes.core.rig.cpu import VrmMeta, rig_to_vrm_sync
-from comfy_avatar_nodes.core.rig.unirig import humanoid_map, read_gltf_skeleton
-from comfy_avatar_nodes.core.vrm.validate import REQUIRED_BONES, validate_vrm
+from comfy_avatar_nodes.core.rig.cpu import rig_to_vrm_sync
+from comfy_avatar_nodes.core.rig.humanoid import humanoid_map
+from comfy_avatar_nodes.core.vrm.gltf import read_skeleton
+from comfy_avatar_nodes.core.vrm.meta import VrmMeta
+from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES
+from comfy_avatar_nodes.core.vrm.validate import validate_vrm
 from comfy_avatar_nodes.core.vrm.export import load_mapping, rigged_to_vrm_sync
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -341,7 +344,7 @@ def test_unit_cube_z_up_input_turned_to_face_z_and_scaled(rigged, tmp_path):
     """UniRig-like: the figure fits a unit cube around the origin, is turned 90 degrees and was written
     Z-up without axis conversion (lying along glTF Z)."""
     path, truth = rigged["cube.glb"]
-    src = read_gltf_skeleton(path)
+    src = read_skeleton(path)
     assert np.ptp(src.positions[:, 2]) > 1.2 * np.ptp(src.positions[:, 1]), "the test input must lie along Z"
     asset = rigged_to_vrm_sync(path, truth, tmp_path / "cube.vrm", _meta(), target_height_m=1.6)
     p = asset.meta["placement"]
@@ -367,7 +370,7 @@ def test_fbx_input_and_the_real_heuristic_map(rigged, tmp_path):
     assert report.ok, report.summary()
     assert report.facts["textures"] == 1 and report.facts["faces_plus_z"]
     glb, truth_glb = rigged["a_pose.glb"]
-    guessed = humanoid_map(read_gltf_skeleton(glb))
+    guessed = humanoid_map(read_skeleton(glb))
     assert guessed["complete"] and guessed["humanBones"] == {k: truth_glb[k] for k in guessed["humanBones"]}
     map_file = tmp_path / "guess.humanoid.json"
     map_file.write_text(json.dumps(guessed))

@@ -25,7 +25,9 @@ from comfy_avatar_nodes.core.mesh import trellis as core_trellis
 from comfy_avatar_nodes.core.rig import unirig as core_unirig
 from comfy_avatar_nodes.core.config import load_config
 from comfy_avatar_nodes.core.errors import AvatarError, ConfigError
-from comfy_avatar_nodes.core.rig.unirig import REQUIRED_BONES, Skeleton, humanoid_map, read_gltf_skeleton
+from comfy_avatar_nodes.core.rig.humanoid import humanoid_map
+from comfy_avatar_nodes.core.vrm.gltf import Skeleton, read_skeleton
+from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES
 from comfy_avatar_nodes.core.runtime.workers import WORKERS_DIR, WorkerError, get_worker, shutdown_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -495,7 +497,7 @@ def test_unirig_pipeline_retries_bad_samples_and_merges(tmp_path, monkeypatch):
     assert (work / "input" / "mesh" / "raw_data.npz").is_file()  # where UniRig's get_files puts it
     assert out.is_file() and res["skeleton_glb"] == str(work / "rigged.glb")
     assert sorted(p.name for p in out.parent.iterdir()) == ["rigged_00001.glb"]  # no temp files left
-    back = read_gltf_skeleton(out)
+    back = read_skeleton(out)
     assert back.names == sk.names and back.parents == sk.parents
     assert np.allclose(back.positions, sk.positions, atol=1e-6)
 
@@ -645,11 +647,11 @@ def test_read_gltf_skeleton_applies_node_transforms(tmp_path):
                         skins=[pygltflib.Skin(joints=[2, 0, 1])])
     path = tmp_path / "s.glb"
     g.save_binary(str(path))
-    sk = read_gltf_skeleton(path)
+    sk = read_skeleton(path)
     assert sk.names == ["grandchild", "root", "child"] and sk.parents == [2, None, 1]
     # 90 degrees about +Y maps +X to -Z; the child's scale doubles the grandchild's offset
     assert np.allclose(sk.positions, [[0, 2, -1], [0, 1, 0], [0, 1, -1]], atol=1e-5)
     bad = tmp_path / "noskin.glb"
     pygltflib.GLTF2(scene=0, scenes=[pygltflib.Scene(nodes=[0])], nodes=[pygltflib.Node(name="n")]).save_binary(str(bad))
     with pytest.raises(AvatarError, match="has no skinned skeleton"):
-        read_gltf_skeleton(bad)
+        read_skeleton(bad)

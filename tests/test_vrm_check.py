@@ -1,4 +1,4 @@
-"""core.vrm_check on hand-built VRM 1.0 files: a valid one, and one broken thing at a time.
+"""core.vrm.validate on hand-built VRM 1.0 files: a valid one, and one broken thing at a time.
 
 The files are written here byte by byte (JSON chunk + BIN chunk), so these tests need no
 Blender; test_rig_vrm.py runs the same validator on VRMs that Blender made.
@@ -15,8 +15,10 @@ import jsonschema
 import numpy as np
 import pytest
 
-from _vrm_helpers import pack_glb, rewrite_json
-from comfy_avatar_nodes.core.vrm.validate import REQUIRED_BONES, validate_vrm
+from _vrm_helpers import rewrite_json
+from comfy_avatar_nodes.core.vrm.glb import pack_glb
+from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES
+from comfy_avatar_nodes.core.vrm.validate import validate_vrm
 
 SCHEMA = Path(__file__).resolve().parents[1] / "comfy_avatar_nodes" / "schemas" / "vrm_report.schema.json"
 

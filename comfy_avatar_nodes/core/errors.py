@@ -7,7 +7,17 @@ class AvatarError(Exception):
 
     ``str(err)`` reads: "<what>: <problem>. Fix: <fix>" so ComfyUI's error panel,
     the driver's exit message and logs all show the same actionable text.
+
+    The class and every subclass report ``__module__ == "builtins"``: ComfyUI names a failed
+    node's exception by ``module + "." + qualname`` unless the module is builtins, and it
+    imports this pack under its folder path, so users read
+    "/tmp/x/custom_nodes/comfy-avatar.comfy_avatar_nodes.core.errors.ConfigError" instead of
+    "ConfigError". Tracebacks print the short name too; isinstance and except are unaffected.
     """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__module__ = "builtins"
 
     def __init__(self, what: str, problem: str, fix: str = "", *, detail: str = "") -> None:
         self.what = what
@@ -20,6 +30,9 @@ class AvatarError(Exception):
         if detail:
             msg += f"\n{detail}"
         super().__init__(msg)
+
+
+AvatarError.__module__ = "builtins"  # see the class docstring
 
 
 class ConfigError(AvatarError):

@@ -10,8 +10,9 @@ from pathlib import Path
 from .assets import Asset, next_output_path
 from .config import Config
 from .images import load_image
-from .rig.cpu import VrmMeta, rig_to_vrm
+from .rig.cpu import rig_to_vrm
 from .mesh.silhouette import image_to_mesh
+from .vrm.meta import VrmMeta
 from .vrm.validate import VrmReport, validate_vrm
 
 

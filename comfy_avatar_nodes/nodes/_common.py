@@ -1,14 +1,15 @@
-"""Shared bits of the node layer: custom IO types and output-folder handling."""
+"""Shared bits of the node layer: custom IO types, output-folder handling, ui and input conversion."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..core.assets import next_output_path
 from ..core.config import load_config
+from ..core.errors import AvatarError
 
 # File-backed handles (core.assets.Asset.to_dict()) travel between our nodes.
 AvatarMesh = io.Custom("AVATAR_MESH")
@@ -31,14 +32,15 @@ def output_path(prefix: str, ext: str) -> Path:
     base = output_root() / sub / folder
     resolved = base.resolve()
     if output_root().resolve() not in (resolved, *resolved.parents):
-        raise ValueError(f"filename_prefix {prefix!r} leaves the output folder; use a relative name like 'avatar/mesh'")
+        raise AvatarError("filename_prefix", f"{prefix!r} leaves the output folder", "use a relative name like 'avatar/mesh'")
     return next_output_path(base, stem or "asset", ext)
 
 
 def file_ref(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The {filename, subfolder, type} triple ComfyUI's /view and the driver understand."""
+    """The {filename, subfolder, type} triple ComfyUI's /view and the driver understand
+    (comfy_api's SavedResult, a dict)."""
     rel = Path(path).resolve().relative_to(output_root().resolve())
-    return {"filename": rel.name, "subfolder": rel.parent.as_posix() if str(rel.parent) != "." else "", "type": "output"}
+    return ui.SavedResult(rel.name, rel.parent.as_posix() if str(rel.parent) != "." else "", io.FolderType.output)
 
 
 def model_file(path: str | os.PathLike[str]) -> str:
@@ -46,8 +48,25 @@ def model_file(path: str | os.PathLike[str]) -> str:
     return Path(path).resolve().relative_to(output_root().resolve()).as_posix()
 
 
-def ui_files(*paths: str | os.PathLike[str], text: str | None = None) -> dict[str, Any]:
-    ui: dict[str, Any] = {"avatar_files": [file_ref(p) for p in paths]}
+def ui_files(*paths: str | os.PathLike[str], text: str | None = None,
+             images: tuple[str | os.PathLike[str], ...] = ()) -> dict[str, Any]:
+    """A node's ui: ``avatar_files`` (every file it wrote; the driver downloads each entry) plus
+    what ComfyUI's editor shows, built with comfy_api's typed helpers: PreviewText for ``text``,
+    SavedImages for ``images``. One dict, because NodeOutput takes a single ui."""
+    out: dict[str, Any] = {"avatar_files": [file_ref(p) for p in paths]}
     if text is not None:
-        ui["text"] = [text]
-    return ui
+        out.update(ui.PreviewText(text).as_dict())
+    if images:
+        out.update(ui.SavedImages([file_ref(p) for p in images]).as_dict())
+    return out
+
+
+def comfy_rgba(image: Any, mask: Any = None):
+    """The first picture of an IMAGE batch (+ its MASK) -> (H, W, 4) uint8 RGBA via core.images.
+
+    The mask goes to core as it is: core ignores LoadImage's all-zero 64x64 dummy and refuses
+    any other mask whose size differs from the image (naming the mask input and the fix)."""
+    from ..core.images import from_comfy
+
+    msk = None if mask is None else (mask[0] if mask.ndim == 3 else mask).cpu().numpy()
+    return from_comfy(image[0].cpu().numpy(), msk)

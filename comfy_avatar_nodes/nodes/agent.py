@@ -8,6 +8,8 @@ from comfy_api.latest import io
 from ..core.assets import Asset
 from ..core.config import load_config
 from ._common import AvatarMesh, model_file, output_path, ui_files
+from ._metadata import with_workflow
+from ._progress import NodeProgress
 from .llm import FORMAT_CHOICES, LLMType, RequirementsType, client_for
 
 
@@ -50,6 +52,7 @@ class AvatarBlenderExecutor(io.ComfyNode):
                 io.String.Output("log", tooltip="Blender log of the last attempt."),
                 io.String.Output("attempts_log", tooltip="Every attempt as JSON: script, stage, error, duration."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],  # the workflow goes into the GLB, like SaveGLB
         )
 
     @classmethod
@@ -58,39 +61,30 @@ class AvatarBlenderExecutor(io.ComfyNode):
         from pathlib import Path
 
         from ..core.executor.agent import build_asset, parse_formats
-        from ..core.llm.requirements import validate
         from ..core.executor.sandbox import SandboxSettings
+        from ..core.llm.requirements import validate
 
         req = validate(requirements, "Blender Executor: requirements")
         fmts = parse_formats(formats, req)
         first = output_path(filename_prefix, fmts[0])
         settings = SandboxSettings.from_config(timeout_s=timeout_s)
-        progress = _progress(max_attempts)
+        progress = NodeProgress(max_attempts)
         res = await build_asset(req, coder=client_for("coder", llm), out_dir=first.parent,
                                 name=first.stem.rsplit("_", 1)[0], formats=fmts, max_attempts=max_attempts,
                                 script=script, settings=settings,
-                                on_attempt=lambda a: progress(a.number))
+                                on_attempt=lambda a: progress.set(a.number))
         main = res.outputs.get("glb") or next(iter(res.outputs.values()))
         kind = "mesh" if main.endswith(".glb") else Path(main).suffix.lstrip(".")
-        asset = Asset.from_file(main, kind, files=res.outputs, attempts=len(res.attempts),
-                                attempts_log=res.attempts_log, script=res.script_path, **{
-                                    k: res.result.get(k) for k in ("dimensions_m", "triangles", "mesh_objects")})
+        asset = with_workflow(Asset.from_file(main, kind, files=res.outputs, attempts=len(res.attempts),
+                                              attempts_log=res.attempts_log, script=res.script_path, **{
+                                                  k: res.result.get(k) for k in ("dimensions_m", "triangles",
+                                                                                 "mesh_objects")}), cls.hidden)
         log_text = Path(res.log_path).read_text(encoding="utf-8", errors="replace") if Path(res.log_path).is_file() else ""
         summary = (f"{len(res.attempts)} attempt(s); {res.result.get('mesh_objects')} mesh objects, "
                    f"{res.result.get('triangles')} triangles, size {res.result.get('dimensions_m')} m")
         files = [*res.outputs.values(), res.attempts_log, res.script_path]
         return io.NodeOutput(asset.to_dict(), model_file(main), log_text, res.attempts_json(),
                              ui=ui_files(*files, text=summary))
-
-
-def _progress(total: int):
-    try:
-        import comfy.utils
-
-        bar = comfy.utils.ProgressBar(total)
-    except Exception:  # noqa: BLE001 - progress is cosmetic; outside ComfyUI there is none
-        return lambda n: None
-    return lambda n: bar.update_absolute(n, total)
 
 
 NODES = [AvatarBlenderExecutor]

@@ -9,6 +9,7 @@ from comfy_api.latest import io
 
 from ..core.assets import Asset
 from ._common import MESH_KINDS, AvatarMesh, AvatarVRM, file_ref, output_path, ui_files
+from ._metadata import with_workflow
 
 SOURCE_KINDS = (*MESH_KINDS, "vrm", "glb", "fbx", "obj", "blend")
 
@@ -64,6 +65,7 @@ class AvatarExportAsset(io.ComfyNode):
                                  "kind, lod_ratio, triangles, bytes, sha256."),
                 io.Image.Output("previews", tooltip="The preview renders as an image batch (over white)."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],  # the workflow goes into the GLBs, like SaveGLB
         )
 
     @classmethod
@@ -78,6 +80,7 @@ class AvatarExportAsset(io.ComfyNode):
         assets = await export_asset(Path(src.path), folder, stem=stem, formats=formats, lods=lods,
                                     preview={"size": preview_size, "views": list(DEFAULT_VIEWS)},
                                     metadata=parse_metadata(metadata))
+        assets = [with_workflow(a, cls.hidden) if a.kind == "glb" else a for a in assets]
         files = [a for a in assets if a.kind != "image"]
         previews = [a for a in assets if a.kind == "image"]
         listing: list[dict[str, Any]] = []
@@ -91,8 +94,7 @@ class AvatarExportAsset(io.ComfyNode):
             listing.append(entry)
         every_file = [p for a in files for p in (a.path, *a.meta.get("companions", []))]
         summary = ", ".join(f"{Path(a.path).name} ({a.meta.get('triangles')} tris)" for a in files)
-        ui = ui_files(*every_file, text=summary)
-        ui["images"] = [file_ref(a.path) for a in previews]  # shown on the node like SaveImage's
+        ui = ui_files(*every_file, text=summary, images=tuple(a.path for a in previews))  # previews shown like SaveImage's
         return io.NodeOutput(json.dumps(listing, indent=1), _previews_tensor([a.path for a in previews]), ui=ui)
 
 

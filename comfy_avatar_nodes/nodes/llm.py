@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..core.config import load_config
@@ -154,7 +154,7 @@ class AvatarIntent(io.ComfyNode):
             build = ExecutionBlocker(None)
         question = res.rewritten_prompt if res.intent == "question" else ExecutionBlocker(None)
         text = f"{res.intent} ({res.confidence:.2f}): {res.rewritten_prompt}"
-        return io.NodeOutput(res.intent, res.confidence, build, question, ui={"text": [text]})
+        return io.NodeOutput(res.intent, res.confidence, build, question, ui=ui.PreviewText(text))
 
 
 class AvatarRequirements(io.ComfyNode):
@@ -188,7 +188,7 @@ class AvatarRequirements(io.ComfyNode):
         doc = await asyncio.to_thread(extract, client_for("vision", llm), prompt, images_to_png(images),
                                       repairs=repairs)
         text = json.dumps(doc, indent=2, ensure_ascii=False)
-        return io.NodeOutput(doc, text, ui={"text": [text]})
+        return io.NodeOutput(doc, text, ui=ui.PreviewText(text))
 
 
 class AvatarScriptWriter(io.ComfyNode):
@@ -212,15 +212,15 @@ class AvatarScriptWriter(io.ComfyNode):
     @classmethod
     async def execute(cls, requirements: dict, formats: str, llm: dict | None = None) -> io.NodeOutput:
         from ..core.executor.agent import parse_formats
-        from ..core.runtime.blender import find_runtime
         from ..core.llm.requirements import validate
         from ..core.llm.script_writer import write_script
+        from ..core.runtime.blender import find_runtime
 
         req = validate(requirements, "Script Writer: requirements")
         runtime = await asyncio.to_thread(find_runtime)
         script = await asyncio.to_thread(write_script, client_for("coder", llm), req,
                                          blender_version=runtime.version, formats=parse_formats(formats, req))
-        return io.NodeOutput(script, ui={"text": [script]})
+        return io.NodeOutput(script, ui=ui.PreviewText(script))
 
 
 class AvatarAnswer(io.ComfyNode):
@@ -250,7 +250,7 @@ class AvatarAnswer(io.ComfyNode):
             {"role": "system", "content": "You answer questions about making 3D assets with Blender and ComfyUI. "
                                           "Be brief and concrete."},
             {"role": "user", "content": text}])
-        return io.NodeOutput(answer, ui={"text": [answer]})
+        return io.NodeOutput(answer, ui=ui.PreviewText(answer))
 
 
 NODES = [AvatarLLMEndpoint, AvatarIntent, AvatarRequirements, AvatarScriptWriter, AvatarAnswer]

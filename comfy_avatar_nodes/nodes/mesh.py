@@ -6,7 +6,8 @@ import asyncio
 from comfy_api.latest import io
 
 from ..core.assets import Asset
-from ._common import AvatarMesh, model_file, output_path, ui_files
+from ._common import AvatarMesh, comfy_rgba, model_file, output_path, ui_files
+from ._metadata import with_workflow
 
 
 class AvatarImageToMeshCPU(io.ComfyNode):
@@ -33,25 +34,20 @@ class AvatarImageToMeshCPU(io.ComfyNode):
                 AvatarMesh.Output("mesh", tooltip="File handle of the textured GLB mesh."),
                 io.String.Output("model_file", tooltip="GLB path relative to the output folder, for Preview3D."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],  # the workflow goes into the GLB, like SaveGLB
         )
 
     @classmethod
     async def execute(cls, image, height_m: float, thickness: float, resolution: int,
                       filename_prefix: str, mask=None) -> io.NodeOutput:
-        from ..core.images import from_comfy
         from ..core.mesh.silhouette import image_to_mesh
 
-        img = image[0].cpu().numpy()
-        msk = None
-        if mask is not None:
-            m = mask[0] if mask.ndim == 3 else mask
-            m = m.cpu().numpy()
-            msk = m if m.shape == img.shape[:2] else None  # LoadImage gives a 64x64 dummy without alpha
-        rgba = from_comfy(img, msk)
+        rgba = comfy_rgba(image, mask)
         out = output_path(filename_prefix, "glb")
         info = await asyncio.to_thread(image_to_mesh, rgba, out, height_m=height_m, thickness=thickness,
                                        resolution=resolution)
-        asset = Asset.from_file(out, "mesh", source="silhouette-inflation-cpu", **info.to_dict())
+        asset = with_workflow(Asset.from_file(out, "mesh", source="silhouette-inflation-cpu", **info.to_dict()),
+                              cls.hidden)
         return io.NodeOutput(asset.to_dict(), model_file(out), ui=ui_files(out))
 
 

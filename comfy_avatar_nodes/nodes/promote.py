@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..core.assets import Asset
 from ._common import MESH_KINDS, AvatarMesh, AvatarVRM
@@ -56,7 +56,7 @@ class AvatarPromoteS3(io.ComfyNode):
         if res.replaced:
             state = "uploaded, replaced different content at the same key"
         text = f"{res.url}\n{state}; {res.size} bytes; sha256 {res.sha256}; {res.duration_s:.2f} s"
-        return io.NodeOutput(res.url, res.key, ui={"text": [text]})
+        return io.NodeOutput(res.url, res.key, ui=ui.PreviewText(text))
 
 
 NODES = [AvatarPromoteS3]

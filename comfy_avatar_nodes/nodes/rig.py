@@ -7,11 +7,9 @@ from pathlib import Path
 from comfy_api.latest import io
 
 from ..core.assets import Asset
+from ..core.vrm.spec import META_ENUMS
 from ._common import MESH_KINDS, AvatarMesh, AvatarVRM, model_file, output_path, ui_files
-
-AVATAR_PERMISSION = ["onlyAuthor", "onlySeparatelyLicensedPerson", "everyone"]
-COMMERCIAL_USAGE = ["personalNonProfit", "personalProfit", "corporation"]
-MODIFICATION = ["prohibited", "allowModification", "allowModificationRedistribution"]
+from ._metadata import with_workflow
 
 
 def _meta_inputs() -> list:
@@ -20,14 +18,14 @@ def _meta_inputs() -> list:
         io.String.Input("name", default="Avatar", tooltip="VRM meta name shown in VRM apps."),
         io.String.Input("version", default="1.0", tooltip="VRM meta version of this model."),
         io.String.Input("authors", default="comfy-avatar", tooltip="Authors, comma separated (at least one)."),
-        io.Combo.Input("avatar_permission", options=AVATAR_PERMISSION, default="onlyAuthor", tooltip="Who may perform as this avatar (VRM 1.0 meta)."),
-        io.Combo.Input("commercial_usage", options=COMMERCIAL_USAGE, default="personalNonProfit", tooltip="Allowed commercial use (VRM 1.0 meta)."),
-        io.Combo.Input("modification", options=MODIFICATION, default="prohibited", tooltip="Whether others may modify or redistribute (VRM 1.0 meta)."),
+        io.Combo.Input("avatar_permission", options=list(META_ENUMS["avatar_permission"]), default="onlyAuthor", tooltip="Who may perform as this avatar (VRM 1.0 meta)."),
+        io.Combo.Input("commercial_usage", options=list(META_ENUMS["commercial_usage"]), default="personalNonProfit", tooltip="Allowed commercial use (VRM 1.0 meta)."),
+        io.Combo.Input("modification", options=list(META_ENUMS["modification"]), default="prohibited", tooltip="Whether others may modify or redistribute (VRM 1.0 meta)."),
     ]
 
 
 def _meta(name: str, version: str, authors: str, avatar_permission: str, commercial_usage: str, modification: str):
-    from ..core.rig.cpu import VrmMeta
+    from ..core.vrm.meta import VrmMeta
 
     return VrmMeta(name=name, version=version, authors=[a.strip() for a in authors.split(",") if a.strip()],
                    avatar_permission=avatar_permission, commercial_usage=commercial_usage, modification=modification)
@@ -56,6 +54,7 @@ class AvatarRigVRMCPU(io.ComfyNode):
                 AvatarVRM.Output("vrm", tooltip="File handle of the VRM 1.0 avatar."),
                 io.String.Output("model_file", tooltip="VRM path relative to the output folder, for Preview3D."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],  # the workflow goes into the VRM, like SaveGLB
         )
 
     @classmethod
@@ -67,7 +66,7 @@ class AvatarRigVRMCPU(io.ComfyNode):
         src = Asset.from_dict(mesh).require("mesh", "mesh")
         meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
         out = output_path(filename_prefix, "vrm")
-        vrm = await rig_to_vrm(Path(src.path), out, meta, remesh_voxel=remesh_voxel)
+        vrm = with_workflow(await rig_to_vrm(Path(src.path), out, meta, remesh_voxel=remesh_voxel), cls.hidden)
         return io.NodeOutput(vrm.to_dict(), model_file(out), ui=ui_files(out))
 
 
@@ -101,6 +100,7 @@ class AvatarExportVRMRigged(io.ComfyNode):
                 AvatarVRM.Output("vrm", tooltip="File handle of the VRM 1.0 avatar."),
                 io.String.Output("model_file", tooltip="VRM path relative to the output folder, for Preview3D."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],  # the workflow goes into the VRM, like SaveGLB
         )
 
     @classmethod
@@ -117,7 +117,8 @@ class AvatarExportVRMRigged(io.ComfyNode):
                               'paste a JSON map {"hips": "<bone>", ...} or connect Auto-rig (UniRig)')
         meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
         out = output_path(filename_prefix, "vrm")
-        vrm = await rigged_to_vrm(Path(src.path), mapping, out, meta, target_height_m=target_height_m)
+        vrm = with_workflow(await rigged_to_vrm(Path(src.path), mapping, out, meta, target_height_m=target_height_m),
+                            cls.hidden)
         m = vrm.meta
         text = (f"{len(m['humanoid'])} humanoid bones of {m['bone_count']}, {m['dimensions_m']['y']:.2f} m tall, "
                 f"{m['vertices']} vertices ({m['unweighted_before_fix']} had no weight)")

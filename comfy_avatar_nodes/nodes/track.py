@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..core.assets import Asset
 from ..core.errors import AvatarError
@@ -82,7 +82,7 @@ class AvatarTrackMLflow(io.ComfyNode):
                 f"{len(params)} params, {len(metrics)} metrics, {len(files)} files -> {info.artifact_uri}")
         if info.redacted:
             text += f"\nwithheld as secret-looking: {', '.join(info.redacted)}"
-        return io.NodeOutput(info.run_id, ui={"text": [text]})
+        return io.NodeOutput(info.run_id, ui=ui.PreviewText(text))
 
 
 NODES = [AvatarTrackMLflow]

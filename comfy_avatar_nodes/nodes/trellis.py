@@ -6,17 +6,9 @@ from pathlib import Path
 
 from comfy_api.latest import io
 
-from ._common import AvatarMesh, model_file, output_path, ui_files
-
-
-def _progress():
-    try:
-        import comfy.utils
-
-        bar = comfy.utils.ProgressBar(100)
-    except Exception:  # noqa: BLE001 - progress is cosmetic; outside ComfyUI there is none
-        return None
-    return lambda fraction, message: bar.update_absolute(int(100 * fraction), 100)
+from ._common import AvatarMesh, comfy_rgba, model_file, output_path, ui_files
+from ._metadata import with_workflow
+from ._progress import NodeProgress
 
 
 class AvatarImageTo3DTrellis(io.ComfyNode):
@@ -48,6 +40,7 @@ class AvatarImageTo3DTrellis(io.ComfyNode):
                 AvatarMesh.Output("mesh", tooltip="File handle of the textured GLB (Y-up, centred in a unit cube)."),
                 io.String.Output("model_file", tooltip="GLB path relative to the output folder, for Preview3D."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],  # the workflow goes into the GLB, like SaveGLB
         )
 
     @classmethod
@@ -55,22 +48,17 @@ class AvatarImageTo3DTrellis(io.ComfyNode):
                       simplify: float, texture_size: int, filename_prefix: str, mask=None) -> io.NodeOutput:
         from PIL import Image
 
-        from ..core.images import from_comfy
         from ..core.mesh.trellis import TrellisParams, image_to_mesh_trellis
 
-        img = image[0].cpu().numpy()
-        msk = None
-        if mask is not None:
-            m = (mask[0] if mask.ndim == 3 else mask).cpu().numpy()
-            msk = m if m.shape == img.shape[:2] else None  # LoadImage's 64x64 dummy for pictures without alpha
-        rgba = from_comfy(img, msk)
+        rgba = comfy_rgba(image, mask)
         params = TrellisParams(seed=seed, ss_steps=ss_steps, ss_cfg=ss_cfg, slat_steps=slat_steps,
                                slat_cfg=slat_cfg, simplify=simplify, texture_size=texture_size)
         out = output_path(filename_prefix, "glb")
         with tempfile.TemporaryDirectory(prefix="comfy-avatar-trellis-") as tmp:
             png = Path(tmp) / "input.png"
             Image.fromarray(rgba, "RGBA").save(png)
-            asset = await image_to_mesh_trellis(png, out, params, progress=_progress())
+            asset = await image_to_mesh_trellis(png, out, params, progress=NodeProgress(100).fraction)
+        asset = with_workflow(asset, cls.hidden)
         return io.NodeOutput(asset.to_dict(), model_file(out), ui=ui_files(out))
 
 

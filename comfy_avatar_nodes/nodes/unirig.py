@@ -8,7 +8,8 @@ from comfy_api.latest import io
 
 from ..core.assets import Asset
 from ._common import AvatarMesh, model_file, output_path, ui_files
-from .trellis import _progress
+from ._metadata import with_workflow
+from ._progress import NodeProgress
 
 
 class AvatarAutoRigUniRig(io.ComfyNode):
@@ -38,6 +39,7 @@ class AvatarAutoRigUniRig(io.ComfyNode):
                 io.String.Output("humanoid_map", tooltip="JSON: heuristic VRM humanoid bone name -> UniRig bone name, with what is missing."),
                 io.String.Output("model_file", tooltip="Rigged file path relative to the output folder, for Preview3D."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],  # the workflow goes into a GLB, like SaveGLB
         )
 
     @classmethod
@@ -48,7 +50,7 @@ class AvatarAutoRigUniRig(io.ComfyNode):
         src = Asset.from_dict(mesh).require("mesh", "mesh")
         params = UniRigParams(seed=seed, seed_retries=seed_retries, output_format=output_format)
         out = output_path(filename_prefix, output_format)
-        rigged = await rig_unirig(src, out, params, progress=_progress())
+        rigged = with_workflow(await rig_unirig(src, out, params, progress=NodeProgress(100).fraction), cls.hidden)
         mapping = Path(rigged.meta["humanoid_map"]).read_text(encoding="utf-8")
         text = json.dumps(json.loads(mapping), indent=1)
         return io.NodeOutput(rigged.to_dict(), text, model_file(out), ui=ui_files(out, rigged.meta["humanoid_map"]))

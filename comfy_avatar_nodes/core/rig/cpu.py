@@ -11,89 +11,19 @@ T-pose and exports VRM 1.0 facing +Z on Y=0. See blender_cli/rig_vrm.py.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..assets import Asset, require_input_file
 from ..config import Config
-from ..errors import AvatarError, BlenderError
+from ..vrm.export import check_vrm_out, run_vrm_job
+from ..vrm.meta import VrmMeta
 
 log = logging.getLogger("comfy_avatar.rig")
 
 SCRIPT = "rig_vrm.py"
 MESH_EXTENSIONS = (".glb", ".gltf", ".obj", ".fbx")
-VRM_LICENSE_URL = "https://vrm.dev/licenses/1.0/"
-"""The VRM Public License 1.0: the add-on always writes it as licenseUrl, and three-vrm
-accepts only it by default. Any other licence goes into other_license_url."""
-
-AVATAR_PERMISSION = ("onlyAuthor", "onlySeparatelyLicensedPerson", "everyone")
-COMMERCIAL_USAGE = ("personalNonProfit", "personalProfit", "corporation")
-MODIFICATION = ("prohibited", "allowModification", "allowModificationRedistribution")
-CREDIT_NOTATION = ("required", "unnecessary")
-
-
-@dataclass
-class VrmMeta:
-    """VRM 1.0 meta (VRMC_vrm.meta); validated on construction."""
-
-    name: str
-    version: str = "1.0"
-    authors: Sequence[str] = field(default_factory=lambda: ["comfy-avatar"])
-    avatar_permission: str = "onlyAuthor"
-    commercial_usage: str = "personalNonProfit"
-    modification: str = "prohibited"
-    credit_notation: str = "required"
-    allow_redistribution: bool = False
-    allow_excessively_violent_usage: bool = False
-    allow_excessively_sexual_usage: bool = False
-    allow_political_or_religious_usage: bool = False
-    allow_antisocial_or_hate_usage: bool = False
-    license_url: str = VRM_LICENSE_URL
-    other_license_url: str = ""
-    copyright_information: str = ""
-    contact_information: str = ""
-    third_party_licenses: str = ""
-
-    def __post_init__(self) -> None:
-        self.name = (self.name or "").strip()
-        if not self.name:
-            raise AvatarError("meta.name", "is empty", "give the avatar a name (shown in VRM apps)")
-        if isinstance(self.authors, str):
-            self.authors = [a.strip() for a in self.authors.split(",")]
-        self.authors = [str(a).strip() for a in self.authors if str(a).strip()]
-        if not self.authors:
-            raise AvatarError("meta.authors", "no author given", "list at least one author (comma separated)")
-        self.version = str(self.version or "").strip()
-        for key, allowed in (("avatar_permission", AVATAR_PERMISSION), ("commercial_usage", COMMERCIAL_USAGE),
-                             ("modification", MODIFICATION), ("credit_notation", CREDIT_NOTATION)):
-            value = getattr(self, key)
-            if value not in allowed:
-                raise AvatarError(f"meta.{key}", f"{value!r} is not a VRM 1.0 value", f"use one of {', '.join(allowed)}")
-        if self.license_url.rstrip("/") != VRM_LICENSE_URL.rstrip("/"):
-            raise AvatarError("meta.license_url", f"{self.license_url!r} is not supported",
-                              f"VRM 1.0 files name the VRM Public License ({VRM_LICENSE_URL}); put another "
-                              "licence's URL in other_license_url")
-        self.license_url = VRM_LICENSE_URL
-        if self.other_license_url and not self.other_license_url.startswith(("http://", "https://")):
-            raise AvatarError("meta.other_license_url", f"{self.other_license_url!r} is not a URL",
-                              "give an http(s) URL or leave it empty")
-
-    def to_args(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["authors"] = list(self.authors)
-        return d
-
-
-def check_vrm_out(out: Path, meta: Any) -> None:
-    """What every VRM-writing job needs besides its input file: a .vrm target and a VrmMeta."""
-    if out.suffix.lower() != ".vrm":
-        raise AvatarError("out", f"{out} does not end in .vrm", "name the output file <name>.vrm")
-    if not isinstance(meta, VrmMeta):
-        raise AvatarError("meta", f"expected VrmMeta, got {type(meta).__name__}", "build it with VrmMeta(name=...)")
 
 
 def _check_inputs(mesh: Path, out: Path, meta: Any) -> None:
@@ -102,44 +32,11 @@ def _check_inputs(mesh: Path, out: Path, meta: Any) -> None:
     check_vrm_out(out, meta)
 
 
-def remove_partial_vrms(out: Path) -> None:
-    """Temp files the script leaves only when Blender dies mid-export (it cleans up otherwise)."""
-    for p in out.parent.glob(f".{out.stem}.*.part.vrm"):
-        with contextlib.suppress(OSError):
-            p.unlink()
-
-
 _INPUT_FIXES = {
     "mesh": "give a mesh with faces (a .glb/.obj/.fbx of one standing figure), e.g. the image-to-mesh node's output",
     "meta": "fix the VRM meta inputs",
     "out": "name the output file <name>.vrm",
 }
-
-
-async def run_vrm_job(script: Path, args: dict[str, Any], out: Path, *, fixes: dict[str, str], file_input: str,
-                      file: Path, runtime: Any, work_dir: Path | None, timeout_s: float | None,
-                      prefix: str) -> dict[str, Any]:
-    """Run a VRM-writing Blender script in ``work_dir`` (a temp dir when None). Bad inputs become
-    AvatarErrors naming ``file_input``; no partial .vrm is left beside ``out``. Returns the script's
-    result with ``blender_s`` added."""
-    from ..runtime.blender import input_error, run_blender
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        if work_dir is None:
-            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-        try:
-            res = await run_blender(script, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime)
-        except BlenderError as e:
-            raise input_error(e, fixes, file_input, file) from None
-        finally:
-            remove_partial_vrms(out)
-    if not out.is_file():
-        raise AvatarError("out", f"the Blender job finished but {out} is missing", "see the Blender log")
-    result = dict(res.result)
-    result["blender_s"] = round(res.duration_s, 3)
-    return result
 
 
 async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None = None,
@@ -173,5 +70,4 @@ def rig_to_vrm_sync(mesh: Path, out: Path, meta: VrmMeta, **kwargs: Any) -> Asse
     return run_sync(lambda: rig_to_vrm(mesh, out, meta, **kwargs), "rig-vrm")
 
 
-__all__ = ["VrmMeta", "rig_to_vrm", "rig_to_vrm_sync", "run_vrm_job", "remove_partial_vrms", "VRM_LICENSE_URL", "AVATAR_PERMISSION",
-           "COMMERCIAL_USAGE", "MODIFICATION"]
+__all__ = ["rig_to_vrm", "rig_to_vrm_sync", "MESH_EXTENSIONS"]

@@ -1,4 +1,6 @@
-"""A mesh that already has a skeleton and skin weights -> VRM 1.0 (one Blender job, blender_cli/rigged_to_vrm.py).
+"""Writing VRM 1.0 files: the Blender job runner every VRM-writing script shares (run_vrm_job: the
+CPU template rig in rig/cpu.py uses it too), and a mesh that already has a skeleton and skin
+weights -> VRM 1.0 (one Blender job, blender_cli/rigged_to_vrm.py).
 
     asset = await rigged_to_vrm(Path("unirig_00001.glb"), Path("unirig_00001.humanoid.json"),
                                 Path("out/avatar.vrm"), VrmMeta(name="Ada"))
@@ -14,22 +16,23 @@ is written.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..assets import Asset, require_input_file
 from ..config import Config
-from ..errors import AvatarError
-from ..rig.cpu import VrmMeta, check_vrm_out, run_vrm_job
-from .validate import OPTIONAL_BONES, REQUIRED_BONES
+from ..errors import AvatarError, BlenderError
+from .meta import VrmMeta
+from .spec import HUMAN_BONES, REQUIRED_BONES
 
 log = logging.getLogger("comfy_avatar.vrm_export")
 
 SCRIPT = "rigged_to_vrm.py"
 RIGGED_EXTENSIONS = (".glb", ".gltf", ".fbx")
-HUMAN_BONES = (*REQUIRED_BONES, *OPTIONAL_BONES)
 MIN_HEIGHT_M, MAX_HEIGHT_M = 0.3, 3.0
 MAP_FIX = ('give a JSON object {"hips": "<bone name>", "leftUpperArm": "<bone name>", ...} '
            '(or UniRig\'s <name>.humanoid.json, whose "humanBones" holds it)')
@@ -40,6 +43,47 @@ _INPUT_FIXES = {
     "meta": "fix the VRM meta inputs",
     "out": "name the output file <name>.vrm",
 }
+
+
+def check_vrm_out(out: Path, meta: Any) -> None:
+    """What every VRM-writing job needs besides its input file: a .vrm target and a VrmMeta."""
+    if out.suffix.lower() != ".vrm":
+        raise AvatarError("out", f"{out} does not end in .vrm", "name the output file <name>.vrm")
+    if not isinstance(meta, VrmMeta):
+        raise AvatarError("meta", f"expected VrmMeta, got {type(meta).__name__}", "build it with VrmMeta(name=...)")
+
+
+def remove_partial_vrms(out: Path) -> None:
+    """Temp files the script leaves only when Blender dies mid-export (it cleans up otherwise)."""
+    for p in out.parent.glob(f".{out.stem}.*.part.vrm"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+async def run_vrm_job(script: Path, args: dict[str, Any], out: Path, *, fixes: dict[str, str], file_input: str,
+                      file: Path, runtime: Any, work_dir: Path | None, timeout_s: float | None,
+                      prefix: str) -> dict[str, Any]:
+    """Run a VRM-writing Blender script in ``work_dir`` (a temp dir when None). Bad inputs become
+    AvatarErrors naming ``file_input``; no partial .vrm is left beside ``out``. Returns the script's
+    result with ``blender_s`` added."""
+    from ..runtime.blender import input_error, run_blender
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if work_dir is None:
+            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            res = await run_blender(script, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime)
+        except BlenderError as e:
+            raise input_error(e, fixes, file_input, file) from None
+        finally:
+            remove_partial_vrms(out)
+    if not out.is_file():
+        raise AvatarError("out", f"the Blender job finished but {out} is missing", "see the Blender log")
+    result = dict(res.result)
+    result["blender_s"] = round(res.duration_s, 3)
+    return result
 
 
 def load_mapping(mapping: dict[str, Any] | str | Path) -> dict[str, str]:
@@ -136,4 +180,5 @@ def rigged_to_vrm_sync(rigged: str | Path, mapping: dict[str, Any] | str | Path,
     return run_sync(lambda: rigged_to_vrm(rigged, mapping, out, meta, **kwargs), "rigged-vrm")
 
 
-__all__ = ["rigged_to_vrm", "rigged_to_vrm_sync", "load_mapping", "RIGGED_EXTENSIONS", "HUMAN_BONES"]
+__all__ = ["rigged_to_vrm", "rigged_to_vrm_sync", "load_mapping", "run_vrm_job", "check_vrm_out",
+           "remove_partial_vrms", "RIGGED_EXTENSIONS"]

@@ -12,57 +12,22 @@ a viewer shows), plus sizes.
 """
 from __future__ import annotations
 
-import json
 import logging
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("comfy_avatar.vrm_check")
+from .gltf import GltfError, accessor, load_glb, world_matrices
+from .spec import HUMAN_BONES, META_ENUMS, META_JSON_NAMES, REQUIRED_ANCESTOR, REQUIRED_BONES, VRM_LICENSE_URL
 
-REQUIRED_BONES = (
-    "hips", "spine", "head",
-    "leftUpperLeg", "leftLowerLeg", "leftFoot", "rightUpperLeg", "rightLowerLeg", "rightFoot",
-    "leftUpperArm", "leftLowerArm", "leftHand", "rightUpperArm", "rightLowerArm", "rightHand",
-)
-OPTIONAL_BONES = (
-    "chest", "upperChest", "neck", "leftEye", "rightEye", "jaw", "leftShoulder", "rightShoulder",
-    "leftToes", "rightToes",
-    *(f"{side}{finger}{seg}" for side in ("left", "right")
-      for finger, segs in (("Thumb", ("Metacarpal", "Proximal", "Distal")),
-                           ("Index", ("Proximal", "Intermediate", "Distal")),
-                           ("Middle", ("Proximal", "Intermediate", "Distal")),
-                           ("Ring", ("Proximal", "Intermediate", "Distal")),
-                           ("Little", ("Proximal", "Intermediate", "Distal")))
-      for seg in segs),
-)
-# child -> the required bone that must be one of its ancestors (VRM 1.0 humanoid hierarchy)
-REQUIRED_ANCESTOR = {
-    "spine": "hips", "head": "spine",
-    "leftUpperLeg": "hips", "leftLowerLeg": "leftUpperLeg", "leftFoot": "leftLowerLeg",
-    "rightUpperLeg": "hips", "rightLowerLeg": "rightUpperLeg", "rightFoot": "rightLowerLeg",
-    "leftUpperArm": "spine", "leftLowerArm": "leftUpperArm", "leftHand": "leftLowerArm",
-    "rightUpperArm": "spine", "rightLowerArm": "rightUpperArm", "rightHand": "rightLowerArm",
-}
-ACCEPTED_LICENSE_URLS = ("https://vrm.dev/licenses/1.0/",)  # what three-vrm accepts by default
-AVATAR_PERMISSION = ("onlyAuthor", "onlySeparatelyLicensedPerson", "everyone")
-COMMERCIAL_USAGE = ("personalNonProfit", "personalProfit", "corporation")
-MODIFICATION = ("prohibited", "allowModification", "allowModificationRedistribution")
+log = logging.getLogger("comfy_avatar.vrm_check")
 
 WEIGHT_TOLERANCE = 0.01
 MIN_HEIGHT_M, MAX_HEIGHT_M = 0.3, 3.0
 FLOOR_WARN_M = 0.01
 FLOOR_ERROR_FRACTION = 0.05
-
-_GLB_MAGIC = b"glTF"
-_CHUNK_JSON = 0x4E4F534A
-_CHUNK_BIN = 0x004E4942
-_COMPONENTS = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
-_TYPE_SIZE = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
-
 
 @dataclass
 class VrmReport:
@@ -103,134 +68,6 @@ class VrmReport:
         return "\n".join(lines)
 
 
-class _Invalid(Exception):
-    """A problem that stops further checks (the container cannot be read)."""
-
-
-# ------------------------------------------------------------------ container
-
-def _read_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
-    if len(data) < 20:
-        raise _Invalid(f"not a glTF binary: only {len(data)} bytes")
-    magic, version, length = struct.unpack_from("<4sII", data, 0)
-    if magic != _GLB_MAGIC:
-        raise _Invalid(f"not a glTF binary (.vrm/.glb): the file starts with {data[:4]!r}, not b'glTF'")
-    if version != 2:
-        raise _Invalid(f"glTF binary version {version}, expected 2")
-    if length != len(data):
-        raise _Invalid(f"glTF binary header says {length} bytes but the file has {len(data)} (truncated or padded)")
-    offset, doc, blob = 12, None, b""
-    while offset + 8 <= len(data):
-        chunk_len, chunk_type = struct.unpack_from("<II", data, offset)
-        chunk = data[offset + 8: offset + 8 + chunk_len]
-        if len(chunk) != chunk_len:
-            raise _Invalid(f"glTF chunk at byte {offset} runs past the end of the file")
-        if chunk_type == _CHUNK_JSON and doc is None:
-            try:
-                doc = json.loads(chunk.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise _Invalid(f"the JSON chunk is not valid JSON ({e})") from None
-        elif chunk_type == _CHUNK_BIN and not blob:
-            blob = chunk
-        offset += 8 + chunk_len  # chunk lengths include their padding
-    if not isinstance(doc, dict):
-        raise _Invalid("no JSON chunk in the glTF binary")
-    return doc, blob
-
-
-def _load(path: Path) -> tuple[Any, bytes]:
-    """(pygltflib.GLTF2, BIN chunk) after a container check with precise messages."""
-    import warnings
-
-    from pygltflib import GLTF2
-
-    data = path.read_bytes()
-    _doc, blob = _read_glb(data)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # dataclasses_json warns about optional fields it decodes
-            gltf = GLTF2.load_from_bytes(data)
-    except Exception as e:  # pygltflib raises assorted errors on schema-invalid JSON
-        raise _Invalid(f"the glTF JSON does not match the glTF 2.0 schema ({type(e).__name__}: {e})") from None
-    if gltf is None:
-        raise _Invalid("pygltflib could not read the glTF binary")
-    return gltf, blob
-
-
-# ------------------------------------------------------------------ accessors / transforms
-
-def _accessor(gltf: Any, blob: bytes, index: int) -> np.ndarray:
-    acc = gltf.accessors[index]
-    n = _TYPE_SIZE[acc.type]
-    dtype = np.dtype(_COMPONENTS[acc.componentType])
-    if acc.bufferView is None:
-        out = np.zeros((acc.count, n), dtype=np.float64)
-    else:
-        view = gltf.bufferViews[acc.bufferView]
-        if view.buffer != 0:
-            raise _Invalid(f"accessor {index} reads buffer {view.buffer}; a .vrm keeps everything in the GLB buffer 0")
-        start = (view.byteOffset or 0) + (acc.byteOffset or 0)
-        stride = view.byteStride or dtype.itemsize * n
-        needed = start + stride * (acc.count - 1) + dtype.itemsize * n if acc.count else start
-        if needed > len(blob) or needed > (view.byteOffset or 0) + view.byteLength:
-            raise _Invalid(f"accessor {index} reads past the end of its buffer view")
-        raw = np.ndarray((acc.count, n), dtype=dtype.newbyteorder("<"), buffer=blob, offset=start,
-                         strides=(stride, dtype.itemsize))
-        out = raw.astype(np.float64)
-        if acc.normalized and dtype.kind in "ui":
-            out = out / np.iinfo(dtype).max if dtype.kind == "u" else np.maximum(out / np.iinfo(dtype).max, -1.0)
-    if acc.sparse is not None:
-        sp = acc.sparse
-        iv = gltf.bufferViews[sp.indices.bufferView]
-        vv = gltf.bufferViews[sp.values.bufferView]
-        idt = np.dtype(_COMPONENTS[sp.indices.componentType]).newbyteorder("<")
-        idx = np.frombuffer(blob, dtype=idt, count=sp.count, offset=(iv.byteOffset or 0) + (sp.indices.byteOffset or 0))
-        vals = np.frombuffer(blob, dtype=dtype.newbyteorder("<"), count=sp.count * n,
-                             offset=(vv.byteOffset or 0) + (sp.values.byteOffset or 0)).reshape(-1, n).astype(np.float64)
-        if acc.normalized and dtype.kind == "u":
-            vals = vals / np.iinfo(dtype).max
-        out = out.copy()
-        out[idx.astype(np.int64)] = vals
-    return out
-
-
-def _local_matrix(node: Any) -> np.ndarray:
-    if node.matrix:
-        return np.array(node.matrix, dtype=np.float64).reshape(4, 4).T  # column-major in glTF
-    t = np.array(node.translation or [0, 0, 0], dtype=np.float64)
-    x, y, z, w = (node.rotation or [0, 0, 0, 1])
-    s = np.array(node.scale or [1, 1, 1], dtype=np.float64)
-    r = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-    m = np.eye(4)
-    m[:3, :3] = r * s
-    m[:3, 3] = t
-    return m
-
-
-def _world_matrices(gltf: Any) -> tuple[list[np.ndarray], list[int | None]]:
-    n = len(gltf.nodes)
-    parent: list[int | None] = [None] * n
-    for i, node in enumerate(gltf.nodes):
-        for c in node.children or []:
-            if 0 <= c < n:
-                parent[c] = i
-    world: list[np.ndarray | None] = [None] * n
-
-    def get(i: int, depth: int = 0) -> np.ndarray:
-        if world[i] is None:
-            if depth > n:
-                raise _Invalid("the node hierarchy has a cycle")
-            p = parent[i]
-            world[i] = (get(p, depth + 1) if p is not None else np.eye(4)) @ _local_matrix(gltf.nodes[i])
-        return world[i]  # type: ignore[return-value]
-
-    return [get(i) for i in range(n)], parent
-
-
 # ------------------------------------------------------------------ checks
 
 def _check_vrm_extension(gltf: Any, report: VrmReport) -> dict[str, Any] | None:
@@ -266,8 +103,8 @@ def _check_meta(vrm: dict[str, Any], report: VrmReport) -> None:
     license_url = meta.get("licenseUrl")
     report.facts.update(meta_name=name or "", authors=list(authors) if isinstance(authors, list) else [],
                         license_url=license_url or "", version=meta.get("version", ""))
-    for key, allowed in (("avatarPermission", AVATAR_PERMISSION), ("commercialUsage", COMMERCIAL_USAGE),
-                         ("modification", MODIFICATION)):
+    for field_name, allowed in META_ENUMS.items():
+        key = META_JSON_NAMES[field_name]
         value = meta.get(key)
         report.facts[key] = value
         if value is not None and value not in allowed:
@@ -278,9 +115,9 @@ def _check_meta(vrm: dict[str, Any], report: VrmReport) -> None:
         report.errors.append("meta.authors must list at least one author")
     if not isinstance(license_url, str) or not license_url:
         report.errors.append("meta.licenseUrl is missing")
-    elif license_url not in ACCEPTED_LICENSE_URLS:
+    elif license_url != VRM_LICENSE_URL:
         report.warnings.append(f"meta.licenseUrl {license_url!r} is not the VRM Public License URL "
-                               f"({ACCEPTED_LICENSE_URLS[0]}); three-vrm refuses it by default")
+                               f"({VRM_LICENSE_URL}); three-vrm refuses it by default")
 
 
 def _check_humanoid(vrm: dict[str, Any], gltf: Any, parent: list[int | None], report: VrmReport) -> dict[str, int]:
@@ -292,7 +129,7 @@ def _check_humanoid(vrm: dict[str, Any], gltf: Any, parent: list[int | None], re
     n_nodes = len(gltf.nodes)
     nodes: dict[str, int] = {}
     for name, bone in bones.items():
-        if name not in REQUIRED_BONES and name not in OPTIONAL_BONES:
+        if name not in HUMAN_BONES:
             report.warnings.append(f"humanoid bone {name!r} is not a VRM 1.0 bone name")
         node = bone.get("node") if isinstance(bone, dict) else None
         if not isinstance(node, int) or not 0 <= node < n_nodes:
@@ -339,14 +176,14 @@ def _skinned_geometry(gltf: Any, blob: bytes, world: list[np.ndarray], report: V
         skin = gltf.skins[node.skin] if node.skin is not None and node.skin < len(gltf.skins or []) else None
         joint_mats = None
         if skin is not None:
-            ibm = (_accessor(gltf, blob, skin.inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)
+            ibm = (accessor(gltf, blob, skin.inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)
                    if skin.inverseBindMatrices is not None else np.tile(np.eye(4), (len(skin.joints), 1, 1)))
             joint_mats = np.stack([world[j] for j in skin.joints]) @ ibm
         for pi, prim in enumerate(mesh.primitives):
             attrs = prim.attributes
             if attrs.POSITION is None:
                 continue
-            pos = _accessor(gltf, blob, attrs.POSITION)
+            pos = accessor(gltf, blob, attrs.POSITION)
             vertices += len(pos)
             mode = 4 if prim.mode is None else prim.mode
             if mode == 4:
@@ -356,11 +193,11 @@ def _skinned_geometry(gltf: Any, blob: bytes, world: list[np.ndarray], report: V
                 unskinned_vertices += len(pos)
                 positions.append(pos @ world[ni][:3, :3].T + world[ni][:3, 3])
                 continue
-            joints = [_accessor(gltf, blob, attrs.JOINTS_0)]
-            weights = [_accessor(gltf, blob, attrs.WEIGHTS_0)]
+            joints = [accessor(gltf, blob, attrs.JOINTS_0)]
+            weights = [accessor(gltf, blob, attrs.WEIGHTS_0)]
             if getattr(attrs, "JOINTS_1", None) is not None and getattr(attrs, "WEIGHTS_1", None) is not None:
-                joints.append(_accessor(gltf, blob, attrs.JOINTS_1))
-                weights.append(_accessor(gltf, blob, attrs.WEIGHTS_1))
+                joints.append(accessor(gltf, blob, attrs.JOINTS_1))
+                weights.append(accessor(gltf, blob, attrs.WEIGHTS_1))
             j = np.concatenate(joints, axis=1).astype(np.int64)
             w = np.concatenate(weights, axis=1)
             sums = w.sum(axis=1)
@@ -458,10 +295,10 @@ def validate_vrm(path: str | Path) -> VrmReport:
         report.errors.append(f"{path} does not exist")
         return report
     try:
-        gltf, blob = _load(path)
+        gltf, blob = load_glb(path)
         report.facts["generator"] = (gltf.asset.generator if gltf.asset else None) or ""
         _check_sizes(gltf, path, report)
-        world, parent = _world_matrices(gltf)
+        world, parent = world_matrices(gltf)
         vrm = _check_vrm_extension(gltf, report)
         nodes: dict[str, int] = {}
         if vrm is not None:
@@ -469,7 +306,7 @@ def validate_vrm(path: str | Path) -> VrmReport:
             nodes = _check_humanoid(vrm, gltf, parent, report)
         pts = _skinned_geometry(gltf, blob, world, report)
         _check_orientation(nodes, world, pts, report)
-    except _Invalid as e:
+    except GltfError as e:
         report.errors.append(str(e))
     except (IndexError, KeyError, TypeError, ValueError, AttributeError) as e:
         log.debug("vrm_check failed on %s", path, exc_info=True)
