@@ -69,7 +69,8 @@ def main() -> int:
                     help="also build per-node progress events (what --json / progress bars consume)")
     args = ap.parse_args()
 
-    from driver.batch import BatchJob, BatchRunner, job_prompt_id
+    from driver.batch import BatchJob, BatchOptions, BatchRunner, job_prompt_id
+    from driver.events import JOB_FINISHED, BatchEvent
     from driver.pool import ServerPool
     from driver.store import JobStore
 
@@ -86,14 +87,14 @@ def main() -> int:
         samples: list[tuple[int, float]] = []
         done = [0]
 
-        def on_event(e: dict) -> None:
-            if e["type"] == "job_finished":
+        def on_event(e: BatchEvent) -> None:
+            if e.type == JOB_FINISHED:
                 done[0] += 1
                 if done[0] % max(1, args.prompts // 10) == 0:
                     samples.append((done[0], rss_mb()))
 
-        runner = BatchRunner(jobs, ServerPool([url]), batch_id="bench", store=store, concurrency=args.concurrency,
-                             on_event=on_event, forward_progress=args.progress_events)
+        options = BatchOptions(batch_id="bench", concurrency=args.concurrency, forward_progress=args.progress_events)
+        runner = BatchRunner(jobs, ServerPool([url]), options, store=store, on_event=on_event)
         rss0, cpu0, sys0, t0 = rss_mb(), cpu_s(), sys_s(), time.perf_counter()
         summary = runner.run()
         wall, cpu, ksys = time.perf_counter() - t0, cpu_s() - cpu0, sys_s() - sys0

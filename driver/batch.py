@@ -29,25 +29,53 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import events as ev
+from .batch_client import BatchClient, cancel_on_server
 from .callback import CallbackSender
-from .client import ComfyClient, JobResult, safe_component
+from .client import ComfyClient, safe_component
 from .convert import required_node_types
-from .errors import (DriverError, JobFailed, JobInterrupted, JobLost, JobTimeout, PromptRejected,
-                     ServerUnreachable)
+from .errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    DriverError,
+    JobFailed,
+    JobInterrupted,
+    JobLost,
+    JobTimeout,
+    PromptRejected,
+    ServerUnreachable,
+)
+from .events import BatchEvent, BatchEventSink
+from .inputs import UPLOAD_SUBFOLDER
 from .manifest import build_manifest, write_manifest
 from .pool import MissingNodes, ServerPool, ServerState
-from .store import (CANCELLED, FAILED, PENDING, RETRYING, RUNNING, SUBMITTED, SUCCEEDED, TERMINAL, JobStore,
-                    canonical_hash)
+from .results import JobResult
+from .store import (
+    CANCELLED,
+    FAILED,
+    PENDING,
+    RETRYING,
+    RUNNING,
+    SUBMITTED,
+    SUCCEEDED,
+    TERMINAL,
+    JobStore,
+    canonical_hash,
+)
 
 log = logging.getLogger("comfy_avatar.driver.batch")
 
 PROMPT_ID_NAMESPACE = uuid.UUID("5d0c7a9e-6c53-4f8e-9a43-0c5f3b1a2e77")
-UPLOAD_SUBFOLDER = "comfy-avatar"
+
+# The client's connection events, passed on as the job's.
+_CONNECTION_EVENTS = {ev.WS_DROPPED: ev.JOB_WS_DROPPED, ev.WS_RECONNECTED: ev.JOB_WS_RECONNECTED,
+                      ev.HISTORY_POLL: ev.JOB_HISTORY_POLL}
 
 # Failure kinds (for exit codes and the summary).
 PERMANENT, UNREACHABLE, CANCEL = "permanent", "unreachable", "cancelled"
@@ -102,11 +130,12 @@ class BatchSummary:
 
     @property
     def exit_code(self) -> int:
+        """0 all succeeded; 3 when every job that did not succeed found no server; else 1."""
         if self.succeeded == self.total:
-            return 0
+            return EXIT_OK
         if self.unreachable and self.unreachable == self.total - self.succeeded:
-            return 3
-        return 1
+            return EXIT_UNREACHABLE
+        return EXIT_FAILED
 
     def to_dict(self) -> dict[str, Any]:
         return {"batch_id": self.batch_id, "total": self.total, "succeeded": self.succeeded, "failed": self.failed,
@@ -114,7 +143,34 @@ class BatchSummary:
                 "exit_code": self.exit_code}
 
 
-BatchEventSink = Callable[[dict[str, Any]], None]
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a batch runs, as plain values (the CLI builds one from its flags; tests and
+    the bench build their own). The runner's collaborators (job store, event sink,
+    callback sender) are objects with a lifetime, not settings: they stay arguments
+    of BatchRunner."""
+
+    batch_id: str
+    workflow_path: str = ""                 # recorded with every job
+    workflow_hash: str = ""                 # "" = each job's own prompt hash
+    concurrency: int = 4                    # jobs in flight at once
+    front: bool = False                     # queue at the front of the servers' queues
+    retries: int = 3                        # transient failures retried per job
+    backoff_base_s: float = 1.0             # first retry delay, doubled per attempt ...
+    backoff_max_s: float = 30.0             # ... up to this
+    give_up_s: float = 300.0                # fail a job after this long without a reachable server
+    timeout_s: float | None = None          # per job: fail and cancel after this long
+    max_resubmit: int = 1                   # times a prompt lost in a server restart is posted again
+    download: bool = True                   # fetch the outputs (False: only list them)
+    forward_progress: bool = True           # build job_progress events (a log display skips them)
+    cancel_poll_s: float = 0.5              # how often the job database is read for cancel requests
+    ws_silence_s: float = 10.0              # client: poll /history after this long without a message
+    poll_interval_s: float = 1.0            # client: /history poll interval while the socket is silent
+    reconnect_give_up_s: float = 60.0       # client: a server may vanish this long during one job
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise DriverError("--concurrency", f"{self.concurrency} is not a positive number", "pass 1 or more")
 
 
 class _Retry(Exception):
@@ -124,25 +180,20 @@ class _Retry(Exception):
 
 
 class BatchRunner:
-    def __init__(self, jobs: list[BatchJob], pool: ServerPool, *, batch_id: str, store: JobStore | None = None,
-                 workflow_path: str = "", workflow_hash: str = "", concurrency: int = 4, front: bool = False,
-                 retries: int = 3, backoff_base_s: float = 1.0, backoff_max_s: float = 30.0,
-                 give_up_s: float = 300.0, timeout_s: float | None = None, max_resubmit: int = 1,
-                 on_event: BatchEventSink | None = None, callback: CallbackSender | None = None,
-                 client_options: dict[str, Any] | None = None, download: bool = True,
-                 forward_progress: bool = True, cancel_poll_s: float = 0.5) -> None:
-        if concurrency < 1:
-            raise DriverError("--concurrency", f"{concurrency} is not a positive number", "pass 1 or more")
-        self.jobs, self.pool, self.batch_id, self.store = jobs, pool, batch_id, store
-        self.workflow_path, self.workflow_hash = workflow_path, workflow_hash
-        self.concurrency, self.front = concurrency, front
-        self.retries, self.backoff_base_s, self.backoff_max_s = retries, backoff_base_s, backoff_max_s
-        self.give_up_s, self.timeout_s, self.max_resubmit = give_up_s, timeout_s, max_resubmit
-        self.on_event, self.callback, self.download = on_event, callback, download
-        self.forward_progress = forward_progress
-        self.cancel_poll_s = cancel_poll_s
-        self.client_options = {"ws_silence_s": 10.0, "poll_interval_s": 1.0, "reconnect_give_up_s": 60.0,
-                               **(client_options or {})}
+    """Runs ``jobs`` on ``pool`` as ``options`` say; see the module docstring.
+
+    ``store`` records every job (None: in memory only), ``on_event`` gets a
+    BatchEvent for each change (batch_started, job_submitted, job_running,
+    job_progress, job_retry, job_waiting, job_resubmitted, job_adopted,
+    job_ws_dropped/reconnected, job_history_poll, job_finished, batch_finished),
+    ``callback`` gets each finished job's manifest."""
+
+    def __init__(self, jobs: list[BatchJob], pool: ServerPool, options: BatchOptions, *,
+                 store: JobStore | None = None, on_event: BatchEventSink | None = None,
+                 callback: CallbackSender | None = None) -> None:
+        self.jobs, self.pool, self.options, self.store = jobs, pool, options, store
+        self.batch_id = options.batch_id
+        self.on_event, self.callback = on_event, callback
         self._heap: list[tuple[float, int]] = []
         self._by_index = {j.index: j for j in jobs}
         self._cv = threading.Condition()
@@ -157,7 +208,7 @@ class BatchRunner:
         if self.store is None:
             return
         self.store.add_jobs([{"id": j.id, "prompt_id": j.prompt_id, "batch_id": self.batch_id, "label": j.label,
-                              "workflow_path": self.workflow_path,
+                              "workflow_path": self.options.workflow_path,
                               "workflow_hash": self._workflow_hash(j),
                               "params": j.params, "out_dir": str(j.out_dir)} for j in self.jobs])
 
@@ -167,10 +218,11 @@ class BatchRunner:
         with self._cv:
             for j in self.jobs:
                 heapq.heappush(self._heap, (0.0, j.index))
-        self._emit({"type": "batch_started", "batch_id": self.batch_id, "total": len(self.jobs),
-                    "servers": [s.url for s in self.pool.servers], "concurrency": self.concurrency})
+        self._emit(BatchEvent(ev.BATCH_STARTED, {"batch_id": self.batch_id, "total": len(self.jobs),
+                                                 "servers": [s.url for s in self.pool.servers],
+                                                 "concurrency": self.options.concurrency}))
         workers = [threading.Thread(target=self._worker, args=(w,), name=f"batch-worker-{w}", daemon=True)
-                   for w in range(min(self.concurrency, max(1, len(self.jobs))))]
+                   for w in range(min(self.options.concurrency, max(1, len(self.jobs))))]
         for t in workers:
             t.start()
         watching = threading.Event()
@@ -196,7 +248,7 @@ class BatchRunner:
                          cancelled=sum(j.status == CANCELLED for j in self.jobs),
                          unreachable=sum(j.failure == UNREACHABLE for j in self.jobs),
                          duration_s=time.monotonic() - t0, jobs=self.jobs)
-        self._emit({"type": "batch_finished", **s.to_dict(), "servers": self.pool.summary()})
+        self._emit(BatchEvent(ev.BATCH_FINISHED, {**s.to_dict(), "servers": self.pool.summary()}))
         return s
 
     def cancel(self, job_id: str) -> bool:
@@ -219,20 +271,19 @@ class BatchRunner:
                 self.cancel(j.id)
 
     # -- events -------------------------------------------------------------------------
-    def _emit(self, event: dict[str, Any]) -> None:
+    def _emit(self, event: BatchEvent) -> None:
         if self.on_event is None:
             return
         try:
             with self._emit_lock:
                 self.on_event(event)
         except Exception:  # a broken display must not lose jobs
-            log.exception("batch event sink failed on %s", event.get("type"))
+            log.exception("batch event sink failed on %s", event.type)
 
     def _job_event(self, job: BatchJob, type_: str, **data: Any) -> None:
         if self.on_event is None:
             return
-        self._emit({"type": type_, "job": job.id, "index": job.index, "label": job.label,
-                    "prompt_id": job.prompt_id, **data})
+        self._emit(BatchEvent(type_, data, job.id, job.index, job.label, job.prompt_id))
 
     def _record(self, job: BatchJob, status: str, detail: str | None = None, **fields: Any) -> bool:
         """Set the job's status in memory and store. False when the store already holds a
@@ -301,7 +352,7 @@ class BatchRunner:
         """Pick up `comfy-avatar cancel` from other shells: poll the job database for
         this batch's cancel requests and cancel those jobs here too."""
         by_id = {j.id: j for j in self.jobs}
-        while not done.wait(self.cancel_poll_s):
+        while not done.wait(self.options.cancel_poll_s):
             try:
                 ids = self.store.cancel_requests(self.batch_id) if self.store is not None else []
             except DriverError as e:
@@ -332,7 +383,9 @@ class BatchRunner:
         try:
             client = clients.get(server.url)
             if client is None:
-                client = clients[server.url] = BatchClient(server.url, **self.client_options)
+                client = clients[server.url] = BatchClient(server.url, ws_silence_s=self.options.ws_silence_s,
+                                                         poll_interval_s=self.options.poll_interval_s,
+                                                         reconnect_give_up_s=self.options.reconnect_give_up_s)
             job.attempts += 1
             self._run_on(job, server, client)
             done = True
@@ -344,14 +397,14 @@ class BatchRunner:
 
     def _wait_for_server(self, job: BatchJob) -> bool:
         waited = time.monotonic() - (job.t_start or time.monotonic())
-        if waited > self.give_up_s:
+        if waited > self.options.give_up_s:
             errors = "; ".join(f"{s.url}: {s.last_error or 'down'}" for s in self.pool.servers)
             self._fail(job, UNREACHABLE, ServerUnreachable(
                 ", ".join(s.url for s in self.pool.servers), f"no server reachable for {waited:.0f} s ({errors})"))
             return True
         if job.status != RETRYING:
             self._record(job, RETRYING, detail="waiting for a server")
-            self._job_event(job, "job_waiting", reason="no server is up", servers=self.pool.summary())
+            self._job_event(job, ev.JOB_WAITING, reason="no server is up", servers=self.pool.summary())
         self._requeue(job, self.pool.next_retry_in())
         return False
 
@@ -362,14 +415,14 @@ class BatchRunner:
         if self._cancel_requested(job):
             self._cancelled(job, "cancelled")
             return True
-        if job.attempts > self.retries:
+        if job.attempts > self.options.retries:
             self._fail(job, UNREACHABLE if isinstance(err, ServerUnreachable) else PERMANENT, err,
                        note=f" (gave up after {job.attempts} attempts)")
             return True
-        delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (job.attempts - 1))
+        delay = min(self.options.backoff_max_s, self.options.backoff_base_s * 2 ** (job.attempts - 1))
         delay *= random.uniform(0.8, 1.2)
         self._record(job, RETRYING, detail=f"attempt {job.attempts} on {server.url}: {err.problem}")
-        self._job_event(job, "job_retry", attempt=job.attempts, server=server.url, error=str(err).splitlines()[0],
+        self._job_event(job, ev.JOB_RETRY, attempt=job.attempts, server=server.url, error=str(err).splitlines()[0],
                         delay_s=round(delay, 2))
         self._requeue(job, delay)
         return False
@@ -389,14 +442,14 @@ class BatchRunner:
                     if self._cancel_requested(job):
                         self._cancelled(job, "cancelled (removed from the server queue)")
                         return
-                    if job.resubmits >= self.max_resubmit:
+                    if job.resubmits >= self.options.max_resubmit:
                         self._fail(job, PERMANENT, lost, note=f" (already resubmitted {job.resubmits}x)")
                         return
                     job.resubmits += 1
                     self._record(job, RETRYING, detail=f"vanished from {server.url}; resubmitting under the same id")
-                    self._job_event(job, "job_resubmitted", server=server.url, resubmits=job.resubmits)
+                    self._job_event(job, ev.JOB_RESUBMITTED, server=server.url, resubmits=job.resubmits)
             self._succeed(job, client, result)
-        except (JobInterrupted,) as e:
+        except JobInterrupted as e:
             if self._cancel_requested(job):
                 self._cancelled(job, "interrupted on request")
             else:
@@ -421,18 +474,18 @@ class BatchRunner:
                 if entry is None:
                     if job.accepted_on != server.url:
                         return False          # the earlier POST never got through: just post
-                    if job.resubmits >= self.max_resubmit:
+                    if job.resubmits >= self.options.max_resubmit:
                         self._fail(job, PERMANENT, JobLost(job.prompt_id, client.url),
                                    note=f" (already resubmitted {job.resubmits}x)")
                         return True
                     job.resubmits += 1
-                    self._job_event(job, "job_resubmitted", server=client.url, resubmits=job.resubmits)
+                    self._job_event(job, ev.JOB_RESUBMITTED, server=client.url, resubmits=job.resubmits)
                     return False
         log.info("job %s: prompt %s is already on %s; following it", job.id, job.prompt_id, client.url)
-        self._job_event(job, "job_adopted", server=client.url)
+        self._job_event(job, ev.JOB_ADOPTED, server=client.url)
         try:
             result = client.wait(job.prompt_id, prompt=job.prompt, on_event=self._progress_cb(job),
-                                 timeout=self.timeout_s)
+                                 timeout=self.options.timeout_s)
         except JobLost:
             return False
         self._succeed(job, client, result)
@@ -453,12 +506,12 @@ class BatchRunner:
                 job.accepted_on = job.server
             elif event.type == "execution_start" and job.status != RUNNING:
                 self._record(job, RUNNING)
-                self._job_event(job, "job_running", server=job.server)
-            elif event.type in (ev.WS_DROPPED, ev.WS_RECONNECTED, ev.HISTORY_POLL):
-                self._job_event(job, event.type.replace("driver_", "job_"), server=job.server)
-            elif self.forward_progress and event.type in ("executing", "progress", "execution_cached"):
+                self._job_event(job, ev.JOB_RUNNING, server=job.server)
+            elif event.type in _CONNECTION_EVENTS:
+                self._job_event(job, _CONNECTION_EVENTS[event.type], server=job.server)
+            elif self.options.forward_progress and event.type in ("executing", "progress", "execution_cached"):
                 node = tracker.current if event.type != "execution_cached" else None
-                self._job_event(job, "job_progress", node=node, node_type=tracker.node_types.get(node or "", ""),
+                self._job_event(job, ev.JOB_PROGRESS, node=node, node_type=tracker.node_types.get(node or "", ""),
                                 step=list(tracker.step) if tracker.step else None,
                                 nodes_done=tracker.nodes_done, nodes_total=tracker.total)
         return cb
@@ -470,16 +523,16 @@ class BatchRunner:
             raise JobInterrupted(JobResult(job.prompt_id, "cancelled", [], {}, []),
                                  {"node_id": "-", "node_type": "-", "exception_message": "cancelled"})
         job.submitted = True
-        self._job_event(job, "job_submitted", server=server.url, attempt=job.attempts)
+        self._job_event(job, ev.JOB_SUBMITTED, server=server.url, attempt=job.attempts)
         progress = self._progress_cb(job)
-        return client.run(prompt, prompt_id=job.prompt_id, on_event=progress, timeout=self.timeout_s,
-                          front=self.front, resubmit_lost=0)
+        return client.run(prompt, prompt_id=job.prompt_id, on_event=progress, timeout=self.options.timeout_s,
+                          front=self.options.front, resubmit_lost=0)
 
     # -- endings ----------------------------------------------------------------------------
     def _succeed(self, job: BatchJob, client: ComfyClient, result: JobResult) -> None:
         job.result = result
         files: list[dict[str, Any]] = []
-        if self.download and result.outputs:
+        if self.options.download and result.outputs:
             for i in range(3):
                 try:
                     # sha256 and size of the bytes written, hashed while writing them
@@ -539,7 +592,7 @@ class BatchRunner:
             write_manifest(job.out_dir, manifest)
         except OSError as e:
             log.error("could not write the manifest of job %s: %s", job.id, e)
-        self._job_event(job, "job_finished", status=job.status, error=job.error, server=job.server,
+        self._job_event(job, ev.JOB_FINISHED, status=job.status, error=job.error, server=job.server,
                         outputs=job.files, duration_s=manifest.get("duration_s"))
         if self.callback is not None:
             self.callback.send(manifest)
@@ -547,8 +600,8 @@ class BatchRunner:
         job.result, job.prompt, job.uploads = None, {}, []
 
     def _workflow_hash(self, job: BatchJob) -> str:
-        if self.workflow_hash:
-            return self.workflow_hash
+        if self.options.workflow_hash:
+            return self.options.workflow_hash
         if not job.prompt_hash:
             job.prompt_hash = canonical_hash(job.prompt)
         return job.prompt_hash
@@ -558,66 +611,7 @@ class BatchRunner:
         return build_manifest(
             job_id=job.id, batch_id=self.batch_id, index=job.index, label=job.label, status=job.status,
             prompt_id=job.prompt_id, server=job.server, attempts=job.attempts, resubmits=job.resubmits,
-            workflow=self.workflow_path, workflow_hash=self._workflow_hash(job),
+            workflow=self.options.workflow_path, workflow_hash=self._workflow_hash(job),
             params=job.params, error=job.error,
             duration_s=round(job.t_end - job.t_start, 3) if job.t_end and job.t_start else None,
             timings=r.timings if r else {}, cached=r.cached if r else [], outputs=job.files)
-
-
-class _KeptSocket:
-    """A websocket that outlives one ComfyClient.run: closing it at the end of a run
-    keeps it open for the client's next job (a new handshake per job is most of the
-    client's CPU for small prompts); closing it anywhere else (drop, resync) is real."""
-
-    def __init__(self, ws: Any, owner: "BatchClient") -> None:
-        self._ws, self._owner, self.dead = ws, owner, False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ws, name)
-
-    def close(self, *args: Any, **kw: Any) -> None:
-        if self._owner._run_ending and not self.dead:
-            return
-        self.dead = True
-        self._ws.close(*args, **kw)
-
-
-class BatchClient(ComfyClient):
-    """ComfyClient that keeps its websocket (same client id) from one job to the next.
-
-    Messages left over from the previous prompt carry its prompt_id and are ignored;
-    a socket that died between jobs fails on first use and the client reconnects and
-    resyncs from /queue and /history, as after any drop."""
-
-    _kept: _KeptSocket | None = None
-    _run_ending = False
-
-    def _ws_connect(self) -> Any:
-        if self._kept is not None and not self._kept.dead and self._kept._ws.connected:
-            return self._kept
-        self._kept = _KeptSocket(super()._ws_connect(), self)
-        return self._kept
-
-    def _follow(self, *args: Any, **kw: Any) -> Any:
-        self._run_ending = False
-        try:
-            return super()._follow(*args, **kw)
-        finally:
-            self._run_ending = True       # the close() that run() does next keeps the socket
-
-    def close(self) -> None:
-        kept, self._kept = self._kept, None
-        if kept is not None:
-            self._run_ending = False
-            kept.close(timeout=1)
-        super().close()
-
-
-def cancel_on_server(server: str, prompt_id: str, timeout: float = 10.0) -> None:
-    """Pending -> POST /queue delete; running -> POST /interrupt {prompt_id}."""
-    try:
-        with ComfyClient(server, timeout=timeout) as c:
-            c.delete_pending([prompt_id])
-            c.interrupt(prompt_id)
-    except DriverError as e:
-        log.warning("could not cancel prompt %s on %s: %s", prompt_id, server, e)

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import requests
 
+from .errors import UsageError
 
 log = logging.getLogger("comfy_avatar.driver.callback")
 
@@ -44,7 +45,6 @@ def verify(body: bytes, header: str | None, secret: str) -> bool:
 def secret_from_env() -> str:
     secret = os.environ.get(SECRET_ENV, "")
     if not secret:
-        from .cli import UsageError
         raise UsageError("--callback-url", f"needs a signing secret and {SECRET_ENV} is not set",
                          f"export {SECRET_ENV}=<a long random string shared with the receiver>")
     return secret
@@ -65,7 +65,6 @@ class CallbackSender:
                  backoff_base_s: float = 0.5, backoff_max_s: float = 30.0, timeout_s: float = 10.0,
                  workers: int = 2, sleep: Callable[[float], None] = time.sleep) -> None:
         if not url.startswith(("http://", "https://")):
-            from .cli import UsageError
             raise UsageError(f"--callback-url {url}", "is not an http(s) URL", "pass e.g. https://example.com/hook")
         self.url, self._secret = url, secret
         self.max_attempts, self.max_total_s = max_attempts, max_total_s

@@ -20,10 +20,9 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-from urllib.parse import urlsplit
 
 import websocket
 
@@ -32,99 +31,14 @@ from .errors import (DriverError, JobFailed, JobInterrupted, JobLost, JobTimeout
                      ServerError, ServerUnreachable, parse_node_errors)
 from .events import Event, EventCallback, JobTracker
 from .manifest import write_all
+from .results import Downloaded, JobResult, OutputFile, Uploaded, collect_outputs
+from .servers import DEFAULT_SERVER, normalize_url
 from .transport import Http, HttpTimeout, HttpUnreachable, Response, translate
 
 log = logging.getLogger("comfy_avatar.driver.client")
 
-DEFAULT_SERVER = "http://127.0.0.1:8188"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._()\- ]+")
 _SEP = re.compile(r"[\\/]+")
-
-
-def normalize_url(url: str) -> str:
-    """'host:port' -> 'http://host:port'; no trailing slash."""
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = "http://" + url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DriverError(f"server URL {url!r}", "not an http(s) URL", "pass e.g. --server http://127.0.0.1:8188")
-    return url
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    """One file a node reported in its UI output (SaveImage 'images', etc.)."""
-
-    node_id: str
-    key: str
-    filename: str
-    subfolder: str = ""
-    type: str = "output"
-
-    def to_dict(self) -> dict[str, str]:
-        return {"node_id": self.node_id, "key": self.key, "filename": self.filename,
-                "subfolder": self.subfolder, "type": self.type}
-
-
-@dataclass(frozen=True)
-class Downloaded:
-    """One output file written locally: where, its path relative to the output folder,
-    and the sha256 and size of the bytes written (hashed while they were written)."""
-
-    output: OutputFile
-    path: Path
-    rel: str
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class Uploaded:
-    name: str
-    subfolder: str = ""
-    type: str = "input"
-
-    @property
-    def ref(self) -> str:
-        """The value a LoadImage-style input takes: 'subfolder/name' or 'name'."""
-        return f"{self.subfolder}/{self.name}" if self.subfolder else self.name
-
-
-@dataclass
-class JobResult:
-    prompt_id: str
-    status: str                                    # "success" (failures raise JobFailed)
-    outputs: list[OutputFile]
-    timings: dict[str, float]                      # node id -> seconds seen by the client
-    messages: list[tuple[str, dict[str, Any]]]     # ComfyUI status messages
-    ui_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cached: list[str] = field(default_factory=list)
-    node_types: dict[str, str] = field(default_factory=dict)
-    duration_s: float = 0.0
-    server: str = ""
-    error: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"prompt_id": self.prompt_id, "status": self.status, "server": self.server,
-                "outputs": [o.to_dict() for o in self.outputs], "timings": self.timings,
-                "cached": self.cached, "duration_s": self.duration_s, "error": self.error}
-
-
-def collect_outputs(ui_outputs: dict[str, Any]) -> list[OutputFile]:
-    """Every list entry that is a dict with filename/subfolder/type, in node order."""
-    files: list[OutputFile] = []
-    for node_id, ui in ui_outputs.items():
-        if not isinstance(ui, dict):
-            continue
-        for key, items in ui.items():
-            if not isinstance(items, list):
-                continue
-            for it in items:
-                if isinstance(it, dict) and isinstance(it.get("filename"), str) and "type" in it:
-                    files.append(OutputFile(str(node_id), str(key), it["filename"],
-                                            str(it.get("subfolder") or ""), str(it.get("type") or "output")))
-    return files
 
 
 def safe_component(name: str) -> str:
@@ -595,7 +509,13 @@ class _BufferedWebSocket(websocket.WebSocket):
     reads (each a poll + recv with the timeout); this takes whatever the socket holds
     (at least 4 KiB) in one read and serves the frame reader from it. Only frame reading
     goes through here (the handshake reads the socket directly, before any frame).
-    Larger reads fragment the heap: RSS crept up ~0.5 KiB per prompt with 64 KiB."""
+    Larger reads fragment the heap: RSS crept up ~0.5 KiB per prompt with 64 KiB.
+
+    This overrides websocket-client's private ``WebSocket._recv(bufsize)``, which its
+    ``frame_buffer`` calls for every read (same code in 1.7.0 to 1.9.x). Hence the
+    upper bound on websocket-client in pyproject.toml, and
+    tests/test_driver_client.py::test_websocket_private_recv_contract, which fails when
+    that method changes or stops being the frame reader's only way to the socket."""
 
     _buf = b""
     _pos = 0

@@ -32,6 +32,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from .workflow import is_api_prompt
+
 log = logging.getLogger("comfy_avatar.driver.convert")
 
 MODE_NEVER = 2
@@ -609,11 +611,6 @@ def process_dynamic_prompt(text: str, rng: random.Random | None = None) -> str:
 
 def is_ui_workflow(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("nodes"), list) and "links" in data
-
-
-def is_api_prompt(data: Any) -> bool:
-    return isinstance(data, dict) and bool(data) and all(
-        isinstance(v, dict) and "class_type" in v for v in data.values())
 
 
 def ui_to_api(workflow: dict, object_info: dict, *, rng: random.Random | None = None,

@@ -1,8 +1,12 @@
-"""Driver errors: each names what went wrong and the fix, like the pack's AvatarError.
+"""Driver errors and the CLI's exit codes: the bottom layer, imported by everything.
 
+Each error names what went wrong and the fix, like the pack's AvatarError:
 ``str(err)`` reads "<what>: <problem>. Fix: <fix>". ``transient`` tells a retrying
 caller (batch runner) whether trying again later can help: an unreachable server or
 a 5xx can, a validation error or a node exception cannot.
+
+The exit codes live here, next to the errors they are mapped from, so the batch
+runner's summary and the CLI give the same number for the same failure.
 """
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .client import JobResult
+    from .results import JobResult
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 LOCAL_FIX = ("start ComfyUI there (python main.py --listen 127.0.0.1 --port PORT), pass --server URL "
              "for a running one, or --local to start one from COMFYUI_DIR")
@@ -114,7 +120,7 @@ def parse_node_errors(node_errors: dict[str, Any]) -> list[NodeError]:
 class JobFailed(DriverError):
     """The prompt ran and a node raised (execution_error). ``result`` has what finished."""
 
-    def __init__(self, result: "JobResult", error: dict[str, Any], *, interrupted: bool = False) -> None:
+    def __init__(self, result: JobResult, error: dict[str, Any], *, interrupted: bool = False) -> None:
         self.result = result
         self.prompt_id = result.prompt_id
         self.node_id = str(error.get("node_id", "?"))
@@ -132,7 +138,7 @@ class JobFailed(DriverError):
 
 
 class JobInterrupted(JobFailed):
-    def __init__(self, result: "JobResult", info: dict[str, Any]) -> None:
+    def __init__(self, result: JobResult, info: dict[str, Any]) -> None:
         super().__init__(result, info, interrupted=True)
 
 
@@ -152,3 +158,20 @@ class JobLost(DriverError):
         self.prompt_id = prompt_id
         super().__init__(f"prompt {prompt_id}", f"vanished from {url} (not queued, running or in history; "
                          "the server probably restarted)", "submit it again")
+
+
+class UsageError(DriverError):
+    """Bad arguments, an unreadable workflow or input file: exit code 2."""
+
+
+class LocalStartError(DriverError):
+    """The --local ComfyUI did not come up: exit code 3 (like an unreachable server)."""
+
+
+def exit_code_for(err: BaseException) -> int:
+    """The CLI exit code for an error that ended a command."""
+    if isinstance(err, UsageError):
+        return EXIT_USAGE
+    if isinstance(err, (ServerUnreachable, LocalStartError)):
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED

@@ -1,10 +1,13 @@
-"""ComfyUI websocket messages: frame parsing and the state of one prompt.
+"""Events: ComfyUI's websocket messages for one prompt, and the batch runner's own.
 
 ``parse_frame`` turns a raw websocket frame into an :class:`Event`; a
 :class:`JobTracker` follows the events of one prompt_id and knows which nodes ran,
 which were cached, the current node's step, per-node timings and whether the
 prompt finished. One tracker per prompt, so several prompts can share one socket
 (the batch runner multiplexes them by ``event.prompt_id``).
+
+A :class:`BatchEvent` is the same shape one level up: what happened to a batch or
+to one of its jobs (``JOB_*`` / ``BATCH_*`` types), for displays, ``--json`` and tests.
 
 Facts from ComfyUI 0.3.64 (server.py, execution.py, main.py) this relies on:
 - ``execution_success`` is sent BEFORE /history is written; ``executing`` with
@@ -19,8 +22,9 @@ from __future__ import annotations
 import json
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 PREVIEW_IMAGE = 1
 UNENCODED_PREVIEW_IMAGE = 2
@@ -52,6 +56,36 @@ class Event:
 
 
 EventCallback = Callable[[Event, "JobTracker"], None]
+
+# Batch event types. job_* events carry the job's id, index, label and prompt_id.
+BATCH_STARTED, BATCH_FINISHED = "batch_started", "batch_finished"
+JOB_SUBMITTED, JOB_RUNNING, JOB_PROGRESS, JOB_FINISHED = "job_submitted", "job_running", "job_progress", "job_finished"
+JOB_WAITING, JOB_RETRY, JOB_RESUBMITTED, JOB_ADOPTED = "job_waiting", "job_retry", "job_resubmitted", "job_adopted"
+JOB_WS_DROPPED, JOB_WS_RECONNECTED, JOB_HISTORY_POLL = "job_ws_dropped", "job_ws_reconnected", "job_history_poll"
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    """One thing that happened in a batch: ``type`` is a BATCH_* or JOB_* constant,
+    ``data`` what the type carries (see BatchRunner). ``job`` is None for batch_* events."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    job: str | None = None
+    index: int | None = None
+    label: str = ""
+    prompt_id: str | None = None
+    t: float = field(default_factory=time.monotonic)
+
+    def to_json(self) -> dict[str, Any]:
+        """The flat JSON object ``batch --json`` prints: type, the job's fields, then data."""
+        head: dict[str, Any] = {"type": self.type}
+        if self.job is not None:
+            head.update(job=self.job, index=self.index, label=self.label, prompt_id=self.prompt_id)
+        return {**head, **self.data}
+
+
+BatchEventSink = Callable[[BatchEvent], None]
 
 
 def parse_frame(frame: str | bytes | bytearray) -> Event | None:

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .cli import UsageError
+from .errors import UsageError
 from .convert import WIDGET_TYPES
 
 log = logging.getLogger("comfy_avatar.driver.params")

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .client import ComfyClient, normalize_url
+from .client import ComfyClient
 from .errors import DriverError, ServerUnreachable
+from .servers import normalize_url
 
 log = logging.getLogger("comfy_avatar.driver.pool")
 

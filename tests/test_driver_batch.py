@@ -103,7 +103,8 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 from _fake_comfy import FakeComfy, FakeJob  # noqa: E402
-from driver.batch import BatchJob, BatchRunner, job_prompt_id  # noqa: E402
+from driver.batch import BatchJob, BatchOptions, BatchRunner, job_prompt_id  # noqa: E402
+from driver.events import BatchEvent  # noqa: E402
 from driver.callback import CallbackSender, verify  # noqa: E402
 from driver.manifest import verify_manifest  # noqa: E402
 from driver.pool import ServerPool  # noqa: E402
@@ -118,12 +119,14 @@ def _jobs(tmp: Path, n: int, batch: str = "b", prompt: dict | None = None) -> li
                      tmp / "out" / f"{i:04d}", label=f"job{i}") for i in range(n)]
 
 
-def _runner(jobs, urls, store=None, queue_ttl_s: float = 0.5, **kw) -> BatchRunner:
-    kw.setdefault("backoff_base_s", 0.05)
-    kw.setdefault("backoff_max_s", 0.2)
-    kw.setdefault("client_options", {"ws_silence_s": 0.5, "poll_interval_s": 0.1, "reconnect_give_up_s": 5.0})
+def _runner(jobs, urls, store=None, queue_ttl_s: float = 0.5, on_event=None, callback=None, **options) -> BatchRunner:
+    """A runner with short backoffs and client timings; ``options`` are BatchOptions fields."""
+    options = {"backoff_base_s": 0.05, "backoff_max_s": 0.2, "ws_silence_s": 0.5, "poll_interval_s": 0.1,
+               "reconnect_give_up_s": 5.0, **options}
     pool = ServerPool(urls, backoff_base_s=0.05, backoff_max_s=0.2, request_timeout=3, queue_ttl_s=queue_ttl_s)
-    return BatchRunner(jobs, pool, batch_id=jobs[0].id.rsplit("-", 1)[0] if jobs else "b", store=store, **kw)
+    batch_id = jobs[0].id.rsplit("-", 1)[0] if jobs else "b"
+    return BatchRunner(jobs, pool, BatchOptions(batch_id=batch_id, **options), store=store, on_event=on_event,
+                       callback=callback)
 
 
 def _store(tmp: Path) -> JobStore:
@@ -150,7 +153,7 @@ def test_batch_runs_every_job_once_with_manifests_and_records(tmp_path: Path) ->
         fake.enqueue = enqueue
         store = _store(tmp_path)
         jobs = _jobs(tmp_path, 12)
-        events: list[dict] = []
+        events: list[BatchEvent] = []
         summary = _runner(jobs, [fake.url], store, concurrency=3, on_event=events.append).run()
     assert summary.exit_code == 0 and summary.succeeded == 12
     assert sorted(_executions(fake)) == sorted(j.prompt_id for j in jobs)
@@ -165,7 +168,7 @@ def test_batch_runs_every_job_once_with_manifests_and_records(tmp_path: Path) ->
         rec = store.get(j.id)
         assert [h["status"] for h in rec.history] == ["pending", "submitted", "running", "succeeded"]
         assert rec.outputs[0]["sha256"] == m["outputs"][0]["sha256"] and rec.server == fake.url
-    kinds = [e["type"] for e in events]
+    kinds = [e.type for e in events]
     assert kinds[0] == "batch_started" and kinds[-1] == "batch_finished"
     assert kinds.count("job_finished") == 12
 
@@ -180,14 +183,14 @@ def test_transient_5xx_is_retried_with_backoff_and_never_doubles(tmp_path: Path)
     with FakeComfy() as fake:
         store = _store(tmp_path)
         jobs = _jobs(tmp_path, 1)
-        events: list[dict] = []
+        events: list[BatchEvent] = []
         runner = _runner(jobs, [fake.url], store, on_event=events.append, queue_ttl_s=60)
         runner.pool.probe_all()
         fake.fail_next["/prompt"] = 2          # the next two POST /prompt answer 500
         summary = runner.run()
     assert summary.exit_code == 0
     assert _executions(fake) == {jobs[0].prompt_id: 1}
-    assert [e["attempt"] for e in events if e["type"] == "job_retry"] == [1, 2]
+    assert [e.data["attempt"] for e in events if e.type == "job_retry"] == [1, 2]
     rec = store.get(jobs[0].id)
     assert rec.attempts == 3 and "retrying" in [h["status"] for h in rec.history]
 
@@ -225,10 +228,10 @@ def test_ws_drop_mid_run_still_completes(tmp_path: Path) -> None:
         time.sleep(0.2)
         default_scenario_rest(job)
     with FakeComfy(dropping) as fake:
-        events: list[dict] = []
+        events: list[BatchEvent] = []
         summary = _runner(_jobs(tmp_path, 3), [fake.url], on_event=events.append, concurrency=1).run()
     assert summary.succeeded == 3
-    assert any(e["type"] == "job_ws_reconnected" for e in events)
+    assert any(e.type == "job_ws_reconnected" for e in events)
     assert set(_executions(fake).values()) == {1}
 
 
@@ -254,11 +257,11 @@ def test_server_restart_mid_queue_every_job_ends_exactly_once(tmp_path: Path) ->
     with FakeComfy(scenario) as fake:
         store = _store(tmp_path)
         jobs = _jobs(tmp_path, 10)
-        events: list[dict] = []
+        events: list[BatchEvent] = []
         summary = _runner(jobs, [fake.url], store, concurrency=4, on_event=events.append).run()
     assert summary.succeeded == 10
     assert sorted(ran) == sorted(j.prompt_id for j in jobs), "every job's result exactly once"
-    resubmitted = [e["job"] for e in events if e["type"] == "job_resubmitted"]
+    resubmitted = [e.job for e in events if e.type == "job_resubmitted"]
     assert resubmitted and len(resubmitted) == len(set(resubmitted)), "a vanished job is resubmitted once"
     assert max(_executions(fake).values()) == 2 and set(_executions(fake)) == {j.prompt_id for j in jobs}
     for j in jobs:

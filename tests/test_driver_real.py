@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import comfyui_dir
 
-from driver.batch import BatchJob, BatchRunner, job_prompt_id
+from driver.batch import BatchJob, BatchOptions, BatchRunner, job_prompt_id
+from driver.events import BatchEvent
 from driver.pool import ServerPool
 from driver.store import SUCCEEDED, TERMINAL, JobStore
 
@@ -58,7 +59,8 @@ def test_200_prompt_batch_no_lost_no_duplicated_results(tmp_path: Path) -> None:
     batch = f"real200-{int(time.time())}"
     jobs = _jobs(tmp_path, batch, [_trivial(i, batch) for i in range(200)])
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
-    summary = BatchRunner(jobs, ServerPool([comfy.url]), batch_id=batch, store=store, concurrency=8).run()
+    summary = BatchRunner(jobs, ServerPool([comfy.url]), BatchOptions(batch_id=batch, concurrency=8),
+                          store=store).run()
     assert summary.succeeded == 200, summary.to_dict()
     # every job has exactly its own output, downloaded once, with a matching sha256
     names = []
@@ -131,23 +133,23 @@ def test_websocket_killed_mid_run_job_still_completes(tmp_path: Path) -> None:
     proxy = _Proxy(comfy.port)
     batch = f"realws-{int(time.time())}"
     jobs = _jobs(tmp_path, batch, [_slow(0, batch)])
-    events: list[dict] = []
+    events: list[BatchEvent] = []
     killed: list[int] = []
 
-    def on_event(e: dict) -> None:
+    def on_event(e: BatchEvent) -> None:
         events.append(e)
-        if e["type"] == "job_progress" and e.get("node") == "2" and not killed:
+        if e.type == "job_progress" and e.data.get("node") == "2" and not killed:
             killed.append(proxy.kill())          # every connection, the websocket included, dies now
 
     try:
-        summary = BatchRunner(jobs, ServerPool([f"http://127.0.0.1:{proxy.port}"]), batch_id=batch,
-                              on_event=on_event, concurrency=1,
-                              client_options={"ws_silence_s": 2.0, "poll_interval_s": 0.5}).run()
+        summary = BatchRunner(jobs, ServerPool([f"http://127.0.0.1:{proxy.port}"]),
+                              BatchOptions(batch_id=batch, concurrency=1, ws_silence_s=2.0, poll_interval_s=0.5),
+                              on_event=on_event).run()
     finally:
         proxy.close()
     assert killed and killed[0] >= 1
     assert summary.succeeded == 1, summary.jobs[0].error
-    kinds = [e["type"] for e in events]
+    kinds = [e.type for e in events]
     assert "job_ws_reconnected" in kinds, kinds   # reconnected with the same client id and resynced
     assert len(summary.jobs[0].files) == 1 and kinds.count("job_submitted") == 1
 
@@ -164,10 +166,10 @@ def test_server_killed_and_restarted_mid_queue_every_job_ends_exactly_once(tmp_p
     done_before_kill: list[str] = []
     lock = threading.Lock()
 
-    def on_event(e: dict) -> None:
+    def on_event(e: BatchEvent) -> None:
         with lock:
-            if e["type"] == "job_finished" and not restarted:
-                done_before_kill.append(e["job"])
+            if e.type == "job_finished" and not restarted:
+                done_before_kill.append(e.job)
                 if len(done_before_kill) == 1:
                     threading.Thread(target=kill_and_restart, daemon=True).start()
                     restarted.append(comfy)
@@ -183,10 +185,10 @@ def test_server_killed_and_restarted_mid_queue_every_job_ends_exactly_once(tmp_p
         restarted.append(again)
 
     try:
-        summary = BatchRunner(jobs, ServerPool([comfy.url], backoff_max_s=5.0), batch_id=batch, store=store,
-                              concurrency=5, give_up_s=400, retries=6, backoff_max_s=5.0, on_event=on_event,
-                              client_options={"ws_silence_s": 5.0, "poll_interval_s": 1.0,
-                                              "reconnect_give_up_s": 20.0}).run()
+        options = BatchOptions(batch_id=batch, concurrency=5, give_up_s=400, retries=6, backoff_max_s=5.0,
+                               ws_silence_s=5.0, poll_interval_s=1.0, reconnect_give_up_s=20.0)
+        summary = BatchRunner(jobs, ServerPool([comfy.url], backoff_max_s=5.0), options, store=store,
+                              on_event=on_event).run()
     finally:
         for c in [comfy, *restarted[1:]]:
             c.stop()
