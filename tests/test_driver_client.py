@@ -456,3 +456,48 @@ def test_one_client_follows_one_prompt_at_a_time() -> None:
         release.set()
         t.join(20)
     assert first["r"].status == "success" and len(fake.posted) == 1
+
+
+def test_websocket_private_recv_contract() -> None:
+    """driver.client._BufferedWebSocket overrides websocket-client's private
+    ``WebSocket._recv(bufsize)`` (same code in 1.7.0 to 1.9.x; pyproject.toml pins
+    websocket-client below 1.10). This fails when a release changes what it relies on:
+    the method's signature, or the frame reader reading the socket only through it.
+    Re-check _BufferedWebSocket against the new release before raising the pin."""
+    import inspect
+
+    import websocket
+
+    from driver.client import _BufferedWebSocket
+
+    params = list(inspect.signature(websocket.WebSocket._recv).parameters)
+    assert params == ["self", "bufsize"], f"websocket-client changed WebSocket._recv to {params}"
+
+    reads: list[int] = []
+
+    class CountingSocket:
+        """The socket as websocket-client sees it, counting reads."""
+
+        def __init__(self, sock: socket.socket) -> None:
+            self._sock = sock
+
+        def recv(self, bufsize: int) -> bytes:
+            reads.append(bufsize)
+            return self._sock.recv(bufsize)
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(self._sock, name)
+
+    ours, server = socket.socketpair()
+    try:
+        ours.settimeout(5)
+        ws = _BufferedWebSocket(skip_utf8_validation=True)
+        ws.sock, ws.connected = CountingSocket(ours), True
+        texts = ["one", "two", "three"]
+        server.sendall(b"".join(bytes([0x81, len(t)]) + t.encode() for t in texts))  # unmasked text frames
+        assert [ws.recv() for _ in texts] == texts
+        # websocket-client alone reads each frame's header and payload separately (6 reads)
+        assert len(reads) == 1, f"frames were read with {len(reads)} socket reads: _recv is no longer the frame reader's"
+    finally:
+        ours.close()
+        server.close()
