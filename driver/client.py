@@ -20,15 +20,25 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import websocket
 
 from . import events as ev
-from .errors import (DriverError, JobFailed, JobInterrupted, JobLost, JobTimeout, PromptRejected,
-                     ServerError, ServerUnreachable, parse_node_errors)
+from .errors import (
+    DriverError,
+    JobFailed,
+    JobInterrupted,
+    JobLost,
+    JobTimeout,
+    PromptRejected,
+    ServerError,
+    ServerUnreachable,
+    parse_node_errors,
+)
 from .events import Event, EventCallback, JobTracker
 from .manifest import write_all
 from .results import Downloaded, JobResult, OutputFile, Uploaded, collect_outputs
@@ -104,7 +114,7 @@ class ComfyClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "ComfyClient":
+    def __enter__(self) -> ComfyClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -285,7 +295,7 @@ class ComfyClient:
             self._following.release()
 
     def _follow(self, job: JobTracker, ws: websocket.WebSocket | None, on_event: EventCallback | None,
-                deadline: float | None, timeout: float | None, resubmit: "_Resubmit | None",
+                deadline: float | None, timeout: float | None, resubmit: _Resubmit | None,
                 cancel_on_timeout: bool) -> JobResult:
         last_rx = last_poll = time.monotonic()
         down_since: float | None = None
@@ -368,7 +378,7 @@ class ComfyClient:
         if job.apply(event) or event.prompt_id is None:
             self._emit(on_event, event, job)
 
-    def _check_server(self, job: JobTracker, on_event: EventCallback | None, resubmit: "_Resubmit | None") -> bool:
+    def _check_server(self, job: JobTracker, on_event: EventCallback | None, resubmit: _Resubmit | None) -> bool:
         """Resync from the server; True when /history has the finished prompt.
 
         Order matters: /queue first, then /history. A prompt moves queue -> running

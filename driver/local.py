@@ -18,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import requests
 
@@ -135,7 +135,7 @@ class LocalComfy:
             raise RuntimeError("LocalComfy is not started")
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "LocalComfy":
+    def __enter__(self) -> LocalComfy:
         self.start()
         return self
 

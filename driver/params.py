@@ -17,11 +17,12 @@ import copy
 import json
 import logging
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from .errors import UsageError
 from .convert import WIDGET_TYPES
+from .errors import UsageError
 
 log = logging.getLogger("comfy_avatar.driver.params")
 
@@ -42,7 +43,7 @@ class Override:
     spec: str        # the whole --set argument, for messages
 
     @classmethod
-    def parse(cls, spec: str) -> "Override":
+    def parse(cls, spec: str) -> Override:
         left, sep, raw = spec.partition("=")
         target, dot, name = left.rpartition(".")
         if not sep or not dot or not target.strip() or not name.strip():

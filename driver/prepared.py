@@ -13,7 +13,8 @@ through ``Connection.execute`` as usual.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy.engine import Connection, CursorResult, Dialect
 from sqlalchemy.sql import Executable

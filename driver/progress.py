@@ -15,8 +15,7 @@ import time
 from typing import IO, Any, Literal
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn,
-                           TimeElapsedColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from . import events as ev
 from .events import Event, JobTracker
@@ -25,7 +24,7 @@ Mode = Literal["auto", "bar", "log", "json", "none"]
 
 
 class _Base:
-    def __enter__(self) -> "_Base":
+    def __enter__(self) -> _Base:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -50,7 +49,7 @@ class RichProgress(_Base):
         self._overall: TaskID | None = None
         self._step: TaskID | None = None
 
-    def __enter__(self) -> "RichProgress":
+    def __enter__(self) -> RichProgress:
         self.bars.start()
         self._overall = self.bars.add_task("waiting for the server", total=None)
         self._step = self.bars.add_task("", total=None, visible=False)

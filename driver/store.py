@@ -18,12 +18,28 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, and_, create_engine,
-                        bindparam, event, insert, select, update)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
@@ -85,8 +101,8 @@ class JobRow(_Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=_now)
     finished_at: Mapped[dt.datetime | None] = mapped_column()
 
-    history: Mapped[list["StatusRow"]] = relationship(order_by="StatusRow.id", cascade="all, delete-orphan")
-    outputs: Mapped[list["OutputRow"]] = relationship(order_by="OutputRow.id", cascade="all, delete-orphan")
+    history: Mapped[list[StatusRow]] = relationship(order_by="StatusRow.id", cascade="all, delete-orphan")
+    outputs: Mapped[list[OutputRow]] = relationship(order_by="OutputRow.id", cascade="all, delete-orphan")
 
 
 class StatusRow(_Base):
@@ -258,7 +274,7 @@ class JobStore:
             with self._writer.begin():
                 yield self._writer
 
-    def __enter__(self) -> "JobStore":
+    def __enter__(self) -> JobStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json as _json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 import urllib3

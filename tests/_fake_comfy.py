@@ -22,10 +22,11 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -117,7 +118,7 @@ class WsConn:
 class FakeJob:
     """One queued prompt as the scenario sees it; methods send ComfyUI's messages."""
 
-    def __init__(self, server: "FakeComfy", number: int, prompt_id: str, prompt: dict, extra: dict) -> None:
+    def __init__(self, server: FakeComfy, number: int, prompt_id: str, prompt: dict, extra: dict) -> None:
         self.server, self.number, self.prompt_id, self.prompt, self.extra = server, number, prompt_id, prompt, extra
         self.client_id: str | None = extra.get("client_id")
         self.messages: list[list[Any]] = []
@@ -232,7 +233,7 @@ class FakeComfy:
         self.last_node_id: str | None = None
         self.mutex = threading.RLock()
         self.closed = False
-        self._q: "queue.Queue[FakeJob | None]" = queue.Queue()
+        self._q: queue.Queue[FakeJob | None] = queue.Queue()
         self._number = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
         self._httpd.daemon_threads = True
@@ -240,7 +241,7 @@ class FakeComfy:
         self.url = f"http://127.0.0.1:{self.port}"
         self._threads: list[threading.Thread] = []
 
-    def __enter__(self) -> "FakeComfy":
+    def __enter__(self) -> FakeComfy:
         serve = lambda: self._httpd.serve_forever(poll_interval=0.05)  # noqa: E731
         for target in (serve, self._worker):
             t = threading.Thread(target=target, daemon=True)

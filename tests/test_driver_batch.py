@@ -103,9 +103,10 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 from _fake_comfy import FakeComfy, FakeJob  # noqa: E402
+
 from driver.batch import BatchJob, BatchOptions, BatchRunner, job_prompt_id  # noqa: E402
-from driver.events import BatchEvent  # noqa: E402
 from driver.callback import CallbackSender, verify  # noqa: E402
+from driver.events import BatchEvent  # noqa: E402
 from driver.manifest import verify_manifest  # noqa: E402
 from driver.pool import ServerPool  # noqa: E402
 from driver.store import CANCELLED, FAILED, SUCCEEDED, TERMINAL, JobStore  # noqa: E402

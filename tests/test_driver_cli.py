@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _fake_comfy import FakeComfy, FakeJob, load_recorded
+
 from driver import cli
 from driver.convert import ConversionError
 from driver.errors import ServerUnreachable

@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _fake_comfy import FakeComfy, FakeJob, load_recorded, recorded_scenario
+
 from driver import events as ev
 from driver.client import ComfyClient, JobResult, OutputFile
-from driver.errors import (DriverError, JobFailed, JobInterrupted, JobLost, JobTimeout, PromptRejected,
-                           ServerUnreachable)
+from driver.errors import DriverError, JobFailed, JobInterrupted, JobLost, JobTimeout, PromptRejected, ServerUnreachable
 from driver.events import JobTracker, parse_frame
 
 PROMPT = {
@@ -131,9 +130,8 @@ def test_execution_error_raises_job_failed_with_node_message() -> None:
         job.node("2")
         job.fail("2", "steps must be positive", "ValueError")
 
-    with FakeComfy(boom) as fake, _client(fake) as client:
-        with pytest.raises(JobFailed) as info:
-            client.run(PROMPT)
+    with FakeComfy(boom) as fake, _client(fake) as client, pytest.raises(JobFailed) as info:
+        client.run(PROMPT)
     err = info.value
     assert (err.node_id, err.node_type, err.exception_type) == ("2", "KSamplerLike", "ValueError")
     assert err.exception_message == "steps must be positive"
@@ -149,9 +147,8 @@ def test_interrupted_prompt_raises_job_interrupted() -> None:
         job.message("execution_interrupted", {"node_id": "1", "node_type": "EmptyImage", "executed": []})
         job.finish("error")
 
-    with FakeComfy(stopped) as fake, _client(fake) as client:
-        with pytest.raises(JobInterrupted, match="interrupted"):
-            client.run(PROMPT)
+    with FakeComfy(stopped) as fake, _client(fake) as client, pytest.raises(JobInterrupted, match="interrupted"):
+        client.run(PROMPT)
 
 
 def test_validation_error_400_is_readable() -> None:
@@ -168,9 +165,8 @@ def test_validation_error_400_is_readable() -> None:
 
 
 def test_unknown_node_type_400_names_the_node() -> None:
-    with FakeComfy() as fake, _client(fake) as client:
-        with pytest.raises(PromptRejected) as info:
-            client.submit({"7": {"class_type": "NoSuchNode", "inputs": {}}})
+    with FakeComfy() as fake, _client(fake) as client, pytest.raises(PromptRejected) as info:
+        client.submit({"7": {"class_type": "NoSuchNode", "inputs": {}}})
     assert "NoSuchNode does not exist" in str(info.value) and "Node ID '#7'" in str(info.value)
     assert "custom node pack" in str(info.value)
 
@@ -294,9 +290,9 @@ def test_lost_prompt_without_resubmission_raises_job_lost() -> None:
         job.start()
         job.server.restart()
 
-    with FakeComfy(restarting) as fake, _client(fake, ws_silence_s=0.3, poll_interval_s=0.1) as client:
-        with pytest.raises(JobLost) as info:
-            client.run(PROMPT, resubmit_lost=0, timeout=20)
+    with FakeComfy(restarting) as fake, _client(fake, ws_silence_s=0.3, poll_interval_s=0.1) as client, \
+            pytest.raises(JobLost) as info:
+        client.run(PROMPT, resubmit_lost=0, timeout=20)
     assert info.value.transient and len(fake.posted) == 1
 
 
@@ -350,9 +346,8 @@ def test_download_never_escapes_out_dir(tmp_path: Path) -> None:
 
 
 def test_download_of_missing_file_leaves_no_partial(tmp_path: Path) -> None:
-    with FakeComfy() as fake, _client(fake) as client:
-        with pytest.raises(DriverError, match="HTTP 404"):
-            client.download([OutputFile("3", "images", "gone.png")], tmp_path)
+    with FakeComfy() as fake, _client(fake) as client, pytest.raises(DriverError, match="HTTP 404"):
+        client.download([OutputFile("3", "images", "gone.png")], tmp_path)
     assert list(tmp_path.rglob("*")) == []
 
 

@@ -4,7 +4,6 @@ EmptyImage -> SaveImage, through the real CLI."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess

@@ -25,8 +25,14 @@ from pathlib import Path
 import pytest
 from conftest import comfyui_dir, need
 
-from driver.convert import (ConversionError, process_dynamic_prompt, required_node_types,
-                            to_api_prompt, ui_to_api, widget_layout)
+from driver.convert import (
+    ConversionError,
+    process_dynamic_prompt,
+    required_node_types,
+    to_api_prompt,
+    ui_to_api,
+    widget_layout,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "convert"
@@ -167,7 +173,7 @@ def test_live_editor_agrees_with_the_converter() -> None:
     info = requests.get(url + "/object_info", timeout=60).json()
     with EditorOracle(url) as oracle:
         cases = build_cases(oracle)
-    for name, case in cases.items():
+    for case in cases.values():
         assert_same_prompt(ui_to_api(case["workflow"], info), case["api"], case["workflow"])
 
 

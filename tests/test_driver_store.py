@@ -17,8 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from driver.store import (CANCELLED, FAILED, PENDING, RUNNING, SUBMITTED, SUCCEEDED, JobStore, StoreError,
-                          canonical_hash, default_url)
+from driver.store import (
+    CANCELLED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUBMITTED,
+    SUCCEEDED,
+    JobStore,
+    StoreError,
+    canonical_hash,
+    default_url,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
