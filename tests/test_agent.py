@@ -15,10 +15,9 @@ import pytest
 from comfy_avatar_nodes.core.llm import intent as intent_mod
 from comfy_avatar_nodes.core.llm import requirements as req_mod
 from comfy_avatar_nodes.core.executor.agent import AgentError, build_asset, parse_formats
-from comfy_avatar_nodes.core.config import load_config
+from comfy_avatar_nodes.core.config import SandboxSettings, load_settings
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.llm.client import LLMClient
-from comfy_avatar_nodes.core.executor.sandbox import SandboxSettings
 
 from _agent_helpers import contains_bytes, files_under, validate_glb
 from _fake_llm import FakeLLM, llm_env, png_bytes
@@ -76,13 +75,13 @@ def fake(monkeypatch):
 
 
 def client(role: str) -> LLMClient:
-    c = LLMClient.for_role(role, load_config())
+    c = LLMClient.for_role(role, load_settings().llm)
     c.sleep = lambda s: None
     return c
 
 
 def build(req, out: Path, runtime, **kw):
-    kw.setdefault("settings", SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=4096))
+    kw.setdefault("sandbox", SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=4096))
     return asyncio.run(build_asset(req, coder=client("coder"), out_dir=out, name="stool", runtime=runtime, **kw))
 
 
@@ -168,7 +167,7 @@ def test_never_ending_script_ends_in_a_clear_error_with_the_attempts_log(blender
     fake.always("coder-model", "```python\nimport bpy\nbpy.ops.mesh.primitive_cube_add()\nwhile True:\n    pass\n```")
     with pytest.raises(AgentError) as ei:
         build(STOOL, tmp_path, blender_runtime, max_attempts=2,
-              settings=SandboxSettings(timeout_s=6, cpu_s=60, memory_mb=4096))
+              sandbox=SandboxSettings(timeout_s=6, cpu_s=60, memory_mb=4096))
     msg = str(ei.value)
     assert msg.startswith("Blender executor: the script failed in all 2 attempt(s)")
     assert "did not finish within 6 s" in msg and "Attempts log:" in msg
@@ -187,7 +186,7 @@ def test_empty_scene_and_unreachable_coder_name_their_stage(blender_runtime, fak
     fake.queues["coder-model"].append({"status": 404, "body": {"error": {"message": "model gone"}}})
     with pytest.raises(AgentError) as ei:
         asyncio.run(build_asset(STOOL, coder=c, out_dir=tmp_path, name="stool", runtime=blender_runtime,
-                                settings=SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=4096)))
+                                sandbox=SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=4096)))
     msg = str(ei.value)
     assert "could not repair the script" in msg and "HTTP 404" in msg and "model gone" in msg
     log = json.loads(ei.value.attempts_log.read_text())

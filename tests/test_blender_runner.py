@@ -17,7 +17,7 @@ import pytest
 
 from comfy_avatar_nodes.core.runtime import blender as rb
 from comfy_avatar_nodes.core.runtime.blender import BlenderRuntime, ResourceLimits, run_blender, run_blender_sync
-from comfy_avatar_nodes.core.config import PACK_DIR, load_config
+from comfy_avatar_nodes.core.config import PACK_DIR, load_settings
 from comfy_avatar_nodes.core.errors import BlenderError
 
 PROBE = Path(__file__).parent / "data" / "blender" / "runner_probe.py"
@@ -223,7 +223,7 @@ def test_missing_binary_names_blender_bin_and_the_fix(clean_env, tmp_path):
 def test_missing_default_runtime_names_both_settings_and_the_fix(clean_env, tmp_path):
     clean_env.setenv("COMFY_AVATAR__BLENDER__RUNTIME_DIR", str(tmp_path / "empty"))
     with pytest.raises(BlenderError) as err:
-        rb.find_runtime(load_config())
+        rb.find_runtime(load_settings().blender)
     msg = str(err.value)
     assert "BLENDER_BIN" in msg and "COMFY_AVATAR_BLENDER_PYTHON" in msg
     assert "python install.py" in msg and str(tmp_path / "empty" / "blender-venv") in msg
@@ -232,7 +232,7 @@ def test_missing_default_runtime_names_both_settings_and_the_fix(clean_env, tmp_
 def test_broken_python_runtime_is_reported(clean_env, tmp_path):
     clean_env.setenv("COMFY_AVATAR_BLENDER_PYTHON", sys.executable)  # a Python without bpy
     with pytest.raises(BlenderError) as err:
-        rb.find_runtime(load_config())
+        rb.find_runtime(load_settings().blender)
     assert "COMFY_AVATAR_BLENDER_PYTHON" in str(err.value) and "cannot import bpy" in str(err.value)
     assert "No module named 'bpy'" in str(err.value)
 

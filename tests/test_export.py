@@ -1,4 +1,4 @@
-"""Export stage (blender_cli/export_asset.py through core.export): formats, LODs, skins, previews,
+"""Export stage (blender_cli/export_asset.py through core.export.asset): formats, LODs, skins, previews,
 metadata, validator, and bad inputs that leave nothing behind."""
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from PIL import Image
 from _js import check_with_node
 from _rig_helpers import write_faceless_glb, write_humanoid_glb
 from comfy_avatar_nodes.core.errors import AvatarError
-from comfy_avatar_nodes.core.export.asset import (check_lods, check_metadata, export_asset_sync, next_free_stem,
-                                            parse_metadata)
+from comfy_avatar_nodes.core.assets import next_free_stem, next_output_path
+from comfy_avatar_nodes.core.export.asset import check_lods, check_metadata, export_asset_sync
+from comfy_avatar_nodes.core.jsontext import parse_object
 from comfy_avatar_nodes.core.rig.cpu import rig_to_vrm_sync
 from comfy_avatar_nodes.core.vrm.gltf import accessor, load_glb
 from comfy_avatar_nodes.core.vrm.meta import VrmMeta
@@ -81,17 +82,22 @@ def test_metadata_with_a_configured_secret_value_is_refused_without_echoing_it(c
     assert "metadata.notes" in str(err.value) and "s3cr3t-value-123456" not in str(err.value)
 
 
-def test_parse_metadata_and_free_stems(tmp_path):
-    assert parse_metadata("") == {} and parse_metadata('{"a": 1}') == {"a": 1}
-    with pytest.raises(AvatarError, match="metadata: not valid JSON"):
-        parse_metadata("{title: x}")
-    with pytest.raises(AvatarError, match="metadata: a JSON list is not an object"):
-        parse_metadata("[1]")
+def test_widget_json_and_free_stems(tmp_path):
+    parse = lambda text: parse_object(text, "metadata", '{"title": "My avatar"}')  # noqa: E731
+    assert parse("") == {} and parse('{"a": 1}') == {"a": 1}
+    with pytest.raises(AvatarError, match=r"^metadata: is not valid JSON \(Expecting property name .* line 1, column 2\)"
+                                          r"\. Fix: write a JSON object such as \{\"title\""):
+        parse("{title: x}")
+    with pytest.raises(AvatarError, match="metadata: must be a JSON object, got list"):
+        parse("[1]")
     assert next_free_stem(tmp_path / "none", "export") == "export_00001"
     (tmp_path / "export_00001_lod0.glb").write_bytes(b"x")
     (tmp_path / "export_00003.fbx").write_bytes(b"x")
     (tmp_path / "export_000099.glb").write_bytes(b"x")  # not a counter name
     assert next_free_stem(tmp_path, "export") == "export_00004"
+    # one counter for every writer: a .vrm after export_00004_lod0.glb is export_00005.vrm, so companions never collide
+    (tmp_path / "export_00004_lod0.glb").write_bytes(b"x")
+    assert next_output_path(tmp_path, "export", "vrm").name == "export_00005.vrm"
 
 
 @pytest.mark.parametrize("case", ["missing", "extension", "empty_file", "formats", "bad_format", "lod_zero",

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from comfy_avatar_nodes.core.config import load_config
+from comfy_avatar_nodes.core.config import load_settings
 from comfy_avatar_nodes.core.llm.client import Endpoint, LLMClient, LLMError, ask_json, parse_json_object, user_message
 
 from _fake_llm import FakeLLM, llm_env, png_bytes
@@ -22,7 +22,7 @@ def fake(monkeypatch):
 
 
 def client(role="coder", **kw) -> LLMClient:
-    c = LLMClient.for_role(role, load_config(), **kw)
+    c = LLMClient.for_role(role, load_settings().llm, **kw)
     c.sleep = lambda s: c.slept.append(s)  # type: ignore[attr-defined]
     c.slept = []  # type: ignore[attr-defined]
     return c
@@ -121,9 +121,9 @@ def test_slow_server_times_out_and_retries(fake):
 def test_endpoint_config_errors_name_the_setting(monkeypatch):
     monkeypatch.setenv("COMFY_AVATAR__LLM__VISION__BASE_URL", "localhost:8000")
     with pytest.raises(LLMError, match=r"llm.vision.base_url: 'localhost:8000' is not an http\(s\) URL"):
-        Endpoint.from_config("vision", load_config())
+        Endpoint.from_settings("vision", load_settings().llm)
     with pytest.raises(LLMError, match="pick intent, vision or coder"):
-        Endpoint.from_config("painter", load_config())
+        Endpoint.from_settings("painter", load_settings().llm)
 
 
 def test_ask_json_repairs_prose_then_fails_with_stage(fake):

@@ -8,9 +8,10 @@ import pytest
 
 from comfy_avatar_nodes.core.llm import intent as intent_mod
 from comfy_avatar_nodes.core.llm import requirements as req_mod
-from comfy_avatar_nodes.core.config import load_config
+from comfy_avatar_nodes.core.config import load_settings
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.llm.client import LLMClient, LLMError
+from comfy_avatar_nodes.core.executor.sandbox import ALLOWED_IMPORTS
 from comfy_avatar_nodes.core.llm.script_writer import extract_code, repair_script, write_script
 
 from _fake_llm import FakeLLM, llm_env, png_bytes
@@ -41,7 +42,7 @@ def fake(monkeypatch):
 
 
 def client(role: str) -> LLMClient:
-    c = LLMClient.for_role(role, load_config())
+    c = LLMClient.for_role(role, load_settings().llm)
     c.sleep = lambda s: None
     return c
 
@@ -132,7 +133,8 @@ def test_requirements_give_up_naming_the_stage(fake):
 
 def test_script_writer_sends_the_contract_and_extracts_code(fake):
     fake.script("coder-model", ["Here you go:\n```python\nimport bpy\nbpy.ops.mesh.primitive_cube_add()\n```\nEnjoy!"])
-    code = write_script(client("coder"), STOOL, blender_version="5.0.1", formats=["glb", "fbx"])
+    code = write_script(client("coder"), STOOL, allowed_imports=ALLOWED_IMPORTS, blender_version="5.0.1",
+                        formats=["glb", "fbx"])
     assert code == "import bpy\nbpy.ops.mesh.primitive_cube_add()\n"
     system = fake.seen[0].body["messages"][0]["content"]
     assert "Blender 5.0.1" in system and "metres" in system and "glb, fbx" in system
@@ -144,7 +146,7 @@ def test_repair_prompt_carries_script_error_and_log_tail(fake):
     fake.script("coder-model", ["```python\nimport bpy\n```"])
     repair_script(client("coder"), STOOL, "import bpy\nbpy.ops.mesh.primitive_cube_ad()\n",
                   "the script failed at line 2: AttributeError: primitive_cube_ad", "line a\nTraceback line b",
-                  blender_version="5.0.1", attempt=2)
+                  allowed_imports=ALLOWED_IMPORTS, blender_version="5.0.1", attempt=2)
     msgs = fake.seen[0].body["messages"]
     assert msgs[2] == {"role": "assistant", "content": "```python\nimport bpy\nbpy.ops.mesh.primitive_cube_ad()\n```"}
     assert "attempt 2" in msgs[3]["content"] and "AttributeError: primitive_cube_ad" in msgs[3]["content"]

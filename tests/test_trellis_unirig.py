@@ -23,7 +23,7 @@ from conftest import need
 
 from comfy_avatar_nodes.core.mesh import trellis as core_trellis
 from comfy_avatar_nodes.core.rig import unirig as core_unirig
-from comfy_avatar_nodes.core.config import load_config
+from comfy_avatar_nodes.core.config import load_settings
 from comfy_avatar_nodes.core.errors import AvatarError, ConfigError
 from comfy_avatar_nodes.core.rig.humanoid import humanoid_map
 from comfy_avatar_nodes.core.vrm.gltf import Skeleton, read_skeleton
@@ -60,7 +60,7 @@ def _no_workers_left():
 def cfg_with(tmp_path, **values):
     env = {"COMFY_AVATAR__WORKERS__LOG_DIR": str(tmp_path / "workers")}
     env.update({"COMFY_AVATAR__" + k.upper().replace(".", "__"): str(v) for k, v in values.items()})
-    return load_config(env)
+    return load_settings(env)
 
 
 def trellis_weights(tmp_path, complete: bool = False) -> Path:
@@ -104,7 +104,7 @@ def problems_of(err: WorkerError) -> dict[str, list[dict]]:
 def test_trellis_config_errors_name_the_key_and_the_fix(tmp_path, clean_env, example_image):
     out = tmp_path / "o.glb"
     with pytest.raises(ConfigError) as ei:
-        asyncio.run(core_trellis.image_to_mesh_trellis(example_image, out, cfg=cfg_with(tmp_path)))
+        asyncio.run(core_trellis.image_to_mesh_trellis(example_image, out, settings=cfg_with(tmp_path)))
     msg = str(ei.value)
     assert msg.startswith("trellis.python (COMFY_AVATAR__TRELLIS__PYTHON): is not set")
     assert "setup.sh --new-env --basic" in msg and "trellis.repo_dir" in msg
@@ -160,7 +160,7 @@ def test_real_trellis_worker_without_torch_reports_every_problem(tmp_path, clean
     assert err.info["backends"] == {"attn": "flash_attn", "sparse": "spconv", "spconv_algo": "native"}
     # what the node shows: the GPU comes first, everything else is listed below it
     with pytest.raises(AvatarError) as ei:
-        asyncio.run(core_trellis.image_to_mesh_trellis(example_image, tmp_path / "o.glb", cfg=cfg))
+        asyncio.run(core_trellis.image_to_mesh_trellis(example_image, tmp_path / "o.glb", settings=cfg))
     msg = str(ei.value)
     assert msg.startswith("Image to 3D (TRELLIS): TRELLIS needs an NVIDIA GPU with >= 16 GB (no usable CUDA GPU: ")
     assert "Fix: use the CPU silhouette node (Image to Mesh (CPU silhouette inflation))" in msg
@@ -217,9 +217,9 @@ def test_trellis_bad_inputs_fail_before_any_worker(tmp_path, clean_env):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     with pytest.raises(AvatarError, match="^image .*bad.png.: is not a picture"):
-        asyncio.run(core_trellis.image_to_mesh_trellis(bad, tmp_path / "o.glb", cfg=cfg_with(tmp_path)))
+        asyncio.run(core_trellis.image_to_mesh_trellis(bad, tmp_path / "o.glb", settings=cfg_with(tmp_path)))
     with pytest.raises(AvatarError, match="TRELLIS writes GLB files"):
-        asyncio.run(core_trellis.image_to_mesh_trellis(bad, tmp_path / "o.obj", cfg=cfg_with(tmp_path)))
+        asyncio.run(core_trellis.image_to_mesh_trellis(bad, tmp_path / "o.obj", settings=cfg_with(tmp_path)))
     with pytest.raises(AvatarError, match="^ss_steps: 0 is outside 1..100"):
         core_trellis.TrellisParams(ss_steps=0).check()
 
@@ -380,12 +380,12 @@ def test_real_unirig_worker_without_torch_reports_every_problem(tmp_path, clean_
     assert "skin/articulation-xl/model.ckpt" in ckpt["message"]
     assert "facebook/opt-350m" in llm["message"] and str(tmp_path.resolve() / "hub") in llm["message"]
     with pytest.raises(AvatarError) as ei:
-        asyncio.run(core_unirig.rig_unirig(FAKE_UNIRIG / "run.py", tmp_path / "o.glb", cfg=cfg))
+        asyncio.run(core_unirig.rig_unirig(FAKE_UNIRIG / "run.py", tmp_path / "o.glb", settings=cfg))
     assert "UniRig here reads .glb, .obj, .fbx, .vrm" in str(ei.value)  # input checked before the worker
     mesh = tmp_path / "m.glb"
     mesh.write_bytes(b"glTF")
     with pytest.raises(AvatarError) as ei:
-        asyncio.run(core_unirig.rig_unirig(mesh, tmp_path / "o.glb", cfg=cfg))
+        asyncio.run(core_unirig.rig_unirig(mesh, tmp_path / "o.glb", settings=cfg))
     assert str(ei.value).startswith("Auto-rig (UniRig): UniRig needs an NVIDIA GPU with >= 8 GB")
     assert "CPU template rig" in str(ei.value) and not (tmp_path / "o.glb").exists()
 

@@ -82,15 +82,24 @@ def safe_name(name: str, default: str = "asset") -> str:
     return cleaned[:80] or default
 
 
+def next_free_stem(out_dir: str | os.PathLike[str], prefix: str) -> str:
+    """ComfyUI-style counter naming: ``<prefix>_00001``, one past the highest number any file in
+    ``out_dir`` carries (``<prefix>_00003.vrm``, ``<prefix>_00003_lod0.glb``, ``<prefix>_00003.report.json``
+    all count), so a run's companion files never meet another run's, whatever their extension."""
+    base = safe_name(prefix)
+    out = Path(out_dir)
+    used: list[int] = []
+    if out.is_dir():
+        pattern = re.compile(rf"^{re.escape(base)}_(\d{{5}})(?:[._]|$)")
+        used = [int(m.group(1)) for p in out.iterdir() if (m := pattern.match(p.name))]
+    return f"{base}_{(max(used) + 1) if used else 1:05d}"
+
+
 def next_output_path(out_dir: str | os.PathLike[str], prefix: str, ext: str) -> Path:
-    """ComfyUI-style counter naming: <prefix>_00001.<ext>, the first free number."""
+    """``out_dir/<prefix>_NNNNN.<ext>`` with the next free number (:func:`next_free_stem`); makes ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = safe_name(prefix)
-    ext = ext.lstrip(".")
-    pattern = re.compile(rf"^{re.escape(stem)}_(\d{{5}})\.{re.escape(ext)}$")
-    used = [int(m.group(1)) for p in out.iterdir() if (m := pattern.match(p.name))]
-    return out / f"{stem}_{(max(used) + 1) if used else 1:05d}.{ext}"
+    return out / f"{next_free_stem(out, prefix)}.{ext.lstrip('.')}"
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .assets import Asset, next_output_path
-from .config import Config
+from .config import Settings
 from .images import load_image
 from .rig.cpu import rig_to_vrm
 from .mesh.silhouette import image_to_mesh
@@ -26,7 +26,7 @@ class CpuPathResult:
 
 async def image_to_vrm_cpu(image: str | Path, out_dir: str | Path, meta: VrmMeta | None = None, *,
                            height_m: float = 1.7, thickness: float = 0.5, resolution: int = 256,
-                           remesh_voxel: float = 0.0, cfg: Config | None = None) -> CpuPathResult:
+                           remesh_voxel: float = 0.0, settings: Settings | None = None) -> CpuPathResult:
     """Image file -> textured GLB -> rigged VRM 1.0 -> validation report, all under ``out_dir``."""
     out_dir = Path(out_dir)
     timings: dict[str, float] = {}
@@ -41,7 +41,7 @@ async def image_to_vrm_cpu(image: str | Path, out_dir: str | Path, meta: VrmMeta
 
     t0 = time.perf_counter()
     vrm = await rig_to_vrm(mesh_path, next_output_path(out_dir, "avatar", "vrm"), meta or VrmMeta(name="Avatar"),
-                           cfg=cfg, remesh_voxel=remesh_voxel)
+                           settings=settings, remesh_voxel=remesh_voxel)
     timings["rig_export"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

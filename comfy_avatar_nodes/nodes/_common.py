@@ -8,7 +8,7 @@ from typing import Any
 from comfy_api.latest import io, ui
 
 from ..core.assets import next_output_path
-from ..core.config import load_config
+from ..core.config import Settings
 from ..core.errors import AvatarError
 
 # File-backed handles (core.assets.Asset.to_dict()) travel between our nodes.
@@ -25,9 +25,10 @@ def output_root() -> Path:
     return Path(folder_paths.get_output_directory())
 
 
-def output_path(prefix: str, ext: str) -> Path:
-    """A fresh file under <output>/<output.subfolder>/<prefix's folder>/ (prefix like 'avatar/mesh')."""
-    sub = load_config().get("output.subfolder", "comfy-avatar")
+def output_path(prefix: str, ext: str, settings: Settings) -> Path:
+    """A fresh file under <output>/<output.subfolder>/<prefix's folder>/ (prefix like 'avatar/mesh');
+    ``settings``: the ones the node loaded for this run."""
+    sub = settings.output.subfolder
     folder, _, stem = prefix.strip("/").rpartition("/")
     base = output_root() / sub / folder
     resolved = base.resolve()

@@ -1,22 +1,36 @@
 """Blender executor node: runs a model-written script in the sandbox, with the repair loop."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from comfy_api.latest import io
 
 from ..core.assets import Asset
-from ..core.config import load_config
+from ..core.config import SandboxSettings, load_settings
+from ..core.errors import ConfigError
 from ._common import AvatarMesh, model_file, output_path, ui_files
 from ._metadata import with_workflow
 from ._progress import NodeProgress
 from .llm import FORMAT_CHOICES, LLMType, RequirementsType, client_for
 
+log = logging.getLogger("comfy_avatar.nodes")
+
+
+def _defaults() -> SandboxSettings:
+    """The sandbox settings for the widgets' defaults. A broken config must not stop the node from
+    registering (ComfyUI lists nodes at start-up): it fails when the node runs, naming the key."""
+    try:
+        return load_settings().sandbox
+    except ConfigError as e:
+        log.warning("comfy-avatar: %s; the Blender Executor's widgets show the built-in defaults", e)
+        return SandboxSettings()
+
 
 class AvatarBlenderExecutor(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        cfg = load_config()
+        sandbox = _defaults()
         return io.Schema(
             node_id="AvatarBlenderExecutor",
             display_name="Blender Executor (sandboxed, repair loop)",
@@ -35,9 +49,9 @@ class AvatarBlenderExecutor(io.ComfyNode):
                                          tooltip="The requirements the script implements (sent back with repairs)."),
                 io.Combo.Input("formats", options=FORMAT_CHOICES, default="glb",
                                tooltip="Files to export; 'requirements' uses the requirements' output_formats."),
-                io.Int.Input("max_attempts", default=int(cfg.get("sandbox.max_attempts", 3)), min=1, max=10,
+                io.Int.Input("max_attempts", default=sandbox.max_attempts, min=1, max=10,
                              tooltip="Runs in total (the first script plus repairs by the coder model)."),
-                io.Float.Input("timeout_s", default=float(cfg.get("sandbox.timeout_s", 180.0)), min=5.0,
+                io.Float.Input("timeout_s", default=sandbox.timeout_s, min=5.0,
                                max=3600.0, step=5.0,
                                tooltip="Wall-clock limit per Blender run, seconds; a script past it is killed."),
                 io.String.Input("filename_prefix", default="prompt_to_asset/asset",
@@ -58,20 +72,21 @@ class AvatarBlenderExecutor(io.ComfyNode):
     @classmethod
     async def execute(cls, script: str, requirements: dict, formats: str, max_attempts: int, timeout_s: float,
                       filename_prefix: str, llm: dict[str, Any] | None = None) -> io.NodeOutput:
+        from dataclasses import replace
         from pathlib import Path
 
         from ..core.executor.agent import build_asset, parse_formats
-        from ..core.executor.sandbox import SandboxSettings
         from ..core.llm.requirements import validate
 
         req = validate(requirements, "Blender Executor: requirements")
         fmts = parse_formats(formats, req)
-        first = output_path(filename_prefix, fmts[0])
-        settings = SandboxSettings.from_config(timeout_s=timeout_s)
+        settings = load_settings()
+        first = output_path(filename_prefix, fmts[0], settings)
         progress = NodeProgress(max_attempts)
-        res = await build_asset(req, coder=client_for("coder", llm), out_dir=first.parent,
+        res = await build_asset(req, coder=client_for("coder", llm, settings), out_dir=first.parent,
                                 name=first.stem.rsplit("_", 1)[0], formats=fmts, max_attempts=max_attempts,
-                                script=script, settings=settings,
+                                script=script, sandbox=replace(settings.sandbox, timeout_s=timeout_s),
+                                blender=settings.blender,
                                 on_attempt=lambda a: progress.set(a.number))
         main = res.outputs.get("glb") or next(iter(res.outputs.values()))
         kind = "mesh" if main.endswith(".glb") else Path(main).suffix.lstrip(".")

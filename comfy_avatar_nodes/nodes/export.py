@@ -8,6 +8,7 @@ from typing import Any
 from comfy_api.latest import io
 
 from ..core.assets import Asset
+from ..core.config import load_settings
 from ._common import MESH_KINDS, AvatarMesh, AvatarVRM, file_ref, output_path, ui_files
 from ._metadata import with_workflow
 
@@ -71,15 +72,19 @@ class AvatarExportAsset(io.ComfyNode):
     @classmethod
     async def execute(cls, asset: dict, glb: bool, fbx: bool, obj: bool, blend: bool, lods: str,
                       preview_size: int, metadata: str, filename_prefix: str) -> io.NodeOutput:
-        from ..core.export.asset import DEFAULT_VIEWS, export_asset, next_free_stem, parse_metadata
+        from ..core.assets import next_free_stem
+        from ..core.export.asset import DEFAULT_VIEWS, export_asset
+        from ..core.jsontext import parse_object
 
         src = Asset.from_dict(asset).require(SOURCE_KINDS, "asset")
         formats = [name for name, on in (("glb", glb), ("fbx", fbx), ("obj", obj), ("blend", blend)) if on]
-        folder = output_path(filename_prefix, "glb").parent
+        settings = load_settings()
+        folder = output_path(filename_prefix, "glb", settings).parent
         stem = next_free_stem(folder, filename_prefix.strip("/").rpartition("/")[2] or "export")
         assets = await export_asset(Path(src.path), folder, stem=stem, formats=formats, lods=lods,
                                     preview={"size": preview_size, "views": list(DEFAULT_VIEWS)},
-                                    metadata=parse_metadata(metadata))
+                                    metadata=parse_object(metadata, "metadata", '{"title": "My avatar"}'),
+                                    settings=settings)
         assets = [with_workflow(a, cls.hidden) if a.kind == "glb" else a for a in assets]
         files = [a for a in assets if a.kind != "image"]
         previews = [a for a in assets if a.kind == "image"]

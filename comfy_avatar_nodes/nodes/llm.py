@@ -21,7 +21,7 @@ from typing import Any
 from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from ..core.config import load_config
+from ..core.config import Settings, load_settings
 from ..core.errors import AvatarError
 from ..core.llm.client import ROLES, Endpoint, LLMClient
 
@@ -49,18 +49,19 @@ def images_to_png(images: Any) -> list[bytes]:
     return out
 
 
-def client_for(role: str, llm: dict[str, Any] | None) -> LLMClient:
-    """The role's client from config, or from an LLM Endpoint node's handle (no key inside)."""
-    cfg = load_config()
+def client_for(role: str, llm: dict[str, Any] | None, settings: Settings | None = None) -> LLMClient:
+    """The role's client from the llm settings (``settings``: the node run's; loaded when None), or
+    from an LLM Endpoint node's handle (no key inside)."""
+    llm_settings = (settings or load_settings()).llm
     if llm:
         if llm.get("role") and llm["role"] != role:
             raise AvatarError("llm", f"this endpoint is for the {llm['role']!r} role, this node needs {role!r}",
                               f"set the LLM Endpoint node's role to {role}")
-        ep = Endpoint.from_config(role, cfg, base_url=llm.get("base_url", ""), model=llm.get("model", ""))
+        ep = Endpoint.from_settings(role, llm_settings, base_url=llm.get("base_url", ""), model=llm.get("model", ""))
         if llm.get("api_key_env"):
             ep = Endpoint(ep.role, ep.base_url, ep.model, llm["api_key_env"])
-        return LLMClient(ep, cfg=cfg)
-    return LLMClient.for_role(role, cfg)
+        return LLMClient(ep, llm=llm_settings)
+    return LLMClient.for_role(role, llm_settings)
 
 
 def _llm_input() -> io.Input:
@@ -108,7 +109,7 @@ class AvatarLLMEndpoint(io.ComfyNode):
 
     @classmethod
     def execute(cls, role: str, base_url: str, model: str, api_key_env: str) -> io.NodeOutput:
-        ep = Endpoint.from_config(role, load_config(), base_url=base_url, model=model)
+        ep = Endpoint.from_settings(role, load_settings().llm, base_url=base_url, model=model)
         return io.NodeOutput({**ep.public(), "api_key_env": api_key_env.strip() or ep.api_key_env})
 
 
@@ -212,14 +213,17 @@ class AvatarScriptWriter(io.ComfyNode):
     @classmethod
     async def execute(cls, requirements: dict, formats: str, llm: dict | None = None) -> io.NodeOutput:
         from ..core.executor.agent import parse_formats
+        from ..core.executor.sandbox import ALLOWED_IMPORTS
         from ..core.llm.requirements import validate
         from ..core.llm.script_writer import write_script
         from ..core.runtime.blender import find_runtime
 
         req = validate(requirements, "Script Writer: requirements")
-        runtime = await asyncio.to_thread(find_runtime)
-        script = await asyncio.to_thread(write_script, client_for("coder", llm), req,
-                                         blender_version=runtime.version, formats=parse_formats(formats, req))
+        settings = load_settings()
+        runtime = await asyncio.to_thread(find_runtime, settings.blender)
+        script = await asyncio.to_thread(write_script, client_for("coder", llm, settings), req,
+                                         allowed_imports=ALLOWED_IMPORTS, blender_version=runtime.version,
+                                         formats=parse_formats(formats, req))
         return io.NodeOutput(script, ui=ui.PreviewText(script))
 
 

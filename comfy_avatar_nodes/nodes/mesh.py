@@ -6,6 +6,7 @@ import asyncio
 from comfy_api.latest import io
 
 from ..core.assets import Asset
+from ..core.config import load_settings
 from ._common import AvatarMesh, comfy_rgba, model_file, output_path, ui_files
 from ._metadata import with_workflow
 
@@ -43,7 +44,7 @@ class AvatarImageToMeshCPU(io.ComfyNode):
         from ..core.mesh.silhouette import image_to_mesh
 
         rgba = comfy_rgba(image, mask)
-        out = output_path(filename_prefix, "glb")
+        out = output_path(filename_prefix, "glb", load_settings())
         info = await asyncio.to_thread(image_to_mesh, rgba, out, height_m=height_m, thickness=thickness,
                                        resolution=resolution)
         asset = with_workflow(Asset.from_file(out, "mesh", source="silhouette-inflation-cpu", **info.to_dict()),

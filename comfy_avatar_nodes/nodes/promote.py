@@ -6,6 +6,7 @@ import asyncio
 from comfy_api.latest import io, ui
 
 from ..core.assets import Asset
+from ..core.config import load_settings
 from ._common import MESH_KINDS, AvatarMesh, AvatarVRM
 
 KEY_MODES = ["content", "stable"]
@@ -51,7 +52,8 @@ class AvatarPromoteS3(io.ComfyNode):
 
         src = Asset.from_dict(asset).require(("vrm", *MESH_KINDS), "asset")
         res = await asyncio.to_thread(promote, src.path, remote, bucket, key_prefix, key_mode=key_mode,
-                                      public_base_url=public_base_url, expected_sha256=src.sha256 or None)
+                                      public_base_url=public_base_url, expected_sha256=src.sha256 or None,
+                                      settings=load_settings())
         state = "uploaded" if res.uploaded else "already there, nothing uploaded"
         if res.replaced:
             state = "uploaded, replaced different content at the same key"

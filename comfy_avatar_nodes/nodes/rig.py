@@ -7,6 +7,7 @@ from pathlib import Path
 from comfy_api.latest import io
 
 from ..core.assets import Asset
+from ..core.config import load_settings
 from ..core.vrm.spec import META_ENUMS
 from ._common import MESH_KINDS, AvatarMesh, AvatarVRM, model_file, output_path, ui_files
 from ._metadata import with_workflow
@@ -65,8 +66,10 @@ class AvatarRigVRMCPU(io.ComfyNode):
 
         src = Asset.from_dict(mesh).require("mesh", "mesh")
         meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
-        out = output_path(filename_prefix, "vrm")
-        vrm = with_workflow(await rig_to_vrm(Path(src.path), out, meta, remesh_voxel=remesh_voxel), cls.hidden)
+        settings = load_settings()
+        out = output_path(filename_prefix, "vrm", settings)
+        vrm = with_workflow(await rig_to_vrm(Path(src.path), out, meta, remesh_voxel=remesh_voxel, settings=settings),
+                            cls.hidden)
         return io.NodeOutput(vrm.to_dict(), model_file(out), ui=ui_files(out))
 
 
@@ -116,9 +119,10 @@ class AvatarExportVRMRigged(io.ComfyNode):
             raise AvatarError("humanoid_map", "is empty and the rigged handle carries no humanoid map",
                               'paste a JSON map {"hips": "<bone>", ...} or connect Auto-rig (UniRig)')
         meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
-        out = output_path(filename_prefix, "vrm")
-        vrm = with_workflow(await rigged_to_vrm(Path(src.path), mapping, out, meta, target_height_m=target_height_m),
-                            cls.hidden)
+        settings = load_settings()
+        out = output_path(filename_prefix, "vrm", settings)
+        vrm = with_workflow(await rigged_to_vrm(Path(src.path), mapping, out, meta, target_height_m=target_height_m,
+                                                settings=settings), cls.hidden)
         m = vrm.meta
         text = (f"{len(m['humanoid'])} humanoid bones of {m['bone_count']}, {m['dimensions_m']['y']:.2f} m tall, "
                 f"{m['vertices']} vertices ({m['unweighted_before_fix']} had no weight)")

@@ -2,29 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 from comfy_api.latest import io, ui
 
 from ..core.assets import Asset
+from ..core.config import load_settings
 from ..core.errors import AvatarError
 from ._common import MESH_KINDS, AvatarMesh, AvatarVRM
-
-
-def parse_extra(text: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
-    try:
-        extra = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise AvatarError("extra_params", f"is not valid JSON ({e.msg} at line {e.lineno})",
-                          'write a JSON object such as {"style": "anime", "seed": 7}') from None
-    if not isinstance(extra, dict):
-        raise AvatarError("extra_params", f"must be a JSON object, got {type(extra).__name__}",
-                          'write a JSON object such as {"style": "anime"}')
-    return extra
 
 
 class AvatarTrackMLflow(io.ComfyNode):
@@ -58,9 +44,10 @@ class AvatarTrackMLflow(io.ComfyNode):
     @classmethod
     async def execute(cls, experiment: str, run_name: str, extra_params: str, log_files: bool,
                       vrm: dict | None = None, mesh: dict | None = None, url: str | None = None) -> io.NodeOutput:
+        from ..core.jsontext import parse_object
         from ..core.publish.tracking import asset_record, log_run
 
-        params: dict[str, Any] = dict(parse_extra(extra_params))
+        params: dict[str, Any] = parse_object(extra_params, "extra_params", '{"style": "anime", "seed": 7}')
         metrics: dict[str, float] = {}
         files: list[Path] = []
         for name, handle, kind in (("vrm", vrm, ("vrm",)), ("mesh", mesh, MESH_KINDS)):
@@ -77,7 +64,8 @@ class AvatarTrackMLflow(io.ComfyNode):
         if not params:
             raise AvatarError("vrm/mesh", "nothing to track", "connect a VRM or mesh handle, or give extra_params")
         tags = {"comfy_avatar.node": "AvatarTrackMLflow"}
-        info = await asyncio.to_thread(log_run, experiment, run_name, params, metrics, files, tags)
+        info = await asyncio.to_thread(log_run, experiment, run_name, params, metrics, files, tags,
+                                       settings=load_settings())
         text = (f"MLflow run {info.run_id} (experiment {experiment!r}, id {info.experiment_id}) at {info.tracking_uri}\n"
                 f"{len(params)} params, {len(metrics)} metrics, {len(files)} files -> {info.artifact_uri}")
         if info.redacted:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from comfy_api.latest import io
 
+from ..core.config import load_settings
 from ._common import AvatarMesh, comfy_rgba, model_file, output_path, ui_files
 from ._metadata import with_workflow
 from ._progress import NodeProgress
@@ -53,11 +54,12 @@ class AvatarImageTo3DTrellis(io.ComfyNode):
         rgba = comfy_rgba(image, mask)
         params = TrellisParams(seed=seed, ss_steps=ss_steps, ss_cfg=ss_cfg, slat_steps=slat_steps,
                                slat_cfg=slat_cfg, simplify=simplify, texture_size=texture_size)
-        out = output_path(filename_prefix, "glb")
+        settings = load_settings()
+        out = output_path(filename_prefix, "glb", settings)
         with tempfile.TemporaryDirectory(prefix="comfy-avatar-trellis-") as tmp:
             png = Path(tmp) / "input.png"
             Image.fromarray(rgba, "RGBA").save(png)
-            asset = await image_to_mesh_trellis(png, out, params, progress=NodeProgress(100).fraction)
+            asset = await image_to_mesh_trellis(png, out, params, settings, progress=NodeProgress(100).fraction)
         asset = with_workflow(asset, cls.hidden)
         return io.NodeOutput(asset.to_dict(), model_file(out), ui=ui_files(out))
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from comfy_api.latest import io
 
 from ..core.assets import Asset
+from ..core.config import load_settings
 from ._common import AvatarMesh, model_file, output_path, ui_files
 from ._metadata import with_workflow
 from ._progress import NodeProgress
@@ -49,8 +50,10 @@ class AvatarAutoRigUniRig(io.ComfyNode):
 
         src = Asset.from_dict(mesh).require("mesh", "mesh")
         params = UniRigParams(seed=seed, seed_retries=seed_retries, output_format=output_format)
-        out = output_path(filename_prefix, output_format)
-        rigged = with_workflow(await rig_unirig(src, out, params, progress=NodeProgress(100).fraction), cls.hidden)
+        settings = load_settings()
+        out = output_path(filename_prefix, output_format, settings)
+        rigged = with_workflow(await rig_unirig(src, out, params, settings, progress=NodeProgress(100).fraction),
+                               cls.hidden)
         mapping = Path(rigged.meta["humanoid_map"]).read_text(encoding="utf-8")
         text = json.dumps(json.loads(mapping), indent=1)
         return io.NodeOutput(rigged.to_dict(), text, model_file(out), ui=ui_files(out, rigged.meta["humanoid_map"]))

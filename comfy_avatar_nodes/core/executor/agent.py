@@ -14,12 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..assets import next_output_path, safe_name, write_json_atomic, write_text_atomic
-from ..runtime.blender import BlenderRuntime, find_runtime
+from ..assets import next_free_stem, write_json_atomic, write_text_atomic
+from ..config import BlenderSettings, SandboxSettings, load_settings
 from ..errors import AvatarError
 from ..llm.client import LLMClient
-from .sandbox import FORMATS, SandboxSettings, run_script
 from ..llm.script_writer import repair_script, write_script
+from ..runtime.blender import BlenderRuntime, find_runtime
+from .sandbox import ALLOWED_IMPORTS, FORMATS, run_script
 
 log = logging.getLogger("comfy_avatar.agent")
 
@@ -79,8 +80,8 @@ def parse_formats(value: str | list[str] | tuple[str, ...], requirements: dict[s
 
 async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, out_dir: str | os.PathLike[str],
                       name: str = "asset", formats: list[str] | None = None, max_attempts: int = 3,
-                      script: str | None = None, settings: SandboxSettings | None = None,
-                      runtime: BlenderRuntime | None = None,
+                      script: str | None = None, sandbox: SandboxSettings | None = None,
+                      runtime: BlenderRuntime | None = None, blender: BlenderSettings | None = None,
                       on_attempt: Callable[[Attempt], None] | None = None) -> AgentResult:
     """Write (unless ``script`` is given), run and repair a script until it yields the asset.
 
@@ -94,10 +95,13 @@ async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, 
     if script is None and coder is None:
         raise AvatarError(f"{STAGE}: script", "no script and no coder model to write one", "connect the Script writer")
     formats = formats or parse_formats("requirements", requirements)
-    runtime = runtime or await asyncio.to_thread(find_runtime)
+    if sandbox is None or blender is None:
+        loaded = load_settings()
+        sandbox, blender = sandbox or loaded.sandbox, blender or loaded.blender
+    runtime = runtime or await asyncio.to_thread(find_runtime, blender)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = next_output_path(out, safe_name(name), formats[0]).stem
+    stem = next_free_stem(out, name)
     attempts_log = out / f"{stem}.attempts.json"
     log_path = out / f"{stem}.log"
     staging = out / f".{stem}.staging"
@@ -115,14 +119,14 @@ async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, 
         if script is None:
             assert coder is not None
             try:
-                script = await asyncio.to_thread(write_script, coder, requirements,
+                script = await asyncio.to_thread(write_script, coder, requirements, allowed_imports=ALLOWED_IMPORTS,
                                                  blender_version=runtime.version, formats=formats)
             except AvatarError as e:
                 record(Attempt(1, "", False, "script writer", str(e)))
                 raise
         for n in range(1, max_attempts + 1):
-            run = await run_script(script, out_dir=staging, name=stem, formats=formats, settings=settings,
-                                   runtime=runtime, keep_log=log_path)
+            run = await run_script(script, out_dir=staging, name=stem, formats=formats, sandbox=sandbox,
+                                   runtime=runtime, keep_log=log_path, blender=blender)
             att = Attempt(n, script, run.ok, run.stage, run.error, round(run.duration_s, 3), run.log_tail,
                           run.blocked, hashlib.sha256(script.encode()).hexdigest())
             record(att)
@@ -140,7 +144,8 @@ async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, 
                 break
             try:
                 script = await asyncio.to_thread(repair_script, coder, requirements, script, run.error, run.log_tail,
-                                                 blender_version=runtime.version, formats=formats, attempt=n + 1)
+                                                 allowed_imports=ALLOWED_IMPORTS, blender_version=runtime.version,
+                                                 formats=formats, attempt=n + 1)
             except AvatarError as e:
                 record(Attempt(n + 1, "", False, "script writer", str(e)))
                 raise AgentError(f"the coder model could not repair the script: {e}",

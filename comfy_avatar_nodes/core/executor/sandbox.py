@@ -1,22 +1,30 @@
 """Run untrusted, model-written Blender scripts: hostile until proven otherwise.
 
-Layers (each one alone stops the common attacks; together they stop the tricks):
+The boundary is the operating system, not Python (core/runtime/isolation.py):
 
-1. :func:`check_script` - a static AST check before anything runs: imports outside
-   :data:`ALLOWED_IMPORTS`, code-loading builtins (``__import__``, exec, eval, compile, open
-   ...), attribute names starting with ``_`` (``__subclasses__``, ``__globals__``,
-   ``__builtins__``), frame/code introspection, bpy file/handler APIs, and getattr-style
-   calls with computed or forbidden names are refused with their line numbers.
-2. Runtime guards inside Blender (blender_cli/_sandbox_guard.py): an audit hook installed
-   BEFORE the script runs (no writes outside the work dir, no sockets, subprocesses,
-   os.system/exec/fork, ctypes), an operator guard (paths must stay in the work dir) and
-   restricted builtins with an import allow-list.
-3. The process: rlimits (CPU seconds, address space, file size, process count) and a
-   wall-clock timeout from the runner, and an environment with only PATH/HOME/LANG-style
-   variables (no keys, tokens, passwords, cloud credentials), HOME and TMPDIR inside the
-   work dir.
-4. The work dir is a fresh temp folder, removed after the run (outputs and the log are
-   copied out first).
+1. **OS isolation** (``sandbox.isolation: bwrap``, the default): the script's Blender runs
+   under bubblewrap in its own user, pid, net, ipc, uts and cgroup namespaces with a seccomp
+   filter, seeing only the Blender runtime (read-only), system libraries, a private /tmp and
+   its work dir (/job); no network, no other process, no secret. Where bubblewrap cannot run,
+   a script is refused (:class:`IsolationUnavailable`, with the fix), never run unisolated.
+2. **The parent trusts nothing the job can touch**: output over a pipe into a log outside
+   the work dir (capped), result.json and the outputs read only as regular files inside the
+   work dir (no symlinks on the way, size-capped), copied out, the work dir removed; its
+   size and file count are watched while the job runs.
+3. **The process**: rlimits (CPU seconds, address space, file size, process count), a
+   wall-clock timeout that kills the job's whole pid namespace, an environment with only
+   PATH/LANG-style variables.
+4. **A static pass** (:func:`check_script` / :func:`advise`): with OS isolation it refuses only
+   what will certainly fail (a syntax error) and gives advice for what the sandbox will stop
+   (network, processes, writes outside the work dir), so ordinary scripts (os.path, sys.argv,
+   pathlib, json ...) run and the repair loop is not spent on false alarms.
+
+``sandbox.isolation: none`` (never the default; warned on every run) drops layer 1 and runs
+the old in-process layers instead: the strict static check (imports outside
+:data:`ALLOWED_IMPORTS`, code loading, introspection refused) and, inside Blender, the audit
+hook, operator guard and restricted builtins of blender_cli/_sandbox_guard.py. Those are a
+best effort that a determined script gets past; use it only where nobody untrusted reaches
+the prompt.
 """
 from __future__ import annotations
 
@@ -31,18 +39,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runtime.blender import BlenderRuntime, ResourceLimits, run_blender
+from ..runtime import isolation
+from ..runtime.blender import SCRIPTS_DIR, BlenderRuntime, ResourceLimits, find_runtime, run_blender
+from ..runtime.isolation import IsolationUnavailable
 from ..secrets import is_secret_env
-from ..config import Config, load_config
+from ..config import BlenderSettings, SandboxSettings, load_settings
 from ..errors import AvatarError
 
 log = logging.getLogger("comfy_avatar.sandbox")
 
 STAGE = "Blender executor"
 FORMATS = ("glb", "fbx", "blend")
-ALLOWED_IMPORTS = ("bpy", "bmesh", "mathutils", "math", "random", "colorsys", "itertools", "functools",
-                   "collections", "dataclasses", "enum", "typing", "statistics", "copy", "operator",
-                   "string", "fractions", "decimal", "heapq", "bisect", "numpy", "bpy_extras")
+ISOLATION_MODES = ("bwrap", "none")
+# The imports the strict check (isolation: none) allows; with OS isolation any module may be imported.
+ALLOWED_IMPORTS = ("bpy", "bmesh", "mathutils", "math", "random", "os", "sys", "pathlib", "json", "colorsys",
+                   "itertools", "functools", "collections", "dataclasses", "enum", "typing", "statistics", "copy",
+                   "operator", "string", "fractions", "decimal", "heapq", "bisect", "numpy", "bpy_extras", "re",
+                   "time")
+# Modules that cannot work in the sandbox (no network, no new processes): advice, not refusal.
+NO_NETWORK_MODULES = ("socket", "ssl", "http", "urllib", "requests", "httpx", "aiohttp", "ftplib", "smtplib",
+                      "poplib", "imaplib", "telnetlib", "webbrowser", "xmlrpc", "websocket", "websockets")
+NO_PROCESS_MODULES = ("subprocess", "multiprocessing", "pty")
+NO_PROCESS_CALLS = ("system", "popen", "fork", "forkpty", "spawnl", "spawnlp", "spawnv", "spawnvp", "execv",
+                    "execve", "execvp", "execl", "execlp", "posix_spawn", "posix_spawnp")
 DENIED_NAMES = frozenset({
     "__import__", "exec", "eval", "compile", "open", "input", "breakpoint", "globals", "locals", "vars",
     "__builtins__", "__loader__", "__spec__", "help", "exit", "quit", "memoryview",
@@ -61,7 +80,8 @@ DENIED_ATTRS = frozenset({
     "tofile", "fromfile", "savetxt", "savez", "savez_compressed", "loadtxt", "genfromtxt", "memmap",
     "ctypeslib", "ctypes", "DataSource",
     # os/sys-style escapes if a module object leaks in
-    "system", "popen", "spawn", "fork", "environ", "getenv", "modules", "subprocess", "socket",
+    "system", "popen", "spawn", "fork", "modules", "subprocess", "socket", "execv", "execve", "killpg",
+    "posix_spawn", "spawnv",
 })
 _ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_NUMERIC", "TZ", "TERM", "SYSTEMROOT",
              "OCIO", "BLENDER_SYSTEM_SCRIPTS", "BLENDER_SYSTEM_DATAFILES", "BLENDER_SYSTEM_PYTHON",
@@ -77,8 +97,9 @@ class ScriptRefused(AvatarError):
         shown = "; ".join(f"line {ln}: {msg}" for ln, msg in violations[:8])
         more = f" (+{len(violations) - 8} more)" if len(violations) > 8 else ""
         super().__init__(f"{STAGE} (static check)", f"the script was refused before running: {shown}{more}",
-                         "generated scripts may only use bpy, bmesh, mathutils and plain math; no files, "
-                         "processes, network or introspection")
+                         "fix the line(s) named; without OS isolation (sandbox.isolation: none) scripts may "
+                         f"only import {', '.join(ALLOWED_IMPORTS[:9])} ... and use no code loading, processes, "
+                         "network or introspection")
 
 
 def _call_name(node: ast.Call) -> str:
@@ -86,13 +107,21 @@ def _call_name(node: ast.Call) -> str:
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
 
 
-def check_script(source: str, allowed_imports: tuple[str, ...] = ALLOWED_IMPORTS) -> list[tuple[int, str]]:
-    """Static check. Returns [] when the script may run, else (line, problem) pairs.
-    A syntax error is returned as a violation too (with its line)."""
+def check_script(source: str, allowed_imports: tuple[str, ...] = ALLOWED_IMPORTS, *,
+                 strict: bool = False) -> list[tuple[int, str]]:
+    """What stops a script before it runs: [] when it may run, else (line, problem) pairs.
+
+    Default (OS isolation contains the script): only what will certainly fail, a syntax error.
+    ``strict`` (sandbox.isolation: none, where nothing else contains it): also imports outside
+    ``allowed_imports``, code-loading builtins, dunder/private attributes, introspection, bpy
+    file/handler APIs and getattr with computed names, each with its line.
+    """
     try:
         tree = ast.parse(source, filename="generated_script.py")
     except SyntaxError as e:
         return [(e.lineno or 0, f"syntax error: {e.msg}")]
+    if not strict:
+        return []
     allowed = set(allowed_imports)
     out: list[tuple[int, str]] = []
 
@@ -132,8 +161,8 @@ def check_script(source: str, allowed_imports: tuple[str, ...] = ALLOWED_IMPORTS
                 elif arg.value.startswith("_") or arg.value in DENIED_ATTRS:
                     bad(node, f"{name}() with attribute {arg.value!r} is not allowed")
             for kw in node.keywords:
-                if kw.arg and (kw.arg.startswith("_") or kw.arg in ("filepath", "directory", "filename", "files")):
-                    bad(node, f"passing a file path ({kw.arg}=) is not allowed; the executor saves the result")
+                if kw.arg and kw.arg.startswith("_"):
+                    bad(node, f"passing the private keyword {kw.arg}= is not allowed")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             if re.search(r"__\w+__", node.value) and any(
                     k in node.value for k in ("__import__", "__builtins__", "__globals__", "__subclasses__",
@@ -143,6 +172,58 @@ def check_script(source: str, allowed_imports: tuple[str, ...] = ALLOWED_IMPORTS
             continue
     out.sort()
     return out
+
+
+def _module_of(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom) and not node.level:
+        return [node.module or ""]
+    return []
+
+
+def advise(source: str) -> list[tuple[int, str]]:
+    """Advice, not refusal: (line, note) for what the sandbox will certainly stop, so the coder
+    model hears it with the error instead of guessing. [] for a script that does not parse."""
+    try:
+        tree = ast.parse(source, filename="generated_script.py")
+    except SyntaxError:
+        return []
+    notes: list[tuple[int, str]] = []
+
+    def note(node: ast.AST, msg: str) -> None:
+        item = (getattr(node, "lineno", 0), msg)
+        if item not in notes:
+            notes.append(item)
+
+    for node in ast.walk(tree):
+        for mod in _module_of(node):
+            top = mod.split(".")[0]
+            if top in NO_NETWORK_MODULES:
+                note(node, f"{mod}: the sandbox has no network, so nothing can be fetched or sent")
+            elif top in NO_PROCESS_MODULES:
+                note(node, f"{mod}: the sandbox cannot start processes (fork/exec are refused)")
+        if isinstance(node, ast.Call):
+            name = _call_name(node)
+            if isinstance(node.func, ast.Attribute) and name in NO_PROCESS_CALLS:
+                note(node, f"{name}(): the sandbox cannot start processes")
+            if name == "quit_blender":
+                note(node, "quit_blender ends Blender before the executor exports the scene; remove it")
+            if name == "input":
+                note(node, "input(): there is no one to answer (stdin is empty)")
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                if (isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.startswith("/")
+                        and not arg.value.startswith(("/job", "/tmp")) and name in ("open", "write_text",
+                                                                                     "write_bytes", "mkdir")):
+                    note(node, f"{arg.value!r} is outside the work dir: only the current folder (the work dir, "
+                         "COMFY_AVATAR_OUTPUT_DIR) and /tmp are writable")
+        if isinstance(node, ast.Attribute) and node.attr in ("handlers", "timers") \
+                and isinstance(node.value, ast.Attribute) and node.value.attr == "app":
+            note(node, f"bpy.app.{node.attr} never fire: the script runs once, headless, then the scene is exported")
+        if isinstance(node, ast.While) and isinstance(node.test, ast.Constant) and node.test.value is True \
+                and not any(isinstance(n, (ast.Break, ast.Return)) for n in ast.walk(node)):
+            note(node, "a `while True` loop without break never ends: the script will hit the timeout")
+    return sorted(notes)
 
 
 def safe_env(work_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -160,32 +241,18 @@ def safe_env(work_dir: Path, base: dict[str, str] | None = None) -> dict[str, st
     return env
 
 
-@dataclass
-class SandboxSettings:
-    timeout_s: float = 180.0
-    cpu_s: int = 240
-    memory_mb: int = 6144
-    fsize_mb: int = 512
-    nproc: int = 512
-
-    @classmethod
-    def from_config(cls, cfg: Config | None = None, **override: Any) -> "SandboxSettings":
-        cfg = cfg or load_config()
-        vals = {k: cfg.get(f"sandbox.{k}", getattr(cls, k)) for k in ("timeout_s", "cpu_s", "memory_mb",
-                                                                       "fsize_mb", "nproc")}
-        vals.update({k: v for k, v in override.items() if v is not None})
-        return cls(**vals)
-
-    def limits(self) -> ResourceLimits:
-        mb = 1024 * 1024
-        return ResourceLimits(cpu_s=int(self.cpu_s) or None, memory_bytes=int(self.memory_mb) * mb or None,
-                              fsize_bytes=int(self.fsize_mb) * mb or None, nproc=int(self.nproc) or None)
+def limits(sandbox: SandboxSettings) -> ResourceLimits:
+    """The process limits of the sandbox settings (0 = no limit of that kind)."""
+    mb = 1024 * 1024
+    return ResourceLimits(cpu_s=int(sandbox.cpu_s) or None, memory_bytes=int(sandbox.memory_mb) * mb or None,
+                          fsize_bytes=int(sandbox.fsize_mb) * mb or None, nproc=int(sandbox.nproc) or None)
 
 
 @dataclass
 class SandboxRun:
     """One script run. ``ok`` False carries ``stage`` ("static check" / "blender"), ``error``
-    and the log tail; ``outputs`` maps format -> file copied out of the (removed) work dir."""
+    and the log tail; ``outputs`` maps format -> file copied out of the (removed) work dir.
+    ``isolation``: "bwrap" or "none"; ``advice``: the static pass's notes ("line N: ...")."""
 
     ok: bool
     stage: str
@@ -197,6 +264,8 @@ class SandboxRun:
     duration_s: float = 0.0
     timed_out: bool = False
     work_dir: str = ""  # already removed when run_script returns
+    isolation: str = ""
+    advice: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,55 +282,95 @@ def _blocked_lines(log_text: str) -> list[str]:
 
 
 def _read_log(path: Path, max_bytes: int = 256 * 1024) -> str:
+    """The tail of the job's log: a file the parent wrote from the job's pipe, outside the work dir."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            data = f.read()
     except OSError:
         return ""
-    return data[-max_bytes:].decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
+
+
+def jail_for(sandbox: SandboxSettings, runtime: BlenderRuntime, blender: BlenderSettings) -> isolation.Jail:
+    """How this script runs: under bubblewrap (sandbox.isolation: bwrap), refused with the fix
+    where that cannot run; or, with sandbox.isolation: none, unisolated with a warning."""
+    mode = sandbox.isolation.strip().lower()
+    if mode not in ISOLATION_MODES:
+        raise AvatarError("sandbox.isolation (COMFY_AVATAR__SANDBOX__ISOLATION)", f"{sandbox.isolation!r} is not a mode",
+                          f"use one of {', '.join(ISOLATION_MODES)} (bwrap is the default and the only isolated one)")
+    sizes = {"work_mb": max(16, sandbox.work_mb), "tmp_mb": max(16, sandbox.tmp_mb)}
+    if mode == "none":
+        log.warning("sandbox.isolation is 'none': this model-written script runs WITHOUT OS isolation, contained only "
+                    "by in-process guards that a determined script can get past; set sandbox.isolation: bwrap")
+        return isolation.Jail(**sizes)
+    status = isolation.check(sandbox.bwrap)
+    if not status.ok:
+        raise IsolationUnavailable(STAGE, "model-written scripts run only under OS isolation, and bubblewrap cannot "
+                                   f"run here: {status.problem}. The script was not run", status.fix)
+    extra = [str(SCRIPTS_DIR)]
+    if runtime.kind == "binary":
+        extra.append(str(Path(blender.runtime_dir) / "blender-addons"))
+    roots = isolation.runtime_roots(runtime.kind, str(runtime.executable),
+                                    tuple(p for p in extra if Path(p).is_dir()))
+    return isolation.Jail(bwrap=status.bwrap, ro_paths=roots, **sizes)
 
 
 async def run_script(source: str, *, out_dir: str | os.PathLike[str], name: str = "asset",
-                     formats: tuple[str, ...] | list[str] = ("glb",), settings: SandboxSettings | None = None,
+                     formats: tuple[str, ...] | list[str] = ("glb",), sandbox: SandboxSettings | None = None,
                      runtime: BlenderRuntime | None = None, static_check: bool = True,
-                     keep_log: str | os.PathLike[str] | None = None) -> SandboxRun:
+                     keep_log: str | os.PathLike[str] | None = None,
+                     blender: BlenderSettings | None = None) -> SandboxRun:
     """Check and run ``source`` in a fresh work dir; copy the exported files to ``out_dir``.
 
     Never raises for a failing script (the repair loop needs the failure): the returned
     :class:`SandboxRun` says what happened. Raises :class:`AvatarError` only for the
-    caller's mistakes (bad formats) and a missing Blender runtime.
+    caller's mistakes (bad formats, an unknown sandbox.isolation), a missing Blender runtime
+    and missing OS isolation (:class:`IsolationUnavailable`: the script is not run).
+    ``sandbox`` / ``blender``: the limits and the runtime's settings (loaded when None).
     """
     fmts = [f.lower().lstrip(".") for f in formats]
     bad = [f for f in fmts if f not in FORMATS]
     if not fmts or bad:
         raise AvatarError("formats", f"{bad or 'none'} not supported", f"choose from {', '.join(FORMATS)}")
-    settings = settings or SandboxSettings.from_config()
+    if sandbox is None or blender is None:
+        loaded = load_settings()
+        sandbox, blender = sandbox or loaded.sandbox, blender or loaded.blender
+    runtime = runtime or find_runtime(blender)
+    jail = jail_for(sandbox, runtime, blender)
+    mode = "bwrap" if jail.isolated else "none"
     start = time.perf_counter()
+    advice = [f"line {ln}: {msg}" for ln, msg in advise(source)]
     if static_check:
-        violations = check_script(source)
+        violations = check_script(source, strict=not jail.isolated)
         if violations:
             err = ScriptRefused(violations)
-            return SandboxRun(False, "static check", error=f"{err.problem}", duration_s=time.perf_counter() - start)
-    work = Path(tempfile.mkdtemp(prefix="comfy-avatar-sandbox-")).resolve()
+            return SandboxRun(False, "static check", error=f"{err.problem}", duration_s=time.perf_counter() - start,
+                              isolation=mode, advice=advice)
+    base = Path(tempfile.mkdtemp(prefix="comfy-avatar-sandbox-")).resolve()
+    work = base / "job"  # the job sees only this; its log and nothing else of ours sits beside it in base
+    work.mkdir()
     try:
         (work / "generated_script.py").write_text(source, encoding="utf-8")
         res = await run_blender("sandbox_exec.py",
                                 {"script": "generated_script.py", "formats": fmts, "name": name,
-                                 "allowed_imports": list(ALLOWED_IMPORTS)},
-                                work_dir=work, timeout_s=settings.timeout_s, runtime=runtime,
-                                env=safe_env(work), limits=settings.limits(), check=False)
+                                 "guard": not jail.isolated, "allowed_imports": list(ALLOWED_IMPORTS)},
+                                work_dir=work, timeout_s=sandbox.timeout_s, runtime=runtime,
+                                env=safe_env(work), limits=limits(sandbox), check=False, blender=blender, jail=jail)
         log_text = _read_log(res.log_path)
         if keep_log:
             Path(keep_log).parent.mkdir(parents=True, exist_ok=True)
             Path(keep_log).write_text(log_text, encoding="utf-8")
-        blocked = _blocked_lines(log_text)
+        blocked = _blocked_lines(log_text) if not jail.isolated else []
         run = SandboxRun(res.ok, "blender", log_tail=res.log_tail, blocked=blocked,
                          duration_s=time.perf_counter() - start, timed_out=res.timed_out, result=res.result,
-                         work_dir=str(work))
+                         work_dir=str(work), isolation=mode, advice=advice)
         if res.timed_out:
-            run.error = (f"the script did not finish within {settings.timeout_s:g} s (endless loop or too much "
+            run.error = (f"the script did not finish within {sandbox.timeout_s:g} s (endless loop or too much "
                          "work); its processes were killed")
         elif not res.ok:
-            run.error = _explain(res.error, settings)
+            run.error = _explain(res.error, sandbox)
         if blocked and run.ok:
             run.ok = False
             run.error = "the script tried something the sandbox blocks: " + "; ".join(blocked[:5])
@@ -270,27 +379,35 @@ async def run_script(source: str, *, out_dir: str | os.PathLike[str], name: str 
         if run.ok:
             dest = Path(out_dir)
             dest.mkdir(parents=True, exist_ok=True)
-            for fmt, rel in (res.result.get("files") or {}).items():
-                src = (work / rel).resolve()
-                if work not in src.parents or not src.is_file():
-                    run.ok, run.error = False, f"the {fmt} output is missing from the work dir"
+            cap = int(sandbox.fsize_mb) * 1024 * 1024 or (1 << 40)
+            for fmt in fmts:  # where the exporter writes; the job's own result names nothing we read
+                rel = f"out/{name}.{fmt}"
+                try:
+                    isolation.copy_out(work, rel, dest / f"{name}.{fmt}", cap)
+                except isolation.UntrustedFile as e:
+                    run.ok, run.error = False, f"the {fmt} output could not be taken from the work dir: {e}"
                     break
-                final = dest / src.name
-                tmp = dest / f".{src.name}.part"
-                shutil.copyfile(src, tmp)
-                os.replace(tmp, final)
-                run.outputs[fmt] = str(final)
+                run.outputs[fmt] = str(dest / f"{name}.{fmt}")
+        if not run.ok and advice:
+            run.error += " (static advice: " + "; ".join(advice[:5]) + ")"
         return run
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not isolation.remove_tree(base):
+            log.warning("could not remove the sandbox work dir %s", base)
 
 
-def _explain(error: str, settings: SandboxSettings) -> str:
+def _explain(error: str, sandbox: SandboxSettings) -> str:
     low = error.lower()
     if "sigxcpu" in low:
-        return f"the script used more than {settings.cpu_s} CPU seconds and was killed ({error})"
+        return f"the script used more than {sandbox.cpu_s} CPU seconds and was killed ({error})"
     if "memoryerror" in low or "out of memory" in low:
-        return f"the script ran out of memory (limit {settings.memory_mb} MB, sandbox.memory_mb)"
+        return f"the script ran out of memory (limit {sandbox.memory_mb} MB, sandbox.memory_mb)"
     if "sigxfsz" in low or "file too large" in low:
-        return f"the script wrote a file larger than {settings.fsize_mb} MB: {error}"
+        return f"the script wrote a file larger than {sandbox.fsize_mb} MB: {error}"
+    if "read-only file system" in low:
+        return (f"{error} (in the sandbox only the current folder, the work dir with COMFY_AVATAR_OUTPUT_DIR, and "
+                "/tmp are writable)")
+    if "operation not permitted" in low:
+        return (f"{error} (the sandbox refuses new processes, network sockets and calls that reach outside it; "
+                "build the object with bpy/bmesh only)")
     return error

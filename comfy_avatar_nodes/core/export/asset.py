@@ -29,8 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..assets import Asset, require_input_file, safe_name
-from ..config import Config
+from ..assets import Asset, require_input_file
+from ..config import Settings, load_settings
 from ..errors import AvatarError, BlenderError
 from ..secrets import contains_secret, is_secret_name, secret_values
 
@@ -46,7 +46,6 @@ PREVIEW_SIZES = (16, 2048)
 MAX_METADATA_BYTES = 64 * 1024
 MAX_KEY_CHARS = 63  # Blender custom property names are at most 63 bytes
 _STEM = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
-_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
 
 # ---------------------------------------------------------------- input checks
@@ -119,19 +118,13 @@ def check_preview(preview: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {"size": size, "views": views}
 
 
-def _secret_key(name: str) -> bool:
-    """api_key, hf_token, password, sshKey, key_id ... (not 'keywords' or 'monkey')."""
-    words = {w.lower() for w in _WORDS.findall(name)}
-    return is_secret_name(name) or bool(words & {"key", "keys", "apikey", "passwd", "pass"})
-
-
 def _walk(value: Any, path: str) -> None:
     if isinstance(value, Mapping):
         for k, v in value.items():
             if not isinstance(k, str) or not k.strip():
                 raise AvatarError(f"metadata{path}", f"key {k!r} is not a non-empty string", "use text keys")
             where = f"{path}.{k}"
-            if _secret_key(k):
+            if is_secret_name(k):
                 raise AvatarError(f"metadata{where}", "looks like a secret (key/token/secret/password) and is refused",
                                   "never put credentials in exported files; remove that key")
             _walk(v, where)
@@ -145,7 +138,7 @@ def _walk(value: Any, path: str) -> None:
                           "use strings, numbers, booleans, lists and objects only")
 
 
-def check_metadata(metadata: Mapping[str, Any] | None, cfg: Config | None = None) -> dict[str, Any]:
+def check_metadata(metadata: Mapping[str, Any] | None, settings: Settings | None = None) -> dict[str, Any]:
     """A JSON-safe copy; secret-looking keys and values equal to a configured secret are refused."""
     if metadata is None:
         return {}
@@ -159,36 +152,12 @@ def check_metadata(metadata: Mapping[str, Any] | None, cfg: Config | None = None
     text = json.dumps(metadata, sort_keys=True, allow_nan=False)
     if len(text.encode("utf-8")) > MAX_METADATA_BYTES:
         raise AvatarError("metadata", f"{len(text)} bytes of JSON", f"keep it under {MAX_METADATA_BYTES // 1024} KiB")
-    values = secret_values(cfg)
+    values = secret_values(settings)
     if contains_secret(text, values):
         leaking = [k for k in metadata if contains_secret(json.dumps(metadata[k]), values)]
         raise AvatarError(f"metadata.{leaking[0] if leaking else '?'}", "contains the value of a configured secret",
                           "remove it; secrets stay in environment variables")
     return json.loads(text)
-
-
-def parse_metadata(text: str) -> dict[str, Any]:
-    """A widget's JSON text -> dict (empty text = {})."""
-    if not str(text or "").strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise AvatarError("metadata", f"not valid JSON ({e})", 'write a JSON object like {"title": "My avatar"}') from None
-    if not isinstance(value, dict):
-        raise AvatarError("metadata", f"a JSON {type(value).__name__} is not an object", 'wrap it like {"notes": ...}')
-    return value
-
-
-def next_free_stem(out_dir: Path, prefix: str) -> str:
-    """ComfyUI-style <prefix>_00001: the first number no file in ``out_dir`` uses yet."""
-    base = safe_name(prefix)
-    out_dir = Path(out_dir)
-    used: set[int] = set()
-    if out_dir.is_dir():
-        pat = re.compile(rf"^{re.escape(base)}_(\d{{5}})[._]")
-        used = {int(m.group(1)) for p in out_dir.iterdir() if (m := pat.match(p.name))}
-    return f"{base}_{(max(used) + 1) if used else 1:05d}"
 
 
 # ---------------------------------------------------------------- the job
@@ -210,26 +179,28 @@ def _remove_staging(out_dir: Path, stem: str) -> None:
 
 async def export_asset(src: Path, out_dir: Path, *, stem: str, formats: Sequence[str] | str = ("glb",),
                        lods: Sequence[float] | str = (1.0,), preview: Mapping[str, Any] | None = None,
-                       metadata: Mapping[str, Any] | None = None, cfg: Config | None = None,
+                       metadata: Mapping[str, Any] | None = None, settings: Settings | None = None,
                        work_dir: Path | None = None, timeout_s: float | None = None) -> list[Asset]:
     """Export ``src`` to ``out_dir`` (see the module docstring); all inputs are checked first."""
     from ..runtime.blender import find_runtime, input_error, run_blender
 
+    settings = settings or load_settings()
     src = check_source(src)
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise AvatarError("out_dir", f"{out_dir} is a file", "give a folder")
     stem = check_stem(stem)
     args = {"src": str(src), "out_dir": str(out_dir), "stem": stem, "formats": check_formats(formats),
-            "lods": check_lods(lods), "preview": check_preview(preview), "metadata": check_metadata(metadata, cfg)}
-    runtime = find_runtime(cfg)
+            "lods": check_lods(lods), "preview": check_preview(preview), "metadata": check_metadata(metadata, settings)}
+    runtime = find_runtime(settings.blender)
     out_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if work_dir is None:
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="comfy-avatar-export-")))
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         try:
-            res = await run_blender(SCRIPT, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime)
+            res = await run_blender(SCRIPT, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime,
+                                    blender=settings.blender)
         except BlenderError as e:
             raise input_error(e, _FIXES, "src", src) from None
         finally:
@@ -259,4 +230,4 @@ def export_asset_sync(src: Path, out_dir: Path, **kwargs: Any) -> list[Asset]:
 
 
 __all__ = ["export_asset", "export_asset_sync", "check_formats", "check_lods", "check_metadata", "check_preview",
-           "parse_metadata", "next_free_stem", "FORMATS", "SOURCE_EXTENSIONS", "VIEWS", "DEFAULT_VIEWS"]
+           "FORMATS", "SOURCE_EXTENSIONS", "VIEWS", "DEFAULT_VIEWS"]

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ..config import Config, load_config
+from ..config import LLMSettings, env_var, load_settings
 from ..errors import AvatarError
+from ..secrets import redact
 
 log = logging.getLogger("comfy_avatar.llm_client")
 
@@ -44,22 +45,23 @@ class Endpoint:
     api_key_env: str = ""
 
     @classmethod
-    def from_config(cls, role: str, cfg: Config | None = None, *, base_url: str = "", model: str = "") -> "Endpoint":
-        cfg = cfg or load_config()
+    def from_settings(cls, role: str, llm: LLMSettings | None = None, *, base_url: str = "",
+                      model: str = "") -> "Endpoint":
+        """The role's endpoint from the llm settings; ``base_url`` / ``model`` override them (a node's widgets)."""
         if role not in ROLES:
             raise LLMError("llm role", f"{role!r} is not one of {', '.join(ROLES)}", "pick intent, vision or coder")
-        sec = cfg.section(f"llm.{role}") if cfg.get(f"llm.{role}") is not None else {}
-        url = (base_url or sec.get("base_url") or "").strip()
-        mdl = (model or sec.get("model") or "").strip()
+        sec = (llm or load_settings().llm).role(role)
+        url = (base_url or sec.base_url).strip()
+        mdl = (model or sec.model).strip()
         if not url:
             raise LLMError(f"llm.{role}.base_url", "is empty",
-                           f"set COMFY_AVATAR__LLM__{role.upper()}__BASE_URL or llm.{role}.base_url in the config")
+                           f"set {env_var(f'llm.{role}.base_url')} or llm.{role}.base_url in the config")
         if not url.startswith(("http://", "https://")):
             raise LLMError(f"llm.{role}.base_url", f"{url!r} is not an http(s) URL",
                            "use the OpenAI-compatible base such as http://127.0.0.1:11434/v1")
         if not mdl:
             raise LLMError(f"llm.{role}.model", "is empty", f"set llm.{role}.model to the model name the server serves")
-        return cls(role=role, base_url=url.rstrip("/"), model=mdl, api_key_env=str(sec.get("api_key_env") or ""))
+        return cls(role=role, base_url=url.rstrip("/"), model=mdl, api_key_env=sec.api_key_env)
 
     @property
     def shown_url(self) -> str:
@@ -89,12 +91,6 @@ def user_message(text: str, images: Sequence[bytes] = ()) -> Message:
     return {"role": "user", "content": [{"type": "text", "text": text}, *(image_part(b) for b in images)]}
 
 
-def _redact(text: str, secret_value: str) -> str:
-    if secret_value and len(secret_value) >= 4:
-        text = text.replace(secret_value, "***")
-    return text
-
-
 def _server_message(resp: Any, key: str) -> str:
     """The error text an OpenAI-style server put in its body, shortened and with the key redacted."""
     try:
@@ -103,27 +99,27 @@ def _server_message(resp: Any, key: str) -> str:
         msg = err.get("message", "") if isinstance(err, dict) else str(err)
     except ValueError:
         msg = resp.text
-    return _redact(str(msg).strip()[:300], key)
+    return redact(str(msg).strip()[:300], [key], min_len=4)
 
 
 class LLMClient:
     """Chat completions for one role. ``chat()`` returns the assistant's text."""
 
     def __init__(self, endpoint: Endpoint, *, timeout_s: float | None = None, max_retries: int | None = None,
-                 backoff_s: float | None = None, cfg: Config | None = None, session: Any = None) -> None:
-        cfg = cfg or load_config()
+                 backoff_s: float | None = None, llm: LLMSettings | None = None, session: Any = None) -> None:
+        llm = llm or load_settings().llm
         self.endpoint = endpoint
-        self.timeout_s = float(timeout_s if timeout_s is not None else cfg.get("llm.timeout_s", 120.0))
-        self.max_retries = int(max_retries if max_retries is not None else cfg.get("llm.max_retries", 4))
-        self.backoff_s = float(backoff_s if backoff_s is not None else cfg.get("llm.backoff_s", 1.0))
+        self.timeout_s = float(timeout_s if timeout_s is not None else llm.timeout_s)
+        self.max_retries = int(max_retries if max_retries is not None else llm.max_retries)
+        self.backoff_s = float(backoff_s if backoff_s is not None else llm.backoff_s)
         self._session = session
         self.sleep: Callable[[float], None] = time.sleep
 
     @classmethod
-    def for_role(cls, role: str, cfg: Config | None = None, **overrides: Any) -> "LLMClient":
-        cfg = cfg or load_config()
-        ep = Endpoint.from_config(role, cfg, base_url=overrides.pop("base_url", ""), model=overrides.pop("model", ""))
-        return cls(ep, cfg=cfg, **overrides)
+    def for_role(cls, role: str, llm: LLMSettings | None = None, **overrides: Any) -> "LLMClient":
+        llm = llm or load_settings().llm
+        ep = Endpoint.from_settings(role, llm, base_url=overrides.pop("base_url", ""), model=overrides.pop("model", ""))
+        return cls(ep, llm=llm, **overrides)
 
     # -- plumbing --------------------------------------------------------------------------
     def _key(self) -> str:

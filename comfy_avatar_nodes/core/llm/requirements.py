@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import AvatarError
+from ..jsontext import parse_object, require_object
 from .intent import check_prompt
 from .client import LLMClient, ask_json, user_message
 
@@ -46,13 +47,8 @@ def problems(doc: dict[str, Any]) -> list[str]:
 
 def validate(doc: Any, what: str = "requirements") -> dict[str, Any]:
     """Raise AvatarError listing every problem when ``doc`` is not valid requirements."""
-    if isinstance(doc, str):
-        try:
-            doc = json.loads(doc)
-        except ValueError as e:
-            raise AvatarError(what, f"is not JSON ({e})", "connect the Requirements node's output") from None
-    if not isinstance(doc, dict):
-        raise AvatarError(what, "must be a JSON object", "connect the Requirements node's output")
+    example = "the Requirements node's output"
+    doc = parse_object(doc, what, example) if isinstance(doc, str) else require_object(doc, what, example)
     found = problems(doc)
     if found:
         raise AvatarError(what, "does not match the requirements schema: " + "; ".join(found[:10]),

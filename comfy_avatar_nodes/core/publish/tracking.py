@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from ..assets import safe_name
-from ..config import Config, load_config
+from ..config import Settings, load_settings
 from ..errors import AvatarError
 from ..secrets import contains_secret, is_secret_name, redact, secret_values
 
@@ -61,14 +61,14 @@ class RunInfo:
 
 # ---------------------------------------------------------------- where runs go
 
-def tracking_target(cfg: Config | None = None, env: Mapping[str, str] | None = None) -> tuple[str, str | None]:
+def tracking_target(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> tuple[str, str | None]:
     """(tracking URI, artifact root URI or None to let the server decide)."""
     env = os.environ if env is None else env
-    cfg = cfg or load_config(env)
-    uri = str(cfg.get("tracking.uri", "") or "").strip() or env.get("MLFLOW_TRACKING_URI", "").strip()
-    root = str(cfg.get("tracking.artifact_root", "") or "").strip()
+    settings = settings or load_settings(env)
+    uri = settings.tracking.uri.strip() or env.get("MLFLOW_TRACKING_URI", "").strip()
+    root = settings.tracking.artifact_root.strip()
     if not uri:
-        base = Path(str(cfg.get("blender.runtime_dir"))).expanduser().absolute() / "mlflow"
+        base = Path(settings.blender.runtime_dir).expanduser().absolute() / "mlflow"
         uri = "sqlite:///" + (base / "mlflow.db").as_posix()
         root = root or (base / "artifacts").as_uri()
     if root and "://" not in root:
@@ -208,8 +208,8 @@ def asset_record(handle: Mapping[str, Any], prefix: str) -> tuple[dict[str, Any]
 
 # ---------------------------------------------------------------- MLflow
 
-def _mlflow(cfg: Config) -> Any:
-    if not bool(cfg.get("tracking.telemetry", False)):
+def _mlflow(telemetry: bool) -> Any:
+    if not telemetry:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         import mlflow.entities as entities
@@ -222,7 +222,7 @@ def _mlflow(cfg: Config) -> Any:
 
 def log_run(experiment: str, run_name: str = "", params: Mapping[str, Any] | None = None,
             metrics: Mapping[str, Any] | None = None, artifacts: Iterable[str | os.PathLike[str]] = (),
-            tags: Mapping[str, Any] | None = None, *, cfg: Config | None = None,
+            tags: Mapping[str, Any] | None = None, *, settings: Settings | None = None,
             env: Mapping[str, str] | None = None) -> RunInfo:
     """Create one finished MLflow run with ``params``, ``metrics``, ``tags`` and the ``artifacts`` files.
 
@@ -230,11 +230,11 @@ def log_run(experiment: str, run_name: str = "", params: Mapping[str, Any] | Non
     fails half-way, the run is marked FAILED and the error names the tracking URI."""
     t0 = time.perf_counter()
     env = os.environ if env is None else env
-    cfg = cfg or load_config(env)
+    settings = settings or load_settings(env)
     experiment = experiment.strip()
     if not experiment:
         raise AvatarError("experiment", "is empty", "name the MLflow experiment, e.g. avatars")
-    secrets = secret_values(cfg, env)
+    secrets = secret_values(settings, env)
     clean_p, red_p = clean_params(params, secrets, "params")
     clean_t, red_t = clean_params(tags, secrets, "tags")
     clean_m = clean_metrics(metrics, secrets)
@@ -245,8 +245,8 @@ def log_run(experiment: str, run_name: str = "", params: Mapping[str, Any] | Non
     run_name = run_name.strip()[:MAX_KEY]
     if contains_secret(run_name, secrets):
         run_name, red_t = "", red_t + ["run_name"]
-    MlflowClient, entities, MlflowException = _mlflow(cfg)
-    uri, root = tracking_target(cfg, env)
+    MlflowClient, entities, MlflowException = _mlflow(settings.tracking.telemetry)
+    uri, root = tracking_target(settings, env)
     where = shown_uri(uri)
     try:
         client = MlflowClient(tracking_uri=uri)

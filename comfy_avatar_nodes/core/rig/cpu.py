@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..assets import Asset, require_input_file
-from ..config import Config
+from ..config import Settings, load_settings
 from ..vrm.export import check_vrm_out, run_vrm_job
 from ..vrm.meta import VrmMeta
 
@@ -39,7 +39,7 @@ _INPUT_FIXES = {
 }
 
 
-async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None = None,
+async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, settings: Settings | None = None,
                      work_dir: Path | None = None, remesh_voxel: float = 0.0, decimate_faces: int = 0,
                      timeout_s: float | None = None) -> Asset:
     """Rig ``mesh`` and write a VRM 1.0 avatar to ``out`` (atomically); returns the "vrm" Asset.
@@ -49,15 +49,13 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, cfg: Config | None
     Asset.meta holds the script's result: bone_count, bone_names, vertices, faces, triangles,
     unweighted_before_fix, dimensions_m, skeleton, timings_s, blender_s.
     """
-    from ..runtime.blender import find_runtime
-
     mesh, out = Path(mesh).absolute(), Path(out).absolute()
     _check_inputs(mesh, out, meta)
-    runtime = find_runtime(cfg)
+    blender = (settings or load_settings()).blender
     args = {"mesh": str(mesh), "out": str(out), "meta": meta.to_args(), "remesh_voxel": float(remesh_voxel),
             "decimate_faces": int(decimate_faces or 0)}
     result = await run_vrm_job(SCRIPT, args, out, fixes=_INPUT_FIXES, file_input="mesh", file=mesh,
-                               runtime=runtime, work_dir=work_dir, timeout_s=timeout_s, prefix="comfy-avatar-rig-")
+                               blender=blender, work_dir=work_dir, timeout_s=timeout_s, prefix="comfy-avatar-rig-")
     log.info("rigged %s -> %s: %s bones, %s faces in %.2f s", mesh.name, out.name, result.get("bone_count"),
              result.get("faces"), result["blender_s"])
     return Asset.from_file(out, "vrm", source_mesh=str(mesh), vrm_meta=meta.to_args(), **result)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..assets import Asset, write_json_atomic
-from ..config import Config, load_config
+from ..config import Settings, load_settings, setting_name
 from ..errors import AvatarError, ConfigError
-from ..mesh.trellis import _existing_dir, _key, model_python
-from ..runtime.workers import WORKERS_DIR, WorkerError, WorkerSpec, get_worker, job_dir
+from ..runtime.model_env import model_dir, model_python, worker_spec
+from ..runtime.workers import WorkerError, WorkerSpec, get_worker, job_dir
 from ..vrm.gltf import read_skeleton
 from .humanoid import humanoid_map
 
@@ -59,22 +59,20 @@ class UniRigParams:
         return self
 
 
-def unirig_spec(cfg: Config | None = None) -> WorkerSpec:
-    cfg = cfg or load_config()
-    python = model_python(cfg, "unirig.python", "UniRig", BUILD_ENV)
-    repo = _existing_dir(cfg, "unirig.repo_dir", required=True, problem="is not set: no UniRig checkout", fix=BUILD_ENV)
+def unirig_spec(settings: Settings | None = None) -> WorkerSpec:
+    """The worker spec from the unirig and workers settings; checks what can be checked without starting it."""
+    settings = settings or load_settings()
+    u = settings.unirig
+    python = model_python(u.python, "unirig.python", "UniRig", BUILD_ENV)
+    repo = model_dir(u.repo_dir, "unirig.repo_dir", required=True, problem="is not set: no UniRig checkout", fix=BUILD_ENV)
     if not (Path(repo) / "run.py").is_file():
-        raise ConfigError(_key("unirig.repo_dir"), f"{repo} has no run.py, so it is not a UniRig checkout", BUILD_ENV)
-    weights = _existing_dir(cfg, "unirig.weights_dir", required=False, problem="", fix=GET_WEIGHTS)
-    hf_home = _existing_dir(cfg, "unirig.hf_home", required=False, problem="", fix=GET_WEIGHTS)
-    args = ["--repo-dir", repo, "--min-vram-gb", f"{float(cfg.get('unirig.min_vram_gb')):g}"]
+        raise ConfigError(setting_name("unirig.repo_dir"), f"{repo} has no run.py, so it is not a UniRig checkout", BUILD_ENV)
+    weights = model_dir(u.weights_dir, "unirig.weights_dir", required=False, fix=GET_WEIGHTS)
+    hf_home = model_dir(u.hf_home, "unirig.hf_home", required=False, fix=GET_WEIGHTS)
+    args = ["--repo-dir", repo, "--min-vram-gb", f"{u.min_vram_gb:g}"]
     if weights:
         args += ["--weights-dir", weights]
-    return WorkerSpec(name="unirig", python=python, script=str(WORKERS_DIR / "unirig_worker.py"), args=tuple(args),
-                      env=(("HF_HOME", hf_home),) if hf_home else (), cwd=repo,
-                      start_timeout_s=float(cfg.get("workers.start_timeout_s")),
-                      idle_timeout_s=float(cfg.get("workers.idle_timeout_s")),
-                      log_dir=str(cfg.get("workers.log_dir") or ""), label="UniRig")
+    return worker_spec("unirig", "UniRig", python, args, {"HF_HOME": hf_home}, repo, settings.workers)
 
 
 def explain_start_failure(err: WorkerError, spec: WorkerSpec) -> AvatarError:
@@ -85,21 +83,22 @@ def explain_start_failure(err: WorkerError, spec: WorkerSpec) -> AvatarError:
         reason = "; ".join(by_kind.get("no_cuda", []) + by_kind.get("low_vram", []))
         return AvatarError("Auto-rig (UniRig)", f"{NO_GPU} ({reason})", CPU_FIX, detail=err.detail)
     if "missing_repo" in by_kind:
-        return AvatarError(_key("unirig.repo_dir"), "; ".join(by_kind["missing_repo"]), BUILD_ENV, detail=err.detail)
+        return AvatarError(setting_name("unirig.repo_dir"), "; ".join(by_kind["missing_repo"]), BUILD_ENV, detail=err.detail)
     if "missing_package" in by_kind:
-        return AvatarError(_key("unirig.python") + f" = {spec.python}", "; ".join(by_kind["missing_package"]), BUILD_ENV,
+        return AvatarError(setting_name("unirig.python") + f" = {spec.python}", "; ".join(by_kind["missing_package"]), BUILD_ENV,
                            detail=err.detail)
     if "missing_weights" in by_kind:
-        return AvatarError(f"{_key('unirig.weights_dir')} / {_key('unirig.hf_home')}", "; ".join(by_kind["missing_weights"]),
+        return AvatarError(f"{setting_name('unirig.weights_dir')} / {setting_name('unirig.hf_home')}", "; ".join(by_kind["missing_weights"]),
                            GET_WEIGHTS, detail=err.detail)
     return err
 
 
 async def rig_unirig(mesh: Asset | str | Path, out: str | Path, params: UniRigParams | None = None,
-                     cfg: Config | None = None, *, progress: Callable[[float, str], None] | None = None) -> Asset:
+                     settings: Settings | None = None, *,
+                     progress: Callable[[float, str], None] | None = None) -> Asset:
     """Rig ``mesh`` with UniRig; write the rigged GLB/FBX to ``out`` and a humanoid map beside it
     (``<out stem>.humanoid.json``, heuristic). Returns a ``rigged_mesh`` asset."""
-    cfg = cfg or load_config()
+    settings = settings or load_settings()
     params = (params or UniRigParams()).check()
     src = Path(mesh.require("mesh", "mesh").path) if isinstance(mesh, Asset) else Path(mesh)
     if not src.is_file():
@@ -110,14 +109,14 @@ async def rig_unirig(mesh: Asset | str | Path, out: str | Path, params: UniRigPa
     out = Path(out).absolute()
     if out.suffix.lower() != f".{params.output_format}":
         raise AvatarError(str(out), f"does not end in .{params.output_format}", "name the output after output_format")
-    spec = unirig_spec(cfg)
+    spec = unirig_spec(settings)
     worker = get_worker(spec)
     with job_dir(spec, keep_on_error=True) as work:
         try:
             result = await worker.call("rig", {"input": str(src.absolute()), "output": str(out), "work_dir": str(work),
                                                "seed": params.seed, "seed_retries": params.seed_retries,
                                                "faces_target_count": params.faces_target_count},
-                                       timeout_s=float(cfg.get("unirig.timeout_s")), progress=progress)
+                                       timeout_s=settings.unirig.timeout_s, progress=progress)
         except WorkerError as e:
             if e.kind == "preflight":
                 raise explain_start_failure(e, spec) from None

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Literal, Mapping, TypeVar
 
 from ..assets import write_text_atomic
-from ..config import PACK_DIR, Config, load_config
+from ..config import PACK_DIR, BlenderSettings, load_settings
+from . import isolation
 from .procs import PYTHON_ENV_DROP, kill_group, tail_file
 from ..errors import AvatarError, BlenderError
 
@@ -192,16 +193,15 @@ def _find_python(value: str, runtime_dir: str) -> BlenderRuntime:
     return rt
 
 
-def find_runtime(cfg: Config | None = None) -> BlenderRuntime:
+def find_runtime(blender: BlenderSettings | None = None) -> BlenderRuntime:
     """The configured runtime: blender.binary (BLENDER_BIN) wins, else the bpy Python.
 
     Checked once per path and process (``--version`` / ``import bpy`` >= 4.2), then cached.
     """
-    cfg = cfg or load_config()
-    binary = str(cfg.get("blender.binary") or "").strip()
-    if binary:
-        return _find_binary(binary)
-    return _find_python(str(cfg.get("blender.python") or "").strip(), str(cfg.get("blender.runtime_dir")))
+    blender = blender or load_settings().blender
+    if blender.binary.strip():
+        return _find_binary(blender.binary.strip())
+    return _find_python(blender.python.strip(), blender.runtime_dir)
 
 
 def clear_runtime_cache() -> None:
@@ -319,23 +319,60 @@ def input_error(err: BlenderError, fixes: Mapping[str, str], file_input: str, fi
     return AvatarError(f"{file_input} ({file.name})" if base == file_input else what, rest.strip(), fixes[base])
 
 
+async def _run_plain(cmd: list[str], work: Path, env: dict[str, str], spawn: dict[str, Any], log_path: Path,
+                     timeout: float | None, runtime: BlenderRuntime) -> tuple[int, bool]:
+    """A trusted job: output straight into its log file; (exit code, timed out)."""
+    timed_out = False
+    with open(log_path, "wb") as logf:
+        try:
+            proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, stdout=logf,
+                                                        stderr=subprocess.STDOUT, cwd=work, env=env, **spawn)
+        except OSError as e:
+            raise BlenderError(f"Blender runtime {runtime.executable}", f"could not start it ({e})", INSTALL_FIX) from None
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except asyncio.TimeoutError:
+        timed_out = True
+        kill_group(proc)
+        await proc.wait()
+    finally:
+        # Also on cancel and after a normal exit: leave nothing behind. The group id outlives
+        # the reaped leader while any member runs; an empty group gives ESRCH (ignored).
+        kill_group(proc)
+    return (proc.returncode if proc.returncode is not None else -9), timed_out
+
+
+def _read_untrusted_result(work: Path, result_path: Path) -> dict[str, Any] | None:
+    """result.json of an untrusted job: a regular file inside the work dir, at most 4 MB, or nothing."""
+    data = isolation.read_json(work, result_path.relative_to(work).as_posix(), max_bytes=4 << 20)
+    return data if isinstance(data, dict) and "ok" in data else None
+
+
 async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, work_dir: str | os.PathLike[str],
                       timeout_s: float | None = None, runtime: BlenderRuntime | None = None,
                       env: dict[str, str] | None = None, limits: ResourceLimits | None = None,
-                      check: bool = True) -> BlenderResult:
+                      check: bool = True, blender: BlenderSettings | None = None,
+                      jail: isolation.Jail | None = None) -> BlenderResult:
     """Run a blender_cli/ script (relative paths resolve there) with ``args`` in its own process.
 
-    ``timeout_s`` None: config blender.timeout_s (<= 0: no timeout). ``env``: the base
+    ``blender``: the blender settings (loaded when None); ``runtime`` None: the one they name.
+    ``timeout_s`` None: blender.timeout_s (<= 0: no timeout). ``env``: the base
     environment for the child (default: a copy of os.environ); PYTHONPATH/PYTHONHOME are
     dropped and the Blender user folders are set either way. Job files (job.json,
     result.json, blender.log) go to ``work_dir/.blender/<script>-<id>/``; the child's cwd is
     ``work_dir``. check=True raises BlenderError on any failure; check=False returns it.
+
+    ``jail``: the script is untrusted (core/runtime/isolation.py): it runs under bubblewrap
+    (unless the jail has none) seeing the work dir as /job, its output comes over a pipe into
+    ``<work_dir>-<job>.log`` BESIDE the work dir (out of its reach), result.json is read only
+    as a regular file inside the work dir (no symlinks, size-capped) and the work dir's size
+    is watched. Nothing else in the work dir is read here.
     """
     script_path = resolve_script(script)
-    cfg = load_config() if runtime is None or timeout_s is None else None
-    runtime = runtime or find_runtime(cfg)
+    blender = blender or load_settings().blender
+    runtime = runtime or find_runtime(blender)
     if timeout_s is None:
-        timeout_s = float(cfg.get("blender.timeout_s") or 0) if cfg else 0.0
+        timeout_s = blender.timeout_s
     timeout = timeout_s if timeout_s and timeout_s > 0 else None
     if limits is not None and not _IS_POSIX:
         raise BlenderError("ResourceLimits", "resource limits need a POSIX system (Linux/macOS)",
@@ -344,8 +381,11 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
     job_dir = work / ".blender" / f"{script_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     job_dir.mkdir(parents=True)
     job_path, result_path, log_path = job_dir / "job.json", job_dir / "result.json", job_dir / "blender.log"
+    inside: Callable[[Path], str] = str if jail is None else (lambda p: jail.inside(p, work))
+    if jail is not None:
+        log_path = work.parent / f"{work.name}-{job_dir.name}.log"
     try:
-        job_text = json.dumps({"args": args, "result": str(result_path), "work_dir": str(work)},
+        job_text = json.dumps({"args": args, "result": inside(result_path), "work_dir": inside(work)},
                               indent=2, default=_json_default)
     except (TypeError, ValueError) as e:
         raise BlenderError(f"arguments for {script_path.name}", f"not JSON-serializable ({e})",
@@ -354,9 +394,11 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
 
     user_dir = job_dir / "user"
     child_env = _child_env(env, user_dir)
+    if jail is not None:
+        child_env = jail.map_env(child_env, work)
     if runtime.kind == "binary":
-        _link_addons(runtime, user_dir, str((cfg or load_config()).get("blender.runtime_dir")))
-    cmd = runtime.command(script_path, job_path)
+        _link_addons(runtime, user_dir, blender.runtime_dir)
+    cmd = runtime.command(script_path, Path(inside(job_path)))
     spawn: dict[str, Any] = {"start_new_session": True} if _IS_POSIX else {
         "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
     if limits is not None:
@@ -364,33 +406,24 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
     log.info("blender job: %s (cwd %s, timeout %s)", shlex.join(cmd), work, f"{timeout:g} s" if timeout else "none")
 
     start = time.perf_counter()
-    timed_out = False
+    timed_out, quota = False, ""
     try:
-        with open(log_path, "wb") as logf:
-            try:
-                proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, stdout=logf,
-                                                            stderr=subprocess.STDOUT, cwd=work, env=child_env, **spawn)
-            except OSError as e:
-                raise BlenderError(f"Blender runtime {runtime.executable}", f"could not start it ({e})", INSTALL_FIX) from None
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except asyncio.TimeoutError:
-            timed_out = True
-            kill_group(proc)
-            await proc.wait()
-        finally:
-            # Also on cancel and after a normal exit: leave nothing behind. The group id outlives
-            # the reaped leader while any member runs; an empty group gives ESRCH (ignored).
-            kill_group(proc)
+        if jail is not None:
+            jr = await isolation.run_jailed(cmd, work=work, env=child_env, jail=jail, log_path=log_path,
+                                            timeout_s=timeout, preexec=spawn.get("preexec_fn"))
+            rc, timed_out, quota = jr.returncode, jr.timed_out, jr.quota
+        else:
+            rc, timed_out = await _run_plain(cmd, work, child_env, spawn, log_path, timeout, runtime)
     finally:
         shutil.rmtree(user_dir, ignore_errors=True)
     duration = time.perf_counter() - start
-    rc = proc.returncode if proc.returncode is not None else -9
 
-    data = _read_result(result_path)
+    data = _read_result(result_path) if jail is None else _read_untrusted_result(work, result_path)
     res = BlenderResult(False, {}, "", tail_file(log_path), duration, rc, log_path, timed_out=timed_out)
     fix = "check the inputs named in the error"
-    if data is not None and data.get("ok"):
+    if quota:
+        res.error, fix = quota, "make the script write less (outputs must fit in sandbox.work_mb)"
+    elif data is not None and data.get("ok"):
         if timed_out:
             log.warning("blender job %s wrote its result but did not exit; killed after %g s", script_path.name, timeout)
         res.ok, res.result, res.timed_out = True, dict(data.get("result") or {}), False

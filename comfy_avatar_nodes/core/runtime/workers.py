@@ -43,9 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .procs import PYTHON_ENV_DROP, kill_group, tail_file
+from ..config import setting_name
 from ..errors import AvatarError
 from ..secrets import is_secret_env
+from . import isolation
+from .procs import PYTHON_ENV_DROP, kill_group, tail_file
 
 log = logging.getLogger("comfy_avatar.workers")
 
@@ -77,11 +79,6 @@ class WorkerError(AvatarError):
         self.response = dict(response or {})
 
 
-def config_env_name(key: str) -> str:
-    """The environment variable that overrides config ``key`` ("trellis.python" -> COMFY_AVATAR__TRELLIS__PYTHON)."""
-    return "COMFY_AVATAR__" + key.upper().replace(".", "__")
-
-
 def worker_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a worker gets: ``base`` (default os.environ) without secrets or
     PYTHONPATH-style variables, forced offline, plus ``extra`` (empty values skipped)."""
@@ -107,13 +104,25 @@ class WorkerSpec:
     idle_timeout_s: float = 900.0
     log_dir: str = ""
     label: str = ""  # shown in messages ("TRELLIS")
+    # auto: network unshared with bubblewrap when it works here (isolation.check_net), else as is; none: as is
+    isolation: str = "auto"
+    bwrap: str = "bwrap"
 
     @property
     def title(self) -> str:
         return self.label or self.name
 
     def command(self) -> list[str]:
-        return [self.python, "-u", self.script, *self.args]
+        """The worker's command line; under ``bwrap --unshare-net`` when isolation allows it, so a
+        malicious input file cannot reach the network through a model's dependencies."""
+        cmd = [self.python, "-u", self.script, *self.args]
+        if self.isolation == "none":
+            return cmd
+        bwrap, why = isolation.check_net(self.bwrap)
+        if bwrap is None:
+            log.info("%s worker runs with the host network: %s", self.title, why)
+            return cmd
+        return isolation.net_argv(bwrap, cmd)
 
 
 class FairLock:
@@ -345,7 +354,7 @@ class ModelWorker:
             self._stop(conn, "start timeout")
             raise WorkerError(f"{spec.title} worker", f"did not finish starting within {spec.start_timeout_s:g} s "
                               "(imports + model load); its process group was killed",
-                              f"raise workers.start_timeout_s ({config_env_name('workers.start_timeout_s')}); "
+                              f"raise {setting_name('workers.start_timeout_s')}; "
                               f"worker log: {log_path}", detail=self._tail_block(conn), kind="start_timeout") from None
         except WorkerError:
             self._stop(conn, "start failed")
@@ -570,4 +579,4 @@ def shutdown_all() -> None:
 atexit.register(shutdown_all)
 
 __all__ = ["WorkerSpec", "WorkerError", "ModelWorker", "FairLock", "get_worker", "shutdown_all", "worker_env",
-           "config_env_name", "job_dir", "workers_dir", "WORKERS_DIR", "OFFLINE_ENV"]
+           "job_dir", "workers_dir", "WORKERS_DIR", "OFFLINE_ENV"]

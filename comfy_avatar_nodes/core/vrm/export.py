@@ -17,15 +17,15 @@ is written.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..assets import Asset, require_input_file
-from ..config import Config
+from ..config import BlenderSettings, Settings, load_settings
 from ..errors import AvatarError, BlenderError
+from ..jsontext import parse_object, require_object
 from .meta import VrmMeta
 from .spec import HUMAN_BONES, REQUIRED_BONES
 
@@ -34,8 +34,9 @@ log = logging.getLogger("comfy_avatar.vrm_export")
 SCRIPT = "rigged_to_vrm.py"
 RIGGED_EXTENSIONS = (".glb", ".gltf", ".fbx")
 MIN_HEIGHT_M, MAX_HEIGHT_M = 0.3, 3.0
-MAP_FIX = ('give a JSON object {"hips": "<bone name>", "leftUpperArm": "<bone name>", ...} '
-           '(or UniRig\'s <name>.humanoid.json, whose "humanBones" holds it)')
+MAP_EXAMPLE = ('{"hips": "<bone name>", "leftUpperArm": "<bone name>", ...} '
+               '(or UniRig\'s <name>.humanoid.json, whose "humanBones" holds it)')
+MAP_FIX = f"give a JSON object {MAP_EXAMPLE}"
 _INPUT_FIXES = {
     "rigged": "give a .glb/.fbx with an armature and a skinned mesh, e.g. the output of Auto-rig (UniRig)",
     "mapping": "fix the humanoid map: each VRM bone must name a bone of the rigged file, chained hips -> spine -> "
@@ -60,13 +61,15 @@ def remove_partial_vrms(out: Path) -> None:
             p.unlink()
 
 
-async def run_vrm_job(script: Path, args: dict[str, Any], out: Path, *, fixes: dict[str, str], file_input: str,
-                      file: Path, runtime: Any, work_dir: Path | None, timeout_s: float | None,
+async def run_vrm_job(script: str, args: dict[str, Any], out: Path, *, fixes: dict[str, str], file_input: str,
+                      file: Path, blender: BlenderSettings, work_dir: Path | None, timeout_s: float | None,
                       prefix: str) -> dict[str, Any]:
-    """Run a VRM-writing Blender script in ``work_dir`` (a temp dir when None). Bad inputs become
-    AvatarErrors naming ``file_input``; no partial .vrm is left beside ``out``. Returns the script's
-    result with ``blender_s`` added."""
-    from ..runtime.blender import input_error, run_blender
+    """Run a VRM-writing Blender script in ``work_dir`` (a temp dir when None) with the runtime the
+    blender settings name. Bad inputs become AvatarErrors naming ``file_input``; no partial .vrm
+    is left beside ``out``. Returns the script's result with ``blender_s`` added."""
+    from ..runtime.blender import find_runtime, input_error, run_blender
+
+    runtime = find_runtime(blender)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -74,7 +77,8 @@ async def run_vrm_job(script: Path, args: dict[str, Any], out: Path, *, fixes: d
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         try:
-            res = await run_blender(script, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime)
+            res = await run_blender(script, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime,
+                                    blender=blender)
         except BlenderError as e:
             raise input_error(e, fixes, file_input, file) from None
         finally:
@@ -104,12 +108,8 @@ def load_mapping(mapping: dict[str, Any] | str | Path) -> dict[str, str]:
                                   "connect the rigged handle of Auto-rig (UniRig) (it carries its humanoid map) "
                                   "or give the map's JSON")
             text, source = path.read_text(encoding="utf-8"), path.name
-        try:
-            mapping = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise AvatarError("mapping", f"{source} is not valid JSON ({e.msg} at line {e.lineno})", MAP_FIX) from None
-    if not isinstance(mapping, dict):
-        raise AvatarError("mapping", f"must be a JSON object, got {type(mapping).__name__}", MAP_FIX)
+        mapping = parse_object(text, "mapping", MAP_EXAMPLE, source=source)
+    require_object(mapping, "mapping", MAP_EXAMPLE)
     bones = mapping.get("humanBones", mapping)
     if not isinstance(bones, dict):
         raise AvatarError("mapping", f"humanBones must be an object, got {type(bones).__name__}", MAP_FIX)
@@ -146,7 +146,7 @@ def _check_inputs(rigged: Path, out: Path, meta: VrmMeta, target_height_m: float
 
 
 async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path, out: str | Path, meta: VrmMeta, *,
-                        target_height_m: float = 1.7, rename_bones: bool = True, cfg: Config | None = None,
+                        target_height_m: float = 1.7, rename_bones: bool = True, settings: Settings | None = None,
                         work_dir: Path | None = None, timeout_s: float | None = None) -> Asset:
     """Write ``rigged`` (GLB/FBX with armature + skin) as a VRM 1.0 avatar to ``out`` (atomically).
 
@@ -155,16 +155,14 @@ async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path
     rename_bones: mapped bones take their VRM names. Returns the "vrm" Asset; its meta holds the
     script's result (humanoid, placement, unweighted_before_fix, dropped_optional_bones, timings_s ...).
     """
-    from ..runtime.blender import find_runtime
-
     rigged, out = Path(rigged).absolute(), Path(out).absolute()
     _check_inputs(rigged, out, meta, float(target_height_m))
     humanoid = load_mapping(mapping)
-    runtime = find_runtime(cfg)
+    blender = (settings or load_settings()).blender
     args = {"rigged": str(rigged), "out": str(out), "meta": meta.to_args(), "humanoid": humanoid,
             "target_height": float(target_height_m), "rename_bones": bool(rename_bones)}
     result = await run_vrm_job(SCRIPT, args, out, fixes=_INPUT_FIXES, file_input="rigged", file=rigged,
-                               runtime=runtime, work_dir=work_dir, timeout_s=timeout_s, prefix="comfy-avatar-vrm-")
+                               blender=blender, work_dir=work_dir, timeout_s=timeout_s, prefix="comfy-avatar-vrm-")
     for w in result.get("warnings", []):
         log.warning("%s: %s", rigged.name, w)
     log.info("rigged %s -> %s: %d humanoid bones, %s vertices in %.2f s", rigged.name, out.name,
