@@ -1,34 +1,7 @@
-"""comfy-avatar custom nodes (ComfyUI V3 schema). Importing this package imports no ComfyUI."""
+"""comfy-avatar custom nodes (ComfyUI V3 schema). Importing this package imports no ComfyUI:
+comfy_api is imported only in nodes/, and only when ComfyUI asks for the node list."""
 from __future__ import annotations
 
-import importlib
-import logging
+from .nodes import NODE_MODULES, comfy_entrypoint, node_classes
 
-log = logging.getLogger("comfy_avatar")
-
-# One module per stage under nodes/; each exposes NODES: list[type[io.ComfyNode]].
-NODE_MODULES = ("mesh", "rig", "vrm", "llm", "agent", "promote", "track", "export", "trellis", "unirig")
-
-
-def node_classes() -> list[type]:
-    """Import every node module; a module that fails to import is logged and skipped,
-    so one broken stage never hides the rest of the pack."""
-    found: list[type] = []
-    for name in NODE_MODULES:
-        try:
-            mod = importlib.import_module(f"{__name__}.nodes.{name}")
-        except Exception:  # noqa: BLE001 - report and keep loading the other stages
-            log.exception("comfy-avatar: node module %r failed to import; its nodes are unavailable", name)
-            continue
-        found.extend(mod.NODES)
-    return found
-
-
-async def comfy_entrypoint():
-    from comfy_api.latest import ComfyExtension
-
-    class AvatarExtension(ComfyExtension):
-        async def get_node_list(self):
-            return node_classes()
-
-    return AvatarExtension()
+__all__ = ["NODE_MODULES", "comfy_entrypoint", "node_classes"]
