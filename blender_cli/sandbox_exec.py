@@ -1,11 +1,22 @@
-"""Run one untrusted (model-written) bpy script in a sandbox, then export the scene it built.
+"""Run one untrusted (model-written) bpy script, then export the scene it built.
 
 Started by core/executor/sandbox.py through the runner (protocol: _job.py). args:
     {"script": "generated_script.py", "formats": ["glb", "fbx", "blend"], "name": "asset",
-     "allowed_imports": [...]}
-The script starts from an empty scene and only builds objects; this script exports them to
-<work_dir>/out/<name>.<ext>. The guards from _sandbox_guard.py are installed BEFORE the
-script's code runs and stay for the rest of the process.
+     "guard": false, "allowed_imports": [...]}
+With OS isolation (bubblewrap, the default) the script runs with ordinary Python: the kernel
+contains it (see core/runtime/isolation.py), so nothing in this process pretends to. With
+``guard`` true (sandbox.isolation: none) the in-process guards of _sandbox_guard.py are
+installed BEFORE the script's code runs and stay for the rest of the process; they are a
+best effort, not a boundary.
+
+The contract the script sees (also stated in the coder prompt, core/llm/script_writer.py):
+- the scene starts empty; the script builds objects; this file exports them afterwards to
+  <work_dir>/out/<name>.<ext> for every format asked for;
+- the main output path is in the environment variable COMFY_AVATAR_OUTPUT and in sys.argv
+  (``sys.argv == [script, "--", "--output", PATH]``); its folder, COMFY_AVATAR_OUTPUT_DIR, and
+  the current directory (the work dir) are writable, /tmp is scratch, everything else is
+  read-only or absent; a script may export to PATH itself (the executor exports again from
+  the same scene).
 """
 from __future__ import annotations
 
@@ -20,6 +31,7 @@ from _job import JobError, run_job  # noqa: E402
 SCRIPT_NAME = "generated_script.py"
 GEOMETRY_TYPES = ("MESH", "CURVE", "SURFACE", "META", "FONT")
 DEFAULT_IMPORTS = ("bpy", "bmesh", "mathutils", "math", "random")
+OUTPUT_ENV, OUTPUT_DIR_ENV = "COMFY_AVATAR_OUTPUT", "COMFY_AVATAR_OUTPUT_DIR"
 
 
 def _script_line(exc: BaseException) -> int | None:
@@ -115,8 +127,6 @@ def _export(fmt: str, path: str) -> None:
 def main(args: dict, work_dir: str) -> dict:
     import bpy
 
-    from _sandbox_guard import install_audit_hook, install_ops_guard, restricted_builtins
-
     work = os.path.realpath(work_dir)
     os.chdir(work)
     formats = [str(f).lower() for f in args.get("formats") or ["glb"]]
@@ -130,13 +140,19 @@ def main(args: dict, work_dir: str) -> dict:
         raise JobError(f"the script has a syntax error at line {e.lineno}: {e.msg}") from None
     out_dir = os.path.join(work, "out")
     os.makedirs(out_dir, exist_ok=True)
+    output = os.path.join(out_dir, f"{name}.{formats[0]}")
+    os.environ[OUTPUT_ENV], os.environ[OUTPUT_DIR_ENV] = output, out_dir
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    scripts_root = bpy.utils.system_resource("SCRIPTS")
-    install_audit_hook(work, read_roots=_read_roots(bpy), dll_roots=[scripts_root])
-    install_ops_guard(work)
-    script_globals = {"__name__": "__main__", "__file__": script_path,
-                      "__builtins__": restricted_builtins(args.get("allowed_imports") or DEFAULT_IMPORTS)}
+    script_globals: dict = {"__name__": "__main__", "__file__": script_path}
+    if args.get("guard", True):
+        from _sandbox_guard import install_audit_hook, install_ops_guard, restricted_builtins
+
+        scripts_root = bpy.utils.system_resource("SCRIPTS")
+        install_audit_hook(work, read_roots=_read_roots(bpy), dll_roots=[scripts_root])
+        install_ops_guard(work)
+        script_globals["__builtins__"] = restricted_builtins(args.get("allowed_imports") or DEFAULT_IMPORTS)
+    sys.argv = [script_path, "--", "--output", output]
     try:
         exec(code, script_globals)  # noqa: S102 - the point of this file; guarded above
     except MemoryError:

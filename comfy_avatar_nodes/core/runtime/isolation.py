@@ -1,0 +1,804 @@
+"""OS isolation for code the pack does not trust, with bubblewrap (``bwrap``, Linux).
+
+Two uses:
+
+- **Model-written Blender scripts** (core/executor/sandbox.py -> blender.run_blender(jail=...)):
+  :func:`jail_argv` starts the job in new user, pid, net, ipc, uts and cgroup namespaces
+  (``--die-with-parent``, ``--new-session``, no further user namespaces), as uid/gid 65534,
+  with a cleared environment, read-only binds of only the system libraries (/usr and the
+  merged-usr links), ``/etc/ld.so.cache`` and the Blender runtime's own folders, a fresh /proc
+  (its /proc/sys and the other host-wide writable files read-only or hidden), a minimal /dev,
+  size-limited private tmpfs /tmp and /dev/shm, a read-only root, no network (an empty
+  loopback of its own) and one writable folder: the job's work dir, at ``/job``. A seccomp
+  filter (:func:`seccomp_filter`) refuses what namespaces do not cover: new processes (only
+  threads may be created), ptrace and other processes' memory, keyrings, bpf, perf,
+  io_uring, userfaultfd, mount and namespace calls, kernel modules, reboot, non-Unix
+  sockets, terminal injection and the x32 ABI.
+  :func:`run_jailed` then runs it without trusting anything the job can touch: its output
+  comes over a pipe into a log file the job cannot reach (capped), the work dir's size and
+  file count are watched and the job is killed past them, and results are read only through
+  :func:`open_regular` (a regular file inside the work dir, no symlink anywhere on the way,
+  size-capped), copied out, then the dir is removed (:func:`remove_tree`).
+- **Model workers** (trusted code, untrusted inputs; core/runtime/workers.py):
+  :func:`net_argv` only unshares the network (the whole file system and the GPU stay).
+
+:func:`check` says whether bubblewrap works here (a real launch with every option above,
+cached); callers fail closed when it does not. Nothing here imports bpy or any model code.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import signal
+import stat
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Mapping, Sequence
+
+from ..config import PACK_DIR
+from ..errors import AvatarError
+from .procs import kill_group
+
+log = logging.getLogger("comfy_avatar.isolation")
+
+INSIDE_WORK = "/job"
+"""Where the job's work dir appears inside the sandbox (its cwd and HOME's parent)."""
+SANDBOX_UID = 65534
+SANDBOX_HOSTNAME = "sandbox"
+INSTALL_FIX = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install bubblewrap`) "
+               "on a Linux host that allows user namespaces (sysctl kernel.unprivileged_userns_clone=1 / "
+               "user.max_user_namespaces > 0; in a container: run it with --security-opt seccomp=unconfined "
+               "or as a privileged container), or set sandbox.bwrap to its path; as a last resort, on a machine "
+               "where nobody untrusted can reach the prompt, set sandbox.isolation: none (not isolated, warned on "
+               "every run)")
+# Host-wide /proc files the job could write as its mapped user (when the parent runs as root,
+# the sandbox's uid is host uid 0 without capabilities, and sysctl/proc checks go by uid):
+# bound read-only over the job's own /proc. Files that only leak host information are hidden.
+PROC_READONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/mtrr", "/proc/pressure", "/proc/irq", "/proc/bus",
+                 "/proc/acpi", "/proc/fs", "/proc/driver", "/proc/tty", "/proc/sysvipc")
+PROC_HIDDEN = ("/proc/keys", "/proc/key-users", "/proc/timer_list", "/proc/kallsyms", "/proc/modules")
+ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
+# Never bound (nor a folder above one of them): they would expose the machine, not a runtime.
+_NEVER_BIND = ("/", "/root", "/home", "/etc", "/var", "/proc", "/sys", "/dev", "/run", "/tmp", "/mnt", "/media",
+               "/srv", "/opt", "/boot")
+
+
+class IsolationUnavailable(AvatarError):
+    """bubblewrap cannot run here, so an untrusted script is refused (it is never run unisolated)."""
+
+
+# ---------------------------------------------------------------- seccomp (classic BPF, no libseccomp)
+
+# Syscall numbers: x86_64 from asm/unistd_64.h, aarch64 from asm-generic/unistd.h (tests compare
+# both tables with the headers when they are installed).
+_SYSCALLS = {
+    "x86_64": {
+        "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "process_madvise": 440,
+        "pidfd_getfd": 438, "keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321,
+        "perf_event_open": 298, "userfaultfd": 323, "unshare": 272, "setns": 308, "mount": 165, "umount2": 166,
+        "pivot_root": 155, "chroot": 161, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+        "move_mount": 429, "open_tree": 428, "mount_setattr": 442, "open_by_handle_at": 304,
+        "name_to_handle_at": 303, "kexec_load": 246, "kexec_file_load": 320, "init_module": 175,
+        "finit_module": 313, "delete_module": 176, "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
+        "quotactl": 179, "quotactl_fd": 443, "syslog": 103, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427, "lookup_dcookie": 212, "vhangup": 153, "iopl": 172, "ioperm": 173,
+        "uselib": 134, "fork": 57, "vfork": 58,
+        "clone": 56, "clone3": 435, "socket": 41, "ioctl": 16,
+    },
+    "aarch64": {
+        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272, "process_madvise": 440,
+        "pidfd_getfd": 438, "keyctl": 219, "add_key": 217, "request_key": 218, "bpf": 280,
+        "perf_event_open": 241, "userfaultfd": 282, "unshare": 97, "setns": 268, "mount": 40, "umount2": 39,
+        "pivot_root": 41, "chroot": 51, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+        "move_mount": 429, "open_tree": 428, "mount_setattr": 442, "open_by_handle_at": 265,
+        "name_to_handle_at": 264, "kexec_load": 104, "kexec_file_load": 294, "init_module": 105,
+        "finit_module": 273, "delete_module": 106, "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
+        "quotactl": 60, "quotactl_fd": 443, "syslog": 116, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427, "lookup_dcookie": 18, "vhangup": 58,
+        "clone": 220, "clone3": 435, "socket": 198, "ioctl": 29,
+    },
+}
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+# Refused with EPERM: every name in a table except the four checked by argument below.
+_CHECKED = ("clone", "clone3", "socket", "ioctl")
+_CLONE_THREAD = 0x00010000
+_CLONE_NEW_ANY = 0x7E020000  # NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+_AF_UNIX = 1
+_TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
+_RET_ALLOW, _RET_KILL, _RET_ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
+_LD_ABS_W, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_X32_BIT = 0x40000000
+
+
+def seccomp_filter(machine: str | None = None) -> bytes | None:
+    """The job's seccomp program (struct sock_filter[], as bwrap --seccomp reads it), or None on
+    an architecture without a table here (then only the namespaces apply; check() says so).
+
+    Refused (EPERM): new processes (clone without CLONE_THREAD, fork, vfork; clone3 answers
+    ENOSYS so libc falls back to clone for threads), clone with namespace flags, ptrace,
+    process_vm_*, kcmp, pidfd_getfd, process_madvise, keyrings, bpf, perf_event_open,
+    userfaultfd, unshare/setns, every mount call, open_by_handle_at, kernel modules, kexec,
+    reboot, swap, acct, quotactl, syslog, io_uring, iopl/ioperm, socket() of any family but
+    AF_UNIX, ioctl TIOCSTI/TIOCLINUX. Another architecture's calls (int 0x80 on x86_64) kill
+    the process; x32 calls answer ENOSYS.
+    """
+    arch = (machine or platform.machine()).lower()
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+    table = _SYSCALLS.get(arch)
+    if table is None:
+        return None
+    prog: list[tuple[int, Any, Any, int]] = []  # (code, jt label, jf label, k); labels resolved below
+    labels: dict[str, int] = {}
+
+    def op(code: int, k: int, jt: Any = 0, jf: Any = 0) -> None:
+        prog.append((code, jt, jf, k))
+
+    def label(name: str) -> None:
+        labels[name] = len(prog)
+
+    op(_LD_ABS_W, 4)  # seccomp_data.arch
+    op(_JEQ, _AUDIT_ARCH[arch], jt="nr", jf="kill")
+    label("kill")
+    op(_RET, _RET_KILL)
+    label("nr")
+    op(_LD_ABS_W, 0)  # seccomp_data.nr
+    if arch == "x86_64":
+        op(_JGE, _X32_BIT, jt="enosys")
+    for name, nr in sorted(table.items(), key=lambda kv: kv[1]):
+        if name not in _CHECKED:
+            op(_JEQ, nr, jt="eperm")
+    op(_JEQ, table["clone3"], jt="enosys")
+    op(_JEQ, table["clone"], jt="clone")
+    op(_JEQ, table["socket"], jt="socket")
+    op(_JEQ, table["ioctl"], jt="ioctl")
+    op(_RET, _RET_ALLOW)
+    label("clone")
+    op(_LD_ABS_W, 16)  # args[0] (flags), low 32 bits
+    op(_JSET, _CLONE_NEW_ANY, jt="eperm")
+    op(_JSET, _CLONE_THREAD, jt="allow", jf="eperm")
+    label("socket")
+    op(_LD_ABS_W, 16)  # args[0] (domain)
+    op(_JEQ, _AF_UNIX, jt="allow", jf="eperm")
+    label("ioctl")
+    op(_LD_ABS_W, 24)  # args[1] (request), low 32 bits
+    op(_JEQ, _TIOCSTI, jt="eperm")
+    op(_JEQ, _TIOCLINUX, jt="eperm")
+    label("allow")
+    op(_RET, _RET_ALLOW)
+    label("eperm")
+    op(_RET, _RET_ERRNO | errno.EPERM)
+    label("enosys")
+    op(_RET, _RET_ERRNO | errno.ENOSYS)
+
+    out = bytearray()
+    for i, (code, jt, jf, k) in enumerate(prog):
+        offs = []
+        for target in (jt, jf):
+            if isinstance(target, str):
+                delta = labels[target] - i - 1
+                if not 0 <= delta <= 255:
+                    raise ValueError(f"seccomp jump to {target} out of range ({delta})")
+                offs.append(delta)
+            else:
+                offs.append(int(target))
+        out += struct.pack("<HBBI", code, offs[0], offs[1], k & 0xFFFFFFFF)
+    return bytes(out)
+
+
+# ---------------------------------------------------------------- finding and checking bubblewrap
+
+@dataclass(frozen=True)
+class Status:
+    """Whether bubblewrap works here. ``problem``/``fix`` say why not and what to do."""
+
+    ok: bool
+    bwrap: str = ""
+    version: str = ""
+    seccomp: bool = False
+    problem: str = ""
+    fix: str = INSTALL_FIX
+    launch_s: float = 0.0
+
+    def describe(self) -> str:
+        if self.ok:
+            sc = "seccomp filter on" if self.seccomp else f"no seccomp table for {platform.machine()}"
+            return f"bubblewrap {self.version} at {self.bwrap} works ({sc}; a sandbox launch took {self.launch_s:.3f} s)"
+        return f"not available: {self.problem}"
+
+
+def find_bwrap(value: str = "bwrap") -> str | None:
+    """``value`` as a path, or looked up on PATH (then /usr/bin, /usr/local/bin); None when absent."""
+    value = (value or "bwrap").strip()
+    if os.sep in value:
+        p = Path(value).expanduser()
+        return str(p) if p.is_file() and os.access(p, os.X_OK) else None
+    return shutil.which(value) or shutil.which(value, path="/usr/bin:/usr/local/bin:/bin")
+
+
+def _version(bwrap: str) -> tuple[str, tuple[int, ...]]:
+    out = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=10, env={"PATH": "/usr/bin:/bin"},
+                         stdin=subprocess.DEVNULL)
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out.stdout + out.stderr)
+    if not m:
+        raise OSError(f"`{bwrap} --version` printed no version ({(out.stdout + out.stderr).strip()[:200]!r})")
+    nums = tuple(int(g) for g in m.groups() if g is not None)
+    return ".".join(map(str, nums)), nums
+
+
+_status_cache: dict[str, Status] = {}
+_status_lock = threading.Lock()
+
+
+def check(bwrap: str = "bwrap", *, refresh: bool = False) -> Status:
+    """Launch an empty sandbox with every option a job gets (namespaces, binds, seccomp, limits)
+    and report whether it worked. Cached per ``bwrap`` value for the life of the process."""
+    key = bwrap or "bwrap"
+    with _status_lock:
+        if not refresh and key in _status_cache:
+            return _status_cache[key]
+    status = _check(key)
+    with _status_lock:
+        _status_cache[key] = status
+    if not status.ok:
+        log.warning("bubblewrap isolation is not available: %s", status.problem)
+    return status
+
+
+def _check(value: str) -> Status:
+    if not sys_is_linux():
+        return Status(False, problem=f"bubblewrap needs Linux; this is {platform.system()}")
+    path = find_bwrap(value)
+    if path is None:
+        return Status(False, problem=f"no bubblewrap executable: {value!r} is not a file and not on PATH")
+    try:
+        version, nums = _version(path)
+    except (OSError, subprocess.SubprocessError) as e:
+        return Status(False, bwrap=path, problem=f"could not run {path} --version ({e})")
+    if nums < (0, 8):
+        return Status(False, bwrap=path, version=version,
+                      problem=f"bubblewrap {version} is too old (0.8.0 or newer is needed for --disable-userns)")
+    with tempfile.TemporaryDirectory(prefix="comfy-avatar-bwrap-check-") as tmp:
+        work = Path(tmp, "job")
+        work.mkdir()
+        jail = Jail(bwrap=path, ro_paths=())
+        probe = ["/usr/bin/test", "-w", INSIDE_WORK]
+        argv, fds = jail.argv(probe, work, {"PATH": "/usr/bin:/bin"})
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(argv, pass_fds=fds, capture_output=True, text=True, errors="replace", timeout=30,
+                                  env=launch_env(), stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError) as e:
+            return Status(False, bwrap=path, version=version, problem=f"could not start {path} ({e})")
+        finally:
+            for fd in fds:
+                os.close(fd)
+        took = time.perf_counter() - t0
+    if proc.returncode != 0:
+        err = (proc.stderr or proc.stdout).strip().splitlines()
+        why = err[-1] if err else f"exit code {proc.returncode}"
+        return Status(False, bwrap=path, version=version,
+                      problem=f"{path} could not start a sandbox: {why}")
+    return Status(True, bwrap=path, version=version, seccomp=seccomp_filter() is not None, fix="", launch_s=took)
+
+
+def sys_is_linux() -> bool:
+    return platform.system() == "Linux"
+
+
+def launch_env() -> dict[str, str]:
+    """The environment bwrap itself runs with. Not the parent's: the sandbox's pid 1 is bwrap, and
+    a job can read /proc/1/environ, so nothing secret may be in it (--clearenv only cleans the job's)."""
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+# ---------------------------------------------------------------- the jail
+
+def _system_binds() -> list[str]:
+    """/usr read-only, and /bin, /sbin, /lib* as the host has them (merged-usr links or folders)."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        top = f"/{name}"
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for f in ETC_FILES:
+        if os.path.exists(f):
+            args += ["--ro-bind", f, f]
+    return args
+
+
+@dataclass(frozen=True)
+class Jail:
+    """How one untrusted job runs. ``bwrap`` empty: no OS isolation (sandbox.isolation: none),
+    only the parent's distrust of the work dir (pipes, safe reads, size watch, removal).
+
+    ``ro_paths``: host folders the job may read (bound read-only at the same path), e.g. the
+    Blender runtime and blender_cli/. Sizes in MB; ``work_mb``/``max_files`` bound the work dir
+    (polled every ``poll_s``), ``log_mb`` the log kept from the job's output.
+    """
+
+    bwrap: str = ""
+    ro_paths: tuple[str, ...] = ()
+    tmp_mb: int = 512
+    shm_mb: int = 64
+    work_mb: int = 2048
+    max_files: int = 20000
+    log_mb: int = 8
+    poll_s: float = 0.25
+    seccomp: bool = True
+
+    @property
+    def isolated(self) -> bool:
+        return bool(self.bwrap)
+
+    def inside(self, path: str | os.PathLike[str], work: Path) -> str:
+        """``path`` (under ``work``) as the job sees it."""
+        if not self.isolated:
+            return str(path)
+        rel = Path(path).absolute().relative_to(work.absolute())
+        return str(PurePosixPath(INSIDE_WORK, *rel.parts)) if rel.parts else INSIDE_WORK
+
+    def map_env(self, env: Mapping[str, str], work: Path) -> dict[str, str]:
+        """Environment values that name ``work`` or a path under it, rewritten to the job's view."""
+        if not self.isolated:
+            return dict(env)
+        root = str(work.absolute())
+        out = {}
+        for k, v in env.items():
+            if v == root or v.startswith(root + os.sep):
+                v = INSIDE_WORK + v[len(root):]
+            out[k] = v
+        return out
+
+    def argv(self, command: Sequence[str], work: Path, env: Mapping[str, str]) -> tuple[list[str], list[int]]:
+        """The bwrap command line running ``command`` with ``env`` (already in the job's view),
+        and the fds to pass (the seccomp program; the caller closes them after the start)."""
+        if not self.isolated:
+            return list(command), []
+        mb = 1024 * 1024
+        args = [self.bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                "--unshare-cgroup", "--disable-userns", "--die-with-parent", "--new-session",
+                "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", SANDBOX_HOSTNAME]
+        args += _system_binds()
+        for p in self.ro_paths:
+            args += ["--ro-bind", p, p]
+        args += ["--proc", "/proc"]
+        for p in PROC_READONLY:
+            args += ["--ro-bind-try", p, p]
+        for p in PROC_HIDDEN:
+            if os.path.exists(p):
+                args += ["--ro-bind", "/dev/null", p]
+        args += ["--dev", "/dev", "--size", str(self.shm_mb * mb), "--tmpfs", "/dev/shm",
+                 "--size", str(self.tmp_mb * mb), "--tmpfs", "/tmp",
+                 "--bind", str(work.absolute()), INSIDE_WORK, "--chdir", INSIDE_WORK,
+                 "--remount-ro", "/dev", "--remount-ro", "/", "--clearenv"]
+        for k, v in env.items():
+            args += ["--setenv", k, v]
+        fds: list[int] = []
+        prog = seccomp_filter() if self.seccomp else None
+        if prog is not None:
+            fds.append(_data_fd(prog))
+            args += ["--seccomp", str(fds[-1])]
+        return args + ["--", *command], fds
+
+
+def _data_fd(data: bytes) -> int:
+    """A read-only fd holding ``data`` (a memfd, else an unlinked temp file), at offset 0."""
+    try:
+        fd = os.memfd_create("comfy-avatar-seccomp", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        f = tempfile.TemporaryFile()
+        fd = os.dup(f.fileno())
+        f.close()
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def net_argv(bwrap: str, command: Sequence[str]) -> list[str]:
+    """``command`` with only the network unshared (model workers: the file system, /dev with the
+    GPU and /proc stay as they are; an empty loopback, no route out). No --die-with-parent: it
+    fires when the *thread* that started bwrap ends, and workers are started from pool threads;
+    the worker ends on EOF of its stdin and its process group is killed instead."""
+    return [bwrap, "--dev-bind", "/", "/", "--unshare-net", "--", *command]
+
+
+_net_cache: dict[str, str] = {}
+
+
+def check_net(bwrap: str = "bwrap") -> tuple[str | None, str]:
+    """(bwrap path, "") when ``bwrap --unshare-net`` works here, else (None, why). Cached."""
+    key = bwrap or "bwrap"
+    if key in _net_cache:
+        why = _net_cache[key]
+        return (find_bwrap(key), "") if not why else (None, why)
+    path = find_bwrap(key) if sys_is_linux() else None
+    why = "" if path else f"no bubblewrap ({key!r} not found{'' if sys_is_linux() else '; not Linux'})"
+    if path:
+        try:
+            proc = subprocess.run(net_argv(path, ["/usr/bin/true"]), capture_output=True, text=True, timeout=30,
+                                  env=launch_env(), stdin=subprocess.DEVNULL)
+            if proc.returncode != 0:
+                why = f"{path} --unshare-net failed: {(proc.stderr or '').strip()[-300:] or proc.returncode}"
+        except (OSError, subprocess.SubprocessError) as e:
+            why = f"could not run {path} ({e})"
+    _net_cache[key] = why
+    return (path, "") if not why else (None, why)
+
+
+# ---------------------------------------------------------------- what a runtime needs to read
+
+_ROOTS_PROBE = ("import json, sys, importlib.util as u\n"
+                "s = u.find_spec('bpy')\n"
+                "print(json.dumps({'prefixes': [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix],"
+                " 'path': sys.path, 'bpy': list(s.submodule_search_locations or []) if s else []}))")
+
+
+def safe_root(path: str) -> str | None:
+    """``path`` if it may be bound read-only into a sandbox: an existing folder that is not the
+    root, /root, /home, /etc ... itself, and holds neither the pack nor the user's home."""
+    p = os.path.abspath(path)
+    if not os.path.isdir(p) or p in _NEVER_BIND:
+        return None
+    home = os.path.expanduser("~")
+    for guarded in (str(PACK_DIR), home):
+        if guarded and (guarded == p or guarded.startswith(p.rstrip(os.sep) + os.sep)):
+            return None
+    return p
+
+
+def _minimal(paths: Sequence[str]) -> tuple[str, ...]:
+    """Drop duplicates, /usr (bound anyway) and folders inside another listed folder."""
+    keep: list[str] = []
+    for p in sorted(set(paths), key=len):
+        if p == "/usr" or p.startswith("/usr/"):
+            continue
+        if any(p == k or p.startswith(k.rstrip(os.sep) + os.sep) for k in keep):
+            continue
+        keep.append(p)
+    return tuple(sorted(keep))
+
+
+@functools.lru_cache(maxsize=16)
+def runtime_roots(kind: str, executable: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The host folders a Blender runtime reads: for a bpy Python its venv, base prefix and every
+    sys.path folder (asked of that Python, nothing imported); for a Blender binary its install
+    folder. Both the path and its real path, since venvs hold absolute symlinks. Unsafe roots
+    (see :func:`safe_root`) raise IsolationUnavailable: the runtime must live elsewhere."""
+    exe = Path(executable)
+    wanted: list[str] = list(extra)
+    if kind == "binary":
+        wanted += [str(exe.parent), str(exe.resolve().parent)]
+    else:
+        env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1", "LANG": "C.UTF-8"}
+        try:
+            out = subprocess.run([str(exe), "-I", "-c", _ROOTS_PROBE], capture_output=True, text=True, timeout=60,
+                                 env=env, stdin=subprocess.DEVNULL)
+            data = json.loads(out.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+            raise IsolationUnavailable(f"Blender runtime {exe}", f"could not ask it for its folders ({e})",
+                                       "check the runtime with `python install.py --check`") from None
+        wanted += data["prefixes"] + [p for p in data["path"] if p] + data["bpy"]
+        wanted += [str(exe.parent.parent), str(exe.resolve().parent.parent)]
+    found: list[str] = []
+    for p in wanted:
+        if not p or not os.path.isabs(p) or not os.path.exists(p):
+            continue  # zip entries of sys.path that do not exist, relative entries
+        if not os.path.isdir(p):
+            p = os.path.dirname(p)
+        for cand in {os.path.abspath(p), os.path.realpath(p)}:
+            if safe_root(cand) is None:
+                if cand in _NEVER_BIND or cand.startswith("/usr"):
+                    continue  # the system dirs are bound anyway / never
+                raise IsolationUnavailable(f"Blender runtime {exe}",
+                                           f"it reads {cand}, which holds the pack or a home folder and so is never "
+                                           "bound into the sandbox",
+                                           "install the runtime in its own folder (python install.py makes "
+                                           "<pack>/.runtime/blender-venv) or point BLENDER_BIN at a Blender install")
+            found.append(cand)
+    return _minimal(found)
+
+
+# ---------------------------------------------------------------- reading what the job left
+
+class UntrustedFile(Exception):
+    """A file in the work dir that the parent refuses to read (not regular, a link, too big ...)."""
+
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+
+
+def open_regular(root: str | os.PathLike[str], rel: str, max_bytes: int) -> int:
+    """An fd of the regular file ``root/rel`` opened without following any symlink on the way
+    (each folder by O_NOFOLLOW|O_DIRECTORY from the one above), never blocking (a FIFO is
+    refused, not waited on), and at most ``max_bytes`` big. Raises UntrustedFile."""
+    parts = PurePosixPath(rel).parts
+    if not parts or PurePosixPath(rel).is_absolute() or any(p in ("..", ".", "") for p in parts):
+        raise UntrustedFile(f"{rel!r} is not a plain relative path")
+    try:
+        dfd = os.open(root, _O_DIR)
+    except OSError as e:
+        raise UntrustedFile(f"the work dir cannot be opened ({e.strerror})") from None
+    try:
+        for part in parts[:-1]:
+            try:
+                nfd = os.open(part, _O_DIR, dir_fd=dfd)
+            except OSError as e:
+                raise UntrustedFile(f"{rel}: {part} is not a plain folder ({e.strerror})") from None
+            os.close(dfd)
+            dfd = nfd
+        try:
+            fd = os.open(parts[-1], _O_FILE, dir_fd=dfd)
+        except OSError as e:
+            what = "a symlink" if e.errno == errno.ELOOP else e.strerror
+            raise UntrustedFile(f"{rel} cannot be opened ({what})") from None
+    finally:
+        os.close(dfd)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UntrustedFile(f"{rel} is not a regular file")
+    if st.st_size > max_bytes:
+        os.close(fd)
+        raise UntrustedFile(f"{rel} is {st.st_size} bytes, over the {max_bytes}-byte limit")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_regular(root: str | os.PathLike[str], rel: str, max_bytes: int) -> bytes:
+    """The bytes of ``root/rel`` (see :func:`open_regular`), never more than ``max_bytes``."""
+    fd = open_regular(root, rel, max_bytes)
+    try:
+        chunks, total = [], 0
+        while total <= max_bytes:
+            b = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+    finally:
+        os.close(fd)
+    if total > max_bytes:
+        raise UntrustedFile(f"{rel} grew past the {max_bytes}-byte limit while being read")
+    return b"".join(chunks)
+
+
+def read_json(root: str | os.PathLike[str], rel: str, max_bytes: int = 4 << 20) -> Any:
+    """Parsed JSON from ``root/rel`` or None when it is absent, unsafe, too big or not JSON."""
+    try:
+        return json.loads(read_regular(root, rel, max_bytes).decode("utf-8"))
+    except (UntrustedFile, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
+def copy_out(root: str | os.PathLike[str], rel: str, dest: str | os.PathLike[str], max_bytes: int) -> int:
+    """Copy ``root/rel`` (see :func:`open_regular`) to ``dest`` (temp name, then rename); bytes copied."""
+    dest = Path(dest)
+    fd = open_regular(root, rel, max_bytes)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    total = 0
+    try:
+        with os.fdopen(fd, "rb", closefd=True) as src, open(tmp, "wb") as out:
+            while True:
+                b = src.read(1 << 20)
+                if not b:
+                    break
+                total += len(b)
+                if total > max_bytes:
+                    raise UntrustedFile(f"{rel} grew past the {max_bytes}-byte limit while being copied")
+                out.write(b)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return total
+
+
+def remove_tree(path: str | os.PathLike[str]) -> bool:
+    """Remove a work dir the job may have booby-trapped: symlinks are removed, never followed
+    (shutil.rmtree's fd-based walk), folders it made unreadable are opened up first. True when gone."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return True
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):
+        for dirpath, dirnames, _ in os.walk(path, topdown=True, followlinks=False):
+            for d in dirnames:
+                full = os.path.join(dirpath, d)
+                if not os.path.islink(full):
+                    try:
+                        os.chmod(full, 0o700)
+                    except OSError:
+                        pass
+        try:
+            os.chmod(path, 0o700)
+        except OSError:
+            pass
+        shutil.rmtree(path, ignore_errors=True)
+    return not os.path.lexists(path)
+
+
+def tree_usage(root: str | os.PathLike[str], stop_bytes: int, stop_entries: int) -> tuple[int, int]:
+    """(bytes on disk, entries) under ``root``, without following links; stops counting once
+    either limit is passed (a job may make millions of entries)."""
+    used, entries = 0, 0
+    stack = [os.fspath(root)]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                entries += 1
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                used += getattr(st, "st_blocks", 0) * 512 or st.st_size
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(e.path)
+                if used > stop_bytes or entries > stop_entries:
+                    return used, entries
+    return used, entries
+
+
+# ---------------------------------------------------------------- running a job
+
+@dataclass
+class JailedRun:
+    returncode: int
+    timed_out: bool
+    log_path: Path
+    log_bytes: int = 0
+    log_dropped: int = 0
+    quota: str = ""  # why the job was killed for its work dir ("" = it was not)
+    duration_s: float = 0.0
+
+
+class _LogPump:
+    """Copies the job's output pipe into a log file: the first ``cap`` bytes, then only a rolling
+    tail (so the end of a flood still shows). A thread with select, so it never blocks shutdown."""
+
+    TAIL = 256 * 1024
+
+    def __init__(self, fd: int, path: Path, cap: int) -> None:
+        self.fd, self.path, self.cap = fd, path, cap
+        self.written = 0
+        self.dropped = 0
+        self._tail: deque[bytes] = deque()
+        self._tail_len = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="jail-log")
+        self._out = open(path, "wb")  # noqa: SIM115 - closed by the thread
+        self._thread.start()
+
+    def _keep_tail(self, b: bytes) -> None:
+        self._tail.append(b)
+        self._tail_len += len(b)
+        while self._tail_len - len(self._tail[0]) >= self.TAIL:
+            self._tail_len -= len(self._tail.popleft())
+
+    def _run(self) -> None:
+        import select
+
+        try:
+            while True:
+                r, _, _ = select.select([self.fd], [], [], 0.1)
+                if not r:
+                    if self._stop.is_set():
+                        break
+                    continue
+                b = os.read(self.fd, 65536)
+                if not b:
+                    break
+                room = self.cap - self.written
+                if room > 0:
+                    self._out.write(b[:room])
+                    self._out.flush()
+                    self.written += min(room, len(b))
+                    b = b[room:]
+                if b:
+                    self.dropped += len(b)
+                    self._keep_tail(b)
+        except OSError:
+            pass
+        finally:
+            if self.dropped:
+                tail = b"".join(self._tail)[-self.TAIL:]
+                shown = len(tail)
+                self._out.write(f"\n[... {self.dropped - shown} bytes of output dropped (log cap {self.cap} bytes); "
+                                f"last {shown} bytes follow ...]\n".encode())
+                self._out.write(tail)
+            self._out.close()
+            os.close(self.fd)
+
+    def finish(self, grace_s: float = 2.0) -> None:
+        """Wait for EOF up to ``grace_s`` (a process outside the job's control may hold the pipe
+        open when isolation is off), then stop reading."""
+        self._thread.join(grace_s)
+        self._stop.set()
+        self._thread.join(5)
+
+
+async def run_jailed(cmd: Sequence[str], *, work: Path, env: Mapping[str, str], jail: Jail, log_path: Path,
+                     timeout_s: float | None, preexec: Callable[[], None] | None = None) -> JailedRun:
+    """Run ``cmd`` (already in the job's view) under ``jail``; see the module doc.
+
+    The process group is killed on timeout, on a work dir over its limits, on cancel and after
+    a normal exit. With bwrap, killing the group kills bwrap, whose death takes the job's whole
+    pid namespace with it (--die-with-parent, then the kernel ends every process of a namespace
+    whose pid 1 died); no process of the job outlives this call.
+    """
+    argv, fds = jail.argv(cmd, work, env)
+    read_fd, write_fd = os.pipe()
+    os.set_inheritable(write_fd, True)
+    spawn: dict[str, Any] = {"start_new_session": True, "pass_fds": tuple(fds)}
+    if preexec is not None:
+        spawn["preexec_fn"] = preexec
+    pump: _LogPump | None = None
+    t0 = time.perf_counter()
+    try:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, cwd=str(work),
+                env=launch_env() if jail.isolated else dict(env), close_fds=True, **spawn)
+        except OSError as e:
+            os.close(read_fd)
+            raise AvatarError(f"sandbox launcher {argv[0]}", f"could not start it ({e})", INSTALL_FIX) from None
+    finally:
+        os.close(write_fd)
+        for fd in fds:
+            os.close(fd)
+    pump = _LogPump(read_fd, log_path, jail.log_mb * 1024 * 1024)
+    quota = ""
+    timed_out = False
+
+    async def watch() -> None:
+        nonlocal quota
+        cap, files = jail.work_mb * 1024 * 1024, jail.max_files
+        while proc.returncode is None:
+            used, entries = await asyncio.to_thread(tree_usage, work, cap, files)
+            if used > cap or entries > files:
+                quota = (f"the script filled its work dir past the limit ({used // (1024 * 1024)} MB / {entries} "
+                         f"entries; limits sandbox.work_mb={jail.work_mb}, {files} entries) and was killed")
+                kill_group(proc)
+                return
+            await asyncio.sleep(jail.poll_s)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        try:
+            await asyncio.wait_for(proc.wait(), timeout_s if timeout_s and timeout_s > 0 else None)
+        except asyncio.TimeoutError:
+            timed_out = True
+            kill_group(proc)
+            await proc.wait()
+    finally:
+        kill_group(proc)
+        watcher.cancel()
+        await asyncio.to_thread(pump.finish)
+    rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    if jail.isolated and 128 < rc < 128 + 65:
+        rc = 128 - rc  # bwrap exits 128+N for a job killed by signal N: report it as a direct child's -N
+    return JailedRun(rc, timed_out, log_path, pump.written, pump.dropped, quota, time.perf_counter() - t0)
+
+
+__all__ = ["Jail", "JailedRun", "Status", "IsolationUnavailable", "UntrustedFile", "check", "check_net", "find_bwrap",
+           "seccomp_filter", "net_argv", "runtime_roots", "safe_root", "open_regular", "read_regular", "read_json",
+           "copy_out", "remove_tree", "tree_usage", "run_jailed", "launch_env", "INSIDE_WORK", "INSTALL_FIX"]
