@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _preflight import cuda_probe, gpu_problem, missing_modules, missing_problem, module_versions  # noqa: E402
 from _protocol import Preflight, Request, WorkerFailure, problem, serve  # noqa: E402
+import _provenance  # noqa: E402
 
 BASIC = "TRELLIS setup.sh --basic"
 # Errors huggingface_hub raises when TRELLIS's bare `except:` retries a local component as a repo id.
@@ -122,11 +123,31 @@ def explain_load_error(exc: BaseException, weights_dir: Path, cfg: dict) -> str:
     return f"{text} (every component loads on its own, so the failure is in the image-conditioning model or the samplers)"
 
 
+def checkpoint_files(weights_dir: Path, cfg: dict) -> tuple[dict[str, Path], dict[str, Path | None]]:
+    """{logical name: path} of every file the pipeline will load (names as in the released repos:
+    microsoft/TRELLIS-image-large paths, ``dinov2/<file>`` and ``u2net/u2net.onnx``), and the
+    download root of each (for the Hugging Face record of its hash)."""
+    files: dict[str, Path] = {"pipeline.json": weights_dir / "pipeline.json"}
+    for rel in dict(cfg.get("args", {}).get("models", {})).values():
+        for ext in (".json", ".safetensors"):
+            files[f"{rel}{ext}"] = weights_dir / f"{rel}{ext}"
+    roots: dict[str, Path | None] = {name: weights_dir for name in files}
+    name = cfg.get("args", {}).get("image_cond_model")
+    if name:
+        pth = dinov2_files(name)[1]
+        if pth.is_file():
+            files[f"dinov2/{pth.name}"], roots[f"dinov2/{pth.name}"] = pth, None
+    if u2net_path().is_file():
+        files["u2net/u2net.onnx"], roots["u2net/u2net.onnx"] = u2net_path(), None
+    return {k: v for k, v in files.items() if v.is_file()}, roots
+
+
 class TrellisWorker:
     def __init__(self, opts: argparse.Namespace) -> None:
         self.weights_dir = Path(opts.weights_dir).expanduser() if opts.weights_dir else None
         self.repo_dir = Path(opts.repo_dir).expanduser() if opts.repo_dir else None
         self.min_vram_gb = opts.min_vram_gb
+        self.pins = opts.checkpoint_pins
         self.pipeline: Any = None
         self.postprocessing: Any = None
         self.cfg: dict = {}
@@ -167,6 +188,18 @@ class TrellisWorker:
         if problems:
             raise Preflight(problems, info)
         return info
+
+    def verify_checkpoints(self, info: dict) -> None:
+        """Refuse (Preflight) unless every checkpoint file matches the pinned list."""
+        files, _ = checkpoint_files(self.weights_dir, self.cfg)
+        try:
+            pins, source = _provenance.load_pins("trellis", self.pins)
+        except ValueError as e:
+            raise Preflight([problem("checkpoint_pins", str(e))], info) from None
+        problems, hashes = _provenance.verify(files, pins, source)
+        info["checkpoint_sha256"] = {"pinned_list": source, "sha256": hashes}
+        if problems:
+            raise Preflight(problems, info)
 
     def load(self, info: dict) -> float:
         import traceback
@@ -226,16 +259,40 @@ class TrellisWorker:
                 "timings_s": {"sample": round(t1 - t0, 3), "to_glb": round(t2 - t1, 3)}}
 
 
+def checkpoints_cli(worker: TrellisWorker, opts: argparse.Namespace) -> int:
+    lacking, worker.cfg = check_weights(worker.weights_dir) if worker.weights_dir else (["--weights-dir"], {})
+    if lacking:
+        print(f"cannot check: {worker.weights_dir} lacks {', '.join(lacking)}", file=sys.stderr)
+        return 2
+    if opts.pin:
+        files, roots = checkpoint_files(worker.weights_dir, worker.cfg)
+        return _provenance.write_pins("trellis", files, opts.pin, roots)
+    try:
+        worker.verify_checkpoints({})
+    except Preflight as e:
+        for p in e.problems:
+            print(p["message"], file=sys.stderr)
+        return 1
+    print("every TRELLIS checkpoint file matches the pinned list")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights-dir", default="")
     ap.add_argument("--repo-dir", default="")
     ap.add_argument("--min-vram-gb", type=float, default=16.0)
+    ap.add_argument("--checkpoint-pins", default="", help="a pinned sha256 list replacing the shipped one")
+    ap.add_argument("--verify-checkpoints", action="store_true", help="only check the checkpoints' sha256; exit 0/1")
+    ap.add_argument("--pin", default="", metavar="OUT", help="write the checkpoints' sha256 to OUT and exit")
     opts = ap.parse_args(argv)
     worker = TrellisWorker(opts)
+    if opts.pin or opts.verify_checkpoints:
+        return checkpoints_cli(worker, opts)
 
     def startup() -> tuple[dict, dict]:
         info = worker.preflight()
+        worker.verify_checkpoints(info)
         info["load_s"] = worker.load(info)
         return info, {"image_to_mesh": worker.image_to_mesh}
 

@@ -24,6 +24,10 @@ autoregressive sample makes run.py print "unexpected token found" and write noth
 (it still exits 0): the skeleton step is retried with the next seed. The model is loaded
 by each run.py call (UniRig has no server mode); what stays warm here is the checked env.
 Bones come out named bone_0..bone_N (the released Articulation-XL2.0 checkpoint).
+Before the first step, both checkpoints and the opt-350m config are hashed and checked
+against the pinned list (_provenance.py; ``--checkpoint-pins`` replaces the shipped one);
+before each request a changed file (size, mtime, inode) is hashed again. ``--verify-checkpoints``
+only does that check, ``--pin OUT`` writes a list from the files as they are.
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _preflight import cuda_probe, gpu_problem, missing_modules, missing_problem, module_versions  # noqa: E402
 from _protocol import Preflight, Request, WorkerFailure, problem, serve  # noqa: E402
+import _provenance  # noqa: E402
 
 DATA_CONFIG = "configs/data/quick_inference.yaml"
 SKELETON_TASK = "configs/task/quick_inference_skeleton_articulationxl_ar_256.yaml"
@@ -257,12 +262,30 @@ class Pipeline:
                 "steps": [s.__dict__ for s in self.steps]}
 
 
+def checkpoint_files(checkpoints: dict[str, tuple[Path | None, str]], weights_dir: Path | None
+                     ) -> tuple[dict[str, Path], dict[str, Path | None]]:
+    """{logical name: path} of what UniRig's steps load (names as in the released repos:
+    VAST-AI/UniRig paths and ``facebook/opt-350m/config.json``), and each file's download root."""
+    files: dict[str, Path] = {}
+    roots: dict[str, Path | None] = {}
+    for task, (path, source) in checkpoints.items():
+        if path is not None:
+            name = CHECKPOINTS[task][1]
+            files[name], roots[name] = path, weights_dir if source == "weights_dir" else None
+    cfg = hf_cached(*LLM_CONFIG)
+    if cfg is not None:
+        files["/".join(LLM_CONFIG)], roots["/".join(LLM_CONFIG)] = cfg, None
+    return files, roots
+
+
 class UniRigWorker:
     def __init__(self, opts: argparse.Namespace) -> None:
         self.repo_dir = Path(opts.repo_dir).expanduser() if opts.repo_dir else None
         self.weights_dir = Path(opts.weights_dir).expanduser() if opts.weights_dir else None
         self.min_vram_gb = opts.min_vram_gb
+        self.pins = opts.checkpoint_pins
         self.checkpoints: dict[str, tuple[Path | None, str]] = {}
+        self.verified: tuple = ()
 
     def preflight(self) -> dict:
         problems = []
@@ -299,7 +322,34 @@ class UniRigWorker:
             raise Preflight(problems, info)
         return info
 
+    def verify_checkpoints(self, info: dict) -> None:
+        """Refuse (Preflight) unless every checkpoint file matches the pinned list."""
+        files, _ = checkpoint_files(self.checkpoints, self.weights_dir)
+        try:
+            pins, source = _provenance.load_pins("unirig", self.pins)
+        except ValueError as e:
+            raise Preflight([problem("checkpoint_pins", str(e))], info) from None
+        problems, hashes = _provenance.verify(files, pins, source)
+        info["checkpoint_sha256"] = {"pinned_list": source, "sha256": hashes}
+        if problems:
+            raise Preflight(problems, info)
+        self.verified = _provenance.fingerprint(files.values())
+
+    def reverify(self) -> None:
+        """Before a request: hash again any checkpoint that changed since it was verified."""
+        files, _ = checkpoint_files(self.checkpoints, self.weights_dir)
+        try:
+            unchanged = _provenance.fingerprint(files.values()) == self.verified
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            try:
+                self.verify_checkpoints({})
+            except Preflight as e:
+                raise WorkerFailure(e.problems[0]["kind"], "; ".join(p["message"] for p in e.problems)) from None
+
     def rig(self, args: dict, req: Request) -> dict:
+        self.reverify()
         work = Path(args["work_dir"])
         work.mkdir(parents=True, exist_ok=True)
         tasks = {}
@@ -313,16 +363,46 @@ class UniRigWorker:
                         int(args.get("seed_retries", 3)))
 
 
+def checkpoints_cli(worker: UniRigWorker, opts: argparse.Namespace) -> int:
+    if worker.repo_dir is None:
+        print("cannot check: --repo-dir is needed to find the checkpoints", file=sys.stderr)
+        return 2
+    for task in (SKELETON_TASK, SKIN_TASK):
+        worker.checkpoints[task] = resolve_checkpoint(task, worker.repo_dir, worker.weights_dir)
+    absent = [where for path, where in worker.checkpoints.values() if path is None]
+    if absent:
+        print(f"cannot check: checkpoint(s) not found: {'; '.join(absent)}", file=sys.stderr)
+        return 2
+    if opts.pin:
+        files, roots = checkpoint_files(worker.checkpoints, worker.weights_dir)
+        return _provenance.write_pins("unirig", files, opts.pin, roots)
+    try:
+        worker.verify_checkpoints({})
+    except Preflight as e:
+        for p in e.problems:
+            print(p["message"], file=sys.stderr)
+        return 1
+    print("every UniRig checkpoint file matches the pinned list")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repo-dir", default="")
     ap.add_argument("--weights-dir", default="")
     ap.add_argument("--min-vram-gb", type=float, default=8.0)
+    ap.add_argument("--checkpoint-pins", default="", help="a pinned sha256 list replacing the shipped one")
+    ap.add_argument("--verify-checkpoints", action="store_true", help="only check the checkpoints' sha256; exit 0/1")
+    ap.add_argument("--pin", default="", metavar="OUT", help="write the checkpoints' sha256 to OUT and exit")
     opts = ap.parse_args(argv)
     worker = UniRigWorker(opts)
+    if opts.pin or opts.verify_checkpoints:
+        return checkpoints_cli(worker, opts)
 
     def startup() -> tuple[dict, dict]:
-        return worker.preflight(), {"rig": worker.rig}
+        info = worker.preflight()
+        worker.verify_checkpoints(info)
+        return info, {"rig": worker.rig}
 
     return serve(startup)
 

@@ -79,6 +79,8 @@ def trellis_spec(settings: Settings | None = None) -> WorkerSpec:
     args = ["--weights-dir", weights, "--min-vram-gb", f"{t.min_vram_gb:g}"]
     if repo:
         args += ["--repo-dir", repo]
+    if t.checkpoint_sha256:
+        args += ["--checkpoint-pins", str(Path(t.checkpoint_sha256).expanduser().absolute())]
     return worker_spec("trellis", "TRELLIS", python, args, env, repo, settings.workers)
 
 

@@ -72,6 +72,8 @@ def unirig_spec(settings: Settings | None = None) -> WorkerSpec:
     args = ["--repo-dir", repo, "--min-vram-gb", f"{u.min_vram_gb:g}"]
     if weights:
         args += ["--weights-dir", weights]
+    if u.checkpoint_sha256:
+        args += ["--checkpoint-pins", str(Path(u.checkpoint_sha256).expanduser().absolute())]
     return worker_spec("unirig", "UniRig", python, args, {"HF_HOME": hf_home}, repo, settings.workers)
 
 

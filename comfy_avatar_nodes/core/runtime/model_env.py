@@ -40,8 +40,8 @@ def model_dir(value: str, key: str, *, required: bool, problem: str = "", fix: s
 def worker_spec(name: str, label: str, python: str, args: Sequence[str], env: Mapping[str, str], cwd: str,
                 workers: WorkersSettings) -> WorkerSpec:
     """The spec of workers/<name>_worker.py under ``python``; empty env values are left out, the
-    timeouts and log folder come from the workers section."""
+    timeouts, log folder and network isolation come from the workers section."""
     return WorkerSpec(name=name, python=python, script=str(WORKERS_DIR / f"{name}_worker.py"), args=tuple(args),
                       env=tuple(sorted((k, v) for k, v in env.items() if v)), cwd=cwd,
                       start_timeout_s=workers.start_timeout_s, idle_timeout_s=workers.idle_timeout_s,
-                      log_dir=workers.log_dir, label=label)
+                      log_dir=workers.log_dir, label=label, isolation=workers.isolation)
