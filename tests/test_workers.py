@@ -126,7 +126,7 @@ def test_error_reply_keeps_the_worker(spec):
     assert ei.value.response["error_kind"] == "bad_sample" and "step log line" in ei.value.detail
     with pytest.raises(WorkerError, match="unknown op 'nope'"):
         run(w.call("nope"))
-    assert w.pid == pid and run(w.call("echo"))["pid"] == pid
+    assert run(w.call("echo"))["pid"] == pid  # the same process still serves
 
 
 def test_idle_shutdown_then_restart(spec):
@@ -305,3 +305,35 @@ def test_fair_lock_hands_over_in_order_and_survives_cancel():
 
     asyncio.run(main())
     assert order == [0, 2, 3] and not lock.locked()
+
+
+def test_workers_run_with_the_network_unshared(spec):
+    """A malicious input cannot reach the network through a model's dependencies: the worker's
+    connection to a listener on 127.0.0.1 fails, and the listener receives nothing. With
+    workers.isolation none (host network) the same request connects, so the listener works."""
+    import socket
+
+    from conftest import need
+
+    from comfy_avatar_nodes.core.runtime import isolation
+
+    bwrap, why = isolation.check_net(spec.bwrap)
+    need(bwrap is not None, f"bubblewrap cannot unshare the network here: {why}")
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(5)
+    port = srv.getsockname()[1]
+    try:
+        res = run(get_worker(spec).call("connect", {"port": port}))
+        assert res["connected"] is False and "refused" in res["error"].lower(), res
+        srv.settimeout(0.3)
+        with pytest.raises(OSError):
+            srv.accept()  # nothing arrived
+        host = run(get_worker(replace(spec, name=spec.name + "-host", isolation="none")).call("connect", {"port": port}))
+        assert host["connected"] is True
+        conn, _ = srv.accept()
+        assert conn.recv(100) == b"from the worker"
+        conn.close()
+    finally:
+        srv.close()

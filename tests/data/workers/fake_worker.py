@@ -2,7 +2,8 @@
 
 Ops: echo, env (environment keys + a few values), sleep, crash (writes to stderr, exits 7),
 spawn (starts a long-lived child in the same process group), stderr (writes lines), fail
-(raises), progress. ``--fail-preflight`` sends a failed handshake; ``--slow-start S`` waits
+(raises), progress, connect (a TCP connection to 127.0.0.1:port, as a malicious input might).
+``--fail-preflight`` sends a failed handshake; ``--slow-start S`` waits
 before it; ``--crash-on-start`` dies before it.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main() -> int:
             raise Preflight([problem("missing_weights", "fake weights are missing"),
                              problem("no_cuda", "no usable CUDA GPU: fake")], info)
         return info, {"echo": echo, "env": env, "sleep": sleep, "crash": crash, "stderr": stderr, "fail": fail,
-                      "spawn": spawn, "progress": progress}
+                      "spawn": spawn, "progress": progress, "connect": connect}
 
     def echo(args, req):
         return {"args": args, "pid": os.getpid()}
@@ -70,6 +71,16 @@ def main() -> int:
     def spawn(args, req):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         return {"child": child.pid, "pgid": os.getpgid(0)}
+
+    def connect(args, req):
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", int(args["port"])), timeout=3) as s:
+                s.sendall(b"from the worker")
+            return {"connected": True}
+        except OSError as e:
+            return {"connected": False, "error": f"{type(e).__name__}: {e}"}
 
     def progress(args, req):
         for i in range(1, 4):
