@@ -138,7 +138,9 @@ def test_script_writer_sends_the_contract_and_extracts_code(fake):
     assert code == "import bpy\nbpy.ops.mesh.primitive_cube_add()\n"
     system = fake.seen[0].body["messages"][0]["content"]
     assert "Blender 5.0.1" in system and "metres" in system and "glb, fbx" in system
-    assert "Do NOT save, export" in system and "no network" in system
+    assert "you do not\n  need to export" in system and "no network" in system and "cannot start programs" in system
+    assert 'os.environ["COMFY_AVATAR_OUTPUT"]' in system and '["--output", PATH]' in system
+    assert "os.path, sys.argv, pathlib and json" in system
     assert '"object_name": "Stool"' in fake.seen[0].body["messages"][1]["content"]
 
 

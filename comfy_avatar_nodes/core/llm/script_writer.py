@@ -1,7 +1,8 @@
 """Script writer: requirements -> a Blender Python script (the coder role's model).
 
-The prompt spells out the contract the sandbox enforces (core/executor/sandbox.py), so a good model
-writes scripts that pass the static check the first time, and the repair prompt carries the
+The prompt spells out the contract the sandbox enforces (core/executor/sandbox.py, blender_cli/
+sandbox_exec.py: empty scene, output path in COMFY_AVATAR_OUTPUT and sys.argv, no network, no
+processes), so a good model writes scripts that run the first time, and the repair prompt carries the
 executor's error and log tail back when one fails. The contract's import allow-list is the
 executor's: callers pass it in (``allowed_imports``), so this module never imports the executor,
 which sits above llm/ (it drives the coder model).
@@ -23,19 +24,24 @@ _BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.S | re.I)
 
 
 def system_prompt(blender_version: str, formats: list[str], allowed_imports: Sequence[str]) -> str:
+    """The coder model's contract; it matches what sandbox_exec.py and the sandbox enforce."""
     return f"""You write Python scripts for Blender {blender_version} (bpy API of that version) that build one
-3D object. The script runs headless (background mode, no UI, no viewport context) in a sandbox.
+3D object. The script runs headless (background mode, no UI, no viewport context) in an isolated sandbox.
 Contract:
 - The scene starts EMPTY. Build the object with bpy.ops primitives, bpy.data meshes or bmesh.
 - Units are metres. Z is up. The object stands on Z=0, centred on X=Y=0. Apply the sizes given.
 - Give objects and materials meaningful names. Colours: Principled BSDF "Base Color" or
   material.diffuse_color, as RGBA floats 0..1.
-- Do NOT save, export, render or read/write any file: the executor exports the scene to
-  {', '.join(formats)} itself after your script ends (its output path is the executor's job).
-- Imports allowed: {', '.join(allowed_imports)}. Nothing else: no os, sys, subprocess, socket,
-  pathlib, importlib, ctypes; no network.
-- Not allowed (the script is refused): exec, eval, compile, open, __import__, globals, getattr
-  with computed names, any attribute starting with "_", bpy.app.handlers, bpy.utils, file paths.
+- Output: after your script ends, the executor exports the whole scene to {', '.join(formats)}; you do not
+  need to export. The main output path is os.environ["COMFY_AVATAR_OUTPUT"] and is also in sys.argv
+  (sys.argv[sys.argv.index("--") + 1:] == ["--output", PATH]). If you export or write a file yourself, write
+  only there or in os.environ["COMFY_AVATAR_OUTPUT_DIR"] (also the current folder); /tmp is scratch;
+  everything else is read-only.
+- Imports: ordinary ones work ({', '.join(allowed_imports)}); os.path, sys.argv, pathlib and json
+  are fine. The sandbox has no network (no sockets, downloads or URLs) and cannot start programs (no
+  subprocess, os.system, multiprocessing); such calls fail.
+- Headless: bpy.app.handlers and bpy.app.timers never fire; do not call UI-only operators or
+  bpy.ops.wm.quit_blender.
 - Finish in a few seconds; avoid huge loops. Leave Blender in object mode.
 Reply with the complete script in ONE ```python code block and nothing else."""
 
