@@ -9,6 +9,7 @@ has a skeleton and skin weights):
                          influences, normalised, verified
     apply_t_pose         the add-on's estimated T-pose made the rest pose, feet back on Z=0
     export_vrm           VRM export to a temp name beside the target, then rename
+    pose_and_export      the T-pose + export + result summary both scripts end with
 Errors are JobErrors whose message starts with the input's name ("mesh: ...", "meta.name: ..."):
 core/ turns that prefix into the AvatarError's "what".
 """
@@ -276,6 +277,25 @@ def export_vrm(arm: bpy.types.Object, out: str) -> int:
         if os.path.exists(tmp):
             os.remove(tmp)
     return os.path.getsize(out)
+
+
+def pose_and_export(body: bpy.types.Object, arm: bpy.types.Object, out: str, timer) -> dict:
+    """The last steps every VRM-writing script shares: the VRM T-pose made the rest pose, the VRM
+    export, then what the written avatar is (the result keys both scripts report; glTF axes for
+    dimensions_m: width X, height Y, depth Z)."""
+    pose = apply_t_pose(body, arm)
+    timer.lap("t_pose")
+    size = export_vrm(arm, out)
+    timer.lap("export")
+    me = body.data
+    v = verts(me)
+    dims = (v.max(axis=0) - v.min(axis=0)).tolist()
+    me.calc_loop_triangles()
+    return {"out": os.path.abspath(out), "file_size": size, "bone_count": len(arm.data.bones),
+            "bone_names": [b.name for b in arm.data.bones], "vertices": len(me.vertices), "faces": len(me.polygons),
+            "triangles": len(me.loop_triangles),
+            "dimensions_m": {"x": round(dims[0], 4), "y": round(dims[2], 4), "z": round(dims[1], 4)},
+            "materials": [m.name for m in me.materials if m], "uv_layers": [uv.name for uv in me.uv_layers], **pose}
 
 
 def enable_vrm_addon() -> None:

@@ -31,8 +31,8 @@ import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
 
 from _job import JobError, Timer, run_job  # noqa: E402
 from _rig_fit import BONES, fit_skeleton  # noqa: E402
-from _vrm_common import (apply_t_pose, bone_shapes, check_meta, enable_vrm_addon, export_vrm,  # noqa: E402
-                         finish_weights, import_file, input_ext, join_meshes, set_vrm)
+from _vrm_common import (bone_shapes, check_meta, enable_vrm_addon, finish_weights, import_file,  # noqa: E402
+                         input_ext, join_meshes, pose_and_export, set_vrm)
 from _vrm_common import tris as _tris  # noqa: E402
 from _vrm_common import verts as _verts  # noqa: E402
 
@@ -269,34 +269,16 @@ def main(args: dict, work_dir: str) -> dict:
 
     set_vrm(arm, meta, {name: name for name, _parent, _c in BONES})
     timer.lap("vrm_setup")
-    pose = apply_t_pose(body, arm)
-    timer.lap("t_pose")
-    size = export_vrm(arm, out)
-    timer.lap("export")
-
-    v = _verts(me)
-    dims = (v.max(axis=0) - v.min(axis=0)).tolist()
-    me.calc_loop_triangles()
+    written = pose_and_export(body, arm, out, timer)
     return {
-        "out": os.path.abspath(out),
-        "file_size": size,
-        "bone_count": len(arm.data.bones),
-        "bone_names": [b.name for b in arm.data.bones],
+        **written,
         "input": {"vertices": verts_in, "faces": faces_in, "closed_single_surface": closed,
                   "boundary_or_nonmanifold_edges": bad_edges, "pieces": pieces},
         "remeshed": remeshed,
         "remesh_voxel": voxel if remeshed else 0.0,
-        "vertices": len(me.vertices),
-        "faces": len(me.polygons),
-        "triangles": len(me.loop_triangles),
-        # glTF axes (Y up): width X, height Y, depth Z
-        "dimensions_m": {"x": round(dims[0], 4), "y": round(dims[2], 4), "z": round(dims[1], 4)},
         "placement": placement,
         "skeleton": skeleton.to_dict(),
         **weights,
-        **pose,
-        "materials": [m.name for m in me.materials if m],
-        "uv_layers": [uv.name for uv in me.uv_layers],
         "timings_s": timer.steps,
     }
 

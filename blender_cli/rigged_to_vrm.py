@@ -36,9 +36,8 @@ import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
 
 from _job import JobError, Timer, run_job  # noqa: E402
 from _pack import vrm_spec  # noqa: E402
-from _vrm_common import (IMPORTERS, apply_t_pose, assign_humanoid, check_meta, enable_vrm_addon,  # noqa: E402
-                         export_vrm, finish_weights, import_file, input_ext, join_meshes, scene_meshes, set_meta,
-                         verts)
+from _vrm_common import (IMPORTERS, assign_humanoid, check_meta, enable_vrm_addon, finish_weights,  # noqa: E402
+                         import_file, input_ext, join_meshes, pose_and_export, scene_meshes, set_meta, verts)
 
 RIGGED_IMPORTERS = {ext: IMPORTERS[ext] for ext in (".glb", ".gltf", ".fbx")}
 SNAP_DEG = 30.0
@@ -288,38 +287,19 @@ def main(args: dict, work_dir: str) -> dict:
             arm.data.bones[humanoid[name]].name = source_map[name]
     set_meta(arm, meta)
     timer.lap("vrm_setup")
-    pose = apply_t_pose(body, arm)
-    timer.lap("t_pose")
-    size = export_vrm(arm, out)
-    timer.lap("export")
-
-    me = body.data
-    v = verts(me)
-    dims = (v.max(axis=0) - v.min(axis=0)).tolist()
-    me.calc_loop_triangles()
+    written = pose_and_export(body, arm, out, timer)
     return {
-        "out": os.path.abspath(out),
-        "file_size": size,
-        "bone_count": len(arm.data.bones),
+        **written,
         "bones_in": bones_in,
-        "bone_names": [b.name for b in arm.data.bones],
         "humanoid": assigned,
         "humanoid_source": {k: source_map[k] for k in assigned},
         "dropped_optional_bones": dropped,
         "renamed_bones": bool(args.get("rename_bones", True)),
         "meshes_in": len(meshes),
         "vertices_in": verts_in,
-        "vertices": len(me.vertices),
-        "faces": len(me.polygons),
-        "triangles": len(me.loop_triangles),
-        # glTF axes (Y up): width X, height Y, depth Z
-        "dimensions_m": {"x": round(dims[0], 4), "y": round(dims[2], 4), "z": round(dims[1], 4)},
         "placement": placement,
         **baked,
         **weights,
-        **pose,
-        "materials": [m.name for m in me.materials if m],
-        "uv_layers": [uv.name for uv in me.uv_layers],
         "warnings": warnings,
         "timings_s": timer.steps,
     }
