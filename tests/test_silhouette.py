@@ -1,4 +1,4 @@
-"""CPU image -> mesh by silhouette inflation (core/silhouette.py, core/images.py) and the example picture."""
+"""CPU image -> mesh by silhouette inflation (core/mesh/silhouette.py, core/images.py) and the example picture."""
 from __future__ import annotations
 
 import importlib.util
