@@ -3,6 +3,8 @@
     comfy-avatar run WORKFLOW ...           one workflow, outputs downloaded    (cli/run.py)
     comfy-avatar batch WORKFLOW ...         many jobs over one or more servers  (cli/batch.py)
     comfy-avatar status | list | cancel     the job records                     (cli/jobs.py)
+    comfy-avatar submit | worker            the fleet: broker queue and workers (cli/submit.py, worker.py)
+    comfy-avatar serve                      the fleet's HTTP API and job page   (cli/serve.py)
 
 The top of the driver's layers: it imports downward only. Each command module has
 ``register(subparsers)`` and imports the heavy parts (websocket-client, urllib3,
@@ -19,7 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import EXIT_INTERRUPTED, DriverError, JobFailed, exit_code_for
-from . import batch, jobs, run
+from . import batch, jobs, run, serve, submit, worker
 from .common import say
 
 
@@ -31,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(sub)
     batch.register(sub)
     jobs.register(sub)
+    submit.register(sub)
+    worker.register(sub)
+    serve.register(sub)
     return parser
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_OK, UsageError
 from .common import add_db_arg, open_store
+from .fleet import add_broker_arg, follow_job, is_fleet_job, list_dead, tell_workers_cancel
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..store import JobRecord
@@ -26,6 +27,9 @@ def register(sub: Any) -> None:
     s.add_argument("job", nargs="?", metavar="JOB", help="job id, prompt_id or a unique prefix")
     s.add_argument("--batch", metavar="B", help="summarize this batch instead of the latest")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--follow", action="store_true", help="a fleet job: show its progress until it ends (needs --broker)")
+    s.add_argument("--progress", choices=["auto", "bar", "log", "none"], default="auto", help="with --follow")
+    add_broker_arg(s)
     add_db_arg(s)
     s.set_defaults(func=cmd_status)
 
@@ -34,6 +38,8 @@ def register(sub: Any) -> None:
     ls.add_argument("--status", metavar="S", help="pending, submitted, running, retrying, succeeded, failed, cancelled")
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.add_argument("--dead", action="store_true", help="the fleet's dead-letter queue (needs --broker)")
+    add_broker_arg(ls)
     add_db_arg(ls)
     ls.set_defaults(func=cmd_list)
 
@@ -41,6 +47,7 @@ def register(sub: Any) -> None:
     c.add_argument("jobs", nargs="*", metavar="JOB")
     c.add_argument("--all", action="store_true", help="every unfinished job of the batch (default: latest)")
     c.add_argument("--batch", metavar="B")
+    add_broker_arg(c)
     add_db_arg(c)
     c.set_defaults(func=cmd_cancel)
 
@@ -68,6 +75,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ..store import TERMINAL
 
     with open_store(args) as store:
+        if args.job and args.follow:
+            return follow_job(args, store.get(args.job).id, store)
         if args.job:
             rec = store.get(args.job)
             if args.json:
@@ -94,6 +103,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.dead:
+        return list_dead(args)
     with open_store(args) as store:
         rows = store.list(batch_id=args.batch, status=args.status, limit=args.limit)
         if args.json:
@@ -132,6 +143,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
                 cancel_on_server(r.server, r.prompt_id)
             won = store.set_status(r.id, CANCELLED, detail="cancelled with comfy-avatar cancel")
             print(f"{r.id}: {'cancelled' if won else 'already ' + store.status_of(r.id)[0]}")
+        tell_workers_cancel(args, [r.id for r in todo if is_fleet_job(r)])
         if not recs:
             print("nothing to cancel")
     return EXIT_OK

@@ -1,0 +1,157 @@
+"""Helpers for the fleet tests: a fleet (its own queue names on a shared test broker, a job
+database, worker processes) and trivial prompts for the fake ComfyUI.
+
+Workers run as real processes (``python -m driver worker``) so that SIGKILL, SIGTERM and
+broker restarts hit them as they would hit a worker on a GPU box; heartbeats, leases and
+retry delays are short so the scenarios take seconds.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FAST_ENV = {
+    "COMFY_AVATAR__FLEET__HEARTBEAT_S": "2",
+    "COMFY_AVATAR__FLEET__LEASE_S": "3",
+    "COMFY_AVATAR__FLEET__RETRY_BASE_S": "0.5",
+    "COMFY_AVATAR__FLEET__RETRY_MAX_S": "2",
+    "COMFY_AVATAR__FLEET__MAX_ATTEMPTS": "3",
+    "COMFY_AVATAR__FLEET__RECONNECT_GIVE_UP_S": "3",
+    "COMFY_AVATAR__FLEET__WS_SILENCE_S": "2",
+    "COMFY_AVATAR__FLEET__POLL_INTERVAL_S": "0.5",
+}
+
+
+def trivial_prompt(tag: str = "t", steps: int = 0) -> dict[str, Any]:
+    """EmptyImage -> (KSamplerLike with steps) -> SaveImage: one output file."""
+    p: dict[str, Any] = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}
+    src = ["1", 0]
+    if steps:
+        p["2"] = {"class_type": "KSamplerLike", "inputs": {"image": src, "steps": steps}, "_meta": {"title": "sampler"}}
+        src = ["2", 0]
+    p["9"] = {"class_type": "SaveImage", "inputs": {"images": src, "filename_prefix": f"fleet/{tag}"}}
+    return p
+
+
+def slow_scenario(step_delay: float):
+    """The fake ComfyUI's default run, with ``step_delay`` seconds per sampler step."""
+    def run(job):
+        job.start()
+        for nid, node in job.prompt.items():
+            out = None
+            if node.get("class_type") == "SaveImage":
+                prefix = str(node.get("inputs", {}).get("filename_prefix", "ComfyUI"))
+                sub, _, base = prefix.rpartition("/")
+                out = job.save_image(nid, f"{base}_00001_.png", b"\x89PNG fake " + job.prompt_id.encode(), subfolder=sub)
+            steps = node.get("inputs", {}).get("steps")
+            job.node(nid, steps=steps if isinstance(steps, int) else 0, output=out, step_delay=step_delay)
+        job.succeed()
+    return run
+
+
+def executions(*fakes: Any) -> dict[str, int]:
+    """prompt_id -> how many times it was posted to any of the fake servers."""
+    out: dict[str, int] = {}
+    for fake in fakes:
+        for body in fake.posted:
+            pid = str(body.get("prompt_id"))
+            out[pid] = out.get(pid, 0) + 1
+    return out
+
+
+class WorkerProc:
+    def __init__(self, env: dict[str, str], server: str, out: Path, db: str, name: str, log: Path,
+                 concurrency: int = 1, extra: list[str] | None = None) -> None:
+        self.name, self.log_path = name, log
+        cmd = [sys.executable, "-m", "driver", "-v", "worker", "--server", server, "--out", str(out), "--db", db,
+               "--name", name, "--concurrency", str(concurrency), "--drain", "30", *(extra or [])]
+        self._log = open(log, "ab")  # noqa: SIM115 - open for the process's life
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 40) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Fleet:
+    """One fleet under test: queue names of its own (prefix), a job database, workers."""
+
+    def __init__(self, broker_url: str, tmp: Path, db: str | None = None, **env: str) -> None:
+        from driver.fleet.settings import FleetSettings
+        from driver.store import JobStore
+
+        self.tmp = tmp
+        self.prefix = "t" + uuid.uuid4().hex[:8]
+        self.db = db or str(tmp / "jobs.db")
+        self.out = tmp / "out"
+        self.env = {**os.environ, **FAST_ENV, "COMFY_AVATAR_BROKER": broker_url, "COMFY_AVATAR_DB": self.db,
+                    "COMFY_AVATAR__FLEET__PREFIX": self.prefix, "PYTHONUNBUFFERED": "1", **env}
+        self.settings = FleetSettings.load(env=self.env)
+        self.store = JobStore(self.db)
+        self.workers: list[WorkerProc] = []
+        self._publisher: Any = None
+
+    @property
+    def publisher(self) -> Any:
+        from driver.fleet.broker import Publisher
+        if self._publisher is None:
+            self._publisher = Publisher(self.settings, "test-submit")
+        return self._publisher
+
+    def worker(self, server: str, name: str | None = None, concurrency: int = 1, **env: str) -> WorkerProc:
+        name = name or f"w{len(self.workers) + 1}"
+        w = WorkerProc({**self.env, **env}, server, self.out, self.db, name, self.tmp / f"{name}.log", concurrency)
+        self.workers.append(w)
+        return w
+
+    def submit(self, prompt: dict[str, Any], **kw: Any) -> str:
+        from driver.fleet.messages import make_job
+        from driver.fleet.submit import submit_job
+
+        msg = make_job(prompt, workflow_name=kw.pop("workflow_name", "trivial.api.json"), **kw)
+        submit_job(msg, self.publisher, self.store)
+        return msg.job_id
+
+    def wait_terminal(self, job_ids: list[str], timeout: float = 60.0) -> dict[str, str]:
+        from driver.store import TERMINAL
+
+        deadline = time.monotonic() + timeout
+        while True:
+            status = {j: self.store.status_of(j)[0] for j in job_ids}
+            if all(s in TERMINAL for s in status.values()) or time.monotonic() > deadline:
+                return status
+            time.sleep(0.2)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {w.name} ---\n{w.log()[-6000:]}" for w in self.workers)
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop()
+        if self._publisher is not None:
+            self._publisher.close()
+        self.store.close()
