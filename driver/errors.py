@@ -133,7 +133,9 @@ class JobFailed(DriverError):
             problem, fix = "interrupted", "run it again (someone or a timeout interrupted it)"
         else:
             problem = f"{self.exception_type}: {self.exception_message}" if self.exception_type else self.exception_message
-            fix = "fix the node's input named in the message; ComfyUI's log has the full traceback"
+            # the generic hint only when the node's own message has none (the pack's errors carry a "Fix:")
+            fix = "" if "Fix: " in self.exception_message else \
+                "fix the node's input named in the message; ComfyUI's log has the full traceback"
         super().__init__(f"prompt {self.prompt_id} node {self.node_id} ({self.node_type})", problem, fix)
 
 
