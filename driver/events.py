@@ -220,9 +220,15 @@ class JobTracker:
             if node is not None and str(node) == self.current:
                 self.step = (float(d.get("value") or 0), float(d.get("max") or 0))
         elif ev.type == "progress_state":
+            # Newer ComfyUI (0.4+) reports node progress here too; the V3 progress API
+            # (execution.set_progress) sends only this, never a plain "progress" message.
             for nid, st in (d.get("nodes") or {}).items():
-                if isinstance(st, dict) and st.get("state") == "finished":
+                if not isinstance(st, dict):
+                    continue
+                if st.get("state") == "finished":
                     self.finished.add(str(nid))
+                elif st.get("state") == "running" and str(nid) == self.current and float(st.get("max") or 0) > 1:
+                    self.step = (float(st.get("value") or 0), float(st.get("max") or 0))
         elif ev.type == "executed":
             node = d.get("node")
             if node is not None and isinstance(d.get("output"), dict):

@@ -496,3 +496,22 @@ def test_websocket_private_recv_contract() -> None:
     finally:
         ours.close()
         server.close()
+
+
+def test_tracker_reads_node_steps_from_progress_state() -> None:
+    """ComfyUI 0.8.0's V3 progress API (what the TRELLIS/UniRig/Blender Executor nodes use) sends only
+    progress_state; the step must come from it, as it does from a plain progress message. The value 0 /
+    max 1 entries ComfyUI sends for every node that merely started are not steps."""
+    job = JobTracker("p", {"3": {"class_type": "X", "inputs": {}}})
+    frames = [
+        {"type": "execution_start", "data": {"prompt_id": "p"}},
+        {"type": "executing", "data": {"node": "3", "prompt_id": "p"}},
+        {"type": "progress_state", "data": {"prompt_id": "p", "nodes": {
+            "3": {"value": 0, "max": 1, "state": "running", "node_id": "3"}}}},
+    ]
+    for f in frames:
+        job.apply(parse_frame(json.dumps(f)))
+    assert job.step is None
+    job.apply(parse_frame(json.dumps({"type": "progress_state", "data": {"prompt_id": "p", "nodes": {
+        "3": {"value": 2, "max": 5, "state": "running", "node_id": "3"}}}})))
+    assert job.step == (2.0, 5.0)

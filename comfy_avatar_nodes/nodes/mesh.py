@@ -18,6 +18,9 @@ class AvatarImageToMeshCPU(io.ComfyNode):
             node_id="AvatarImageToMeshCPU",
             display_name="Image to Mesh (CPU silhouette inflation)",
             category="avatar/mesh",
+            # It writes a GLB the user keeps (as SaveGLB does): an output node, so a cached re-run still
+            # reports its file (ComfyUI 0.8.0 never visits a cached non-output node, so its ui would be lost).
+            is_output_node=True,
             description=(
                 "Turns a front-view picture of a character into a closed, textured mesh by inflating its "
                 "silhouette. Runs on the CPU in about a second. It is NOT a learned 3D reconstruction: the back "

@@ -19,6 +19,9 @@ class AvatarImageTo3DTrellis(io.ComfyNode):
             node_id="AvatarImageTo3DTrellis",
             display_name="Image to 3D (TRELLIS, GPU)",
             category="avatar/mesh",
+            # It writes a GLB the user keeps (as SaveGLB does): an output node, so a cached re-run still
+            # reports its file (ComfyUI 0.8.0 never visits a cached non-output node, so its ui would be lost).
+            is_output_node=True,
             description=(
                 "Reconstructs a textured 3D mesh from one picture with Microsoft TRELLIS (TRELLIS-image-large). "
                 "Needs an NVIDIA GPU with >= 16 GB, the TRELLIS Python env (config trellis.python) and the weights "
