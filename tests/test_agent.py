@@ -151,15 +151,18 @@ def test_repair_loop_first_script_fails_second_works(blender_runtime, fake, tmp_
 
 
 @pytest.mark.blender
-def test_refused_and_syntax_error_scripts_are_repaired(blender_runtime, fake, tmp_path):
+def test_advised_and_syntax_error_scripts_are_repaired(blender_runtime, fake, tmp_path):
+    """`import os` is fine now (the OS contains the script); what it cannot do (start a process) fails
+    in Blender, and the static pass's advice travels back to the coder with the error."""
     fake.script("coder-model", ["```python\nimport bpy\nimport os\nos.system('ls')\n```",
                                 "```python\nimport bpy\nfor i in range(3)\n    pass\n```", STOOL_SCRIPT])
     res = build(STOOL, tmp_path, blender_runtime, max_attempts=3)
     a1, a2, a3 = res.attempts
-    assert a1.stage == "static check" and "line 2: import of 'os' is not allowed" in a1.error
+    assert a1.stage == "blender" and "empty scene" in a1.error
+    assert "line 3: system(): the sandbox cannot start processes" in a1.error
     assert a2.stage == "static check" and "line 2: syntax error" in a2.error
     assert a3.ok
-    assert "import of 'os' is not allowed" in fake.requests_for("coder-model")[1].body["messages"][3]["content"]
+    assert "the sandbox cannot start processes" in fake.requests_for("coder-model")[1].body["messages"][3]["content"]
 
 
 @pytest.mark.blender

@@ -1,13 +1,18 @@
-"""The sandbox for model-written Blender scripts: static check, runtime guards, limits, cleanup.
+"""The sandbox for model-written Blender scripts: the static pass, legitimate scripts, limits,
+cleanup, and the 14 original hostile scripts.
 
-The hostile suite runs every attack twice: through the full sandbox, and with the static
-check switched off so the runtime layer (audit hook, operator guard, restricted builtins,
-rlimits, timeout, stripped environment) has to contain it on its own. Each mode prints
-"contained N/M".
+The 14 run twice: under OS isolation (sandbox.isolation bwrap, the default) and with
+isolation none and the static check switched off, so the in-process layer (audit hook,
+operator guard, restricted builtins, rlimits, timeout, stripped environment) has to contain
+them on its own. Each mode prints "contained N/M". The adversarial suite against the
+finished design is tests/test_sandbox_attacks.py; the isolation itself, tests/test_isolation.py.
 """
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
 import socket
 import tempfile
 import threading
@@ -18,7 +23,7 @@ from typing import Callable
 import pytest
 
 from comfy_avatar_nodes.core.config import SandboxSettings
-from comfy_avatar_nodes.core.executor.sandbox import SandboxRun, check_script, run_script, safe_env
+from comfy_avatar_nodes.core.executor.sandbox import SandboxRun, advise, check_script, run_script, safe_env
 
 from _agent_helpers import contains_bytes, files_under, validate_glb
 
@@ -53,10 +58,11 @@ bpy.context.scene.collection.objects.link(knob)
 '''
 
 
-# ---------------------------------------------------------------- static check (no Blender)
+# ---------------------------------------------------------------- static pass (no Blender)
 
+# What the STRICT check (sandbox.isolation: none, where nothing else contains the script) refuses.
 @pytest.mark.parametrize("src, line, needle", [
-    ("import bpy\nimport os\n", 2, "import of 'os'"),
+    ("import bpy\nimport shutil\n", 2, "import of 'shutil'"),
     ("import bpy\nfrom subprocess import run\n", 2, "'subprocess'"),
     ("x = 1\n\n__import__('os').system('id')\n", 3, "'__import__'"),
     ("exec('import os')\n", 1, "'exec'"),
@@ -68,7 +74,7 @@ bpy.context.scene.collection.objects.link(knob)
     ("import math\nf = getattr(math, '__loader__')\n", 2, "getattr() with attribute '__loader__'"),
     ("import math\nn = 'sy' + 'stem'\nf = getattr(math, n)\n", 3, "computed attribute name"),
     ("import random\nos = random._os\n", 2, "'_os'"),
-    ("import bpy\nbpy.ops.wm.save_as_mainfile(filepath='/tmp/x.blend')\n", 2, "save_as_mainfile"),
+    ("import os\nos.system('id')\n", 2, "'system'"),
     ("import bpy\nbpy.data.texts.load('/proc/1/environ')\n", 2, "'load'"),
     ("import bpy\nbpy.app.handlers.depsgraph_update_post.append(print)\n", 2, "'handlers'"),
     ("import bpy\nimport importlib\n", 2, "'importlib'"),
@@ -76,16 +82,39 @@ bpy.context.scene.collection.objects.link(knob)
     ("import socket\n", 1, "'socket'"),
     ("def f(:\n  pass\n", 1, "syntax error"),
 ])
-def test_static_check_refuses_with_line_number(src, line, needle):
-    problems = check_script(src)
+def test_strict_check_refuses_with_line_number(src, line, needle):
+    problems = check_script(src, strict=True)
     assert problems, f"not refused: {src!r}"
     assert any(ln == line and needle in msg for ln, msg in problems), problems
 
 
-def test_static_check_accepts_ordinary_bpy_scripts():
-    assert check_script(LEGIT) == []
-    assert check_script("import bpy\nobj = bpy.context.active_object\nok = hasattr(obj, 'data')\n"
-                        "if __name__ == '__main__':\n    print(getattr(obj, 'name', ''))\n") == []
+ORDINARY = """import os, os.path, sys, json, math, random, pathlib
+import bpy, bmesh
+from mathutils import Vector
+argv = sys.argv[sys.argv.index("--") + 1:]
+out = argv[argv.index("--output") + 1]
+assert out == os.environ["COMFY_AVATAR_OUTPUT"]
+meta = pathlib.Path(os.environ["COMFY_AVATAR_OUTPUT_DIR"]) / "meta.json"
+meta.write_text(json.dumps({"seed": random.random()}))
+name = os.path.splitext(os.path.basename(out))[0]
+bpy.ops.export_scene.gltf(filepath=out, export_format="GLB")
+"""
+
+
+def test_advisory_pass_lets_ordinary_scripts_through():
+    """With OS isolation only what will certainly fail is refused: a syntax error."""
+    assert check_script(LEGIT) == [] and check_script(ORDINARY) == [] and advise(ORDINARY) == []
+    assert check_script(ORDINARY, strict=True) == []  # os.path, sys.argv, pathlib, json: fine even strictly
+    hostile = "import os, socket\nos.system('id')\nexec('x=1')\nv = ().__class__.__base__\n"
+    assert check_script(hostile) == []  # the OS contains these; they are advice, not refusals
+    assert check_script("def f(:\n  pass\n") == [(1, "syntax error: invalid syntax")]
+    notes: dict[int, str] = {}
+    for ln, msg in advise("import socket, subprocess\nimport bpy\nbpy.app.handlers.frame_change_pre.append(print)\n"
+                          "while True:\n    pass\nopen('/etc/x', 'w')\nopen('/proc/self/environ')\n"):
+        notes[ln] = notes.get(ln, "") + msg
+    assert "no network" in notes[1] and "cannot start processes" in notes[1]
+    assert "never fire" in notes[3] and "timeout" in notes[4]
+    assert "outside the work dir" in notes[6] and 7 not in notes  # reading is not writing
 
 
 def test_safe_env_keeps_no_secrets(tmp_path):
@@ -129,12 +158,96 @@ def test_script_errors_name_the_line(blender_runtime, tmp_path):
     assert not r.ok and "empty scene" in r.error
 
 
+# What a coder model writes: os.path and sys.argv, materials, the four modifiers, bmesh, its own export.
+MODIFIERS = """import os, os.path, sys, json, math, random, pathlib
+import bpy, bmesh
+from mathutils import Vector
+argv = sys.argv[sys.argv.index("--") + 1:]
+out = argv[argv.index("--output") + 1]
+assert out == os.environ["COMFY_AVATAR_OUTPUT"] and os.path.dirname(out) == os.environ["COMFY_AVATAR_OUTPUT_DIR"]
+notes = pathlib.Path(os.path.dirname(out)) / "notes.json"
+notes.write_text(json.dumps({"seed": 7}))
+random.seed(json.loads(notes.read_text())["seed"])
+
+def material(name, rgba, metal=0.0):
+    m = bpy.data.materials.new(name)
+    m.use_nodes = True
+    bsdf = m.node_tree.nodes.get("Principled BSDF")
+    bsdf.inputs["Base Color"].default_value = rgba
+    bsdf.inputs["Metallic"].default_value = metal
+    return m
+
+bpy.ops.mesh.primitive_cube_add(size=1, location=(0, 0, 0.5))
+body = bpy.context.active_object
+body.name = "Body"
+body.data.materials.append(material("Steel", (0.6, 0.6, 0.65, 1), 1.0))
+arr = body.modifiers.new("Array", "ARRAY"); arr.count = 3; arr.relative_offset_displace = (1.2, 0, 0)
+bev = body.modifiers.new("Bevel", "BEVEL"); bev.width = 0.05; bev.segments = 3
+bpy.ops.mesh.primitive_cylinder_add(radius=0.2, depth=4, location=(1.2, 0, 0.5), rotation=(0, math.pi / 2, 0))
+cutter = bpy.context.active_object
+boo = body.modifiers.new("Bool", "BOOLEAN"); boo.operation = "DIFFERENCE"; boo.object = cutter
+bpy.ops.mesh.primitive_uv_sphere_add(radius=0.3, location=(0, 1.5, 0.3))
+shell = bpy.context.active_object
+shell.name = "Shell"
+sol = shell.modifiers.new("Solidify", "SOLIDIFY"); sol.thickness = 0.02
+shell.data.materials.append(material("Red", (0.8, 0.1, 0.1, 1)))
+bm = bmesh.new()
+bmesh.ops.create_cone(bm, cap_ends=True, segments=24, radius1=0.3, radius2=0.0, depth=0.6)
+bmesh.ops.translate(bm, verts=bm.verts, vec=Vector((0, -1.5, 0.3)))
+mesh = bpy.data.meshes.new("Cone"); bm.to_mesh(mesh); bm.free()
+cone = bpy.data.objects.new("Cone", mesh)
+bpy.context.scene.collection.objects.link(cone)
+bpy.data.objects.remove(cutter)  # applied below through the evaluated mesh; the cutter itself is not exported
+"""
+MODIFIERS = MODIFIERS.replace("bpy.data.objects.remove(cutter)  #", "cutter.hide_set(True)\ncutter.hide_render = True  #")
+MODIFIERS += """bpy.ops.export_scene.gltf(filepath=out, export_format="GLB", export_apply=True)
+print("OWN-EXPORT", os.path.getsize(out))
+"""
+SUBDIVIDED = """import bpy
+bpy.ops.mesh.primitive_monkey_add(size=1, location=(0, 0, 0.5))
+sub = bpy.context.active_object.modifiers.new("Subsurf", "SUBSURF")
+sub.levels = sub.render_levels = 6          # 500 faces x 4^6 = 2,048,000 faces
+"""
+
+
+@pytest.mark.blender
+def test_legitimate_scripts_succeed(blender_runtime, tmp_path):
+    """The coder model's ordinary scripts, under OS isolation, run side by side (2 cores)."""
+    settings = SandboxSettings(timeout_s=170, cpu_s=300, memory_mb=6144)
+
+    async def both():
+        return await asyncio.gather(
+            run_script(MODIFIERS, out_dir=tmp_path / "mods", name="mods", formats=["glb", "fbx"], sandbox=settings,
+                       runtime=blender_runtime),
+            run_script(SUBDIVIDED, out_dir=tmp_path / "big", name="big", formats=["glb"], sandbox=settings,
+                       runtime=blender_runtime))
+
+    mods, big = asyncio.run(both())
+    assert mods.ok and mods.isolation == "bwrap", mods.error + "\n" + mods.log_tail
+    assert "OWN-EXPORT" in mods.log_tail and mods.advice == []
+    names = {o["name"] for o in mods.result["objects"]}
+    assert {"Body", "Shell", "Cone"} <= names and mods.result["triangles"] > 1000
+    assert validate_glb(mods.outputs["glb"])["ok"]
+    assert Path(mods.outputs["fbx"]).read_bytes()[:18] == b"Kaydara FBX Binary"
+    assert big.ok, big.error + "\n" + big.log_tail
+    assert big.result["triangles"] >= 4_000_000  # 2,048,000 quads
+    glb = Path(big.outputs["glb"])
+    head = glb.read_bytes()[:20]
+    assert head[:4] == b"glTF" and int.from_bytes(head[8:12], "little") == glb.stat().st_size
+    chunk = json.loads(glb.read_bytes()[20:20 + int.from_bytes(head[12:16], "little")])
+    counts = [a["count"] for a in chunk["accessors"] if a.get("type") == "SCALAR"]
+    assert max(counts) >= 3 * 4_000_000  # the triangle indices are all there
+    for r in (mods, big):
+        assert not Path(r.work_dir).parent.exists()
+
+
 @dataclass
 class Attack:
     name: str
     source: Callable[[dict], str]          # ctx -> script
-    expect: tuple[str, ...]                # one of these must be in the error
+    expect: tuple[str, ...]                # isolation none: one of these must be in the error
     settings: SandboxSettings | None = None
+    expect_os: tuple[str, ...] = ()        # OS isolation: one of these in the error ("" = no particular error)
 
 
 class Canary:
@@ -172,17 +285,18 @@ class Canary:
 # os, os.sys.modules has everything loaded), so only the runtime layers stand in the way.
 ATTACKS = [
     Attack("infinite loop", lambda c: "import bpy\nwhile True:\n    pass\n", ("did not finish within",),
-           SandboxSettings(timeout_s=8, cpu_s=60, memory_mb=3072)),
+           SandboxSettings(timeout_s=8, cpu_s=60, memory_mb=3072), ("did not finish within",)),
     Attack("cpu burn past the CPU limit", lambda c: "import bpy\nn = 0\nwhile True:\n    n += 1\n",
-           ("CPU seconds", "did not finish within"), SandboxSettings(timeout_s=60, cpu_s=4, memory_mb=3072)),
+           ("CPU seconds", "did not finish within"), SandboxSettings(timeout_s=60, cpu_s=4, memory_mb=3072),
+           ("CPU seconds", "did not finish within")),
     Attack("fork bomb", lambda c: "import random\nos = random._os\nwhile True:\n    os.fork()\n",
-           ("os.fork",)),
+           ("os.fork",), expect_os=("Operation not permitted",)),
     Attack("subprocess spawn", lambda c: (
         "import random\nos = random._os\nsp = os.sys.modules['importlib'].import_module('subprocess')\n"
         f"sp.run(['sh', '-c', 'echo pwned > {c['path']}'])\n"), ("subprocess.Popen", "os.posix_spawn", "os.fork")),
     Attack("os.system", lambda c: f"import random\nrandom._os.system('touch {c['path']}')\n", ("os.system",)),
     Attack("memory hog", lambda c: "import bpy\nhog = []\nwhile True:\n    hog.append(bytearray(256 * 1024 * 1024))\n",
-           ("out of memory",)),
+           ("out of memory",), expect_os=("out of memory",)),
     Attack("socket connect", lambda c: (
         "import random\nsock = random._os.sys.modules['importlib'].import_module('socket')\n"
         f"s = sock.create_connection(('127.0.0.1', {c['port']}), timeout=2)\ns.sendall(b'hello')\n"),
@@ -201,7 +315,7 @@ ATTACKS = [
         "with os.sys.modules['builtins'].open('/proc/%d/environ' % os.getppid(), 'rb') as f:\n"
         "    bpy.context.active_object.name = str(f.read())\n"), ("reading /proc/",)),
     Attack("__import__ trick", lambda c: f"m = __import__('os')\nm.system('touch {c['path']}')\n",
-           ("import of 'os' is not allowed", "'__import__'")),
+           ("import of 'os' is not allowed", "'__import__'", "(os.system)")),
     Attack("exec trick", lambda c: f"exec(\"import os; os.system('touch {c['path']}')\")\n",
            ("'exec'", "name 'exec' is not defined")),
     Attack("getattr/subclasses trick", lambda c: (
@@ -214,50 +328,94 @@ ATTACKS = [
 ]
 
 
+def _pid_ns_alive(ns: str) -> bool:
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and os.readlink(d / "ns" / "pid") == ns:
+                return (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            continue
+    return False
+
+
 @pytest.mark.blender
-@pytest.mark.parametrize("static_check", [True, False], ids=["full-sandbox", "runtime-layer-only"])
-def test_hostile_scripts_are_contained(blender_runtime, tmp_path, monkeypatch, capsys, static_check):
+@pytest.mark.parametrize("mode", ["os-isolation", "isolation-none-runtime-layer-only"])
+def test_hostile_scripts_are_contained(blender_runtime, tmp_path, monkeypatch, capsys, mode):
+    isolated = mode == "os-isolation"
+    if isolated:
+        from conftest import need
+
+        from comfy_avatar_nodes.core.runtime.isolation import check
+
+        st = check()
+        need(st.ok, f"bubblewrap isolation is not available: {st.problem}")
     monkeypatch.setenv("COMFY_AVATAR_LLM_API_KEY", SECRET)
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    work_dirs = []
-    contained, failures, lines = 0, [], []
+    monkeypatch.setenv("RANDOM_THING", SECRET)
+    prelude = "import os as _o\nprint('PIDNS', _o.readlink('/proc/self/ns/pid'), flush=True)\n" if isolated else ""
+    cases = []
     for i, attack in enumerate(ATTACKS):
         canary = Canary(tmp_path / f"a{i}")
-        out = tmp_path / f"a{i}" / "out"
-        try:
-            src = attack.source({"path": canary.path, "port": canary.port})
-            settings = attack.settings or SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=3072)
-            r = run(src, out, sandbox=settings, runtime=blender_runtime, static_check=static_check)
-        finally:
-            canary.close()
-        work_dirs.append(r.work_dir)
+        base = attack.settings or SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=3072)
+        settings = base if isolated else SandboxSettings(**{**base.__dict__, "isolation": "none"})
+        src = attack.source({"path": canary.path, "port": canary.port})
+        cases.append((attack, canary, settings, prelude + src if isolated else src, tmp_path / f"a{i}" / "out"))
+
+    async def all_runs():
+        sem = asyncio.Semaphore(2)
+
+        async def one(attack, canary, settings, src, out):
+            async with sem:
+                return await run_script(src, out_dir=out, sandbox=settings, runtime=blender_runtime,
+                                        static_check=isolated, keep_log=out.parent / "kept.log")
+        return await asyncio.gather(*(one(*c) for c in cases))
+
+    runs = asyncio.run(all_runs())
+    contained, failures, lines = 0, [], []
+    for (attack, canary, settings, _, out), r in zip(cases, runs):
+        canary.close()
+        kept = (out.parent / "kept.log").read_text(errors="replace") if (out.parent / "kept.log").exists() else ""
         written = files_under(out) if out.exists() else []
-        leaked = contains_bytes(written, SECRET) or SECRET in r.log_tail or SECRET in str(r.result)
+        leaked = contains_bytes(written, SECRET) or SECRET in kept or SECRET in str(r.result) or SECRET in r.error
         why = []
-        if r.ok:
-            why.append("ran to success")
-        if not static_check and r.stage == "static check":
-            why.append("static check ran although it was switched off")
-        if r.stage != "static check" and not any(e in r.error for e in attack.expect):
-            why.append(f"unclear error {r.error[:300]!r}")
+        if isolated:
+            if r.isolation != "bwrap":
+                why.append(f"ran with isolation {r.isolation!r}")
+            if attack.expect_os and not any(e in r.error for e in attack.expect_os):
+                why.append(f"unclear error {r.error[:300]!r}")
+            ns = re.search(r"PIDNS (pid:\[\d+\])", kept)
+            if ns is None or ns.group(1) == os.readlink("/proc/self/ns/pid") or _pid_ns_alive(ns.group(1)):
+                why.append("no pid namespace of its own, or a process of the job outlived it")
+            if written and not r.ok:
+                why.append(f"left files {written}")
+        else:
+            if r.ok:
+                why.append("ran to success")
+            if r.stage == "static check":
+                why.append("static check ran although it was switched off")
+            if not any(e in r.error for e in attack.expect):
+                why.append(f"unclear error {r.error[:300]!r}")
+            if written:
+                why.append(f"left files {written}")
+        if r.duration_s > settings.timeout_s + 30:
+            why.append(f"returned after {r.duration_s:.0f} s")
         if canary.path.exists():
             why.append("wrote the canary file outside the work dir")
         if canary.connections:
             why.append(f"{canary.connections} connection(s) reached the canary port")
         if leaked:
             why.append("the secret leaked")
-        if written:
-            why.append(f"left files {written}")
+        if Path(r.work_dir).parent.exists():
+            why.append("the work dir was left behind")
         status = "contained" if not why else "ESCAPED: " + "; ".join(why)
-        lines.append(f"  {attack.name}: {status} -- {r.stage}: {r.error[:150]}")
+        lines.append(f"  {attack.name}: {status} -- ok={r.ok} {r.stage}: {r.error[:150]}")
         if why:
             failures.append(f"{attack.name}: {'; '.join(why)}")
         else:
             contained += 1
-    mode = "full sandbox" if static_check else "runtime layer alone"
+    label = "OS isolation (bwrap)" if isolated else "isolation none, runtime layer alone"
     with capsys.disabled():
-        print(f"\nhostile scripts, {mode}:\n" + "\n".join(lines))
-        print(f"hostile scripts ({mode}): contained {contained}/{len(ATTACKS)}")
-    assert not [d for d in work_dirs if d and Path(d).exists()], "a sandbox work dir was left behind"
+        print(f"\nhostile scripts, {label}:\n" + "\n".join(lines))
+        print(f"hostile scripts ({label}): contained {contained}/{len(ATTACKS)}")
     assert not failures, "\n".join(failures)

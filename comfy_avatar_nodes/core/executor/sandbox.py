@@ -211,12 +211,14 @@ def advise(source: str) -> list[tuple[int, str]]:
                 note(node, "quit_blender ends Blender before the executor exports the scene; remove it")
             if name == "input":
                 note(node, "input(): there is no one to answer (stdin is empty)")
-            for arg in [*node.args, *(k.value for k in node.keywords)]:
-                if (isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.startswith("/")
-                        and not arg.value.startswith(("/job", "/tmp")) and name in ("open", "write_text",
-                                                                                     "write_bytes", "mkdir")):
-                    note(node, f"{arg.value!r} is outside the work dir: only the current folder (the work dir, "
-                         "COMFY_AVATAR_OUTPUT_DIR) and /tmp are writable")
+            if name in ("open", "write_text", "write_bytes", "mkdir", "makedirs"):
+                consts = [a.value for a in [*node.args, *(k.value for k in node.keywords)]
+                          if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                writes = name != "open" or any(set(c) & set("wax+") and len(c) <= 3 for c in consts[1:])
+                for c in consts[:1]:
+                    if writes and c.startswith("/") and not c.startswith(("/job", "/tmp")):
+                        note(node, f"{c!r} is outside the work dir: only the current folder (the work dir, "
+                             "COMFY_AVATAR_OUTPUT_DIR) and /tmp are writable")
         if isinstance(node, ast.Attribute) and node.attr in ("handlers", "timers") \
                 and isinstance(node.value, ast.Attribute) and node.value.attr == "app":
             note(node, f"bpy.app.{node.attr} never fire: the script runs once, headless, then the scene is exported")
