@@ -23,7 +23,8 @@ Flags
                 (pip arguments, default "torch torchvision"), ComfyUI's requirements.txt, the pack's
                 deps, and custom_nodes/comfy-avatar linked to this pack. `comfy-avatar run --local`
                 starts it when COMFYUI_DIR is unset. Reused when already there.
-  --check       report what is installed and change nothing (exit 1 if no usable runtime)
+  --check       report what is installed and change nothing (exit 1 if no usable runtime); also
+                whether bubblewrap isolation works for model-written scripts and the model workers
 
 Environment: BLENDER_BIN, COMFY_AVATAR_BLENDER_PYTHON, COMFY_AVATAR__BLENDER__RUNTIME_DIR
 (default <pack>/.runtime), COMFY_AVATAR_PYTHON311 (a python3.11 to build venvs with),
@@ -476,6 +477,47 @@ def provide_comfyui(target: Path | None = None) -> Path:
 
 # ---------------------------------------------------------------- --check
 
+def isolation_report(runtime: tuple[str, str] | None) -> list[str]:
+    """Whether model-written scripts can run under bubblewrap here, and whether the model workers
+    get their network unshared (comfy_avatar_nodes/core/runtime/isolation.py; stdlib only).
+    ``runtime``: (kind, executable) of the Blender runtime, whose folders are checked too."""
+    try:
+        if str(PACK_DIR) not in sys.path:
+            sys.path.insert(0, str(PACK_DIR))
+        from comfy_avatar_nodes.core.config import load_settings
+        from comfy_avatar_nodes.core.runtime import isolation
+        import logging
+
+        logging.getLogger("comfy_avatar").addHandler(logging.NullHandler())  # the lines below say it all
+        settings = load_settings()
+    except Exception as e:  # noqa: BLE001 - a report, not a crash
+        return [f"sandbox isolation: could not be checked ({type(e).__name__}: {e})"]
+    lines = []
+    mode = settings.sandbox.isolation.strip().lower()
+    st = isolation.check(settings.sandbox.bwrap)
+    if mode == "none":
+        lines.append("sandbox isolation: OFF (sandbox.isolation: none): model-written scripts run WITHOUT OS "
+                     f"isolation, warned on every run; bubblewrap here: {st.describe()}")
+    elif st.ok:
+        line = f"sandbox isolation: OK: {st.describe()}"
+        if runtime is not None:
+            try:
+                roots = isolation.runtime_roots(*runtime)
+                line += f"; the Blender runtime is bound read-only from {', '.join(roots)}"
+            except isolation.IsolationUnavailable as e:
+                line = f"sandbox isolation: NOT usable with this Blender runtime: {e}"
+        lines.append(line)
+    else:
+        lines.append(f"sandbox isolation: NOT available: {st.problem}. The Blender Executor refuses model-written "
+                     f"scripts until it works. Fix: {st.fix}")
+    if settings.workers.isolation.strip().lower() == "none":
+        lines.append("model workers: host network (workers.isolation: none)")
+    else:
+        bwrap, why = isolation.check_net(settings.sandbox.bwrap)
+        lines.append("model workers: network unshared with bubblewrap" if bwrap else f"model workers: host network ({why})")
+    return lines
+
+
 def check() -> int:
     say(f"pack: {PACK_DIR}")
     say(f"installer Python: {sys.executable} ({sys.version.split()[0]})")
@@ -514,6 +556,9 @@ def check() -> int:
     dev = venv_python(PACK_DIR / ".venv")
     say(f"dev venv: {dev if dev.exists() else 'not made (install.py --dev)'}")
     used = f"BLENDER_BIN={binary}" if binary else str(py)
+    runtime = ("binary", binary) if binary and usable else ("python", str(py)) if usable else None
+    for line in isolation_report(runtime):
+        say(line)
     if usable:
         say(f"Blender runtime: OK (jobs run with {used})")
     elif binary:

@@ -441,3 +441,21 @@ def test_loopback_listener_receives_nothing(tmp_path):
         srv.close()
         abstract.close()
     assert got == []
+
+
+def test_install_check_reports_isolation(tmp_path):
+    """install.py --check says whether isolation works, and with the fix when it does not."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFY_AVATAR")}
+    proc = subprocess.run([sys.executable, str(PACK_DIR / "install.py"), "--check"], capture_output=True, text=True,
+                          timeout=300, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if "isolation" in ln or "model workers" in ln]
+    st = iso.check()
+    if st.ok:
+        assert any(ln.startswith("[comfy-avatar] sandbox isolation: OK: bubblewrap") for ln in lines), proc.stdout
+    env["COMFY_AVATAR__SANDBOX__BWRAP"] = str(tmp_path / "missing-bwrap")
+    proc = subprocess.run([sys.executable, str(PACK_DIR / "install.py"), "--check"], capture_output=True, text=True,
+                          timeout=300, env=env)
+    out = proc.stdout
+    assert "sandbox isolation: NOT available: no bubblewrap executable" in out
+    assert "refuses model-written scripts until it works. Fix: install bubblewrap" in out
+    assert "model workers: host network" in out and proc.stderr.strip() == "", proc.stderr
