@@ -122,9 +122,11 @@ class Fleet:
             self._publisher = Publisher(self.settings, "test-submit")
         return self._publisher
 
-    def worker(self, server: str, name: str | None = None, concurrency: int = 1, **env: str) -> WorkerProc:
+    def worker(self, server: str, name: str | None = None, concurrency: int = 1, extra: list[str] | None = None,
+               **env: str) -> WorkerProc:
         name = name or f"w{len(self.workers) + 1}"
-        w = WorkerProc({**self.env, **env}, server, self.out, self.db, name, self.tmp / f"{name}.log", concurrency)
+        w = WorkerProc({**self.env, **env}, server, self.out, self.db, name, self.tmp / f"{name}.log", concurrency,
+                       extra)
         self.workers.append(w)
         return w
 

@@ -47,8 +47,10 @@ def available() -> str | None:
 
 
 class RabbitServer:
-    def __init__(self, parent: Path | None = None, *, start_timeout_s: float = 60.0) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="ca-rmq-", dir=parent))
+    def __init__(self, *, start_timeout_s: float = 60.0) -> None:
+        # In the system temp folder, not pytest's: the rabbitmq user must be able to reach it
+        # (pytest's tmp_path parents are private to root).
+        self.base = Path(tempfile.mkdtemp(prefix="ca-rmq-"))
         self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
         self.node = f"ca{uuid.uuid4().hex[:8]}@localhost"
         self.start_timeout_s = start_timeout_s
