@@ -364,9 +364,11 @@ class Jail:
             out[k] = v
         return out
 
-    def argv(self, command: Sequence[str], work: Path, env: Mapping[str, str]) -> tuple[list[str], list[int]]:
+    def argv(self, command: Sequence[str], work: Path, env: Mapping[str, str],
+             info_fd: int | None = None) -> tuple[list[str], list[int]]:
         """The bwrap command line running ``command`` with ``env`` (already in the job's view),
-        and the fds to pass (the seccomp program; the caller closes them after the start)."""
+        and the fds to pass (the seccomp program; the caller closes them after the start).
+        ``info_fd``: where bwrap writes the sandbox's pid 1 and namespaces (--info-fd)."""
         if not self.isolated:
             return list(command), []
         mb = 1024 * 1024
@@ -389,6 +391,8 @@ class Jail:
         for k, v in env.items():
             args += ["--setenv", k, v]
         fds: list[int] = []
+        if info_fd is not None:
+            args += ["--info-fd", str(info_fd)]
         prog = seccomp_filter() if self.seccomp else None
         if prog is not None:
             fds.append(_data_fd(prog))
@@ -669,6 +673,7 @@ class JailedRun:
     log_dropped: int = 0
     quota: str = ""  # why the job was killed for its work dir ("" = it was not)
     duration_s: float = 0.0
+    pid_namespace: str = ""  # "pid:[inode]" of the job's namespace (bwrap's --info-fd), "" without isolation
 
 
 class _LogPump:
@@ -736,6 +741,46 @@ class _LogPump:
         self._thread.join(5)
 
 
+class _SandboxInit:
+    """The sandbox's pid 1, from bwrap's --info-fd, held by a pidfd: when bwrap is killed, the
+    kernel ends the namespace's processes asynchronously, and pid 1 exits only after all of
+    them, so waiting for it means nothing of the job is left when run_jailed returns. It is
+    only waited on, never signalled."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.pidfd, self.pid_namespace = fd, -1, ""
+        self._thread = threading.Thread(target=self._read, daemon=True, name="jail-info")
+        self._thread.start()
+
+    def _read(self) -> None:
+        data = b""
+        try:
+            while len(data) < 65536:
+                b = os.read(self.fd, 4096)
+                if not b:
+                    break
+                data += b
+            info = json.loads(data.decode())
+            self.pid_namespace = f"pid:[{int(info['pid-namespace'])}]"
+            self.pidfd = os.pidfd_open(int(info["child-pid"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # it never started, or it has gone already
+        finally:
+            os.close(self.fd)
+
+    def wait_gone(self, timeout_s: float = 10.0) -> None:
+        import select
+
+        self._thread.join(timeout_s)
+        if self.pidfd < 0:
+            return
+        try:
+            if not select.select([self.pidfd], [], [], timeout_s)[0]:
+                log.error("the sandbox's processes did not end %g s after bwrap did", timeout_s)
+        finally:
+            os.close(self.pidfd)
+
+
 async def run_jailed(cmd: Sequence[str], *, work: Path, env: Mapping[str, str], jail: Jail, log_path: Path,
                      timeout_s: float | None, preexec: Callable[[], None] | None = None) -> JailedRun:
     """Run ``cmd`` (already in the job's view) under ``jail``; see the module doc.
@@ -745,10 +790,11 @@ async def run_jailed(cmd: Sequence[str], *, work: Path, env: Mapping[str, str], 
     pid namespace with it (--die-with-parent, then the kernel ends every process of a namespace
     whose pid 1 died); no process of the job outlives this call.
     """
-    argv, fds = jail.argv(cmd, work, env)
+    info_r, info_w = os.pipe() if jail.isolated else (-1, -1)
+    argv, fds = jail.argv(cmd, work, env, info_fd=info_w if jail.isolated else None)
     read_fd, write_fd = os.pipe()
     os.set_inheritable(write_fd, True)
-    spawn: dict[str, Any] = {"start_new_session": True, "pass_fds": tuple(fds)}
+    spawn: dict[str, Any] = {"start_new_session": True, "pass_fds": tuple(fds) + ((info_w,) if jail.isolated else ())}
     if preexec is not None:
         spawn["preexec_fn"] = preexec
     pump: _LogPump | None = None
@@ -760,12 +806,15 @@ async def run_jailed(cmd: Sequence[str], *, work: Path, env: Mapping[str, str], 
                 env=launch_env() if jail.isolated else dict(env), close_fds=True, **spawn)
         except OSError as e:
             os.close(read_fd)
+            if jail.isolated:
+                os.close(info_r)
             raise AvatarError(f"sandbox launcher {argv[0]}", f"could not start it ({e})", INSTALL_FIX) from None
     finally:
         os.close(write_fd)
-        for fd in fds:
+        for fd in fds + ([info_w] if jail.isolated else []):
             os.close(fd)
     pump = _LogPump(read_fd, log_path, jail.log_mb * 1024 * 1024)
+    init = _SandboxInit(info_r) if jail.isolated else None
     quota = ""
     timed_out = False
 
@@ -792,11 +841,14 @@ async def run_jailed(cmd: Sequence[str], *, work: Path, env: Mapping[str, str], 
     finally:
         kill_group(proc)
         watcher.cancel()
+        if init is not None:
+            await asyncio.to_thread(init.wait_gone)
         await asyncio.to_thread(pump.finish)
     rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     if jail.isolated and 128 < rc < 128 + 65:
         rc = 128 - rc  # bwrap exits 128+N for a job killed by signal N: report it as a direct child's -N
-    return JailedRun(rc, timed_out, log_path, pump.written, pump.dropped, quota, time.perf_counter() - t0)
+    return JailedRun(rc, timed_out, log_path, pump.written, pump.dropped, quota, time.perf_counter() - t0,
+                     init.pid_namespace if init is not None else "")
 
 
 __all__ = ["Jail", "JailedRun", "Status", "IsolationUnavailable", "UntrustedFile", "check", "check_net", "find_bwrap",
