@@ -157,3 +157,76 @@ class Fleet:
         if self._publisher is not None:
             self._publisher.close()
         self.store.close()
+
+
+_broker: Any = None
+
+
+def shared_broker() -> Any:
+    """One RabbitMQ for every fleet test module of this pytest process (like shared_comfy in
+    _driver_helpers): started on first use (~10 s on two cores), stopped at exit."""
+    import atexit
+
+    from _rabbitmq import RabbitServer
+
+    global _broker
+    if _broker is None:
+        _broker = RabbitServer().start()
+        atexit.register(_broker.stop)
+    return _broker
+
+
+def broker_fixture():
+    """The module fixture ``broker``: the shared broker, skipped (failed under CI) where
+    rabbitmq-server is not installed."""
+    import pytest
+    from _rabbitmq import available
+    from conftest import need
+
+    @pytest.fixture(scope="module")
+    def broker():
+        reason = available()
+        need(reason is None, reason or "")
+        return shared_broker()
+    return broker
+
+
+class ApiServer:
+    """``comfy-avatar serve``'s app on uvicorn in a thread, on a free 127.0.0.1 port."""
+
+    def __init__(self, fleet: Fleet, keys: str, *, workflows: Path, max_upload_bytes: int = 4 << 20,
+                 rate: float = 50.0, burst: int = 150) -> None:
+        import threading
+
+        import uvicorn
+
+        from driver.fleet.api import ApiSettings, Services, create_app
+        from driver.fleet.broker import Publisher
+        from driver.fleet.hub import EventHub
+        from driver.fleet.uploads import parse_api_keys
+        from driver.local import free_port
+
+        self.hub = EventHub(fleet.settings)
+        self.hub.start()
+        self.publisher = Publisher(fleet.settings, "test-serve")
+        api = ApiSettings(workflows_dir=workflows, max_upload_bytes=max_upload_bytes, rate=rate, burst=burst,
+                          file_roots=(fleet.out,))
+        self.services = Services(fleet.settings, api, fleet.store, self.publisher, parse_api_keys(keys), self.hub)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(self.services), host="127.0.0.1", port=self.port, log_level="warning",
+                                access_log=False, limit_concurrency=500, backlog=512)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.hub.stop()
+        self.publisher.close()

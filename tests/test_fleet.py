@@ -13,7 +13,7 @@ own ports, node name and data dir) and worker processes, with the fake ComfyUI f
 - `comfy-avatar cancel` reaching the worker that holds the job;
 - worker metrics.
 
-Each test has its own queue names (a prefix) on the module's broker.
+Each test has its own queue names (a prefix) on the session's broker.
 """
 from __future__ import annotations
 
@@ -27,11 +27,9 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from _fake_comfy import FakeComfy
-from _fleet_helpers import ROOT, Fleet, executions, slow_scenario, trivial_prompt
-from _rabbitmq import RabbitServer, available
-from conftest import need
+from _fleet_helpers import ROOT, Fleet, broker_fixture, executions, slow_scenario, trivial_prompt
+from _rabbitmq import RabbitServer
 from test_driver_store import postgres_url  # noqa: F401 - the fixture
 
 from driver.store import CANCELLED, FAILED, SUCCEEDED
@@ -39,12 +37,7 @@ from driver.store import CANCELLED, FAILED, SUCCEEDED
 pytest.importorskip("pika", reason="pika is not installed (pip install -e .[fleet])")
 
 
-@pytest.fixture(scope="module")
-def broker():
-    reason = available()
-    need(reason is None, reason or "")
-    with RabbitServer() as rmq:
-        yield rmq
+broker = broker_fixture()
 
 
 @pytest.fixture

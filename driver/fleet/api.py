@@ -151,6 +151,23 @@ class _TooLarge(Exception):
     pass
 
 
+def authorized(request: Request) -> ApiKey:
+    """The request's API key (constant-time match), after its rate limit; Refused otherwise."""
+    svc: Services = request.app.state.svc
+    if not svc.api.auth:
+        key: ApiKey | None = ApiKey("anonymous", b"")
+    else:
+        key = match_key(svc.keys, presented_key(request.headers.get("authorization"), request.headers.get("x-api-key")))
+    if key is None:
+        raise Refused(401, "API key", "missing or not valid",
+                      "send Authorization: Bearer KEY (or X-API-Key) with a key from COMFY_AVATAR_API_KEYS")
+    svc.limiter.check(key.name)
+    return key
+
+
+Key = Annotated[ApiKey, Depends(authorized)]
+
+
 def create_app(svc: Services) -> FastAPI:
     app = FastAPI(title="comfy-avatar fleet API", version="1",
                   description="Submit avatar jobs to the comfy-avatar fleet, follow them, fetch their files.")
@@ -181,25 +198,12 @@ def create_app(svc: Services) -> FastAPI:
         svc.metrics.requests.labels(request.method, getattr(route, "path", "other"), str(response.status_code)).inc()
         return response
 
-    def authorized(request: Request) -> ApiKey:
-        if not api.auth:
-            key = ApiKey("anonymous", b"")
-        else:
-            key = match_key(svc.keys, presented_key(request.headers.get("authorization"),
-                                                    request.headers.get("x-api-key")))
-            if key is None:
-                raise Refused(401, "API key", "missing or not valid",
-                              "send Authorization: Bearer KEY (or X-API-Key) with a key from COMFY_AVATAR_API_KEYS")
-        svc.limiter.check(key.name)
-        return key
-
-    Key = Annotated[ApiKey, Depends(authorized)]
 
     # -- jobs ------------------------------------------------------------------------------
     @app.post("/jobs", status_code=201, summary="Submit a job")
     async def post_job(request: Request, key: Key) -> JSONResponse:
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
+        if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             fields, inputs = await _read_form(request, api)
         elif ctype.startswith("application/json"):
             try:
@@ -211,7 +215,7 @@ def create_app(svc: Services) -> FastAPI:
             inputs = _url_inputs(fields.get("inputs"))
         else:
             raise Refused(415, "request", f"content type {ctype or 'none'!r} is not accepted",
-                          "send multipart/form-data (with files) or application/json")
+                          "send multipart/form-data (with files), a urlencoded form or application/json")
         msg = _job_from_fields(fields, inputs, api)
         await run_in_threadpool(submit_job, msg, svc.publisher, svc.store)
         svc.metrics.submitted.labels(msg.priority).inc()

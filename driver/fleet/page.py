@@ -150,7 +150,7 @@ function applySnapshot(job) {
     else if (job.current === id) { state = "running"; pct = job.step && job.step[1] ? 100 * job.step[0] / job.step[1] : 50; }
     row.dataset.state = state;
     row.querySelector(".state").textContent = state;
-    if (state === "running") row.querySelector(".bar > div").style.width = pct + "%";
+    row.querySelector(".bar > div").style.width = state === "running" ? pct + "%" : "";
   }
 }
 
@@ -180,7 +180,8 @@ function showRecord(rec) {
   if (rec.error) $("job-error").textContent = rec.error;
   if (rec.status !== "succeeded") return;
   for (const row of Object.values(nodeRows)) if (row.dataset.state !== "cached") {
-    row.dataset.state = "done"; row.querySelector(".state").textContent = "done"; }
+    row.dataset.state = "done"; row.querySelector(".state").textContent = "done";
+    row.querySelector(".bar > div").style.width = ""; }
   const list = $("files"); list.innerHTML = "";
   for (const o of rec.outputs || []) {
     const li = document.createElement("li");

@@ -149,8 +149,12 @@ def store_outputs(client: ComfyClient, result: JobResult, msg: JobMessage, out: 
     job record (path = local path or object URL, sha256, size)."""
     if out.startswith("s3://"):
         with tempfile.TemporaryDirectory(prefix="ca-out-") as tmp:
-            files = _download(client, result, msg, Path(tmp) / msg.job_id, extra)
-            return [*_upload_s3(files, msg, out, settings), *published_urls(result)]
+            job_dir = Path(tmp) / msg.job_id
+            files = _download(client, result, msg, job_dir, extra)
+            rows = _upload_s3(files, msg, out, settings)
+            # the manifest last: its presence says the job's files are all there
+            _upload_s3([{"path": str(job_dir / "manifest.json"), "rel": "manifest.json"}], msg, out, settings)
+            return [*rows, *published_urls(result)]
     job_dir = Path(out).expanduser() / safe_component(msg.job_id)
     return [*_download(client, result, msg, job_dir, extra), *published_urls(result)]
 
