@@ -96,11 +96,11 @@ class EditorOracle:
     def convert(self, workflow: dict) -> dict:
         """The API prompt the editor builds for `workflow` (graphToPrompt().output)."""
         expr = (
-            "(async () => { const wf = %s;"
+            "(async () => { const wf = " + json.dumps(workflow) + ";"
             " await app.loadGraphData(wf, true, true, null, {showMissingNodesDialog: false,"
             " showMissingModelsDialog: false});"
             " const p = await app.graphToPrompt(); return JSON.stringify(p.output); })()"
-        ) % json.dumps(workflow)
+        )
         return json.loads(self.evaluate(expr))
 
     def close(self) -> None:
@@ -115,7 +115,7 @@ class EditorOracle:
             self._proc.kill()
         self._profile.cleanup()
 
-    def __enter__(self) -> "EditorOracle":
+    def __enter__(self) -> EditorOracle:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -229,7 +229,7 @@ const e = add('EmptyImage', {width: 40, height: 50}); e.title = 'My Size'; const
 }
 
 
-def build_cases(oracle: "EditorOracle", names: list[str] | None = None) -> dict[str, dict]:
+def build_cases(oracle: EditorOracle, names: list[str] | None = None) -> dict[str, dict]:
     """{name: {"workflow": saved UI workflow, "api": prompt the editor queues after loading it}}."""
     out = {}
     for name in names or list(CASES):
