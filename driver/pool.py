@@ -136,6 +136,16 @@ class ServerPool:
         raise ServerUnreachable(self.servers[0].url if len(self.servers) == 1 else "(all servers)",
                                 f"no server answered ({errors})")
 
+    def system_stats(self) -> dict[str, Any]:
+        """/system_stats of the first server that answers (its editor version picks the
+        converter's node titles); {} when none does (the conversion then assumes the newest)."""
+        for s in self.servers:
+            try:
+                return self._client(s).system_stats()
+            except DriverError:
+                continue
+        return {}
+
     # -- scheduling -----------------------------------------------------------------------
     def acquire(self, required: Iterable[str] = ()) -> ServerState | None:
         """The least loaded up server with every required node type, its in-flight count

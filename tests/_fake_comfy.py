@@ -381,7 +381,8 @@ def _make_handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
             if path == "/ws":
                 return self._websocket(q.get("clientId") or uuid.uuid4().hex)
             if path == "/system_stats":
-                return self._reply(200, {"system": {"comfyui_version": "0.3.64-fake"}, "devices": []})
+                return self._reply(200, {"system": {"comfyui_version": "0.3.64-fake",
+                                                         "required_frontend_version": "1.27.10"}, "devices": []})
             if path == "/object_info":
                 return self._reply(200, fake.object_info)
             if path.startswith("/object_info/"):

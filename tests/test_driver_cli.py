@@ -154,18 +154,20 @@ def test_ui_workflow_goes_through_driver_convert(tmp_path: Path, monkeypatch: py
     ui.write_text(json.dumps({"nodes": [{"id": 1, "type": "EmptyImage"}], "links": []}))
     seen = {}
 
-    def ui_to_api(workflow: dict, object_info: dict) -> dict:
+    def ui_to_api(workflow: dict, object_info: dict, frontend_version: str | None = None) -> dict:
         seen["nodes"], seen["has_info"] = workflow["nodes"], "EmptyImage" in object_info
+        seen["frontend"] = frontend_version
         return {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}},
                 "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ui"}}}
 
     monkeypatch.setattr("driver.convert.ui_to_api", ui_to_api)
     with FakeComfy() as fake:
         code = cli.main(["run", str(ui), "--out", str(tmp_path / "out"), "--server", fake.url])
-    assert code == 0 and seen == {"nodes": [{"id": 1, "type": "EmptyImage"}], "has_info": True}
+    # the server's editor release picks the editor's titles for untitled nodes
+    assert code == 0 and seen == {"nodes": [{"id": 1, "type": "EmptyImage"}], "has_info": True, "frontend": "1.27.10"}
     assert fake.posted[0]["prompt"]["2"]["class_type"] == "SaveImage"
 
-    def refuse(workflow: dict, object_info: dict) -> dict:
+    def refuse(workflow: dict, object_info: dict, frontend_version: str | None = None) -> dict:
         raise ConversionError("node 1 (Mystery): unknown node type. Fix: install its pack")
 
     monkeypatch.setattr("driver.convert.ui_to_api", refuse)

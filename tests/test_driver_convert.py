@@ -396,10 +396,12 @@ def test_recorded_pack_object_info_matches_the_live_server() -> None:
     comfyui_dir()
     info, _ = _pack_object_info()
     recorded = _load("object_info_pack.json")["nodes"]
-    for name, node in recorded.items():
-        if name == "LoadImage":          # its file list depends on the server's input folder
-            continue
-        assert info.get(name, {}).get("input") == node["input"], (
+    # The pack's own nodes must match on every ComfyUI version; core nodes (Preview3D, LoadImage...)
+    # differ between releases and were recorded from one (the offline conversion test only needs that one).
+    ours = [name for name in recorded if name.startswith("Avatar")]
+    assert ours, "the recording holds none of the pack's nodes"
+    for name in ours:
+        assert info.get(name, {}).get("input") == recorded[name]["input"], (
             f"{name} changed since the recording: python tests/_driver_helpers.py record-object-info")
 
 

@@ -114,7 +114,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                     if "v" not in info_cache:
                         info_cache["v"] = pool.object_info()
                     return info_cache["v"]
-                template = api_prompt(workflow, object_info, f"workflow {args.workflow}")
+                template = api_prompt(workflow, object_info, f"workflow {args.workflow}", pool.system_stats)
                 jobs = build_jobs(args, template, object_info, batch_id, out_root)
                 with BatchDisplay("json" if args.json else args.progress, len(jobs)) as display:
                     options = BatchOptions(

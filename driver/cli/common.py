@@ -28,17 +28,29 @@ def say(text: str) -> None:
     sys.stderr.flush()
 
 
-def api_prompt(workflow: dict[str, Any], object_info: Callable[[], dict[str, Any]], source: str) -> dict[str, Any]:
+def api_prompt(workflow: dict[str, Any], object_info: Callable[[], dict[str, Any]], source: str,
+               system_stats: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The API prompt for a loaded workflow: as it is, or converted from the editor
-    format with the server's /object_info (fetched only then). Both run and batch
-    come through here, so they treat every file alike."""
+    format with the server's /object_info and its editor version from /system_stats
+    (fetched only then: untitled nodes get the titles that editor release gives them,
+    which --set/--input by title rely on). Both run and batch come through here, so
+    they treat every file alike."""
     if is_api_prompt(workflow):
         return workflow
     from ..convert import ui_to_api  # only editor-format files need the converter
     try:
-        return ui_to_api(workflow, object_info())
+        return ui_to_api(workflow, object_info(), frontend_version=frontend_version(system_stats))
     except ValueError as e:   # ConversionError names the node and the fix; other ValueErrors are the file's too
         raise UsageError(source, f"cannot convert the UI workflow: {e}") from None
+
+
+def frontend_version(system_stats: Callable[[], dict[str, Any]] | None) -> str | None:
+    """The editor release the server asks for (`system.required_frontend_version`, in
+    ComfyUI 0.3.64 and 0.8.0); None when unknown (the converter then assumes the newest)."""
+    if system_stats is None:
+        return None
+    version = (system_stats().get("system") or {}).get("required_frontend_version")
+    return version if isinstance(version, str) else None
 
 
 def add_server_args(p: argparse.ArgumentParser) -> None:

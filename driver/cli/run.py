@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = parse_input_specs(args.input or [])
     out_dir = Path(args.out)
     with open_client(args) as client:
-        prompt = api_prompt(workflow, client.object_info, f"workflow {args.workflow}")
+        prompt = api_prompt(workflow, client.object_info, f"workflow {args.workflow}", client.system_stats)
         prompt = apply_inputs(prompt, inputs, client)
         if args.set or args.seed is not None:     # typed by /object_info
             from ..params import apply_params
