@@ -20,8 +20,11 @@ import os
 import bpy
 import numpy as np
 
+from _expressions import add_face, face_summary
 from _job import JobError
+from _mtoon import finish_file
 from _pack import vrm_spec
+from _shape_keys import carry_shape_keys
 
 IMPORTERS = {
     ".glb": lambda p: bpy.ops.import_scene.gltf(filepath=p, merge_vertices=True),
@@ -237,8 +240,10 @@ def apply_t_pose(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
     bpy.ops.object.select_all(action="DESELECT")
     body.select_set(True)
     bpy.context.view_layer.objects.active = body
+    restore_keys = carry_shape_keys(body)  # a rigged input's face keys survive the apply
     for mod in [m for m in body.modifiers if m.type == "ARMATURE"]:
         bpy.ops.object.modifier_apply(modifier=mod.name)
+    kept_keys = restore_keys()
     bpy.ops.object.select_all(action="DESELECT")
     arm.select_set(True)
     bpy.context.view_layer.objects.active = arm
@@ -249,7 +254,7 @@ def apply_t_pose(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
     mod.object = arm
     # Stand on the floor again (straightened legs may reach lower than before).
     lift = -float(verts(body.data)[:, 2].min())
-    body.data.transform(mathutils.Matrix.Translation((0.0, 0.0, lift)))
+    body.data.transform(mathutils.Matrix.Translation((0.0, 0.0, lift)), shape_keys=True)
     body.data.update()
     bpy.ops.object.mode_set(mode="EDIT")
     for eb in arm.data.edit_bones:
@@ -258,7 +263,7 @@ def apply_t_pose(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
     bpy.ops.object.mode_set(mode="OBJECT")
     ext = arm.data.vrm_addon_extension
     ext.vrm1.humanoid.pose = ext.vrm1.humanoid.POSE_REST_POSITION_POSE.identifier
-    return {"t_pose_lift_m": round(lift, 5)}
+    return {"t_pose_lift_m": round(lift, 5), "shape_keys_kept": kept_keys}
 
 
 # ---------------------------------------------------------------- export
@@ -279,14 +284,25 @@ def export_vrm(arm: bpy.types.Object, out: str) -> int:
     return os.path.getsize(out)
 
 
-def pose_and_export(body: bpy.types.Object, arm: bpy.types.Object, out: str, timer) -> dict:
-    """The last steps every VRM-writing script shares: the VRM T-pose made the rest pose, the VRM
-    export, then what the written avatar is (the result keys both scripts report; glTF axes for
-    dimensions_m: width X, height Y, depth Z)."""
+def pose_and_export(body: bpy.types.Object, arm: bpy.types.Object, out: str, timer, face: dict | None = None,
+                    work_dir: str = "") -> dict:
+    """The last steps every VRM-writing script shares: the VRM T-pose made the rest pose, the face
+    (expressions, lookAt, firstPerson: _expressions.add_face) and the material (MToon unless
+    face["material"] is "pbr"), the VRM export, then what the written avatar is (the result keys
+    both scripts report; glTF axes for dimensions_m: width X, height Y, depth Z)."""
     pose = apply_t_pose(body, arm)
     timer.lap("t_pose")
+    face = dict(face or {})
+    extras, morphs = {}, None
+    if face.get("expressions", True):
+        pose["face"], morphs = add_face(body, arm, face, work_dir or os.path.dirname(os.path.abspath(out)))
+        extras["comfy_avatar_face"] = face_summary(pose["face"])
+        timer.lap("face")
     size = export_vrm(arm, out)
     timer.lap("export")
+    pose["material"] = finish_file(out, mtoon=face.get("material", "mtoon") == "mtoon", extras=extras, morphs=morphs)
+    size = os.path.getsize(out)
+    timer.lap("material")
     me = body.data
     v = verts(me)
     dims = (v.max(axis=0) - v.min(axis=0)).tolist()

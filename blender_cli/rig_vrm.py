@@ -269,7 +269,7 @@ def main(args: dict, work_dir: str) -> dict:
 
     set_vrm(arm, meta, {name: name for name, _parent, _c in BONES})
     timer.lap("vrm_setup")
-    written = pose_and_export(body, arm, out, timer)
+    written = pose_and_export(body, arm, out, timer, face=args.get("face"), work_dir=work_dir)
     return {
         **written,
         "input": {"vertices": verts_in, "faces": faces_in, "closed_single_surface": closed,

@@ -287,7 +287,7 @@ def main(args: dict, work_dir: str) -> dict:
             arm.data.bones[humanoid[name]].name = source_map[name]
     set_meta(arm, meta)
     timer.lap("vrm_setup")
-    written = pose_and_export(body, arm, out, timer)
+    written = pose_and_export(body, arm, out, timer, face=args.get("face"), work_dir=work_dir)
     return {
         **written,
         "bones_in": bones_in,

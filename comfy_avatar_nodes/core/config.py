@@ -139,6 +139,15 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class FaceSettings:
+    """The face stage of both VRM export nodes (core/vrm/face_inputs.py): expressions and the material."""
+
+    expressions: bool = True  # find the face, generate the missing VRM expression morphs, bind them
+    material: str = "mtoon"  # mtoon: VRMC_materials_mtoon from the base colour; pbr: keep glTF PBR
+    picture: str = "auto"  # auto: the texture when it is a front projection, else a front render; render: always render
+
+
+@dataclass(frozen=True)
 class TrackingSettings:
     """MLflow (core/publish/tracking.py)."""
 
@@ -165,6 +174,7 @@ class Settings:
     unirig: UniRigSettings = field(default_factory=UniRigSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    face: FaceSettings = field(default_factory=FaceSettings)
     source: str = field(default="defaults", compare=False)
 
     def as_dict(self) -> dict[str, Any]:

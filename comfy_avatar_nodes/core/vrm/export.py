@@ -26,6 +26,7 @@ from ..assets import Asset, require_input_file
 from ..config import BlenderSettings, Settings, load_settings
 from ..errors import AvatarError, BlenderError
 from ..jsontext import parse_object, require_object
+from .face_inputs import FaceOptions, log_face
 from .meta import VrmMeta
 from .spec import HUMAN_BONES, REQUIRED_BONES
 
@@ -147,26 +148,31 @@ def _check_inputs(rigged: Path, out: Path, meta: VrmMeta, target_height_m: float
 
 async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path, out: str | Path, meta: VrmMeta, *,
                         target_height_m: float = 1.7, rename_bones: bool = True, settings: Settings | None = None,
-                        work_dir: Path | None = None, timeout_s: float | None = None) -> Asset:
+                        work_dir: Path | None = None, timeout_s: float | None = None,
+                        face: FaceOptions | None = None) -> Asset:
     """Write ``rigged`` (GLB/FBX with armature + skin) as a VRM 1.0 avatar to ``out`` (atomically).
 
     mapping: VRM humanoid name -> bone name (dict, JSON file or JSON text; UniRig's humanoid map
     works as is). target_height_m: scale to this height (0 = keep the file's size).
-    rename_bones: mapped bones take their VRM names. Returns the "vrm" Asset; its meta holds the
+    rename_bones: mapped bones take their VRM names. face: expressions, material and landmark overrides
+    (default: the ``face`` settings). Returns the "vrm" Asset; its meta holds the
     script's result (humanoid, placement, unweighted_before_fix, dropped_optional_bones, timings_s ...).
     """
     rigged, out = Path(rigged).absolute(), Path(out).absolute()
     _check_inputs(rigged, out, meta, float(target_height_m))
     humanoid = load_mapping(mapping)
-    blender = (settings or load_settings()).blender
+    settings = settings or load_settings()
+    blender = settings.blender
     args = {"rigged": str(rigged), "out": str(out), "meta": meta.to_args(), "humanoid": humanoid,
-            "target_height": float(target_height_m), "rename_bones": bool(rename_bones)}
+            "target_height": float(target_height_m), "rename_bones": bool(rename_bones),
+            "face": (face or FaceOptions.from_inputs(settings.face)).to_args()}
     result = await run_vrm_job(SCRIPT, args, out, fixes=_INPUT_FIXES, file_input="rigged", file=rigged,
                                blender=blender, work_dir=work_dir, timeout_s=timeout_s, prefix="comfy-avatar-vrm-")
     for w in result.get("warnings", []):
         log.warning("%s: %s", rigged.name, w)
     log.info("rigged %s -> %s: %d humanoid bones, %s vertices in %.2f s", rigged.name, out.name,
              len(result.get("humanoid", {})), result.get("vertices"), result["blender_s"])
+    log_face(log, rigged.name, result)
     return Asset.from_file(out, "vrm", source_rigged=str(rigged), vrm_meta=meta.to_args(), **result)
 
 

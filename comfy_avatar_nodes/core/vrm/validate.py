@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from .gltf import GltfError, accessor, load_glb, world_matrices
+from .validate_face import check_face
+from .validate_face import summary_lines as face_summary_lines
 from .spec import HUMAN_BONES, META_ENUMS, META_JSON_NAMES, REQUIRED_ANCESTOR, REQUIRED_BONES, VRM_LICENSE_URL
 
 log = logging.getLogger("comfy_avatar.vrm_check")
@@ -63,6 +65,7 @@ class VrmReport:
         if "triangles" in f:
             lines.append(f"mesh: {f['vertices']} vertices, {f['triangles']} triangles, {f.get('textures', 0)} textures, "
                          f"{f.get('file_size', 0) / 1e6:.2f} MB")
+        lines += face_summary_lines(f)
         lines += [f"ERROR: {e}" for e in self.errors]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -306,6 +309,8 @@ def validate_vrm(path: str | Path) -> VrmReport:
             nodes = _check_humanoid(vrm, gltf, parent, report)
         pts = _skinned_geometry(gltf, blob, world, report)
         _check_orientation(nodes, world, pts, report)
+        if vrm is not None:
+            check_face(vrm, gltf, blob, nodes, world, pts, report)
     except GltfError as e:
         report.errors.append(str(e))
     except (IndexError, KeyError, TypeError, ValueError, AttributeError) as e:

@@ -1,0 +1,275 @@
+"""Find eyes, mouth and brows on a front picture of an avatar's head, on the CPU, with no model weights.
+
+    result = find_face(rgb, mask)                 # rgb (H, W, 3) uint8 = exactly the head box
+    result["found"], result["confidence"], result["landmarks"]["left_eye"] -> {"x", "y", "w", "h", "source"}
+
+Positions are fractions of the head box: x from the picture's left edge (the avatar's RIGHT side in a
+front view), y from the top of the head. "left"/"right" are the avatar's own sides.
+
+Why this and not a face detector: the avatars are drawn characters (big eyes, dots for eyes, beards,
+helmets) that photo-trained detectors miss, and no weights may be downloaded. The cues, strongest first:
+1. the skin: the commonest colour of the mid face (forehead to cheeks; below is where beards are);
+2. eyes: a pair of blobs that differ from the skin (dark, saturated or white), of similar size and
+   height, mirrored about the head axis, in the upper-middle of the head;
+3. the mouth: a blob on the axis below the eyes; brows: elongated blobs just above each eye;
+4. OpenCV's bundled Haar eye/face cascades, where cv2 is importable and they fire (photo-like
+   textures, e.g. TRELLIS): they raise the confidence, they never place a landmark alone;
+5. standard stylised proportions as the prior: anything not found is placed by them and the result
+   says so (``warnings``); no eye pair at all means no face was found (``found`` false, ``reason``):
+   a visor, a helmet or a mask.
+
+stdlib + numpy only at import (cv2 is optional): blender_cli/_pack.py loads this very file inside
+Blender, where the front render of a rigged mesh's head is analysed, and the pack calls it directly.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+LANDMARKS = ("left_eye", "right_eye", "mouth", "left_brow", "right_brow")
+
+# Standard proportions of a stylised head (fractions of the head box, hair included): the prior.
+PROPORTIONS: dict[str, dict[str, float]] = {
+    "left_eye": {"x": 0.68, "y": 0.56, "w": 0.15, "h": 0.11},
+    "right_eye": {"x": 0.32, "y": 0.56, "w": 0.15, "h": 0.11},
+    "mouth": {"x": 0.50, "y": 0.80, "w": 0.20, "h": 0.05},
+    "left_brow": {"x": 0.68, "y": 0.45, "w": 0.16, "h": 0.03},
+    "right_brow": {"x": 0.32, "y": 0.45, "w": 0.16, "h": 0.03},
+}
+WORK_SIDE = 160          # the picture is analysed at most this size (long side)
+SKIN_DELTA_E = 16.0      # colour distance (CIE Lab) still counted as skin
+FEATURE_DELTA_E = 22.0   # ... and from here on a pixel is a feature (eye, mouth, brow)
+MIN_SKIN_SHARE = 0.12    # below this share of the head the face is covered (visor, helmet, mask)
+MIN_CONFIDENCE = 0.35
+
+
+# ---------------------------------------------------------------- small image tools (numpy only)
+
+def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Nearest-neighbour resize (enough at this size; keeps dots and lines crisp)."""
+    ys = np.minimum((np.arange(h) + 0.5) * img.shape[0] / h, img.shape[0] - 1).astype(int)
+    xs = np.minimum((np.arange(w) + 0.5) * img.shape[1] / w, img.shape[1] - 1).astype(int)
+    return img[ys][:, xs]
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB uint8 (..., 3) -> CIE Lab (D65)."""
+    c = rgb.astype(np.float64) / 255.0
+    c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = c @ m.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], -1)
+
+
+def _components(mask: np.ndarray) -> list[np.ndarray]:
+    """4-connected components of a small boolean image, as arrays of (row, col)."""
+    h, w = mask.shape
+    label = np.full(mask.shape, -1, dtype=np.int64)
+    flat = mask.ravel()
+    lab = label.ravel()
+    out: list[np.ndarray] = []
+    for start in np.flatnonzero(flat):
+        if lab[start] >= 0:
+            continue
+        n = len(out)
+        stack = [int(start)]
+        lab[start] = n
+        members = []
+        while stack:
+            i = stack.pop()
+            members.append(i)
+            r, c = divmod(i, w)
+            for j, ok in ((i - w, r > 0), (i + w, r < h - 1), (i - 1, c > 0), (i + 1, c < w - 1)):
+                if ok and flat[j] and lab[j] < 0:
+                    lab[j] = n
+                    stack.append(j)
+        idx = np.array(members)
+        out.append(np.stack([idx // w, idx % w], axis=1))
+    return out
+
+
+def _mode_colour(lab: np.ndarray) -> np.ndarray:
+    """The commonest colour of a set of Lab pixels (6-unit bins), refined to the mean of its bin."""
+    q = np.round(lab / 6.0).astype(np.int64)
+    keys, inverse, counts = np.unique(q, axis=0, return_inverse=True, return_counts=True)
+    best = int(np.argmax(counts))
+    return lab[inverse.ravel() == best].mean(axis=0)
+
+
+def _blob(pts: np.ndarray, h: int, w: int) -> dict[str, float]:
+    r0, c0 = pts.min(axis=0)
+    r1, c1 = pts.max(axis=0)
+    return {"x": float(pts[:, 1].mean() + 0.5) / w, "y": float(pts[:, 0].mean() + 0.5) / h,
+            "w": float(c1 - c0 + 1) / w, "h": float(r1 - r0 + 1) / h, "area": len(pts) / float(h * w),
+            "x0": float(c0) / w, "x1": float(c1 + 1) / w, "y0": float(r0) / h, "y1": float(r1 + 1) / h}
+
+
+# ---------------------------------------------------------------- the finder
+
+def _eye_pair(blobs: list[dict], axis: float) -> tuple[float, dict | None, dict | None]:
+    """The best mirrored pair of eye-like blobs: (score 0..1, the avatar's left eye, right eye)."""
+    cands = [b for b in blobs if 0.0008 <= b["area"] <= 0.09 and 0.30 <= b["y"] <= 0.80
+             and b["w"] <= 0.38 and 0.2 <= b["w"] / max(b["h"], 1e-6) <= 5.0]
+    best = (0.0, None, None)
+    for i, a in enumerate(cands):
+        for b in cands[i + 1:]:
+            lo, hi = (a, b) if a["x"] < b["x"] else (b, a)   # lo: picture left = avatar's right
+            sep = hi["x"] - lo["x"]
+            if not 0.14 <= sep <= 0.72 or lo["x1"] > hi["x0"] + 0.01:
+                continue
+            dy = abs(a["y"] - b["y"])
+            mid = (a["x"] + b["x"]) / 2
+            size = min(a["area"], b["area"]) / max(a["area"], b["area"])
+            s = (math.exp(-(dy / 0.05) ** 2) * math.exp(-((mid - axis) / 0.07) ** 2) * size ** 0.5
+                 * math.exp(-((a["y"] + b["y"]) / 2 - 0.56) ** 2 / 0.08)
+                 * min(1.0, (a["area"] + b["area"]) / 0.004))
+            if s > best[0]:
+                best = (s, hi, lo)
+    return best
+
+
+def _pick(blobs: list[dict], score) -> dict | None:
+    scored = [(score(b), b) for b in blobs]
+    scored = [sb for sb in scored if sb[0] > 0]
+    return max(scored, key=lambda sb: sb[0])[1] if scored else None
+
+
+def _cascade_hits(rgb: np.ndarray, eyes: list[dict]) -> tuple[int, bool]:
+    """(eyes confirmed by OpenCV's Haar eye cascade, a frontal face fired); (0, False) without cv2."""
+    try:
+        import cv2  # optional: the pack has it, a Blender runtime may not
+    except ImportError:
+        return 0, False
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    scale = max(1.0, 240.0 / max(gray.shape))
+    if scale > 1:
+        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    h, w = gray.shape
+    found_eyes = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye.xml").detectMultiScale(
+        gray, 1.1, 3, minSize=(max(6, w // 20), max(6, w // 20)))
+    face = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml").detectMultiScale(
+        gray, 1.1, 3, minSize=(w // 3, h // 3))
+    confirmed = 0
+    for e in eyes:
+        for (x, y, ew, eh) in found_eyes:
+            if x <= e["x"] * w <= x + ew and y <= e["y"] * h <= y + eh:
+                confirmed += 1
+                break
+    return confirmed, len(face) > 0
+
+
+def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[str, Any] | None = None) -> dict:
+    """Landmarks of the face in ``rgb`` (the head box, front view) as fractions of the box.
+
+    mask: which pixels belong to the head (None: all). overrides: {landmark: [x, y]} (fractions of the
+    head box) that replace what was found. Never raises on a strange picture: the result says what
+    it could not find (``found``, ``reason``, ``warnings``).
+    """
+    rgb = np.asarray(rgb)[..., :3]
+    if rgb.ndim != 3 or min(rgb.shape[:2]) < 8:
+        raise ValueError(f"face: the head picture is {rgb.shape}, expected (H >= 8, W >= 8, 3)")
+    H0, W0 = rgb.shape[:2]
+    mask = np.ones((H0, W0), bool) if mask is None else np.asarray(mask, bool)
+    s = min(1.0, WORK_SIDE / max(H0, W0))
+    h, w = max(8, round(H0 * s)), max(8, round(W0 * s))
+    small, m = _resize(rgb, h, w), _resize(mask, h, w)
+    lab = to_lab(small)
+    ys, xs = np.mgrid[0:h, 0:w]
+    fy, fx = (ys + 0.5) / h, (xs + 0.5) / w
+
+    warnings: list[str] = []
+    landmarks: dict[str, dict] = {}
+    reason = ""
+    score = 0.0
+    mid = m & (fy > 0.35) & (fy < 0.72) & (fx > 0.22) & (fx < 0.78)
+    if mid.sum() < 20:
+        reason = "the head picture has almost nothing in the middle of the head box"
+        skin = np.zeros_like(m)
+    else:
+        skin_col = _mode_colour(lab[mid])
+        dist = np.linalg.norm(lab - skin_col, axis=-1)
+        skin = m & (dist < SKIN_DELTA_E)
+        # the face: rows that hold skin, between the outermost skin pixels of each row
+        rows = np.flatnonzero(skin.sum(axis=1) >= 2)
+        hull = np.zeros_like(m)
+        for r in rows:
+            cols = np.flatnonzero(skin[r])
+            hull[r, cols[0]:cols[-1] + 1] = True
+        share = skin.sum() / max(1, m.sum())
+        if share < MIN_SKIN_SHARE:
+            reason = (f"only {share:.0%} of the head has one surface colour in the middle of the face "
+                      "(a visor, a helmet or a mask covers it)")
+        axis = float(fx[skin].mean()) if skin.any() else 0.5
+        feature = hull & m & (dist > FEATURE_DELTA_E)
+        blobs = [_blob(p, h, w) for p in _components(feature) if len(p) >= 2]
+        if not reason:
+            pair_score, left, right = _eye_pair(blobs, axis)
+            if left is None or pair_score < 0.05:
+                reason = ("no pair of eyes: nothing that differs from the skin sits mirrored about the head axis "
+                          "in the upper half of the face (a visor, sunglasses or closed eyes?)")
+            else:
+                score = min(1.0, pair_score ** 0.5)
+                landmarks["left_eye"], landmarks["right_eye"] = left, right
+                eye_y = (left["y"] + right["y"]) / 2
+                eye_sep = left["x"] - right["x"]
+                used = {id(left), id(right)}
+                mouth = _pick([b for b in blobs if id(b) not in used],
+                              lambda b: (abs(b["x"] - axis) < 0.12 and eye_y + 0.10 < b["y"] < 1.0
+                                         and b["w"] < 0.6 and b["h"] < 0.25)
+                              * (1.0 + 3 * b["w"]) * (0.5 + b["y"] - eye_y))
+                if mouth is not None:
+                    landmarks["mouth"] = mouth
+                    score = min(1.0, score + 0.15)
+                else:
+                    warnings.append("mouth: not visible (a beard or a closed painted mouth?), placed by proportions")
+                for side, eye in (("left", left), ("right", right)):
+                    brow = _pick([b for b in blobs if id(b) not in used and b is not mouth],
+                                 lambda b, e=eye: (abs(b["x"] - e["x"]) < 0.6 * max(e["w"], 0.1)
+                                                   and e["y0"] - 0.16 < b["y"] < e["y0"] + 0.01
+                                                   and b["w"] > 1.3 * b["h"] and b["w"] < 0.4) * b["w"])
+                    if brow is not None:
+                        landmarks[f"{side}_brow"] = brow
+                    else:
+                        landmarks[f"{side}_brow"] = {"x": eye["x"], "y": max(0.05, eye["y0"] - 0.07),
+                                                     "w": max(eye["w"], 0.12), "h": 0.03, "source": "proportions"}
+                if any(landmarks[k].get("source") == "proportions" for k in ("left_brow", "right_brow")):
+                    warnings.append("brows: not visible (hair or none drawn), placed above the eyes by proportions")
+                if "mouth" not in landmarks:
+                    p = dict(PROPORTIONS["mouth"])
+                    p.update(x=axis, y=min(0.95, eye_y + 0.45 * (1.0 - eye_y) + 0.05), w=max(0.12, 0.6 * eye_sep),
+                             source="proportions")
+                    landmarks["mouth"] = p
+                hits, face_hit = _cascade_hits(small, [left, right])
+                if hits or face_hit:
+                    score = min(1.0, score + 0.08 * hits + 0.1 * face_hit)
+    found = bool(landmarks) and not reason
+    if not found:
+        landmarks = {}
+        warnings.insert(0, f"no face found: {reason}; every landmark placed by standard proportions "
+                           "(set the face inputs of the node to place them yourself)")
+    for name in LANDMARKS:
+        if name not in landmarks:
+            landmarks[name] = {**PROPORTIONS[name], "source": "proportions"}
+        else:
+            landmarks[name].setdefault("source", "found")
+    for name, value in (overrides or {}).items():
+        if name not in LANDMARKS:
+            raise ValueError(f"face override {name!r}: not a landmark (use {', '.join(LANDMARKS)})")
+        x, y = (float(v) for v in value[:2])
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(f"face override {name}: {value!r} is outside the head box (fractions 0..1)")
+        landmarks[name] = {**landmarks[name], "x": x, "y": y, "source": "override"}
+    clean = {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in v.items()
+                 if kk in ("x", "y", "w", "h", "source")} for k, v in landmarks.items()}
+    from_props = [k for k, v in clean.items() if v["source"] == "proportions"]
+    confidence = round(score if found else 0.0, 3)
+    if found and confidence < MIN_CONFIDENCE:
+        warnings.append(f"face found with low confidence {confidence:.2f}: check the expressions or set the face inputs")
+    return {"found": found, "confidence": confidence, "reason": reason, "landmarks": clean,
+            "from_proportions": from_props, "warnings": warnings, "size": [W0, H0]}
+
+
+__all__ = ["find_face", "to_lab", "LANDMARKS", "PROPORTIONS", "MIN_CONFIDENCE"]
