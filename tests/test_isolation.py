@@ -103,6 +103,8 @@ def test_seccomp_and_namespaces_in_a_real_sandbox(tmp_path):
         sc("clone3", 435, 0, 0)
         sc("x32_getpid", 0x40000000 + 39)
         sc("setns", 308, 0, 0)
+        sc("memfd_create", 319, 0, 0)
+        sc("shmget", 29, 0, 1 << 20, 0o1000 | 0o600)
         for fam, name in ((socket.AF_INET, "inet"), (socket.AF_INET6, "inet6"), (socket.AF_NETLINK, "netlink"),
                           (socket.AF_PACKET, "packet")):
             try:
@@ -132,7 +134,7 @@ def test_seccomp_and_namespaces_in_a_real_sandbox(tmp_path):
     assert r.returncode == 0, log
     lines = dict(line.split(" ", 1) for line in log.splitlines() if " " in line)
     for name in ("ptrace", "unshare_user", "mount", "keyctl", "bpf", "io_uring_setup", "perf_event_open",
-                 "userfaultfd", "setns", "inet", "inet6", "netlink", "packet", "fork"):
+                 "userfaultfd", "setns", "memfd_create", "shmget", "inet", "inet6", "netlink", "packet", "fork"):
         assert lines[name].startswith("ERR EPERM"), (name, lines[name])
     assert lines["clone3"] == "ERR ENOSYS" and lines["x32_getpid"] == "ERR ENOSYS"
     assert lines["unix"] == "OK" and lines["thread"] == "OK" and lines["workdir"] == "OK"

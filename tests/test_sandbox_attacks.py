@@ -267,6 +267,13 @@ attempt("io_uring_setup", lambda: sc(425, 4, 0))
 attempt("perf_event_open", lambda: sc(298, 0, 0, -1, -1, 0))
 attempt("x32 unshare", lambda: sc(0x40000000 + 272, 0x10000000))
 attempt("chroot", lambda: sc(161, 0))
+def memfd():  # pages outside RLIMIT_AS and outside the size-limited tmpfs mounts
+    fd = os.memfd_create("hog")
+    for _ in range(64):
+        os.write(fd, bytes(1 << 20))
+    return os.fstat(fd).st_size
+attempt("memfd_create", memfd)
+attempt("SysV shmget", lambda: sc(29, 0, 64 << 20, 0o1000 | 0o600))
 attempt("TIOCSTI /dev/tty", lambda: fcntl.ioctl(os.open("/dev/tty", os.O_RDWR), termios.TIOCSTI, b"x"))
 attempt("TIOCSTI stdin", lambda: fcntl.ioctl(0, termios.TIOCSTI, b"x"))
 attempt("tcp 127.0.0.1", lambda: socket.create_connection(("127.0.0.1", {c['port']}), timeout=2).sendall(b"tcp"))
@@ -571,7 +578,7 @@ NAMES = [a.name for a in attacks({k: "" for k in ("outside", "port", "outside_pi
                                                  "abstract", "unix_path", "blender_cli")} | {"port": 0, "outside_pid": 0})]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES, ids=[re.sub(r"[^a-z0-9]+", "-", n.lower())[:40].strip("-") for n in NAMES])
 def test_attack_is_contained(suite, name, capsys):
     a: Attack = suite["attacks"][name]
     assert a.exception is None, f"the sandbox raised instead of reporting: {a.exception!r}"

@@ -95,7 +95,7 @@ _SYSCALLS = {
         "finit_module": 313, "delete_module": 176, "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
         "quotactl": 179, "quotactl_fd": 443, "syslog": 103, "io_uring_setup": 425, "io_uring_enter": 426,
         "io_uring_register": 427, "lookup_dcookie": 212, "vhangup": 153, "iopl": 172, "ioperm": 173,
-        "uselib": 134, "fork": 57, "vfork": 58,
+        "uselib": 134, "fork": 57, "vfork": 58, "memfd_create": 319, "memfd_secret": 447, "shmget": 29,
         "clone": 56, "clone3": 435, "socket": 41, "ioctl": 16,
     },
     "aarch64": {
@@ -107,7 +107,8 @@ _SYSCALLS = {
         "name_to_handle_at": 264, "kexec_load": 104, "kexec_file_load": 294, "init_module": 105,
         "finit_module": 273, "delete_module": 106, "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
         "quotactl": 60, "quotactl_fd": 443, "syslog": 116, "io_uring_setup": 425, "io_uring_enter": 426,
-        "io_uring_register": 427, "lookup_dcookie": 18, "vhangup": 58,
+        "io_uring_register": 427, "lookup_dcookie": 18, "vhangup": 58, "memfd_create": 279, "memfd_secret": 447,
+        "shmget": 194,
         "clone": 220, "clone3": 435, "socket": 198, "ioctl": 29,
     },
 }
@@ -131,7 +132,9 @@ def seccomp_filter(machine: str | None = None) -> bytes | None:
     ENOSYS so libc falls back to clone for threads), clone with namespace flags, ptrace,
     process_vm_*, kcmp, pidfd_getfd, process_madvise, keyrings, bpf, perf_event_open,
     userfaultfd, unshare/setns, every mount call, open_by_handle_at, kernel modules, kexec,
-    reboot, swap, acct, quotactl, syslog, io_uring, iopl/ioperm, socket() of any family but
+    reboot, swap, acct, quotactl, syslog, io_uring, iopl/ioperm, memory outside the address-space
+    limit and the size-limited tmpfs mounts (memfd_create, memfd_secret, SysV shmget: their pages
+    count against neither), socket() of any family but
     AF_UNIX, ioctl TIOCSTI/TIOCLINUX. Another architecture's calls (int 0x80 on x86_64) kill
     the process; x32 calls answer ENOSYS.
     """
