@@ -339,6 +339,14 @@ with open(job["result"], "w") as fh:
     fh.write('{"ok": true, "result": {"pad": "' + "x" * (100 * 1024 * 1024) + '"}}')
 os._exit(0)
 """, expect_error=("without writing a result",)),
+        Attack("a 1.5 MB error message and traceback (they travel to logs and the coder's prompt)", """
+import json, os
+args = open("/proc/self/cmdline", "rb").read().split(b"\\0")
+job = json.load(open(args[args.index(b"--job") + 1].decode()))
+with open(job["result"], "w") as fh:
+    json.dump({"ok": False, "error": "E" * 1_500_000, "error_type": "T" * 10000, "traceback": "B" * 1_500_000}, fh)
+os._exit(1)
+""", expect_error=("EEEE",)),
         Attack("filling the work dir", """
 import os
 i = 0
@@ -630,6 +638,8 @@ def test_specific_outcomes(suite):
     fill = next(x for x in a.values() if x.name.startswith("filling /tmp"))
     sizes = {m.group(1): int(m.group(2)) for m in re.finditer(r"FILLED (\S+) (\d+) MB", fill.log)}
     assert sizes["/tmp"] <= SandboxSettings().tmp_mb and sizes["/dev/shm"] <= 64, sizes
+    big = next(x for x in a.values() if x.name.startswith("a 1.5 MB error"))
+    assert len(big.run.error) < 6000 and len(json.dumps(big.run.to_dict())) < 64 * 1024
     threads = next(x for x in a.values() if x.name == "thread bomb")
     assert threads.run.ok and "THREADS" in threads.log  # bounded by the address-space limit
     print(f"\nattack suite: {len(a)} attacks in {suite['took']:.0f} s, all contained")

@@ -343,9 +343,18 @@ async def _run_plain(cmd: list[str], work: Path, env: dict[str, str], spawn: dic
 
 
 def _read_untrusted_result(work: Path, result_path: Path) -> dict[str, Any] | None:
-    """result.json of an untrusted job: a regular file inside the work dir, at most 4 MB, or nothing."""
+    """result.json of an untrusted job: a regular file inside the work dir, at most 4 MB, or
+    nothing; its texts cut to what a message needs (they travel into errors, attempts logs and
+    the coder model's prompt) and its result dropped when it is not small."""
     data = isolation.read_json(work, result_path.relative_to(work).as_posix(), max_bytes=4 << 20)
-    return data if isinstance(data, dict) and "ok" in data else None
+    if not isinstance(data, dict) or "ok" not in data:
+        return None
+    for key, cap in (("error", 4000), ("error_type", 100), ("traceback", 8000)):
+        if key in data:
+            data[key] = str(data[key])[:cap]
+    if not isinstance(data.get("result"), dict) or len(json.dumps(data["result"], default=str)) > 256 * 1024:
+        data["result"] = {"note": "the job's result was not a small JSON object and was dropped"} if data.get("result") else {}
+    return data
 
 
 async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, work_dir: str | os.PathLike[str],
