@@ -11,13 +11,17 @@ args:
                      commercial_usage, modification, ...} (validated by core/vrm/meta.py)
     remesh_voxel    0: auto (voxel remesh only when the mesh is not one closed surface),
                     > 0: always remesh with this voxel size (m), < 0: never remesh
-    decimate_faces  optional upper bound on the triangle count (Decimate, before weighting)
+    max_triangles   the triangle budget (0 = none): met before weighting by a Decimate, or a voxel
+                    remesh sized to it when the mesh is far over it (_budget.py); UVs kept
+    decimate_faces  older name of max_triangles (used when max_triangles is not given)
+    humanoid_check  refuse (default) | warn | off: the humanoid gate (_gate.py, core/rig/gate.py)
     target_height   height (m) to scale to when the input is not 0.3-3 m tall (default 1.6)
 
 Steps: empty scene -> import -> join to one mesh, transforms applied -> orientation/units
--> watertight (voxel remesh keeps UVs + materials) -> decimate -> fit the humanoid
-skeleton (_rig_fit) -> automatic weights -> every vertex weighted (nearest bone),
-max 4 influences, normalised -> VRM 1.0 humanoid + meta -> export.
+-> humanoid gate -> watertight and within the triangle budget (_budget.make_ready: voxel
+remesh with UVs projected back, Decimate) -> fit the humanoid skeleton (_rig_fit) ->
+automatic weights -> every vertex weighted (nearest bone), max 4 influences, normalised ->
+VRM 1.0 humanoid + meta -> export -> quality facts into the file (_quality.py).
 """
 from __future__ import annotations
 
@@ -29,7 +33,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
 
+from _budget import make_ready  # noqa: E402
+from _gate import check_humanoid  # noqa: E402
 from _job import JobError, Timer, run_job  # noqa: E402
+from _quality import embed_quality, landmark_confidence, triangle_stretch  # noqa: E402
 from _rig_fit import BONES, fit_skeleton  # noqa: E402
 from _vrm_common import (bone_shapes, check_meta, enable_vrm_addon, finish_weights, import_file,  # noqa: E402
                          input_ext, join_meshes, pose_and_export, set_vrm)
@@ -115,83 +122,6 @@ def closed_single_surface(me: bpy.types.Mesh) -> tuple[bool, int, int]:
     return bad_edges == 0 and pieces == 1, bad_edges, pieces
 
 
-def _surface_uvs(src_verts: np.ndarray, src_tris: np.ndarray, src_tri_uvs: list[np.ndarray],
-                 points: np.ndarray) -> list[np.ndarray]:
-    """UVs at ``points`` from the nearest point of the source surface (barycentric interpolation)."""
-    from mathutils import Vector
-    from mathutils.bvhtree import BVHTree
-
-    tree = BVHTree.FromPolygons(src_verts.tolist(), src_tris.tolist(), all_triangles=True)
-    near = np.empty((len(points), 3))
-    tri = np.zeros(len(points), dtype=np.int64)
-    for i, p in enumerate(points):
-        loc, _normal, index, _dist = tree.find_nearest(Vector(p))
-        if index is not None:
-            near[i] = loc
-            tri[i] = index
-        else:
-            near[i] = p
-    a, b, c = (src_verts[src_tris[tri, k]] for k in range(3))
-    v0, v1, v2 = b - a, c - a, near - a
-    d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
-    d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
-    den = np.where(np.abs(d00 * d11 - d01 * d01) > 1e-20, d00 * d11 - d01 * d01, 1.0)
-    wb = np.clip((d11 * d20 - d01 * d21) / den, 0, 1)
-    wc = np.clip((d00 * d21 - d01 * d20) / den, 0, 1)
-    wa = np.clip(1 - wb - wc, 0, 1)
-    total = wa + wb + wc
-    wa, wb, wc = wa / total, wb / total, wc / total
-    return [uv[tri, 0] * wa[:, None] + uv[tri, 1] * wb[:, None] + uv[tri, 2] * wc[:, None] for uv in src_tri_uvs]
-
-
-def remesh(obj: bpy.types.Object, voxel: float) -> None:
-    """Voxel remesh to one closed surface; UVs are re-projected from the original surface.
-
-    The remesher's own attribute transfer copies the nearest original corner (blocky texture on
-    coarse inputs), so each UV map is re-sampled from the original surface at the nearest point
-    (barycentric); a Data Transfer modifier does the same but 5-20x slower. Colour attributes
-    and material indices: preserved by the remesher.
-    """
-    me = obj.data
-    src_uvs: list[np.ndarray] = []
-    if me.uv_layers:
-        src_verts, src_tris = _verts(me), _tris(me)
-        loops = np.empty(len(me.loop_triangles) * 3, dtype=np.int64)
-        me.loop_triangles.foreach_get("loops", loops)
-        for layer in me.uv_layers:
-            uv = np.empty(len(me.loops) * 2)
-            layer.data.foreach_get("uv", uv)
-            src_uvs.append(uv.reshape(-1, 2)[loops].reshape(-1, 3, 2))
-        names = [layer.name for layer in me.uv_layers]
-    me.remesh_voxel_size = voxel
-    me.use_remesh_preserve_attributes = True
-    me.use_remesh_fix_poles = True
-    result = bpy.ops.object.voxel_remesh()
-    if result != {"FINISHED"} or len(obj.data.polygons) == 0:
-        raise JobError(f"mesh: voxel remesh at {voxel:.4f} m produced no surface "
-                       "(set remesh_voxel smaller than the thinnest limb)")
-    if src_uvs:
-        me = obj.data
-        per_vertex = _surface_uvs(src_verts, src_tris, src_uvs, _verts(me))
-        loop_verts = np.empty(len(me.loops), dtype=np.int64)
-        me.loops.foreach_get("vertex_index", loop_verts)
-        for name, uv in zip(names, per_vertex):
-            layer = me.uv_layers.get(name) or me.uv_layers.new(name=name)
-            layer.data.foreach_set("uv", uv[loop_verts].astype(np.float32).ravel())
-        me.update()
-
-
-def decimate(obj: bpy.types.Object, max_triangles: int) -> None:
-    """Collapse-decimate to at most ``max_triangles`` triangles (what the VRM will hold)."""
-    obj.data.calc_loop_triangles()
-    n = len(obj.data.loop_triangles)
-    if max_triangles <= 0 or n <= max_triangles:
-        return
-    mod = obj.modifiers.new("Decimate", "DECIMATE")
-    mod.ratio = 0.995 * max_triangles / n
-    bpy.ops.object.modifier_apply(modifier=mod.name)
-
-
 def build_armature(skeleton) -> bpy.types.Object:
     arm_data = bpy.data.armatures.new("Armature")
     arm = bpy.data.objects.new("Armature", arm_data)
@@ -243,21 +173,16 @@ def main(args: dict, work_dir: str) -> dict:
     timer.lap("import")
 
     placement = normalise_placement(body, float(args.get("target_height") or 1.6))
+    humanoid = check_humanoid(_verts(body.data), _tris(body.data), str(args.get("humanoid_check") or "refuse"))
+    timer.lap("humanoid_check")
     closed, bad_edges, pieces = closed_single_surface(body.data)
     height = float(_verts(body.data)[:, 2].max())
-    voxel = float(args.get("remesh_voxel") or 0.0)
-    remeshed = False
-    if voxel > 0 or (voxel == 0 and not closed):
-        voxel = voxel if voxel > 0 else height / 110.0
-        remesh(body, voxel)
-        remeshed = True
-    timer.lap("watertight")
-
-    decimate(body, int(args.get("decimate_faces") or 0))
+    budget = make_ready(body, closed=closed, height=height, remesh_voxel=float(args.get("remesh_voxel") or 0.0),
+                        max_triangles=int(args.get("max_triangles", args.get("decimate_faces")) or 0))
     # Smooth shading: remeshed faces come out flat, and flat faces make the exporter split
     # every vertex per face (3x the vertices, a faceted look). Imported custom normals stay.
     body.data.shade_smooth()
-    timer.lap("decimate")
+    timer.lap("watertight")  # remesh and decimate: one step now
 
     me = body.data
     skeleton = fit_skeleton(_verts(me), _tris(me))
@@ -269,13 +194,22 @@ def main(args: dict, work_dir: str) -> dict:
 
     set_vrm(arm, meta, {name: name for name, _parent, _c in BONES})
     timer.lap("vrm_setup")
+    rest = _verts(body.data), _tris(body.data)
     written = pose_and_export(body, arm, out, timer, face=args.get("face"), work_dir=work_dir)
+    quality = {"landmark_confidence": landmark_confidence(skeleton.to_dict(), humanoid),
+               "stretch": triangle_stretch(rest[0], _verts(body.data), rest[1]),
+               "humanoid_kind": (humanoid or {}).get("kind", "not checked"), "budget": budget["summary"]}
+    embed_quality(out, quality)
+    timer.lap("quality")
     return {
         **written,
         "input": {"vertices": verts_in, "faces": faces_in, "closed_single_surface": closed,
                   "boundary_or_nonmanifold_edges": bad_edges, "pieces": pieces},
-        "remeshed": remeshed,
-        "remesh_voxel": voxel if remeshed else 0.0,
+        "remeshed": budget["remeshed"],
+        "remesh_voxel": budget["remesh_voxel"],
+        "budget": budget,
+        "humanoid": humanoid,
+        "quality": quality,
         "placement": placement,
         "skeleton": skeleton.to_dict(),
         **weights,

@@ -124,6 +124,15 @@ class UniRigSettings:
 
 
 @dataclass(frozen=True)
+class RigSettings:
+    """The CPU rig's defaults (core/rig/cpu.py) when a caller does not pass its own; the node inputs
+    of the same names override them."""
+
+    max_triangles: int = 30000  # triangle budget met before weighting (web VRM viewers); 0 = none
+    humanoid_check: str = "refuse"  # refuse | warn | off: the humanoid gate before rigging (core/rig/gate.py)
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     """Promotion with rclone (core/publish/promote.py). Credentials never go here: the remote is
     defined by RCLONE_CONFIG_<NAME>_* variables or in the rclone.conf named below."""
@@ -172,6 +181,7 @@ class Settings:
     workers: WorkersSettings = field(default_factory=WorkersSettings)
     trellis: TrellisSettings = field(default_factory=TrellisSettings)
     unirig: UniRigSettings = field(default_factory=UniRigSettings)
+    rig: RigSettings = field(default_factory=RigSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     face: FaceSettings = field(default_factory=FaceSettings)

@@ -7,9 +7,9 @@ from typing import Any
 
 from comfy_api.latest import io
 
-from ..core.assets import Asset
 from ..core.config import load_settings
-from ._common import MESH_KINDS, AvatarMesh, AvatarVRM, file_ref, output_path, ui_files
+from ._common import MESH_KINDS, file_ref, output_path, ui_files
+from ._mesh_inputs import mesh_input, to_asset
 from ._metadata import with_workflow
 
 SOURCE_KINDS = (*MESH_KINDS, "vrm", "glb", "fbx", "obj", "blend")
@@ -45,8 +45,8 @@ class AvatarExportAsset(io.ComfyNode):
             ),
             is_output_node=True,
             inputs=[
-                io.MultiType.Input("asset", types=[AvatarMesh, AvatarVRM],
-                                   tooltip="A mesh (image-to-mesh, Blender executor) or a VRM (rig node) handle."),
+                mesh_input("asset", "A mesh (image-to-mesh, Blender executor) or a VRM (rig node) handle, ComfyUI's own "
+                           "MESH or 3D file, or a .glb/.obj/.fbx/.vrm path.", vrm=True),
                 io.Boolean.Input("glb", default=True, tooltip="Binary glTF 2.0 (web, three.js, Unity/Unreal importers)."),
                 io.Boolean.Input("fbx", default=True, tooltip="FBX with armature and skin, textures embedded."),
                 io.Boolean.Input("obj", default=False, tooltip="Wavefront OBJ + .mtl + texture files (no skin)."),
@@ -70,15 +70,15 @@ class AvatarExportAsset(io.ComfyNode):
         )
 
     @classmethod
-    async def execute(cls, asset: dict, glb: bool, fbx: bool, obj: bool, blend: bool, lods: str,
+    async def execute(cls, asset, glb: bool, fbx: bool, obj: bool, blend: bool, lods: str,
                       preview_size: int, metadata: str, filename_prefix: str) -> io.NodeOutput:
         from ..core.assets import next_free_stem
         from ..core.export.asset import DEFAULT_VIEWS, export_asset
         from ..core.jsontext import parse_object
 
-        src = Asset.from_dict(asset).require(SOURCE_KINDS, "asset")
-        formats = [name for name, on in (("glb", glb), ("fbx", fbx), ("obj", obj), ("blend", blend)) if on]
         settings = load_settings()
+        src = to_asset(asset, "asset", settings, vrm=True).require(SOURCE_KINDS, "asset")
+        formats = [name for name, on in (("glb", glb), ("fbx", fbx), ("obj", obj), ("blend", blend)) if on]
         folder = output_path(filename_prefix, "glb", settings).parent
         stem = next_free_stem(folder, filename_prefix.strip("/").rpartition("/")[2] or "export")
         assets = await export_asset(Path(src.path), folder, stem=stem, formats=formats, lods=lods,

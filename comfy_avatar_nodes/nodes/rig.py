@@ -6,10 +6,10 @@ from pathlib import Path
 
 from comfy_api.latest import io
 
-from ..core.assets import Asset
 from ..core.config import load_settings
 from ..core.vrm.spec import META_ENUMS
-from ._common import MESH_KINDS, AvatarMesh, AvatarVRM, model_file, output_path, ui_files
+from ._common import MESH_KINDS, AvatarVRM, model_file, output_path, ui_files
+from ._mesh_inputs import mesh_input, to_asset
 from ._metadata import with_workflow
 
 
@@ -42,14 +42,24 @@ class AvatarRigVRMCPU(io.ComfyNode):
             description=(
                 "Fits a VRM humanoid template skeleton to the mesh's proportions, skins it with Blender's "
                 "automatic weights and exports VRM 1.0 with the VRM add-on, all in one headless Blender run. "
+                "First checks that the mesh is a standing humanoid seen from the front (a chair, a building, an "
+                "animal or a profile is refused with the reason), and brings it within the triangle budget before "
+                "weighting. Takes our mesh handle, ComfyUI's own MESH or 3D file, or a .glb/.obj/.fbx path. "
                 "A template fit, not a learned rig: use UniRig on a GPU for unusual body shapes."
             ),
             is_output_node=True,
             inputs=[
-                AvatarMesh.Input("mesh", tooltip="Mesh handle from an image-to-mesh node."),
+                mesh_input("mesh", "Mesh from an image-to-mesh node, ComfyUI's own MESH (e.g. VoxelToMesh) or 3D file, "
+                           "or a .glb/.obj/.fbx path (Load3D's mesh_path)."),
                 *_meta_inputs(),
                 io.Float.Input("remesh_voxel", default=0.0, min=0.0, max=0.2, step=0.001, tooltip="Voxel size in metres for the watertight remesh before skinning; 0 = automatic."),
                 io.String.Input("filename_prefix", default="avatar/avatar", tooltip="Output name under ComfyUI's output folder (comfy-avatar/<prefix>_00001.vrm)."),
+                io.Int.Input("max_triangles", default=30000, min=0, max=2_000_000, step=1000,
+                             tooltip="Triangle budget of the VRM (web viewers want tens of thousands); the mesh is "
+                                     "decimated, or remeshed when far over, before weighting, texture kept. 0 = no limit."),
+                io.Combo.Input("humanoid_check", options=["refuse", "warn", "off"], default="refuse",
+                               tooltip="Check that the mesh is a standing humanoid seen from the front before rigging: "
+                                       "refuse stops with the reason, warn only says so, off skips the check."),
             ],
             outputs=[
                 AvatarVRM.Output("vrm", tooltip="File handle of the VRM 1.0 avatar."),
@@ -59,18 +69,18 @@ class AvatarRigVRMCPU(io.ComfyNode):
         )
 
     @classmethod
-    async def execute(cls, mesh: dict, name: str, version: str, authors: str, avatar_permission: str,
+    async def execute(cls, mesh, name: str, version: str, authors: str, avatar_permission: str,
                       commercial_usage: str, modification: str, remesh_voxel: float,
-                      filename_prefix: str) -> io.NodeOutput:
-        from ..core.rig.cpu import rig_to_vrm
+                      filename_prefix: str, max_triangles: int = 30000, humanoid_check: str = "refuse") -> io.NodeOutput:
+        from ..core.rig.cpu import budget_text, rig_to_vrm
 
-        src = Asset.from_dict(mesh).require("mesh", "mesh")
-        meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
         settings = load_settings()
+        src = to_asset(mesh, "mesh", settings).require(MESH_KINDS, "mesh")
+        meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
         out = output_path(filename_prefix, "vrm", settings)
-        vrm = with_workflow(await rig_to_vrm(Path(src.path), out, meta, remesh_voxel=remesh_voxel, settings=settings),
-                            cls.hidden)
-        return io.NodeOutput(vrm.to_dict(), model_file(out), ui=ui_files(out))
+        vrm = with_workflow(await rig_to_vrm(Path(src.path), out, meta, remesh_voxel=remesh_voxel, settings=settings,
+                                             max_triangles=max_triangles, humanoid_check=humanoid_check), cls.hidden)
+        return io.NodeOutput(vrm.to_dict(), model_file(out), ui=ui_files(out, text=budget_text(vrm.meta)))
 
 
 class AvatarExportVRMRigged(io.ComfyNode):
@@ -88,7 +98,8 @@ class AvatarExportVRMRigged(io.ComfyNode):
             ),
             is_output_node=True,
             inputs=[
-                AvatarMesh.Input("rigged", tooltip="Rigged mesh handle, e.g. the 'rigged' output of Auto-rig (UniRig)."),
+                mesh_input("rigged", "Rigged mesh: the 'rigged' output of Auto-rig (UniRig), a rigged 3D file (File3D) "
+                           "or the path of a rigged .glb/.fbx."),
                 io.String.Input("humanoid_map", default="", multiline=True,
                                 tooltip='JSON {"hips": "bone_3", "leftUpperArm": "bone_17", ...}: VRM humanoid bone -> bone '
                                         "name in the rigged file (UniRig's humanoid map format works too). Empty: the map "
@@ -107,19 +118,19 @@ class AvatarExportVRMRigged(io.ComfyNode):
         )
 
     @classmethod
-    async def execute(cls, rigged: dict, humanoid_map: str, name: str, version: str, authors: str,
+    async def execute(cls, rigged, humanoid_map: str, name: str, version: str, authors: str,
                       avatar_permission: str, commercial_usage: str, modification: str, target_height_m: float,
                       filename_prefix: str) -> io.NodeOutput:
         from ..core.errors import AvatarError
         from ..core.vrm.export import rigged_to_vrm
 
-        src = Asset.from_dict(rigged).require(MESH_KINDS, "rigged")
+        settings = load_settings()
+        src = to_asset(rigged, "rigged", settings).require(MESH_KINDS, "rigged")
         mapping = humanoid_map.strip() or src.meta.get("humanoid_map")
         if not mapping:
             raise AvatarError("humanoid_map", "is empty and the rigged handle carries no humanoid map",
                               'paste a JSON map {"hips": "<bone>", ...} or connect Auto-rig (UniRig)')
         meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
-        settings = load_settings()
         out = output_path(filename_prefix, "vrm", settings)
         vrm = with_workflow(await rigged_to_vrm(Path(src.path), mapping, out, meta, target_height_m=target_height_m,
                                                 settings=settings), cls.hidden)

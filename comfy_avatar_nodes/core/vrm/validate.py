@@ -5,7 +5,8 @@ specVersion "1.0", meta (name, authors, licenseUrl), the 15 required humanoid bo
 (present, valid, unique, in humanoid order), skin weights (every vertex of every skinned
 primitive sums to 1), orientation (model faces +Z: leftUpperArm on +X, head above hips),
 feet on Y=0 and a plausible height in metres (measured on the skinned rest pose, i.e. what
-a viewer shows), plus sizes.
+a viewer shows), plus sizes, and a quality section (core/vrm/quality.py: landmark confidence,
+T-pose triangle stretch, left/right symmetry, thin and torn parts; warnings only).
 
     report = validate_vrm(path)      # never raises for a bad file: the report says what is wrong
     report.ok, report.errors, report.warnings, report.facts, report.summary(), report.to_dict()
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from .gltf import GltfError, accessor, load_glb, world_matrices
+from .quality import check_quality
+from .quality import summary_lines as quality_summary_lines
 from .validate_face import check_face
 from .validate_face import summary_lines as face_summary_lines
 from .spec import HUMAN_BONES, META_ENUMS, META_JSON_NAMES, REQUIRED_ANCESTOR, REQUIRED_BONES, VRM_LICENSE_URL
@@ -66,6 +69,7 @@ class VrmReport:
             lines.append(f"mesh: {f['vertices']} vertices, {f['triangles']} triangles, {f.get('textures', 0)} textures, "
                          f"{f.get('file_size', 0) / 1e6:.2f} MB")
         lines += face_summary_lines(f)
+        lines += quality_summary_lines(f)
         lines += [f"ERROR: {e}" for e in self.errors]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -309,6 +313,7 @@ def validate_vrm(path: str | Path) -> VrmReport:
             nodes = _check_humanoid(vrm, gltf, parent, report)
         pts = _skinned_geometry(gltf, blob, world, report)
         _check_orientation(nodes, world, pts, report)
+        check_quality(gltf, blob, nodes, world, pts, report)
         if vrm is not None:
             check_face(vrm, gltf, blob, nodes, world, pts, report)
     except GltfError as e:
