@@ -105,11 +105,10 @@ def bake_transforms(arm: bpy.types.Object, meshes: list[bpy.types.Object]) -> di
         parent_bone = obj.parent_bone if obj.parent is arm and obj.parent_type == "BONE" else ""
         obj.parent = None
         obj.data = obj.data.copy() if obj.data.users > 1 else obj.data
-        obj.data.transform(world)
+        obj.data.transform(world, shape_keys=True)
         obj.matrix_world.identity()
-        if obj.data.shape_keys:
-            shape_keys += len(obj.data.shape_keys.key_blocks)
-            obj.shape_key_clear()  # applying the T-pose needs a mesh without shape keys
+        if obj.data.shape_keys:  # kept: face keys (ARKit, VRoid) win over generated ones (_expressions.py)
+            shape_keys += len(obj.data.shape_keys.key_blocks) - 1
         for mod in [m for m in obj.modifiers if m.type != "ARMATURE"]:
             obj.modifiers.remove(mod)
         if parent_bone:
@@ -129,7 +128,7 @@ def bake_transforms(arm: bpy.types.Object, meshes: list[bpy.types.Object]) -> di
         if obj is not arm and obj not in meshes:
             bpy.data.objects.remove(obj, do_unlink=True)
     bpy.context.view_layer.update()
-    return {"shape_keys_dropped": shape_keys, "bone_parented_meshes": bone_parented,
+    return {"shape_keys_in": shape_keys, "bone_parented_meshes": bone_parented,
             "armature_scale_in": round(float(world.to_scale()[0]), 6)}
 
 
@@ -202,7 +201,7 @@ def place(body: bpy.types.Object, arm: bpy.types.Object, humanoid: dict[str, str
     m[:3, :3] = rot * scale
     m[:3, 3] = offset
     matrix = mathutils.Matrix(m.tolist())
-    body.data.transform(matrix)
+    body.data.transform(matrix, shape_keys=True)
     body.data.update()
     arm.data.transform(matrix)
     bpy.context.view_layer.update()

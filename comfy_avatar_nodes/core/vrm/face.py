@@ -211,18 +211,19 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
                 reason = ("no pair of eyes: nothing that differs from the skin sits mirrored about the head axis "
                           "in the upper half of the face (a visor, sunglasses or closed eyes?)")
             else:
-                score = min(1.0, pair_score ** 0.5)
+                score = 0.7 * min(1.0, pair_score ** 0.5)  # + 0.2 for the mouth, + 0.1 for the brows
                 landmarks["left_eye"], landmarks["right_eye"] = left, right
                 eye_y = (left["y"] + right["y"]) / 2
                 eye_sep = left["x"] - right["x"]
                 used = {id(left), id(right)}
+                expect = min(0.92, eye_y + 0.24)  # where stylised mouths sit below the eyes
                 mouth = _pick([b for b in blobs if id(b) not in used],
-                              lambda b: (abs(b["x"] - axis) < 0.12 and eye_y + 0.10 < b["y"] < 1.0
-                                         and b["w"] < 0.6 and b["h"] < 0.25)
-                              * (1.0 + 3 * b["w"]) * (0.5 + b["y"] - eye_y))
+                              lambda b: (abs(b["x"] - axis) < 0.12 and eye_y + 0.10 < b["y"] < 0.95
+                                         and b["w"] < 0.5 and b["h"] < 0.2 and b["y1"] < 0.99)
+                              * (1.0 + 2 * b["w"]) * math.exp(-((b["y"] - expect) / 0.12) ** 2) - 0.25)
                 if mouth is not None:
                     landmarks["mouth"] = mouth
-                    score = min(1.0, score + 0.15)
+                    score += 0.2
                 else:
                     warnings.append("mouth: not visible (a beard or a closed painted mouth?), placed by proportions")
                 for side, eye in (("left", left), ("right", right)):
@@ -235,7 +236,9 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
                     else:
                         landmarks[f"{side}_brow"] = {"x": eye["x"], "y": max(0.05, eye["y0"] - 0.07),
                                                      "w": max(eye["w"], 0.12), "h": 0.03, "source": "proportions"}
-                if any(landmarks[k].get("source") == "proportions" for k in ("left_brow", "right_brow")):
+                if all(landmarks[k].get("source") != "proportions" for k in ("left_brow", "right_brow")):
+                    score += 0.1
+                else:
                     warnings.append("brows: not visible (hair or none drawn), placed above the eyes by proportions")
                 if "mouth" not in landmarks:
                     p = dict(PROPORTIONS["mouth"])
@@ -244,7 +247,8 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
                     landmarks["mouth"] = p
                 hits, face_hit = _cascade_hits(small, [left, right])
                 if hits or face_hit:
-                    score = min(1.0, score + 0.08 * hits + 0.1 * face_hit)
+                    score += 0.05 * hits + 0.1 * face_hit
+                score = min(1.0, score)
     found = bool(landmarks) and not reason
     if not found:
         landmarks = {}
