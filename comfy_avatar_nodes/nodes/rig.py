@@ -13,6 +13,27 @@ from ._mesh_inputs import mesh_input, to_asset
 from ._metadata import with_workflow
 
 
+def _face_inputs() -> list:
+    """The face-stage widgets both export nodes share (optional: older workflows run unchanged)."""
+    return [
+        io.Boolean.Input("expressions", default=True, optional=True,
+                         tooltip="Find the face and give the avatar the 17 VRM expressions (visemes, blink, emotions, "
+                                 "gaze) as morph targets; existing ARKit/VRoid shape keys are used first."),
+        io.Combo.Input("material", options=["mtoon", "pbr"], default="mtoon", optional=True,
+                       tooltip="mtoon: VRM's toon shader from the base colour (shade derived, no outline); pbr: keep glTF PBR."),
+        io.String.Input("face_landmarks", default="", optional=True,
+                        tooltip="Override where the face finder put a landmark, as fractions of the head box (x from the "
+                                "picture's left, y from the top of the head): 'left_eye=0.64,0.55; mouth=0.5,0.8'. Names: "
+                                "left_eye, right_eye, mouth, left_brow, right_brow (the avatar's own left and right)."),
+    ]
+
+
+def _face(settings, expressions: bool, material: str, face_landmarks: str):
+    from ..core.vrm.face_inputs import FaceOptions
+
+    return FaceOptions.from_inputs(settings.face, expressions=expressions, material=material, landmarks=face_landmarks)
+
+
 def _meta_inputs() -> list:
     """The VRM meta widgets both export nodes share (same names, defaults and order)."""
     return [
@@ -60,6 +81,7 @@ class AvatarRigVRMCPU(io.ComfyNode):
                 io.Combo.Input("humanoid_check", options=["refuse", "warn", "off"], default="refuse",
                                tooltip="Check that the mesh is a standing humanoid seen from the front before rigging: "
                                        "refuse stops with the reason, warn only says so, off skips the check."),
+                *_face_inputs(),
             ],
             outputs=[
                 AvatarVRM.Output("vrm", tooltip="File handle of the VRM 1.0 avatar."),
@@ -71,16 +93,20 @@ class AvatarRigVRMCPU(io.ComfyNode):
     @classmethod
     async def execute(cls, mesh, name: str, version: str, authors: str, avatar_permission: str,
                       commercial_usage: str, modification: str, remesh_voxel: float,
-                      filename_prefix: str, max_triangles: int = 30000, humanoid_check: str = "refuse") -> io.NodeOutput:
+                      filename_prefix: str, max_triangles: int = 30000, humanoid_check: str = "refuse",
+                      expressions: bool = True, material: str = "mtoon", face_landmarks: str = "") -> io.NodeOutput:
         from ..core.rig.cpu import budget_text, rig_to_vrm
+        from ..core.vrm.face_inputs import face_text
 
         settings = load_settings()
         src = to_asset(mesh, "mesh", settings).require(MESH_KINDS, "mesh")
         meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
         out = output_path(filename_prefix, "vrm", settings)
         vrm = with_workflow(await rig_to_vrm(Path(src.path), out, meta, remesh_voxel=remesh_voxel, settings=settings,
-                                             max_triangles=max_triangles, humanoid_check=humanoid_check), cls.hidden)
-        return io.NodeOutput(vrm.to_dict(), model_file(out), ui=ui_files(out, text=budget_text(vrm.meta)))
+                                             max_triangles=max_triangles, humanoid_check=humanoid_check,
+                                             face=_face(settings, expressions, material, face_landmarks)), cls.hidden)
+        text = "; ".join(t for t in (budget_text(vrm.meta), face_text(vrm.meta)) if t)
+        return io.NodeOutput(vrm.to_dict(), model_file(out), ui=ui_files(out, text=text))
 
 
 class AvatarExportVRMRigged(io.ComfyNode):
@@ -109,6 +135,7 @@ class AvatarExportVRMRigged(io.ComfyNode):
                                tooltip="Height in metres to scale the avatar to (TRELLIS/UniRig output fits a unit cube); "
                                        "0 keeps the file's size."),
                 io.String.Input("filename_prefix", default="avatar/avatar", tooltip="Output name under ComfyUI's output folder (comfy-avatar/<prefix>_00001.vrm)."),
+                *_face_inputs(),
             ],
             outputs=[
                 AvatarVRM.Output("vrm", tooltip="File handle of the VRM 1.0 avatar."),
@@ -120,9 +147,11 @@ class AvatarExportVRMRigged(io.ComfyNode):
     @classmethod
     async def execute(cls, rigged, humanoid_map: str, name: str, version: str, authors: str,
                       avatar_permission: str, commercial_usage: str, modification: str, target_height_m: float,
-                      filename_prefix: str) -> io.NodeOutput:
+                      filename_prefix: str, expressions: bool = True, material: str = "mtoon",
+                      face_landmarks: str = "") -> io.NodeOutput:
         from ..core.errors import AvatarError
         from ..core.vrm.export import rigged_to_vrm
+        from ..core.vrm.face_inputs import face_text
 
         settings = load_settings()
         src = to_asset(rigged, "rigged", settings).require(MESH_KINDS, "rigged")
@@ -133,12 +162,15 @@ class AvatarExportVRMRigged(io.ComfyNode):
         meta = _meta(name, version, authors, avatar_permission, commercial_usage, modification)
         out = output_path(filename_prefix, "vrm", settings)
         vrm = with_workflow(await rigged_to_vrm(Path(src.path), mapping, out, meta, target_height_m=target_height_m,
-                                                settings=settings), cls.hidden)
+                                                settings=settings,
+                                                face=_face(settings, expressions, material, face_landmarks)),
+                            cls.hidden)
         m = vrm.meta
         text = (f"{len(m['humanoid'])} humanoid bones of {m['bone_count']}, {m['dimensions_m']['y']:.2f} m tall, "
                 f"{m['vertices']} vertices ({m['unweighted_before_fix']} had no weight)")
         if m.get("dropped_optional_bones"):
             text += f"; left out: {', '.join(m['dropped_optional_bones'])}"
+        text += f"; {face_text(m)}"
         return io.NodeOutput(vrm.to_dict(), model_file(out), ui=ui_files(out, text=text))
 
 
