@@ -458,3 +458,20 @@ def test_install_check_reports_isolation(tmp_path):
     assert "sandbox isolation: NOT available: no bubblewrap executable" in out
     assert "refuses model-written scripts until it works. Fix: install bubblewrap" in out
     assert "model workers: host network" in out and proc.stderr.strip() == "", proc.stderr
+
+
+def test_the_executor_refuses_before_any_attempt(tmp_path, monkeypatch):
+    """Through the repair loop too: no attempt is made, no output or attempts log written."""
+    from comfy_avatar_nodes.core.executor.agent import build_asset
+
+    async def must_not_run(*a, **k):
+        raise AssertionError("the script was started although isolation is unavailable")
+
+    monkeypatch.setattr(sb, "run_blender", must_not_run)
+    settings = load_settings({"COMFY_AVATAR__SANDBOX__BWRAP": str(tmp_path / "missing" / "bwrap")})
+    rt = BlenderRuntime("python", Path(HOST_PY), "5.0.1")
+    with pytest.raises(sb.IsolationUnavailable, match="Fix: install bubblewrap"):
+        asyncio.run(build_asset({}, coder=None, out_dir=tmp_path / "out", formats=["glb"],
+                                script="import bpy\nbpy.ops.mesh.primitive_cube_add()\n", sandbox=settings.sandbox,
+                                runtime=rt))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
