@@ -24,6 +24,11 @@ import time
 import traceback
 from typing import Any, Callable
 
+# Set by _warm_server.py: the script runs inside a persistent Blender worker, so run_job must
+# return (with the exit code in LAST_CODE) instead of ending the process.
+WARM = False
+LAST_CODE: int | None = None
+
 
 class Timer:
     """Per-step wall times for a script's result: ``timer.lap("import")`` after each step
@@ -72,5 +77,9 @@ def run_job(main: Callable[[dict, str], dict]) -> None:
     write_json(job["result"], out)
     sys.stdout.flush()
     sys.stderr.flush()
+    global LAST_CODE
+    LAST_CODE = code
+    if WARM:
+        return
     # bpy as a module can hang on interpreter teardown; leave at once.
     os._exit(code)

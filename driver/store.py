@@ -16,10 +16,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,29 +45,25 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 from .errors import DriverError
 from .prepared import Prepared
 
+# The light parts (states, URLs, JobRecord) live in records.py so that read-only commands
+# (driver/store_read.py) need no SQLAlchemy; they are re-exported here.
+from .records import (  # noqa: F401
+    CANCELLED,
+    DB_ENV,
+    FAILED,
+    PENDING,
+    RETRYING,
+    RUNNING,
+    SUBMITTED,
+    SUCCEEDED,
+    TERMINAL,
+    JobRecord,
+    default_url,
+    to_url,
+)
+from .records import iso as _iso
+
 log = logging.getLogger("comfy_avatar.driver.store")
-
-DB_ENV = "COMFY_AVATAR_DB"
-
-# Job states. Terminal ones never change again.
-PENDING, SUBMITTED, RUNNING, RETRYING = "pending", "submitted", "running", "retrying"
-SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
-
-
-def to_url(raw: str) -> str:
-    """A SQLAlchemy URL as is; anything else is a SQLite file path."""
-    raw = raw.strip()
-    return raw if "://" in raw else f"sqlite:///{Path(raw).expanduser().resolve()}"
-
-
-def default_url() -> str:
-    raw = os.environ.get(DB_ENV, "").strip()
-    if raw:
-        return to_url(raw)
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return f"sqlite:///{base / 'comfy-avatar' / 'jobs.db'}"
-
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
@@ -148,46 +142,6 @@ _INSERT_STATUS = insert(_STATUS)
 _INSERT_OUTPUTS = insert(_OUTPUTS)
 _CANCELLED_IN_BATCH = select(_JOBS.c.id).where(_JOBS.c.batch_id == bindparam("b_batch"),
                                                (_JOBS.c.cancel_requested.is_(True)) | (_JOBS.c.status == CANCELLED))
-
-
-@dataclass
-class JobRecord:
-    """A read-only snapshot of one job."""
-
-    id: str
-    batch_id: str | None
-    label: str
-    workflow_path: str
-    workflow_hash: str
-    params: dict[str, Any]
-    server: str | None
-    prompt_id: str
-    status: str
-    attempts: int
-    error: str | None
-    timings: dict[str, Any]
-    duration_s: float | None
-    out_dir: str | None
-    cancel_requested: bool
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    finished_at: dt.datetime | None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    outputs: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        for k in ("created_at", "updated_at", "finished_at"):
-            d[k] = _iso(d[k])
-        return d
-
-
-def _iso(t: dt.datetime | None) -> str | None:
-    if t is None:
-        return None
-    if t.tzinfo is None:          # SQLite hands back naive datetimes (stored as UTC)
-        t = t.replace(tzinfo=dt.timezone.utc)
-    return t.isoformat(timespec="milliseconds")
 
 
 def _record(row: JobRow, full: bool = True) -> JobRecord:

@@ -40,6 +40,12 @@ class BlenderSettings:
     python: str = ""  # a Python 3.11 with pip bpy + bpy-vrm-format (install.py makes it); empty: the default venv
     runtime_dir: str = str(PACK_DIR / ".runtime")
     timeout_s: float = 600.0
+    # Warm workers for our own scripts (core/runtime/warm_blender.py); never for model-written code.
+    warm: bool = True  # false: every job is a fresh launch
+    warm_slots: int = 1  # warm workers = jobs that can run at once; more jobs queue
+    warm_max_jobs: int = 50  # recycle a worker after this many jobs (0 = never)
+    warm_max_rss_mb: int = 2000  # ... or when its resident memory after a job is above this (0 = never)
+    warm_idle_s: float = 600.0  # stop a worker idle this long (0 = never)
 
 
 @dataclass(frozen=True)

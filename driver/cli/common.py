@@ -75,6 +75,15 @@ def open_store(args: argparse.Namespace) -> JobStore:
     return JobStore(args.db or None)
 
 
+def open_reader(args: argparse.Namespace) -> Any:
+    """For commands that only read records: the stdlib SQLite reader (driver/store_read.py, no
+    SQLAlchemy import) when the database is an existing SQLite file, else the JobStore."""
+    from ..records import default_url, to_url
+    from ..store_read import open_reader as lite
+
+    return lite(to_url(args.db) if args.db else default_url()) or open_store(args)
+
+
 @contextlib.contextmanager
 def open_client(args: argparse.Namespace) -> Iterator[ComfyClient]:
     """A ComfyClient for --server / --local (the local server stops on exit)."""

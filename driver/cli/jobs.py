@@ -15,7 +15,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_OK, UsageError
-from .common import add_db_arg, open_store
+from .common import add_db_arg, open_reader, open_store
 from .fleet import add_broker_arg, follow_job, is_fleet_job, list_dead, tell_workers_cancel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,9 +72,9 @@ def _print_job(r: JobRecord) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..store import TERMINAL
+    from ..records import TERMINAL
 
-    with open_store(args) as store:
+    with (open_store(args) if args.follow else open_reader(args)) as store:
         if args.job and args.follow:
             return follow_job(args, store.get(args.job).id, store)
         if args.job:
@@ -105,7 +105,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     if args.dead:
         return list_dead(args)
-    with open_store(args) as store:
+    with open_reader(args) as store:
         rows = store.list(batch_id=args.batch, status=args.status, limit=args.limit)
         if args.json:
             for r in rows:

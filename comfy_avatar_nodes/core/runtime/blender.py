@@ -342,6 +342,21 @@ async def _run_plain(cmd: list[str], work: Path, env: dict[str, str], spawn: dic
     return (proc.returncode if proc.returncode is not None else -9), timed_out
 
 
+async def _run_warm(script: Path, runtime: BlenderRuntime, blender: BlenderSettings, env: dict[str, str] | None,
+                    limits: ResourceLimits | None, job_path: Path, work: Path, log_path: Path,
+                    timeout: float | None) -> tuple[int, bool] | None:
+    """A trusted job in a warm worker (core/runtime/warm_blender.py), or None: launch it one-shot.
+    Only our own scripts with no custom env or limits qualify; jailed jobs never get here."""
+    if not blender.warm or runtime.kind != "python" or env is not None or limits is not None:
+        return None
+    from . import warm_blender
+
+    trusted = warm_blender.trusted_script(script)
+    if trusted is None:
+        return None
+    return await warm_blender.pool_for(runtime.executable, blender).run(trusted, job_path, work, log_path, timeout)
+
+
 def _read_untrusted_result(work: Path, result_path: Path) -> dict[str, Any] | None:
     """result.json of an untrusted job: a regular file inside the work dir, at most 4 MB, or
     nothing; its texts cut to what a message needs (they travel into errors, attempts logs and
@@ -422,7 +437,11 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
                                             timeout_s=timeout, preexec=spawn.get("preexec_fn"))
             rc, timed_out, quota = jr.returncode, jr.timed_out, jr.quota
         else:
-            rc, timed_out = await _run_plain(cmd, work, child_env, spawn, log_path, timeout, runtime)
+            warm = await _run_warm(script_path, runtime, blender, env, limits, job_path, work, log_path, timeout)
+            if warm is None:
+                rc, timed_out = await _run_plain(cmd, work, child_env, spawn, log_path, timeout, runtime)
+            else:
+                rc, timed_out = warm
     finally:
         shutil.rmtree(user_dir, ignore_errors=True)
     duration = time.perf_counter() - start
