@@ -50,7 +50,11 @@ class AvatarValidateVRM(io.ComfyNode):
         if fail_on_error and not report.ok:
             raise AvatarError("vrm", f"{Path(asset.path).name} failed validation:\n{summary}",
                               "see the report; re-run the rig with another remesh_voxel or fix the mesh")
-        return io.NodeOutput(report.ok, summary, json.dumps(data), vrm, ui=ui_files(asset.path, report_path, text=summary))
+        # ui: the files, the readable text and the report object, which the editor extension
+        # (web/avatar_nodes.js) shows inside the node: badge, errors, warnings, expression summary, text
+        ui = ui_files(asset.path, report_path, text=summary)
+        ui["avatar_report"] = [data]
+        return io.NodeOutput(report.ok, summary, json.dumps(data), vrm, ui=ui)
 
 
 NODES = [AvatarValidateVRM]
