@@ -247,14 +247,17 @@ _status_lock = threading.Lock()
 
 def check(bwrap: str = "bwrap", *, refresh: bool = False) -> Status:
     """Launch an empty sandbox with every option a job gets (namespaces, binds, seccomp, limits)
-    and report whether it worked. Cached per ``bwrap`` value for the life of the process."""
+    and report whether it worked. A working bwrap is remembered per ``bwrap`` value for the life
+    of the process; a failure is probed again next time (~0.05 s), so installing bubblewrap
+    takes effect without a restart."""
     key = bwrap or "bwrap"
     with _status_lock:
         if not refresh and key in _status_cache:
             return _status_cache[key]
     status = _check(key)
-    with _status_lock:
-        _status_cache[key] = status
+    if status.ok:
+        with _status_lock:
+            _status_cache[key] = status
     if not status.ok:
         log.warning("bubblewrap isolation is not available: %s", status.problem)
     return status
@@ -424,15 +427,15 @@ def net_argv(bwrap: str, command: Sequence[str]) -> list[str]:
     return [bwrap, "--dev-bind", "/", "/", "--unshare-net", "--", *command]
 
 
-_net_cache: dict[str, str] = {}
+_net_cache: dict[str, str] = {}  # bwrap value -> the path that worked
 
 
 def check_net(bwrap: str = "bwrap") -> tuple[str | None, str]:
-    """(bwrap path, "") when ``bwrap --unshare-net`` works here, else (None, why). Cached."""
+    """(bwrap path, "") when ``bwrap --unshare-net`` works here, else (None, why). A success is
+    remembered for the process; a failure is probed again at the next worker start."""
     key = bwrap or "bwrap"
     if key in _net_cache:
-        why = _net_cache[key]
-        return (find_bwrap(key), "") if not why else (None, why)
+        return _net_cache[key], ""
     path = find_bwrap(key) if sys_is_linux() else None
     why = "" if path else f"no bubblewrap ({key!r} not found{'' if sys_is_linux() else '; not Linux'})"
     if path:
@@ -443,8 +446,10 @@ def check_net(bwrap: str = "bwrap") -> tuple[str | None, str]:
                 why = f"{path} --unshare-net failed: {(proc.stderr or '').strip()[-300:] or proc.returncode}"
         except (OSError, subprocess.SubprocessError) as e:
             why = f"could not run {path} ({e})"
-    _net_cache[key] = why
-    return (path, "") if not why else (None, why)
+    if not why and path:
+        _net_cache[key] = path
+        return path, ""
+    return None, why
 
 
 # ---------------------------------------------------------------- what a runtime needs to read
@@ -526,8 +531,10 @@ class UntrustedFile(Exception):
     """A file in the work dir that the parent refuses to read (not regular, a link, too big ...)."""
 
 
-_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # (absent on Windows, where no job is ever jailed; the module must import)
+_O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_O_FILE = (os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+           | getattr(os, "O_NOCTTY", 0))
 
 
 def open_regular(root: str | os.PathLike[str], rel: str, max_bytes: int) -> int:
