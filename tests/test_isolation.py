@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import socket
-import stat
 import subprocess
 import sys
 import textwrap
@@ -208,7 +207,7 @@ def test_runtime_roots_never_expose_the_pack_or_a_home(tmp_path):
     assert HOST_PREFIX in dev and str(PACK_DIR) not in dev and "/root" not in dev
     # a runtime whose sys.path holds the pack (or a home folder) is refused, with the fix
     fake = tmp_path / "fakepy"
-    fake.write_text("#!/bin/sh\necho '{\"prefixes\": [], \"path\": [\"%s\"], \"bpy\": []}'\n" % PACK_DIR)
+    fake.write_text(f"#!/bin/sh\necho '{{\"prefixes\": [], \"path\": [\"{PACK_DIR}\"], \"bpy\": []}}'\n")
     fake.chmod(0o755)
     with pytest.raises(iso.IsolationUnavailable, match="holds the pack or a home folder"):
         iso.runtime_roots("python", str(fake))

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from _agent_helpers import contains_bytes, files_under, validate_glb
 
 from comfy_avatar_nodes.core.config import SandboxSettings
 from comfy_avatar_nodes.core.executor.sandbox import SandboxRun, advise, check_script, run_script, safe_env
-
-from _agent_helpers import contains_bytes, files_under, validate_glb
 
 SECRET = "sk-canary-5d1e0c7f2b9a4e11"
 LEGIT = '''

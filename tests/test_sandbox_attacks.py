@@ -30,7 +30,7 @@ import subprocess
 import textwrap
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -284,7 +284,7 @@ def unix(addr):
 attempt("abstract unix", lambda: unix("\\0" + {f['abstract']}))
 attempt("filesystem unix", lambda: unix({f['unix_path']}))
 site = sysconfig.get_paths()["purelib"]
-for p in (site + "/sitecustomize.py", site + "/evil.pth", sys.prefix + "/pyvenv.cfg", {f['blender_cli']} + "/_job.py",
+for p in (site + "/sitecustomize.py", site + "/evil.pth", sys.prefix + "/pyvenv.cfg", {f['blender_cli']} + "/sandbox_exec.py",
           "/usr/lib/evil", "/etc/ld.so.cache", os.path.dirname(__import__("bpy").__file__) + "/__init__.py"):
     attempt("persist " + p, lambda p=p: wr(p, "\\nimport os; os.system('touch /tmp/pwned')\\n"))
 bpy.ops.mesh.primitive_cube_add()
@@ -422,13 +422,15 @@ def _tree_state(root: Path) -> dict[str, str]:
 
 def _persistence_targets(runtime) -> list[Path]:
     """What the persistence attempts write to: the runtime's site-packages hooks, its pyvenv.cfg and
-    bpy/__init__.py, blender_cli/_job.py, /usr and /etc/ld.so.cache."""
+    bpy/__init__.py, blender_cli/sandbox_exec.py, /usr and /etc/ld.so.cache."""
+    system = [PACK_DIR / "blender_cli" / "sandbox_exec.py", Path("/usr/lib/evil"), Path("/etc/ld.so.cache"), Path("/tmp/pwned")]
+    if runtime.kind != "python":  # a Blender binary: its install folder is bound read-only like the rest
+        return system + [Path(runtime.executable)]
     out = subprocess.run([str(runtime.executable), "-I", "-c", "import sysconfig, sys, importlib.util as u;"
                           "print(sysconfig.get_paths()['purelib']); print(sys.prefix);"
                           "print(u.find_spec('bpy').origin)"], capture_output=True, text=True, timeout=60)
     site, prefix, bpy_init = out.stdout.split()
-    return [Path(site, "sitecustomize.py"), Path(site, "evil.pth"), Path(prefix, "pyvenv.cfg"), Path(bpy_init),
-            PACK_DIR / "blender_cli" / "_job.py", Path("/usr/lib/evil"), Path("/etc/ld.so.cache"), Path("/tmp/pwned")]
+    return [Path(site, "sitecustomize.py"), Path(site, "evil.pth"), Path(prefix, "pyvenv.cfg"), Path(bpy_init), *system]
 
 
 def _digest(p: Path) -> str:

@@ -26,8 +26,8 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 SHIPPED = Path(__file__).with_name("checkpoints.sha256.json")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

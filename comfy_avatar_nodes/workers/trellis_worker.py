@@ -10,7 +10,8 @@ Startup checks everything it can without the model (CUDA, packages, every weight
 pipeline.json names, the DINOv2 hub cache) and reports ALL problems in the handshake;
 then it loads TrellisImageTo3DPipeline.from_pretrained(<local dir>) once and serves
 ``image_to_mesh`` requests: run(image, seed, sampler params) -> postprocessing_utils.to_glb
--> GLB written to a temp name beside the output, then renamed.
+-> GLB written to a temp name beside the output, then renamed. Several pictures (``images``, a
+turnaround's views) go to run_multi_image(images, ..., mode=multiview_mode) instead.
 """
 from __future__ import annotations
 
@@ -24,16 +25,16 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _provenance  # noqa: E402
 from _preflight import cuda_probe, gpu_problem, missing_modules, missing_problem, module_versions  # noqa: E402
 from _protocol import Preflight, Request, WorkerFailure, problem, serve  # noqa: E402
-import _provenance  # noqa: E402
 
 BASIC = "TRELLIS setup.sh --basic"
 # Errors huggingface_hub raises when TRELLIS's bare `except:` retries a local component as a repo id.
 HUB_MARKERS = ("Repository Not Found", "RepositoryNotFoundError", "LocalEntryNotFoundError", "OfflineModeIsEnabled",
                "outgoing traffic has been disabled", "HFValidationError", "Repo id must", "401 Client Error")
 DEFAULTS = {"seed": 1, "ss_steps": 12, "ss_cfg": 7.5, "slat_steps": 12, "slat_cfg": 3.0,
-            "simplify": 0.95, "texture_size": 1024}
+            "simplify": 0.95, "texture_size": 1024, "multiview_mode": "stochastic"}
 
 
 def required_modules(attn: str, sparse: str) -> list[tuple[str, str]]:
@@ -222,23 +223,31 @@ class TrellisWorker:
         from PIL import Image
 
         p = {**DEFAULTS, **{k: v for k, v in args.items() if k in DEFAULTS}}
-        image_path, output = Path(args["image"]), Path(args["output"])
-        try:
-            img = Image.open(image_path)
-            img.load()
-        except OSError as e:
-            raise WorkerFailure("bad_input", f"cannot read {image_path}: {e}") from e
-        if needs_background_removal(img) and not u2net_path().is_file():
-            raise WorkerFailure("missing_weights", f"{image_path.name} has no transparent background, so TRELLIS would cut "
-                                f"it out with rembg's u2net model, and {u2net_path()} is missing (no downloads offline)")
+        paths, output = [Path(x) for x in (args.get("images") or [args["image"]])], Path(args["output"])
+        imgs = []
+        for image_path in paths:
+            try:
+                img = Image.open(image_path)
+                img.load()
+            except OSError as e:
+                raise WorkerFailure("bad_input", f"cannot read {image_path}: {e}") from e
+            if needs_background_removal(img) and not u2net_path().is_file():
+                raise WorkerFailure("missing_weights", f"{image_path.name} has no transparent background, so TRELLIS would "
+                                    f"cut it out with rembg's u2net model, and {u2net_path()} is missing (no downloads "
+                                    "offline)")
+            imgs.append(img)
         torch.cuda.reset_peak_memory_stats()
         t0 = time.monotonic()
-        req.progress(0.05, "sampling sparse structure and structured latent")
-        outputs = self.pipeline.run(
-            img, seed=int(p["seed"]),
-            sparse_structure_sampler_params={"steps": int(p["ss_steps"]), "cfg_strength": float(p["ss_cfg"])},
-            slat_sampler_params={"steps": int(p["slat_steps"]), "cfg_strength": float(p["slat_cfg"])},
-            formats=["gaussian", "mesh"])
+        sampler = {"seed": int(p["seed"]),
+                   "sparse_structure_sampler_params": {"steps": int(p["ss_steps"]), "cfg_strength": float(p["ss_cfg"])},
+                   "slat_sampler_params": {"steps": int(p["slat_steps"]), "cfg_strength": float(p["slat_cfg"])},
+                   "formats": ["gaussian", "mesh"]}
+        if len(imgs) > 1:
+            req.progress(0.05, f"sampling from {len(imgs)} views ({p['multiview_mode']})")
+            outputs = self.pipeline.run_multi_image(imgs, mode=str(p["multiview_mode"]), **sampler)
+        else:
+            req.progress(0.05, "sampling sparse structure and structured latent")
+            outputs = self.pipeline.run(imgs[0], **sampler)
         t1 = time.monotonic()
         req.progress(0.6, "simplifying, unwrapping and baking the texture (to_glb)")
         glb = self.postprocessing.to_glb(outputs["gaussian"][0], outputs["mesh"][0], simplify=float(p["simplify"]),
@@ -255,7 +264,7 @@ class TrellisWorker:
         del outputs
         torch.cuda.empty_cache()
         return {"path": str(output), "vertices": int(len(glb.vertices)), "faces": int(len(glb.faces)),
-                "params": p, "peak_vram_gb": round(peak, 2),
+                "params": p, "views": len(imgs), "peak_vram_gb": round(peak, 2),
                 "timings_s": {"sample": round(t1 - t0, 3), "to_glb": round(t2 - t1, 3)}}
 
 

@@ -44,9 +44,9 @@ from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _provenance  # noqa: E402
 from _preflight import cuda_probe, gpu_problem, missing_modules, missing_problem, module_versions  # noqa: E402
 from _protocol import Preflight, Request, WorkerFailure, problem, serve  # noqa: E402
-import _provenance  # noqa: E402
 
 DATA_CONFIG = "configs/data/quick_inference.yaml"
 SKELETON_TASK = "configs/task/quick_inference_skeleton_articulationxl_ar_256.yaml"

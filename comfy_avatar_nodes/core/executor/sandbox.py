@@ -32,19 +32,18 @@ import ast
 import logging
 import os
 import re
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import BlenderSettings, SandboxSettings, load_settings
+from ..errors import AvatarError
 from ..runtime import isolation
 from ..runtime.blender import SCRIPTS_DIR, BlenderRuntime, ResourceLimits, find_runtime, run_blender
 from ..runtime.isolation import IsolationUnavailable
 from ..secrets import is_secret_env
-from ..config import BlenderSettings, SandboxSettings, load_settings
-from ..errors import AvatarError
 
 log = logging.getLogger("comfy_avatar.sandbox")
 
@@ -302,11 +301,11 @@ def jail_for(sandbox: SandboxSettings, runtime: BlenderRuntime, blender: Blender
     if mode not in ISOLATION_MODES:
         raise AvatarError("sandbox.isolation (COMFY_AVATAR__SANDBOX__ISOLATION)", f"{sandbox.isolation!r} is not a mode",
                           f"use one of {', '.join(ISOLATION_MODES)} (bwrap is the default and the only isolated one)")
-    sizes = {"work_mb": max(16, sandbox.work_mb), "tmp_mb": max(16, sandbox.tmp_mb)}
+    work_mb, tmp_mb = max(16, sandbox.work_mb), max(16, sandbox.tmp_mb)
     if mode == "none":
         log.warning("sandbox.isolation is 'none': this model-written script runs WITHOUT OS isolation, contained only "
                     "by in-process guards that a determined script can get past; set sandbox.isolation: bwrap")
-        return isolation.Jail(**sizes)
+        return isolation.Jail(work_mb=work_mb, tmp_mb=tmp_mb)
     status = isolation.check(sandbox.bwrap)
     if not status.ok:
         raise IsolationUnavailable(STAGE, "model-written scripts run only under OS isolation, and bubblewrap cannot "
@@ -316,7 +315,7 @@ def jail_for(sandbox: SandboxSettings, runtime: BlenderRuntime, blender: Blender
         extra.append(str(Path(blender.runtime_dir) / "blender-addons"))
     roots = isolation.runtime_roots(runtime.kind, str(runtime.executable),
                                     tuple(p for p in extra if Path(p).is_dir()))
-    return isolation.Jail(bwrap=status.bwrap, ro_paths=roots, **sizes)
+    return isolation.Jail(bwrap=status.bwrap, ro_paths=roots, work_mb=work_mb, tmp_mb=tmp_mb)
 
 
 async def run_script(source: str, *, out_dir: str | os.PathLike[str], name: str = "asset",

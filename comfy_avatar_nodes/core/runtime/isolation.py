@@ -44,9 +44,10 @@ import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..config import PACK_DIR
 from ..errors import AvatarError
@@ -411,9 +412,8 @@ def _data_fd(data: bytes) -> int:
     try:
         fd = os.memfd_create("comfy-avatar-seccomp", os.MFD_CLOEXEC)
     except (AttributeError, OSError):
-        f = tempfile.TemporaryFile()
-        fd = os.dup(f.fileno())
-        f.close()
+        with tempfile.TemporaryFile() as f:
+            fd = os.dup(f.fileno())
     os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
