@@ -47,11 +47,11 @@ def is_fleet_job(rec: JobRecord) -> bool:
 def follow_job(args: argparse.Namespace, job_id: str, store: JobStore | None) -> int:
     """Show a fleet job's progress as ``run`` does, until it ends; 0 succeeded, 1 otherwise."""
     from ..fleet.follow import Follower, follow
-    from ..progress import make_progress
+    from ..progress import Mode, make_progress
     from ..store import SUCCEEDED, TERMINAL
 
     settings = fleet_settings(args)
-    mode = "json" if getattr(args, "json", False) else getattr(args, "progress", "auto")
+    mode: Mode = "json" if getattr(args, "json", False) else getattr(args, "progress", "auto")
 
     def ended() -> str | None:
         if store is None:

@@ -127,6 +127,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._conn: pika.BlockingConnection | None = None
         self._ch: BlockingChannel | None = None
+        self._events: BlockingChannel | None = None     # no confirms: events are best effort
         self._retry_declared: set[int] = set()
 
     def _channel(self) -> BlockingChannel:
@@ -140,11 +141,12 @@ class Publisher:
         declare(ch, self.settings)
         ch.confirm_delivery()
         self._ch = ch
+        self._events = self._conn.channel()
         self._retry_declared.clear()
         return ch
 
     def _drop(self) -> None:
-        conn, self._conn, self._ch = self._conn, None, None
+        conn, self._conn, self._ch, self._events = self._conn, None, None, None
         if conn is not None:
             try:
                 conn.close()
@@ -180,7 +182,7 @@ class Publisher:
     def publish_event(self, routing_key: str, body: bytes) -> None:
         """A transient event on the events exchange (best effort: errors are logged)."""
         try:
-            self._with_retry("publishing an event", lambda ch: ch.basic_publish(
+            self._with_retry("publishing an event", lambda _ch: self._events.basic_publish(  # type: ignore[union-attr]
                 self.settings.events_exchange, routing_key, body,
                 pika.BasicProperties(content_type="application/json", delivery_mode=1)))
         except DriverError as e:

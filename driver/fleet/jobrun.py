@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from .. import events as ev
 from ..client import ComfyClient
 from ..convert import to_api_prompt
@@ -34,7 +36,7 @@ from ..errors import DriverError, JobInterrupted, ServerUnreachable
 from ..inputs import UPLOAD_SUBFOLDER, find_input_target
 from ..params import apply_params
 from ..results import JobResult
-from ..store import CANCELLED, RUNNING, SUCCEEDED, TERMINAL, JobStore, StoreError, canonical_hash
+from ..store import CANCELLED, RUNNING, SUCCEEDED, TERMINAL, JobRow, JobStore, canonical_hash
 from .leases import LeaseError, Leases
 from .messages import (
     COMFY,
@@ -122,20 +124,19 @@ class JobRun:
         return requested or status == CANCELLED
 
     def _record(self) -> tuple[str, bool, int, str | None]:
-        """(status, cancel requested, attempts so far, server) of the job, creating the
-        record when this database has none (a submitter that wrote elsewhere)."""
-        try:
-            rec = self.store.get(self.job_id)
-        except StoreError:
+        """(status, cancel requested, attempts so far, server) of the job, in one query,
+        creating the record when this database has none (a submitter that wrote elsewhere)."""
+        jobs = JobRow.__table__
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(jobs.c.status, jobs.c.cancel_requested, jobs.c.attempts, jobs.c.server)
+                               .where(jobs.c.id == self.job_id)).first()
+        if row is None:
             m = self.msg
             self.store.add_job(job_id=m.job_id, prompt_id=m.prompt_id, workflow_hash=canonical_hash(m.workflow),
                                workflow_path=m.workflow_name, params=m.record_params(), batch_id=FLEET_BATCH,
                                label=m.label)
             return "pending", False, 0, None
-        if rec.id != self.job_id:
-            raise StoreError(f"job {self.job_id}", f"the database matched another job ({rec.id})",
-                             "use full job ids")
-        return rec.status, rec.cancel_requested, rec.attempts, rec.server
+        return str(row.status), bool(row.cancel_requested), int(row.attempts or 0), row.server
 
     def _execute(self) -> Outcome:
         status, cancel_requested, attempts, rec_server = self._record()

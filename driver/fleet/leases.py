@@ -48,6 +48,9 @@ class Claim:
 class Leases:
     def __init__(self, store: JobStore, clock: object = time.time) -> None:
         self.engine = store.engine
+        # Writes go through the store's own write path: on SQLite that is the process's one
+        # writing connection (a second one would wait on the first's file lock in busy sleeps).
+        self._write = store._write
         self._clock = clock
         try:
             _META.create_all(self.engine)
@@ -62,7 +65,7 @@ class Leases:
         """Take the job's lease if nobody holds a live one (or ``owner`` already does)."""
         now = self._now()
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 row = conn.execute(select(LEASES).where(LEASES.c.job_id == job_id)).first()
                 if row is not None:
                     if row.owner != owner and row.expires_at > now:
@@ -76,7 +79,7 @@ class Leases:
                                      previous_owner=row.owner if row.owner != owner else "")
                     return Claim(False, "another worker", 1.0)
             try:
-                with self.engine.begin() as conn:
+                with self._write() as conn:
                     conn.execute(insert(LEASES).values(job_id=job_id, owner=owner, server=server,
                                                        expires_at=now + ttl_s))
                 return Claim(True)
@@ -90,7 +93,7 @@ class Leases:
         """Extend the leases ``owner`` holds; returns the ids it no longer holds (taken over)."""
         lost = []
         now = self._now()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for jid in job_ids:
                 n = conn.execute(update(LEASES).where(LEASES.c.job_id == jid, LEASES.c.owner == owner)
                                  .values(expires_at=now + ttl_s)).rowcount
@@ -99,7 +102,7 @@ class Leases:
         return lost
 
     def release(self, job_id: str, owner: str) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(delete(LEASES).where(LEASES.c.job_id == job_id, LEASES.c.owner == owner))
 
     def holder(self, job_id: str) -> tuple[str, str, float] | None:
