@@ -195,7 +195,7 @@ class ApiServer:
     """``comfy-avatar serve``'s app on uvicorn in a thread, on a free 127.0.0.1 port."""
 
     def __init__(self, fleet: Fleet, keys: str, *, workflows: Path, max_upload_bytes: int = 4 << 20,
-                 rate: float = 50.0, burst: int = 150) -> None:
+                 rate: float = 50.0, burst: int = 150, viewer: bool = False) -> None:
         import threading
 
         import uvicorn
@@ -210,7 +210,8 @@ class ApiServer:
         self.hub.start()
         self.publisher = Publisher(fleet.settings, "test-serve")
         api = ApiSettings(workflows_dir=workflows, max_upload_bytes=max_upload_bytes, rate=rate, burst=burst,
-                          file_roots=(fleet.out,))
+                          file_roots=(Path(fleet.out),),
+                          viewer_dir=ROOT / "comfy_avatar_nodes" / "web" if viewer else None)
         self.services = Services(fleet.settings, api, fleet.store, self.publisher, parse_api_keys(keys), self.hub)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -230,3 +231,75 @@ class ApiServer:
         self.thread.join(10)
         self.hub.stop()
         self.publisher.close()
+
+
+class Chromium:
+    """A headless Chromium tab driven over the DevTools protocol (websocket-client)."""
+
+    def __init__(self, webgl: bool = False) -> None:
+        import itertools
+        import shutil
+        import socket
+        import tempfile
+
+        import requests
+        import websocket
+
+        exe = shutil.which("chromium") or shutil.which("chromium-browser")
+        self.profile = tempfile.mkdtemp(prefix="ca-page-chromium-")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                      "--disable-background-networking", f"--remote-debugging-port={port}",
+                                      f"--user-data-dir={self.profile}", "--window-size=1000,1300",
+                                      # WebGL on the CPU for the three-vrm viewer (no GPU here)
+                                      *(["--use-angle=swiftshader", "--enable-unsafe-swiftshader"] if webgl else []),
+                                      "about:blank"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline, ws_url = time.monotonic() + 30, None
+        while ws_url is None and time.monotonic() < deadline:
+            try:
+                tabs = requests.get(f"http://127.0.0.1:{port}/json", timeout=2).json()
+                ws_url = next(t["webSocketDebuggerUrl"] for t in tabs if t["type"] == "page")
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.3)
+        assert ws_url, "chromium did not open its debugging port"
+        self.ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
+        self.ids = itertools.count(1)
+
+    def call(self, method: str, **params):
+        import json
+        i = next(self.ids)
+        self.ws.send(json.dumps({"id": i, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == i:
+                assert "error" not in msg, msg
+                return msg.get("result", {})
+
+    def js(self, expr: str):
+        res = self.call("Runtime.evaluate", expression=expr, awaitPromise=True, returnByValue=True)
+        assert "exceptionDetails" not in res, res
+        return res["result"].get("value")
+
+    def wait_js(self, expr: str, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            v = self.js(expr)
+            if v:
+                return v
+            time.sleep(0.2)
+        raise AssertionError(f"page never satisfied {expr}: {self.js('document.body.innerText')}")
+
+    def close(self) -> None:
+        import shutil
+        try:
+            self.ws.close()
+        finally:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            shutil.rmtree(self.profile, ignore_errors=True)

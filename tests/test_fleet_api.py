@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures as cf
-import itertools
 import json
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +25,7 @@ import pytest
 import requests
 import websocket
 from _fake_comfy import FakeComfy
-from _fleet_helpers import ROOT, ApiServer, Fleet, broker_fixture, executions, slow_scenario
+from _fleet_helpers import ROOT, ApiServer, Chromium, Fleet, broker_fixture, executions, slow_scenario
 from conftest import need
 
 from driver.store import CANCELLED, SUCCEEDED
@@ -281,65 +278,6 @@ def test_s3_input_and_outputs_with_redirect(broker, tmp_path: Path, workflows: P
 
 
 # -- the job page in headless Chromium -----------------------------------------------------------------------
-
-class Chromium:
-    """A headless Chromium tab driven over the DevTools protocol (websocket-client)."""
-
-    def __init__(self) -> None:
-        exe = shutil.which("chromium") or shutil.which("chromium-browser")
-        self.profile = tempfile.mkdtemp(prefix="ca-page-chromium-")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                                      "--disable-background-networking", f"--remote-debugging-port={port}",
-                                      f"--user-data-dir={self.profile}", "--window-size=1000,1300", "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline, ws_url = time.monotonic() + 30, None
-        while ws_url is None and time.monotonic() < deadline:
-            try:
-                tabs = requests.get(f"http://127.0.0.1:{port}/json", timeout=2).json()
-                ws_url = next(t["webSocketDebuggerUrl"] for t in tabs if t["type"] == "page")
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.3)
-        assert ws_url, "chromium did not open its debugging port"
-        self.ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
-        self.ids = itertools.count(1)
-
-    def call(self, method: str, **params):
-        i = next(self.ids)
-        self.ws.send(json.dumps({"id": i, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == i:
-                assert "error" not in msg, msg
-                return msg.get("result", {})
-
-    def js(self, expr: str):
-        res = self.call("Runtime.evaluate", expression=expr, awaitPromise=True, returnByValue=True)
-        assert "exceptionDetails" not in res, res
-        return res["result"].get("value")
-
-    def wait_js(self, expr: str, timeout: float = 60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            v = self.js(expr)
-            if v:
-                return v
-            time.sleep(0.2)
-        raise AssertionError(f"page never satisfied {expr}: {self.js('document.body.innerText')}")
-
-    def close(self) -> None:
-        try:
-            self.ws.close()
-        finally:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            shutil.rmtree(self.profile, ignore_errors=True)
-
 
 def test_job_page_in_headless_chromium(api: ApiServer, fleet: Fleet, tmp_path: Path) -> None:
     need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),

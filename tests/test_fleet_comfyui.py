@@ -2,24 +2,28 @@
 
 - the CPU avatar workflow (editor format: converted on the worker with its server's
   /object_info) submitted with `comfy-avatar submit`, run by a worker, the VRM stored in the
-  shared folder with its manifest;
+  shared folder with its manifest; the job page served by the API shows that VRM in the
+  pack's three-vrm viewer (headless Chromium);
 - the worker SIGKILLed while ComfyUI runs the job, a new worker started on the same box: it
   waits out the dead worker's lease, finds the prompt on ComfyUI by its prompt_id and adopts
   it; ComfyUI ran the job once (one VRM in its output folder).
 """
 from __future__ import annotations
 
+import base64
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import requests
 from _driver_helpers import shared_comfy
-from _fleet_helpers import ROOT, Fleet, broker_fixture
-from conftest import comfyui_dir
+from _fleet_helpers import ROOT, ApiServer, Chromium, Fleet, broker_fixture
+from conftest import comfyui_dir, need
 
 from driver.manifest import sha256_file
 from driver.store import SUCCEEDED
@@ -65,8 +69,40 @@ def test_avatar_job_through_the_fleet_on_real_comfyui(broker, comfy, tmp_path: P
         assert rec.server == comfy.url and rec.attempts == 1
         entry = requests.get(f"{comfy.url}/history/{rec.prompt_id}", timeout=10).json()[rec.prompt_id]
         assert entry["status"]["status_str"] == "success"
+        _job_page_shows_the_vrm(fleet, job, tmp_path)
     finally:
         fleet.close()
+
+
+def _job_page_shows_the_vrm(fleet: Fleet, job: str, tmp_path: Path) -> None:
+    """The job page, served by the API, shows the finished VRM in the pack's three-vrm viewer
+    (headless Chromium, WebGL on SwiftShader) and lists its files."""
+    need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+         "chromium is not installed (apt-get install -y chromium): no headless browser")
+    key = "page-key-0123456789abcdef"
+    srv = ApiServer(fleet, f"page:{key}", workflows=ROOT / "workflows", viewer=True)
+    b = Chromium(webgl=True)
+    try:
+        b.call("Page.enable")
+        b.call("Page.navigate", url=srv.url + "/")
+        b.wait_js("document.readyState === 'complete' && typeof follow === 'function'")
+        b.js(f"document.getElementById('key').value = {json.dumps(key)}; follow({json.dumps(job)}); true")
+        b.wait_js("document.getElementById('status').textContent === 'succeeded'", 60)
+        state = b.wait_js("['shown', 'error', 'missing'].includes(document.getElementById('viewer').dataset.viewer)"
+                          " && document.getElementById('viewer').dataset.viewer", 90)
+        detail = b.js("document.getElementById('viewer').textContent")
+        files = b.js("[...document.querySelectorAll('#files a')].map(a => a.textContent)")
+        time.sleep(1.0)                                  # a few frames of the idle motion
+        shot = b.call("Page.captureScreenshot", format="png")["data"]
+        (tmp_path / "job_page_vrm.png").write_bytes(base64.b64decode(shot))
+        shutil.copy(tmp_path / "job_page_vrm.png", Path(tempfile.gettempdir()) / "comfy-avatar-job-page-vrm.png")
+        bound = b.js("document.getElementById('viewer').dataset.bound")
+    finally:
+        b.close()
+        srv.close()
+    assert state == "shown", detail
+    assert any(f.endswith(".vrm") for f in files), files
+    assert bound is not None
 
 
 def test_worker_killed_while_real_comfyui_runs_the_job(broker, comfy, tmp_path: Path) -> None:

@@ -348,12 +348,14 @@ def create_app(svc: Services) -> FastAPI:
     def viewer(path: str) -> Response:
         root = api.viewer_dir
         if root is None or not root.is_dir():
-            return _error(404, "the three-vrm viewer bundle is not built yet (comfy_avatar_nodes/web/). "
-                          "Fix: build it; until then the page offers the files for download")
+            return _error(404, "the three-vrm viewer bundle is not here (comfy_avatar_nodes/web/vendor/). "
+                          "Fix: run serve from a checkout with the pack (npm --prefix web_src run build rebuilds it)")
         target = (root / path).resolve()
         if not _inside(target, root) or not target.is_file():
             return _error(404, f"viewer file {path} not found")
-        return FileResponse(target)
+        # a module script must come as JavaScript (Python 3.11's mimetypes does not know .mjs)
+        js = target.suffix in (".js", ".mjs")
+        return FileResponse(target, media_type="text/javascript" if js else None)
 
     @app.get("/viewer-status", include_in_schema=False)
     def viewer_status() -> dict[str, Any]:
@@ -529,8 +531,7 @@ def _brief(r: Any) -> dict[str, Any]:
 def _viewer_entry(root: Path | None) -> str | None:
     if root is None or not root.is_dir():
         return None
-    for name in ("viewer.js", "index.js", "three-vrm-viewer.js", "viewer.mjs"):
-        if (root / name).is_file():
-            return name
-    found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.js"))
-    return found[0] if found else None
+    # The bundle the pack's editor extension loads (web_src/ builds it); not avatar_nodes.js, which
+    # is the ComfyUI extension itself and imports the editor's app.
+    entry = root / "vendor" / "avatar-viewer.bundle.mjs"
+    return entry.relative_to(root).as_posix() if entry.is_file() else None

@@ -5,8 +5,10 @@ One self-contained HTML document (no build step, no CDN: fleets run offline), ke
 string so the API needs no package data. It talks to the same API as any client: POST
 /jobs, the job's websocket (the API key as its first message, never in a URL) and GET
 /jobs/{id}/files/... with the key in a header (downloads go through fetch + a blob URL).
-The 3D view uses the pack's three-vrm viewer bundle when ``serve`` finds one
-(GET /viewer-status); until that bundle exists the page says so and offers the files.
+The 3D view is the pack's three-vrm viewer bundle (comfy_avatar_nodes/web/vendor/
+avatar-viewer.bundle.mjs, ``AvatarViewer``: orbit, expression buttons, blink), served under
+/viewer/; where serve runs without the pack's files the page says the viewer is missing and
+offers the files for download.
 """
 from __future__ import annotations
 
@@ -44,6 +46,19 @@ PAGE_HTML = r"""<!doctype html>
   #viewer { min-height: 60px; border-radius: 6px; background: #eef1f6; padding: .8rem; margin-top: .6rem; }
   .err { color: #b3261e; white-space: pre-wrap; }
   .muted { color: #6b7385; font-size: .85rem; }
+  /* the three-vrm viewer bundle's elements (the same rules as the pack's editor extension) */
+  .cav-root { display: flex; flex-direction: column; gap: 4px; width: 100%; height: 460px; box-sizing: border-box;
+    font: 12px/1.3 system-ui, sans-serif; color: #ddd; overflow: hidden; }
+  .cav-stage { position: relative; flex: 1 1 auto; min-height: 120px; border-radius: 6px; overflow: hidden;
+    background: #2a2d33; }
+  .cav-canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block; touch-action: none; }
+  .cav-bar { display: flex; flex-direction: column; gap: 3px; flex: 0 0 auto; color: #1d2330; }
+  .cav-row { display: flex; flex-wrap: wrap; gap: 3px; }
+  .cav-btn { font: inherit; padding: 1px 6px; border-radius: 4px; cursor: pointer; border: 1px solid #9aa6bb;
+    background: #fff; margin: 0; color: #1d2330; }
+  .cav-btn.on { background: #3d6cf0; color: #fff; }
+  .cav-btn:disabled { opacity: .35; cursor: default; }
+  .cav-note { opacity: .75; }
 </style>
 </head>
 <body>
@@ -90,8 +105,10 @@ async function api(path, opts = {}) {
 }
 
 async function loadWorkflows() {
+  if (!keyInput.value) { $("form-error").textContent = ""; return; }   // asked again once a key is typed
   try {
     const names = await api("/workflows");
+    $("form-error").textContent = "";
     $("workflow").innerHTML = names.map(n => `<option${n === "image_to_vrm_cpu" ? " selected" : ""}>${n}</option>`).join("");
   } catch (e) { $("form-error").textContent = "workflows: " + e.message; }
 }
@@ -210,16 +227,18 @@ async function showModel(outputs) {
   let status = { available: false };
   try { status = await (await fetch("/viewer-status")).json(); } catch (e) {}
   if (!status.available) {
-    box.innerHTML = "3D view pending: the three-vrm viewer bundle is not built yet. Download <b>" + vrm.filename + "</b> above.";
-    box.dataset.viewer = "pending";
+    box.innerHTML = "3D view unavailable: this serve has no three-vrm viewer bundle. Download <b>" + vrm.filename + "</b> above.";
+    box.dataset.viewer = "missing";
     return;
   }
   try {
     const mod = await import(status.entry);
     const url = await blobOf(vrm.url);
     box.textContent = ""; box.dataset.viewer = "loading";
-    const mount = mod.mount || mod.mountViewer || mod.default;
-    await mount(box, url, { name: vrm.filename });
+    const root = document.createElement("div"); root.className = "cav-root"; box.appendChild(root);
+    const viewer = new mod.AvatarViewer(root);
+    const info = await viewer.load(url);
+    box.dataset.bound = ((info && info.bound) || []).join(" ");
     box.dataset.viewer = "shown";
   } catch (e) { box.textContent = "3D view failed: " + e.message; box.dataset.viewer = "error"; }
 }
