@@ -44,8 +44,8 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "blender_cli"
 SERVER = SCRIPTS_DIR / "_warm_server.py"
 # Our own scripts, reviewed and shipped with the pack. Add a new trusted stage here; NEVER add
 # sandbox_exec.py or anything that executes model-written code.
-TRUSTED_SCRIPTS = frozenset({"rig_vrm.py", "rigged_to_vrm.py", "export_asset.py", "face_vrm.py",
-                             "expressions_vrm.py"})
+# Our own job scripts (the face and expression stage runs inside the two VRM scripts).
+TRUSTED_SCRIPTS = frozenset({"rig_vrm.py", "rigged_to_vrm.py", "export_asset.py"})
 NEVER_WARM = frozenset({"sandbox_exec.py"})
 _TOKEN = object()
 
