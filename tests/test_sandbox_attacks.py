@@ -60,6 +60,8 @@ def attempt(name, fn):
     except BaseException as e:  # noqa
         REPORT.append(f"{name}: {type(e).__name__}: {e}"[:400])
 def finish():
+    # again: the secrets batch reads its own log pipe back through /proc/1/fd/1, eating earlier lines
+    print("PIDNS", _os_for_test.readlink("/proc/self/ns/pid"), flush=True)
     print("REPORT " + _json.dumps(REPORT), flush=True)
     print("ATTACKS-DONE", flush=True)
 '''
