@@ -29,7 +29,7 @@ def main(args: dict, work_dir: str) -> dict:
     pts = [o.matrix_world @ v.co for o in meshes for v in o.data.vertices]
     lo = Vector([min(p[i] for p in pts) for i in range(3)])
     hi = Vector([max(p[i] for p in pts) for i in range(3)])
-    centre = (lo + hi) / 2
+    centre = Vector(args["centre"]) if args.get("centre") else (lo + hi) / 2  # Blender axes
     size = int(args.get("size", 512))
     scale = float(args.get("ortho_scale") or 1.15 * max(hi.z - lo.z, hi.x - lo.x, hi.y - lo.y))
     scene = bpy.context.scene

@@ -9,6 +9,10 @@ front shows FRONT colours.
 """
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +74,16 @@ def render_turnaround(tmp: Path, views: dict[str, float] | None = None, *, pose:
     return {**res.result, "mesh": glb}
 
 
+@functools.cache
+def shared_turnaround() -> dict:
+    """One render per test process of front, side, back, a three-quarter view and the right side, shared by
+    the test modules that need real turnaround pictures (a Blender render costs seconds)."""
+    tmp = Path(tempfile.mkdtemp(prefix="comfy-avatar-turnaround-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return render_turnaround(tmp, {"front": 0.0, "side": 90.0, "back": 180.0, "three_quarter": 45.0,
+                                   "right": 270.0})
+
+
 def rgba(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGBA"))
@@ -117,5 +131,28 @@ def quadruped_picture(path: Path) -> Path:
     d.polygon([(600, 190), (650, 190), (600, 260)], fill=fur)  # neck
     d.rectangle((690, 120, 770, 160), fill=fur)           # muzzle
     d.polygon([(170, 220), (60, 140), (80, 130), (180, 200)], fill=fur)  # tail
+    img.save(path)
+    return path
+
+
+def building_picture(path: Path) -> Path:
+    """A house: walls with windows under a roof."""
+    img, d = _canvas(600, 700)
+    d.rectangle((100, 250, 500, 660), fill=(200, 190, 170, 255))
+    d.polygon([(80, 260), (300, 60), (520, 260)], fill=(150, 60, 50, 255))
+    for x in (150, 350):
+        d.rectangle((x, 320, x + 90, 420), fill=(120, 170, 220, 255))
+    d.rectangle((260, 500, 340, 660), fill=(100, 70, 40, 255))
+    img.save(path)
+    return path
+
+
+def vehicle_picture(path: Path) -> Path:
+    """A car from the side: a long body, a cabin, two wheels."""
+    img, d = _canvas(900, 420)
+    d.rounded_rectangle((60, 180, 840, 320), radius=40, fill=(200, 30, 40, 255))
+    d.polygon([(250, 180), (330, 90), (600, 90), (690, 180)], fill=(200, 30, 40, 255))
+    for x in (170, 620):
+        d.ellipse((x, 270, x + 120, 390), fill=(30, 30, 30, 255))
     img.save(path)
     return path

@@ -1,4 +1,8 @@
-"""Image -> textured mesh with TRELLIS (microsoft/TRELLIS-image-large) in its own warm GPU worker.
+"""Image(s) -> textured mesh with TRELLIS (microsoft/TRELLIS-image-large) in its own warm GPU worker.
+
+Several views of one figure (a turnaround: front, side, back) go to TRELLIS's multi-image mode
+(``run_multi_image``): every view conditions the sampling, ``stochastic`` (one view per step, in turn)
+or ``multidiffusion`` (the views' predictions averaged at every step), TRELLIS's own two modes.
 
 The model runs in workers/trellis_worker.py under the TRELLIS env's Python (config
 ``trellis.python``), loaded once from a local weights folder (``trellis.weights_dir``) with
@@ -32,6 +36,7 @@ GET_WEIGHTS = ("on a machine with Hugging Face access run `huggingface-cli downl
                "--local-dir DIR`, copy DIR here and set trellis.weights_dir to it")
 ATTN_BACKENDS = ("flash_attn", "xformers", "sdpa", "naive")
 SPARSE_BACKENDS = ("spconv", "torchsparse")
+MULTIVIEW_MODES = ("stochastic", "multidiffusion")  # TrellisImageTo3DPipeline.run_multi_image's modes
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class TrellisParams:
     slat_cfg: float = 3.0
     simplify: float = 0.95
     texture_size: int = 1024
+    multiview_mode: str = "stochastic"  # several views: TRELLIS's run_multi_image mode
 
     def check(self) -> "TrellisParams":
         rules = {"seed": (0, 2**31 - 1), "ss_steps": (1, 100), "ss_cfg": (0.0, 20.0), "slat_steps": (1, 100),
@@ -53,6 +59,9 @@ class TrellisParams:
             value = getattr(self, name)
             if not lo <= value <= hi:
                 raise AvatarError(name, f"{value} is outside {lo}..{hi}", f"pick a {name} between {lo} and {hi}")
+        if self.multiview_mode not in MULTIVIEW_MODES:
+            raise AvatarError("multiview_mode", f"{self.multiview_mode!r} is not a TRELLIS multi-image mode",
+                              f"use {' or '.join(MULTIVIEW_MODES)}")
         return self
 
 
@@ -109,24 +118,32 @@ def explain_start_failure(err: WorkerError, spec: WorkerSpec) -> AvatarError:
 
 async def image_to_mesh_trellis(image_path: str | Path, out: str | Path, params: TrellisParams | None = None,
                                 settings: Settings | None = None, *,
-                                progress: Callable[[float, str], None] | None = None) -> Asset:
-    """Run TRELLIS on one picture and write a textured GLB to ``out`` (atomically)."""
+                                progress: Callable[[float, str], None] | None = None,
+                                more_views: dict[str, str | Path] | None = None) -> Asset:
+    """Run TRELLIS on one picture, or on it and ``more_views`` (name -> picture: side, back, ...) with
+    TRELLIS's multi-image mode, and write a textured GLB to ``out`` (atomically)."""
     settings = settings or load_settings()
     params = (params or TrellisParams()).check()
     out = Path(out)
     if out.suffix.lower() != ".glb":
         raise AvatarError(str(out), "TRELLIS writes GLB files", "give the output a .glb name")
-    rgba = load_image(image_path, "image")  # decodes and size-checks; EXIF rotation applied
+    pictures = {"image": load_image(image_path, "image")}  # decodes and size-checks; EXIF rotation applied
+    for name, path in (more_views or {}).items():
+        pictures[name] = load_image(path, name)
     spec = trellis_spec(settings)
     with job_dir(spec) as work:
         from PIL import Image
 
-        png = work / "input.png"
-        Image.fromarray(rgba, "RGBA").save(png)
+        pngs = []
+        for name, rgba in pictures.items():
+            pngs.append(work / f"{name}.png")
+            Image.fromarray(rgba, "RGBA").save(pngs[-1])
         worker = get_worker(spec)
+        request = {"image": str(pngs[0]), "images": [str(p) for p in pngs], "output": str(out.absolute()),
+                   **asdict(params)}
         try:
-            result = await worker.call("image_to_mesh", {"image": str(png), "output": str(out.absolute()), **asdict(params)},
-                                       timeout_s=settings.trellis.timeout_s, progress=progress)
+            result = await worker.call("image_to_mesh", request, timeout_s=settings.trellis.timeout_s,
+                                       progress=progress)
         except WorkerError as e:
             if e.kind == "preflight":
                 raise explain_start_failure(e, spec) from None
@@ -135,6 +152,8 @@ async def image_to_mesh_trellis(image_path: str | Path, out: str | Path, params:
                                   f"MASK), or put u2net.onnx in {setting_name('trellis.u2net_home')}", detail=e.detail) from None
             raise
     meta: dict[str, Any] = {k: result.get(k) for k in ("vertices", "faces", "peak_vram_gb", "timings_s")}
+    meta["views"] = list(pictures)
+    meta["method"] = "trellis-multi-image" if len(pictures) > 1 else "trellis-image"
     return Asset.from_file(out, "mesh", source="trellis-image-large", params=asdict(params),
                            device=(worker.info.get("device") or {}).get("name"), **meta)
 

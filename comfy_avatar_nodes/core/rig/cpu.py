@@ -44,7 +44,6 @@ _INPUT_FIXES = {
     "mesh": "give a mesh with faces (a .glb/.obj/.fbx of one standing figure), e.g. the image-to-mesh node's output",
     "meta": "fix the VRM meta inputs",
     "out": "name the output file <name>.vrm",
-    "humanoid_check": "use refuse, warn or off",
 }
 GATE_PREFIX = "humanoid_check: {"
 
@@ -70,7 +69,12 @@ def _budget_args(settings: Settings, max_triangles: int | None, decimate_faces: 
         max_triangles = int(decimate_faces) if decimate_faces else settings.rig.max_triangles
     if int(max_triangles) < 0:
         raise AvatarError("max_triangles", f"{max_triangles} is negative", "give a triangle budget, or 0 for none")
-    return {"max_triangles": int(max_triangles), "humanoid_check": humanoid_check or settings.rig.humanoid_check}
+    check = humanoid_check or settings.rig.humanoid_check
+    if check not in ("refuse", "warn", "off"):
+        raise AvatarError("humanoid_check", f"{check!r} is not refuse, warn or off",
+                          "refuse stops a figure that is not a standing humanoid seen from the front, warn only says "
+                          "so, off skips the check")
+    return {"max_triangles": int(max_triangles), "humanoid_check": check}
 
 
 def budget_text(meta: dict[str, Any]) -> str:

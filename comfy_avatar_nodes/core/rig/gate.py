@@ -40,6 +40,8 @@ MAX_HEAD_OFFSET = 0.22        # head centre off the body's centre, share of W
 MIN_LEG_GAP_ROWS = 0.04       # share of H with a gap on the midline in the leg band
 MIN_SYMMETRY = 0.72           # IoU of the outline with its mirror image about the head's centre
 MAX_FOOT_OFFSET = 0.035       # feet's centre off the midline, share of H
+PROFILE_FOOT_OFFSET = 0.015   # ... when the legs overlap in one column: the feet point one way (a profile)
+PROFILE_ASPECT = 3.0          # height / width above this with one leg column: a profile's narrow outline
 PLAIN_GLB_FIX = ("to keep it as a plain mesh, connect the mesh to 'Export Asset (GLB/FBX/OBJ/.blend + LODs + "
                  "previews)' instead of a VRM node")
 OVERRIDE_FIX = "if this really is a standing humanoid the check misreads, set humanoid_check to warn or off"
@@ -167,6 +169,7 @@ def outline_features(verts: np.ndarray, tris: np.ndarray) -> tuple[dict[str, flo
     f["leg_gap_rows"] = gaps / n
     ground = _band(mask, 0.0, 0.03).any(0)
     f["ground_contacts"] = float(len(_runs(ground)))
+    f["base_width"] = float(max((e - s + 1 for s, e in _runs(ground)), default=0) * cell / W) if W > 0 else 0.0
     low = _band(mask, 0.05, 0.3)
     f["low_runs"] = float(np.median([len(_runs(r)) for r in low])) if len(low) else 0.0
 
@@ -224,7 +227,12 @@ def assess_humanoid(verts: np.ndarray, tris: np.ndarray) -> HumanoidVerdict:
             return verdict("vehicle", "it is much wider than tall and mostly solid (a vehicle or a lying object?), "
                            "not a figure standing upright")
         return verdict("unknown", "it is wider than tall, so it is not a figure standing upright")
-    if block:
+    if not has_legs and f["ground_contacts"] <= 1 and (f["aspect"] > PROFILE_ASPECT
+                                                        or f["foot_offset"] > PROFILE_FOOT_OFFSET):
+        return verdict("side_view", "the figure is not seen from the front: its legs overlap in one column and "
+                       + ("the outline is a profile's, narrow as the body is deep" if f["aspect"] > PROFILE_ASPECT
+                          else "the feet point to one side") + " (a side or three-quarter view)")
+    if block or (not has_legs and f["base_width"] >= 0.7 and f["fill"] >= 0.6):
         return verdict("building", "it fills its outline like a block (a building, a box or a cabinet?), with no "
                        "separate head, arms or legs")
     if not has_head:
