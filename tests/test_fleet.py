@@ -27,8 +27,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from _fake_comfy import FakeComfy
-from _fleet_helpers import ROOT, Fleet, broker_fixture, executions, slow_scenario, trivial_prompt
+from _fleet_helpers import ROOT, Fleet, broker_fixture, executions, fake_comfy, slow_scenario, trivial_prompt
 from _rabbitmq import RabbitServer
 from test_driver_store import postgres_url  # noqa: F401 - the fixture
 
@@ -69,7 +68,7 @@ def _depth(broker: RabbitServer, queue: str) -> tuple[int, int]:
 # -- one job, end to end through the CLI ---------------------------------------------------------------
 
 def test_submit_worker_and_follow_from_another_process(fleet: Fleet, tmp_path: Path) -> None:
-    with FakeComfy(scenario=slow_scenario(0.05)) as fake:
+    with fake_comfy(scenario=slow_scenario(0.05)) as fake:
         wf = tmp_path / "wf.api.json"
         wf.write_text(json.dumps(trivial_prompt("cli", steps=20)))
         sub = _cli(fleet, "submit", str(wf), "--priority", "high", "--label", "first")
@@ -105,7 +104,7 @@ def test_submit_worker_and_follow_from_another_process(fleet: Fleet, tmp_path: P
 def test_two_workers_two_servers_200_jobs_none_lost_none_twice(broker, tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
     fleet = Fleet(broker.url, tmp_path, db=postgres_url)
     try:
-        with FakeComfy() as fake1, FakeComfy() as fake2:
+        with fake_comfy() as fake1, fake_comfy() as fake2:
             fleet.worker(fake1.url, "w1", concurrency=2)
             fleet.worker(fake2.url, "w2", concurrency=2)
             t0 = time.monotonic()
@@ -130,7 +129,7 @@ def test_two_workers_two_servers_200_jobs_none_lost_none_twice(broker, tmp_path:
 # -- a worker SIGKILLed mid-job ---------------------------------------------------------------------------
 
 def test_worker_killed_mid_job_runs_once(fleet: Fleet) -> None:
-    with FakeComfy(scenario=slow_scenario(0.1)) as fake1, FakeComfy() as fake2:
+    with fake_comfy(scenario=slow_scenario(0.1)) as fake1, fake_comfy() as fake2:
         a = fleet.worker(fake1.url, "a")
         job = fleet.submit(trivial_prompt("kill", steps=40))      # ~4 s on fake1
         pid = fleet.store.get(job).prompt_id
@@ -150,7 +149,7 @@ def test_worker_killed_mid_job_runs_once(fleet: Fleet) -> None:
 # -- the broker restarted mid-batch -----------------------------------------------------------------------
 
 def test_broker_restart_mid_batch_loses_nothing(broker, fleet: Fleet) -> None:
-    with FakeComfy(scenario=slow_scenario(0.02)) as fake1, FakeComfy(scenario=slow_scenario(0.02)) as fake2:
+    with fake_comfy(scenario=slow_scenario(0.02)) as fake1, fake_comfy(scenario=slow_scenario(0.02)) as fake2:
         fleet.worker(fake1.url, "w1", concurrency=2)
         fleet.worker(fake2.url, "w2", concurrency=2)
         ids: list[str] = []
@@ -181,12 +180,13 @@ def test_broker_restart_mid_batch_loses_nothing(broker, fleet: Fleet) -> None:
 # -- priority ----------------------------------------------------------------------------------------------
 
 def test_high_priority_job_behind_50_normal_starts_next(fleet: Fleet) -> None:
-    with FakeComfy(scenario=slow_scenario(0.05)) as fake:
+    # the first job holds the worker for ~1 s while the rest queue up; the others are quick
+    with fake_comfy(scenario=slow_scenario(0.05)) as fake:
         fleet.worker(fake.url, "w1", concurrency=1)
-        normal = [fleet.submit(trivial_prompt(f"n{i}", steps=1)) for i in range(50)]
+        normal = [fleet.submit(trivial_prompt(f"n{i}", steps=20 if i == 0 else 0)) for i in range(50)]
         first = fleet.store.get(normal[0]).prompt_id
         _wait(lambda: any(j.prompt_id == first for j in fake.running), 30, "the first normal job to run")
-        high = fleet.submit(trivial_prompt("high", steps=1), priority="high")
+        high = fleet.submit(trivial_prompt("high"), priority="high")
         status = fleet.wait_terminal([*normal, high], timeout=120)
         order = [b["prompt_id"] for b in fake.posted]
     assert set(status.values()) == {SUCCEEDED}
@@ -197,7 +197,7 @@ def test_high_priority_job_behind_50_normal_starts_next(fleet: Fleet) -> None:
 # -- heartbeats while a long job runs ------------------------------------------------------------------------
 
 def test_job_longer_than_two_heartbeats_runs_once(fleet: Fleet) -> None:
-    with FakeComfy(scenario=slow_scenario(0.5)) as fake:
+    with fake_comfy(scenario=slow_scenario(0.5)) as fake:
         w = fleet.worker(fake.url, "hb", COMFY_AVATAR__FLEET__HEARTBEAT_S="1")
         job = fleet.submit(trivial_prompt("long", steps=9))            # 4.5 s > 2 x 1 s heartbeat
         assert fleet.wait_terminal([job], 60)[job] == SUCCEEDED, fleet.logs()
@@ -219,7 +219,7 @@ def test_transient_failures_retried_through_the_broker_permanent_ones_dead_lette
             return job.fail("9", "disk on fire", "OSError")
         return slow_scenario(0)(job)
 
-    with FakeComfy(scenario=scenario) as fake:
+    with fake_comfy(scenario=scenario) as fake:
         fake.fail_next["/prompt"] = 2                  # the first two POST /prompt answer HTTP 500
         fleet.worker(fake.url, "w1")
         ok = fleet.submit(trivial_prompt("flaky"))
@@ -242,7 +242,7 @@ def test_transient_failures_retried_through_the_broker_permanent_ones_dead_lette
 
 
 def test_bad_parameters_go_to_the_dead_letter_queue_without_running(fleet: Fleet) -> None:
-    with FakeComfy() as fake:
+    with fake_comfy() as fake:
         fleet.worker(fake.url, "w1")
         job = fleet.submit(trivial_prompt("x"), sets=["1.width=-5"])     # EmptyImage width min 1
         assert fleet.wait_terminal([job], 60)[job] == FAILED
@@ -264,7 +264,7 @@ def test_cancel_reaches_the_worker_holding_the_job(broker, fleet: Fleet) -> None
         job.message("execution_interrupted", {"node_id": "2", "node_type": "KSamplerLike", "executed": ["1"]})
         job.finish("error")
 
-    with FakeComfy(scenario=interruptible) as fake:
+    with fake_comfy(scenario=interruptible) as fake:
         fleet.worker(fake.url, "w1")
         job = fleet.submit(trivial_prompt("cancel", steps=5))
         pid = fleet.store.get(job).prompt_id
@@ -283,7 +283,7 @@ def test_worker_metrics(fleet: Fleet) -> None:
     from driver.local import free_port
 
     port = free_port()
-    with FakeComfy() as fake:
+    with fake_comfy() as fake:
         fleet.worker(fake.url, "m1", extra=["--metrics-port", str(port)])
         ids = [fleet.submit(trivial_prompt(f"m{i}", steps=2), workflow_name="workflows/trivial.api.json")
                for i in range(3)]

@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 import websocket
-from _fake_comfy import FakeComfy
-from _fleet_helpers import ROOT, ApiServer, Chromium, Fleet, broker_fixture, executions, slow_scenario
+from _fleet_helpers import ROOT, ApiServer, Chromium, Fleet, broker_fixture, executions, fake_comfy, slow_scenario
 from conftest import need
 
 from driver.store import CANCELLED, SUCCEEDED
@@ -78,7 +77,7 @@ def _wait_status(api: ApiServer, job: str, want: str, timeout: float = 60) -> di
 
 
 def test_picture_through_the_api_files_and_events(api: ApiServer, fleet: Fleet) -> None:
-    with FakeComfy(scenario=slow_scenario(0.05)) as fake:
+    with fake_comfy(scenario=slow_scenario(0.05)) as fake:
         r = requests.post(f"{api.url}/jobs", headers=auth(), data={"workflow": "picture", "priority": "high",
                                                                    "label": "ada", "params": '{"sampler.steps": 12}'},
                           files={"image": ("ada.png", PNG, "image/png")}, timeout=30)
@@ -225,7 +224,7 @@ def test_health_metrics_openapi_and_cancel(api: ApiServer, fleet: Fleet) -> None
     assert 'comfy_avatar_jobs{state="cancelled"} 1.0' in metrics
     assert f'comfy_avatar_queue_depth{{queue="{fleet.settings.jobs_queue}"}} 1.0' in metrics
     assert 'comfy_avatar_api_jobs_submitted_total{priority="normal"} 1.0' in metrics
-    with FakeComfy() as fake:                       # a worker drops the cancelled job's message
+    with fake_comfy() as fake:                       # a worker drops the cancelled job's message
         fleet.worker(fake.url, "w1")
         deadline = time.monotonic() + 30
         while requests.get(f"{api.url}/metrics", timeout=10).text.count(
@@ -260,7 +259,7 @@ def test_s3_input_and_outputs_with_redirect(broker, tmp_path: Path, workflows: P
         fleet.out = "s3://outbox/avatars"      # type: ignore[assignment]
         srv = ApiServer(fleet, KEYS, workflows=workflows)
         try:
-            with FakeComfy() as fake:
+            with fake_comfy() as fake:
                 fleet.worker(fake.url, "s3w")
                 job = requests.post(f"{srv.url}/jobs", headers=auth(), timeout=30, json={
                     "workflow": "picture", "inputs": {"image": "s3://inbox/ada.png"}}).json()["job_id"]
@@ -284,7 +283,7 @@ def test_job_page_in_headless_chromium(api: ApiServer, fleet: Fleet, tmp_path: P
          "chromium is not installed (apt-get install -y chromium): no headless browser")
     picture = tmp_path / "ada.png"
     picture.write_bytes(PNG)
-    with FakeComfy(scenario=slow_scenario(0.1)) as fake:
+    with fake_comfy(scenario=slow_scenario(0.1)) as fake:
         fleet.worker(fake.url, "page")
         b = Chromium()
         try:

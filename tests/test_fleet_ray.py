@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from _fake_comfy import FakeComfy
-from _fleet_helpers import ROOT, trivial_prompt
+from _fleet_helpers import ROOT, fake_comfy, trivial_prompt
 
 from driver.local import free_port
 
@@ -75,7 +74,7 @@ def test_ray_job_runs_on_the_node_with_the_3d_gen_resource(ray_head, tmp_path: P
     wf = tmp_path / "wf.api.json"
     wf.write_text(json.dumps(trivial_prompt("ray", steps=2)))
     out = tmp_path / "out"
-    with FakeComfy() as fake:
+    with fake_comfy() as fake:
         cp = subprocess.run([str(RAY), "job", "submit", "--address", address, "--entrypoint-resources",
                              json.dumps({"3d_gen": 1}), "--", str(BIN / "comfy-avatar"), "run", str(wf),
                              "--out", str(out), "--server", fake.url, "--progress", "log"],
