@@ -91,12 +91,15 @@ class RabbitServer:
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited {self.proc.returncode}: {self.log_tail()}")
+                tail = self.log_tail()
+                self.stop()                   # the epmd it started outlives it
+                raise RuntimeError(f"rabbitmq-server exited {self.proc.returncode if self.proc else '?'}: {tail}")
             if self._amqp_ready():
                 return self
             time.sleep(0.2)
+        tail = self.log_tail()
         self.stop()
-        raise RuntimeError(f"rabbitmq-server did not open port {self.port} in {self.start_timeout_s} s: {self.log_tail()}")
+        raise RuntimeError(f"rabbitmq-server did not open port {self.port} in {self.start_timeout_s} s: {tail}")
 
     def _amqp_ready(self) -> bool:
         """The AMQP handshake answers (the port opens a moment before the node accepts logins)."""
