@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-_TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # through the link
 
 
 def _mesh_class():
