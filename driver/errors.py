@@ -107,7 +107,8 @@ def parse_node_errors(node_errors: dict[str, Any]) -> list[NodeError]:
         for err in entry.get("errors") or []:
             if not isinstance(err, dict):
                 continue
-            extra = err.get("extra_info") if isinstance(err.get("extra_info"), dict) else {}
+            raw_extra = err.get("extra_info")
+            extra: dict = raw_extra if isinstance(raw_extra, dict) else {}
             out.append(NodeError(
                 node_id=str(node_id), class_type=class_type,
                 input_name=str(extra.get("input_name") or ""), type=str(err.get("type", "")),

@@ -29,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Table,
     Text,
     and_,
     bindparam,
@@ -131,7 +132,15 @@ def _output_row(job_id: str, o: dict[str, Any]) -> dict[str, Any]:
             "size": o.get("size")}
 
 
-_JOBS, _STATUS, _OUTPUTS = JobRow.__table__, StatusRow.__table__, OutputRow.__table__
+def _table(cls: type[_Base]) -> Table:
+    table = cls.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{cls.__name__}.__table__ is a {type(table).__name__}, not a Table")
+    return table
+
+
+# DeclarativeBase types __table__ as FromClause; for these declarative classes it is always a Table.
+_JOBS, _STATUS, _OUTPUTS = _table(JobRow), _table(StatusRow), _table(OutputRow)
 # "not terminal" as plain comparisons: NOT IN (...) is an expanding parameter that
 # SQLAlchemy re-renders into the SQL string on every execution.
 _LIVE = and_(*(_JOBS.c.status != s for s in sorted(TERMINAL)))

@@ -45,6 +45,14 @@ def _time(v: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(str(v))
 
 
+def _time_req(v: Any, column: str) -> dt.datetime:
+    """A NOT NULL timestamp column; a NULL there means the database was written by something else."""
+    t = _time(v)
+    if t is None:
+        raise ValueError(f"ca_jobs.{column} is NULL: the job database is corrupt or not written by this driver")
+    return t
+
+
 def _json(v: Any) -> dict[str, Any]:
     if v in (None, ""):
         return {}
@@ -85,8 +93,9 @@ class JobReader:
         return JobRecord(id=jid, batch_id=batch, label=label or "", workflow_path=wpath or "", workflow_hash=whash,
                          params=_json(params), server=server, prompt_id=prompt_id, status=status,
                          attempts=int(attempts or 0), error=error, timings=_json(timings), duration_s=duration,
-                         out_dir=out_dir, cancel_requested=bool(cancel), created_at=_time(created),
-                         updated_at=_time(updated), finished_at=_time(finished), history=history, outputs=outputs)
+                         out_dir=out_dir, cancel_requested=bool(cancel),
+                         created_at=_time_req(created, "created_at"), updated_at=_time_req(updated, "updated_at"),
+                         finished_at=_time(finished), history=history, outputs=outputs)
 
     def get(self, ref: str) -> JobRecord:
         """A job by id, prompt_id, or a unique prefix of either (as JobStore.get)."""

@@ -21,9 +21,10 @@ import dataclasses
 import functools
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ConfigError
 
@@ -269,7 +270,7 @@ def _merge_yaml(data: dict[str, Any], loaded: Mapping[Any, Any], cls: type, orig
         if key not in types:
             raise _unknown(origin, dotted, cls)
         kind = types[key]
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{origin}: {dotted}", f"is a section, but the file gives {value!r}",
                                   f"write it as a mapping of {', '.join(_fields(kind))}")
@@ -280,14 +281,15 @@ def _merge_yaml(data: dict[str, Any], loaded: Mapping[Any, Any], cls: type, orig
 
 def _set_from_env(data: dict[str, Any], name: str, value: str) -> None:
     parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
-    node, cls = data, Settings
+    node: dict[str, Any] = data
+    cls: type = Settings
     for i, part in enumerate(parts):
         dotted = ".".join(parts[:i + 1])
         kind = _fields(cls).get(part)
         if kind is None:
             raise _unknown(name, dotted, cls)
         last = i == len(parts) - 1
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             if last:
                 raise ConfigError(name, f"names the section {dotted}, not a setting",
                                   f"add the key: {env_var(dotted)}__<KEY> with one of {', '.join(_fields(kind))}")

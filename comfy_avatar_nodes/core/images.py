@@ -50,11 +50,10 @@ def load_image(path: str | os.PathLike[str], what: str = "image") -> np.ndarray:
     if p.stat().st_size == 0:
         raise AvatarError(label, "file is empty (0 bytes)", f"re-export or re-download the picture; {FORMATS_HINT}")
     try:
-        with Image.open(p) as im:
-            _check_size(im.height, im.width, label)
-            im.load()  # decode now: truncated or corrupt data fails here, not later
-            im = ImageOps.exif_transpose(im)
-            rgba = _to_rgba(im)
+        with Image.open(p) as src:
+            _check_size(src.height, src.width, label)
+            src.load()  # decode now: truncated or corrupt data fails here, not later
+            rgba = _to_rgba(ImageOps.exif_transpose(src))
     except AvatarError:
         raise
     except UnidentifiedImageError:
@@ -122,14 +121,15 @@ def from_comfy(image_array: np.ndarray, mask: np.ndarray | None = None, *, what:
         if m.ndim != 2:
             raise AvatarError("mask", f"expected a mask of shape (H, W), got {tuple(np.asarray(mask).shape)}",
                               "connect a single MASK (a batch of one), e.g. Load Image's MASK output")
+        use_mask = True
         if m.shape != (h, w):
             if not m.any():
                 log.debug("ignoring %s all-zero mask (LoadImage's dummy for pictures without alpha)", m.shape)
-                m = None
+                use_mask = False
             else:
                 raise AvatarError("mask", f"is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}",
                                   "use the MASK that came with the same image, or resize it to the image size")
-        if m is not None:
+        if use_mask:
             if not np.isfinite(m).all():
                 raise AvatarError("mask", "contains NaN or infinite values", "check the node that produced the mask")
             m = np.clip(m, 0.0, 1.0)

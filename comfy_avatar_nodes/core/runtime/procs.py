@@ -14,8 +14,12 @@ PYTHON_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE"
 
 
 class _HasPid(Protocol):
-    pid: int
-    returncode: int | None
+    # Read-only members, so both subprocess.Popen and asyncio's Process match.
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
 
 
 def kill_group(proc: _HasPid) -> None:

@@ -27,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
-import contextlib
 import concurrent.futures
+import contextlib
 import json
 import logging
 import os
@@ -39,9 +39,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from ..config import setting_name
 from ..errors import AvatarError
@@ -170,7 +171,7 @@ class FairLock:
                     return
             self._locked = False
 
-    async def __aenter__(self) -> "FairLock":
+    async def __aenter__(self) -> FairLock:
         await self.acquire()
         return self
 
@@ -392,8 +393,12 @@ class ModelWorker:
                     if not conn.ready.done():
                         conn.ready.set_result(msg)
                     continue
+                rid = msg.get("id")
                 with conn.mu:
-                    entry = conn.pending.get(msg.get("id")) if event == "progress" else conn.pending.pop(msg.get("id"), None)
+                    if not isinstance(rid, str):  # requests are keyed by str ids: nothing waits on another id
+                        entry = None
+                    else:
+                        entry = conn.pending.get(rid) if event == "progress" else conn.pending.pop(rid, None)
                 if entry is None:
                     log.debug("%s worker: reply for no waiting request: %.200s", self.spec.title, raw)
                     continue

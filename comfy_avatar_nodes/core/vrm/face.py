@@ -113,7 +113,7 @@ def _eye_pair(blobs: list[dict], axis: float) -> tuple[float, dict | None, dict 
     """The best mirrored pair of eye-like blobs: (score 0..1, the avatar's left eye, right eye)."""
     cands = [b for b in blobs if 0.0008 <= b["area"] <= 0.09 and 0.30 <= b["y"] <= 0.80
              and b["w"] <= 0.38 and 0.2 <= b["w"] / max(b["h"], 1e-6) <= 5.0]
-    best = (0.0, None, None)
+    best: tuple[float, dict | None, dict | None] = (0.0, None, None)
     for i, a in enumerate(cands):
         for b in cands[i + 1:]:
             lo, hi = (a, b) if a["x"] < b["x"] else (b, a)   # lo: picture left = avatar's right
@@ -148,9 +148,10 @@ def _cascade_hits(rgb: np.ndarray, eyes: list[dict]) -> tuple[int, bool]:
     if scale > 1:
         gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = gray.shape
-    found_eyes = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye.xml").detectMultiScale(
+    cascades: str = cv2.data.haarcascades  # type: ignore[attr-defined]  # opencv's stubs omit the cv2.data module
+    found_eyes = cv2.CascadeClassifier(cascades + "haarcascade_eye.xml").detectMultiScale(
         gray, 1.1, 3, minSize=(max(6, w // 20), max(6, w // 20)))
-    face = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml").detectMultiScale(
+    face = cv2.CascadeClassifier(cascades + "haarcascade_frontalface_default.xml").detectMultiScale(
         gray, 1.1, 3, minSize=(w // 3, h // 3))
     confirmed = 0
     for e in eyes:
@@ -207,7 +208,7 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
         blobs = [_blob(p, h, w) for p in _components(feature) if len(p) >= 2]
         if not reason:
             pair_score, left, right = _eye_pair(blobs, axis)
-            if left is None or pair_score < 0.05:
+            if left is None or right is None or pair_score < 0.05:
                 reason = ("no pair of eyes: nothing that differs from the skin sits mirrored about the head axis "
                           "in the upper half of the face (a visor, sunglasses or closed eyes?)")
             else:
@@ -241,7 +242,7 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
                 else:
                     warnings.append("brows: not visible (hair or none drawn), placed above the eyes by proportions")
                 if "mouth" not in landmarks:
-                    p = dict(PROPORTIONS["mouth"])
+                    p: dict[str, Any] = dict(PROPORTIONS["mouth"])
                     p.update(x=axis, y=min(0.95, eye_y + 0.45 * (1.0 - eye_y) + 0.05), w=max(0.12, 0.6 * eye_sep),
                              source="proportions")
                     landmarks["mouth"] = p

@@ -57,7 +57,8 @@ def accessor(gltf: Any, blob: bytes, index: int) -> np.ndarray:
                          strides=(stride, dtype.itemsize))
         out = raw.astype(np.float64)
         if acc.normalized and dtype.kind in "ui":
-            out = out / np.iinfo(dtype).max if dtype.kind == "u" else np.maximum(out / np.iinfo(dtype).max, -1.0)
+            imax = np.iinfo(dtype.str).max
+            out = out / imax if dtype.kind == "u" else np.maximum(out / imax, -1.0)
     if acc.sparse is not None:
         sp = acc.sparse
         iv = gltf.bufferViews[sp.indices.bufferView]
@@ -67,7 +68,7 @@ def accessor(gltf: Any, blob: bytes, index: int) -> np.ndarray:
         vals = np.frombuffer(blob, dtype=dtype.newbyteorder("<"), count=sp.count * n,
                              offset=(vv.byteOffset or 0) + (sp.values.byteOffset or 0)).reshape(-1, n).astype(np.float64)
         if acc.normalized and dtype.kind == "u":
-            vals = vals / np.iinfo(dtype).max
+            vals = vals / np.iinfo(dtype.str).max
         out = out.copy()
         out[idx.astype(np.int64)] = vals
     return out

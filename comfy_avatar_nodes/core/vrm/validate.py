@@ -23,9 +23,9 @@ import numpy as np
 from .gltf import GltfError, accessor, load_glb, world_matrices
 from .quality import check_quality
 from .quality import summary_lines as quality_summary_lines
+from .spec import HUMAN_BONES, META_ENUMS, META_JSON_NAMES, REQUIRED_ANCESTOR, REQUIRED_BONES, VRM_LICENSE_URL
 from .validate_face import check_face
 from .validate_face import summary_lines as face_summary_lines
-from .spec import HUMAN_BONES, META_ENUMS, META_JSON_NAMES, REQUIRED_ANCESTOR, REQUIRED_BONES, VRM_LICENSE_URL
 
 log = logging.getLogger("comfy_avatar.vrm_check")
 
@@ -196,7 +196,7 @@ def _skinned_geometry(gltf: Any, blob: bytes, world: list[np.ndarray], report: V
             if mode == 4:
                 triangles += (gltf.accessors[prim.indices].count if prim.indices is not None else len(pos)) // 3
             where = f"mesh {mesh.name or node.mesh} primitive {pi}"
-            if skin is None or attrs.JOINTS_0 is None or attrs.WEIGHTS_0 is None:
+            if skin is None or joint_mats is None or attrs.JOINTS_0 is None or attrs.WEIGHTS_0 is None:
                 unskinned_vertices += len(pos)
                 positions.append(pos @ world[ni][:3, :3].T + world[ni][:3, 3])
                 continue

@@ -49,7 +49,10 @@ def _target_names(gltf: Any, node: int) -> list[str]:
     return list(names) if isinstance(names, list) else []
 
 
-def _head_frame(nodes: dict[str, int], world: list[np.ndarray], pts: np.ndarray) -> tuple[float, ...] | None:
+HeadFrame = tuple[float, float, float, float]
+
+
+def _head_frame(nodes: dict[str, int], world: list[np.ndarray], pts: np.ndarray) -> HeadFrame | None:
     """(head bone y, head height, head width, lowest y a face morph may move) or None without a head
     bone or vertices above it. The limit is half way down the neck bone (rigs put the head joint
     anywhere from the chin to the mouth, the chin hangs below it), else BELOW_NECK head heights."""
@@ -69,7 +72,7 @@ def _head_frame(nodes: dict[str, int], world: list[np.ndarray], pts: np.ndarray)
     return y0, height, width, limit
 
 
-def check_preset(name: str, expr: dict, gltf: Any, blob: bytes, frame: tuple[float, float, float] | None,
+def check_preset(name: str, expr: dict, gltf: Any, blob: bytes, frame: HeadFrame | None,
                  axis_x: float) -> dict[str, Any]:
     """One preset's entry of the report (``problems`` lists what is wrong with it)."""
     binds = expr.get("morphTargetBinds") or [] if isinstance(expr, dict) else []
@@ -133,8 +136,10 @@ def check_face(vrm: dict[str, Any], gltf: Any, blob: bytes, nodes: dict[str, int
     """Add the face facts, errors and warnings to ``report`` (a VrmReport)."""
     frame = _head_frame(nodes, world, pts)
     axis_x = float(world[nodes["head"]][0, 3]) if "head" in nodes else 0.0
-    exprs = vrm.get("expressions") if isinstance(vrm.get("expressions"), dict) else {}
-    preset = exprs.get("preset") if isinstance(exprs.get("preset"), dict) else {}
+    raw_exprs = vrm.get("expressions")
+    exprs: dict = raw_exprs if isinstance(raw_exprs, dict) else {}
+    raw_preset = exprs.get("preset")
+    preset: dict = raw_preset if isinstance(raw_preset, dict) else {}
     entries: dict[str, dict] = {}
     for name in PRESETS:
         entries[name] = check_preset(name, preset.get(name) or {}, gltf, blob, frame, axis_x)
@@ -163,7 +168,8 @@ def check_face(vrm: dict[str, Any], gltf: Any, blob: bytes, nodes: dict[str, int
         missing = [n for n in ("lookUp", "lookDown", "lookLeft", "lookRight") if n in unbound]
         if missing:
             report.warnings.append(f"lookAt is of type expression but {', '.join(missing)} are not bound")
-    fp = vrm.get("firstPerson") if isinstance(vrm.get("firstPerson"), dict) else {}
+    raw_fp = vrm.get("firstPerson")
+    fp: dict = raw_fp if isinstance(raw_fp, dict) else {}
     annotations = fp.get("meshAnnotations") or []
     report.facts["first_person_annotations"] = len(annotations)
     if not annotations:
