@@ -98,7 +98,7 @@ async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, 
     if sandbox is None or blender is None:
         loaded = load_settings()
         sandbox, blender = sandbox or loaded.sandbox, blender or loaded.blender
-    runtime = runtime or await asyncio.to_thread(find_runtime, blender)
+    rt = runtime if runtime is not None else await asyncio.to_thread(find_runtime, blender)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = next_free_stem(out, name)
@@ -119,16 +119,18 @@ async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, 
         if script is None:
             assert coder is not None
             try:
-                script = await asyncio.to_thread(write_script, coder, requirements, allowed_imports=ALLOWED_IMPORTS,
-                                                 blender_version=runtime.version, formats=formats)
+                code: str = await asyncio.to_thread(write_script, coder, requirements, allowed_imports=ALLOWED_IMPORTS,
+                                                 blender_version=rt.version, formats=formats)
             except AvatarError as e:
                 record(Attempt(1, "", False, "script writer", str(e)))
                 raise
+        else:
+            code = script
         for n in range(1, max_attempts + 1):
-            run = await run_script(script, out_dir=staging, name=stem, formats=formats, sandbox=sandbox,
-                                   runtime=runtime, keep_log=log_path, blender=blender)
-            att = Attempt(n, script, run.ok, run.stage, run.error, round(run.duration_s, 3), run.log_tail,
-                          run.blocked, hashlib.sha256(script.encode()).hexdigest())
+            run = await run_script(code, out_dir=staging, name=stem, formats=formats, sandbox=sandbox,
+                                   runtime=rt, keep_log=log_path, blender=blender)
+            att = Attempt(n, code, run.ok, run.stage, run.error, round(run.duration_s, 3), run.log_tail,
+                          run.blocked, hashlib.sha256(code.encode()).hexdigest())
             record(att)
             if run.ok:
                 final: dict[str, str] = {}
@@ -136,15 +138,15 @@ async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, 
                     dest = out / f"{stem}.{fmt}"
                     os.replace(path, dest)
                     final[fmt] = str(dest)
-                script_path = write_text_atomic(out / f"{stem}.py", script)
+                script_path = write_text_atomic(out / f"{stem}.py", code)
                 return AgentResult(final, attempts, str(attempts_log), str(script_path), str(log_path), run.result)
             if n == max_attempts:
                 break
             if coder is None:
                 break
             try:
-                script = await asyncio.to_thread(repair_script, coder, requirements, script, run.error, run.log_tail,
-                                                 allowed_imports=ALLOWED_IMPORTS, blender_version=runtime.version,
+                code = await asyncio.to_thread(repair_script, coder, requirements, code, run.error, run.log_tail,
+                                                 allowed_imports=ALLOWED_IMPORTS, blender_version=rt.version,
                                                  formats=formats, attempt=n + 1)
             except AvatarError as e:
                 record(Attempt(n + 1, "", False, "script writer", str(e)))
