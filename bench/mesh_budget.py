@@ -33,10 +33,14 @@ FACES_PER_RES2 = 0.2635  # silhouette faces ~ this x resolution^2 for the exampl
 
 
 def make_mesh(rgba, faces: int, out: Path) -> int:
+    """The silhouette mesh with at least ``faces`` faces (one correction of the first guess of the grid)."""
     from comfy_avatar_nodes.core.mesh.silhouette import image_to_mesh
 
     res = int(round(math.sqrt(faces / FACES_PER_RES2)))
-    return image_to_mesh(rgba, out, resolution=res).faces
+    made = image_to_mesh(rgba, out, resolution=res).faces
+    if made < faces:
+        made = image_to_mesh(rgba, out, resolution=int(math.ceil(res * math.sqrt(faces / made) * 1.005))).faces
+    return made
 
 
 def rig_once(mesh: Path, out: Path, budget: int) -> dict:
@@ -80,6 +84,15 @@ def main() -> int:
         steps = ", ".join(f"{k} {v:.1f}" for k, v in r["steps"])
         print(f"  {r['faces']:>9} {r['wall']:>7.1f} {r['cpu']:>7.1f} {r['cpu'] / r['faces'] * 1e5:>10.2f} "
               f"{r['triangles']:>9} {r['bytes'] / 1e6:>7.2f}  {steps}")
+    import numpy as np
+
+    x = np.array([r["faces"] for r in rows], float)
+    y = np.array([r["cpu"] for r in rows], float)
+    slope, intercept = np.polyfit(x, y, 1)
+    resid = y - (slope * x + intercept)
+    r2 = 1 - float((resid ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12))
+    print(f"  least squares: CPU s = {intercept:.1f} + {slope * 1e5:.2f} per 100k faces (R^2 {r2:.3f}): a fixed part "
+          "(fit, weights and export of a budget-sized mesh) plus a linear part (import, check, remesh/decimate)")
     a, b = rows[0], rows[-1]
     size_ratio = b["faces"] / a["faces"]
     print(f"  {b['faces'] / a['faces']:.1f}x the faces cost {b['cpu'] / a['cpu']:.2f}x the CPU time "
