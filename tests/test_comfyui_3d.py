@@ -170,6 +170,8 @@ def test_every_3d_input_kind_is_detected_in_comfyuis_python(tmp_path):
 import io, json, sys
 sys.argv = ["t", "--cpu"]
 sys.path[:0] = [{str(comfy_dir)!r}, {str(ROOT)!r}]
+import comfy.options
+comfy.options.enable_args_parsing()  # --cpu: 0.3.64's MESH lives in a module that asks for a device
 import folder_paths
 folder_paths.set_output_directory({str(tmp_path / 'output')!r})
 import torch, trimesh
