@@ -1,4 +1,5 @@
 """ComfyUI loads this folder as a custom-node pack: the V3 entry point lives in comfy_avatar_nodes."""
+
 from .comfy_avatar_nodes import comfy_entrypoint
 
 # The editor extension (VRM viewer inside the node, Validate VRM's report): ComfyUI 0.3.x and 0.8.x read a

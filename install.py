@@ -30,6 +30,7 @@ Environment: BLENDER_BIN, COMFY_AVATAR_BLENDER_PYTHON, COMFY_AVATAR__BLENDER__RU
 (default <pack>/.runtime), COMFY_AVATAR_PYTHON311 (a python3.11 to build venvs with),
 COMFYUI_DIR, COMFYUI_PYTHON, COMFYUI_REPO, COMFYUI_REF, COMFYUI_TORCH.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -96,6 +97,7 @@ def version_tuple(text: str) -> tuple[int, ...]:
 
 # ---------------------------------------------------------------- step 1: pack deps
 
+
 def read_dependencies(pyproject: Path = PACK_DIR / "pyproject.toml") -> list[str]:
     text = pyproject.read_text(encoding="utf-8")
     try:
@@ -111,7 +113,7 @@ def _parse_dependencies(text: str) -> list[str]:
     d = re.search(r"^dependencies\s*=\s*\[", m.group(1), re.M) if m else None
     if not d:
         return []
-    body, deps, i, quote, item = m.group(1)[d.end():], [], 0, "", ""
+    body, deps, i, quote, item = m.group(1)[d.end() :], [], 0, "", ""
     while i < len(body):
         c = body[i]
         if quote:
@@ -144,8 +146,10 @@ def pip_command(python: str) -> list[str]:
     uv = shutil.which("uv")
     if uv:  # ComfyUI Desktop / uv-made envs may have no pip
         return [uv, "pip", "--python", python]
-    raise InstallError(f"{python} has no pip (and no `uv` on PATH): install pip into it "
-                       f"(`{python} -m ensurepip`) and run install.py again")
+    raise InstallError(
+        f"{python} has no pip (and no `uv` on PATH): install pip into it "
+        f"(`{python} -m ensurepip`) and run install.py again"
+    )
 
 
 def install_deps(python: str = sys.executable) -> None:
@@ -169,19 +173,26 @@ def comfyui_python() -> str | None:
         cand = venv_python(Path(root).expanduser() / venv)
         if cand.exists():
             return str(cand)
-    raise InstallError(f"COMFYUI_DIR={root} has no venv/ or .venv/: set COMFYUI_PYTHON to the python "
-                       "that runs that ComfyUI so the pack's dependencies can be installed into it")
+    raise InstallError(
+        f"COMFYUI_DIR={root} has no venv/ or .venv/: set COMFYUI_PYTHON to the python "
+        "that runs that ComfyUI so the pack's dependencies can be installed into it"
+    )
 
 
 # ---------------------------------------------------------------- step 2-3: Blender runtime
+
 
 def check_runtime(cmd: list[str], addon: Path | None = None) -> dict:
     """Run CHECK_SCRIPT with isolated Blender user folders; returns its report (or an error)."""
     with tempfile.TemporaryDirectory(prefix="comfy-avatar-check-") as tmp:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-        env.update(BLENDER_USER_RESOURCES=tmp, BLENDER_USER_CONFIG=os.path.join(tmp, "config"),
-                   BLENDER_USER_SCRIPTS=os.path.join(tmp, "scripts"),
-                   BLENDER_USER_DATAFILES=os.path.join(tmp, "datafiles"), PYTHONNOUSERSITE="1")
+        env.update(
+            BLENDER_USER_RESOURCES=tmp,
+            BLENDER_USER_CONFIG=os.path.join(tmp, "config"),
+            BLENDER_USER_SCRIPTS=os.path.join(tmp, "scripts"),
+            BLENDER_USER_DATAFILES=os.path.join(tmp, "datafiles"),
+            PYTHONNOUSERSITE="1",
+        )
         addons = Path(tmp, "scripts", "addons")
         addons.mkdir(parents=True)
         if addon is not None and addon.is_dir():  # what the runner does for a Blender binary
@@ -190,8 +201,16 @@ def check_runtime(cmd: list[str], addon: Path | None = None) -> dict:
             except OSError:
                 shutil.copytree(addon, addons / addon.name)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env, cwd=tmp,
-                                  stdin=subprocess.DEVNULL, timeout=300)
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                env=env,
+                cwd=tmp,
+                stdin=subprocess.DEVNULL,
+                timeout=300,
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             return {"error": f"could not run {cmd[0]}: {e}"}
     m = re.search(r"COMFY_AVATAR_CHECK=(\{.*\})", proc.stdout)
@@ -208,8 +227,11 @@ def runtime_ok(report: dict) -> bool:
 def describe(report: dict) -> str:
     if "error" in report:
         return f"NOT usable ({report['error']})"
-    parts = [f"bpy {report.get('bpy')}", f"Python {report.get('python')}",
-             "io_scene_vrm enabled" if report.get("vrm") else "io_scene_vrm MISSING"]
+    parts = [
+        f"bpy {report.get('bpy')}",
+        f"Python {report.get('python')}",
+        "io_scene_vrm enabled" if report.get("vrm") else "io_scene_vrm MISSING",
+    ]
     if version_tuple(report.get("bpy", "0")) < MIN_BLENDER:
         parts.append("too old (needs >= 4.2)")
     return ", ".join(parts) + (" -> OK" if runtime_ok(report) else " -> NOT usable")
@@ -233,8 +255,15 @@ def blender_bin_version(binary: str) -> str:
 
 def binary_check(binary: str) -> dict:
     addons = runtime_dir() / "blender-addons" / "io_scene_vrm"
-    cmd = [shutil.which(binary) or binary, "--background", "--factory-startup", "--python-exit-code", "1",
-           "--python-expr", CHECK_SCRIPT]
+    cmd = [
+        shutil.which(binary) or binary,
+        "--background",
+        "--factory-startup",
+        "--python-exit-code",
+        "1",
+        "--python-expr",
+        CHECK_SCRIPT,
+    ]
     return check_runtime(cmd, addons)
 
 
@@ -276,23 +305,30 @@ def find_python311() -> list[str]:
     for cand in python311_candidates():
         cmd = cand.split(" ") if cand.startswith("py ") else [cand]
         try:
-            out = subprocess.run(cmd + ["-c", "import sys, venv, ensurepip; print(sys.version_info[:2] == (3, 11))"],
-                                 capture_output=True, text=True, timeout=60).stdout.strip()
+            out = subprocess.run(
+                cmd + ["-c", "import sys, venv, ensurepip; print(sys.version_info[:2] == (3, 11))"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             continue
         if out == "True":
             return cmd
-    raise InstallError("no Python 3.11 found (the bpy wheels need CPython 3.11). Install Python 3.11 "
-                       "with venv support (e.g. apt install python3.11-venv, or python.org), put python3.11 "
-                       "on PATH or set COMFY_AVATAR_PYTHON311=/path/to/python3.11, and run install.py again; "
-                       "or set BLENDER_BIN to a Blender >= 4.2 executable")
+    raise InstallError(
+        "no Python 3.11 found (the bpy wheels need CPython 3.11). Install Python 3.11 "
+        "with venv support (e.g. apt install python3.11-venv, or python.org), put python3.11 "
+        "on PATH or set COMFY_AVATAR_PYTHON311=/path/to/python3.11, and run install.py again; "
+        "or set BLENDER_BIN to a Blender >= 4.2 executable"
+    )
 
 
 def make_venv(venv: Path) -> Path:
     py = venv_python(venv)
     if py.exists():
-        ver = subprocess.run([str(py), "-c", "import sys; print(sys.version_info[:2] == (3, 11))"],
-                             capture_output=True, text=True).stdout.strip()
+        ver = subprocess.run(
+            [str(py), "-c", "import sys; print(sys.version_info[:2] == (3, 11))"], capture_output=True, text=True
+        ).stdout.strip()
         if ver == "True":
             return py
         say(f"{venv} is broken or not Python 3.11: recreating it")
@@ -307,8 +343,10 @@ def provide_bpy_venv(python: Path | None = None) -> None:
         say(f"Blender runtime already installed: {py}")
         return
     if python is not None:
-        raise InstallError(f"COMFY_AVATAR_BLENDER_PYTHON={python} cannot import bpy >= 4.2 with io_scene_vrm: "
-                           f"run `{python} -m pip install {' '.join(BLENDER_PINS)}` or unset it")
+        raise InstallError(
+            f"COMFY_AVATAR_BLENDER_PYTHON={python} cannot import bpy >= 4.2 with io_scene_vrm: "
+            f"run `{python} -m pip install {' '.join(BLENDER_PINS)}` or unset it"
+        )
     say(f"creating the Blender runtime {venv} (pip {' '.join(BLENDER_PINS)}; ~400 MB download)")
     py = make_venv(venv)
     run([str(py), "-m", "pip", "install", "--disable-pip-version-check", *BLENDER_PINS])
@@ -325,8 +363,10 @@ def provide_blender() -> None:
             provide_binary_addon(binary)
             return
         except InstallError as e:
-            say(f"WARNING: {e}. BLENDER_BIN wins over the bpy runtime: fix or unset it. "
-                "Installing the bpy runtime anyway.")
+            say(
+                f"WARNING: {e}. BLENDER_BIN wins over the bpy runtime: fix or unset it. "
+                "Installing the bpy runtime anyway."
+            )
             provide_bpy_venv()
             raise InstallError(f"BLENDER_BIN is set but unusable ({e}); unset it to use the bpy runtime") from None
     custom = os.environ.get("COMFY_AVATAR_BLENDER_PYTHON", "").strip()
@@ -334,6 +374,7 @@ def provide_blender() -> None:
 
 
 # ---------------------------------------------------------------- --dev
+
 
 def provide_dev_venv() -> None:
     venv = PACK_DIR / ".venv"
@@ -385,8 +426,10 @@ def clone_comfyui(target: Path, repo: str, ref: str) -> str:
         say(f"ComfyUI {ref} already checked out in {target}")
         return str(stamp.get("commit", ""))
     if (target / "main.py").is_file() and not stamp:
-        raise InstallError(f"{target} holds a ComfyUI that install.py did not make: set COMFYUI_DIR={target} "
-                           "to use it as it is, or move it away")
+        raise InstallError(
+            f"{target} holds a ComfyUI that install.py did not make: set COMFYUI_DIR={target} "
+            "to use it as it is, or move it away"
+        )
     if shutil.which("git") is None:
         raise InstallError("git is not on PATH: install git (it clones ComfyUI) or set COMFYUI_DIR to a checkout")
     part = target.with_name(target.name + ".part")
@@ -399,10 +442,14 @@ def clone_comfyui(target: Path, repo: str, ref: str) -> str:
     try:
         run(["git", "-C", str(part), "fetch", "-q", *depth, source, ref])
     except InstallError:
-        raise InstallError(f"could not fetch {ref!r} from COMFYUI_REPO={repo}: check that the repository is "
-                           "reachable and that COMFYUI_REF names a tag, branch or commit in it") from None
+        raise InstallError(
+            f"could not fetch {ref!r} from COMFYUI_REPO={repo}: check that the repository is "
+            "reachable and that COMFYUI_REF names a tag, branch or commit in it"
+        ) from None
     run(["git", "-C", str(part), "-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"])
-    commit = subprocess.run(["git", "-C", str(part), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(part), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     (part / EMBEDDED_STAMP).write_text(json.dumps({"repo": repo, "ref": ref, "commit": commit}) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     part.rename(target)
@@ -470,12 +517,17 @@ def provide_comfyui(target: Path | None = None) -> Path:
     clone_comfyui(target, repo, ref)
     provide_comfyui_venv(target)
     link_pack(target)
-    note = " (`comfy-avatar run --local` uses it when COMFYUI_DIR is unset)" if target == embedded_comfyui_dir().absolute() else ""
+    note = (
+        " (`comfy-avatar run --local` uses it when COMFYUI_DIR is unset)"
+        if target == embedded_comfyui_dir().absolute()
+        else ""
+    )
     say(f"ComfyUI {ref} ready in {target}{note}")
     return target
 
 
 # ---------------------------------------------------------------- --check
+
 
 def isolation_report(runtime: tuple[str, str] | None) -> list[str]:
     """Whether model-written scripts can run under bubblewrap here, and whether the model workers
@@ -484,9 +536,10 @@ def isolation_report(runtime: tuple[str, str] | None) -> list[str]:
     try:
         if str(PACK_DIR) not in sys.path:
             sys.path.insert(0, str(PACK_DIR))
+        import logging
+
         from comfy_avatar_nodes.core.config import load_settings
         from comfy_avatar_nodes.core.runtime import isolation
-        import logging
 
         logging.getLogger("comfy_avatar").addHandler(logging.NullHandler())  # the lines below say it all
         settings = load_settings()
@@ -496,8 +549,10 @@ def isolation_report(runtime: tuple[str, str] | None) -> list[str]:
     mode = settings.sandbox.isolation.strip().lower()
     st = isolation.check(settings.sandbox.bwrap)
     if mode == "none":
-        lines.append("sandbox isolation: OFF (sandbox.isolation: none): model-written scripts run WITHOUT OS "
-                     f"isolation, warned on every run; bubblewrap here: {st.describe()}")
+        lines.append(
+            "sandbox isolation: OFF (sandbox.isolation: none): model-written scripts run WITHOUT OS "
+            f"isolation, warned on every run; bubblewrap here: {st.describe()}"
+        )
     elif st.ok:
         line = f"sandbox isolation: OK: {st.describe()}"
         if runtime is not None:
@@ -508,13 +563,17 @@ def isolation_report(runtime: tuple[str, str] | None) -> list[str]:
                 line = f"sandbox isolation: NOT usable with this Blender runtime: {e}"
         lines.append(line)
     else:
-        lines.append(f"sandbox isolation: NOT available: {st.problem}. The Blender Executor refuses model-written "
-                     f"scripts until it works. Fix: {st.fix}")
+        lines.append(
+            f"sandbox isolation: NOT available: {st.problem}. The Blender Executor refuses model-written "
+            f"scripts until it works. Fix: {st.fix}"
+        )
     if settings.workers.isolation.strip().lower() == "none":
         lines.append("model workers: host network (workers.isolation: none)")
     else:
         bwrap, why = isolation.check_net(settings.sandbox.bwrap)
-        lines.append("model workers: network unshared with bubblewrap" if bwrap else f"model workers: host network ({why})")
+        lines.append(
+            "model workers: network unshared with bubblewrap" if bwrap else f"model workers: host network ({why})"
+        )
     return lines
 
 
@@ -530,8 +589,10 @@ def check() -> int:
             metadata.version(requirement_name(dep))
         except metadata.PackageNotFoundError:
             missing.append(dep)
-    say(f"pack dependencies in this Python: {len(deps) - len(missing)}/{len(deps)} installed"
-        + (f" (missing: {', '.join(missing)})" if missing else ""))
+    say(
+        f"pack dependencies in this Python: {len(deps) - len(missing)}/{len(deps)} installed"
+        + (f" (missing: {', '.join(missing)})" if missing else "")
+    )
     usable = False
     binary = os.environ.get("BLENDER_BIN", "").strip()
     custom = os.environ.get("COMFY_AVATAR_BLENDER_PYTHON", "").strip()
@@ -562,11 +623,15 @@ def check() -> int:
     if usable:
         say(f"Blender runtime: OK (jobs run with {used})")
     elif binary:
-        say(f"Blender runtime: NOT usable: BLENDER_BIN wins over the bpy runtime. Fix: point BLENDER_BIN "
-            "at a Blender >= 4.2 (then run install.py for the VRM add-on), or unset it")
+        say(
+            "Blender runtime: NOT usable: BLENDER_BIN wins over the bpy runtime. Fix: point BLENDER_BIN "
+            "at a Blender >= 4.2 (then run install.py for the VRM add-on), or unset it"
+        )
     else:
-        say(f"Blender runtime: NONE usable ({used}). Fix: run `python install.py` "
-            "(or set BLENDER_BIN to a Blender >= 4.2)")
+        say(
+            f"Blender runtime: NONE usable ({used}). Fix: run `python install.py` "
+            "(or set BLENDER_BIN to a Blender >= 4.2)"
+        )
     return 0 if usable else 1
 
 
@@ -576,15 +641,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-blender", action="store_true", help="do not provide a Blender runtime")
     ap.add_argument("--dev", action="store_true", help="also make .venv (Python 3.11) with `pip install -e .[test]`")
     ap.add_argument("--check", action="store_true", help="report what is installed; change nothing")
-    ap.add_argument("--comfyui", action="store_true",
-                    help="also provide a ComfyUI: install the pack's dependencies into COMFYUI_DIR's Python, or, "
-                         "when COMFYUI_DIR is unset, clone COMFYUI_REPO at COMFYUI_REF into .runtime/ComfyUI with "
-                         "its own venv (torch from COMFYUI_TORCH) and link this pack into its custom_nodes")
-    ap.add_argument("--comfyui-dir", metavar="DIR", type=Path,
-                    help="with --comfyui: where to put the embedded ComfyUI (default .runtime/ComfyUI)")
-    ap.add_argument("--comfyui-python", metavar="PY",
-                    help="also install the pack's dependencies into this ComfyUI Python (with --dev the "
-                         "default is the ComfyUI in COMFYUI_DIR, when set)")
+    ap.add_argument(
+        "--comfyui",
+        action="store_true",
+        help="also provide a ComfyUI: install the pack's dependencies into COMFYUI_DIR's Python, or, "
+        "when COMFYUI_DIR is unset, clone COMFYUI_REPO at COMFYUI_REF into .runtime/ComfyUI with "
+        "its own venv (torch from COMFYUI_TORCH) and link this pack into its custom_nodes",
+    )
+    ap.add_argument(
+        "--comfyui-dir",
+        metavar="DIR",
+        type=Path,
+        help="with --comfyui: where to put the embedded ComfyUI (default .runtime/ComfyUI)",
+    )
+    ap.add_argument(
+        "--comfyui-python",
+        metavar="PY",
+        help="also install the pack's dependencies into this ComfyUI Python (with --dev the "
+        "default is the ComfyUI in COMFYUI_DIR, when set)",
+    )
     opts = ap.parse_args(argv)
     try:
         if opts.check:

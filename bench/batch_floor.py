@@ -12,6 +12,7 @@ and runs, alternately (ABBA), N distinct EmptyImage -> SaveImage prompts:
 Prints each side's wall times and the ratio driver/floor (target <= 1.2). The machine is usually
 shared: the range says how noisy the run was.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ PROBES: list[float] = []  # the driver's server probe (/object_info) per run, in
 
 
 def _prompt(color: int, prefix: str) -> dict:
-    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": color}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}}}
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": color}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+    }
 
 
 def floor(url: str, prompts: list[dict], out: Path) -> float:
@@ -44,8 +47,11 @@ def floor(url: str, prompts: list[dict], out: Path) -> float:
     ws = websocket.create_connection(f"{url.replace('http', 'ws', 1)}/ws?clientId={cid}", timeout=120)
     pids = []
     for p in prompts:
-        req = urllib.request.Request(f"{url}/prompt", data=json.dumps({"prompt": p, "client_id": cid}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{url}/prompt",
+            data=json.dumps({"prompt": p, "client_id": cid}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req) as r:
             pids.append(json.load(r)["prompt_id"])
     waiting = set(pids)
@@ -62,7 +68,9 @@ def floor(url: str, prompts: list[dict], out: Path) -> float:
             h = json.load(r)[pid]
         for node in h["outputs"].values():
             for img in node.get("images", []):
-                q = urllib.parse.urlencode({"filename": img["filename"], "subfolder": img["subfolder"], "type": img["type"]})
+                q = urllib.parse.urlencode(
+                    {"filename": img["filename"], "subfolder": img["subfolder"], "type": img["type"]}
+                )
                 with urllib.request.urlopen(f"{url}/view?{q}") as r:
                     (out / img["filename"]).write_bytes(r.read())
     return time.perf_counter() - t0
@@ -74,7 +82,9 @@ def driver(url: str, prompts: list[dict], out: Path, run: int, concurrency: int 
     from driver.store import JobStore
 
     batch = f"bench-{run}-{uuid.uuid4().hex[:6]}"
-    jobs = [BatchJob(i, f"{batch}-{i:05d}", job_prompt_id(batch, i), p, out / f"{i:05d}") for i, p in enumerate(prompts)]
+    jobs = [
+        BatchJob(i, f"{batch}-{i:05d}", job_prompt_id(batch, i), p, out / f"{i:05d}") for i, p in enumerate(prompts)
+    ]
     store = JobStore(f"sqlite:///{out / 'jobs.db'}")
     t0 = time.perf_counter()
     pool = ServerPool([url])
@@ -112,12 +122,18 @@ def main() -> int:
             times[side].append(dt)
             print(f"  {side:6s} {dt:6.2f} s  ({1000 * dt / a.prompts:.1f} ms per prompt)", flush=True)
     f, d = statistics.median(times["floor"]), statistics.median(times["driver"])
-    print(f"{a.prompts} trivial prompts, floor:  median {f:.2f} s (range {min(times['floor']):.2f}-{max(times['floor']):.2f})")
-    print(f"{a.prompts} trivial prompts, driver: median {d:.2f} s (range {min(times['driver']):.2f}-{max(times['driver']):.2f})")
+    print(
+        f"{a.prompts} trivial prompts, floor:  median {f:.2f} s (range {min(times['floor']):.2f}-{max(times['floor']):.2f})"
+    )
+    print(
+        f"{a.prompts} trivial prompts, driver: median {d:.2f} s (range {min(times['driver']):.2f}-{max(times['driver']):.2f})"
+    )
     print(f"ratio driver/floor {d / f:.2f} (target <= {TARGET}: {'MET' if d / f <= TARGET else 'NOT MET'})")
     p = statistics.median(PROBES)
-    print(f"  of the driver's time: server probe (GET /object_info + /queue) median {p:.2f} s "
-          f"(range {min(PROBES):.2f}-{max(PROBES):.2f}); without it the ratio would be {(d - p) / f:.2f}")
+    print(
+        f"  of the driver's time: server probe (GET /object_info + /queue) median {p:.2f} s "
+        f"(range {min(PROBES):.2f}-{max(PROBES):.2f}); without it the ratio would be {(d - p) / f:.2f}"
+    )
     return 0
 
 

@@ -8,6 +8,7 @@
    the shipped workflow via the driver, submit -> outputs downloaded, median of --runs; the
    overhead is that wall time minus the in-process total, shown as a share of the wall time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,10 @@ def report_stages(samples: list[dict[str, float]], cores: int | None) -> float:
     print(f"CPU path, in-process, median of {len(samples)} on {cores} cores:")
     for name, secs in stages.items():
         print(f"  {name:<12} {secs:7.2f} s  {secs / total:6.1%}")
-    print(f"  {'total':<12} {total:7.2f} s  = {total / TARGET_S:.2f} x the {TARGET_S:.0f} s target "
-          f"({'met' if total <= TARGET_S else 'MISSED'})")
+    print(
+        f"  {'total':<12} {total:7.2f} s  = {total / TARGET_S:.2f} x the {TARGET_S:.0f} s target "
+        f"({'met' if total <= TARGET_S else 'MISSED'})"
+    )
     return total
 
 
@@ -104,10 +107,14 @@ def main() -> int:
         return 0
     wall = statistics.median(walls)
     overhead = wall - total
-    print(f"through ComfyUI + driver (upload, queue, 5 nodes, download), median of {opts.runs}: {wall:.2f} s "
-          f"(runs: {', '.join(f'{w:.2f}' for w in walls)})")
-    print(f"  driver/ComfyUI overhead {overhead:+.2f} s = {overhead / wall:+.1%} of the total; "
-          f"whole path {wall / TARGET_S:.2f} x the {TARGET_S:.0f} s target ({'met' if wall <= TARGET_S else 'MISSED'})")
+    print(
+        f"through ComfyUI + driver (upload, queue, 5 nodes, download), median of {opts.runs}: {wall:.2f} s "
+        f"(runs: {', '.join(f'{w:.2f}' for w in walls)})"
+    )
+    print(
+        f"  driver/ComfyUI overhead {overhead:+.2f} s = {overhead / wall:+.1%} of the total; "
+        f"whole path {wall / TARGET_S:.2f} x the {TARGET_S:.0f} s target ({'met' if wall <= TARGET_S else 'MISSED'})"
+    )
     return 0
 
 

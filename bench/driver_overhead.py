@@ -65,8 +65,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--progress-events", action="store_true",
-                    help="also build per-node progress events (what --json / progress bars consume)")
+    ap.add_argument(
+        "--progress-events",
+        action="store_true",
+        help="also build per-node progress events (what --json / progress bars consume)",
+    )
     args = ap.parse_args()
 
     from driver.batch import BatchJob, BatchOptions, BatchRunner, job_prompt_id
@@ -74,15 +77,22 @@ def main() -> int:
     from driver.pool import ServerPool
     from driver.store import JobStore
 
-    fake = subprocess.Popen([sys.executable, "-c", FAKE, str(ROOT / "tests")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    fake = subprocess.Popen(
+        [sys.executable, "-c", FAKE, str(ROOT / "tests")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     url = fake.stdout.readline().strip()
     tmp = Path(tempfile.mkdtemp(prefix="ca-bench-"))
     try:
-        prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
-                  "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/p"}}}
-        jobs = [BatchJob(i, f"bench-{i:05d}", job_prompt_id("bench", i), json.loads(json.dumps(prompt)),
-                         tmp / "out" / f"{i:05d}") for i in range(args.prompts)]
+        prompt = {
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/p"}},
+        }
+        jobs = [
+            BatchJob(
+                i, f"bench-{i:05d}", job_prompt_id("bench", i), json.loads(json.dumps(prompt)), tmp / "out" / f"{i:05d}"
+            )
+            for i in range(args.prompts)
+        ]
         store = JobStore(f"sqlite:///{tmp / 'jobs.db'}")
         samples: list[tuple[int, float]] = []
         done = [0]
@@ -103,10 +113,14 @@ def main() -> int:
         n = args.prompts
         print(f"batch of {n} trivial prompts, concurrency {args.concurrency}, fake ComfyUI in another process")
         print(f"  wall time:            {wall:8.2f} s   {1000 * wall / n:7.2f} ms per prompt (server side included)")
-        print(f"  client CPU (user+sys): {cpu:8.2f} s   {1000 * cpu / n:7.2f} ms per prompt  <- client-side overhead"
-              f" (target <= 5 ms: {'met' if 1000 * cpu / n <= 5 else 'NOT met'})")
-        print(f"    of which kernel (sys):  {1000 * ksys / n:7.2f} ms per prompt (sockets, SQLite I/O, 2 folders + 2 files"
-              " created per prompt: see the note at the top of this file)")
+        print(
+            f"  client CPU (user+sys): {cpu:8.2f} s   {1000 * cpu / n:7.2f} ms per prompt  <- client-side overhead"
+            f" (target <= 5 ms: {'met' if 1000 * cpu / n <= 5 else 'NOT met'})"
+        )
+        print(
+            f"    of which kernel (sys):  {1000 * ksys / n:7.2f} ms per prompt (sockets, SQLite I/O, 2 folders + 2 files"
+            " created per prompt: see the note at the top of this file)"
+        )
         print(f"  RSS before: {rss0:.1f} MB; after each 10%: " + ", ".join(f"{m:.1f}" for _, m in samples))
         grow = samples[-1][1] - samples[0][1] if len(samples) > 1 else 0.0
         print(f"  RSS growth from 10% to 100% of the batch: {grow:+.1f} MB; peak RSS {peak:.1f} MB")
@@ -115,6 +129,7 @@ def main() -> int:
         fake.stdin.close()
         fake.wait(10)
         import shutil
+
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

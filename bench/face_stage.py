@@ -9,6 +9,7 @@ Blender steps "face" (head region, picture, finder, landmarks, 17 morphs, lookAt
 Printed: the median of each, the stage's share of the rig + export job with the face on, and the
 whole-job difference on/off (which also holds the noise of a loaded machine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,12 @@ def main() -> int:
         for i in range(opts.runs + 1):  # the first pair warms the caches and is not counted
             for on in (True, False):
                 t0 = time.perf_counter()
-                a = rig_to_vrm_sync(mesh, Path(tmp) / f"{i}_{on}.vrm", VrmMeta(name="bench", authors=["bench"]),
-                                    face=FaceOptions(expressions=on, material="mtoon" if on else "pbr"))
+                a = rig_to_vrm_sync(
+                    mesh,
+                    Path(tmp) / f"{i}_{on}.vrm",
+                    VrmMeta(name="bench", authors=["bench"]),
+                    face=FaceOptions(expressions=on, material="mtoon" if on else "pbr"),
+                )
                 wall = time.perf_counter() - t0
                 if i == 0:
                     continue
@@ -59,10 +64,14 @@ def main() -> int:
                     off_jobs.append(wall)
     med = statistics.median
     print(f"face stage on the CPU path, median of {opts.runs} on {os.cpu_count()} cores:")
-    print(f"  face + file patch  {med(stage):6.2f} s  = {med(shares):.1%} of rig + export "
-          f"(target < {TARGET:.0%}: {'met' if med(shares) < TARGET else 'MISSED'})")
-    print(f"  rig + export job   {med(on_jobs):6.2f} s with the face stage, {med(off_jobs):6.2f} s without "
-          f"(difference {med(on_jobs) - med(off_jobs):+.2f} s, includes machine noise)")
+    print(
+        f"  face + file patch  {med(stage):6.2f} s  = {med(shares):.1%} of rig + export "
+        f"(target < {TARGET:.0%}: {'met' if med(shares) < TARGET else 'MISSED'})"
+    )
+    print(
+        f"  rig + export job   {med(on_jobs):6.2f} s with the face stage, {med(off_jobs):6.2f} s without "
+        f"(difference {med(on_jobs) - med(off_jobs):+.2f} s, includes machine noise)"
+    )
     return 0
 
 

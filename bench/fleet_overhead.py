@@ -17,6 +17,7 @@ ComfyUI: the fake from tests/_fake_comfy.py in another process (its own work is 
 the difference is the fleet's own cost), or with --real the ComfyUI in COMFYUI_DIR (--cpu).
 Needs rabbitmq-server (Debian) and the fleet extra.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,10 @@ with FakeComfy() as fake:
 
 
 def prompt(i: int) -> dict:
-    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": i % 255}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": f"bench/p{i}"}}}
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": i % 255}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": f"bench/p{i}"}},
+    }
 
 
 def direct(url: str, n: int, concurrency: int, tmp: Path) -> float:
@@ -56,11 +59,17 @@ def direct(url: str, n: int, concurrency: int, tmp: Path) -> float:
 
     store = JobStore(f"sqlite:///{tmp / 'direct.db'}")
     batch = f"bench-{time.time_ns()}"
-    jobs = [BatchJob(i, f"{batch}-{i:05d}", job_prompt_id(batch, i), prompt(i), tmp / "direct" / f"{i:05d}")
-            for i in range(n)]
+    jobs = [
+        BatchJob(i, f"{batch}-{i:05d}", job_prompt_id(batch, i), prompt(i), tmp / "direct" / f"{i:05d}")
+        for i in range(n)
+    ]
     t0 = time.perf_counter()
-    summary = BatchRunner(jobs, ServerPool([url]), BatchOptions(batch_id=batch, concurrency=concurrency,
-                                                                forward_progress=False), store=store).run()
+    summary = BatchRunner(
+        jobs,
+        ServerPool([url]),
+        BatchOptions(batch_id=batch, concurrency=concurrency, forward_progress=False),
+        store=store,
+    ).run()
     wall = time.perf_counter() - t0
     assert summary.succeeded == n, summary.to_dict()
     store.close()
@@ -98,12 +107,17 @@ def main() -> int:
     try:
         if args.real:
             from driver.local import LocalComfy
+
             local = LocalComfy(os.environ["COMFYUI_DIR"], start_timeout=300)
             local.start()
             url, where = local.url, f"ComfyUI in {local.comfyui_dir} (--cpu)"
         else:
-            fake = subprocess.Popen([sys.executable, "-c", FAKE, str(ROOT / "tests")], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, text=True)
+            fake = subprocess.Popen(
+                [sys.executable, "-c", FAKE, str(ROOT / "tests")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             url, where = fake.stdout.readline().strip(), "the fake ComfyUI in another process"
         n, c = args.jobs, args.concurrency
         t_direct = direct(url, n, c, tmp)
@@ -111,13 +125,20 @@ def main() -> int:
 
         with RabbitServer() as rmq:
             db = str(tmp / "fleet.db")
-            env = {**os.environ, **FAST_ENV, "COMFY_AVATAR__FLEET__HEARTBEAT_S": "30", "COMFY_AVATAR__FLEET__LEASE_S": "60",
-                   "COMFY_AVATAR_BROKER": rmq.url, "COMFY_AVATAR__FLEET__PREFIX": "bench"}
+            env = {
+                **os.environ,
+                **FAST_ENV,
+                "COMFY_AVATAR__FLEET__HEARTBEAT_S": "30",
+                "COMFY_AVATAR__FLEET__LEASE_S": "60",
+                "COMFY_AVATAR_BROKER": rmq.url,
+                "COMFY_AVATAR__FLEET__PREFIX": "bench",
+            }
             settings = FleetSettings.load(env=env)
             store = JobStore(db)
             worker = WorkerProc(env, url, tmp / "fleet-out", db, "bench", tmp / "worker.log", concurrency=c)
             try:
                 with Publisher(settings, "bench") as pub:
+
                     def submit(i: int) -> str:
                         msg = make_job(prompt(i), workflow_name="bench.api.json")
                         submit_job(msg, pub, store)
@@ -131,9 +152,10 @@ def main() -> int:
                             time.sleep(0.005 if len(ids) == 1 else 0.05)
                         done[0] += len(ids)
                         assert store.counts("fleet").get("succeeded") == done[0], worker.log()[-3000:]
+
                     done = [0]
 
-                    wait([submit(10_000)], 120)             # the worker is up and warm
+                    wait([submit(10_000)], 120)  # the worker is up and warm
                     t0 = time.perf_counter()
                     ids = [submit(i) for i in range(n)]
                     t_submit = time.perf_counter() - t0
@@ -151,17 +173,31 @@ def main() -> int:
         print(f"{n} trivial jobs, concurrency {c}, on {where}; RabbitMQ {rmq.url.split('@')[1]}")
         print(f"  direct batch (BatchRunner):             {t_direct:7.2f} s  {1000 * t_direct / n:7.2f} ms per job")
         print(f"  fleet (submit -> broker -> worker):     {t_fleet:7.2f} s  {1000 * t_fleet / n:7.2f} ms per job")
-        print(f"    of which submitting all {n}:          {t_submit:7.2f} s  {1000 * t_submit / n:7.2f} ms per submit "
-              "(record + confirmed persistent publish + event)")
+        print(
+            f"    of which submitting all {n}:          {t_submit:7.2f} s  {1000 * t_submit / n:7.2f} ms per submit "
+            "(record + confirmed persistent publish + event)"
+        )
         print(f"  ratio fleet / direct:                   {ratio:7.2f} x")
         print(f"  per-job overhead of the fleet:          {1000 * (t_fleet - t_direct) / n:7.2f} ms")
-        print(f"  one job alone: direct {1000 * t_direct_one:.1f} ms, fleet (submit -> record final) "
-              f"{1000 * min(singles):.1f} ms (best of {args.single}; median {1000 * sorted(singles)[len(singles) // 2]:.1f})")
-        print(json.dumps({"jobs": n, "concurrency": c, "direct_s": round(t_direct, 3), "fleet_s": round(t_fleet, 3),
-                          "ratio": round(ratio, 2), "overhead_ms_per_job": round(1000 * (t_fleet - t_direct) / n, 2),
-                          "submit_ms_per_job": round(1000 * t_submit / n, 2),
-                          "single_direct_ms": round(1000 * t_direct_one, 1),
-                          "single_fleet_ms": round(1000 * min(singles), 1)}))
+        print(
+            f"  one job alone: direct {1000 * t_direct_one:.1f} ms, fleet (submit -> record final) "
+            f"{1000 * min(singles):.1f} ms (best of {args.single}; median {1000 * sorted(singles)[len(singles) // 2]:.1f})"
+        )
+        print(
+            json.dumps(
+                {
+                    "jobs": n,
+                    "concurrency": c,
+                    "direct_s": round(t_direct, 3),
+                    "fleet_s": round(t_fleet, 3),
+                    "ratio": round(ratio, 2),
+                    "overhead_ms_per_job": round(1000 * (t_fleet - t_direct) / n, 2),
+                    "submit_ms_per_job": round(1000 * t_submit / n, 2),
+                    "single_direct_ms": round(1000 * t_direct_one, 1),
+                    "single_fleet_ms": round(1000 * min(singles), 1),
+                }
+            )
+        )
     finally:
         if fake is not None:
             fake.stdin.close()

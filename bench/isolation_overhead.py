@@ -21,6 +21,7 @@ target, and says when the load makes the paired median inconclusive. (Children's
 not shown: getrusage(RUSAGE_CHILDREN) counted less for the jailed job than for the plain one,
 so it measures nothing useful here.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,9 @@ async def _launch(cmd: list[str], jail, work: Path, log: Path) -> float:
     from comfy_avatar_nodes.core.runtime.isolation import run_jailed
 
     t0 = time.perf_counter()
-    r = await run_jailed(cmd, work=work, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, jail=jail, log_path=log,
-                         timeout_s=120)
+    r = await run_jailed(
+        cmd, work=work, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, jail=jail, log_path=log, timeout_s=120
+    )
     took = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"{cmd} failed ({r.returncode}): {log.read_text()[-2000:]}")
@@ -57,9 +59,16 @@ async def _cube(jail, runtime, tmp: Path, i: int) -> float:
     work.mkdir(parents=True)
     (work / "generated_script.py").write_text("import bpy\nbpy.ops.mesh.primitive_cube_add()\n")
     t0 = time.perf_counter()
-    res = await run_blender("sandbox_exec.py", {"script": "generated_script.py", "formats": ["glb"], "name": "cube",
-                                                "guard": False}, work_dir=work, timeout_s=120, runtime=runtime,
-                            env={"PATH": "/usr/bin:/bin"}, check=False, jail=jail)
+    res = await run_blender(
+        "sandbox_exec.py",
+        {"script": "generated_script.py", "formats": ["glb"], "name": "cube", "guard": False},
+        work_dir=work,
+        timeout_s=120,
+        runtime=runtime,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+        jail=jail,
+    )
     took = time.perf_counter() - t0
     if not res.ok:
         raise SystemExit(f"the cube job failed: {res.error}\n{res.log_tail}")
@@ -77,9 +86,11 @@ def pair(name: str, plain, isolated, runs: int) -> tuple[float, float]:
             q.append(b)
     paired = statistics.median(b - a for a, b in zip(p, q))
     best = min(q) - min(p)
-    print(f"{name:<28} plain {statistics.median(p):6.3f} s ({min(p):.3f}-{max(p):.3f})  isolated "
-          f"{statistics.median(q):6.3f} s ({min(q):.3f}-{max(q):.3f})  overhead {paired:+.3f} s paired median, "
-          f"{best:+.3f} s fastest runs")
+    print(
+        f"{name:<28} plain {statistics.median(p):6.3f} s ({min(p):.3f}-{max(p):.3f})  isolated "
+        f"{statistics.median(q):6.3f} s ({min(q):.3f}-{max(q):.3f})  overhead {paired:+.3f} s paired median, "
+        f"{best:+.3f} s fastest runs"
+    )
     return paired, best
 
 
@@ -108,28 +119,53 @@ def main(argv: list[str] | None = None) -> int:
                 work = tmp / f"{cmd[-1][:6]}{i}{j.isolated}" / "job"
                 work.mkdir(parents=True)
                 return asyncio.run(_launch(cmd, j, work, work.parent / "log"))
+
             return run
 
         if runtime.kind == "python":
-            pair("python -I -c pass", launcher([exe, "-I", "-c", "pass"], plain),
-                 launcher([exe, "-I", "-c", "pass"], jail), opts.runs)
-            pair("python -c 'import bpy'", launcher([exe, "-c", "import bpy"], plain),
-                 launcher([exe, "-c", "import bpy"], jail), opts.runs)
-        paired, best = pair("cube -> GLB via run_blender", lambda i: asyncio.run(_cube(plain, runtime, tmp, i)),
-                            lambda i: asyncio.run(_cube(jail, runtime, tmp, i)), opts.runs)
+            pair(
+                "python -I -c pass",
+                launcher([exe, "-I", "-c", "pass"], plain),
+                launcher([exe, "-I", "-c", "pass"], jail),
+                opts.runs,
+            )
+            pair(
+                "python -c 'import bpy'",
+                launcher([exe, "-c", "import bpy"], plain),
+                launcher([exe, "-c", "import bpy"], jail),
+                opts.runs,
+            )
+        paired, best = pair(
+            "cube -> GLB via run_blender",
+            lambda i: asyncio.run(_cube(plain, runtime, tmp, i)),
+            lambda i: asyncio.run(_cube(jail, runtime, tmp, i)),
+            opts.runs,
+        )
     load = os.getloadavg()[0]
-    print(f"\nload average {load:.1f} on {os.cpu_count()} cores" + (" (busy: Blender-level differences are mostly "
-          "noise; the bare launch line is the jail's own cost)" if load > (os.cpu_count() or 1) else ""))
+    print(
+        f"\nload average {load:.1f} on {os.cpu_count()} cores"
+        + (
+            " (busy: Blender-level differences are mostly noise; the bare launch line is the jail's own cost)"
+            if load > (os.cpu_count() or 1)
+            else ""
+        )
+    )
     if paired < TARGET_S and best < TARGET_S:
-        print(f"isolation launch overhead (cube job): {paired:+.3f} s paired median, {best:+.3f} s fastest runs -- "
-              f"meets the target of < {TARGET_S} s")
+        print(
+            f"isolation launch overhead (cube job): {paired:+.3f} s paired median, {best:+.3f} s fastest runs -- "
+            f"meets the target of < {TARGET_S} s"
+        )
         return 0
     if best < TARGET_S:
-        print(f"isolation launch overhead (cube job): {best:+.3f} s on the fastest runs meets the target of < "
-              f"{TARGET_S} s; the paired median ({paired:+.3f} s) is inconclusive under this load: rerun on a quiet machine")
+        print(
+            f"isolation launch overhead (cube job): {best:+.3f} s on the fastest runs meets the target of < "
+            f"{TARGET_S} s; the paired median ({paired:+.3f} s) is inconclusive under this load: rerun on a quiet machine"
+        )
         return 0
-    print(f"isolation launch overhead (cube job): {paired:+.3f} s paired median, {best:+.3f} s fastest runs -- "
-          f"MISSES the target of < {TARGET_S} s")
+    print(
+        f"isolation launch overhead (cube job): {paired:+.3f} s paired median, {best:+.3f} s fastest runs -- "
+        f"MISSES the target of < {TARGET_S} s"
+    )
     return 1
 
 

@@ -12,6 +12,7 @@
    alternated, wall time to exit (first output comes before that; target <= 0.3 s).
 The machine this runs on is usually shared: read the ranges, not only the medians.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,10 +81,14 @@ def bench_blender(image: Path, rounds: int) -> None:
     pairs = [f - w for f, w in zip(sorted(times["fresh"]), sorted(times["warm"]))]
     print(f"rig + VRM export, fresh launch: {_fmt(times['fresh'])}")
     print(f"rig + VRM export, warm worker:  {_fmt(times['warm'])}")
-    print(f"saved per job: {fresh_med - warm_med:.2f} s (median; sorted-pair range {min(pairs):.2f}-{max(pairs):.2f}), "
-          f"ratio warm/fresh {warm_med / fresh_med:.2f}; target >= {SAVING_TARGET_S} s: "
-          f"{'MET' if fresh_med - warm_med >= SAVING_TARGET_S else 'NOT MET'}")
-    print(f"outputs byte-identical across all {len(order)} runs: {'yes' if len(hashes) == 1 else f'NO ({len(hashes)} hashes)'}")
+    print(
+        f"saved per job: {fresh_med - warm_med:.2f} s (median; sorted-pair range {min(pairs):.2f}-{max(pairs):.2f}), "
+        f"ratio warm/fresh {warm_med / fresh_med:.2f}; target >= {SAVING_TARGET_S} s: "
+        f"{'MET' if fresh_med - warm_med >= SAVING_TARGET_S else 'NOT MET'}"
+    )
+    print(
+        f"outputs byte-identical across all {len(order)} runs: {'yes' if len(hashes) == 1 else f'NO ({len(hashes)} hashes)'}"
+    )
 
 
 def bench_cli(rounds: int) -> None:
@@ -94,13 +99,19 @@ def bench_cli(rounds: int) -> None:
     py = str(exe.parent / "python")
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         db = str(Path(tmp) / "jobs.db")
-        cmds = {"(floor) python -c pass": [py, "-c", "pass"], "--help": [str(exe), "--help"],
-                "status --help": [str(exe), "status", "--help"], "run --help": [str(exe), "run", "--help"],
-                "status": [str(exe), "status", "--db", db]}
-        subprocess.run(cmds["status"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)  # makes the DB
+        cmds = {
+            "(floor) python -c pass": [py, "-c", "pass"],
+            "--help": [str(exe), "--help"],
+            "status --help": [str(exe), "status", "--help"],
+            "run --help": [str(exe), "run", "--help"],
+            "status": [str(exe), "status", "--db", db],
+        }
+        subprocess.run(
+            cmds["status"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+        )  # makes the DB
         times: dict[str, list[float]] = {k: [] for k in cmds}
         for r in range(rounds * 2):
-            for name in (list(cmds) if r % 2 == 0 else list(reversed(cmds))):
+            for name in list(cmds) if r % 2 == 0 else list(reversed(cmds)):
                 t0 = time.perf_counter()
                 subprocess.run(cmds[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
                 times[name].append(time.perf_counter() - t0)
@@ -109,8 +120,10 @@ def bench_cli(rounds: int) -> None:
     for name, xs in times.items():
         med = statistics.median(xs)
         verdict = "MET" if med <= CLI_TARGET_S else "NOT MET"
-        print(f"CLI `comfy-avatar {name}` to exit: {_fmt(xs)}, {med - floor:+.2f} s over the floor; "
-              f"target <= {CLI_TARGET_S} s: {verdict}")
+        print(
+            f"CLI `comfy-avatar {name}` to exit: {_fmt(xs)}, {med - floor:+.2f} s over the floor; "
+            f"target <= {CLI_TARGET_S} s: {verdict}"
+        )
 
 
 def main() -> None:

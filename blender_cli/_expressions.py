@@ -19,11 +19,11 @@ head moves and the back of the head never does; each falloff is a smoothstep):
 - emotions: brows up/down/tilted, mouth corners up/down, lids narrowed or widened;
 - look*: the eye's content slides towards the gaze, the skin around it stretches.
 """
+
 from __future__ import annotations
 
 import bpy
 import numpy as np
-
 from _face import Head, head_picture, head_region, place_landmarks, verts, vrm_face
 from _pack import load
 
@@ -53,6 +53,7 @@ def _normals(me: bpy.types.Mesh) -> np.ndarray:
 
 # ---------------------------------------------------------------- existing shape keys
 
+
 def existing_binds(body: bpy.types.Object) -> dict[str, list[tuple[str, float]]]:
     """Preset -> [(shape key, weight)] for the shape keys the mesh already has."""
     keys = body.data.shape_keys
@@ -80,6 +81,7 @@ def existing_binds(body: bpy.types.Object) -> dict[str, list[tuple[str, float]]]
 
 
 # ---------------------------------------------------------------- generated morphs
+
 
 class _Face:
     """Per-vertex geometry shared by every generated morph."""
@@ -116,20 +118,20 @@ class _Face:
         t, b = ez + eh / 2, ez - eh / 2
         d = np.zeros(len(X))
         if top or bottom:
-            c_top = t - min(0.92, top) * (t - b)      # where the upper lid ends up
+            c_top = t - min(0.92, top) * (t - b)  # where the upper lid ends up
             c_bot = b + min(0.92, bottom) * (t - b)
             if c_bot > c_top:
                 c_top = c_bot = (c_top + c_bot) / 2
-            lid = t + 0.8 * eh                         # the skin that slides down with the upper lid
+            lid = t + 0.8 * eh  # the skin that slides down with the upper lid
             under = b - 0.6 * eh
-            inside = (Z >= b) & (Z <= t)
+            inside = (b <= Z) & (t >= Z)
             # the eye band between b and t is mapped onto [c_bot, c_top]
             d = np.where(inside, c_bot + (Z - b) / (t - b) * (c_top - c_bot) - Z, d)
-            d = np.where((Z > t) & (Z < lid), (c_top - t) * _smooth((lid - Z) / (lid - t)), d)
-            d = np.where((Z < b) & (Z > under), (c_bot - b) * _smooth((Z - under) / (b - under)), d)
+            d = np.where((t < Z) & (lid > Z), (c_top - t) * _smooth((lid - Z) / (lid - t)), d)
+            d = np.where((b > Z) & (under < Z), (c_bot - b) * _smooth((Z - under) / (b - under)), d)
         if widen:
-            up = np.where(Z >= ez, widen * eh * 0.6 * _window(Z - t, 1.2 * eh), 0.0)
-            down = np.where(Z < ez, -widen * eh * 0.35 * _window(Z - b, 1.0 * eh), 0.0)
+            up = np.where(ez <= Z, widen * eh * 0.6 * _window(Z - t, 1.2 * eh), 0.0)
+            down = np.where(ez > Z, -widen * eh * 0.35 * _window(Z - b, 1.0 * eh), 0.0)
             d = d + up + down
         out = np.zeros_like(self.co)
         out[:, 2] = d * _plateau(X - ex, 0.55 * e["w"], 0.45 * e["w"]) * self.mask(e["co"])
@@ -160,9 +162,9 @@ class _Face:
         out = np.zeros_like(self.co)
         if open_:
             drop = min(open_ * self.H, 0.6 * to_chin)
-            below = (Z < mz) & (Z > self.z0)
+            below = (mz > Z) & (self.z0 < Z)
             dz = np.where(below, -drop * (Z - self.z0) / to_chin, 0.0)
-            dz = np.where(Z >= mz, 0.3 * drop * _smooth(1.0 - (Z - mz) / up_reach), dz)
+            dz = np.where(mz <= Z, 0.3 * drop * _smooth(1.0 - (Z - mz) / up_reach), dz)
             out[:, 2] += dz * across
         if widen:
             band = _window(Z - mz, max(0.6 * up_reach, 0.6 * half))
@@ -210,20 +212,22 @@ def generate(face: _Face) -> dict[str, np.ndarray]:
         "surprised": face.brows(lift=0.04) + both(widen=0.35) + face.mouth(open_=0.07, widen=-0.2),
         "lookUp": face.look(0.0, 1.0),
         "lookDown": face.look(0.0, -1.0),
-        "lookLeft": face.look(1.0, 0.0),   # the avatar's left is +X
+        "lookLeft": face.look(1.0, 0.0),  # the avatar's left is +X
         "lookRight": face.look(-1.0, 0.0),
     }
 
 
 # ---------------------------------------------------------------- VRM binding
 
+
 def _has_eye_bones(arm: bpy.types.Object) -> bool:
     hb = arm.data.vrm_addon_extension.vrm1.humanoid.human_bones
     return bool(hb.left_eye.node.bone_name and hb.right_eye.node.bone_name)
 
 
-def bind_look_and_first_person(arm: bpy.types.Object, body: bpy.types.Object, head: Head,
-                               eye_mid: np.ndarray | None) -> dict:
+def bind_look_and_first_person(
+    arm: bpy.types.Object, body: bpy.types.Object, head: Head, eye_mid: np.ndarray | None
+) -> dict:
     """lookAt (expression type unless the humanoid has eye bones) and the firstPerson annotation, through
     the VRM add-on's properties (the expressions themselves are written with the morph targets)."""
     vrm1 = arm.data.vrm_addon_extension.vrm1
@@ -231,8 +235,12 @@ def bind_look_and_first_person(arm: bpy.types.Object, body: bpy.types.Object, he
     look_at = vrm1.look_at
     eye_bones = _has_eye_bones(arm)
     look_at.type = "bone" if eye_bones else "expression"
-    for rm in (look_at.range_map_horizontal_inner, look_at.range_map_horizontal_outer,
-               look_at.range_map_vertical_down, look_at.range_map_vertical_up):
+    for rm in (
+        look_at.range_map_horizontal_inner,
+        look_at.range_map_horizontal_outer,
+        look_at.range_map_vertical_down,
+        look_at.range_map_vertical_up,
+    ):
         rm.input_max_value = 90.0
         rm.output_scale = 10.0 if eye_bones else 1.0  # degrees of eye bone, or expression weight
     if eye_mid is not None:
@@ -244,23 +252,35 @@ def bind_look_and_first_person(arm: bpy.types.Object, body: bpy.types.Object, he
     ann = fp.mesh_annotations.add()
     ann.node.mesh_object_name = body.name
     ann.type = "auto"  # the app hides what follows the head bone in first person, keeps the rest
-    return {"look_at": look_at.type, "look_at_offset": [round(float(v), 4) for v in look_at.offset_from_head_bone],
-            "first_person": [{"mesh": body.name, "type": "auto"}]}
+    return {
+        "look_at": look_at.type,
+        "look_at_offset": [round(float(v), 4) for v in look_at.offset_from_head_bone],
+        "first_person": [{"mesh": body.name, "type": "auto"}],
+    }
 
 
 def _moved(delta: np.ndarray, head: Head) -> dict:
     mag = np.linalg.norm(delta, axis=1)
-    return {"vertices_moved": int((mag > 1e-6).sum()), "max_move_head_heights": round(float(mag.max()) / head.height, 4)}
+    return {
+        "vertices_moved": int((mag > 1e-6).sum()),
+        "max_move_head_heights": round(float(mag.max()) / head.height, 4),
+    }
 
 
 def face_summary(report: dict) -> dict:
     """What the VRM file keeps of the face stage (asset.extras.comfy_avatar_face): the validator reads it,
     so a figure whose face was never found (a helmet, a chair) is not reported as a face that works."""
     finder = report.get("finder") or {}
-    return {"found": bool(finder.get("found")), "confidence": finder.get("confidence", 0.0),
-            "source": finder.get("source", ""), "reason": finder.get("reason", ""),
-            "from_proportions": finder.get("from_proportions", []), "warnings": finder.get("warnings", []),
-            "generated": report.get("generated", []), "existing": sorted(report.get("existing", {}))}
+    return {
+        "found": bool(finder.get("found")),
+        "confidence": finder.get("confidence", 0.0),
+        "source": finder.get("source", ""),
+        "reason": finder.get("reason", ""),
+        "from_proportions": finder.get("from_proportions", []),
+        "warnings": finder.get("warnings", []),
+        "generated": report.get("generated", []),
+        "existing": sorted(report.get("existing", {})),
+    }
 
 
 def add_face(body: bpy.types.Object, arm: bpy.types.Object, options: dict, work_dir: str) -> tuple[dict, dict]:
@@ -277,8 +297,12 @@ def add_face(body: bpy.types.Object, arm: bpy.types.Object, options: dict, work_
     binds = existing_binds(body)
     existing = sorted(binds)
     missing = [p for p in vrm_expr.PRESETS if p not in binds]
-    report: dict = {"head_bone": head.bone, "head_box_m": [round(v, 4) for v in head.box],
-                    "existing": {p: [k for k, _w in binds[p]] for p in existing}, "generated": []}
+    report: dict = {
+        "head_bone": head.bone,
+        "head_box_m": [round(v, 4) for v in head.box],
+        "existing": {p: [k for k, _w in binds[p]] for p in existing},
+        "generated": [],
+    }
     rgb, mask, source = head_picture(body, head, work_dir, str(options.get("source") or "auto"))
     found = vrm_face.find_face(rgb, mask, options.get("overrides") or {})
     report["finder"] = {**found, "source": source}
@@ -310,7 +334,8 @@ def add_face(body: bpy.types.Object, arm: bpy.types.Object, options: dict, work_
         report["moved"] = moved
     report.update(bind_look_and_first_person(arm, body, head, eye_mid))
     report["binds"] = {p: [{"key": k, "weight": w} for k, w in binds[p]] for p in vrm_expr.PRESETS}
-    report["landmarks_m"] = {k: {"co": [round(float(c), 4) for c in v["co"]], "source": v["source"]}
-                             for k, v in points.items()}
+    report["landmarks_m"] = {
+        k: {"co": [round(float(c), 4) for c in v["co"]], "source": v["source"]} for k, v in points.items()
+    }
     morphs = {"mesh": body.name, "verts": base, "targets": targets, "binds": binds}
     return report, morphs

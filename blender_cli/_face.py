@@ -11,6 +11,7 @@ projected along the view (the silhouette mesh), so the head's part of that pictu
 texture directly (no render, a few milliseconds). Any other mesh (TRELLIS, UniRig, a rigged input, a
 texture atlas) gets an orthographic Workbench render of the head from the front, in this same run.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
-
 from _job import JobError
 from _pack import load
 
@@ -26,7 +26,7 @@ vrm_face = load("comfy_avatar_vrm_face", "vrm/face.py")
 """The face finder (stdlib + numpy; cv2 used when this Blender has it)."""
 
 UV_FIT_TOLERANCE = 0.03  # RMS residual of the view -> UV fit, as a share of the head's UV extent
-RENDER_SIDE = 192        # pixels on the long side of the head render
+RENDER_SIDE = 192  # pixels on the long side of the head render
 
 
 def verts(me: bpy.types.Mesh) -> np.ndarray:
@@ -39,9 +39,9 @@ def verts(me: bpy.types.Mesh) -> np.ndarray:
 @dataclass
 class Head:
     bone: str
-    weight: np.ndarray      # (V,) how much each vertex follows the head (0..1)
+    weight: np.ndarray  # (V,) how much each vertex follows the head (0..1)
     box: tuple[float, float, float, float]  # x0, x1, z0 (head bone / neck), z1 (top), Blender axes
-    y_front: float          # the frontmost Y of the head (Blender front is -Y)
+    y_front: float  # the frontmost Y of the head (Blender front is -Y)
     neck_z: float
 
     @property
@@ -74,8 +74,10 @@ def head_region(body: bpy.types.Object, arm: bpy.types.Object) -> Head:
     core = co[weight > 0.5]
     bone_z = float(bone.head_local[2])
     if len(core) < 8:
-        raise JobError(f"face: only {len(core)} vertices follow the head bone {name!r}, so there is no head to "
-                       "put expressions on (set expressions off, or check the humanoid bone map)")
+        raise JobError(
+            f"face: only {len(core)} vertices follow the head bone {name!r}, so there is no head to "
+            "put expressions on (set expressions off, or check the humanoid bone map)"
+        )
     z1 = float(core[:, 2].max())
     chin = _chin(co, weight, bone_z, z1)
     head = core[core[:, 2] >= chin]
@@ -102,8 +104,8 @@ def _chin(co: np.ndarray, weight: np.ndarray, bone_z: float, top: float) -> floa
         xs = pts[row == r, 0]
         if len(xs):
             width[r] = 2 * np.percentile(np.abs(xs - axis), 95)
-    widest = int(np.argmax(width[bins // 3:])) + bins // 3
-    below = width[:widest + 1]
+    widest = int(np.argmax(width[bins // 3 :])) + bins // 3
+    below = width[: widest + 1]
     filled = np.flatnonzero(below > 0)
     if not len(filled):
         return float(bone_z)
@@ -116,14 +118,19 @@ def _chin(co: np.ndarray, weight: np.ndarray, bone_z: float, top: float) -> floa
 
 # ---------------------------------------------------------------- the front picture of the head
 
+
 def _base_image(body: bpy.types.Object):
     for mat in body.data.materials:
         if not mat or not mat.node_tree:
             continue
         for node in mat.node_tree.nodes:
-            if node.type == "TEX_IMAGE" and node.image is not None and node.image.size[0] > 0:
-                if any(link.to_socket.name == "Base Color" for out in node.outputs for link in out.links):
-                    return node.image
+            if (
+                node.type == "TEX_IMAGE"
+                and node.image is not None
+                and node.image.size[0] > 0
+                and any(link.to_socket.name == "Base Color" for out in node.outputs for link in out.links)
+            ):
+                return node.image
     return None
 
 
@@ -173,7 +180,7 @@ def _from_texture(body: bpy.types.Object, head: Head) -> tuple[np.ndarray, np.nd
     coef, *_ = np.linalg.lstsq(A, uv[front], rcond=None)
     resid = uv[front] - A @ coef
     extent = float(np.ptp(uv[front], axis=0).max())
-    if extent <= 0 or float(np.sqrt((resid ** 2).sum(axis=1).mean())) > UV_FIT_TOLERANCE * extent:
+    if extent <= 0 or float(np.sqrt((resid**2).sum(axis=1).mean())) > UV_FIT_TOLERANCE * extent:
         return None
     tw, th = image.size
     # pixel size of the head box in the texture: the box corners through the fit
@@ -212,8 +219,14 @@ def _render(body: bpy.types.Object, head: Head, work_dir: str) -> tuple[np.ndarr
     cam.location = ((x0 + x1) / 2, head.y_front - 2.0, (z0 + z1) / 2)
     cam.rotation_euler = (np.pi / 2, 0.0, 0.0)  # looks along +Y, at the avatar's front
     cam_data.clip_end = 10.0
-    old = (scene.camera, scene.render.engine, scene.render.resolution_x, scene.render.resolution_y,
-           scene.render.filepath, scene.render.film_transparent)
+    old = (
+        scene.camera,
+        scene.render.engine,
+        scene.render.resolution_x,
+        scene.render.resolution_y,
+        scene.render.filepath,
+        scene.render.film_transparent,
+    )
     scene.camera = cam
     scene.render.engine = "BLENDER_WORKBENCH"
     scale = RENDER_SIDE / max(bw, bh)
@@ -235,8 +248,14 @@ def _render(body: bpy.types.Object, head: Head, work_dir: str) -> tuple[np.ndarr
         img.pixels.foreach_get(px)
         bpy.data.images.remove(img)
     finally:
-        (scene.camera, scene.render.engine, scene.render.resolution_x, scene.render.resolution_y,
-         scene.render.filepath, scene.render.film_transparent) = old
+        (
+            scene.camera,
+            scene.render.engine,
+            scene.render.resolution_x,
+            scene.render.resolution_y,
+            scene.render.filepath,
+            scene.render.film_transparent,
+        ) = old
         bpy.data.objects.remove(cam, do_unlink=True)
         bpy.data.cameras.remove(cam_data)
     rgba = px.reshape(h, w, 4)[::-1]
@@ -255,8 +274,9 @@ def save_png(path: str, rgb: np.ndarray, mask: np.ndarray) -> None:
     bpy.data.images.remove(img)
 
 
-def head_picture(body: bpy.types.Object, head: Head, work_dir: str,
-                 source: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+def head_picture(
+    body: bpy.types.Object, head: Head, work_dir: str, source: str = "auto"
+) -> tuple[np.ndarray, np.ndarray, str]:
     """(rgb, mask, "texture" | "render"): the texture cut-out when it is a front projection, else a render."""
     if source in ("auto", "texture"):
         got = _from_texture(body, head)
@@ -268,6 +288,7 @@ def head_picture(body: bpy.types.Object, head: Head, work_dir: str,
 
 
 # ---------------------------------------------------------------- landmarks on the mesh
+
 
 def place_landmarks(body: bpy.types.Object, head: Head, face: dict) -> dict[str, dict]:
     """Each landmark as a point on the front of the head (ray cast from the front), with its size in metres."""
@@ -293,6 +314,10 @@ def place_landmarks(body: bpy.types.Object, head: Head, face: dict) -> dict[str,
         else:  # a hole in the surface: the nearest head vertex in the view plane
             near = np.argmin(np.where(head.weight > 0.5, (co[:, 0] - x) ** 2 + (co[:, 2] - z) ** 2, np.inf))
             y = float(co[near, 1])
-        out[name] = {"co": np.array([x, y, z]), "w": lm["w"] * (x1 - x0), "h": lm["h"] * (z1 - z0),
-                     "source": lm["source"]}
+        out[name] = {
+            "co": np.array([x, y, z]),
+            "w": lm["w"] * (x1 - x0),
+            "h": lm["h"] * (z1 - z0),
+            "source": lm["source"],
+        }
     return out

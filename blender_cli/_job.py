@@ -15,6 +15,7 @@ run_job writes {"ok": true, "result": <main's dict>, "duration_s": x} or
 {"ok": false, "error": "...", "error_type": "...", "traceback": "..."} to the result path
 (temp file + rename) and exits 0 or 1.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ import os
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Set by _warm_server.py: the script runs inside a persistent Blender worker, so run_job must
 # return (with the exit code in LAST_CODE) instead of ending the process.
@@ -49,7 +51,7 @@ class JobError(Exception):
 
 
 def _job_path(argv: list[str]) -> str:
-    rest = argv[argv.index("--") + 1:] if "--" in argv else argv[1:]
+    rest = argv[argv.index("--") + 1 :] if "--" in argv else argv[1:]
     if len(rest) >= 2 and rest[0] == "--job":
         return rest[1]
     raise SystemExit("usage: SCRIPT -- --job JOB.json")
@@ -71,8 +73,13 @@ def run_job(main: Callable[[dict, str], dict]) -> None:
         out = {"ok": True, "result": result or {}, "duration_s": time.perf_counter() - start}
         code = 0
     except BaseException as e:  # report everything, including SystemExit from bpy ops
-        out = {"ok": False, "error": str(e) or type(e).__name__, "error_type": type(e).__name__,
-               "traceback": traceback.format_exc(), "duration_s": time.perf_counter() - start}
+        out = {
+            "ok": False,
+            "error": str(e) or type(e).__name__,
+            "error_type": type(e).__name__,
+            "traceback": traceback.format_exc(),
+            "duration_s": time.perf_counter() - start,
+        }
         code = 1
     write_json(job["result"], out)
     sys.stdout.flush()

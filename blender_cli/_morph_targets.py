@@ -12,10 +12,10 @@ VRMC_vrm.expressions.preset with morphTargetBinds and the override flags of core
 The exporter splits Blender vertices at UV seams and sharp edges, so glTF vertices are matched to
 Blender vertices by position (a KD tree; every copy of a split vertex gets the same offset).
 """
+
 from __future__ import annotations
 
 import numpy as np
-
 from _pack import load
 
 vrm_expr = load("comfy_avatar_vrm_expressions", "vrm/expressions.py")
@@ -57,7 +57,7 @@ def write_morphs(doc: dict, blob: bytes, payload: dict) -> tuple[dict, bytes]:
     from mathutils.kdtree import KDTree
 
     base = np.asarray(payload["verts"], dtype=np.float64)
-    gl_base = np.stack([base[:, 0], base[:, 2], -base[:, 1]], axis=1)   # Blender -> glTF axes
+    gl_base = np.stack([base[:, 0], base[:, 2], -base[:, 1]], axis=1)  # Blender -> glTF axes
     names = list(payload["targets"])
     deltas = [np.asarray(payload["targets"][n], dtype=np.float64) for n in names]
     gl_deltas = [np.stack([d[:, 0], d[:, 2], -d[:, 1]], axis=1) for d in deltas]
@@ -67,8 +67,12 @@ def write_morphs(doc: dict, blob: bytes, payload: dict) -> tuple[dict, bytes]:
     tree.balance()
 
     nodes = doc.get("nodes") or []
-    mesh_nodes = [i for i, n in enumerate(nodes) if n.get("mesh") is not None
-                  and (n.get("name") == payload["mesh"] or doc["meshes"][n["mesh"]].get("name") == payload["mesh"])]
+    mesh_nodes = [
+        i
+        for i, n in enumerate(nodes)
+        if n.get("mesh") is not None
+        and (n.get("name") == payload["mesh"] or doc["meshes"][n["mesh"]].get("name") == payload["mesh"])
+    ]
     if not mesh_nodes:
         mesh_nodes = [i for i, n in enumerate(nodes) if n.get("mesh") is not None and n.get("skin") is not None]
     if not mesh_nodes:
@@ -85,19 +89,27 @@ def write_morphs(doc: dict, blob: bytes, payload: dict) -> tuple[dict, bytes]:
         for d in gl_deltas:
             values = d[idx].astype(np.float32)
             moved = np.flatnonzero(np.abs(values).max(axis=1) > EPS)
-            acc = {"componentType": 5126, "count": len(pos), "type": "VEC3",
-                   "min": values.min(axis=0).tolist() if len(values) else [0, 0, 0],
-                   "max": values.max(axis=0).tolist() if len(values) else [0, 0, 0]}
+            acc = {
+                "componentType": 5126,
+                "count": len(pos),
+                "type": "VEC3",
+                "min": values.min(axis=0).tolist() if len(values) else [0, 0, 0],
+                "max": values.max(axis=0).tolist() if len(values) else [0, 0, 0],
+            }
             if len(moved):
                 itype = 5125 if len(pos) > 65535 else 5123
                 ind = moved.astype(np.uint32 if itype == 5125 else np.uint16).tobytes()
-                acc["sparse"] = {"count": int(len(moved)),
-                                 "indices": {"bufferView": out.view(ind), "componentType": itype},
-                                 "values": {"bufferView": out.view(values[moved].tobytes())}}
+                acc["sparse"] = {
+                    "count": int(len(moved)),
+                    "indices": {"bufferView": out.view(ind), "componentType": itype},
+                    "values": {"bufferView": out.view(values[moved].tobytes())},
+                }
             targets.append({"POSITION": out.accessor(acc)})
         prim["targets"] = targets
     if worst > 1e-4:
-        raise RuntimeError(f"face: exported vertices are {worst:.5f} m from the Blender mesh; cannot place morph targets")
+        raise RuntimeError(
+            f"face: exported vertices are {worst:.5f} m from the Blender mesh; cannot place morph targets"
+        )
     mesh["weights"] = [0.0] * len(names)
     mesh.setdefault("extras", {})["targetNames"] = names
     doc["buffers"][0]["byteLength"] = len(out.data) + (-len(out.data) % 4)
@@ -109,8 +121,9 @@ def write_morphs(doc: dict, blob: bytes, payload: dict) -> tuple[dict, bytes]:
         e = {"isBinary": False, "overrideBlink": blink, "overrideLookAt": look, "overrideMouth": mouth}
         binds = payload["binds"].get(preset) or []
         if binds:
-            e["morphTargetBinds"] = [{"node": node_index, "index": names.index(k), "weight": float(w)}
-                                     for k, w in binds if k in names]
+            e["morphTargetBinds"] = [
+                {"node": node_index, "index": names.index(k), "weight": float(w)} for k, w in binds if k in names
+            ]
         presets[preset] = e
     expressions = vrm.setdefault("expressions", {})
     expressions["preset"] = presets

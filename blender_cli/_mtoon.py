@@ -16,6 +16,7 @@ MToon node groups and then exports them back (measured: the material step plus t
 several times the whole face stage); the extension is a small, fully specified JSON object, and the
 file written here is exactly what the spec asks for, checked by the validator and by three-vrm.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -24,7 +25,7 @@ import os
 from _morph_targets import write_morphs
 from _pack import glb
 
-SHADE_VALUE = 0.62       # shade brightness relative to the base colour
+SHADE_VALUE = 0.62  # shade brightness relative to the base colour
 SHADE_SATURATION = 1.15
 SHADE_HUE_SHIFT = -0.02  # a touch towards blue/purple
 TOONY, SHIFT = 0.9, -0.05
@@ -33,8 +34,10 @@ TOONY, SHIFT = 0.9, -0.05
 def shade_colour(rgb: list[float]) -> list[float]:
     """A shade colour derived from a (linear) base colour."""
     h, s, v = colorsys.rgb_to_hsv(*[max(0.0, min(1.0, float(c))) for c in rgb[:3]])
-    return [round(c, 4) for c in colorsys.hsv_to_rgb((h + SHADE_HUE_SHIFT) % 1.0, min(1.0, s * SHADE_SATURATION),
-                                                      v * SHADE_VALUE)]
+    return [
+        round(c, 4)
+        for c in colorsys.hsv_to_rgb((h + SHADE_HUE_SHIFT) % 1.0, min(1.0, s * SHADE_SATURATION), v * SHADE_VALUE)
+    ]
 
 
 def mtoon_extension(material: dict) -> dict:
@@ -62,8 +65,10 @@ def mtoon_extension(material: dict) -> dict:
         "uvAnimationRotationSpeedFactor": 0.0,
     }
     if isinstance(pbr.get("baseColorTexture"), dict):
-        ext["shadeMultiplyTexture"] = {"index": pbr["baseColorTexture"]["index"],
-                                       "texCoord": pbr["baseColorTexture"].get("texCoord", 0)}
+        ext["shadeMultiplyTexture"] = {
+            "index": pbr["baseColorTexture"]["index"],
+            "texCoord": pbr["baseColorTexture"].get("texCoord", 0),
+        }
     return ext
 
 
@@ -79,8 +84,13 @@ def finish_file(path: str, mtoon: bool = True, extras: dict | None = None, morph
     for mat in (doc.get("materials") or []) if mtoon else []:
         ext = mtoon_extension(mat)
         mat.setdefault("extensions", {})["VRMC_materials_mtoon"] = ext
-        done.append({"material": mat.get("name", ""), "textured": "shadeMultiplyTexture" in ext,
-                     "shade_color": ext["shadeColorFactor"]})
+        done.append(
+            {
+                "material": mat.get("name", ""),
+                "textured": "shadeMultiplyTexture" in ext,
+                "shade_color": ext["shadeColorFactor"],
+            }
+        )
     if done:
         used = doc.setdefault("extensionsUsed", [])
         if "VRMC_materials_mtoon" not in used:

@@ -7,6 +7,7 @@ GLB container format - live in stdlib-only modules of the pack, and this module 
 very files, so there is one definition and no copy here. The runner already requires
 blender_cli/ to sit beside comfy_avatar_nodes/ (core/runtime/blender.py, SCRIPTS_DIR).
 """
+
 from __future__ import annotations
 
 import importlib.util

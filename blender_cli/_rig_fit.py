@@ -11,6 +11,7 @@ leg runs), fill in the rest from standard proportions, and put every joint at th
 middle of the body's depth at that point so bones lie inside the mesh (automatic weights
 need that).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,8 +50,10 @@ class Skeleton:
 
     def to_dict(self) -> dict:
         return {
-            "bones": {k: {"head": [round(float(x), 4) for x in h], "tail": [round(float(x), 4) for x in t]}
-                      for k, (h, t) in self.bones.items()},
+            "bones": {
+                k: {"head": [round(float(x), 4) for x in h], "tail": [round(float(x), 4) for x in t]}
+                for k, (h, t) in self.bones.items()
+            },
             "landmarks": {k: round(float(v), 4) for k, v in self.landmarks.items()},
             "fallbacks": list(self.fallbacks),
         }
@@ -188,8 +191,16 @@ def _leg_center(sil: Silhouette, z: float, x0: float, side: int) -> float:
     return best if best is not None else x0 + side * 0.06 * sil.height
 
 
-def _shoulder_from_arm_line(sil: Silhouette, S: np.ndarray, T: np.ndarray, x0: float, sgn: int, torso_w: float,
-                            landmarks: dict[str, float], side: str) -> np.ndarray:
+def _shoulder_from_arm_line(
+    sil: Silhouette,
+    S: np.ndarray,
+    T: np.ndarray,
+    x0: float,
+    sgn: int,
+    torso_w: float,
+    landmarks: dict[str, float],
+    side: str,
+) -> np.ndarray:
     """For a hanging (A-pose) arm: extend the arm's centre line up to the shoulder height.
 
     Rows between the hand and the armpit hold the arm as its own run; a line through those
@@ -225,7 +236,7 @@ def fit_skeleton(verts: np.ndarray, tris: np.ndarray) -> Skeleton:
     fallbacks: list[str] = []
 
     # Body midline: centre of the head (the top 8% of the figure).
-    top_rows = sil.mask[sil.row(zmin + 0.92 * H):]
+    top_rows = sil.mask[sil.row(zmin + 0.92 * H) :]
     cols = np.flatnonzero(top_rows.any(axis=0))
     x0 = sil.x(float(cols.mean())) if len(cols) else float(0.5 * (verts[:, 0].min() + verts[:, 0].max()))
     c0 = sil.col(x0)
@@ -256,8 +267,11 @@ def fit_skeleton(verts: np.ndarray, tris: np.ndarray) -> Skeleton:
 
     # Torso width: the narrowest central run between hips and chest (sleeves or arms touching
     # the chest widen single rows, the waist is torso only).
-    widths = [w for r in range(sil.row(crotch + 0.2 * torso_len), sil.row(crotch + 0.75 * torso_len) + 1)
-              if (w := _central_width(sil, r, c0)) > 0]
+    widths = [
+        w
+        for r in range(sil.row(crotch + 0.2 * torso_len), sil.row(crotch + 0.75 * torso_len) + 1)
+        if (w := _central_width(sil, r, c0)) > 0
+    ]
     torso_w = float(np.percentile(widths, 10)) * sil.cell if widths else 0.0
     if torso_w <= 0 or torso_w > 0.5 * H:
         torso_w = 0.2 * H
@@ -279,14 +293,28 @@ def fit_skeleton(verts: np.ndarray, tris: np.ndarray) -> Skeleton:
     bones: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     spine_a = hip + 0.3 * (shoulder - hip)
     chest_a = hip + 0.6 * (shoulder - hip)
-    chain = [("hips", hip, spine_a), ("spine", spine_a, chest_a), ("chest", chest_a, neck_base),
-             ("neck", neck_base, head_base), ("head", head_base, zmin + H)]
+    chain = [
+        ("hips", hip, spine_a),
+        ("spine", spine_a, chest_a),
+        ("chest", chest_a, neck_base),
+        ("neck", neck_base, head_base),
+        ("head", head_base, zmin + H),
+    ]
     for name, za, zb in chain:
         bones[name] = (P(x0, za), P(x0, zb))
     bones["head"][1][1] = bones["head"][0][1]  # keep the head bone vertical
 
-    landmarks = {"height": H, "midline_x": x0, "crotch_z": crotch, "hip_z": hip, "neck_z": neck,
-                 "shoulder_z": shoulder, "knee_z": knee, "ankle_z": ankle, "torso_width": torso_w}
+    landmarks = {
+        "height": H,
+        "midline_x": x0,
+        "crotch_z": crotch,
+        "hip_z": hip,
+        "neck_z": neck,
+        "shoulder_z": shoulder,
+        "knee_z": knee,
+        "ankle_z": ankle,
+        "torso_width": torso_w,
+    }
 
     for side, sgn in (("left", 1), ("right", -1)):
         # Legs: centres of the leg runs.
@@ -296,7 +324,9 @@ def fit_skeleton(verts: np.ndarray, tris: np.ndarray) -> Skeleton:
         # One depth for the whole leg (the knee's): a leg bent in depth would be straightened by
         # the T-pose step and tilt the foot; the foot's own forward reach must not pull the ankle.
         leg_y = depth_mid(knee_x, knee)
-        hip_p, knee_p, ankle_p = (np.array([x, leg_y, z]) for x, z in ((leg_x_top, hip), (knee_x, knee), (ankle_x, ankle)))
+        hip_p, knee_p, ankle_p = (
+            np.array([x, leg_y, z]) for x, z in ((leg_x_top, hip), (knee_x, knee), (ankle_x, ankle))
+        )
         bones[f"{side}UpperLeg"] = (hip_p, knee_p)
         bones[f"{side}LowerLeg"] = (knee_p, ankle_p)
         foot_near = (np.abs(verts[:, 0] - ankle_x) < 0.06 * H) & (verts[:, 2] < zmin + 2 * (ankle - zmin))
@@ -309,9 +339,11 @@ def fit_skeleton(verts: np.ndarray, tris: np.ndarray) -> Skeleton:
         # Arms: shoulder joint at the torso edge, hand tip at the lateral extreme.
         S = np.array([x0 + sgn * shoulder_dx, shoulder])
         zlo, zhi = sil.row(knee), sil.row(neck)
-        region = sil.mask[zlo:zhi + 1]
+        region = sil.mask[zlo : zhi + 1]
         cols_occ = np.flatnonzero(region.any(axis=0))
-        side_cols = cols_occ[(sil.x(0) + cols_occ * sil.cell - x0) * sgn > 0.5 * torso_w * 1.05] if len(cols_occ) else cols_occ
+        side_cols = (
+            cols_occ[(sil.x(0) + cols_occ * sil.cell - x0) * sgn > 0.5 * torso_w * 1.05] if len(cols_occ) else cols_occ
+        )
         T = None
         if len(side_cols):
             ext_col = side_cols.max() if sgn > 0 else side_cols.min()

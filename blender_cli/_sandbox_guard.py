@@ -21,42 +21,119 @@ Every refusal raises PermissionError("sandbox: ...") in the script AND writes on
 "SANDBOX BLOCKED: ..." to fd 2, which the parent reads from the log even if the script
 swallows the exception.
 """
+
 from __future__ import annotations
 
 import builtins
 import os
 import sys
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 BLOCK_PREFIX = "SANDBOX BLOCKED: "
 
 # Operator families that run code, open URLs/paths, touch preferences/extensions (network),
 # render to scene.render.filepath, or write files to paths they do not take as an argument.
 DENY_OPS = (
-    "script.", "text.", "preferences.", "extensions.", "wm.url_open", "wm.path_open", "wm.doc_view",
-    "wm.save_userpref", "wm.read_userpref", "wm.save_homefile", "wm.quit_blender", "wm.recover",
-    "wm.revert_mainfile", "render.", "image.save", "image.save_all_modified", "image.save_sequence",
-    "file.", "sound.", "wm.console_toggle", "wm.call_panel",
+    "script.",
+    "text.",
+    "preferences.",
+    "extensions.",
+    "wm.url_open",
+    "wm.path_open",
+    "wm.doc_view",
+    "wm.save_userpref",
+    "wm.read_userpref",
+    "wm.save_homefile",
+    "wm.quit_blender",
+    "wm.recover",
+    "wm.revert_mainfile",
+    "render.",
+    "image.save",
+    "image.save_all_modified",
+    "image.save_sequence",
+    "file.",
+    "sound.",
+    "wm.console_toggle",
+    "wm.call_panel",
 )
 PATH_KEYS = ("filepath", "directory", "filename", "path", "files", "dirpath", "filter_folder")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_NET_EVENTS = ("http.client.", "urllib.", "ftplib.", "smtplib.", "poplib.", "imaplib.", "nntplib.",
-               "telnetlib.", "webbrowser.", "ssl.")
-_PROC_EVENTS = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.startfile",
-                "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill")
+_NET_EVENTS = (
+    "http.client.",
+    "urllib.",
+    "ftplib.",
+    "smtplib.",
+    "poplib.",
+    "imaplib.",
+    "nntplib.",
+    "telnetlib.",
+    "webbrowser.",
+    "ssl.",
+)
+_PROC_EVENTS = (
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "os.startfile",
+    "subprocess.Popen",
+    "pty.spawn",
+    "os.kill",
+    "os.killpg",
+    "signal.pthread_kill",
+)
 _FS_EVENTS = {  # event -> indexes of path arguments that must stay inside the work dir
-    "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1), "os.link": (0, 1),
-    "os.symlink": (1,), "os.chmod": (0,), "os.chown": (0,), "os.chflags": (0,), "os.lchflags": (0,),
-    "os.lchmod": (0,), "os.lchown": (0,), "os.truncate": (0,), "os.utime": (0,), "os.mkfifo": (0,),
-    "os.mknod": (0,), "os.removexattr": (0,), "os.setxattr": (0,), "os.chdir": (0,),
-    "shutil.copyfile": (1,), "shutil.copymode": (1,), "shutil.copystat": (1,), "shutil.copytree": (1,),
-    "shutil.rmtree": (0,), "shutil.move": (0, 1), "shutil.chown": (0,), "shutil.make_archive": (0,),
-    "shutil.unpack_archive": (1,), "tempfile.mkstemp": (0,), "tempfile.mkdtemp": (0,),
+    "os.remove": (0,),
+    "os.rmdir": (0,),
+    "os.mkdir": (0,),
+    "os.rename": (0, 1),
+    "os.link": (0, 1),
+    "os.symlink": (1,),
+    "os.chmod": (0,),
+    "os.chown": (0,),
+    "os.chflags": (0,),
+    "os.lchflags": (0,),
+    "os.lchmod": (0,),
+    "os.lchown": (0,),
+    "os.truncate": (0,),
+    "os.utime": (0,),
+    "os.mkfifo": (0,),
+    "os.mknod": (0,),
+    "os.removexattr": (0,),
+    "os.setxattr": (0,),
+    "os.chdir": (0,),
+    "shutil.copyfile": (1,),
+    "shutil.copymode": (1,),
+    "shutil.copystat": (1,),
+    "shutil.copytree": (1,),
+    "shutil.rmtree": (0,),
+    "shutil.move": (0, 1),
+    "shutil.chown": (0,),
+    "shutil.make_archive": (0,),
+    "shutil.unpack_archive": (1,),
+    "tempfile.mkstemp": (0,),
+    "tempfile.mkdtemp": (0,),
 }
-_DENY_EVENTS = ("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.addaudithook",
-                "sys.setprofile", "sys.settrace", "cpython._PySys_ClearAuditHooks", "os.setuid", "os.setgid",
-                "resource.setrlimit", "resource.prlimit", "os.sched_setaffinity", "mmap.__new__",
-                "sys.remote_exec", "winreg.")
+_DENY_EVENTS = (
+    "gc.get_objects",
+    "gc.get_referrers",
+    "gc.get_referents",
+    "sys.addaudithook",
+    "sys.setprofile",
+    "sys.settrace",
+    "cpython._PySys_ClearAuditHooks",
+    "os.setuid",
+    "os.setgid",
+    "resource.setrlimit",
+    "resource.prlimit",
+    "os.sched_setaffinity",
+    "mmap.__new__",
+    "sys.remote_exec",
+    "winreg.",
+)
 
 
 def _real(path: Any) -> str | None:
@@ -72,8 +149,9 @@ def _under(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def install_audit_hook(work_dir: str, *, extra_write: Iterable[str] = (), read_roots: Iterable[str] = (),
-                       dll_roots: Iterable[str] = ()) -> None:
+def install_audit_hook(
+    work_dir: str, *, extra_write: Iterable[str] = (), read_roots: Iterable[str] = (), dll_roots: Iterable[str] = ()
+) -> None:
     """Add the process-wide audit hook. Call once, before running untrusted code."""
     write_roots = tuple(os.path.realpath(p) for p in (work_dir, *extra_write))
     reads = tuple(sorted({os.path.realpath(p) for p in (*write_roots, *read_roots) if p}))
@@ -128,8 +206,12 @@ def install_audit_hook(work_dir: str, *, extra_write: Iterable[str] = (), read_r
                 if p and _under(p, dlls):
                     return
                 deny(f"loading native library {args[0] if args else '?'} (ctypes)")
-            if event == "ctypes.dlsym" and len(args) > 1 and isinstance(args[1], str) \
-                    and args[1].startswith(("encoder", "decoder")):
+            if (
+                event == "ctypes.dlsym"
+                and len(args) > 1
+                and isinstance(args[1], str)
+                and args[1].startswith(("encoder", "decoder"))
+            ):
                 return  # Draco mesh compression bundled with the glTF exporter
             deny(f"native code access ({event})")
         if event.startswith(deny_events):
@@ -194,8 +276,28 @@ def restricted_builtins(allowed_imports: Iterable[str]) -> dict[str, Any]:
             raise ImportError(f"sandbox: {msg}")
         return real_import(name, globals, locals, fromlist, level)
 
-    safe = {k: v for k, v in vars(builtins).items()
-            if k not in ("open", "exec", "eval", "compile", "input", "breakpoint", "__import__", "help",
-                         "exit", "quit", "globals", "locals", "vars", "memoryview", "__loader__", "__spec__")}
+    safe = {
+        k: v
+        for k, v in vars(builtins).items()
+        if k
+        not in (
+            "open",
+            "exec",
+            "eval",
+            "compile",
+            "input",
+            "breakpoint",
+            "__import__",
+            "help",
+            "exit",
+            "quit",
+            "globals",
+            "locals",
+            "vars",
+            "memoryview",
+            "__loader__",
+            "__spec__",
+        )
+    }
     safe["__import__"] = guarded_import
     return safe

@@ -5,6 +5,7 @@ pose by applying the armature modifier (_vrm_common.apply_t_pose). A rigged inpu
 face keys must survive that (they win over generated ones, _expressions.py), so each key's shape is
 evaluated through the pose first and put back, posed, once the modifier is applied.
 """
+
 from __future__ import annotations
 
 import bpy

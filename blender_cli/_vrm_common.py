@@ -13,13 +13,13 @@ has a skeleton and skin weights):
 Errors are JobErrors whose message starts with the input's name ("mesh: ...", "meta.name: ..."):
 core/ turns that prefix into the AvatarError's "what".
 """
+
 from __future__ import annotations
 
 import os
 
 import bpy
 import numpy as np
-
 from _expressions import add_face, face_summary
 from _job import JobError
 from _mtoon import finish_file
@@ -33,12 +33,18 @@ IMPORTERS = {
     ".fbx": lambda p: bpy.ops.import_scene.fbx(filepath=p),
 }
 
-META_TEXT = {"name": "vrm_name", "version": "version", "copyright_information": "copyright_information",
-             "contact_information": "contact_information", "third_party_licenses": "third_party_licenses",
-             "other_license_url": "other_license_url"}
+META_TEXT = {
+    "name": "vrm_name",
+    "version": "version",
+    "copyright_information": "copyright_information",
+    "contact_information": "contact_information",
+    "third_party_licenses": "third_party_licenses",
+    "other_license_url": "other_license_url",
+}
 
 
 # ---------------------------------------------------------------- input files
+
 
 def input_ext(path: str, what: str, importers: dict | None = None) -> str:
     """The file's extension after checking it exists and can be imported; JobError "<what>: ..." if not."""
@@ -49,8 +55,10 @@ def input_ext(path: str, what: str, importers: dict | None = None) -> str:
         raise JobError(f"{what}: file {path} does not exist")
     ext = os.path.splitext(path)[1].lower()
     if ext not in importers:
-        raise JobError(f"{what}: {os.path.basename(path)} has an unsupported extension {ext!r} "
-                       f"(use one of {', '.join(sorted(importers))})")
+        raise JobError(
+            f"{what}: {os.path.basename(path)} has an unsupported extension {ext!r} "
+            f"(use one of {', '.join(sorted(importers))})"
+        )
     return ext
 
 
@@ -61,8 +69,9 @@ def import_file(path: str, what: str, importers: dict | None = None) -> None:
     try:
         result = importers[ext](path)
     except Exception as e:  # importers raise RuntimeError with their own message
-        raise JobError(f"{what}: {os.path.basename(path)} could not be read as {ext[1:].upper()} "
-                       f"({str(e).strip()})") from None
+        raise JobError(
+            f"{what}: {os.path.basename(path)} could not be read as {ext[1:].upper()} ({str(e).strip()})"
+        ) from None
     if result != {"FINISHED"}:
         raise JobError(f"{what}: the {ext[1:].upper()} importer gave {result} for {os.path.basename(path)}")
 
@@ -75,8 +84,11 @@ def bone_shapes() -> set[bpy.types.Object]:
 def scene_meshes() -> list[bpy.types.Object]:
     """Mesh objects with faces that are in the scene, bone shapes left out."""
     scene_objects, shapes = set(bpy.context.scene.objects), bone_shapes()
-    return [o for o in bpy.data.objects if o.type == "MESH" and o in scene_objects and o not in shapes
-            and len(o.data.polygons) > 0]
+    return [
+        o
+        for o in bpy.data.objects
+        if o.type == "MESH" and o in scene_objects and o not in shapes and len(o.data.polygons) > 0
+    ]
 
 
 def join_meshes(meshes: list[bpy.types.Object], name: str = "Body") -> bpy.types.Object:
@@ -107,6 +119,7 @@ def tris(me: bpy.types.Mesh) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- weights
+
 
 def segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ab = b - a
@@ -157,11 +170,15 @@ def finish_weights(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
     bad = int((np.abs(sums - 1.0) > 1e-3).sum())
     if bad:
         raise JobError(f"weights: {bad} vertices still have weights not summing to 1 after the fix")
-    return {"unweighted_before_fix": int(len(unweighted)), "weight_sum_min": float(sums.min()),
-            "weight_sum_max": float(sums.max())}
+    return {
+        "unweighted_before_fix": int(len(unweighted)),
+        "weight_sum_min": float(sums.min()),
+        "weight_sum_max": float(sums.max()),
+    }
 
 
 # ---------------------------------------------------------------- VRM humanoid + meta
+
 
 def check_meta(meta: dict) -> dict:
     """Validated meta values (before any work is done): name, authors, enums, flags, texts."""
@@ -268,6 +285,7 @@ def apply_t_pose(body: bpy.types.Object, arm: bpy.types.Object) -> dict:
 
 # ---------------------------------------------------------------- export
 
+
 def export_vrm(arm: bpy.types.Object, out: str) -> int:
     out_dir = os.path.dirname(os.path.abspath(out)) or "."
     os.makedirs(out_dir, exist_ok=True)
@@ -284,8 +302,9 @@ def export_vrm(arm: bpy.types.Object, out: str) -> int:
     return os.path.getsize(out)
 
 
-def pose_and_export(body: bpy.types.Object, arm: bpy.types.Object, out: str, timer, face: dict | None = None,
-                    work_dir: str = "") -> dict:
+def pose_and_export(
+    body: bpy.types.Object, arm: bpy.types.Object, out: str, timer, face: dict | None = None, work_dir: str = ""
+) -> dict:
     """The last steps every VRM-writing script shares: the VRM T-pose made the rest pose, the face
     (expressions, lookAt, firstPerson: _expressions.add_face) and the material (MToon unless
     face["material"] is "pbr"), the VRM export, then what the written avatar is (the result keys
@@ -307,11 +326,19 @@ def pose_and_export(body: bpy.types.Object, arm: bpy.types.Object, out: str, tim
     v = verts(me)
     dims = (v.max(axis=0) - v.min(axis=0)).tolist()
     me.calc_loop_triangles()
-    return {"out": os.path.abspath(out), "file_size": size, "bone_count": len(arm.data.bones),
-            "bone_names": [b.name for b in arm.data.bones], "vertices": len(me.vertices), "faces": len(me.polygons),
-            "triangles": len(me.loop_triangles),
-            "dimensions_m": {"x": round(dims[0], 4), "y": round(dims[2], 4), "z": round(dims[1], 4)},
-            "materials": [m.name for m in me.materials if m], "uv_layers": [uv.name for uv in me.uv_layers], **pose}
+    return {
+        "out": os.path.abspath(out),
+        "file_size": size,
+        "bone_count": len(arm.data.bones),
+        "bone_names": [b.name for b in arm.data.bones],
+        "vertices": len(me.vertices),
+        "faces": len(me.polygons),
+        "triangles": len(me.loop_triangles),
+        "dimensions_m": {"x": round(dims[0], 4), "y": round(dims[2], 4), "z": round(dims[1], 4)},
+        "materials": [m.name for m in me.materials if m],
+        "uv_layers": [uv.name for uv in me.uv_layers],
+        **pose,
+    }
 
 
 def enable_vrm_addon() -> None:
@@ -323,5 +350,7 @@ def enable_vrm_addon() -> None:
     except Exception as e:  # a missing module raises (ModuleNotFoundError) or only logs
         problem = f" ({str(e).strip()})"
     if "vrm" not in dir(bpy.ops.export_scene):
-        raise JobError("Blender runtime: the VRM add-on (io_scene_vrm, pip bpy-vrm-format) is not available "
-                       f"in this Blender{problem}; run install.py to add it")
+        raise JobError(
+            "Blender runtime: the VRM add-on (io_scene_vrm, pip bpy-vrm-format) is not available "
+            f"in this Blender{problem}; run install.py to add it"
+        )

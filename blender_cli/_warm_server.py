@@ -24,6 +24,7 @@ What keeps one job from changing the next one's output:
 A crash (segfault) ends this process; the parent fails that job and starts a fresh worker.
 Untrusted, model-written scripts never come here (core/runtime/warm_blender.py refuses them).
 """
+
 from __future__ import annotations
 
 import json
@@ -121,9 +122,17 @@ def main() -> None:
     _reset(bpy)
     keep = set(sys.modules)  # bpy, numpy, the add-on, _job: everything a fresh job finds loaded
     jobs = 0
-    chan.send({"event": "ready", "ok": True, "protocol": 1, "pid": os.getpid(),
-               "bpy": bpy.app.version_string, "startup_s": round(time.perf_counter() - start, 3),
-               "rss_bytes": _rss_bytes()})
+    chan.send(
+        {
+            "event": "ready",
+            "ok": True,
+            "protocol": 1,
+            "pid": os.getpid(),
+            "bpy": bpy.app.version_string,
+            "startup_s": round(time.perf_counter() - start, 3),
+            "rss_bytes": _rss_bytes(),
+        }
+    )
     for raw in sys.stdin:
         try:
             req = json.loads(raw)
@@ -141,8 +150,15 @@ def main() -> None:
         try:
             out = _run(bpy, _job, dict(req.get("args") or {}), keep)
         except Exception as e:  # noqa: BLE001 - the worker itself failed around the job
-            chan.send({"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}", "error_kind": "exception",
-                       "traceback": traceback.format_exc()})
+            chan.send(
+                {
+                    "id": rid,
+                    "ok": False,
+                    "error": f"{type(e).__name__}: {e}",
+                    "error_kind": "exception",
+                    "traceback": traceback.format_exc(),
+                }
+            )
             continue
         jobs += 1
         out.update(jobs=jobs, rss_bytes=_rss_bytes())

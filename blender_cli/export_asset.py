@@ -20,6 +20,7 @@ Every output is written into a staging folder inside out_dir first and renamed i
 after all of them succeeded, so a failure leaves no partial set (the staging folder is removed).
 An OBJ comes with its .mtl and the textures it names (<obj stem>_<image>.png).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
-
 from _job import JobError, Timer, run_job  # noqa: E402
 from _pack import glb  # noqa: E402
 
@@ -53,14 +53,16 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 # ---------------------------------------------------------------- arguments
 
+
 def check_args(args: dict) -> dict:
     src = str(args.get("src") or "")
     if not src or not os.path.isfile(src):
         raise JobError(f"src: file {src!r} does not exist")
     ext = os.path.splitext(src)[1].lower()
     if ext not in SOURCES:
-        raise JobError(f"src: {os.path.basename(src)} has an unsupported extension {ext!r} "
-                       f"(use one of {', '.join(SOURCES)})")
+        raise JobError(
+            f"src: {os.path.basename(src)} has an unsupported extension {ext!r} (use one of {', '.join(SOURCES)})"
+        )
     out_dir = str(args.get("out_dir") or "")
     if not out_dir:
         raise JobError("out_dir: not given")
@@ -87,12 +89,20 @@ def check_args(args: dict) -> dict:
     metadata = args.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise JobError("metadata: must be a JSON object")
-    return {"src": os.path.abspath(src), "ext": ext, "out_dir": os.path.abspath(out_dir), "stem": stem,
-            "formats": list(dict.fromkeys(formats)), "lods": sorted(set(lods), reverse=True),
-            "preview": preview or None, "metadata": metadata}
+    return {
+        "src": os.path.abspath(src),
+        "ext": ext,
+        "out_dir": os.path.abspath(out_dir),
+        "stem": stem,
+        "formats": list(dict.fromkeys(formats)),
+        "lods": sorted(set(lods), reverse=True),
+        "preview": preview or None,
+        "metadata": metadata,
+    }
 
 
 # ---------------------------------------------------------------- import
+
 
 def enable_vrm_addon(required: bool) -> bool:
     if "vrm" in dir(bpy.ops.import_scene):
@@ -104,8 +114,10 @@ def enable_vrm_addon(required: bool) -> bool:
         problem = f" ({str(e).strip()})"
     ok = "vrm" in dir(bpy.ops.import_scene)
     if required and not ok:
-        raise JobError("Blender runtime: the VRM add-on (io_scene_vrm, pip bpy-vrm-format) is not available "
-                       f"in this Blender{problem}; run install.py to add it")
+        raise JobError(
+            "Blender runtime: the VRM add-on (io_scene_vrm, pip bpy-vrm-format) is not available "
+            f"in this Blender{problem}; run install.py to add it"
+        )
     return ok
 
 
@@ -159,6 +171,7 @@ def evaluated_stats(meshes: list[bpy.types.Object]) -> tuple[int, int, np.ndarra
 
 # ---------------------------------------------------------------- metadata
 
+
 def _idprop(value):
     """IDProperties hold str/int/float/bool (and flat number lists); anything else goes in as JSON."""
     if isinstance(value, (str, bool, int, float)):
@@ -181,9 +194,13 @@ def set_metadata(metadata: dict) -> list[str]:
 def custom_properties() -> dict:
     """Plain custom properties (str/number/bool) already on the scene and its objects: what a
     .blend or FBX source carries (e.g. metadata an earlier export wrote)."""
+
     def plain(idblock) -> dict:
-        return {k: idblock[k] for k in idblock.keys()
-                if not k.startswith("_") and isinstance(idblock[k], (str, int, float, bool))}
+        return {
+            k: idblock[k]
+            for k in idblock.keys()  # noqa: SIM118 - a Blender ID iterates its data, not its keys
+            if not k.startswith("_") and isinstance(idblock[k], (str, int, float, bool))
+        }
 
     scene = bpy.context.scene
     objects = {o.name: props for o in scene.objects if (props := plain(o))}
@@ -197,7 +214,9 @@ def patch_glb_extras(path: str, extras: dict) -> None:
     try:
         doc, blob = glb.read_glb(data)
     except glb.GltfError as e:
-        raise JobError(f"export: {os.path.basename(path)} is not a GLB the exporter should have written ({e})") from None
+        raise JobError(
+            f"export: {os.path.basename(path)} is not a GLB the exporter should have written ({e})"
+        ) from None
     asset = doc.setdefault("asset", {"version": "2.0"})
     asset["extras"] = {**(asset.get("extras") or {}), **extras}
     with open(path, "wb") as f:
@@ -208,11 +227,16 @@ def glb_summary(path: str) -> dict:
     with open(path, "rb") as f:
         doc, _blob = glb.read_glb(f.read())
     skins = doc.get("skins") or []
-    return {"skins": len(skins), "joints": sum(len(s.get("joints") or []) for s in skins),
-            "meshes": len(doc.get("meshes") or []), "images": len(doc.get("images") or [])}
+    return {
+        "skins": len(skins),
+        "joints": sum(len(s.get("joints") or []) for s in skins),
+        "meshes": len(doc.get("meshes") or []),
+        "images": len(doc.get("images") or []),
+    }
 
 
 # ---------------------------------------------------------------- previews
+
 
 def render_previews(meshes: list[bpy.types.Object], preview: dict, staging: str, stem: str) -> list[dict]:
     scene = bpy.context.scene
@@ -270,6 +294,7 @@ def render_previews(meshes: list[bpy.types.Object], preview: dict, staging: str,
 
 # ---------------------------------------------------------------- levels of detail
 
+
 class Lod:
     """Decimate every mesh to ``ratio`` on copies of their data; restore the originals on exit."""
 
@@ -278,7 +303,7 @@ class Lod:
         self.saved: list[tuple[bpy.types.Object, bpy.types.Mesh]] = []
         self.dropped_shape_keys: list[str] = []
 
-    def __enter__(self) -> "Lod":
+    def __enter__(self) -> Lod:
         if self.ratio >= 1.0:
             return self
         for obj in self.meshes:
@@ -309,6 +334,7 @@ class Lod:
 
 
 # ---------------------------------------------------------------- exporters
+
 
 def _image_bytes(img: bpy.types.Image) -> tuple[bytes, str] | None:
     """The image file as stored (packed bytes or the file on disk) and its extension."""
@@ -380,16 +406,36 @@ def _obj_textures(obj_path: str) -> list[str]:
 def export_one(fmt: str, path: str) -> list[str]:
     """Write ``path`` (staging) in ``fmt``; returns companion files written beside it."""
     if fmt == "glb":
-        result = bpy.ops.export_scene.gltf(filepath=path, export_format="GLB", export_yup=True, export_apply=True,
-                                           export_skins=True, export_extras=False, export_cameras=False,
-                                           export_lights=False)
+        result = bpy.ops.export_scene.gltf(
+            filepath=path,
+            export_format="GLB",
+            export_yup=True,
+            export_apply=True,
+            export_skins=True,
+            export_extras=False,
+            export_cameras=False,
+            export_lights=False,
+        )
     elif fmt == "fbx":
-        result = bpy.ops.export_scene.fbx(filepath=path, object_types={"ARMATURE", "MESH", "EMPTY"},
-                                          use_custom_props=True, add_leaf_bones=False, bake_anim=False,
-                                          path_mode="COPY", embed_textures=True, mesh_smooth_type="FACE")
+        result = bpy.ops.export_scene.fbx(
+            filepath=path,
+            object_types={"ARMATURE", "MESH", "EMPTY"},
+            use_custom_props=True,
+            add_leaf_bones=False,
+            bake_anim=False,
+            path_mode="COPY",
+            embed_textures=True,
+            mesh_smooth_type="FACE",
+        )
     elif fmt == "obj":
-        result = bpy.ops.wm.obj_export(filepath=path, export_materials=True, path_mode="STRIP",
-                                       apply_modifiers=True, export_uv=True, export_normals=True)
+        result = bpy.ops.wm.obj_export(
+            filepath=path,
+            export_materials=True,
+            path_mode="STRIP",
+            apply_modifiers=True,
+            export_uv=True,
+            export_normals=True,
+        )
     else:
         bpy.ops.file.pack_all()
         result = bpy.ops.wm.save_as_mainfile(filepath=path, copy=True, compress=True, check_existing=False)
@@ -441,14 +487,22 @@ def main(args: dict, work_dir: str) -> dict:
                     path = os.path.join(staging, file_name(a["stem"], i, len(a["lods"]), fmt))
                     t0 = time.perf_counter()
                     companions = export_one(fmt, path)
-                    entry = {"format": fmt, "lod": i, "lod_ratio": ratio, "triangles": tris, "vertices": verts,
-                             "path": path, "companions": companions}
+                    entry = {
+                        "format": fmt,
+                        "lod": i,
+                        "lod_ratio": ratio,
+                        "triangles": tris,
+                        "vertices": verts,
+                        "path": path,
+                        "companions": companions,
+                    }
                     if fmt == "glb":
                         patch_glb_extras(path, a["metadata"])
                         entry.update(glb_summary(path))
                     entry["seconds"] = round(time.perf_counter() - t0, 4)
                     files.append(entry)
                     timer.lap(f"export_{fmt}")
+
         # Everything is written: move it into out_dir (one rename per file, same folder tree).
         def commit(path: str) -> str:
             final = os.path.join(a["out_dir"], os.path.basename(path))
@@ -469,8 +523,13 @@ def main(args: dict, work_dir: str) -> dict:
         "src": a["src"],
         "files": files,
         "previews": previews,
-        "input": {"triangles": tris_in, "vertices": verts_in, "meshes": [o.name for o in meshes],
-                  "armatures": armatures, "custom_properties": props_in},
+        "input": {
+            "triangles": tris_in,
+            "vertices": verts_in,
+            "meshes": [o.name for o in meshes],
+            "armatures": armatures,
+            "custom_properties": props_in,
+        },
         "metadata_on": roots,
         "warnings": warnings,
         "timings_s": timer.steps,

@@ -23,6 +23,7 @@ weights kept; vertices without a weight get the nearest bone, <= 4 influences, n
 VRM humanoid (optional bones the add-on refuses are dropped and reported) + meta -> the add-on's
 T-pose made the rest pose -> export.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,11 +34,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
-
 from _job import JobError, Timer, run_job  # noqa: E402
 from _pack import vrm_spec  # noqa: E402
-from _vrm_common import (IMPORTERS, assign_humanoid, check_meta, enable_vrm_addon, finish_weights,  # noqa: E402
-                         import_file, input_ext, join_meshes, pose_and_export, scene_meshes, set_meta, verts)
+from _vrm_common import (  # noqa: E402
+    IMPORTERS,
+    assign_humanoid,
+    check_meta,
+    enable_vrm_addon,
+    finish_weights,
+    import_file,
+    input_ext,
+    join_meshes,
+    pose_and_export,
+    scene_meshes,
+    set_meta,
+    verts,
+)
 
 RIGGED_IMPORTERS = {ext: IMPORTERS[ext] for ext in (".glb", ".gltf", ".fbx")}
 SNAP_DEG = 30.0
@@ -54,6 +66,7 @@ def check_humanoid(humanoid: object) -> dict[str, str]:
 
 # ---------------------------------------------------------------- import
 
+
 def load_rig(path: str, humanoid: dict[str, str]) -> tuple[bpy.types.Object, list[bpy.types.Object], list[str]]:
     """The armature holding the mapped bones and the meshes that go with it (+ warnings)."""
     name = os.path.basename(path)
@@ -61,15 +74,18 @@ def load_rig(path: str, humanoid: dict[str, str]) -> tuple[bpy.types.Object, lis
     scene_objects = set(bpy.context.scene.objects)
     arms = [o for o in bpy.data.objects if o.type == "ARMATURE" and o in scene_objects and len(o.data.bones)]
     if not arms:
-        raise JobError(f"rigged: {name} contains no armature (no skeleton with bones); rig the mesh first "
-                       "(Auto-rig (UniRig) or Rig + Export VRM (CPU template rig))")
+        raise JobError(
+            f"rigged: {name} contains no armature (no skeleton with bones); rig the mesh first "
+            "(Auto-rig (UniRig) or Rig + Export VRM (CPU template rig))"
+        )
     arm = max(arms, key=lambda a: sum(1 for b in humanoid.values() if b in a.data.bones))
     absent = [f"{vrm} -> {bone}" for vrm, bone in humanoid.items() if bone not in arm.data.bones]
     if absent:
         have = [b.name for b in arm.data.bones]
         shown = ", ".join(have[:12]) + (f" ... ({len(have)} in all)" if len(have) > 12 else "")
-        raise JobError(f"mapping: names bones that are not in the armature of {name}: {', '.join(absent)} "
-                       f"(its bones: {shown})")
+        raise JobError(
+            f"mapping: names bones that are not in the armature of {name}: {', '.join(absent)} (its bones: {shown})"
+        )
     warnings: list[str] = []
     meshes = []
     for obj in scene_meshes():
@@ -128,8 +144,11 @@ def bake_transforms(arm: bpy.types.Object, meshes: list[bpy.types.Object]) -> di
         if obj is not arm and obj not in meshes:
             bpy.data.objects.remove(obj, do_unlink=True)
     bpy.context.view_layer.update()
-    return {"shape_keys_in": shape_keys, "bone_parented_meshes": bone_parented,
-            "armature_scale_in": round(float(world.to_scale()[0]), 6)}
+    return {
+        "shape_keys_in": shape_keys,
+        "bone_parented_meshes": bone_parented,
+        "armature_scale_in": round(float(world.to_scale()[0]), 6),
+    }
 
 
 def rename_bones(arm: bpy.types.Object, humanoid: dict[str, str]) -> dict[str, str]:
@@ -148,11 +167,13 @@ def rename_bones(arm: bpy.types.Object, humanoid: dict[str, str]) -> dict[str, s
 
 # ---------------------------------------------------------------- placement
 
+
 def _unit(v: np.ndarray) -> np.ndarray:
     n = float(np.linalg.norm(v))
     if n < 1e-9:
-        raise JobError("mapping: the mapped bones do not span the figure (hips and head, or left and right, "
-                       "sit at one point)")
+        raise JobError(
+            "mapping: the mapped bones do not span the figure (hips and head, or left and right, sit at one point)"
+        )
     return v / n
 
 
@@ -178,10 +199,14 @@ def orientation(arm: bpy.types.Object, humanoid: dict[str, str]) -> tuple[np.nda
         up, left = snapped_up, snapped_left
     front = np.cross(left, up)
     src = np.stack([left, front, up], axis=1)  # columns: the figure's left, front, up
-    rot = np.diag([1.0, -1.0, 1.0]) @ src.T     # -> +X, -Y (front), +Z
-    info = {"up_in": [round(float(x), 4) for x in up], "left_in": [round(float(x), 4) for x in left],
-            "front_in": [round(float(x), 4) for x in front], "snapped_to_axes": bool(snapped),
-            "rotated": not np.allclose(rot, np.eye(3), atol=1e-6)}
+    rot = np.diag([1.0, -1.0, 1.0]) @ src.T  # -> +X, -Y (front), +Z
+    info = {
+        "up_in": [round(float(x), 4) for x in up],
+        "left_in": [round(float(x), 4) for x in left],
+        "front_in": [round(float(x), 4) for x in front],
+        "snapped_to_axes": bool(snapped),
+        "rotated": not np.allclose(rot, np.eye(3), atol=1e-6),
+    }
     return rot, info
 
 
@@ -205,12 +230,18 @@ def place(body: bpy.types.Object, arm: bpy.types.Object, humanoid: dict[str, str
     body.data.update()
     arm.data.transform(matrix)
     bpy.context.view_layer.update()
-    info.update({"height_in": round(height, 5), "scale": round(scale, 6),
-                 "rotation": [[round(float(x), 4) for x in row] for row in rot]})
+    info.update(
+        {
+            "height_in": round(height, 5),
+            "scale": round(scale, 6),
+            "rotation": [[round(float(x), 4) for x in row] for row in rot],
+        }
+    )
     return info
 
 
 # ---------------------------------------------------------------- humanoid
+
 
 def hierarchy_problems(arm: bpy.types.Object, humanoid: dict[str, str]) -> list[str]:
     """Required bones whose VRM parent bone is not above them in the skeleton."""
@@ -247,6 +278,7 @@ def assign(arm: bpy.types.Object, humanoid: dict[str, str]) -> tuple[dict[str, s
 
 
 # ---------------------------------------------------------------- main
+
 
 def main(args: dict, work_dir: str) -> dict:
     timer = Timer()

@@ -18,6 +18,7 @@ The contract the script sees (also stated in the coder prompt, core/llm/script_w
   read-only or absent; a script may export to PATH itself (the executor exports again from
   the same scene).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,24 +48,50 @@ def _print_script_traceback(exc: BaseException) -> None:
     so the log tail the repair loop sends back shows the failing line and its source."""
     frames = traceback.extract_tb(exc.__traceback__)
     start = next((i for i, f in enumerate(frames) if os.path.basename(f.filename) == SCRIPT_NAME), 0)
-    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames[start:]),
-             *traceback.format_exception_only(type(exc), exc)]
+    lines = [
+        "Traceback (most recent call last):\n",
+        *traceback.format_list(frames[start:]),
+        *traceback.format_exception_only(type(exc), exc),
+    ]
     sys.stderr.write("".join(lines))
     sys.stderr.flush()
 
 
 def _read_roots(bpy: object) -> list[str]:
     here = os.path.dirname(os.path.abspath(__file__))
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, here,
-             os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
-             os.path.dirname(os.path.abspath(bpy.__file__)),  # type: ignore[attr-defined]
-             "/usr/lib", "/usr/share", "/usr/local/lib", "/lib", "/lib64", "/etc/ssl", "/etc/localtime",
-             "/etc/mime.types", "/etc/fonts", "/dev/null", "/dev/urandom", "/sys/devices/system/cpu"}
+    roots = {
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        here,
+        os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))),
+        os.path.dirname(os.path.abspath(bpy.__file__)),  # type: ignore[attr-defined]
+        "/usr/lib",
+        "/usr/share",
+        "/usr/local/lib",
+        "/lib",
+        "/lib64",
+        "/etc/ssl",
+        "/etc/localtime",
+        "/etc/mime.types",
+        "/etc/fonts",
+        "/dev/null",
+        "/dev/urandom",
+        "/sys/devices/system/cpu",
+    }
     try:  # a Blender binary keeps scripts/add-ons and data files beside, not inside, the bpy package
         import bpy as _bpy
 
-        roots.update(p for p in (_bpy.utils.system_resource("SCRIPTS"), _bpy.utils.system_resource("DATAFILES"),
-                                 _bpy.utils.resource_path("LOCAL")) if p)
+        roots.update(
+            p
+            for p in (
+                _bpy.utils.system_resource("SCRIPTS"),
+                _bpy.utils.system_resource("DATAFILES"),
+                _bpy.utils.resource_path("LOCAL"),
+            )
+            if p
+        )
     except Exception:  # noqa: BLE001 - older/odd builds: the prefixes above still cover the bpy module
         pass
     for name in ("BLENDER_USER_RESOURCES", "BLENDER_USER_CONFIG", "BLENDER_USER_SCRIPTS", "BLENDER_USER_DATAFILES"):
@@ -102,10 +129,16 @@ def _scene_stats(bpy: object) -> dict:
             tris += entry["triangles"]
         objects.append(entry)
     has = tris > 0
-    return {"objects": objects[:100], "object_count": len(objects),
-            "mesh_objects": sum(1 for o in objects if o.get("triangles")), "vertices": verts, "triangles": tris,
-            "bbox_min": lo if has else None, "bbox_max": hi if has else None,
-            "dimensions_m": [hi[i] - lo[i] for i in range(3)] if has else None}
+    return {
+        "objects": objects[:100],
+        "object_count": len(objects),
+        "mesh_objects": sum(1 for o in objects if o.get("triangles")),
+        "vertices": verts,
+        "triangles": tris,
+        "bbox_min": lo if has else None,
+        "bbox_max": hi if has else None,
+        "dimensions_m": [hi[i] - lo[i] for i in range(3)] if has else None,
+    }
 
 
 def _export(fmt: str, path: str) -> None:
@@ -114,8 +147,9 @@ def _export(fmt: str, path: str) -> None:
     if fmt == "glb":
         res = bpy.ops.export_scene.gltf(filepath=path, export_format="GLB", export_apply=True, export_yup=True)
     elif fmt == "fbx":
-        res = bpy.ops.export_scene.fbx(filepath=path, use_mesh_modifiers=True, add_leaf_bones=False,
-                                       axis_forward="-Z", axis_up="Y")
+        res = bpy.ops.export_scene.fbx(
+            filepath=path, use_mesh_modifiers=True, add_leaf_bones=False, axis_forward="-Z", axis_up="Y"
+        )
     elif fmt == "blend":
         res = bpy.ops.wm.save_as_mainfile(filepath=path, copy=True, compress=True)
     else:

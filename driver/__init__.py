@@ -20,6 +20,7 @@ ComfyClient and LocalComfy are imported on first use: importing them here would
 make every ``import driver.<module>`` (the CLI's ``--help`` included) load
 websocket-client, urllib3 and requests.
 """
+
 from typing import Any
 
 from .errors import (
@@ -37,17 +38,32 @@ from .events import Event, JobTracker
 from .results import JobResult, OutputFile, Uploaded
 
 __all__ = [
-    "ComfyClient", "JobResult", "OutputFile", "Uploaded", "LocalComfy", "Event", "JobTracker",
-    "DriverError", "ServerUnreachable", "ServerError", "PromptRejected", "NodeError", "JobFailed",
-    "JobInterrupted", "JobTimeout", "JobLost",
+    "ComfyClient",
+    "JobResult",
+    "OutputFile",
+    "Uploaded",
+    "LocalComfy",
+    "Event",
+    "JobTracker",
+    "DriverError",
+    "ServerUnreachable",
+    "ServerError",
+    "PromptRejected",
+    "NodeError",
+    "JobFailed",
+    "JobInterrupted",
+    "JobTimeout",
+    "JobLost",
 ]
 
 
 def __getattr__(name: str) -> Any:
     if name == "ComfyClient":
         from .client import ComfyClient
+
         return ComfyClient
     if name == "LocalComfy":
         from .local import LocalComfy
+
         return LocalComfy
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
 """``python -m driver`` == ``comfy-avatar``."""
+
 import sys
 
 from .cli import main

@@ -74,8 +74,11 @@ log = logging.getLogger("comfy_avatar.driver.batch")
 PROMPT_ID_NAMESPACE = uuid.UUID("5d0c7a9e-6c53-4f8e-9a43-0c5f3b1a2e77")
 
 # The client's connection events, passed on as the job's.
-_CONNECTION_EVENTS = {ev.WS_DROPPED: ev.JOB_WS_DROPPED, ev.WS_RECONNECTED: ev.JOB_WS_RECONNECTED,
-                      ev.HISTORY_POLL: ev.JOB_HISTORY_POLL}
+_CONNECTION_EVENTS = {
+    ev.WS_DROPPED: ev.JOB_WS_DROPPED,
+    ev.WS_RECONNECTED: ev.JOB_WS_RECONNECTED,
+    ev.HISTORY_POLL: ev.JOB_HISTORY_POLL,
+}
 
 # Failure kinds (for exit codes and the summary).
 PERMANENT, UNREACHABLE, CANCEL = "permanent", "unreachable", "cancelled"
@@ -95,26 +98,26 @@ class BatchJob:
     index: int
     id: str
     prompt_id: str
-    prompt: dict[str, Any]                                   # API prompt, params applied
+    prompt: dict[str, Any]  # API prompt, params applied
     out_dir: Path
     label: str = ""
-    params: dict[str, Any] = field(default_factory=dict)     # what made this job (row, image...)
-    uploads: list[tuple[str, str, Path]] = field(default_factory=list)   # (node id, input, file)
+    params: dict[str, Any] = field(default_factory=dict)  # what made this job (row, image...)
+    uploads: list[tuple[str, str, Path]] = field(default_factory=list)  # (node id, input, file)
     status: str = PENDING
     attempts: int = 0
     resubmits: int = 0
     server: str | None = None
     error: str | None = None
-    failure: str | None = None                               # PERMANENT / UNREACHABLE / CANCEL
+    failure: str | None = None  # PERMANENT / UNREACHABLE / CANCEL
     result: JobResult | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
     ready_at: float = 0.0
-    submitted: bool = False                                  # a POST was attempted on `server`
-    accepted_on: str | None = None                           # server that confirmed the POST
+    submitted: bool = False  # a POST was attempted on `server`
+    accepted_on: str | None = None  # server that confirmed the POST
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     t_start: float | None = None
     t_end: float | None = None
-    prompt_hash: str = ""                                    # canonical_hash(prompt), computed once
+    prompt_hash: str = ""  # canonical_hash(prompt), computed once
 
 
 @dataclass
@@ -138,9 +141,16 @@ class BatchSummary:
         return EXIT_FAILED
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batch_id": self.batch_id, "total": self.total, "succeeded": self.succeeded, "failed": self.failed,
-                "cancelled": self.cancelled, "unreachable": self.unreachable, "duration_s": round(self.duration_s, 3),
-                "exit_code": self.exit_code}
+        return {
+            "batch_id": self.batch_id,
+            "total": self.total,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "unreachable": self.unreachable,
+            "duration_s": round(self.duration_s, 3),
+            "exit_code": self.exit_code,
+        }
 
 
 @dataclass(frozen=True)
@@ -151,22 +161,22 @@ class BatchOptions:
     of BatchRunner."""
 
     batch_id: str
-    workflow_path: str = ""                 # recorded with every job
-    workflow_hash: str = ""                 # "" = each job's own prompt hash
-    concurrency: int = 4                    # jobs in flight at once
-    front: bool = False                     # queue at the front of the servers' queues
-    retries: int = 3                        # transient failures retried per job
-    backoff_base_s: float = 1.0             # first retry delay, doubled per attempt ...
-    backoff_max_s: float = 30.0             # ... up to this
-    give_up_s: float = 300.0                # fail a job after this long without a reachable server
-    timeout_s: float | None = None          # per job: fail and cancel after this long
-    max_resubmit: int = 1                   # times a prompt lost in a server restart is posted again
-    download: bool = True                   # fetch the outputs (False: only list them)
-    forward_progress: bool = True           # build job_progress events (a log display skips them)
-    cancel_poll_s: float = 0.5              # how often the job database is read for cancel requests
-    ws_silence_s: float = 10.0              # client: poll /history after this long without a message
-    poll_interval_s: float = 1.0            # client: /history poll interval while the socket is silent
-    reconnect_give_up_s: float = 60.0       # client: a server may vanish this long during one job
+    workflow_path: str = ""  # recorded with every job
+    workflow_hash: str = ""  # "" = each job's own prompt hash
+    concurrency: int = 4  # jobs in flight at once
+    front: bool = False  # queue at the front of the servers' queues
+    retries: int = 3  # transient failures retried per job
+    backoff_base_s: float = 1.0  # first retry delay, doubled per attempt ...
+    backoff_max_s: float = 30.0  # ... up to this
+    give_up_s: float = 300.0  # fail a job after this long without a reachable server
+    timeout_s: float | None = None  # per job: fail and cancel after this long
+    max_resubmit: int = 1  # times a prompt lost in a server restart is posted again
+    download: bool = True  # fetch the outputs (False: only list them)
+    forward_progress: bool = True  # build job_progress events (a log display skips them)
+    cancel_poll_s: float = 0.5  # how often the job database is read for cancel requests
+    ws_silence_s: float = 10.0  # client: poll /history after this long without a message
+    poll_interval_s: float = 1.0  # client: /history poll interval while the socket is silent
+    reconnect_give_up_s: float = 60.0  # client: a server may vanish this long during one job
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -188,9 +198,16 @@ class BatchRunner:
     job_ws_dropped/reconnected, job_history_poll, job_finished, batch_finished),
     ``callback`` gets each finished job's manifest."""
 
-    def __init__(self, jobs: list[BatchJob], pool: ServerPool, options: BatchOptions, *,
-                 store: JobStore | None = None, on_event: BatchEventSink | None = None,
-                 callback: CallbackSender | None = None) -> None:
+    def __init__(
+        self,
+        jobs: list[BatchJob],
+        pool: ServerPool,
+        options: BatchOptions,
+        *,
+        store: JobStore | None = None,
+        on_event: BatchEventSink | None = None,
+        callback: CallbackSender | None = None,
+    ) -> None:
         self.jobs, self.pool, self.options, self.store = jobs, pool, options, store
         self.batch_id = options.batch_id
         self.on_event, self.callback = on_event, callback
@@ -207,10 +224,21 @@ class BatchRunner:
         """Record every job as pending in the store (one transaction)."""
         if self.store is None:
             return
-        self.store.add_jobs([{"id": j.id, "prompt_id": j.prompt_id, "batch_id": self.batch_id, "label": j.label,
-                              "workflow_path": self.options.workflow_path,
-                              "workflow_hash": self._workflow_hash(j),
-                              "params": j.params, "out_dir": str(j.out_dir)} for j in self.jobs])
+        self.store.add_jobs(
+            [
+                {
+                    "id": j.id,
+                    "prompt_id": j.prompt_id,
+                    "batch_id": self.batch_id,
+                    "label": j.label,
+                    "workflow_path": self.options.workflow_path,
+                    "workflow_hash": self._workflow_hash(j),
+                    "params": j.params,
+                    "out_dir": str(j.out_dir),
+                }
+                for j in self.jobs
+            ]
+        )
 
     def run(self) -> BatchSummary:
         t0 = time.monotonic()
@@ -218,17 +246,28 @@ class BatchRunner:
         with self._cv:
             for j in self.jobs:
                 heapq.heappush(self._heap, (0.0, j.index))
-        self._emit(BatchEvent(ev.BATCH_STARTED, {"batch_id": self.batch_id, "total": len(self.jobs),
-                                                 "servers": [s.url for s in self.pool.servers],
-                                                 "concurrency": self.options.concurrency}))
-        workers = [threading.Thread(target=self._worker, args=(w,), name=f"batch-worker-{w}", daemon=True)
-                   for w in range(min(self.options.concurrency, max(1, len(self.jobs))))]
+        self._emit(
+            BatchEvent(
+                ev.BATCH_STARTED,
+                {
+                    "batch_id": self.batch_id,
+                    "total": len(self.jobs),
+                    "servers": [s.url for s in self.pool.servers],
+                    "concurrency": self.options.concurrency,
+                },
+            )
+        )
+        workers = [
+            threading.Thread(target=self._worker, args=(w,), name=f"batch-worker-{w}", daemon=True)
+            for w in range(min(self.options.concurrency, max(1, len(self.jobs))))
+        ]
         for t in workers:
             t.start()
         watching = threading.Event()
         if self.store is not None:
-            threading.Thread(target=self._watch_cancels, args=(watching,), name="batch-cancel-watch",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._watch_cancels, args=(watching,), name="batch-cancel-watch", daemon=True
+            ).start()
         try:
             for t in workers:
                 while t.is_alive():
@@ -242,12 +281,16 @@ class BatchRunner:
             watching.set()
             if self.callback is not None:
                 self.callback.close(wait_s=60)
-        s = BatchSummary(self.batch_id, len(self.jobs),
-                         succeeded=sum(j.status == SUCCEEDED for j in self.jobs),
-                         failed=sum(j.status == FAILED for j in self.jobs),
-                         cancelled=sum(j.status == CANCELLED for j in self.jobs),
-                         unreachable=sum(j.failure == UNREACHABLE for j in self.jobs),
-                         duration_s=time.monotonic() - t0, jobs=self.jobs)
+        s = BatchSummary(
+            self.batch_id,
+            len(self.jobs),
+            succeeded=sum(j.status == SUCCEEDED for j in self.jobs),
+            failed=sum(j.status == FAILED for j in self.jobs),
+            cancelled=sum(j.status == CANCELLED for j in self.jobs),
+            unreachable=sum(j.failure == UNREACHABLE for j in self.jobs),
+            duration_s=time.monotonic() - t0,
+            jobs=self.jobs,
+        )
         self._emit(BatchEvent(ev.BATCH_FINISHED, {**s.to_dict(), "servers": self.pool.summary()}))
         return s
 
@@ -336,8 +379,9 @@ class BatchRunner:
                     finished = self._attempt(job, clients)
                 except Exception as e:  # noqa: BLE001 - a driver bug must not hang the batch
                     log.exception("job %s crashed the worker", job.id)
-                    self._fail(job, PERMANENT, DriverError(f"job {job.id}", f"driver error: {e!r}",
-                                                           "report this as a bug"))
+                    self._fail(
+                        job, PERMANENT, DriverError(f"job {job.id}", f"driver error: {e!r}", "report this as a bug")
+                    )
                     finished = True
                 if finished:
                     self._done(job)
@@ -383,9 +427,12 @@ class BatchRunner:
         try:
             client = clients.get(server.url)
             if client is None:
-                client = clients[server.url] = BatchClient(server.url, ws_silence_s=self.options.ws_silence_s,
-                                                         poll_interval_s=self.options.poll_interval_s,
-                                                         reconnect_give_up_s=self.options.reconnect_give_up_s)
+                client = clients[server.url] = BatchClient(
+                    server.url,
+                    ws_silence_s=self.options.ws_silence_s,
+                    poll_interval_s=self.options.poll_interval_s,
+                    reconnect_give_up_s=self.options.reconnect_give_up_s,
+                )
             job.attempts += 1
             self._run_on(job, server, client)
             done = True
@@ -399,8 +446,13 @@ class BatchRunner:
         waited = time.monotonic() - (job.t_start or time.monotonic())
         if waited > self.options.give_up_s:
             errors = "; ".join(f"{s.url}: {s.last_error or 'down'}" for s in self.pool.servers)
-            self._fail(job, UNREACHABLE, ServerUnreachable(
-                ", ".join(s.url for s in self.pool.servers), f"no server reachable for {waited:.0f} s ({errors})"))
+            self._fail(
+                job,
+                UNREACHABLE,
+                ServerUnreachable(
+                    ", ".join(s.url for s in self.pool.servers), f"no server reachable for {waited:.0f} s ({errors})"
+                ),
+            )
             return True
         if job.status != RETRYING:
             self._record(job, RETRYING, detail="waiting for a server")
@@ -416,14 +468,24 @@ class BatchRunner:
             self._cancelled(job, "cancelled")
             return True
         if job.attempts > self.options.retries:
-            self._fail(job, UNREACHABLE if isinstance(err, ServerUnreachable) else PERMANENT, err,
-                       note=f" (gave up after {job.attempts} attempts)")
+            self._fail(
+                job,
+                UNREACHABLE if isinstance(err, ServerUnreachable) else PERMANENT,
+                err,
+                note=f" (gave up after {job.attempts} attempts)",
+            )
             return True
         delay = min(self.options.backoff_max_s, self.options.backoff_base_s * 2 ** (job.attempts - 1))
         delay *= random.uniform(0.8, 1.2)
         self._record(job, RETRYING, detail=f"attempt {job.attempts} on {server.url}: {err.problem}")
-        self._job_event(job, ev.JOB_RETRY, attempt=job.attempts, server=server.url, error=str(err).splitlines()[0],
-                        delay_s=round(delay, 2))
+        self._job_event(
+            job,
+            ev.JOB_RETRY,
+            attempt=job.attempts,
+            server=server.url,
+            error=str(err).splitlines()[0],
+            delay_s=round(delay, 2),
+        )
         self._requeue(job, delay)
         return False
 
@@ -473,10 +535,14 @@ class BatchRunner:
                 entry = client.history_entry(job.prompt_id)
                 if entry is None:
                     if job.accepted_on != server.url:
-                        return False          # the earlier POST never got through: just post
+                        return False  # the earlier POST never got through: just post
                     if job.resubmits >= self.options.max_resubmit:
-                        self._fail(job, PERMANENT, JobLost(job.prompt_id, client.url),
-                                   note=f" (already resubmitted {job.resubmits}x)")
+                        self._fail(
+                            job,
+                            PERMANENT,
+                            JobLost(job.prompt_id, client.url),
+                            note=f" (already resubmitted {job.resubmits}x)",
+                        )
                         return True
                     job.resubmits += 1
                     self._job_event(job, ev.JOB_RESUBMITTED, server=client.url, resubmits=job.resubmits)
@@ -484,8 +550,9 @@ class BatchRunner:
         log.info("job %s: prompt %s is already on %s; following it", job.id, job.prompt_id, client.url)
         self._job_event(job, ev.JOB_ADOPTED, server=client.url)
         try:
-            result = client.wait(job.prompt_id, prompt=job.prompt, on_event=self._progress_cb(job),
-                                 timeout=self.options.timeout_s)
+            result = client.wait(
+                job.prompt_id, prompt=job.prompt, on_event=self._progress_cb(job), timeout=self.options.timeout_s
+            )
         except JobLost:
             return False
         self._succeed(job, client, result)
@@ -511,22 +578,38 @@ class BatchRunner:
                 self._job_event(job, _CONNECTION_EVENTS[event.type], server=job.server)
             elif self.options.forward_progress and event.type in ("executing", "progress", "execution_cached"):
                 node = tracker.current if event.type != "execution_cached" else None
-                self._job_event(job, ev.JOB_PROGRESS, node=node, node_type=tracker.node_types.get(node or "", ""),
-                                step=list(tracker.step) if tracker.step else None,
-                                nodes_done=tracker.nodes_done, nodes_total=tracker.total)
+                self._job_event(
+                    job,
+                    ev.JOB_PROGRESS,
+                    node=node,
+                    node_type=tracker.node_types.get(node or "", ""),
+                    step=list(tracker.step) if tracker.step else None,
+                    nodes_done=tracker.nodes_done,
+                    nodes_total=tracker.total,
+                )
+
         return cb
 
-    def _submit_and_follow(self, job: BatchJob, client: ComfyClient, prompt: dict[str, Any],
-                           server: ServerState) -> JobResult:
+    def _submit_and_follow(
+        self, job: BatchJob, client: ComfyClient, prompt: dict[str, Any], server: ServerState
+    ) -> JobResult:
         if not self._record(job, SUBMITTED, server=server.url, attempts=job.attempts):
-            job.cancel.set()    # the store already holds a terminal state: `comfy-avatar cancel` won
-            raise JobInterrupted(JobResult(job.prompt_id, "cancelled", [], {}, []),
-                                 {"node_id": "-", "node_type": "-", "exception_message": "cancelled"})
+            job.cancel.set()  # the store already holds a terminal state: `comfy-avatar cancel` won
+            raise JobInterrupted(
+                JobResult(job.prompt_id, "cancelled", [], {}, []),
+                {"node_id": "-", "node_type": "-", "exception_message": "cancelled"},
+            )
         job.submitted = True
         self._job_event(job, ev.JOB_SUBMITTED, server=server.url, attempt=job.attempts)
         progress = self._progress_cb(job)
-        return client.run(prompt, prompt_id=job.prompt_id, on_event=progress, timeout=self.options.timeout_s,
-                          front=self.options.front, resubmit_lost=0)
+        return client.run(
+            prompt,
+            prompt_id=job.prompt_id,
+            on_event=progress,
+            timeout=self.options.timeout_s,
+            front=self.options.front,
+            resubmit_lost=0,
+        )
 
     # -- endings ----------------------------------------------------------------------------
     def _succeed(self, job: BatchJob, client: ComfyClient, result: JobResult) -> None:
@@ -536,14 +619,16 @@ class BatchRunner:
             for i in range(3):
                 try:
                     # sha256 and size of the bytes written, hashed while writing them
-                    files = [{**d.output.to_dict(), "path": d.rel, "sha256": d.sha256, "size": d.size}
-                             for d in client.download_files(result, job.out_dir)]
+                    files = [
+                        {**d.output.to_dict(), "path": d.rel, "sha256": d.sha256, "size": d.size}
+                        for d in client.download_files(result, job.out_dir)
+                    ]
                     break
                 except DriverError as e:
                     if not e.transient or i == 2:
                         self._fail(job, PERMANENT if not e.transient else UNREACHABLE, e, note=" (downloading outputs)")
                         return
-                    time.sleep(0.5 * 2 ** i)
+                    time.sleep(0.5 * 2**i)
         else:
             files = [o.to_dict() for o in result.outputs]
         job.files = files
@@ -552,10 +637,14 @@ class BatchRunner:
         if self.store is not None:
             try:
                 won = self.store.finish(
-                    job.id, SUCCEEDED, [{**f, "path": str(job.out_dir / f["path"]) if "path" in f else None}
-                                        for f in files],
-                    detail=f"{len(files)} output file(s)", timings=result.timings, duration_s=result.duration_s,
-                    server=result.server)
+                    job.id,
+                    SUCCEEDED,
+                    [{**f, "path": str(job.out_dir / f["path"]) if "path" in f else None} for f in files],
+                    detail=f"{len(files)} output file(s)",
+                    timings=result.timings,
+                    duration_s=result.duration_s,
+                    server=result.server,
+                )
             except DriverError as e:
                 log.error("could not record job %s as succeeded: %s", job.id, e)
         if won:
@@ -592,8 +681,15 @@ class BatchRunner:
             write_manifest(job.out_dir, manifest)
         except OSError as e:
             log.error("could not write the manifest of job %s: %s", job.id, e)
-        self._job_event(job, ev.JOB_FINISHED, status=job.status, error=job.error, server=job.server,
-                        outputs=job.files, duration_s=manifest.get("duration_s"))
+        self._job_event(
+            job,
+            ev.JOB_FINISHED,
+            status=job.status,
+            error=job.error,
+            server=job.server,
+            outputs=job.files,
+            duration_s=manifest.get("duration_s"),
+        )
         if self.callback is not None:
             self.callback.send(manifest)
         # Keep what the summary needs, drop the rest: memory stays flat over long batches.
@@ -609,9 +705,21 @@ class BatchRunner:
     def manifest(self, job: BatchJob) -> dict[str, Any]:
         r = job.result
         return build_manifest(
-            job_id=job.id, batch_id=self.batch_id, index=job.index, label=job.label, status=job.status,
-            prompt_id=job.prompt_id, server=job.server, attempts=job.attempts, resubmits=job.resubmits,
-            workflow=self.options.workflow_path, workflow_hash=self._workflow_hash(job),
-            params=job.params, error=job.error,
+            job_id=job.id,
+            batch_id=self.batch_id,
+            index=job.index,
+            label=job.label,
+            status=job.status,
+            prompt_id=job.prompt_id,
+            server=job.server,
+            attempts=job.attempts,
+            resubmits=job.resubmits,
+            workflow=self.options.workflow_path,
+            workflow_hash=self._workflow_hash(job),
+            params=job.params,
+            error=job.error,
             duration_s=round(job.t_end - job.t_start, 3) if job.t_end and job.t_start else None,
-            timings=r.timings if r else {}, cached=r.cached if r else [], outputs=job.files)
+            timings=r.timings if r else {},
+            cached=r.cached if r else [],
+            outputs=job.files,
+        )

@@ -5,6 +5,7 @@ Apart from batch.py so the runner reads as scheduling and bookkeeping only; the
 socket reuse is a client-level optimisation (a new handshake per job was most of
 the client's CPU for small prompts, measured by bench/driver_overhead.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,7 +56,7 @@ class BatchClient(ComfyClient):
         try:
             return super()._follow(*args, **kw)
         finally:
-            self._run_ending = True       # the close() that run() does next keeps the socket
+            self._run_ending = True  # the close() that run() does next keeps the socket
 
     def close(self) -> None:
         kept, self._kept = self._kept, None

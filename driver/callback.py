@@ -46,8 +46,11 @@ def verify(body: bytes, header: str | None, secret: str) -> bool:
 def secret_from_env() -> str:
     secret = os.environ.get(SECRET_ENV, "")
     if not secret:
-        raise UsageError("--callback-url", f"needs a signing secret and {SECRET_ENV} is not set",
-                         f"export {SECRET_ENV}=<a long random string shared with the receiver>")
+        raise UsageError(
+            "--callback-url",
+            f"needs a signing secret and {SECRET_ENV} is not set",
+            f"export {SECRET_ENV}=<a long random string shared with the receiver>",
+        )
     return secret
 
 
@@ -62,9 +65,19 @@ class Delivery:
 
 
 class CallbackSender:
-    def __init__(self, url: str, secret: str, *, max_attempts: int = 8, max_total_s: float = 300.0,
-                 backoff_base_s: float = 0.5, backoff_max_s: float = 30.0, timeout_s: float = 10.0,
-                 workers: int = 2, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        max_attempts: int = 8,
+        max_total_s: float = 300.0,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        timeout_s: float = 10.0,
+        workers: int = 2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--callback-url {url}", "is not an http(s) URL", "pass e.g. https://example.com/hook")
         self.url, self._secret = url, secret
@@ -85,9 +98,13 @@ class CallbackSender:
     def deliver(self, payload: dict[str, Any], event: str = "job.finished") -> Delivery:
         body = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
         d = Delivery(uuid.uuid4().hex, self.url)
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, self._secret),
-                   "X-Comfy-Avatar-Event": event, "X-Comfy-Avatar-Delivery": d.delivery_id,
-                   "User-Agent": "comfy-avatar-driver"}
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(body, self._secret),
+            "X-Comfy-Avatar-Event": event,
+            "X-Comfy-Avatar-Delivery": d.delivery_id,
+            "User-Agent": "comfy-avatar-driver",
+        }
         start = time.monotonic()
         delay = self.backoff_base_s
         with requests.Session() as session:
@@ -117,6 +134,6 @@ class CallbackSender:
             futures = list(self._futures)
         done, not_done = wait(futures, timeout=wait_s)
         if not_done:
-            self._closed.set()    # pending retries give up at their next backoff
+            self._closed.set()  # pending retries give up at their next backoff
         self._pool.shutdown(wait=False, cancel_futures=True)
         return [f.result() for f in done if not f.cancelled() and f.exception() is None]

@@ -8,6 +8,7 @@ back to polling /history when the socket goes quiet, and finishes only on
 ``executing {node: null, prompt_id}`` or a /history entry (never on
 ``execution_success`` alone: it is sent before /history is written).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,8 +69,11 @@ def local_path_for(out_dir: Path, f: OutputFile, *, resolved: bool = False) -> P
     dest = root.joinpath(*parts)
     # The parts hold no separator and no '..': only a symlink below root can lead outside.
     if _symlink_below(root, parts) and not dest.resolve().is_relative_to(root):
-        raise DriverError(f"output file {f.filename!r}", f"would be written outside {root}",
-                          "remove the symlink inside the output folder")
+        raise DriverError(
+            f"output file {f.filename!r}",
+            f"would be written outside {root}",
+            "remove the symlink inside the output folder",
+        )
     return dest
 
 
@@ -96,9 +100,17 @@ class ComfyClient:
     unreachable during ``run`` before ServerUnreachable is raised.
     """
 
-    def __init__(self, server_url: str = DEFAULT_SERVER, client_id: str | None = None, timeout: float = 30.0, *,
-                 ws_silence_s: float = 10.0, poll_interval_s: float = 2.0, reconnect_give_up_s: float = 120.0,
-                 http: Http | None = None) -> None:
+    def __init__(
+        self,
+        server_url: str = DEFAULT_SERVER,
+        client_id: str | None = None,
+        timeout: float = 30.0,
+        *,
+        ws_silence_s: float = 10.0,
+        poll_interval_s: float = 2.0,
+        reconnect_give_up_s: float = 120.0,
+        http: Http | None = None,
+    ) -> None:
         self.url = normalize_url(server_url)
         self.client_id = client_id or uuid.uuid4().hex
         self.timeout = timeout
@@ -126,8 +138,11 @@ class ComfyClient:
         except HttpUnreachable as e:
             raise ServerUnreachable(self.url, _reason(e)) from e
         except HttpTimeout as e:
-            raise ServerUnreachable(self.url, f"no answer to {method} {path} within {self.timeout:g} s",
-                                    "check that ComfyUI is not stuck; raise the timeout for slow servers") from e
+            raise ServerUnreachable(
+                self.url,
+                f"no answer to {method} {path} within {self.timeout:g} s",
+                "check that ComfyUI is not stuck; raise the timeout for slow servers",
+            ) from e
         if r.status not in ok:
             raise ServerError(f"{self.url}{path}", r.status, _text(r))
         return r
@@ -196,29 +211,54 @@ class ComfyClient:
         self.delete_pending([prompt_id])
         self.interrupt(prompt_id)
 
-    def upload(self, path: str | os.PathLike[str], subfolder: str = "", overwrite: bool = False,
-               type: str = "input") -> Uploaded:
+    def upload(
+        self, path: str | os.PathLike[str], subfolder: str = "", overwrite: bool = False, type: str = "input"
+    ) -> Uploaded:
         p = Path(path)
         if not p.is_file():
             raise DriverError(f"input file {p}", "does not exist or is not a file", "pass an existing file path")
-        r = self._request("POST", "/upload/image", ok=(200, 400, 413),
-                          fields={"image": (p.name, p.read_bytes(), "application/octet-stream"),
-                                  "subfolder": subfolder, "type": type, "overwrite": "true" if overwrite else "false"})
+        r = self._request(
+            "POST",
+            "/upload/image",
+            ok=(200, 400, 413),
+            fields={
+                "image": (p.name, p.read_bytes(), "application/octet-stream"),
+                "subfolder": subfolder,
+                "type": type,
+                "overwrite": "true" if overwrite else "false",
+            },
+        )
         if r.status == 413:
-            raise DriverError(f"input file {p}", f"{p.stat().st_size} bytes is over the server's upload limit",
-                              "start ComfyUI with a larger --max-upload-size or pass a smaller file")
+            raise DriverError(
+                f"input file {p}",
+                f"{p.stat().st_size} bytes is over the server's upload limit",
+                "start ComfyUI with a larger --max-upload-size or pass a smaller file",
+            )
         if r.status == 400:
-            raise DriverError(f"input file {p}", f"rejected by /upload/image (subfolder {subfolder!r})",
-                              "use a plain file name and a subfolder without '..'")
+            raise DriverError(
+                f"input file {p}",
+                f"rejected by /upload/image (subfolder {subfolder!r})",
+                "use a plain file name and a subfolder without '..'",
+            )
         d = r.json()
         return Uploaded(str(d["name"]), str(d.get("subfolder") or ""), str(d.get("type") or type))
 
-    def submit(self, prompt: dict[str, Any], prompt_id: str | None = None, *, front: bool = False,
-               number: float | None = None, extra_data: dict[str, Any] | None = None) -> str:
+    def submit(
+        self,
+        prompt: dict[str, Any],
+        prompt_id: str | None = None,
+        *,
+        front: bool = False,
+        number: float | None = None,
+        extra_data: dict[str, Any] | None = None,
+    ) -> str:
         """POST /prompt; returns the prompt_id. A 400 raises PromptRejected."""
         if not isinstance(prompt, dict) or not prompt:
-            raise DriverError("prompt", "must be a non-empty API-format dict {node_id: {class_type, inputs}}",
-                              "export the workflow with 'Save (API)' or pass a UI workflow to the CLI")
+            raise DriverError(
+                "prompt",
+                "must be a non-empty API-format dict {node_id: {class_type, inputs}}",
+                "export the workflow with 'Save (API)' or pass a UI workflow to the CLI",
+            )
         pid = prompt_id or str(uuid.uuid4())
         body: dict[str, Any] = {"prompt": prompt, "client_id": self.client_id, "prompt_id": pid}
         if extra_data:
@@ -236,14 +276,26 @@ class ComfyClient:
             raise PromptRejected(d.get("error") or {}, d.get("node_errors") or {})
         self.last_node_errors = d.get("node_errors") or {}
         if self.last_node_errors:
-            log.warning("prompt %s queued, but some outputs failed validation and will not run:\n%s", pid,
-                        "\n".join(f"  {e}" for e in parse_node_errors(self.last_node_errors)))
+            log.warning(
+                "prompt %s queued, but some outputs failed validation and will not run:\n%s",
+                pid,
+                "\n".join(f"  {e}" for e in parse_node_errors(self.last_node_errors)),
+            )
         return str(d.get("prompt_id") or pid)
 
     # -- running a prompt --------------------------------------------------------------
-    def run(self, prompt: dict[str, Any], *, prompt_id: str | None = None, on_event: EventCallback | None = None,
-            timeout: float | None = None, front: bool = False, extra_data: dict[str, Any] | None = None,
-            resubmit_lost: int = 1, cancel_on_timeout: bool = True) -> JobResult:
+    def run(
+        self,
+        prompt: dict[str, Any],
+        *,
+        prompt_id: str | None = None,
+        on_event: EventCallback | None = None,
+        timeout: float | None = None,
+        front: bool = False,
+        extra_data: dict[str, Any] | None = None,
+        resubmit_lost: int = 1,
+        cancel_on_timeout: bool = True,
+    ) -> JobResult:
         """Submit ``prompt`` and follow it to the end.
 
         ``prompt_id``: client-chosen id (uuid4 when None) so a resubmission after a
@@ -267,8 +319,14 @@ class ComfyClient:
             finally:
                 _close(ws)
 
-    def wait(self, prompt_id: str, *, prompt: dict[str, Any] | None = None, on_event: EventCallback | None = None,
-             timeout: float | None = None) -> JobResult:
+    def wait(
+        self,
+        prompt_id: str,
+        *,
+        prompt: dict[str, Any] | None = None,
+        on_event: EventCallback | None = None,
+        timeout: float | None = None,
+    ) -> JobResult:
         """Follow a prompt submitted earlier with this client's id (events missed
         before this call are recovered from /history)."""
         job = JobTracker(prompt_id, prompt)
@@ -287,16 +345,26 @@ class ComfyClient:
         # One websocket per client_id: a second socket with the same id silently
         # replaces the first on the server, so one client follows one prompt at a time.
         if not self._following.acquire(blocking=False):
-            raise DriverError("ComfyClient.run", "this client is already following a prompt",
-                              "use one ComfyClient (client_id) per concurrent job")
+            raise DriverError(
+                "ComfyClient.run",
+                "this client is already following a prompt",
+                "use one ComfyClient (client_id) per concurrent job",
+            )
         try:
             yield
         finally:
             self._following.release()
 
-    def _follow(self, job: JobTracker, ws: websocket.WebSocket | None, on_event: EventCallback | None,
-                deadline: float | None, timeout: float | None, resubmit: _Resubmit | None,
-                cancel_on_timeout: bool) -> JobResult:
+    def _follow(
+        self,
+        job: JobTracker,
+        ws: websocket.WebSocket | None,
+        on_event: EventCallback | None,
+        deadline: float | None,
+        timeout: float | None,
+        resubmit: _Resubmit | None,
+        cancel_on_timeout: bool,
+    ) -> JobResult:
         last_rx = last_poll = time.monotonic()
         down_since: float | None = None
         backoff = 0.2
@@ -305,7 +373,9 @@ class ComfyClient:
             if deadline is not None and now >= deadline:
                 if cancel_on_timeout:
                     self._try_cancel(job.prompt_id)
-                raise JobTimeout(job.prompt_id, timeout or 0, f"last state: {job.status}, node {job.label(job.current)}")
+                raise JobTimeout(
+                    job.prompt_id, timeout or 0, f"last state: {job.status}, node {job.label(job.current)}"
+                )
             remaining = (deadline - now) if deadline is not None else None
             if ws is None:
                 try:
@@ -353,8 +423,14 @@ class ComfyClient:
                     backoff = min(backoff * 2, 5.0)
         return self._finish(job)
 
-    def _degraded(self, err: DriverError, ws: websocket.WebSocket | None, down_since: float | None, backoff: float,
-                  remaining: float | None) -> tuple[None, float]:
+    def _degraded(
+        self,
+        err: DriverError,
+        ws: websocket.WebSocket | None,
+        down_since: float | None,
+        backoff: float,
+        remaining: float | None,
+    ) -> tuple[None, float]:
         """A transient HTTP failure while following: drop the socket, back off, and let
         the reconnect path resync; give up after reconnect_give_up_s."""
         if not err.transient:
@@ -417,13 +493,20 @@ class ComfyClient:
         if entry is not None:
             job.finish_from_history(entry)
         else:
-            log.warning("prompt %s finished but /history/%s is empty; using websocket outputs", job.prompt_id,
-                        job.prompt_id)
+            log.warning(
+                "prompt %s finished but /history/%s is empty; using websocket outputs", job.prompt_id, job.prompt_id
+            )
         result = JobResult(
-            prompt_id=job.prompt_id, status=job.status if job.status != "running" else "success",
-            outputs=collect_outputs(job.ui_outputs), timings=dict(job.timings), messages=list(job.messages),
-            ui_outputs=dict(job.ui_outputs), cached=sorted(job.cached), node_types=dict(job.node_types),
-            duration_s=round((job.t_end or time.monotonic()) - job.t_submit, 3), server=self.url,
+            prompt_id=job.prompt_id,
+            status=job.status if job.status != "running" else "success",
+            outputs=collect_outputs(job.ui_outputs),
+            timings=dict(job.timings),
+            messages=list(job.messages),
+            ui_outputs=dict(job.ui_outputs),
+            cached=sorted(job.cached),
+            node_types=dict(job.node_types),
+            duration_s=round((job.t_end or time.monotonic()) - job.t_submit, 3),
+            server=self.url,
             error=job.error or job.interrupted,
         )
         if job.error is not None:
@@ -455,8 +538,9 @@ class ComfyClient:
         """
         return [d.path for d in self.download_files(outputs, out_dir)]
 
-    def download_files(self, outputs: Iterable[OutputFile] | JobResult,
-                       out_dir: str | os.PathLike[str]) -> list[Downloaded]:
+    def download_files(
+        self, outputs: Iterable[OutputFile] | JobResult, out_dir: str | os.PathLike[str]
+    ) -> list[Downloaded]:
         """As ``download``, with each file's sha256 and size (for manifests)."""
         files = outputs.outputs if isinstance(outputs, JobResult) else list(outputs)
         root = Path(out_dir)
@@ -477,9 +561,11 @@ class ComfyClient:
         read = False
         try:
             if r.status != 200:
-                raise DriverError(f"output {f.type}/{f.subfolder}/{f.filename} of node {f.node_id}",
-                                  f"/view answered HTTP {r.status}",
-                                  "the file was removed from ComfyUI's output folder or its name is invalid")
+                raise DriverError(
+                    f"output {f.type}/{f.subfolder}/{f.filename} of node {f.node_id}",
+                    f"/view answered HTTP {r.status}",
+                    "the file was removed from ComfyUI's output folder or its name is invalid",
+                )
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
             h, size = hashlib.sha256(), 0
@@ -497,7 +583,7 @@ class ComfyClient:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         finally:
-            if not read:      # a short error body is read off; a half-read file's connection is dropped
+            if not read:  # a short error body is read off; a half-read file's connection is dropped
                 r.drain_conn() if r.status != 200 else r.close()
             r.release_conn()
         return h.hexdigest(), size
@@ -533,7 +619,7 @@ class _BufferedWebSocket(websocket.WebSocket):
     def _recv(self, bufsize: int) -> bytes:
         buf, pos = self._buf, self._pos
         if pos >= len(buf):
-            buf, pos = super()._recv(max(bufsize, 4096)), 0   # raises on timeout / closed
+            buf, pos = super()._recv(max(bufsize, 4096)), 0  # raises on timeout / closed
             if len(buf) <= bufsize:
                 self._buf, self._pos = b"", 0
                 return buf

@@ -71,11 +71,14 @@ GROUP_NODE_PREFIXES = ("workflow>", "workflow/")
 # own locale files, per frontend release; read from the live editors
 # (LiteGraph.registered_node_types[type].title) with the ComfyUI each ships.
 _EDITOR_TITLES: dict[tuple[int, int], dict[str, str]] = {
-    (1, 27): {   # 1.27.10, ComfyUI 0.3.64
-        "ImageBlend": "Image Blend", "ImageBlur": "Image Blur", "ImageQuantize": "Image Quantize",
-        "ImageSharpen": "Image Sharpen", "ImageScaleToTotalPixels": "Scale Image to Total Pixels",
+    (1, 27): {  # 1.27.10, ComfyUI 0.3.64
+        "ImageBlend": "Image Blend",
+        "ImageBlur": "Image Blur",
+        "ImageQuantize": "Image Quantize",
+        "ImageSharpen": "Image Sharpen",
+        "ImageScaleToTotalPixels": "Scale Image to Total Pixels",
     },
-    (1, 35): {   # 1.35.9, ComfyUI 0.8.0
+    (1, 35): {  # 1.35.9, ComfyUI 0.8.0
         "FluxKontextMultiReferenceLatentMethod": "FluxKontextMultiReferenceLatentMethod",
         "Mahiro": "Mahiro is so cute that she deserves a better guidance function!! (\u3002\u30fb\u03c9\u30fb\u3002)",
         "ByteDanceSeedreamNode": "ByteDance Seedream 4",
@@ -84,12 +87,34 @@ _EDITOR_TITLES: dict[tuple[int, int], dict[str, str]] = {
 
 # Input types the editor turns into widgets (its widget store, frontend 1.27.10; the layouts
 # they give match the live 1.35.9 editor's for every node of ComfyUI 0.8.0 too).
-WIDGET_TYPES = frozenset({
-    "INT", "FLOAT", "BOOLEAN", "STRING", "MARKDOWN", "COMBO", "IMAGEUPLOAD", "FILEUPLOAD",
-    "COLOR", "IMAGECOMPARE", "TREESELECT", "MULTISELECT", "CHART", "GALLERIA",
-    "SELECTBUTTON", "TEXTAREA", "LOAD_3D", "LOAD_3D_ANIMATION", "PREVIEW_3D",
-    "PREVIEW_3D_ANIMATION", "AUDIO_UI", "AUDIOUPLOAD", "AUDIO_RECORD", "WEBCAM",
-})
+WIDGET_TYPES = frozenset(
+    {
+        "INT",
+        "FLOAT",
+        "BOOLEAN",
+        "STRING",
+        "MARKDOWN",
+        "COMBO",
+        "IMAGEUPLOAD",
+        "FILEUPLOAD",
+        "COLOR",
+        "IMAGECOMPARE",
+        "TREESELECT",
+        "MULTISELECT",
+        "CHART",
+        "GALLERIA",
+        "SELECTBUTTON",
+        "TEXTAREA",
+        "LOAD_3D",
+        "LOAD_3D_ANIMATION",
+        "PREVIEW_3D",
+        "PREVIEW_3D_ANIMATION",
+        "AUDIO_UI",
+        "AUDIOUPLOAD",
+        "AUDIO_RECORD",
+        "WEBCAM",
+    }
+)
 
 # Nodes whose widgets the editor's bundled extensions lay out by hand, read from the live
 # editors: (name, sent in the prompt, has a widgets_values slot[, input spec when
@@ -97,21 +122,39 @@ WIDGET_TYPES = frozenset({
 # editor's release applies on top of the ones before it.
 _ExtLayout = list[tuple]
 _EXTENSION_LAYOUTS_BY_FRONTEND: dict[tuple[int, int], dict[str, _ExtLayout]] = {
-    (1, 27): {   # 1.27.10, ComfyUI 0.3.64
-        "LoadImageOutput": [("image", True, True), ("Auto-refresh after generation", False, True),
-                            ("refresh", True, True), ("upload", False, True)],
-        "WebcamCapture": [("image", True, True), ("width", True, True), ("height", True, True),
-                          ("capture_on_queue", True, True), ("waiting for camera...", True, True)],
-        "Load3D": [("model_file", True, True), ("upload 3d model", True, True),
-                   ("upload extra resources", True, True), ("clear", True, True),
-                   ("image", True, True), ("width", True, True), ("height", True, True)],
+    (1, 27): {  # 1.27.10, ComfyUI 0.3.64
+        "LoadImageOutput": [
+            ("image", True, True),
+            ("Auto-refresh after generation", False, True),
+            ("refresh", True, True),
+            ("upload", False, True),
+        ],
+        "WebcamCapture": [
+            ("image", True, True),
+            ("width", True, True),
+            ("height", True, True),
+            ("capture_on_queue", True, True),
+            ("waiting for camera...", True, True),
+        ],
+        "Load3D": [
+            ("model_file", True, True),
+            ("upload 3d model", True, True),
+            ("upload extra resources", True, True),
+            ("clear", True, True),
+            ("image", True, True),
+            ("width", True, True),
+            ("height", True, True),
+        ],
         "Preview3D": [("model_file", True, True), ("image", True, True)],
         "SaveGLB": [("filename_prefix", True, True), ("image", True, True)],
         "PreviewAny": [("preview", True, False)],
     },
-    (1, 35): {   # 1.35.9, ComfyUI 0.8.0: Preview Any got a Markdown preview and its toggle
-        "PreviewAny": [("preview", True, False), ("preview", True, False),
-                       ("previewMode", True, True, ("BOOLEAN", {"default": False}))],
+    (1, 35): {  # 1.35.9, ComfyUI 0.8.0: Preview Any got a Markdown preview and its toggle
+        "PreviewAny": [
+            ("preview", True, False),
+            ("preview", True, False),
+            ("previewMode", True, True, ("BOOLEAN", {"default": False})),
+        ],
     },
 }
 for _table in _EXTENSION_LAYOUTS_BY_FRONTEND.values():
@@ -125,10 +168,21 @@ for _table in _EXTENSION_LAYOUTS_BY_FRONTEND.values():
 DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 
 # Save nodes whose filename_prefix the editor runs through text replacement.
-_SAVE_NODE_TYPES = frozenset({
-    "SaveImage", "SaveAnimatedWEBP", "SaveWEBM", "SaveAudio", "SaveGLB", "SaveAnimatedPNG",
-    "CLIPSave", "VAESave", "ModelSave", "LoraSave", "SaveLatent",
-})
+_SAVE_NODE_TYPES = frozenset(
+    {
+        "SaveImage",
+        "SaveAnimatedWEBP",
+        "SaveWEBM",
+        "SaveAudio",
+        "SaveGLB",
+        "SaveAnimatedPNG",
+        "CLIPSave",
+        "VAESave",
+        "ModelSave",
+        "LoraSave",
+        "SaveLatent",
+    }
+)
 _UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 
 
@@ -153,10 +207,10 @@ UNDEFINED: Any = _Undefined()
 @dataclass(frozen=True)
 class Widget:
     name: str
-    in_prompt: bool = True        # False: options.serialize === false in the editor
-    has_slot: bool = True         # False: widget.serialize === false (no widgets_values slot)
-    kind: str = ""                # input type (INT, COMBO, ...) or "" for extension widgets
-    spec: tuple = ()              # the /object_info input spec, when there is one
+    in_prompt: bool = True  # False: options.serialize === false in the editor
+    has_slot: bool = True  # False: widget.serialize === false (no widgets_values slot)
+    kind: str = ""  # input type (INT, COMBO, ...) or "" for extension widgets
+    spec: tuple = ()  # the /object_info input spec, when there is one
 
 
 def _input_specs(defn: dict) -> list[tuple[str, list]]:
@@ -255,7 +309,8 @@ def widget_layout(class_type: str, object_info: dict, frontend_version: str | No
     if defn is None:
         raise ConversionError(
             f"node type {class_type!r}: not in the server's /object_info. Fix: install the "
-            "custom node pack that provides it on that server, or pick a server that has it")
+            "custom node pack that provides it on that server, or pick a server that has it"
+        )
     specs = _input_specs(defn)
     special = _extension_layout(class_type, frontend_version)
     if special is not None:
@@ -271,13 +326,16 @@ def widget_layout(class_type: str, object_info: dict, frontend_version: str | No
     required = (defn.get("input") or {}).get("required") or {}
     for name, spec in specs:
         widgets += _spec_widgets(name, spec)
-        if _spec_type(spec) == "COMBO" and name in required and any(
-                _spec_opts(spec).get(f) is True for f in _UPLOAD_FLAGS):
+        if (
+            _spec_type(spec) == "COMBO"
+            and name in required
+            and any(_spec_opts(spec).get(f) is True for f in _UPLOAD_FLAGS)
+        ):
             has_upload = True
-    if has_upload:                       # Comfy.UploadImage appends required.upload
+    if has_upload:  # Comfy.UploadImage appends required.upload
         widgets.append(Widget("upload", False))
     elif "audio" in required and _spec_opts(required["audio"]).get("audio_upload") is True:
-        widgets.append(Widget("upload", False))   # Comfy.UploadAudio
+        widgets.append(Widget("upload", False))  # Comfy.UploadAudio
     return widgets
 
 
@@ -294,7 +352,7 @@ def widget_default(w: Widget) -> Any:
     if w.kind == "BOOLEAN":
         return False
     if w.kind == "STRING" or w.kind == "":
-        return ""                       # extension widgets (previews, buttons) start empty
+        return ""  # extension widgets (previews, buttons) start empty
     return None
 
 
@@ -302,9 +360,11 @@ def _migrate_widgets_values(defn: dict, layout: list[Widget], values: list) -> l
     """The editor's migrateWidgetsValues: old saves kept a slot for forceInput inputs."""
     names = {w.name for w in layout}
     original = [(n, s) for n, s in _input_specs(defn) if n in names or _spec_opts(s).get("forceInput")]
+
     def width(n: str, s: list) -> int:
         o = _spec_opts(s)
         return 2 if o.get("control_after_generate") or n in ("seed", "noise_seed") else 1
+
     if not any(_spec_opts(s).get("forceInput") for _, s in original):
         return values
     if sum(width(n, s) for n, s in original) == len(values):
@@ -328,15 +388,18 @@ def _set_dynamic(placed: list[list], k: int, value: Any) -> None:
     combo = placed[k][0]
     placed[k][1] = value
     prefix = combo.name + "."
-    rest = [p for p in placed[k + 1:] if not p[0].name.startswith(prefix)]
-    placed[k + 1:] = _with_options(_dynamic_option_widgets(combo, value)) + rest
+    rest = [p for p in placed[k + 1 :] if not p[0].name.startswith(prefix)]
+    placed[k + 1 :] = _with_options(_dynamic_option_widgets(combo, value)) + rest
 
 
 def _custom_combo(values: list) -> list[list]:
     """CustomCombo (Comfy.CustomCombo): a combo, then string widgets option0, option1, ...;
     giving the last one a value adds an empty one after it; emptying the one before an
     empty last one removes that last one."""
-    choice, option = Widget("choice", True, True, "COMBO", ([], {})), lambda k: Widget(f"option{k}", True, True, "STRING")
+    choice, option = (
+        Widget("choice", True, True, "COMBO", ([], {})),
+        lambda k: Widget(f"option{k}", True, True, "STRING"),
+    )
     placed: list[list] = [[choice, UNDEFINED], [option(0), ""]]
     for k, v in enumerate(values):
         if k >= len(placed):
@@ -351,8 +414,9 @@ def _custom_combo(values: list) -> list[list]:
     return placed
 
 
-def node_widget_values(node: dict, object_info: dict,
-                       frontend_version: str | None = None) -> dict[str, tuple[Widget, Any]]:
+def node_widget_values(
+    node: dict, object_info: dict, frontend_version: str | None = None
+) -> dict[str, tuple[Widget, Any]]:
     """widget name -> (widget, value) after the editor has configured the node.
 
     LGraphNode.configure gives widgets_values in order to the widgets that have a slot;
@@ -364,7 +428,7 @@ def node_widget_values(node: dict, object_info: dict,
         placed = _custom_combo(values)
     else:
         placed = _with_options(layout)
-        if isinstance(values, dict):       # some packs save a name -> value mapping
+        if isinstance(values, dict):  # some packs save a name -> value mapping
             k = 0
             while k < len(placed):
                 w = placed[k][0]
@@ -411,7 +475,7 @@ class _Link:
 class _Graph:
     nodes: dict[str, dict]
     links: dict[Any, _Link]
-    subgraph: dict                     # the definition, for subgraph graphs ({} for the root)
+    subgraph: dict  # the definition, for subgraph graphs ({} for the root)
 
     @classmethod
     def build(cls, nodes: list, links: Iterable, subgraph: dict | None = None) -> _Graph:
@@ -421,8 +485,14 @@ class _Graph:
             if isinstance(raw, (list, tuple)) and len(raw) >= 5:
                 lk = _Link(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5] if len(raw) > 5 else None)
             elif isinstance(raw, dict) and "id" in raw:
-                lk = _Link(raw["id"], raw.get("origin_id"), raw.get("origin_slot"),
-                           raw.get("target_id"), raw.get("target_slot"), raw.get("type"))
+                lk = _Link(
+                    raw["id"],
+                    raw.get("origin_id"),
+                    raw.get("origin_slot"),
+                    raw.get("target_id"),
+                    raw.get("target_slot"),
+                    raw.get("type"),
+                )
             else:
                 continue
             table[lk.id] = lk
@@ -444,17 +514,18 @@ def _valid_connection(a: Any, b: Any) -> bool:
 @dataclass
 class _Dto:
     """ExecutableNodeDTO: one node at one place in the flattened graph."""
+
     node: dict
-    path: tuple[str, ...]              # ids of the subgraph instances that contain it
+    path: tuple[str, ...]  # ids of the subgraph instances that contain it
     graph: _Graph
-    instance: _Dto | None            # the subgraph instance this node lives in
+    instance: _Dto | None  # the subgraph instance this node lives in
     id: str = ""
     widgets: dict[str, tuple[Widget, Any]] | None = None
-    sub: _Graph | None = None          # for subgraph instance nodes: the inner graph
+    sub: _Graph | None = None  # for subgraph instance nodes: the inner graph
     runtime: list[dict] | None = None  # the inputs the editor's node has after loading the save
-    declared: frozenset[str] = frozenset()           # inputs the node's definition declares
-    declared_widgets: frozenset[str] = frozenset()   # those of them that are widgets
-    promoted: dict[str, Any] | None = None           # instance widgets promoted through inputs
+    declared: frozenset[str] = frozenset()  # inputs the node's definition declares
+    declared_widgets: frozenset[str] = frozenset()  # those of them that are widgets
+    promoted: dict[str, Any] | None = None  # instance widgets promoted through inputs
 
     def __post_init__(self) -> None:
         self.id = ":".join([*self.path, str(self.node["id"])])
@@ -492,8 +563,9 @@ def merge_inputs(declared: list[tuple[Any, Any]], saved: list[dict]) -> list[dic
     out = []
     for name, type_ in declared:
         found = by_name.get(name)
-        out.append({**found, "name": name, "type": type_} if found is not None
-                   else {"name": name, "type": type_, "link": None})
+        out.append(
+            {**found, "name": name, "type": type_} if found is not None else {"name": name, "type": type_, "link": None}
+        )
     out += [slot for slot in saved if slot.get("name") not in names]
     return out
 
@@ -513,34 +585,44 @@ def parse_proxy_widgets(value: Any, where: str) -> list[tuple[str, str]]:
             value = json.loads(value)
         except ValueError:
             value = None
-    if isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 and all(
-            isinstance(x, str) for x in p) for p in value):
+    if isinstance(value, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value
+    ):
         return [(p[0], p[1]) for p in value]
-    raise ConversionError(f"node {where}: properties.proxyWidgets is not a list of [node id, widget name] "
-                          "pairs, and the editor refuses to load it too. Fix: remove the property (or "
-                          "re-promote the widgets in the editor) and save again")
+    raise ConversionError(
+        f"node {where}: properties.proxyWidgets is not a list of [node id, widget name] "
+        "pairs, and the editor refuses to load it too. Fix: remove the property (or "
+        "re-promote the widgets in the editor) and save again"
+    )
 
 
 class _Converter:
-    def __init__(self, workflow: dict, object_info: dict, rng: random.Random | None,
-                 now: Callable[[], _dt.datetime], frontend_version: str | None):
+    def __init__(
+        self,
+        workflow: dict,
+        object_info: dict,
+        rng: random.Random | None,
+        now: Callable[[], _dt.datetime],
+        frontend_version: str | None,
+    ):
         self.oi = object_info
         self.rng = rng or random.Random()
         self.now = now
         self.frontend = frontend_version
         self.titles = editor_titles(frontend_version)
         if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
-            raise ConversionError("workflow: not a UI-format workflow (no 'nodes' list). Fix: "
-                                  "export it from the editor with Save/Export, or pass an API-format prompt")
+            raise ConversionError(
+                "workflow: not a UI-format workflow (no 'nodes' list). Fix: "
+                "export it from the editor with Save/Export, or pass an API-format prompt"
+            )
         extra = workflow.get("extra") or {}
         groups = extra.get("groupNodes") if isinstance(extra, dict) else None
         self.group_defs: dict = groups if isinstance(groups, dict) else {}
         self.defs: dict[str, dict] = {}
-        for sg in ((workflow.get("definitions") or {}).get("subgraphs") or []):
+        for sg in (workflow.get("definitions") or {}).get("subgraphs") or []:
             if isinstance(sg, dict) and sg.get("id"):
                 self.defs[sg["id"]] = sg
-        self.def_graphs = {k: _Graph.build(d.get("nodes") or [], d.get("links") or [], d)
-                           for k, d in self.defs.items()}
+        self.def_graphs = {k: _Graph.build(d.get("nodes") or [], d.get("links") or [], d) for k, d in self.defs.items()}
         self.root = _Graph.build(workflow["nodes"], workflow.get("links") or [])
         self.dtos: dict[str, _Dto] = {}
         self._flatten(self.root, (), None, set())
@@ -550,8 +632,7 @@ class _Converter:
 
     # --- flattening -------------------------------------------------------------------
 
-    def _flatten(self, graph: _Graph, path: tuple[str, ...], instance: _Dto | None,
-                 stack: set[str]) -> None:
+    def _flatten(self, graph: _Graph, path: tuple[str, ...], instance: _Dto | None, stack: set[str]) -> None:
         for node in graph.nodes.values():
             dto = _Dto(node, path, graph, instance)
             ntype = node.get("type")
@@ -560,15 +641,16 @@ class _Converter:
                 raise ConversionError(
                     f"node {dto.id}: is a group node ({ntype!r}), the editor's deprecated way of "
                     "grouping nodes, which this converter does not expand. Fix: in the editor, "
-                    "right-click the node > Convert to Subgraph (or Ungroup), save, and convert again")
+                    "right-click the node > Convert to Subgraph (or Ungroup), save, and convert again"
+                )
             if ntype in self.defs:
                 if ntype in stack:
-                    raise ConversionError(f"node {dto.id}: subgraph {ntype} contains itself. "
-                                          "Fix: remove the recursive subgraph instance")
+                    raise ConversionError(
+                        f"node {dto.id}: subgraph {ntype} contains itself. Fix: remove the recursive subgraph instance"
+                    )
                 dto.sub = self.def_graphs[ntype]
                 sg_inputs = [d for d in (dto.sub.subgraph.get("inputs") or []) if isinstance(d, dict)]
-                dto.runtime = merge_inputs([(d.get("name"), d.get("type")) for d in sg_inputs],
-                                           dto.saved_inputs)
+                dto.runtime = merge_inputs([(d.get("name"), d.get("type")) for d in sg_inputs], dto.saved_inputs)
                 self.dtos[dto.id] = dto
                 self._flatten(dto.sub, (*path, str(node["id"])), dto, stack | {ntype})
             else:
@@ -596,8 +678,11 @@ class _Converter:
         dto.declared = frozenset(n for n, _ in specs)
         dto.declared_widgets = frozenset(n for n, _ in specs if n in names)
         merged = merge_inputs([(n, _spec_type(s)) for n, s in specs], dto.saved_inputs)
-        dto.runtime = [i for i in merged if i.get("name") in dto.declared
-                       or _saved_widget_name(i) is None or self._slot_widget(dto, i) is not None]
+        dto.runtime = [
+            i
+            for i in merged
+            if i.get("name") in dto.declared or _saved_widget_name(i) is None or self._slot_widget(dto, i) is not None
+        ]
 
     # --- widgets behind input slots -----------------------------------------------------
 
@@ -637,7 +722,7 @@ class _Converter:
         and the editor takes those values again by that place."""
         if inst.promoted is not None:
             return inst.promoted
-        inst.promoted = {}                 # guards a malformed definition that loops
+        inst.promoted = {}  # guards a malformed definition that loops
         values: dict[Any, Any] = {}
         sub = inst.sub
         if sub is None:
@@ -698,6 +783,7 @@ class _Converter:
 
     def _text_replace(self, value: str) -> str:
         """applyTextReplacements: %date:fmt% and %NodeTitle.widget%."""
+
         def repl(m: re.Match) -> str:
             text = m.group(1)
             parts = text.split(".")
@@ -705,14 +791,16 @@ class _Converter:
                 if parts[0].startswith("date:"):
                     return _format_date(parts[0][5:], self.now())
                 return m.group(0)
-            matches = [d for d in self.dtos.values()
-                       if (d.node.get("properties") or {}).get("Node name for S&R") == parts[0]]
+            matches = [
+                d for d in self.dtos.values() if (d.node.get("properties") or {}).get("Node name for S&R") == parts[0]
+            ]
             if not matches:
                 matches = [d for d in self.dtos.values() if self._title(d) == parts[0]]
             if not matches or not matches[0].widgets or parts[1] not in matches[0].widgets:
                 return m.group(0)
             v = matches[0].widgets[parts[1]][1]
             return re.sub(r'[/?<>\\:*|"\x00-\x1f\x7f]', "_", "" if v is None or v is UNDEFINED else _js_str(v))
+
         return re.sub(r"%([^%]+)%", repl, value)
 
     def _title(self, dto: _Dto) -> str:
@@ -745,8 +833,10 @@ class _Converter:
             return None
         lk = dto.graph.links.get(lid)
         if lk is None:
-            raise ConversionError(f"node {dto.id}: input {inp.get('name')!r} uses link {lid}, "
-                                  "which the workflow does not define. Fix: reconnect it and save again")
+            raise ConversionError(
+                f"node {dto.id}: input {inp.get('name')!r} uses link {lid}, "
+                "which the workflow does not define. Fix: reconnect it and save again"
+            )
         if dto.instance is not None and str(lk.origin_id) == str(SUBGRAPH_INPUT_ID):
             # Out through the subgraph's input k: the instance's input k (its inputs follow
             # the definition's, by name), else the widget it promotes for that input.
@@ -755,7 +845,8 @@ class _Converter:
             if not 0 <= k < len(inst.inputs):
                 raise ConversionError(
                     f"node {dto.id}: input {inp.get('name')!r} comes from subgraph input {k}, which "
-                    f"the subgraph of instance {inst.id} does not have. Fix: reconnect it and save again")
+                    f"the subgraph of instance {inst.id} does not have. Fix: reconnect it and save again"
+                )
             outer = inst.inputs[k]
             if outer.get("link") is None:
                 wname = self._slot_widget(inst, outer)
@@ -763,9 +854,13 @@ class _Converter:
             return self.resolve_input(inst, k, visited)
         origin = self.dtos.get(":".join([*dto.path, str(lk.origin_id)]))
         if origin is None:
-            raise ConversionError(f"node {dto.id}: input {inp.get('name')!r} is linked to node "
-                                  f"{lk.origin_id}, which is not in the workflow. Fix: reconnect it")
-        return self.resolve_output(origin, int(lk.origin_slot), type_ if type_ is not None else inp.get("type"), visited)
+            raise ConversionError(
+                f"node {dto.id}: input {inp.get('name')!r} is linked to node "
+                f"{lk.origin_id}, which is not in the workflow. Fix: reconnect it"
+            )
+        return self.resolve_output(
+            origin, int(lk.origin_slot), type_ if type_ is not None else inp.get("type"), visited
+        )
 
     def resolve_output(self, dto: _Dto, slot: int, type_: Any, visited: set) -> dict | None:
         key = f"{dto.id}[O]{slot}"
@@ -789,8 +884,11 @@ class _Converter:
         out_type = outs[slot].get("type") if slot < len(outs) and isinstance(outs[slot], dict) else None
         if type_ in ("*", ""):
             return slot if len(inputs) > slot else 0
-        if slot < len(inputs) and _valid_connection(inputs[slot].get("type"), out_type) and \
-                _valid_connection(inputs[slot].get("type"), type_):
+        if (
+            slot < len(inputs)
+            and _valid_connection(inputs[slot].get("type"), out_type)
+            and _valid_connection(inputs[slot].get("type"), type_)
+        ):
             return slot
         for k, i in enumerate(inputs):
             if i.get("type") == type_:
@@ -811,8 +909,10 @@ class _Converter:
             return None
         inner = self.dtos.get(":".join([dto.id, str(lk.origin_id)]))
         if inner is None:
-            raise ConversionError(f"node {dto.id}: subgraph output {slot} comes from node "
-                                  f"{lk.origin_id}, which the subgraph does not contain. Fix: reconnect it")
+            raise ConversionError(
+                f"node {dto.id}: subgraph output {slot} comes from node "
+                f"{lk.origin_id}, which the subgraph does not contain. Fix: reconnect it"
+            )
         return self.resolve_output(inner, int(lk.origin_slot), type_, visited)
 
     # --- serialising ---------------------------------------------------------------------
@@ -844,14 +944,13 @@ class _Converter:
                     continue
                 if "widget_value" in res:
                     v = res["widget_value"]
-                    if v is UNDEFINED:            # set to undefined: the key leaves the prompt
+                    if v is UNDEFINED:  # set to undefined: the key leaves the prompt
                         inputs.pop(inp.get("name"), None)
                     else:
                         inputs[inp.get("name")] = {"__value__": v} if isinstance(v, list) else v
                     continue
                 inputs[inp.get("name")] = [str(res["origin_id"]), int(res["origin_slot"])]
-            out[dto.id] = {"inputs": inputs, "class_type": dto.node["type"],
-                           "_meta": {"title": self._title(dto)}}
+            out[dto.id] = {"inputs": inputs, "class_type": dto.node["type"], "_meta": {"title": self._title(dto)}}
         for entry in out.values():
             for name, v in list(entry["inputs"].items()):
                 if isinstance(v, list) and len(v) == 2 and v[0] not in out:
@@ -870,6 +969,7 @@ def _js_str(v: Any) -> str:
 def _format_date(fmt: str, date: _dt.datetime) -> str:
     """The editor's formatDate (d, M, h, m, s with 1-2 digits; yy / yyyy)."""
     parts = {"d": date.day, "M": date.month, "h": date.hour, "m": date.minute, "s": date.second}
+
     def repl(m: re.Match) -> str:
         t = m.group(0)
         if t == "yy":
@@ -879,6 +979,7 @@ def _format_date(fmt: str, date: _dt.datetime) -> str:
         if t[0] in parts:
             return str(parts[t[0]]).rjust(len(t), "0")
         return t
+
     return re.sub(r"dd?|MM?|hh?|mm?|ss?|yyy?y?", repl, fmt)
 
 
@@ -940,9 +1041,14 @@ def editor_titles(frontend_version: str | None = None) -> dict[str, str]:
     return _EDITOR_TITLES[_for_frontend(_EDITOR_TITLES, frontend_version)]
 
 
-def ui_to_api(workflow: dict, object_info: dict, *, rng: random.Random | None = None,
-              now: Callable[[], _dt.datetime] = _dt.datetime.now,
-              frontend_version: str | None = None) -> dict:
+def ui_to_api(
+    workflow: dict,
+    object_info: dict,
+    *,
+    rng: random.Random | None = None,
+    now: Callable[[], _dt.datetime] = _dt.datetime.now,
+    frontend_version: str | None = None,
+) -> dict:
     """Convert an editor (UI-format) workflow into the API prompt the editor would queue.
 
     `object_info` is the target server's GET /object_info. `rng` drives `{a|b}`
@@ -954,16 +1060,17 @@ def ui_to_api(workflow: dict, object_info: dict, *, rng: random.Random | None = 
     return _Converter(copy.deepcopy(workflow), object_info, rng, now, frontend_version).convert()
 
 
-def to_api_prompt(data: dict, object_info: dict | Callable[[], dict], *,
-                  frontend_version: str | None = None) -> dict:
+def to_api_prompt(data: dict, object_info: dict | Callable[[], dict], *, frontend_version: str | None = None) -> dict:
     """An API prompt from either format; `object_info` may be a callable fetched lazily."""
     if is_api_prompt(data):
         return data
     if is_ui_workflow(data):
         oi = object_info() if callable(object_info) else object_info
         return ui_to_api(data, oi, frontend_version=frontend_version)
-    raise ConversionError("workflow: neither an API prompt ({id: {class_type, inputs}}) nor an editor "
-                          "workflow ({nodes, links}). Fix: export it from the editor (Save or Export (API))")
+    raise ConversionError(
+        "workflow: neither an API prompt ({id: {class_type, inputs}}) nor an editor "
+        "workflow ({nodes, links}). Fix: export it from the editor (Save or Export (API))"
+    )
 
 
 def required_node_types(data: dict) -> set[str]:
@@ -975,12 +1082,18 @@ def required_node_types(data: dict) -> set[str]:
         return {v["class_type"] for v in data.values()}
     types: set[str] = set()
     defs = {d.get("id") for d in ((data.get("definitions") or {}).get("subgraphs") or [])}
-    graphs = [data.get("nodes") or []] + [d.get("nodes") or [] for d in
-                                          ((data.get("definitions") or {}).get("subgraphs") or [])]
+    graphs = [data.get("nodes") or []] + [
+        d.get("nodes") or [] for d in ((data.get("definitions") or {}).get("subgraphs") or [])
+    ]
     for nodes in graphs:
         for n in nodes:
             t = n.get("type") if isinstance(n, dict) else None
-            if t and t not in VIRTUAL_TYPES and t not in defs and not str(t).startswith(GROUP_NODE_PREFIXES) \
-                    and int(n.get("mode") or 0) not in (MODE_NEVER, MODE_BYPASS):
+            if (
+                t
+                and t not in VIRTUAL_TYPES
+                and t not in defs
+                and not str(t).startswith(GROUP_NODE_PREFIXES)
+                and int(n.get("mode") or 0) not in (MODE_NEVER, MODE_BYPASS)
+            ):
                 types.add(t)
     return types

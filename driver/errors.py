@@ -8,6 +8,7 @@ a 5xx can, a validation error or a node exception cannot.
 The exit codes live here, next to the errors they are mapped from, so the batch
 runner's summary and the CLI give the same number for the same failure.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-LOCAL_FIX = ("start ComfyUI there (python main.py --listen 127.0.0.1 --port PORT), pass --server URL "
-             "for a running one, or --local to start one from COMFYUI_DIR")
+LOCAL_FIX = (
+    "start ComfyUI there (python main.py --listen 127.0.0.1 --port PORT), pass --server URL "
+    "for a running one, or --local to start one from COMFYUI_DIR"
+)
 
 
 class DriverError(Exception):
@@ -51,7 +54,11 @@ class ServerError(DriverError):
     def __init__(self, url: str, status: int, body: str) -> None:
         self.url, self.status_code, self.body = url, status, body
         self.transient = status >= 500
-        fix = "see ComfyUI's log for the cause" if status >= 500 else "check the request (driver bug or incompatible ComfyUI)"
+        fix = (
+            "see ComfyUI's log for the cause"
+            if status >= 500
+            else "check the request (driver bug or incompatible ComfyUI)"
+        )
         super().__init__(f"ComfyUI {url}", f"HTTP {status}: {body[:500].strip()}", fix)
 
 
@@ -91,9 +98,11 @@ class PromptRejected(DriverError):
         details = str(self.error.get("details") or "")
         if details and not self.node_errors:
             head += f" ({details})"
-        fix = ("install the custom node pack that provides it, or remove the node from the workflow"
-               if self.type == "invalid_prompt" else
-               "correct the listed inputs in the workflow (or pass them with --input)")
+        fix = (
+            "install the custom node pack that provides it, or remove the node from the workflow"
+            if self.type == "invalid_prompt"
+            else "correct the listed inputs in the workflow (or pass them with --input)"
+        )
         lines = "\n".join(f"  {e}" for e in self.node_errors)
         super().__init__("ComfyUI rejected the prompt", head, fix, detail=lines)
 
@@ -109,12 +118,17 @@ def parse_node_errors(node_errors: dict[str, Any]) -> list[NodeError]:
                 continue
             raw_extra = err.get("extra_info")
             extra: dict = raw_extra if isinstance(raw_extra, dict) else {}
-            out.append(NodeError(
-                node_id=str(node_id), class_type=class_type,
-                input_name=str(extra.get("input_name") or ""), type=str(err.get("type", "")),
-                message=str(err.get("message", "")), details=str(err.get("details") or ""),
-                received_value=extra.get("received_value"),
-            ))
+            out.append(
+                NodeError(
+                    node_id=str(node_id),
+                    class_type=class_type,
+                    input_name=str(extra.get("input_name") or ""),
+                    type=str(err.get("type", "")),
+                    message=str(err.get("message", "")),
+                    details=str(err.get("details") or ""),
+                    received_value=extra.get("received_value"),
+                )
+            )
     return out
 
 
@@ -133,10 +147,15 @@ class JobFailed(DriverError):
         if interrupted:
             problem, fix = "interrupted", "run it again (someone or a timeout interrupted it)"
         else:
-            problem = f"{self.exception_type}: {self.exception_message}" if self.exception_type else self.exception_message
+            problem = (
+                f"{self.exception_type}: {self.exception_message}" if self.exception_type else self.exception_message
+            )
             # the generic hint only when the node's own message has none (the pack's errors carry a "Fix:")
-            fix = "" if "Fix: " in self.exception_message else \
-                "fix the node's input named in the message; ComfyUI's log has the full traceback"
+            fix = (
+                ""
+                if "Fix: " in self.exception_message
+                else "fix the node's input named in the message; ComfyUI's log has the full traceback"
+            )
         super().__init__(f"prompt {self.prompt_id} node {self.node_id} ({self.node_type})", problem, fix)
 
 
@@ -148,8 +167,11 @@ class JobInterrupted(JobFailed):
 class JobTimeout(DriverError):
     def __init__(self, prompt_id: str, timeout_s: float, where: str) -> None:
         self.prompt_id, self.timeout_s = prompt_id, timeout_s
-        super().__init__(f"prompt {prompt_id}", f"not finished after {timeout_s:g} s ({where})",
-                         "raise --timeout, or check ComfyUI's log for a stuck node")
+        super().__init__(
+            f"prompt {prompt_id}",
+            f"not finished after {timeout_s:g} s ({where})",
+            "raise --timeout, or check ComfyUI's log for a stuck node",
+        )
 
 
 class JobLost(DriverError):
@@ -159,8 +181,11 @@ class JobLost(DriverError):
 
     def __init__(self, prompt_id: str, url: str) -> None:
         self.prompt_id = prompt_id
-        super().__init__(f"prompt {prompt_id}", f"vanished from {url} (not queued, running or in history; "
-                         "the server probably restarted)", "submit it again")
+        super().__init__(
+            f"prompt {prompt_id}",
+            f"vanished from {url} (not queued, running or in history; the server probably restarted)",
+            "submit it again",
+        )
 
 
 class UsageError(DriverError):

@@ -17,6 +17,7 @@ Facts from ComfyUI 0.3.64 (server.py, execution.py, main.py) this relies on:
 - Binary frames start with a big-endian u32 type (1 preview, 3 progress text,
   4 preview with JSON metadata).
 """
+
 from __future__ import annotations
 
 import json
@@ -115,18 +116,23 @@ def _parse_binary(frame: bytes) -> Event | None:
         return Event("preview", {"format": _IMAGE_FORMATS.get(fmt, str(fmt)), "image": body[4:]})
     if kind == PROGRESS_TEXT and len(body) >= 4:
         (n,) = struct.unpack(">I", body[:4])
-        node = body[4:4 + n].decode("utf-8", "replace")
-        text = body[4 + n:].decode("utf-8", "replace")
+        node = body[4 : 4 + n].decode("utf-8", "replace")
+        text = body[4 + n :].decode("utf-8", "replace")
         return Event("progress_text", {"node": node, "text": text})
     if kind == PREVIEW_IMAGE_WITH_METADATA and len(body) >= 4:
         (n,) = struct.unpack(">I", body[:4])
         try:
-            meta = json.loads(body[4:4 + n])
+            meta = json.loads(body[4 : 4 + n])
         except ValueError:
             meta = {}
         meta = meta if isinstance(meta, dict) else {}
         pid = meta.get("prompt_id")
-        data = {"format": meta.get("image_type", ""), "node": meta.get("node_id"), "image": body[4 + n:], "metadata": meta}
+        data = {
+            "format": meta.get("image_type", ""),
+            "node": meta.get("node_id"),
+            "image": body[4 + n :],
+            "metadata": meta,
+        }
         return Event("preview", data, pid if isinstance(pid, str) else None)
     return Event("binary", {"kind": kind, "size": len(body)})
 
@@ -140,7 +146,9 @@ class JobTracker:
             str(k): str(v.get("class_type", "?")) for k, v in (prompt or {}).items() if isinstance(v, dict)
         }
         self.titles: dict[str, str] = {
-            str(k): str((v.get("_meta") or {}).get("title") or "") for k, v in (prompt or {}).items() if isinstance(v, dict)
+            str(k): str((v.get("_meta") or {}).get("title") or "")
+            for k, v in (prompt or {}).items()
+            if isinstance(v, dict)
         }
         self.started = False
         self.done = False
@@ -193,15 +201,20 @@ class JobTracker:
     def apply(self, ev: Event) -> bool:
         """Update from one event; True when the event belongs to this prompt."""
         if ev.type == "status":
-            info = ((ev.data.get("status") or {}).get("exec_info") or {})
+            info = (ev.data.get("status") or {}).get("exec_info") or {}
             if isinstance(info.get("queue_remaining"), int):
                 self.queue_remaining = info["queue_remaining"]
             return False
         if ev.prompt_id != self.prompt_id:
             return False
         d = ev.data
-        if ev.type in ("execution_start", "execution_cached", "execution_success",
-                       "execution_error", "execution_interrupted"):
+        if ev.type in (
+            "execution_start",
+            "execution_cached",
+            "execution_success",
+            "execution_error",
+            "execution_interrupted",
+        ):
             self.messages.append((ev.type, d))
         if ev.type == "execution_start":
             self._start(ev.t)
@@ -265,8 +278,12 @@ class JobTracker:
             elif name == "execution_success":
                 self.success_seen = True
         if status.get("status_str") == "error" and self.error is None and self.interrupted is None:
-            self.error = {"node_id": "?", "node_type": "?", "exception_type": "",
-                          "exception_message": "ComfyUI recorded the prompt as failed without an error message"}
+            self.error = {
+                "node_id": "?",
+                "node_type": "?",
+                "exception_type": "",
+                "exception_message": "ComfyUI recorded the prompt as failed without an error message",
+            }
         outputs = entry.get("outputs")
         if isinstance(outputs, dict):
             self.ui_outputs.update({str(k): v for k, v in outputs.items() if isinstance(v, dict)})

@@ -7,6 +7,7 @@ or several nodes by title, is a usage error (use the node id then).
 
 ``run`` and ``batch`` share this, so a NAME means the same node in both.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,18 +56,27 @@ def find_input_target(prompt: dict[str, Any], name: str) -> tuple[str, str]:
         if ids and input_name in (prompt[ids[0]].get("inputs") or {}):
             value = prompt[ids[0]]["inputs"][input_name]
             if isinstance(value, list):
-                raise UsageError(f"--input {name}", f"input '{input_name}' of node {ids[0]} is linked to another node",
-                                 "target the loader node that feeds it")
+                raise UsageError(
+                    f"--input {name}",
+                    f"input '{input_name}' of node {ids[0]} is linked to another node",
+                    "target the loader node that feeds it",
+                )
             return ids[0], input_name
-    loaders = [f"{nid} ({n.get('class_type')}{', title ' + repr(n['_meta']['title']) if (n.get('_meta') or {}).get('title') else ''})"
-               for nid, n in prompt.items() if isinstance((n.get("inputs") or {}).get("image"), str)]
-    raise UsageError(f"--input {name}", "no node with that id or title has an 'image' input (or NAME.INPUT)",
-                     "use one of: " + (", ".join(loaders) if loaders else "(this workflow has no image loader)"))
+    loaders = [
+        f"{nid} ({n.get('class_type')}{', title ' + repr(n['_meta']['title']) if (n.get('_meta') or {}).get('title') else ''})"
+        for nid, n in prompt.items()
+        if isinstance((n.get("inputs") or {}).get("image"), str)
+    ]
+    raise UsageError(
+        f"--input {name}",
+        "no node with that id or title has an 'image' input (or NAME.INPUT)",
+        "use one of: " + (", ".join(loaders) if loaders else "(this workflow has no image loader)"),
+    )
 
 
 def apply_inputs(prompt: dict[str, Any], inputs: Sequence[tuple[str, Path]], client: ComfyClient) -> dict[str, Any]:
     """Upload each file and return a copy of ``prompt`` with the targets set."""
-    prompt = json.loads(json.dumps(prompt))   # a copy in plain JSON types, as the server will see it
+    prompt = json.loads(json.dumps(prompt))  # a copy in plain JSON types, as the server will see it
     targets = [(find_input_target(prompt, name), path) for name, path in inputs]  # validate all before uploading
     for (node_id, input_name), path in targets:
         uploaded = client.upload(path, subfolder=UPLOAD_SUBFOLDER)

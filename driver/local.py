@@ -7,6 +7,7 @@
 custom_nodes/ links the checkout's custom nodes plus this pack, waits until
 /system_stats answers, and stops the whole process group on exit.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,14 +58,20 @@ def find_comfyui_dir(comfyui_dir: str | os.PathLike[str] | None = None) -> Path:
         embedded = embedded_comfyui_dir()
         if embedded is not None and (embedded / "main.py").is_file():
             return embedded.resolve()
-        raise DriverError("COMFYUI_DIR", "is not set and there is no embedded ComfyUI, so --local has none to start",
-                          "run `python3.11 install.py --comfyui` (clones ComfyUI into .runtime/ComfyUI), set "
-                          "COMFYUI_DIR to a ComfyUI checkout (the folder with main.py), "
-                          "or pass --server URL of a running ComfyUI")
+        raise DriverError(
+            "COMFYUI_DIR",
+            "is not set and there is no embedded ComfyUI, so --local has none to start",
+            "run `python3.11 install.py --comfyui` (clones ComfyUI into .runtime/ComfyUI), set "
+            "COMFYUI_DIR to a ComfyUI checkout (the folder with main.py), "
+            "or pass --server URL of a running ComfyUI",
+        )
     path = Path(raw).expanduser()
     if not (path / "main.py").is_file():
-        raise DriverError(f"COMFYUI_DIR={raw}", "has no main.py: not a ComfyUI checkout",
-                          "point COMFYUI_DIR at the folder that contains ComfyUI's main.py")
+        raise DriverError(
+            f"COMFYUI_DIR={raw}",
+            "has no main.py: not a ComfyUI checkout",
+            "point COMFYUI_DIR at the folder that contains ComfyUI's main.py",
+        )
     return path.resolve()
 
 
@@ -74,8 +81,9 @@ def find_python(comfyui_dir: Path, python: str | os.PathLike[str] | None = None)
     if raw:
         p = Path(raw).expanduser()
         if not p.exists():
-            raise DriverError(f"COMFYUI_PYTHON={raw}", "does not exist",
-                              "point COMFYUI_PYTHON at the python of ComfyUI's environment")
+            raise DriverError(
+                f"COMFYUI_PYTHON={raw}", "does not exist", "point COMFYUI_PYTHON at the python of ComfyUI's environment"
+            )
         # absolute, not resolved: ComfyUI starts from its own folder, and resolving a venv's
         # python symlink would leave the venv
         return p.absolute()
@@ -101,18 +109,30 @@ def check_flags(comfyui_dir: Path) -> set[str]:
     known = {f for f in (*REQUIRED_FLAGS, "--database-url") if f'"{f}"' in text}
     missing = [f for f in REQUIRED_FLAGS if f not in known]
     if text and missing:
-        raise DriverError(f"ComfyUI at {comfyui_dir}", f"main.py lacks {', '.join(missing)} (too old)",
-                          "update the checkout (git pull) to ComfyUI 0.3.x or newer")
+        raise DriverError(
+            f"ComfyUI at {comfyui_dir}",
+            f"main.py lacks {', '.join(missing)} (too old)",
+            "update the checkout (git pull) to ComfyUI 0.3.x or newer",
+        )
     return known if text else set(REQUIRED_FLAGS)
 
 
 class LocalComfy:
     """A private ComfyUI server for the duration of a ``with`` block."""
 
-    def __init__(self, comfyui_dir: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None,
-                 port: int | None = None, extra_custom_nodes: Sequence[str | os.PathLike[str]] | None = None,
-                 cpu: bool = True, *, start_timeout: float = 300.0, extra_args: Sequence[str] = (),
-                 log_path: str | os.PathLike[str] | None = None, keep_base_dir: bool = False) -> None:
+    def __init__(
+        self,
+        comfyui_dir: str | os.PathLike[str] | None = None,
+        python: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        extra_custom_nodes: Sequence[str | os.PathLike[str]] | None = None,
+        cpu: bool = True,
+        *,
+        start_timeout: float = 300.0,
+        extra_args: Sequence[str] = (),
+        log_path: str | os.PathLike[str] | None = None,
+        keep_base_dir: bool = False,
+    ) -> None:
         self.comfyui_dir = find_comfyui_dir(comfyui_dir)
         self.python = find_python(self.comfyui_dir, python)
         self.port = port
@@ -150,8 +170,17 @@ class LocalComfy:
         self.port = self.port or free_port()
         self.log_path = self._log_path_arg or self.base_dir / "comfyui.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [str(self.python), str(self.comfyui_dir / "main.py"), "--listen", "127.0.0.1", "--port", str(self.port),
-               "--base-directory", str(self.base_dir), "--disable-auto-launch"]
+        cmd = [
+            str(self.python),
+            str(self.comfyui_dir / "main.py"),
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(self.base_dir),
+            "--disable-auto-launch",
+        ]
         if self.cpu:
             cmd.append("--cpu")
         if "--database-url" in flags:
@@ -160,8 +189,15 @@ class LocalComfy:
         log.info("starting ComfyUI: %s (log: %s)", " ".join(cmd), self.log_path)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(self.log_path, "ab") as logf:
-            self.process = subprocess.Popen(cmd, cwd=self.comfyui_dir, stdout=logf, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            self.process = subprocess.Popen(
+                cmd,
+                cwd=self.comfyui_dir,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         try:
             self._wait_ready()
         except BaseException:
@@ -194,9 +230,12 @@ class LocalComfy:
         while True:
             code = self.process.poll()
             if code is not None:
-                raise DriverError(f"ComfyUI from {self.comfyui_dir}", f"exited with code {code} while starting",
-                                  "see the log below (a missing dependency in COMFYUI_PYTHON's environment is common)",
-                                  detail=self.log_tail())
+                raise DriverError(
+                    f"ComfyUI from {self.comfyui_dir}",
+                    f"exited with code {code} while starting",
+                    "see the log below (a missing dependency in COMFYUI_PYTHON's environment is common)",
+                    detail=self.log_tail(),
+                )
             try:
                 if requests.get(self.url + "/system_stats", timeout=2).status_code == 200:
                     log.info("ComfyUI ready at %s", self.url)
@@ -204,10 +243,12 @@ class LocalComfy:
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
-                raise DriverError(f"ComfyUI from {self.comfyui_dir}",
-                                  f"did not answer on {self.url} within {self.start_timeout:g} s",
-                                  "raise --start-timeout on slow machines, or read the log below",
-                                  detail=self.log_tail())
+                raise DriverError(
+                    f"ComfyUI from {self.comfyui_dir}",
+                    f"did not answer on {self.url} within {self.start_timeout:g} s",
+                    "raise --start-timeout on slow machines, or read the log below",
+                    detail=self.log_tail(),
+                )
             time.sleep(0.5)
 
     def log_tail(self, lines: int = 40) -> str:

@@ -30,7 +30,7 @@ def write_json_atomic(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        try:    # one write (json.dump writes every token separately)
+        try:  # one write (json.dump writes every token separately)
             write_all(fd, json.dumps(data, indent=2, sort_keys=True, default=str).encode() + b"\n")
         finally:
             os.close(fd)
@@ -45,12 +45,15 @@ def write_all(fd: int, data: bytes) -> None:
     """os.write until all of ``data`` is written (no file object around a one-shot write)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def build_manifest(**fields: Any) -> dict[str, Any]:
-    return {"manifest_version": MANIFEST_VERSION,
-            "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), **fields}
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "written_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+        **fields,
+    }
 
 
 def write_manifest(job_dir: Path, manifest: dict[str, Any]) -> Path:

@@ -37,18 +37,21 @@ class ParamError(UsageError):
 
 @dataclass(frozen=True)
 class Override:
-    target: str      # node id, title or class_type as typed
+    target: str  # node id, title or class_type as typed
     input: str
-    raw: str         # the value as typed
-    spec: str        # the whole --set argument, for messages
+    raw: str  # the value as typed
+    spec: str  # the whole --set argument, for messages
 
     @classmethod
     def parse(cls, spec: str) -> Override:
         left, sep, raw = spec.partition("=")
         target, dot, name = left.rpartition(".")
         if not sep or not dot or not target.strip() or not name.strip():
-            raise ParamError(f"--set {spec}", "must look like NODE.input=value (NODE: id or title)",
-                             'e.g. --set "KSampler.steps=30" or --set "3.cfg=6.5"')
+            raise ParamError(
+                f"--set {spec}",
+                "must look like NODE.input=value (NODE: id or title)",
+                'e.g. --set "KSampler.steps=30" or --set "3.cfg=6.5"',
+            )
         return cls(target.strip(), name.strip(), raw, spec)
 
 
@@ -56,17 +59,23 @@ def find_node(prompt: dict[str, Any], target: str, what: str) -> str:
     """Node id for an id, an exact title, or a class_type (unique match required)."""
     if target in prompt:
         return target
-    for label, key in (("title", lambda n: (n.get("_meta") or {}).get("title")),
-                       ("class_type", lambda n: n.get("class_type"))):
+    for label, key in (
+        ("title", lambda n: (n.get("_meta") or {}).get("title")),
+        ("class_type", lambda n: n.get("class_type")),
+    ):
         ids = [nid for nid, n in prompt.items() if key(n) == target]
         if len(ids) == 1:
             return ids[0]
         if len(ids) > 1:
-            raise ParamError(what, f"{target!r} matches nodes {', '.join(sorted(ids))} by {label}",
-                             "use the node id instead")
-    nodes = ", ".join(f"{nid} ({n.get('class_type')}"
-                      + (f", {n['_meta']['title']!r}" if (n.get("_meta") or {}).get("title") else "") + ")"
-                      for nid, n in sorted(prompt.items(), key=lambda kv: _id_key(kv[0])))
+            raise ParamError(
+                what, f"{target!r} matches nodes {', '.join(sorted(ids))} by {label}", "use the node id instead"
+            )
+    nodes = ", ".join(
+        f"{nid} ({n.get('class_type')}"
+        + (f", {n['_meta']['title']!r}" if (n.get("_meta") or {}).get("title") else "")
+        + ")"
+        for nid, n in sorted(prompt.items(), key=lambda kv: _id_key(kv[0]))
+    )
     raise ParamError(what, f"no node has id, title or type {target!r}", f"use one of: {nodes}")
 
 
@@ -104,7 +113,7 @@ def coerce(spec: list, raw: Any, what: str) -> Any:
     kind, opts = _kind(spec), _opts(spec)
     if kind == "INT":
         value = _parse_number(raw, int, what)
-        _check_range(value, opts, what)   # like ComfyUI's own validation: no step check
+        _check_range(value, opts, what)  # like ComfyUI's own validation: no step check
         return value
     if kind == "FLOAT":
         value = _parse_number(raw, float, what)
@@ -127,8 +136,11 @@ def coerce(spec: list, raw: Any, what: str) -> Any:
         if matches:
             return matches[0]
         shown = ", ".join(map(str, values[:20])) + (f", ... ({len(values)} in all)" if len(values) > 20 else "")
-        raise ParamError(what, f"{raw!r} is not one of the allowed values",
-                         f"use one of: {shown}" if values else "the server lists no values for this input")
+        raise ParamError(
+            what,
+            f"{raw!r} is not one of the allowed values",
+            f"use one of: {shown}" if values else "the server lists no values for this input",
+        )
     if kind == "STRING":
         return raw if isinstance(raw, str) else json.dumps(raw)
     # A pack-specific widget type: accept JSON when it parses, else the plain text.
@@ -181,8 +193,11 @@ def _check_range(value: float, opts: dict, what: str) -> None:
         raise ParamError(what, f"{value} is above the maximum {hi}", f"use a value between {lo} and {hi}")
 
 
-def apply_overrides(prompt: dict[str, Any], overrides: Iterable[str | Override],
-                    object_info: dict[str, Any] | Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def apply_overrides(
+    prompt: dict[str, Any],
+    overrides: Iterable[str | Override],
+    object_info: dict[str, Any] | Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
     """A copy of `prompt` with every --set applied (all are checked before any applies)."""
     items = [o if isinstance(o, Override) else Override.parse(o) for o in overrides]
     if not items:
@@ -197,13 +212,19 @@ def apply_overrides(prompt: dict[str, Any], overrides: Iterable[str | Override],
         if spec is None:
             known = sorted(set(_all_inputs(info, node.get("class_type", ""))) | set(node.get("inputs") or {}))
             if o.input not in (node.get("inputs") or {}):
-                raise ParamError(what, f"node {nid} ({node.get('class_type')}) has no input {o.input!r}",
-                                 f"use one of: {', '.join(known) or '(none)'}")
-            spec = ["*"]   # present in the prompt but unknown to the server: keep it untyped
+                raise ParamError(
+                    what,
+                    f"node {nid} ({node.get('class_type')}) has no input {o.input!r}",
+                    f"use one of: {', '.join(known) or '(none)'}",
+                )
+            spec = ["*"]  # present in the prompt but unknown to the server: keep it untyped
         kind = _kind(spec)
         if kind not in WIDGET_TYPES and kind not in ("*", "") and not _opts(spec).get("forceInput"):
-            raise ParamError(what, f"input {o.input!r} of node {nid} takes a {kind} from another node, not a value",
-                             "set a value input, or change the node feeding it")
+            raise ParamError(
+                what,
+                f"input {o.input!r} of node {nid} takes a {kind} from another node, not a value",
+                "set a value input, or change the node feeding it",
+            )
         current = (node.get("inputs") or {}).get(o.input)
         if isinstance(current, list) and len(current) == 2 and isinstance(current[0], str):
             log.warning("%s replaces the link from node %s", what, current[0])
@@ -217,8 +238,9 @@ def _all_inputs(info: dict, class_type: str) -> list[str]:
     return [n for s in ("required", "optional") for n in (inputs.get(s) or {})]
 
 
-def apply_seed(prompt: dict[str, Any], seed: int | None,
-               object_info: dict[str, Any] | Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+def apply_seed(
+    prompt: dict[str, Any], seed: int | None, object_info: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """A copy of `prompt` where every seed / noise_seed input is `seed`.
 
     A seed fed by a link is set on the node at the other end when that node holds
@@ -237,25 +259,39 @@ def apply_seed(prompt: dict[str, Any], seed: int | None,
             value = node["inputs"][name]
             if isinstance(value, list) and len(value) == 2 and str(value[0]) in out:
                 src = out[str(value[0])]
-                held = next((k for k in ("value", *SEED_INPUTS)
-                             if not isinstance((src.get("inputs") or {}).get(k), (list, dict))
-                             and k in (src.get("inputs") or {})), None)
+                held = next(
+                    (
+                        k
+                        for k in ("value", *SEED_INPUTS)
+                        if not isinstance((src.get("inputs") or {}).get(k), (list, dict))
+                        and k in (src.get("inputs") or {})
+                    ),
+                    None,
+                )
                 if held is not None:
                     targets.append((str(value[0]), held))
             else:
                 targets.append((nid, name))
     if not targets:
-        raise ParamError(f"--seed {seed}", "the workflow has no seed or noise_seed input",
-                         "drop --seed, or use --set NODE.input=N for the input that takes a seed")
+        raise ParamError(
+            f"--seed {seed}",
+            "the workflow has no seed or noise_seed input",
+            "drop --seed, or use --set NODE.input=N for the input that takes a seed",
+        )
     for nid, name in dict.fromkeys(targets):
         spec = input_spec(info, out[nid].get("class_type", ""), name) or ["INT", {"min": 0, "max": 2**64 - 1}]
-        out[nid]["inputs"][name] = coerce(spec if _kind(spec) == "INT" else ["INT", {}], seed,
-                                          f"--seed {seed} (node {nid} input {name})")
+        out[nid]["inputs"][name] = coerce(
+            spec if _kind(spec) == "INT" else ["INT", {}], seed, f"--seed {seed} (node {nid} input {name})"
+        )
     return out
 
 
-def apply_params(prompt: dict[str, Any], sets: Iterable[str] | None, seed: int | None,
-                 object_info: dict[str, Any] | Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def apply_params(
+    prompt: dict[str, Any],
+    sets: Iterable[str] | None,
+    seed: int | None,
+    object_info: dict[str, Any] | Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
     """--seed first, then --set (so an explicit --set NODE.seed=... wins)."""
     cache: dict[str, Any] = {}
 
@@ -263,5 +299,6 @@ def apply_params(prompt: dict[str, Any], sets: Iterable[str] | None, seed: int |
         if "v" not in cache:
             cache["v"] = object_info() if callable(object_info) else object_info
         return cache["v"]
+
     prompt = apply_seed(prompt, seed, info)
     return apply_overrides(prompt, list(sets or []), info)

@@ -29,8 +29,11 @@ class MissingNodes(DriverError):
     def __init__(self, missing: dict[str, list[str]]) -> None:
         self.missing = missing
         lines = "; ".join(f"{url} lacks {', '.join(types)}" for url, types in missing.items())
-        super().__init__("the workflow", f"needs node types no server has ({lines})",
-                         "install the custom node pack that provides them on a server, or add a --server that has them")
+        super().__init__(
+            "the workflow",
+            f"needs node types no server has ({lines})",
+            "install the custom node pack that provides them on a server, or add a --server that has them",
+        )
 
 
 @dataclass
@@ -53,14 +56,28 @@ class ServerState:
         return max(self.queue_remaining, self.inflight)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"url": self.url, "up": self.up, "inflight": self.inflight, "queue_remaining": self.queue_remaining,
-                "failures": self.failures, "last_error": self.last_error, "jobs_done": self.jobs_done}
+        return {
+            "url": self.url,
+            "up": self.up,
+            "inflight": self.inflight,
+            "queue_remaining": self.queue_remaining,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "jobs_done": self.jobs_done,
+        }
 
 
 class ServerPool:
-    def __init__(self, urls: Iterable[str], *, request_timeout: float = 10.0, backoff_base_s: float = 1.0,
-                 backoff_max_s: float = 30.0, queue_ttl_s: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        urls: Iterable[str],
+        *,
+        request_timeout: float = 10.0,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+        queue_ttl_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         seen: dict[str, ServerState] = {}
         for u in urls:
             url = normalize_url(u)
@@ -133,8 +150,9 @@ class ServerPool:
             if s.object_info is not None or self.probe(s):
                 return s.object_info or {}
         errors = "; ".join(f"{s.url}: {s.last_error}" for s in self.servers)
-        raise ServerUnreachable(self.servers[0].url if len(self.servers) == 1 else "(all servers)",
-                                f"no server answered ({errors})")
+        raise ServerUnreachable(
+            self.servers[0].url if len(self.servers) == 1 else "(all servers)", f"no server answered ({errors})"
+        )
 
     def system_stats(self) -> dict[str, Any]:
         """/system_stats of the first server that answers (its editor version picks the
@@ -155,21 +173,25 @@ class ServerPool:
         now = self.clock()
         for s in self.servers:
             if not s.up and now >= s.retry_at:
-                self.probe(s)           # a down server whose backoff ran out gets another chance
+                self.probe(s)  # a down server whose backoff ran out gets another chance
             elif s.up and now - s.queue_at > self.queue_ttl_s:
                 self.probe(s)
         with self._lock:
             ups = [s for s in self.servers if s.up]
             fits = [s for s in ups if need <= s.node_types]
             if not fits:
-                if ups and all(s.probed for s in self.servers) and all(
-                        s.up or s.object_info is not None for s in self.servers):
-                    raise MissingNodes({s.url: sorted(need - s.node_types) for s in self.servers
-                                        if s.object_info is not None})
+                if (
+                    ups
+                    and all(s.probed for s in self.servers)
+                    and all(s.up or s.object_info is not None for s in self.servers)
+                ):
+                    raise MissingNodes(
+                        {s.url: sorted(need - s.node_types) for s in self.servers if s.object_info is not None}
+                    )
                 return None
             best = min(fits, key=lambda s: (s.load(), s.inflight, self.servers.index(s)))
             best.inflight += 1
-            best.queue_remaining += 1     # until the next refresh, count this job in its queue
+            best.queue_remaining += 1  # until the next refresh, count this job in its queue
             return best
 
     def release(self, s: ServerState, *, done: bool = False) -> None:

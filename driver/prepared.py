@@ -11,6 +11,7 @@ Only for positional paramstyles (SQLite's qmark); anything it cannot plan exactl
 (a bind with no value and no parameter, e.g. a Python-side column default) runs
 through ``Connection.execute`` as usual.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -61,7 +62,7 @@ class Prepared:
         for name in names:
             bp = compiled.binds[name]
             if name not in keys and (bp.required or bp.value is None or bp.callable is not None):
-                return _NO_PLAN          # a default SQLAlchemy would compute: not planned here
+                return _NO_PLAN  # a default SQLAlchemy would compute: not planned here
             binds.append((name, bp.value, bp.type.dialect_impl(self.dialect).bind_processor(self.dialect)))
         return compiled.string, tuple(binds)
 

@@ -7,6 +7,7 @@
 
 Each is a callable ``(event, job)`` plus a context manager; ``make_progress`` picks one.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,15 @@ class RichProgress(_Base):
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.bars = Progress(SpinnerColumn(), TextColumn("{task.description}", justify="left"), BarColumn(),
-                             MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=False)
+        self.bars = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
         self._overall: TaskID | None = None
         self._step: TaskID | None = None
 
@@ -76,8 +84,9 @@ class RichProgress(_Base):
             self.bars.update(self._step, visible=False)
             return
         value, maximum = job.step if job.step else (0.0, None)
-        self.bars.update(self._step, visible=True, description=f"  {job.label(job.current)}",
-                         total=maximum or None, completed=value)
+        self.bars.update(
+            self._step, visible=True, description=f"  {job.label(job.current)}", total=maximum or None, completed=value
+        )
 
 
 class LogProgress(_Base):
@@ -133,8 +142,13 @@ class JsonEvents(_Base):
 
     def __call__(self, event: Event, job: JobTracker) -> None:
         record: dict[str, Any] = event.to_json()
-        record["job"] = {"status": job.status, "nodes_done": job.nodes_done, "total": job.total,
-                         "current": job.current, "step": list(job.step) if job.step else None}
+        record["job"] = {
+            "status": job.status,
+            "nodes_done": job.nodes_done,
+            "total": job.total,
+            "current": job.current,
+            "step": list(job.step) if job.step else None,
+        }
         self.stream.write(json.dumps(record, default=str) + "\n")
         self.stream.flush()
 

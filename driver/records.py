@@ -3,6 +3,7 @@
 Why a separate module: driver/store.py needs SQLAlchemy (~0.5-2 s to import); read-only
 commands (``status``, ``list`` on SQLite, driver/store_read.py) need only these.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -68,6 +69,6 @@ class JobRecord:
 def iso(t: dt.datetime | None) -> str | None:
     if t is None:
         return None
-    if t.tzinfo is None:          # SQLite hands back naive datetimes (stored as UTC)
+    if t.tzinfo is None:  # SQLite hands back naive datetimes (stored as UTC)
         t = t.replace(tzinfo=dt.timezone.utc)
     return t.isoformat(timespec="milliseconds")

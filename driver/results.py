@@ -5,6 +5,7 @@ builds these, errors carry them (JobFailed.result), the batch runner and the CLI
 read them. Kept apart from client.py so that reading a result never needs the
 websocket or HTTP stack.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,8 +24,13 @@ class OutputFile:
     type: str = "output"
 
     def to_dict(self) -> dict[str, str]:
-        return {"node_id": self.node_id, "key": self.key, "filename": self.filename,
-                "subfolder": self.subfolder, "type": self.type}
+        return {
+            "node_id": self.node_id,
+            "key": self.key,
+            "filename": self.filename,
+            "subfolder": self.subfolder,
+            "type": self.type,
+        }
 
 
 @dataclass(frozen=True)
@@ -54,10 +60,10 @@ class Uploaded:
 @dataclass
 class JobResult:
     prompt_id: str
-    status: str                                    # "success" (failures raise JobFailed)
+    status: str  # "success" (failures raise JobFailed)
     outputs: list[OutputFile]
-    timings: dict[str, float]                      # node id -> seconds seen by the client
-    messages: list[tuple[str, dict[str, Any]]]     # ComfyUI status messages
+    timings: dict[str, float]  # node id -> seconds seen by the client
+    messages: list[tuple[str, dict[str, Any]]]  # ComfyUI status messages
     ui_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     cached: list[str] = field(default_factory=list)
     node_types: dict[str, str] = field(default_factory=dict)
@@ -66,9 +72,16 @@ class JobResult:
     error: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prompt_id": self.prompt_id, "status": self.status, "server": self.server,
-                "outputs": [o.to_dict() for o in self.outputs], "timings": self.timings,
-                "cached": self.cached, "duration_s": self.duration_s, "error": self.error}
+        return {
+            "prompt_id": self.prompt_id,
+            "status": self.status,
+            "server": self.server,
+            "outputs": [o.to_dict() for o in self.outputs],
+            "timings": self.timings,
+            "cached": self.cached,
+            "duration_s": self.duration_s,
+            "error": self.error,
+        }
 
 
 def collect_outputs(ui_outputs: dict[str, Any]) -> list[OutputFile]:
@@ -82,6 +95,13 @@ def collect_outputs(ui_outputs: dict[str, Any]) -> list[OutputFile]:
                 continue
             for it in items:
                 if isinstance(it, dict) and isinstance(it.get("filename"), str) and "type" in it:
-                    files.append(OutputFile(str(node_id), str(key), it["filename"],
-                                            str(it.get("subfolder") or ""), str(it.get("type") or "output")))
+                    files.append(
+                        OutputFile(
+                            str(node_id),
+                            str(key),
+                            it["filename"],
+                            str(it.get("subfolder") or ""),
+                            str(it.get("type") or "output"),
+                        )
+                    )
     return files

@@ -4,6 +4,7 @@ name them, and one spelling of a server URL.
 A leaf apart from client.py so that the CLI's help text (which shows the default)
 and the server pool can name servers without importing the websocket/HTTP stack.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ from urllib.parse import urlsplit
 from .errors import DriverError
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
-SERVER_ENV = "COMFY_AVATAR_SERVER"        # one server (run, and batch without SERVERS_ENV)
-SERVERS_ENV = "COMFY_AVATAR_SERVERS"      # comma list for batches
+SERVER_ENV = "COMFY_AVATAR_SERVER"  # one server (run, and batch without SERVERS_ENV)
+SERVERS_ENV = "COMFY_AVATAR_SERVERS"  # comma list for batches
 
 
 def normalize_url(url: str) -> str:

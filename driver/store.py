@@ -66,6 +66,7 @@ from .records import iso as _iso
 
 log = logging.getLogger("comfy_avatar.driver.store")
 
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
@@ -126,10 +127,17 @@ class OutputRow(_Base):
 
 
 def _output_row(job_id: str, o: dict[str, Any]) -> dict[str, Any]:
-    return {"job_id": job_id, "node_id": str(o["node_id"]), "key": str(o.get("key", "")),
-            "filename": str(o["filename"]), "subfolder": str(o.get("subfolder") or ""),
-            "type": str(o.get("type") or "output"), "path": o.get("path"), "sha256": o.get("sha256"),
-            "size": o.get("size")}
+    return {
+        "job_id": job_id,
+        "node_id": str(o["node_id"]),
+        "key": str(o.get("key", "")),
+        "filename": str(o["filename"]),
+        "subfolder": str(o.get("subfolder") or ""),
+        "type": str(o.get("type") or "output"),
+        "path": o.get("path"),
+        "sha256": o.get("sha256"),
+        "size": o.get("size"),
+    }
 
 
 def _table(cls: type[_Base]) -> Table:
@@ -149,21 +157,47 @@ _EXISTS = select(_JOBS.c.id).where(_JOBS.c.id == bindparam("b_id"))
 _STATUS_OF = select(_JOBS.c.status, _JOBS.c.cancel_requested).where(_JOBS.c.id == bindparam("b_id"))
 _INSERT_STATUS = insert(_STATUS)
 _INSERT_OUTPUTS = insert(_OUTPUTS)
-_CANCELLED_IN_BATCH = select(_JOBS.c.id).where(_JOBS.c.batch_id == bindparam("b_batch"),
-                                               (_JOBS.c.cancel_requested.is_(True)) | (_JOBS.c.status == CANCELLED))
+_CANCELLED_IN_BATCH = select(_JOBS.c.id).where(
+    _JOBS.c.batch_id == bindparam("b_batch"), (_JOBS.c.cancel_requested.is_(True)) | (_JOBS.c.status == CANCELLED)
+)
 
 
 def _record(row: JobRow, full: bool = True) -> JobRecord:
     return JobRecord(
-        id=row.id, batch_id=row.batch_id, label=row.label, workflow_path=row.workflow_path,
-        workflow_hash=row.workflow_hash, params=dict(row.params or {}), server=row.server,
-        prompt_id=row.prompt_id, status=row.status, attempts=row.attempts, error=row.error,
-        timings=dict(row.timings or {}), duration_s=row.duration_s, out_dir=row.out_dir,
-        cancel_requested=bool(row.cancel_requested), created_at=row.created_at, updated_at=row.updated_at, finished_at=row.finished_at,
+        id=row.id,
+        batch_id=row.batch_id,
+        label=row.label,
+        workflow_path=row.workflow_path,
+        workflow_hash=row.workflow_hash,
+        params=dict(row.params or {}),
+        server=row.server,
+        prompt_id=row.prompt_id,
+        status=row.status,
+        attempts=row.attempts,
+        error=row.error,
+        timings=dict(row.timings or {}),
+        duration_s=row.duration_s,
+        out_dir=row.out_dir,
+        cancel_requested=bool(row.cancel_requested),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
         history=[{"status": h.status, "at": _iso(h.at), "detail": h.detail} for h in row.history] if full else [],
-        outputs=[{"node_id": o.node_id, "key": o.key, "filename": o.filename, "subfolder": o.subfolder,
-                  "type": o.type, "path": o.path, "sha256": o.sha256, "size": o.size}
-                 for o in row.outputs] if full else [],
+        outputs=[
+            {
+                "node_id": o.node_id,
+                "key": o.key,
+                "filename": o.filename,
+                "subfolder": o.subfolder,
+                "type": o.type,
+                "path": o.path,
+                "sha256": o.sha256,
+                "size": o.size,
+            }
+            for o in row.outputs
+        ]
+        if full
+        else [],
     )
 
 
@@ -179,8 +213,11 @@ class JobStore:
         try:
             parsed = make_url(self.url)
         except Exception as e:  # noqa: BLE001 - sqlalchemy raises ArgumentError / ValueError
-            raise StoreError(f"job database URL {self.url!r}", f"not a database URL ({e})",
-                             f"set {DB_ENV} to a file path or e.g. postgresql+psycopg://user@host/db") from None
+            raise StoreError(
+                f"job database URL {self.url!r}",
+                f"not a database URL ({e})",
+                f"set {DB_ENV} to a file path or e.g. postgresql+psycopg://user@host/db",
+            ) from None
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kw: dict[str, Any] = {}
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
@@ -191,8 +228,11 @@ class JobStore:
         try:
             self.engine: Engine = create_engine(self.url, **kw)
         except Exception as e:  # noqa: BLE001 - e.g. a missing DB driver (psycopg)
-            raise StoreError(f"job database {self._safe_url()}", str(e),
-                             "install the database driver (pip install 'psycopg[binary]' for PostgreSQL)") from None
+            raise StoreError(
+                f"job database {self._safe_url()}",
+                str(e),
+                "install the database driver (pip install 'psycopg[binary]' for PostgreSQL)",
+            ) from None
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
@@ -202,14 +242,17 @@ class JobStore:
         # others changed on every transaction. Other processes have their own.
         self._one_writer = self.is_sqlite and bool(parsed.database) and parsed.database != ":memory:"
         self._writer: Connection | None = None
-        self._sql = Prepared(self.engine.dialect)     # the per-job writes, compiled once
+        self._sql = Prepared(self.engine.dialect)  # the per-job writes, compiled once
         self._write_lock = threading.Lock()
         if create:
             try:
                 _Base.metadata.create_all(self.engine)
             except SQLAlchemyError as e:
-                raise StoreError(f"job database {self._safe_url()}", f"cannot open or create tables: {e.__class__.__name__}: "
-                                 f"{str(e).splitlines()[0]}", f"check {DB_ENV} and that the database is reachable") from None
+                raise StoreError(
+                    f"job database {self._safe_url()}",
+                    f"cannot open or create tables: {e.__class__.__name__}: {str(e).splitlines()[0]}",
+                    f"check {DB_ENV} and that the database is reachable",
+                ) from None
 
     def _safe_url(self) -> str:
         try:
@@ -244,25 +287,63 @@ class JobStore:
         self.close()
 
     # -- writes ----------------------------------------------------------------------
-    def add_job(self, *, job_id: str, prompt_id: str, workflow_hash: str, workflow_path: str = "",
-                params: dict[str, Any] | None = None, batch_id: str | None = None, label: str = "",
-                server: str | None = None, out_dir: str | None = None) -> None:
-        self.add_jobs([{"id": job_id, "prompt_id": prompt_id, "workflow_hash": workflow_hash,
-                        "workflow_path": workflow_path, "params": params or {}, "batch_id": batch_id, "label": label,
-                        "server": server, "out_dir": out_dir}])
+    def add_job(
+        self,
+        *,
+        job_id: str,
+        prompt_id: str,
+        workflow_hash: str,
+        workflow_path: str = "",
+        params: dict[str, Any] | None = None,
+        batch_id: str | None = None,
+        label: str = "",
+        server: str | None = None,
+        out_dir: str | None = None,
+    ) -> None:
+        self.add_jobs(
+            [
+                {
+                    "id": job_id,
+                    "prompt_id": prompt_id,
+                    "workflow_hash": workflow_hash,
+                    "workflow_path": workflow_path,
+                    "params": params or {},
+                    "batch_id": batch_id,
+                    "label": label,
+                    "server": server,
+                    "out_dir": out_dir,
+                }
+            ]
+        )
 
     def add_jobs(self, jobs: Iterable[dict[str, Any]]) -> None:
         """Insert many pending jobs in one transaction (keys as for add_job, plus id)."""
         now = _now()
-        rows = [{"batch_id": None, "label": "", "workflow_path": "", "server": None, "out_dir": None, **j,
-                 "params": j.get("params") or {}, "status": PENDING, "attempts": 0, "cancel_requested": False,
-                 "timings": {}, "created_at": now, "updated_at": now} for j in jobs]
+        rows = [
+            {
+                "batch_id": None,
+                "label": "",
+                "workflow_path": "",
+                "server": None,
+                "out_dir": None,
+                **j,
+                "params": j.get("params") or {},
+                "status": PENDING,
+                "attempts": 0,
+                "cancel_requested": False,
+                "timings": {},
+                "created_at": now,
+                "updated_at": now,
+            }
+            for j in jobs
+        ]
         if not rows:
             return
         with self._write() as conn:
             conn.execute(insert(_JOBS), rows)
-            conn.execute(_INSERT_STATUS, [{"job_id": r["id"], "status": PENDING, "at": now, "detail": None}
-                                          for r in rows])
+            conn.execute(
+                _INSERT_STATUS, [{"job_id": r["id"], "status": PENDING, "at": now, "detail": None} for r in rows]
+            )
 
     def set_status(self, job_id: str, status: str, *, detail: str | None = None, **fields: Any) -> bool:
         """Record a status change (with its time) and update other columns (server,
@@ -285,15 +366,23 @@ class JobStore:
             self._sql.execute(conn, _INSERT_STATUS, {"job_id": job_id, "status": status, "at": now, "detail": detail})
             return True
 
-    def finish(self, job_id: str, status: str, outputs: Iterable[dict[str, Any]] = (), *,
-               detail: str | None = None, **fields: Any) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        outputs: Iterable[dict[str, Any]] = (),
+        *,
+        detail: str | None = None,
+        **fields: Any,
+    ) -> bool:
         """A terminal status and the job's output files in one transaction (only if the
         job is not terminal yet; False otherwise, and nothing is written)."""
         now = _now()
         rows = [_output_row(job_id, o) for o in outputs]
         with self._write() as conn:
-            n = self._sql.execute(conn, _UPDATE_LIVE, {"b_id": job_id, "status": status, "updated_at": now,
-                                                       "finished_at": now, **fields}).rowcount
+            n = self._sql.execute(
+                conn, _UPDATE_LIVE, {"b_id": job_id, "status": status, "updated_at": now, "finished_at": now, **fields}
+            ).rowcount
             if not n:
                 if conn.execute(_EXISTS, {"b_id": job_id}).first() is None:
                     raise StoreError(f"job {job_id}", "is not in the job database", "check the job id")
@@ -318,8 +407,11 @@ class JobStore:
 
     def request_cancel(self, job_ids: Iterable[str]) -> None:
         with self._write() as conn:
-            conn.execute(update(_JOBS).where(_JOBS.c.id.in_(list(job_ids)), _JOBS.c.status.not_in(TERMINAL))
-                         .values(cancel_requested=True, updated_at=_now()))
+            conn.execute(
+                update(_JOBS)
+                .where(_JOBS.c.id.in_(list(job_ids)), _JOBS.c.status.not_in(TERMINAL))
+                .values(cancel_requested=True, updated_at=_now())
+            )
 
     def update(self, job_id: str, **fields: Any) -> None:
         with self._write() as conn:
@@ -337,20 +429,32 @@ class JobStore:
         with self._session() as s:
             row = s.get(JobRow, ref) or s.scalars(select(JobRow).where(JobRow.prompt_id == ref)).first()
             if row is None:
-                rows = s.scalars(select(JobRow).where((JobRow.id.startswith(ref, autoescape=True))
-                                                      | (JobRow.prompt_id.startswith(ref, autoescape=True)))
-                                 .limit(3)).all()
+                rows = s.scalars(
+                    select(JobRow)
+                    .where(
+                        (JobRow.id.startswith(ref, autoescape=True))
+                        | (JobRow.prompt_id.startswith(ref, autoescape=True))
+                    )
+                    .limit(3)
+                ).all()
                 if len(rows) > 1:
-                    raise StoreError(f"job {ref!r}", f"matches several jobs ({', '.join(r.id for r in rows)}...)",
-                                     "give more of the id")
+                    raise StoreError(
+                        f"job {ref!r}",
+                        f"matches several jobs ({', '.join(r.id for r in rows)}...)",
+                        "give more of the id",
+                    )
                 row = rows[0] if rows else None
             if row is None:
-                raise StoreError(f"job {ref!r}", f"is not in the job database {self._safe_url()}",
-                                 "list the jobs with 'comfy-avatar list' (and check COMFY_AVATAR_DB)")
+                raise StoreError(
+                    f"job {ref!r}",
+                    f"is not in the job database {self._safe_url()}",
+                    "list the jobs with 'comfy-avatar list' (and check COMFY_AVATAR_DB)",
+                )
             return _record(row)
 
-    def list(self, *, batch_id: str | None = None, status: str | None = None, limit: int | None = 50,
-             full: bool = False) -> list[JobRecord]:
+    def list(
+        self, *, batch_id: str | None = None, status: str | None = None, limit: int | None = 50, full: bool = False
+    ) -> list[JobRecord]:
         """Newest first."""
         with self._session() as s:
             q = select(JobRow)
@@ -365,6 +469,7 @@ class JobStore:
 
     def counts(self, batch_id: str | None = None) -> dict[str, int]:
         from sqlalchemy import func
+
         with self._session() as s:
             q = select(JobRow.status, func.count()).group_by(JobRow.status)
             if batch_id:
@@ -373,8 +478,9 @@ class JobStore:
 
     def latest_batch(self) -> str | None:
         with self._session() as s:
-            return s.scalars(select(JobRow.batch_id).where(JobRow.batch_id.is_not(None))
-                             .order_by(JobRow.created_at.desc()).limit(1)).first()
+            return s.scalars(
+                select(JobRow.batch_id).where(JobRow.batch_id.is_not(None)).order_by(JobRow.created_at.desc()).limit(1)
+            ).first()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -389,4 +495,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def canonical_hash(obj: Any) -> str:
     """sha256 of the canonical JSON of `obj` (sorted keys, no whitespace)."""
     import hashlib
+
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()

@@ -10,6 +10,7 @@ once, when the client is made: proxies (HTTP(S)_PROXY / NO_PROXY), the CA bundle
 
 The pool is thread-safe (urllib3 keeps a queue of keep-alive connections).
 """
+
 from __future__ import annotations
 
 import json as _json
@@ -23,8 +24,16 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ReadTimeoutError
 
 USER_AGENT = "comfy-avatar-driver"
 # No retries (callers retry where it is safe); redirects followed like requests does.
-_RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=10, raise_on_redirect=True,
-                         respect_retry_after_header=False)   # a 503 is the caller's ServerError
+_RETRIES = urllib3.Retry(
+    total=None,
+    connect=0,
+    read=0,
+    status=0,
+    other=0,
+    redirect=10,
+    raise_on_redirect=True,
+    respect_retry_after_header=False,
+)  # a 503 is the caller's ServerError
 
 Response = urllib3.BaseHTTPResponse
 
@@ -39,6 +48,7 @@ class HttpUnreachable(Exception):
 
 def _env_proxy(url: str) -> str | None:
     import requests.utils  # the same NO_PROXY / *_PROXY rules requests applies, read once
+
     proxies = requests.utils.get_environ_proxies(url)
     scheme = urlsplit(url).scheme
     return proxies.get(scheme) or proxies.get("all")
@@ -46,6 +56,7 @@ def _env_proxy(url: str) -> str | None:
 
 def _netrc_auth(url: str) -> tuple[str, str] | None:
     import requests.utils
+
     return requests.utils.get_netrc_auth(url)
 
 
@@ -54,6 +65,7 @@ def _ca_bundle() -> str:
     if env:
         return env
     import certifi
+
     return certifi.where()
 
 
@@ -70,13 +82,19 @@ class Http:
         self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
         self._prefix = parts.path.rstrip("/")
         self.headers: dict[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
-        auth = (unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else \
-            _netrc_auth(self.base)
+        auth = (
+            (unquote(parts.username or ""), unquote(parts.password or "")) if parts.username else _netrc_auth(self.base)
+        )
         if auth:
             self.headers.update(urllib3.make_headers(basic_auth=f"{auth[0]}:{auth[1]}"))
         self.timeout = urllib3.Timeout(connect=min(5.0, timeout), read=timeout)
-        kw: dict[str, Any] = {"num_pools": 4, "maxsize": maxsize, "retries": _RETRIES, "timeout": self.timeout,
-                              "headers": self.headers}
+        kw: dict[str, Any] = {
+            "num_pools": 4,
+            "maxsize": maxsize,
+            "retries": _RETRIES,
+            "timeout": self.timeout,
+            "headers": self.headers,
+        }
         if parts.scheme == "https":
             kw.update(cert_reqs="CERT_REQUIRED", ca_certs=_ca_bundle())
         proxy = _env_proxy(self.base)
@@ -90,15 +108,26 @@ class Http:
         self._pool = None
         self._pm.clear()
 
-    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
-                fields: Mapping[str, Any] | None = None, stream: bool = False,
-                timeout: urllib3.Timeout | float | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        fields: Mapping[str, Any] | None = None,
+        stream: bool = False,
+        timeout: urllib3.Timeout | float | None = None,
+    ) -> Response:
         """One call; ``json`` is sent as a JSON body, ``fields`` as multipart/form-data,
         ``params`` as the query string."""
         if params:
             path += "?" + urlencode({k: v for k, v in params.items() if v is not None})
-        kw: dict[str, Any] = {"preload_content": not stream, "timeout": timeout or self.timeout,
-                              "headers": self.headers}
+        kw: dict[str, Any] = {
+            "preload_content": not stream,
+            "timeout": timeout or self.timeout,
+            "headers": self.headers,
+        }
         if json is not None:
             kw["body"] = _json.dumps(json).encode()
             kw["headers"] = {**self.headers, "Content-Type": "application/json"}
@@ -112,14 +141,13 @@ class Http:
                 r = pool.urlopen(method, self._prefix + path, redirect=False, retries=_RETRIES, **kw)
                 if not r.get_redirect_location():
                     return r
-                r.drain_conn()      # a redirect (maybe to another host): the manager follows it
+                r.drain_conn()  # a redirect (maybe to another host): the manager follows it
                 r.release_conn()
             return self._pm.urlopen(method, self.base + path, **kw)
-        except MaxRetryError as e:          # nothing is retried: the reason is the real failure
+        except MaxRetryError as e:  # nothing is retried: the reason is the real failure
             raise translate(e.reason or e) from e
         except (HTTPError, OSError) as e:
             raise translate(e) from e
-
 
     def _connection_pool(self) -> urllib3.HTTPConnectionPool:
         self._pool = self._pm.connection_from_url(self.base)

@@ -10,6 +10,7 @@ own validation raise (an HTTP 500 instead of a message). Checking only that the 
 is present, as driver.convert once did, sent such files to the server; here they
 are a usage error that says what the two formats look like.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,11 @@ from .errors import UsageError
 
 def is_api_prompt(data: Any) -> bool:
     """True for an API-format prompt: every entry a node with a string class_type."""
-    return isinstance(data, dict) and bool(data) and all(
-        isinstance(v, dict) and isinstance(v.get("class_type"), str) for v in data.values())
+    return (
+        isinstance(data, dict)
+        and bool(data)
+        and all(isinstance(v, dict) and isinstance(v.get("class_type"), str) for v in data.values())
+    )
 
 
 def is_ui_workflow(data: Any) -> bool:
@@ -41,6 +45,9 @@ def load_workflow(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise UsageError(f"workflow {p}", f"not readable JSON ({e})", "pass a workflow exported from ComfyUI") from None
     if not (is_api_prompt(data) or is_ui_workflow(data)):
-        raise UsageError(f"workflow {p}", "is neither an API-format prompt ({id: {class_type, inputs}}) "
-                         "nor a UI workflow (nodes + links)", "export it from ComfyUI with Save or Save (API)")
+        raise UsageError(
+            f"workflow {p}",
+            "is neither an API-format prompt ({id: {class_type, inputs}}) nor a UI workflow (nodes + links)",
+            "export it from ComfyUI with Save or Save (API)",
+        )
     return data

@@ -1,9 +1,9 @@
 """Helpers for the LLM/sandbox/agent tests: glTF validation and canary checks."""
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
 
 
 def validate_glb(path: str | Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ pixel comparison back here.
 
 Skips the calling test (fails under CI=true) when chromium or tests/js/node_modules is missing.
 """
+
 from __future__ import annotations
 
 import base64
@@ -28,9 +29,17 @@ from conftest import need
 
 log = logging.getLogger("tests.browser")
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
-                  "--enable-unsafe-swiftshader", "--disable-background-networking", "--no-first-run",
-                  "--disable-extensions", "--window-size=800,600"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-extensions",
+    "--window-size=800,600",
+]
 PACKAGES = ("three", "@pixiv/three-vrm", "@pixiv/three-vrm-materials-mtoon")
 
 
@@ -90,8 +99,12 @@ def render_faces(vrm: str | Path, out_dir: str | Path, size: int = 384, timeout_
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/face_page.html?vrm=/vrm/{quote(vrm.name)}&size={size}"
     with tempfile.TemporaryDirectory(prefix="comfy-avatar-chromium-") as profile:
-        proc = subprocess.Popen([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         t0 = time.monotonic()
         try:
             finished = box["done"].wait(timeout_s)

@@ -9,6 +9,7 @@ editor from a ComfyUI that has this pack, the graph is built there with the edit
 prompt. tests/test_workflows_vrm.py then checks on every run that the editor turns the file back into
 its twin.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,14 @@ const pv = add('Preview3D'); pv.title = 'Preview mesh'; pv.pos = [840, 700]; lin
 
 def build(oracle: EditorOracle, name: str) -> tuple[dict, dict]:
     """(saved workflow, API prompt) of GRAPHS[name], as the editor saves and queues it."""
-    wf = json.loads(oracle.evaluate(
-        "(async () => {" + PRELUDE + GRAPHS[name] +
-        "\nawait tick(); const __p = await app.graphToPrompt(); return JSON.stringify(__p.workflow); })()"))
+    wf = json.loads(
+        oracle.evaluate(
+            "(async () => {"
+            + PRELUDE
+            + GRAPHS[name]
+            + "\nawait tick(); const __p = await app.graphToPrompt(); return JSON.stringify(__p.workflow); })()"
+        )
+    )
     return wf, oracle.convert(wf)
 
 

@@ -64,10 +64,14 @@ def record_object_info(url: str, out: Path = DATA / "convert" / "object_info_pac
     missing = sorted(t for t in types if t not in info)
     if missing:
         raise SystemExit(f"the server at {url} lacks {missing}: is the pack loaded?")
-    doc = {"_source": {"comfyui": "recorded by tests/_driver_helpers.py record-object-info",
-                       "how": "GET /object_info from a ComfyUI with this pack loaded, trimmed to the "
-                              "node types workflows/*.json use"},
-           "nodes": {k: info[k] for k in sorted(types)}}
+    doc = {
+        "_source": {
+            "comfyui": "recorded by tests/_driver_helpers.py record-object-info",
+            "how": "GET /object_info from a ComfyUI with this pack loaded, trimmed to the "
+            "node types workflows/*.json use",
+        },
+        "nodes": {k: info[k] for k in sorted(types)},
+    }
     out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return types
 

@@ -46,10 +46,18 @@ class EditorOracle:
         self._profile = tempfile.TemporaryDirectory(prefix="oracle-chromium-", ignore_cleanup_errors=True)
         self._port = _free_port()
         self._proc = subprocess.Popen(
-            [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             f"--remote-debugging-port={self._port}", f"--user-data-dir={self._profile.name}",
-             "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                exe,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--remote-debugging-port={self._port}",
+                f"--user-data-dir={self._profile.name}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self._ids = itertools.count(1)
         deadline = time.monotonic() + 30
@@ -69,7 +77,8 @@ class EditorOracle:
         while time.monotonic() < deadline + timeout_s:
             ok = self.evaluate(
                 "!!(window.app && window.app.graph && window.app.vueAppReady !== false"
-                " && window.LiteGraph && Object.keys(LiteGraph.registered_node_types).length > 10)")
+                " && window.LiteGraph && Object.keys(LiteGraph.registered_node_types).length > 10)"
+            )
             if ok:
                 break
             time.sleep(0.5)
@@ -87,8 +96,7 @@ class EditorOracle:
                 return reply.get("result", {})
 
     def evaluate(self, expression: str) -> Any:
-        res = self._call("Runtime.evaluate", expression=expression, awaitPromise=True,
-                         returnByValue=True)
+        res = self._call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
         if "exceptionDetails" in res:
             raise RuntimeError(json.dumps(res["exceptionDetails"])[:2000])
         return res.get("result", {}).get("value")
@@ -233,9 +241,14 @@ def build_cases(oracle: EditorOracle, names: list[str] | None = None) -> dict[st
     """{name: {"workflow": saved UI workflow, "api": prompt the editor queues after loading it}}."""
     out = {}
     for name in names or list(CASES):
-        wf = json.loads(oracle.evaluate(
-            "(async () => {" + PRELUDE + CASES[name] +
-            "\nawait tick(); const __p = await app.graphToPrompt(); return JSON.stringify(__p.workflow); })()"))
+        wf = json.loads(
+            oracle.evaluate(
+                "(async () => {"
+                + PRELUDE
+                + CASES[name]
+                + "\nawait tick(); const __p = await app.graphToPrompt(); return JSON.stringify(__p.workflow); })()"
+            )
+        )
         out[name] = {"workflow": wf, "api": oracle.convert(wf)}
     return out
 

@@ -11,6 +11,7 @@ Like ComfyUI: prompts run one at a time in a worker thread; messages go only to 
 prompt's client_id and are lost when that client has no socket; a reconnecting
 client whose prompt is running gets ``executing {node}`` without a prompt_id.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,21 +33,51 @@ from urllib.parse import parse_qs, urlsplit
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 OBJECT_INFO: dict[str, Any] = {
-    "EmptyImage": {"input": {"required": {"width": ["INT", {"default": 512, "min": 1}],
-                                          "height": ["INT", {"default": 512, "min": 1}],
-                                          "batch_size": ["INT", {"default": 1}], "color": ["INT", {"default": 0}]}},
-                   "input_order": {"required": ["width", "height", "batch_size", "color"]},
-                   "output": ["IMAGE"], "output_is_list": [False], "output_name": ["IMAGE"], "name": "EmptyImage",
-                   "display_name": "EmptyImage", "category": "image", "output_node": False},
-    "LoadImage": {"input": {"required": {"image": [[], {"image_upload": True}]}},
-                  "input_order": {"required": ["image"]}, "output": ["IMAGE", "MASK"], "name": "LoadImage",
-                  "display_name": "Load Image", "category": "image", "output_node": False},
-    "SaveImage": {"input": {"required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI"}]}},
-                  "input_order": {"required": ["images", "filename_prefix"]}, "output": [], "name": "SaveImage",
-                  "display_name": "Save Image", "category": "image", "output_node": True},
-    "KSamplerLike": {"input": {"required": {"image": ["IMAGE"], "steps": ["INT", {"default": 4}]}},
-                     "input_order": {"required": ["image", "steps"]}, "output": ["IMAGE"], "name": "KSamplerLike",
-                     "display_name": "KSamplerLike", "category": "test", "output_node": False},
+    "EmptyImage": {
+        "input": {
+            "required": {
+                "width": ["INT", {"default": 512, "min": 1}],
+                "height": ["INT", {"default": 512, "min": 1}],
+                "batch_size": ["INT", {"default": 1}],
+                "color": ["INT", {"default": 0}],
+            }
+        },
+        "input_order": {"required": ["width", "height", "batch_size", "color"]},
+        "output": ["IMAGE"],
+        "output_is_list": [False],
+        "output_name": ["IMAGE"],
+        "name": "EmptyImage",
+        "display_name": "EmptyImage",
+        "category": "image",
+        "output_node": False,
+    },
+    "LoadImage": {
+        "input": {"required": {"image": [[], {"image_upload": True}]}},
+        "input_order": {"required": ["image"]},
+        "output": ["IMAGE", "MASK"],
+        "name": "LoadImage",
+        "display_name": "Load Image",
+        "category": "image",
+        "output_node": False,
+    },
+    "SaveImage": {
+        "input": {"required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI"}]}},
+        "input_order": {"required": ["images", "filename_prefix"]},
+        "output": [],
+        "name": "SaveImage",
+        "display_name": "Save Image",
+        "category": "image",
+        "output_node": True,
+    },
+    "KSamplerLike": {
+        "input": {"required": {"image": ["IMAGE"], "steps": ["INT", {"default": 4}]}},
+        "input_order": {"required": ["image", "steps"]},
+        "output": ["IMAGE"],
+        "name": "KSamplerLike",
+        "display_name": "KSamplerLike",
+        "category": "test",
+        "output_node": False,
+    },
 }
 
 
@@ -142,11 +173,25 @@ class FakeJob:
         self.message("execution_start", {})
         self.message("execution_cached", {"nodes": list(cached)})
 
-    def node(self, node_id: str, *, steps: int = 0, output: dict[str, Any] | None = None,
-             step_delay: float = 0.0, preview: bytes | None = None) -> None:
+    def node(
+        self,
+        node_id: str,
+        *,
+        steps: int = 0,
+        output: dict[str, Any] | None = None,
+        step_delay: float = 0.0,
+        preview: bytes | None = None,
+    ) -> None:
         pid = self.prompt_id
-        self.send("progress_state", {"prompt_id": pid, "nodes": {node_id: {"value": 0.0, "max": 1.0, "state": "running",
-                                                                           "node_id": node_id, "prompt_id": pid}}})
+        self.send(
+            "progress_state",
+            {
+                "prompt_id": pid,
+                "nodes": {
+                    node_id: {"value": 0.0, "max": 1.0, "state": "running", "node_id": node_id, "prompt_id": pid}
+                },
+            },
+        )
         self.server.last_node_id = node_id
         self.send("executing", {"node": node_id, "display_node": node_id, "prompt_id": pid})
         for i in range(1, steps + 1):
@@ -157,8 +202,10 @@ class FakeJob:
         if output is not None:
             self.outputs[node_id] = output
             self.send("executed", {"node": node_id, "display_node": node_id, "output": output, "prompt_id": pid})
-        self.send("progress_state", {"prompt_id": pid, "nodes": {node_id: {"value": 1.0, "max": 1.0,
-                                                                           "state": "finished", "node_id": node_id}}})
+        self.send(
+            "progress_state",
+            {"prompt_id": pid, "nodes": {node_id: {"value": 1.0, "max": 1.0, "state": "finished", "node_id": node_id}}},
+        )
 
     def cached_output(self, node_id: str, output: dict[str, Any]) -> None:
         """A cached output node resends `executed` with its cached UI (upstream: nothing)."""
@@ -177,11 +224,19 @@ class FakeJob:
         self.finish("success")
 
     def fail(self, node_id: str, message: str, exception_type: str = "RuntimeError") -> None:
-        self.message("execution_error", {"node_id": node_id, "node_type": self.prompt[node_id]["class_type"],
-                                         "executed": [], "exception_message": message + "\n",
-                                         "exception_type": exception_type,
-                                         "traceback": ["  File \"nodes.py\", line 1, in execute\n"],
-                                         "current_inputs": {}, "current_outputs": []})
+        self.message(
+            "execution_error",
+            {
+                "node_id": node_id,
+                "node_type": self.prompt[node_id]["class_type"],
+                "executed": [],
+                "exception_message": message + "\n",
+                "exception_type": exception_type,
+                "traceback": ['  File "nodes.py", line 1, in execute\n'],
+                "current_inputs": {},
+                "current_outputs": [],
+            },
+        )
         self.finish("error")
 
     def finish(self, status_str: str, notify: bool = True) -> None:
@@ -217,7 +272,7 @@ class FakeComfy:
     def __init__(self, scenario: Scenario = default_scenario, port: int = 0) -> None:
         self.scenario = scenario
         self.object_info = dict(OBJECT_INFO)
-        self.reject: tuple[int, dict] | None = None        # canned answer for POST /prompt
+        self.reject: tuple[int, dict] | None = None  # canned answer for POST /prompt
         self.files: dict[tuple[str, str, str], bytes] = {}  # (type, subfolder, filename) -> bytes
         self.uploads: list[dict[str, Any]] = []
         self.posted: list[dict[str, Any]] = []
@@ -225,7 +280,7 @@ class FakeComfy:
         self.interrupts: list[Any] = []
         self.deleted: list[str] = []
         self.requests: list[tuple[str, str]] = []
-        self.fail_next: dict[str, int] = {}                 # path prefix -> answer HTTP 500 this many times
+        self.fail_next: dict[str, int] = {}  # path prefix -> answer HTTP 500 this many times
         self.ws_connects: list[str] = []
         self.sockets: dict[str, WsConn] = {}
         self.running: list[FakeJob] = []
@@ -319,13 +374,26 @@ class FakeComfy:
             return self.reject
         prompt = body.get("prompt")
         if not isinstance(prompt, dict):
-            return 400, {"error": {"type": "no_prompt", "message": "No prompt provided", "details": "No prompt provided",
-                                   "extra_info": {}}, "node_errors": {}}
+            return 400, {
+                "error": {
+                    "type": "no_prompt",
+                    "message": "No prompt provided",
+                    "details": "No prompt provided",
+                    "extra_info": {},
+                },
+                "node_errors": {},
+            }
         for nid, node in prompt.items():
             if node.get("class_type") not in self.object_info:
-                return 400, {"error": {"type": "invalid_prompt", "message": f"Cannot execute because node "
-                                       f"{node.get('class_type')} does not exist.", "details": f"Node ID '#{nid}'",
-                                       "extra_info": {}}, "node_errors": {}}
+                return 400, {
+                    "error": {
+                        "type": "invalid_prompt",
+                        "message": f"Cannot execute because node {node.get('class_type')} does not exist.",
+                        "details": f"Node ID '#{nid}'",
+                        "extra_info": {},
+                    },
+                    "node_errors": {},
+                }
         pid = str(body.get("prompt_id") or uuid.uuid4())
         extra = dict(body.get("extra_data") or {})
         if "client_id" in body:
@@ -351,7 +419,9 @@ def _make_handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:  # keep pytest output clean
             pass
 
-        def _reply(self, status: int, body: Any = None, raw: bytes | None = None, ctype: str = "application/json") -> None:
+        def _reply(
+            self, status: int, body: Any = None, raw: bytes | None = None, ctype: str = "application/json"
+        ) -> None:
             data = raw if raw is not None else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", ctype)
@@ -381,8 +451,13 @@ def _make_handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
             if path == "/ws":
                 return self._websocket(q.get("clientId") or uuid.uuid4().hex)
             if path == "/system_stats":
-                return self._reply(200, {"system": {"comfyui_version": "0.3.64-fake",
-                                                         "required_frontend_version": "1.27.10"}, "devices": []})
+                return self._reply(
+                    200,
+                    {
+                        "system": {"comfyui_version": "0.3.64-fake", "required_frontend_version": "1.27.10"},
+                        "devices": [],
+                    },
+                )
             if path == "/object_info":
                 return self._reply(200, fake.object_info)
             if path.startswith("/object_info/"):
@@ -464,13 +539,19 @@ def _make_handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Sec-WebSocket-Accept", accept)
                 self.end_headers()
                 self.wfile.flush()
-            if fake.closed:   # accepted just before the server went away
+            if fake.closed:  # accepted just before the server went away
                 conn.drop()
                 self.close_connection = True
                 return
             fake.ws_connects.append(client_id)
-            conn.send_text(json.dumps({"type": "status", "data": {"status": {"exec_info": {
-                "queue_remaining": fake.remaining()}}, "sid": client_id}}))
+            conn.send_text(
+                json.dumps(
+                    {
+                        "type": "status",
+                        "data": {"status": {"exec_info": {"queue_remaining": fake.remaining()}}, "sid": client_id},
+                    }
+                )
+            )
             with fake.mutex:
                 mine = any(j.client_id == client_id for j in fake.running)
             if mine and fake.last_node_id is not None:  # server.py: replay WITHOUT prompt_id
@@ -518,8 +599,9 @@ def recorded_scenario(session: dict[str, Any]) -> Scenario:
                 for node_out in entry["outputs"].values():
                     for items in node_out.values():
                         for it in items:
-                            job.server.files[(it["type"], it["subfolder"], it["filename"])] = b"recorded " + \
-                                it["filename"].encode()
+                            job.server.files[(it["type"], it["subfolder"], it["filename"])] = (
+                                b"recorded " + it["filename"].encode()
+                            )
                 job.outputs = entry["outputs"]
                 job.messages = entry["status"]["messages"]
                 job.finish(entry["status"]["status_str"], notify=False)

@@ -10,6 +10,7 @@ for an HTTP error, or a callable(request_json) -> str | dict.
         llm.script("coder-model", ["print('hi')"])
         url = llm.base_url   # http://127.0.0.1:PORT/v1
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,9 +19,10 @@ import json
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -35,7 +37,7 @@ class Seen:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def log_message(self, fmt: str, *args: Any) -> None:  # keep pytest output clean
         pass
@@ -86,18 +88,28 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(int(reply["status"]), reply.get("body", {"error": {"message": "scripted error"}}))
             reply = reply["content"]
         content = str(reply)
-        self._send(200, {
-            "id": f"chatcmpl-{len(fake.seen)}", "object": "chat.completion", "created": int(time.time()),
-            "model": seen.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(content) // 4,
-                      "total_tokens": (len(raw) + len(content)) // 4},
-        })
+        self._send(
+            200,
+            {
+                "id": f"chatcmpl-{len(fake.seen)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": seen.model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                ],
+                "usage": {
+                    "prompt_tokens": len(raw) // 4,
+                    "completion_tokens": len(content) // 4,
+                    "total_tokens": (len(raw) + len(content)) // 4,
+                },
+            },
+        )
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    fake: "FakeLLM"
+    fake: FakeLLM
 
 
 class FakeLLM:
@@ -126,8 +138,12 @@ class FakeLLM:
             if model in self.fallback:
                 item = self.fallback[model]
             else:
-                return {"status": 404, "body": {"error": {"message": f"The model `{model}` does not exist.",
-                                                          "type": "invalid_request_error"}}}
+                return {
+                    "status": 404,
+                    "body": {
+                        "error": {"message": f"The model `{model}` does not exist.", "type": "invalid_request_error"}
+                    },
+                }
         return item(body) if callable(item) else item
 
     def requests_for(self, model: str) -> list[Seen]:
@@ -176,11 +192,14 @@ class FakeLLM:
                 seen.json_mode = True
                 if not any("json" in json.dumps(m.get("content", "")).lower() for m in msgs):
                     # OpenAI's own rule for JSON mode
-                    return "'messages' must contain the word 'json' in some form to use response_format json_object", None
+                    return (
+                        "'messages' must contain the word 'json' in some form to use response_format json_object",
+                        None,
+                    )
         return "", seen
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> "FakeLLM":
+    def start(self) -> FakeLLM:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -201,15 +220,16 @@ class FakeLLM:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def __enter__(self) -> "FakeLLM":
+    def __enter__(self) -> FakeLLM:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
 
-def llm_env(monkeypatch: Any, fake: FakeLLM, *, key_env: str = "COMFY_AVATAR_TEST_LLM_KEY",
-            models: dict[str, str] | None = None) -> dict[str, str]:
+def llm_env(
+    monkeypatch: Any, fake: FakeLLM, *, key_env: str = "COMFY_AVATAR_TEST_LLM_KEY", models: dict[str, str] | None = None
+) -> dict[str, str]:
     """Point every role's config at ``fake`` via COMFY_AVATAR__LLM__* variables; fast backoff."""
     models = models or {"intent": "intent-model", "vision": "vision-model", "coder": "coder-model"}
     for role, model in models.items():

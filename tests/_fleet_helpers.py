@@ -5,6 +5,7 @@ Workers run as real processes (``python -m driver worker``) so that SIGKILL, SIG
 broker restarts hit them as they would hit a worker on a GPU box; heartbeats, leases and
 retry delays are short so the scenarios take seconds.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,9 @@ FAST_ENV = {
 
 def trivial_prompt(tag: str = "t", steps: int = 0) -> dict[str, Any]:
     """EmptyImage -> (KSamplerLike with steps) -> SaveImage: one output file."""
-    p: dict[str, Any] = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}
+    p: dict[str, Any] = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}
+    }
     src = ["1", 0]
     if steps:
         p["2"] = {"class_type": "KSamplerLike", "inputs": {"image": src, "steps": steps}, "_meta": {"title": "sampler"}}
@@ -43,6 +46,7 @@ def trivial_prompt(tag: str = "t", steps: int = 0) -> dict[str, Any]:
 
 def slow_scenario(step_delay: float):
     """The fake ComfyUI's default run, with ``step_delay`` seconds per sampler step."""
+
     def run(job):
         job.start()
         for nid, node in job.prompt.items():
@@ -50,10 +54,13 @@ def slow_scenario(step_delay: float):
             if node.get("class_type") == "SaveImage":
                 prefix = str(node.get("inputs", {}).get("filename_prefix", "ComfyUI"))
                 sub, _, base = prefix.rpartition("/")
-                out = job.save_image(nid, f"{base}_00001_.png", b"\x89PNG fake " + job.prompt_id.encode(), subfolder=sub)
+                out = job.save_image(
+                    nid, f"{base}_00001_.png", b"\x89PNG fake " + job.prompt_id.encode(), subfolder=sub
+                )
             steps = node.get("inputs", {}).get("steps")
             job.node(nid, steps=steps if isinstance(steps, int) else 0, output=out, step_delay=step_delay)
         job.succeed()
+
     return run
 
 
@@ -68,14 +75,42 @@ def executions(*fakes: Any) -> dict[str, int]:
 
 
 class WorkerProc:
-    def __init__(self, env: dict[str, str], server: str, out: Path, db: str, name: str, log: Path,
-                 concurrency: int = 1, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        server: str,
+        out: Path,
+        db: str,
+        name: str,
+        log: Path,
+        concurrency: int = 1,
+        extra: list[str] | None = None,
+    ) -> None:
         self.name, self.log_path = name, log
-        cmd = [sys.executable, "-m", "driver", "-v", "worker", "--server", server, "--out", str(out), "--db", db,
-               "--name", name, "--concurrency", str(concurrency), "--drain", "30", *(extra or [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "driver",
+            "-v",
+            "worker",
+            "--server",
+            server,
+            "--out",
+            str(out),
+            "--db",
+            db,
+            "--name",
+            name,
+            "--concurrency",
+            str(concurrency),
+            "--drain",
+            "30",
+            *(extra or []),
+        ]
         self._log = open(log, "ab")  # noqa: SIM115 - open for the process's life
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -108,8 +143,15 @@ class Fleet:
         self.prefix = "t" + uuid.uuid4().hex[:8]
         self.db = db or str(tmp / "jobs.db")
         self.out = tmp / "out"
-        self.env = {**os.environ, **FAST_ENV, "COMFY_AVATAR_BROKER": broker_url, "COMFY_AVATAR_DB": self.db,
-                    "COMFY_AVATAR__FLEET__PREFIX": self.prefix, "PYTHONUNBUFFERED": "1", **env}
+        self.env = {
+            **os.environ,
+            **FAST_ENV,
+            "COMFY_AVATAR_BROKER": broker_url,
+            "COMFY_AVATAR_DB": self.db,
+            "COMFY_AVATAR__FLEET__PREFIX": self.prefix,
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
         self.settings = FleetSettings.load(env=self.env)
         self.store = JobStore(self.db)
         self.workers: list[WorkerProc] = []
@@ -118,15 +160,18 @@ class Fleet:
     @property
     def publisher(self) -> Any:
         from driver.fleet.broker import Publisher
+
         if self._publisher is None:
             self._publisher = Publisher(self.settings, "test-submit")
         return self._publisher
 
-    def worker(self, server: str, name: str | None = None, concurrency: int = 1, extra: list[str] | None = None,
-               **env: str) -> WorkerProc:
+    def worker(
+        self, server: str, name: str | None = None, concurrency: int = 1, extra: list[str] | None = None, **env: str
+    ) -> WorkerProc:
         name = name or f"w{len(self.workers) + 1}"
-        w = WorkerProc({**self.env, **env}, server, self.out, self.db, name, self.tmp / f"{name}.log", concurrency,
-                       extra)
+        w = WorkerProc(
+            {**self.env, **env}, server, self.out, self.db, name, self.tmp / f"{name}.log", concurrency, extra
+        )
         self.workers.append(w)
         return w
 
@@ -188,14 +233,24 @@ def broker_fixture():
         reason = available()
         need(reason is None, reason or "")
         return shared_broker()
+
     return broker
 
 
 class ApiServer:
     """``comfy-avatar serve``'s app on uvicorn in a thread, on a free 127.0.0.1 port."""
 
-    def __init__(self, fleet: Fleet, keys: str, *, workflows: Path, max_upload_bytes: int = 4 << 20,
-                 rate: float = 50.0, burst: int = 150, viewer: bool = False) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        keys: str,
+        *,
+        workflows: Path,
+        max_upload_bytes: int = 4 << 20,
+        rate: float = 50.0,
+        burst: int = 150,
+        viewer: bool = False,
+    ) -> None:
         import threading
 
         import uvicorn
@@ -209,14 +264,26 @@ class ApiServer:
         self.hub = EventHub(fleet.settings)
         self.hub.start()
         self.publisher = Publisher(fleet.settings, "test-serve")
-        api = ApiSettings(workflows_dir=workflows, max_upload_bytes=max_upload_bytes, rate=rate, burst=burst,
-                          file_roots=(Path(fleet.out),),
-                          viewer_dir=ROOT / "comfy_avatar_nodes" / "web" if viewer else None)
+        api = ApiSettings(
+            workflows_dir=workflows,
+            max_upload_bytes=max_upload_bytes,
+            rate=rate,
+            burst=burst,
+            file_roots=(Path(fleet.out),),
+            viewer_dir=ROOT / "comfy_avatar_nodes" / "web" if viewer else None,
+        )
         self.services = Services(fleet.settings, api, fleet.store, self.publisher, parse_api_keys(keys), self.hub)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(self.services), host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, limit_concurrency=500, backlog=512)
+        config = uvicorn.Config(
+            create_app(self.services),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            limit_concurrency=500,
+            backlog=512,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -250,13 +317,24 @@ class Chromium:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        self.proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                                      "--disable-background-networking", f"--remote-debugging-port={port}",
-                                      f"--user-data-dir={self.profile}", "--window-size=1000,1300",
-                                      # WebGL on the CPU for the three-vrm viewer (no GPU here)
-                                      *(["--use-angle=swiftshader", "--enable-unsafe-swiftshader"] if webgl else []),
-                                      "about:blank"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                f"--remote-debugging-port={port}",
+                f"--user-data-dir={self.profile}",
+                "--window-size=1000,1300",
+                # WebGL on the CPU for the three-vrm viewer (no GPU here)
+                *(["--use-angle=swiftshader", "--enable-unsafe-swiftshader"] if webgl else []),
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline, ws_url = time.monotonic() + 30, None
         while ws_url is None and time.monotonic() < deadline:
             try:
@@ -270,6 +348,7 @@ class Chromium:
 
     def call(self, method: str, **params):
         import json
+
         i = next(self.ids)
         self.ws.send(json.dumps({"id": i, "method": method, "params": params}))
         while True:
@@ -294,6 +373,7 @@ class Chromium:
 
     def close(self) -> None:
         import shutil
+
         try:
             self.ws.close()
         finally:

@@ -6,6 +6,7 @@
 Skips the calling test with the reason when node or tests/js/node_modules is missing
 (fails instead under CI=true, where tests/run.sh runs `npm ci --prefix tests/js` first).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,13 @@ def check_with_node(path: str | Path, script: str = "check_vrm.mjs", timeout_s: 
     """The script's JSON report; it has ok, errors, warnings, validator and (VRM) vrm."""
     ready, reason = node_ready()
     need(ready, reason)
-    proc = subprocess.run(["node", str(JS_DIR / script), str(Path(path).resolve())], cwd=JS_DIR,
-                          capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(
+        ["node", str(JS_DIR / script), str(Path(path).resolve())],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise AssertionError(f"{script} printed no JSON (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -12,6 +12,7 @@ root, and a root-owned data dir fails with eacces): the folder is chowned to it.
 stopped with `rabbitmqctl stop` (falling back to killing its process group), and the epmd it
 started, which `rabbitmqctl stop` leaves behind, is stopped by its pid.
 """
+
 from __future__ import annotations
 
 import os
@@ -72,27 +73,42 @@ class RabbitServer:
 
     def env(self) -> dict[str, str]:
         b = self.base
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-                "HOME": str(b / "home"), "ERL_EPMD_PORT": str(self.epmd_port),
-                "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-                "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.dist_port),
-                "RABBITMQ_MNESIA_BASE": str(b / "mnesia"), "RABBITMQ_LOG_BASE": str(b / "log"),
-                "RABBITMQ_PID_FILE": str(b / "node.pid"), "RABBITMQ_ENABLED_PLUGINS_FILE": str(b / "enabled_plugins"),
-                "RABBITMQ_FEATURE_FLAGS_FILE": str(b / "feature_flags"),
-                "RABBITMQ_CONFIG_FILE": str(b / "rabbitmq"),    # rabbitmq.conf, absent: the defaults
-                "RABBITMQ_ADVANCED_CONFIG_FILE": str(b / "advanced.config"),
-                "RABBITMQ_ENABLED_PLUGINS": ""}
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "HOME": str(b / "home"),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(b / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(b / "log"),
+            "RABBITMQ_PID_FILE": str(b / "node.pid"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(b / "enabled_plugins"),
+            "RABBITMQ_FEATURE_FLAGS_FILE": str(b / "feature_flags"),
+            "RABBITMQ_CONFIG_FILE": str(b / "rabbitmq"),  # rabbitmq.conf, absent: the defaults
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(b / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS": "",
+        }
 
     def start(self) -> RabbitServer:
         self._log = open(self.base / "server.out", "ab")  # noqa: SIM115 - the node's life
-        self.proc = subprocess.Popen([*self._run_as, str(RABBIT_BIN / "rabbitmq-server")], env=self.env(),
-                                     cwd=self.base, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*self._run_as, str(RABBIT_BIN / "rabbitmq-server")],
+            env=self.env(),
+            cwd=self.base,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 tail = self.log_tail()
-                self.stop()                   # the epmd it started outlives it
+                self.stop()  # the epmd it started outlives it
                 raise RuntimeError(f"rabbitmq-server exited {self.proc.returncode if self.proc else '?'}: {tail}")
             if self._amqp_ready():
                 return self
@@ -119,13 +135,18 @@ class RabbitServer:
         return "\n".join(lines[-n:])
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self._run_as, str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
-                              env=self.env(), cwd=self.base, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [*self._run_as, str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
+            env=self.env(),
+            cwd=self.base,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def queue_depths(self) -> dict[str, tuple[int, int]]:
         """queue -> (ready, unacknowledged), from rabbitmqctl."""
-        cp = self.ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
-                      "messages_unacknowledged")
+        cp = self.ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged")
         out = {}
         for line in cp.stdout.splitlines():
             parts = line.split()

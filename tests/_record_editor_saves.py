@@ -97,7 +97,8 @@ const t = txt2img();
 const { node, subgraph } = g.convertToSubgraph(new Set([t.pos, t.neg, t.lat, t.ks])); await tick(); await tick();
 const il = innerOf(node, 'EmptyLatentImage'); expose(subgraph, il, 'width'); expose(subgraph, il, 'height'); await tick();
 setW(node, 'width', 768); setW(node, 'height', 512);
-"""),
+""",
+    ),
     "sg_two_instances": (
         "one subgraph (a KSampler with steps promoted through a subgraph input) used by two "
         "instances with different steps: the inner widget holds only the last value",
@@ -112,7 +113,8 @@ linkInputs(node, node2, ['model', 'positive', 'negative', 'latent_image']); awai
 setW(node2, 'steps', 33);
 const dec2 = add('VAEDecode'); node2.connect(0, dec2, 0); link(t.ck, 2, dec2, 'vae');
 const pv = add('PreviewImage'); link(dec2, 0, pv, 'images');
-"""),
+""",
+    ),
     "sg_widget_input_first": (
         "a subgraph whose first input is a promoted widget (width, unlinked) before linked "
         "inputs: the Export form drops it from the instance's inputs",
@@ -122,7 +124,8 @@ const pi = add('PrimitiveInt', {value: 3}); link(pi, 0, t.lat, 'width');
 const { node, subgraph } = g.convertToSubgraph(new Set([t.lat, t.ks])); await tick(); await tick();
 node.disconnectInput(node.inputs.findIndex(i => i.name === 'width')); await tick(); g.remove(pi); await tick();
 setW(node, 'width', 704);
-"""),
+""",
+    ),
     "sg_proxy_order": (
         "promoted widgets reordered in the subgraph panel (proxyWidgets order: ckpt_name, a "
         "proxied seed, then the prompt text): widgets_values follow that order, not the "
@@ -137,7 +140,8 @@ setW(node, 'text', 'an owl at dusk'); setW(node, 'ckpt_name', 'flow.safetensors'
 node.properties.proxyWidgets = [['-1', 'ckpt_name'], [String(iks.id), 'seed'], ['-1', 'text'],
   [String(innerOf(node, 'CLIPTextEncode', 1).id), 'text'], ['-1', 'cfg']];
 await tick();
-"""),
+""",
+    ),
     "sg_nested_promoted": (
         "nested subgraphs: a KSampler subgraph (steps promoted) inside an outer subgraph that "
         "promotes the inner instance's steps and the latent height again; the outer instance "
@@ -154,7 +158,8 @@ setW(outer.node, 'steps', 17); setW(outer.node, 'height', 384);
 const iks = ii.subgraph.nodes.find(n => n.type === 'KSampler');
 outer.node.properties.proxyWidgets = [...outer.node.properties.proxyWidgets, [ii.id + ':' + iks.id, 'seed']];
 await tick();
-"""),
+""",
+    ),
     "undeclared_inputs": (
         "inputs a node does not declare: a socket and two widget inputs added by a JS "
         "extension (the editor drops widget inputs without a widget when it loads a save), "
@@ -169,7 +174,8 @@ s.addInput('extra_b', 'INT', {widget: {name: 'extra_b'}}); pi.connect(0, s, s.in
 const sc = add('ImageScaleToTotalPixels', {megapixels: 0.5}); link(e, 0, sc, 'image');
 const steps = add('PrimitiveInt', {value: 8}); link(steps, 0, sc, 'resolution_steps');
 const pv = add('PreviewImage'); link(sc, 0, pv, 'images');
-"""),
+""",
+    ),
     "group_node_unused": (
         "extra.groupNodes holds a group-node definition that no node uses any more (made with "
         "the editor's Convert to Group Node, then the group node deleted)",
@@ -180,7 +186,8 @@ link(blur, 0, s, 'images');
 const gn = await toGroupNode([inv, blur], 'InvertBlur'); if (!gn) throw new Error('no group node');
 g.remove(gn); await tick();
 const e2 = add('EmptyImage', {width: 24}); const pv = add('PreviewImage'); link(e2, 0, pv, 'images');
-"""),
+""",
+    ),
     "group_node_used": (
         "a group node that is used (Convert to Group Node on two nodes): the converter refuses "
         "it with a clear error; the editor's prompt is recorded for reference",
@@ -189,7 +196,8 @@ const e = add('EmptyImage', {width: 40}); const inv = add('ImageInvert'); const 
 link(e, 0, inv, 'image'); link(inv, 0, blur, 'image'); const s = add('SaveImage', {filename_prefix: 'grp'});
 link(blur, 0, s, 'images');
 const gn = await toGroupNode([inv, blur], 'InvertBlur'); if (!gn) throw new Error('no group node');
-"""),
+""",
+    ),
     "v3_dynamic_widgets": (
         "ComfyUI 0.8 nodes whose widgets the editor lays out by value: a dynamic combo "
         "(ResizeImageMaskNode.resize_type on 'scale dimensions'), autogrow inputs "
@@ -204,7 +212,8 @@ setW(r, 'resize_type.crop', 'disabled'); setW(r, 'scale_method', 'bilinear');
 const pv2 = add('PreviewImage'); link(r, 0, pv2, 'images');
 const cc = add('CustomCombo'); setW(cc, 'option0', 'small'); await tick(); setW(cc, 'option1', 'large'); await tick();
 setW(cc, 'choice', 'large'); const pa = add('PreviewAny'); link(cc, 0, pa, 'source'); setW(pa, 'previewMode', true);
-"""),
+""",
+    ),
     "titles": (
         "what graphToPrompt puts in _meta.title: nodes whose display_name is null (ImageBlur, "
         "LatentAdd), one whose editor name differs from display_name (Mahiro), an explicit "
@@ -218,16 +227,22 @@ const sl = add('SaveLatent'); link(la, 0, sl, 'samples');
 const inv = add('ImageInvert'); link(b, 0, inv, 'image'); inv.title = 'My invert'; const pv = add('PreviewImage'); link(inv, 0, pv, 'images');
 const sh = add('ImageSharpen'); link(inv, 0, sh, 'image'); sh.title = ''; const pv2 = add('PreviewImage'); link(sh, 0, pv2, 'images');
 g.convertToSubgraph(new Set([b, inv])); await tick();
-"""),
+""",
+    ),
 }
 
 
 def _js_case(body: str) -> str:
-    return ("(async () => {" + PRELUDE + HELPERS + body +
-            "\nawait tick(); await tick(); const __p = await app.graphToPrompt();"
-            " return JSON.stringify({live: __p.output,"
-            " saved: JSON.stringify(G().serialize()),"
-            " exported: JSON.stringify(__p.workflow, null, 2)}); })()")
+    return (
+        "(async () => {"
+        + PRELUDE
+        + HELPERS
+        + body
+        + "\nawait tick(); await tick(); const __p = await app.graphToPrompt();"
+        " return JSON.stringify({live: __p.output,"
+        " saved: JSON.stringify(G().serialize()),"
+        " exported: JSON.stringify(__p.workflow, null, 2)}); })()"
+    )
 
 
 def record(oracle: EditorOracle, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -272,8 +287,11 @@ def record_templates(oracle: EditorOracle, server: str, object_info: dict) -> di
         wf = r.json()
         if not isinstance(wf, dict) or not isinstance(wf.get("nodes"), list):
             continue
-        if (wf.get("extra") or {}).get("groupNodes") or not used_types(wf) - {"Note", "MarkdownNote"} \
-                or any(t not in object_info for t in required_node_types(wf)):
+        if (
+            (wf.get("extra") or {}).get("groupNodes")
+            or not used_types(wf) - {"Note", "MarkdownNote"}
+            or any(t not in object_info for t in required_node_types(wf))
+        ):
             continue
         out[name] = {"workflow": wf, "api": oracle.convert(wf)}
     return out
@@ -325,33 +343,43 @@ def main(argv: list[str] | None = None) -> int:
         recorded = record(oracle, names)
         templates = record_templates(oracle, server, info) if args.templates else None
     if templates is not None:
-        _write_gz(out / "templates.json.gz", {
-            "_source": {"comfyui": system.get("comfyui_version"), "frontend": frontend,
-                        "how": "GET /templates/<name>.json for each template in /templates/index.json "
-                               "whose nodes the server has, loaded into the editor: graphToPrompt output"},
-            "cases": templates})
+        _write_gz(
+            out / "templates.json.gz",
+            {
+                "_source": {
+                    "comfyui": system.get("comfyui_version"),
+                    "frontend": frontend,
+                    "how": "GET /templates/<name>.json for each template in /templates/index.json "
+                    "whose nodes the server has, loaded into the editor: graphToPrompt output",
+                },
+                "cases": templates,
+            },
+        )
     types: set[str] = set()
     for name, rec in recorded.items():
         (out / f"{name}.saved.json").write_text(rec["saved"], encoding="utf-8")
         (out / f"{name}.exported.json").write_text(rec["exported"], encoding="utf-8")
-        (out / f"{name}.api.json").write_text(json.dumps(rec["api"], indent=1, sort_keys=True) + "\n",
-                                              encoding="utf-8")
+        (out / f"{name}.api.json").write_text(json.dumps(rec["api"], indent=1, sort_keys=True) + "\n", encoding="utf-8")
         for form in ("saved", "exported"):
             types |= used_types(json.loads(rec[form]))
     index_path = out / "index.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"cases": {}}
     index["_source"] = {
-        "comfyui": system.get("comfyui_version"), "frontend": frontend,
+        "comfyui": system.get("comfyui_version"),
+        "frontend": frontend,
         "how": "tests/_record_editor_saves.py: graphs built in the real editor (headless Chromium), "
-               "saved as its Save and Export write them, and the prompt its graphToPrompt queues",
+        "saved as its Save and Export write them, and the prompt its graphToPrompt queues",
     }
     index["cases"].update({n: CASES[n][0] for n in names})
     index_path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
-    all_saves = {p.name[:-len(".saved.json")]: {
-        "saved": p.read_text(encoding="utf-8"),
-        "exported": p.with_name(p.name.replace(".saved.", ".exported.")).read_text(encoding="utf-8")}
-        for p in sorted(out.glob("*.saved.json"))}
+    all_saves = {
+        p.name[: -len(".saved.json")]: {
+            "saved": p.read_text(encoding="utf-8"),
+            "exported": p.with_name(p.name.replace(".saved.", ".exported.")).read_text(encoding="utf-8"),
+        }
+        for p in sorted(out.glob("*.saved.json"))
+    }
     for forms in all_saves.values():
         for text in forms.values():
             types |= used_types(json.loads(text))
@@ -359,11 +387,17 @@ def main(argv: list[str] | None = None) -> int:
         with gzip.open(out / "templates.json.gz", "rt", encoding="utf-8") as f:
             for case in json.load(f)["cases"].values():
                 types |= used_types(case["workflow"])
-    _write_gz(out / "object_info.json.gz", {
-        "_source": {"comfyui": system.get("comfyui_version"), "frontend": frontend,
-                    "how": "GET /object_info, trimmed to the node types the saves (and templates) in "
-                           "this folder use"},
-        "nodes": {t: info[t] for t in sorted(types) if t in info}})
+    _write_gz(
+        out / "object_info.json.gz",
+        {
+            "_source": {
+                "comfyui": system.get("comfyui_version"),
+                "frontend": frontend,
+                "how": "GET /object_info, trimmed to the node types the saves (and templates) in this folder use",
+            },
+            "nodes": {t: info[t] for t in sorted(types) if t in info},
+        },
+    )
 
     for url in args.replay:
         url = url.rstrip("/")
@@ -372,15 +406,34 @@ def main(argv: list[str] | None = None) -> int:
         with EditorOracle(url) as oracle:
             other_frontend = oracle.evaluate("window.__COMFYUI_FRONTEND_VERSION__ || null")
             prompts = replay(oracle, all_saves)
-        (out / f"replay_{version}.json").write_text(json.dumps(
-            {"_source": {"comfyui": version, "frontend": other_frontend,
-                         "how": "each save loaded into this editor (loadGraphData + graphToPrompt)"},
-             "cases": prompts}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        (out / f"replay_{version}.json").write_text(
+            json.dumps(
+                {
+                    "_source": {
+                        "comfyui": version,
+                        "frontend": other_frontend,
+                        "how": "each save loaded into this editor (loadGraphData + graphToPrompt)",
+                    },
+                    "cases": prompts,
+                },
+                indent=1,
+                sort_keys=True,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         oinfo = _object_info(url)
-        _write_gz(out / f"object_info_{version}.json.gz", {
-            "_source": {"comfyui": version, "frontend": other_frontend,
-                        "how": "GET /object_info, trimmed to the node types the saves in this folder use"},
-            "nodes": {t: oinfo[t] for t in sorted(types) if t in oinfo}})
+        _write_gz(
+            out / f"object_info_{version}.json.gz",
+            {
+                "_source": {
+                    "comfyui": version,
+                    "frontend": other_frontend,
+                    "how": "GET /object_info, trimmed to the node types the saves in this folder use",
+                },
+                "nodes": {t: oinfo[t] for t in sorted(types) if t in oinfo},
+            },
+        )
     print(f"recorded {len(names)} case(s) into {out}")
     return 0
 

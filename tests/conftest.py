@@ -1,5 +1,6 @@
 """Shared fixtures. Tests that need an external runtime skip with a reason locally, but
 fail under CI (CI=true) where tests/run.sh has installed everything they need."""
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,8 @@ def need(condition: bool, reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def blender_runtime():
-    from comfy_avatar_nodes.core.runtime.blender import find_runtime
     from comfy_avatar_nodes.core.errors import AvatarError
+    from comfy_avatar_nodes.core.runtime.blender import find_runtime
 
     try:
         return find_runtime()
@@ -75,9 +76,11 @@ def comfyui_dir() -> Path:
     """The ComfyUI the end-to-end tests run against (COMFYUI_DIR, set by tests/run.sh for each
     version); skips locally, fails under CI, when there is none."""
     raw = os.environ.get("COMFYUI_DIR", "")
-    need(bool(raw) and Path(raw, "main.py").is_file(),
-         "COMFYUI_DIR is not set to a ComfyUI checkout: run `bash tests/run.sh` (sets one up from "
-         "../shared/comfyui or COMFYUI_REPO) or point COMFYUI_DIR at one")
+    need(
+        bool(raw) and Path(raw, "main.py").is_file(),
+        "COMFYUI_DIR is not set to a ComfyUI checkout: run `bash tests/run.sh` (sets one up from "
+        "../shared/comfyui or COMFYUI_REPO) or point COMFYUI_DIR at one",
+    )
     return Path(raw)
 
 

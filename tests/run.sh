@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Run the tests"); .ci/run calls exactly this.
 #
-#   bash tests/run.sh                 everything: installs what the tests need, lints, then pytest
+#   bash tests/run.sh                 everything: installs what the tests need, ruff + mypy, then pytest
 #   bash tests/run.sh --fast [ARGS]   inner loop: no ComfyUI set-up, no Blender/ComfyUI tests
 #   bash tests/run.sh ARGS            pytest ARGS (e.g. -k name, tests/test_x.py) after the installs
 #
@@ -27,6 +27,11 @@ if [[ "${1:-}" == "--fast" ]]; then fast=1; shift; fi
 
 "$PY" install.py --dev $([[ $fast == 1 ]] && echo --no-blender)
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+
+# Lint and types first (seconds): ruff (pyflakes, bugbear, imports, pyupgrade) + format, mypy on core/ and driver/.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
 
 if [[ $fast == 1 ]]; then
   exec .venv/bin/python -m pytest -m "not blender and not comfyui" "$@"

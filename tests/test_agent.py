@@ -3,6 +3,7 @@
 The language models are the local OpenAI-compatible server (tests/_fake_llm.py) answering
 with scripted replies; Blender is real. GLBs are checked with the Khronos glTF-Validator.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -11,21 +12,20 @@ import logging
 from pathlib import Path
 
 import pytest
-
-from comfy_avatar_nodes.core.llm import intent as intent_mod
-from comfy_avatar_nodes.core.llm import requirements as req_mod
-from comfy_avatar_nodes.core.executor.agent import AgentError, build_asset, parse_formats
-from comfy_avatar_nodes.core.config import SandboxSettings, load_settings
-from comfy_avatar_nodes.core.errors import AvatarError
-from comfy_avatar_nodes.core.llm.client import LLMClient
-
 from _agent_helpers import contains_bytes, files_under, validate_glb
 from _fake_llm import FakeLLM, llm_env, png_bytes
 from test_llm_stages import STOOL
 
+from comfy_avatar_nodes.core.config import SandboxSettings, load_settings
+from comfy_avatar_nodes.core.errors import AvatarError
+from comfy_avatar_nodes.core.executor.agent import AgentError, build_asset, parse_formats
+from comfy_avatar_nodes.core.llm import intent as intent_mod
+from comfy_avatar_nodes.core.llm import requirements as req_mod
+from comfy_avatar_nodes.core.llm.client import LLMClient
+
 KEY = "sk-agent-7a6b5c4d3e2f1a0b"
 
-STOOL_SCRIPT = '''```python
+STOOL_SCRIPT = """```python
 import bpy
 import math
 
@@ -55,16 +55,16 @@ for i in range(3):
     leg = bpy.context.active_object
     leg.name = f"Leg_{i + 1}"
     leg.data.materials.append(oak)
-```'''
+```"""
 
-BROKEN_SCRIPT = '''```python
+BROKEN_SCRIPT = """```python
 import bpy
 
 bpy.ops.mesh.primitive_cylinder_add(radius=0.175, depth=0.04, location=(0, 0, 0.43))
 seat = bpy.context.active_object
 seat.name = "Seat"
 seat.modifiers.new(name="Bevel", type="BEVELL")
-```'''
+```"""
 
 
 @pytest.fixture
@@ -100,8 +100,18 @@ def test_parse_formats():
 @pytest.mark.blender
 def test_prompt_to_validated_glb(blender_runtime, fake, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    fake.script("intent-model", [json.dumps({"intent": "create_3d_model", "confidence": 0.9,
-                                             "rewritten_prompt": "A 45 cm wooden stool with three legs"})])
+    fake.script(
+        "intent-model",
+        [
+            json.dumps(
+                {
+                    "intent": "create_3d_model",
+                    "confidence": 0.9,
+                    "rewritten_prompt": "A 45 cm wooden stool with three legs",
+                }
+            )
+        ],
+    )
     fake.script("vision-model", [json.dumps(STOOL)])
     fake.script("coder-model", [STOOL_SCRIPT])
     sketch = png_bytes((120, 80, 40), (64, 64))
@@ -154,8 +164,14 @@ def test_repair_loop_first_script_fails_second_works(blender_runtime, fake, tmp_
 def test_advised_and_syntax_error_scripts_are_repaired(blender_runtime, fake, tmp_path):
     """`import os` is fine now (the OS contains the script); what it cannot do (start a process) fails
     in Blender, and the static pass's advice travels back to the coder with the error."""
-    fake.script("coder-model", ["```python\nimport bpy\nimport os\nos.system('ls')\n```",
-                                "```python\nimport bpy\nfor i in range(3)\n    pass\n```", STOOL_SCRIPT])
+    fake.script(
+        "coder-model",
+        [
+            "```python\nimport bpy\nimport os\nos.system('ls')\n```",
+            "```python\nimport bpy\nfor i in range(3)\n    pass\n```",
+            STOOL_SCRIPT,
+        ],
+    )
     res = build(STOOL, tmp_path, blender_runtime, max_attempts=3)
     a1, a2, a3 = res.attempts
     assert a1.stage == "blender" and "empty scene" in a1.error
@@ -169,8 +185,13 @@ def test_advised_and_syntax_error_scripts_are_repaired(blender_runtime, fake, tm
 def test_never_ending_script_ends_in_a_clear_error_with_the_attempts_log(blender_runtime, fake, tmp_path):
     fake.always("coder-model", "```python\nimport bpy\nbpy.ops.mesh.primitive_cube_add()\nwhile True:\n    pass\n```")
     with pytest.raises(AgentError) as ei:
-        build(STOOL, tmp_path, blender_runtime, max_attempts=2,
-              sandbox=SandboxSettings(timeout_s=6, cpu_s=60, memory_mb=4096))
+        build(
+            STOOL,
+            tmp_path,
+            blender_runtime,
+            max_attempts=2,
+            sandbox=SandboxSettings(timeout_s=6, cpu_s=60, memory_mb=4096),
+        )
     msg = str(ei.value)
     assert msg.startswith("Blender executor: the script failed in all 2 attempt(s)")
     assert "did not finish within 6 s" in msg and "Attempts log:" in msg
@@ -188,8 +209,16 @@ def test_empty_scene_and_unreachable_coder_name_their_stage(blender_runtime, fak
     c = client("coder")
     fake.queues["coder-model"].append({"status": 404, "body": {"error": {"message": "model gone"}}})
     with pytest.raises(AgentError) as ei:
-        asyncio.run(build_asset(STOOL, coder=c, out_dir=tmp_path, name="stool", runtime=blender_runtime,
-                                sandbox=SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=4096)))
+        asyncio.run(
+            build_asset(
+                STOOL,
+                coder=c,
+                out_dir=tmp_path,
+                name="stool",
+                runtime=blender_runtime,
+                sandbox=SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=4096),
+            )
+        )
     msg = str(ei.value)
     assert "could not repair the script" in msg and "HTTP 404" in msg and "model gone" in msg
     log = json.loads(ei.value.attempts_log.read_text())

@@ -3,6 +3,7 @@
 Every job here is tests/data/blender/runner_probe.py in one of its modes; a launch that
 imports bpy costs ~1 s.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from comfy_avatar_nodes.core.runtime import blender as rb
-from comfy_avatar_nodes.core.runtime.blender import BlenderRuntime, ResourceLimits, run_blender, run_blender_sync
 from comfy_avatar_nodes.core.config import PACK_DIR, load_settings
 from comfy_avatar_nodes.core.errors import BlenderError
+from comfy_avatar_nodes.core.runtime import blender as rb
+from comfy_avatar_nodes.core.runtime.blender import BlenderRuntime, ResourceLimits, run_blender, run_blender_sync
 
 PROBE = Path(__file__).parent / "data" / "blender" / "runner_probe.py"
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
@@ -44,10 +45,16 @@ def _wait_gone(pid: int, within_s: float = 5.0) -> bool:
 
 # ---------------------------------------------------------------- with the real bpy runtime
 
+
 @pytest.mark.blender
 def test_good_script_returns_its_result(blender_runtime, tmp_path):
-    res = run_blender_sync(PROBE, {"mode": "echo", "value": {"a": [1, 2.5, "x"]}}, work_dir=tmp_path,
-                           runtime=blender_runtime, timeout_s=120)
+    res = run_blender_sync(
+        PROBE,
+        {"mode": "echo", "value": {"a": [1, 2.5, "x"]}},
+        work_dir=tmp_path,
+        runtime=blender_runtime,
+        timeout_s=120,
+    )
     assert res.ok and res.returncode == 0 and res.error == ""
     assert res.result["echo"] == {"a": [1, 2.5, "x"]}
     assert rb._version_tuple(res.result["bpy"]) >= (4, 2)  # bpy really was imported in the job
@@ -59,15 +66,26 @@ def test_good_script_returns_its_result(blender_runtime, tmp_path):
 @pytest.mark.blender
 def test_script_error_has_its_message_and_the_stderr_tail(blender_runtime, tmp_path):
     with pytest.raises(BlenderError) as err:
-        run_blender_sync(PROBE, {"mode": "raise", "message": "input 'mesh' has no faces"},
-                         work_dir=tmp_path, runtime=blender_runtime, timeout_s=120)
+        run_blender_sync(
+            PROBE,
+            {"mode": "raise", "message": "input 'mesh' has no faces"},
+            work_dir=tmp_path,
+            runtime=blender_runtime,
+            timeout_s=120,
+        )
     msg = str(err.value)
     assert msg.startswith("Blender job runner_probe.py: input 'mesh' has no faces")
     assert "probe-stderr-marker: about to fail" in msg  # Blender's stderr tail
     assert "Fix:" in msg and "blender.log" in msg
 
-    res = run_blender_sync(PROBE, {"mode": "raise", "message": "bad"}, work_dir=tmp_path,
-                           runtime=blender_runtime, timeout_s=120, check=False)
+    res = run_blender_sync(
+        PROBE,
+        {"mode": "raise", "message": "bad"},
+        work_dir=tmp_path,
+        runtime=blender_runtime,
+        timeout_s=120,
+        check=False,
+    )
     assert not res.ok and res.error == "bad" and res.returncode == 1
     assert "probe-stderr-marker" in res.log_tail and "JobError: bad" in res.traceback
 
@@ -96,8 +114,9 @@ def test_cancel_kills_the_job_and_its_children(blender_runtime, tmp_path):
     pid_file = tmp_path / "child.pid"
 
     async def scenario() -> None:
-        task = asyncio.create_task(run_blender(PROBE, {"mode": "sleep"}, work_dir=tmp_path,
-                                               runtime=blender_runtime, timeout_s=120))
+        task = asyncio.create_task(
+            run_blender(PROBE, {"mode": "sleep"}, work_dir=tmp_path, runtime=blender_runtime, timeout_s=120)
+        )
         for _ in range(600):
             if pid_file.is_file() and pid_file.read_text():
                 break
@@ -125,17 +144,25 @@ def test_crash_gives_a_clear_error(blender_runtime, tmp_path):
 @posix_only
 def test_memory_limit_makes_a_big_allocation_fail(blender_runtime, tmp_path):
     limits = ResourceLimits(memory_bytes=2 << 30)
-    ok = run_blender_sync(PROBE, {"mode": "alloc", "mb": 100}, work_dir=tmp_path, runtime=blender_runtime,
-                          timeout_s=120, limits=limits)
+    ok = run_blender_sync(
+        PROBE, {"mode": "alloc", "mb": 100}, work_dir=tmp_path, runtime=blender_runtime, timeout_s=120, limits=limits
+    )
     assert ok.result == {"allocated_mb": 100}  # bpy itself still runs under the limit
     with pytest.raises(BlenderError) as err:
-        run_blender_sync(PROBE, {"mode": "alloc", "mb": 3000}, work_dir=tmp_path, runtime=blender_runtime,
-                         timeout_s=120, limits=limits)
+        run_blender_sync(
+            PROBE,
+            {"mode": "alloc", "mb": 3000},
+            work_dir=tmp_path,
+            runtime=blender_runtime,
+            timeout_s=120,
+            limits=limits,
+        )
     assert "MemoryError" in str(err.value) and "memory limit" in str(err.value)
     # without the limit the same 3000 MB of address space is there (mapped lazily: quick),
     # so it was the limit that stopped the allocation
-    big = run_blender_sync(PROBE, {"mode": "alloc", "mb": 3000, "lazy": True}, work_dir=tmp_path,
-                           runtime=blender_runtime, timeout_s=120)
+    big = run_blender_sync(
+        PROBE, {"mode": "alloc", "mb": 3000, "lazy": True}, work_dir=tmp_path, runtime=blender_runtime, timeout_s=120
+    )
     assert big.result == {"allocated_mb": 3000}
 
 
@@ -143,8 +170,14 @@ def test_memory_limit_makes_a_big_allocation_fail(blender_runtime, tmp_path):
 @posix_only
 def test_fsize_limit_stops_a_big_write(blender_runtime, tmp_path):
     with pytest.raises(BlenderError) as err:
-        run_blender_sync(PROBE, {"mode": "write", "mb": 5, "bpy": False}, work_dir=tmp_path,
-                         runtime=blender_runtime, timeout_s=120, limits=ResourceLimits(fsize_bytes=1 << 20))
+        run_blender_sync(
+            PROBE,
+            {"mode": "write", "mb": 5, "bpy": False},
+            work_dir=tmp_path,
+            runtime=blender_runtime,
+            timeout_s=120,
+            limits=ResourceLimits(fsize_bytes=1 << 20),
+        )
     assert "File too large" in str(err.value)
     assert (tmp_path / "big.bin").stat().st_size <= 1 << 20
 
@@ -154,8 +187,14 @@ def test_fsize_limit_stops_a_big_write(blender_runtime, tmp_path):
 def test_cpu_limit_stops_a_busy_loop(blender_runtime, tmp_path):
     start = time.monotonic()
     with pytest.raises(BlenderError) as err:
-        run_blender_sync(PROBE, {"mode": "busy", "bpy": False}, work_dir=tmp_path, runtime=blender_runtime,
-                         timeout_s=60, limits=ResourceLimits(cpu_s=1))
+        run_blender_sync(
+            PROBE,
+            {"mode": "busy", "bpy": False},
+            work_dir=tmp_path,
+            runtime=blender_runtime,
+            timeout_s=60,
+            limits=ResourceLimits(cpu_s=1),
+        )
     assert "SIGXCPU" in str(err.value) and "CPU limit (1 s)" in str(err.value)
     assert time.monotonic() - start < 20
 
@@ -164,10 +203,10 @@ def test_cpu_limit_stops_a_busy_loop(blender_runtime, tmp_path):
 @posix_only
 def test_all_limits_are_set_in_the_child(blender_runtime, tmp_path):
     limits = ResourceLimits(cpu_s=50, memory_bytes=3 << 30, fsize_bytes=1 << 30, nproc=4000)
-    res = run_blender_sync(PROBE, {"mode": "limits", "bpy": False}, work_dir=tmp_path, runtime=blender_runtime,
-                           timeout_s=60, limits=limits)
-    assert res.result == {"cpu": [50, 51], "as": [3 << 30, 3 << 30], "fsize": [1 << 30, 1 << 30],
-                          "nproc": [4000, 4000]}
+    res = run_blender_sync(
+        PROBE, {"mode": "limits", "bpy": False}, work_dir=tmp_path, runtime=blender_runtime, timeout_s=60, limits=limits
+    )
+    assert res.result == {"cpu": [50, 51], "as": [3 << 30, 3 << 30], "fsize": [1 << 30, 1 << 30], "nproc": [4000, 4000]}
 
 
 @pytest.mark.blender
@@ -182,17 +221,32 @@ def test_blender_user_folders_are_a_temp_dir_and_env_is_the_base(blender_runtime
     assert res.result["user_dir_exists"] and not Path(user).exists()  # there during the job, gone after
     assert res.result["pythonpath"] is None
 
-    stripped = run_blender_sync(PROBE, {"mode": "env"}, work_dir=tmp_path, runtime=blender_runtime,
-                                timeout_s=120, env={"PROBE_SECRET": "only-this"})
+    stripped = run_blender_sync(
+        PROBE,
+        {"mode": "env"},
+        work_dir=tmp_path,
+        runtime=blender_runtime,
+        timeout_s=120,
+        env={"PROBE_SECRET": "only-this"},
+    )
     assert stripped.result["secret"] == "only-this" and stripped.result["home"] is None
 
 
 @pytest.mark.blender
 def test_concurrent_jobs_in_one_work_dir(blender_runtime, tmp_path):
     async def both():
-        return await asyncio.gather(*(run_blender(PROBE, {"mode": "echo", "value": i, "bpy": False},
-                                                  work_dir=tmp_path, runtime=blender_runtime, timeout_s=60)
-                                      for i in range(3)))
+        return await asyncio.gather(
+            *(
+                run_blender(
+                    PROBE,
+                    {"mode": "echo", "value": i, "bpy": False},
+                    work_dir=tmp_path,
+                    runtime=blender_runtime,
+                    timeout_s=60,
+                )
+                for i in range(3)
+            )
+        )
 
     results = asyncio.run(both())
     assert [r.result["echo"] for r in results] == [0, 1, 2]
@@ -201,8 +255,13 @@ def test_concurrent_jobs_in_one_work_dir(blender_runtime, tmp_path):
 
 @pytest.mark.blender
 def test_install_check_reports_the_bpy_runtime(blender_runtime, clean_env):
-    proc = subprocess.run([sys.executable, str(PACK_DIR / "install.py"), "--check"], capture_output=True,
-                          text=True, timeout=300, cwd=PACK_DIR)
+    proc = subprocess.run(
+        [sys.executable, str(PACK_DIR / "install.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PACK_DIR,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"bpy {blender_runtime.version}" in proc.stdout and "io_scene_vrm enabled" in proc.stdout
     assert str(blender_runtime.executable) in proc.stdout
@@ -210,6 +269,7 @@ def test_install_check_reports_the_bpy_runtime(blender_runtime, clean_env):
 
 
 # ---------------------------------------------------------------- no Blender needed
+
 
 def test_missing_binary_names_blender_bin_and_the_fix(clean_env, tmp_path):
     clean_env.setenv("BLENDER_BIN", "/nonexistent/blender")
@@ -271,8 +331,17 @@ def test_binary_runtime_uses_the_documented_command_line(clean_env, tmp_path):
     assert res.result["echo"] == "hi"
     argv = (tmp_path / "argv").read_text().splitlines()
     job = str(res.log_path.parent / "job.json")
-    assert argv == ["--background", "--factory-startup", "--python-exit-code", "1", "--python", str(PROBE),
-                    "--", "--job", job]
+    assert argv == [
+        "--background",
+        "--factory-startup",
+        "--python-exit-code",
+        "1",
+        "--python",
+        str(PROBE),
+        "--",
+        "--job",
+        job,
+    ]
     # the VRM add-on from <runtime_dir>/blender-addons is visible to a Blender binary
     res = run_blender_sync(PROBE, {"mode": "addons", "bpy": False}, work_dir=work, timeout_s=30)
     assert res.result["addons"] == ["io_scene_vrm"]
@@ -289,7 +358,13 @@ def test_too_old_binary_is_rejected(clean_env, tmp_path):
 
 def test_python_runtime_command_line(tmp_path):
     rt = BlenderRuntime("python", Path("/rt/bin/python"), "5.0.1")
-    assert rt.command(Path("/s/x.py"), Path("/w/job.json")) == ["/rt/bin/python", "/s/x.py", "--", "--job", "/w/job.json"]
+    assert rt.command(Path("/s/x.py"), Path("/w/job.json")) == [
+        "/rt/bin/python",
+        "/s/x.py",
+        "--",
+        "--job",
+        "/w/job.json",
+    ]
 
 
 def test_relative_script_resolves_in_blender_cli_and_missing_script_is_named(tmp_path):
@@ -304,8 +379,9 @@ def test_arguments_must_be_json(tmp_path):
     with pytest.raises(BlenderError) as err:
         run_blender_sync(PROBE, {"mode": "echo", "value": object()}, work_dir=tmp_path, runtime=rt, timeout_s=10)
     assert "arguments for runner_probe.py" in str(err.value) and "JSON" in str(err.value)
-    res = run_blender_sync(PROBE, {"mode": "echo", "value": tmp_path, "bpy": False}, work_dir=tmp_path,
-                           runtime=rt, timeout_s=30)
+    res = run_blender_sync(
+        PROBE, {"mode": "echo", "value": tmp_path, "bpy": False}, work_dir=tmp_path, runtime=rt, timeout_s=30
+    )
     assert res.result["echo"] == str(tmp_path)  # paths are passed as strings
 
 
@@ -313,8 +389,9 @@ def test_run_blender_sync_works_inside_a_running_loop(tmp_path):
     rt = BlenderRuntime("python", Path(sys.executable), "test")
 
     async def inside() -> dict:
-        return run_blender_sync(PROBE, {"mode": "echo", "value": 7, "bpy": False}, work_dir=tmp_path,
-                                runtime=rt, timeout_s=30).result
+        return run_blender_sync(
+            PROBE, {"mode": "echo", "value": 7, "bpy": False}, work_dir=tmp_path, runtime=rt, timeout_s=30
+        ).result
 
     assert asyncio.run(inside())["echo"] == 7
 
@@ -323,6 +400,7 @@ def test_install_reads_dependencies_without_tomllib():
     import install
 
     assert install._parse_dependencies((PACK_DIR / "pyproject.toml").read_text()) == install.read_dependencies()
-    assert install._parse_dependencies('[project]\ndependencies = [ # c\n "a[b,c]>=1",  # ]\n \'d\'\n]\n'
-                                       '[tool.x]\ndependencies = ["no"]\n') == ["a[b,c]>=1", "d"]
+    assert install._parse_dependencies(
+        '[project]\ndependencies = [ # c\n "a[b,c]>=1",  # ]\n \'d\'\n]\n[tool.x]\ndependencies = ["no"]\n'
+    ) == ["a[b,c]>=1", "d"]
     assert not {"torch", "bpy"} & {install.requirement_name(d) for d in install.read_dependencies()}

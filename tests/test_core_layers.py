@@ -3,6 +3,7 @@ modules), core never imports ComfyUI or nodes/, and only nodes/ imports comfy_ap
 
 Uses the AST walker of test_import_graph.py, so every kind of import counts (lazy ones too).
 """
+
 from __future__ import annotations
 
 from test_import_graph import find_cycles, import_graph, imports_of, package_modules
@@ -28,19 +29,27 @@ def test_no_cycles_between_stage_folders():
         for dep in deps:
             folded.setdefault(dep, {})
     cycles = find_cycles(folded)
-    assert not cycles, "stage folders of core/ import each other (one of them is in the wrong place):\n  " + \
-        "\n  ".join(cycles)
+    assert not cycles, (
+        "stage folders of core/ import each other (one of them is in the wrong place):\n  " + "\n  ".join(cycles)
+    )
 
 
 def test_core_never_imports_comfyui_or_nodes():
-    hits = [f"{path.name}:{line} imports {names[0]}" for module, path in package_modules(CORE).items()
-            for names, line in imports_of(module, path)
-            if any(n == c or n.startswith(c + ".") for n in names for c in COMFY)]
+    hits = [
+        f"{path.name}:{line} imports {names[0]}"
+        for module, path in package_modules(CORE).items()
+        for names, line in imports_of(module, path)
+        if any(n == c or n.startswith(c + ".") for n in names for c in COMFY)
+    ]
     assert not hits, "core/ must stay plain Python:\n  " + "\n  ".join(hits)
 
 
 def test_only_nodes_imports_comfy_api():
-    hits = [f"{module}:{line}" for module, path in package_modules("comfy_avatar_nodes").items()
-            if not module.startswith("comfy_avatar_nodes.nodes")
-            for names, line in imports_of(module, path) if any(n.split(".")[0] == "comfy_api" for n in names)]
+    hits = [
+        f"{module}:{line}"
+        for module, path in package_modules("comfy_avatar_nodes").items()
+        if not module.startswith("comfy_avatar_nodes.nodes")
+        for names, line in imports_of(module, path)
+        if any(n.split(".")[0] == "comfy_api" for n in names)
+    ]
     assert not hits, "comfy_api imported outside nodes/: " + ", ".join(hits)

@@ -1,14 +1,15 @@
 """Issue 2 acceptance: the example image becomes a VRM 1.0 avatar through the same stage
 functions the nodes call, in real Blender, and the file passes the Khronos glTF-Validator and
 loads in three-vrm with every required humanoid bone resolved."""
+
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
 import pytest
-
 from _js import check_with_node
+
 from comfy_avatar_nodes.core.pipeline import image_to_vrm_cpu
 from comfy_avatar_nodes.core.vrm.meta import VrmMeta
 from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES
@@ -18,8 +19,13 @@ pytestmark = [pytest.mark.blender, pytest.mark.js]
 
 @pytest.fixture(scope="module")
 def cpu_path(tmp_path_factory, blender_runtime, example_image):
-    meta = VrmMeta(name="Example Character", version="2.1", authors=["Alice", "Bob"], avatar_permission="everyone",
-                   commercial_usage="personalProfit")
+    meta = VrmMeta(
+        name="Example Character",
+        version="2.1",
+        authors=["Alice", "Bob"],
+        avatar_permission="everyone",
+        commercial_usage="personalProfit",
+    )
     return asyncio.run(image_to_vrm_cpu(example_image, tmp_path_factory.mktemp("cpu_path"), meta))
 
 

@@ -16,12 +16,27 @@ with gzip.open(ROOT / "tests" / "data" / "convert" / "object_info_core.json.gz",
     OBJECT_INFO = json.load(_f)["nodes"]
 
 PROMPT = {
-    "3": {"class_type": "KSampler", "_meta": {"title": "Sampler"},
-          "inputs": {"seed": 1, "steps": 20, "cfg": 8.0, "sampler_name": "euler", "scheduler": "normal",
-                     "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["6", 0],
-                     "latent_image": ["5", 0]}},
-    "5": {"class_type": "EmptyLatentImage", "_meta": {"title": "Size"},
-          "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+    "3": {
+        "class_type": "KSampler",
+        "_meta": {"title": "Sampler"},
+        "inputs": {
+            "seed": 1,
+            "steps": 20,
+            "cfg": 8.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1.0,
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["6", 0],
+            "latent_image": ["5", 0],
+        },
+    },
+    "5": {
+        "class_type": "EmptyLatentImage",
+        "_meta": {"title": "Size"},
+        "inputs": {"width": 512, "height": 512, "batch_size": 1},
+    },
     "6": {"class_type": "CLIPTextEncode", "_meta": {"title": "Prompt"}, "inputs": {"text": "a cat", "clip": ["4", 1]}},
     "7": {"class_type": "CLIPTextEncode", "_meta": {"title": "Prompt"}, "inputs": {"text": "", "clip": ["4", 1]}},
     "8": {"class_type": "RandomNoise", "_meta": {"title": "Noise"}, "inputs": {"noise_seed": ["9", 0]}},
@@ -33,8 +48,11 @@ PROMPT = {
 
 
 def test_set_types_values_by_object_info() -> None:
-    out = apply_overrides(PROMPT, ["Sampler.steps=30", "3.cfg=6.5", "KSampler.sampler_name=dpmpp_2m",
-                                   "Size.width=768", "6.text=a dog = good"], OBJECT_INFO)
+    out = apply_overrides(
+        PROMPT,
+        ["Sampler.steps=30", "3.cfg=6.5", "KSampler.sampler_name=dpmpp_2m", "Size.width=768", "6.text=a dog = good"],
+        OBJECT_INFO,
+    )
     assert out["3"]["inputs"]["steps"] == 30 and isinstance(out["3"]["inputs"]["steps"], int)
     assert out["3"]["inputs"]["cfg"] == 6.5
     assert out["3"]["inputs"]["sampler_name"] == "dpmpp_2m"
@@ -43,19 +61,22 @@ def test_set_types_values_by_object_info() -> None:
     assert PROMPT["3"]["inputs"]["steps"] == 20, "the input prompt is not modified"
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("Sampler.steps=many", "not a whole number"),
-    ("Sampler.steps=0", "below the minimum 1"),
-    ("Sampler.cfg=1000", "above the maximum 100"),
-    ("Sampler.sampler_name=nope", "not one of the allowed values"),
-    ("Size.width=8", "below the minimum 16"),
-    ("Sampler.denoise=x", "not a number"),
-    ("Sampler.stepz=3", "has no input 'stepz'"),
-    ("Prompt.text=x", "matches nodes 6, 7 by title"),
-    ("Nobody.steps=3", "no node has id, title or type 'Nobody'"),
-    ("Sampler.model=3", "takes a MODEL from another node"),
-    ("steps=3", "must look like NODE.input=value"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("Sampler.steps=many", "not a whole number"),
+        ("Sampler.steps=0", "below the minimum 1"),
+        ("Sampler.cfg=1000", "above the maximum 100"),
+        ("Sampler.sampler_name=nope", "not one of the allowed values"),
+        ("Size.width=8", "below the minimum 16"),
+        ("Sampler.denoise=x", "not a number"),
+        ("Sampler.stepz=3", "has no input 'stepz'"),
+        ("Prompt.text=x", "matches nodes 6, 7 by title"),
+        ("Nobody.steps=3", "no node has id, title or type 'Nobody'"),
+        ("Sampler.model=3", "takes a MODEL from another node"),
+        ("steps=3", "must look like NODE.input=value"),
+    ],
+)
 def test_set_mistakes_name_the_input_and_the_fix(spec: str, message: str) -> None:
     with pytest.raises(ParamError, match="Fix: ") as e:
         apply_overrides(PROMPT, [spec], OBJECT_INFO)
@@ -89,6 +110,7 @@ def test_explicit_set_wins_over_seed_and_object_info_is_fetched_once() -> None:
     def info():
         calls.append(1)
         return OBJECT_INFO
+
     out = apply_params(PROMPT, ["Sampler.seed=7"], 42, info)
     assert out["3"]["inputs"]["seed"] == 7 and out["9"]["inputs"]["value"] == 42
     assert len(calls) == 1
@@ -111,23 +133,41 @@ from driver.manifest import verify_manifest  # noqa: E402
 from driver.pool import ServerPool  # noqa: E402
 from driver.store import CANCELLED, FAILED, SUCCEEDED, TERMINAL, JobStore  # noqa: E402
 
-TRIVIAL = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
-           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t/pic"}}}
+TRIVIAL = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t/pic"}},
+}
 
 
 def _jobs(tmp: Path, n: int, batch: str = "b", prompt: dict | None = None) -> list[BatchJob]:
-    return [BatchJob(i, f"{batch}-{i:04d}", job_prompt_id(batch, i), json.loads(json.dumps(prompt or TRIVIAL)),
-                     tmp / "out" / f"{i:04d}", label=f"job{i}") for i in range(n)]
+    return [
+        BatchJob(
+            i,
+            f"{batch}-{i:04d}",
+            job_prompt_id(batch, i),
+            json.loads(json.dumps(prompt or TRIVIAL)),
+            tmp / "out" / f"{i:04d}",
+            label=f"job{i}",
+        )
+        for i in range(n)
+    ]
 
 
 def _runner(jobs, urls, store=None, queue_ttl_s: float = 0.5, on_event=None, callback=None, **options) -> BatchRunner:
     """A runner with short backoffs and client timings; ``options`` are BatchOptions fields."""
-    options = {"backoff_base_s": 0.05, "backoff_max_s": 0.2, "ws_silence_s": 0.5, "poll_interval_s": 0.1,
-               "reconnect_give_up_s": 5.0, **options}
+    options = {
+        "backoff_base_s": 0.05,
+        "backoff_max_s": 0.2,
+        "ws_silence_s": 0.5,
+        "poll_interval_s": 0.1,
+        "reconnect_give_up_s": 5.0,
+        **options,
+    }
     pool = ServerPool(urls, backoff_base_s=0.05, backoff_max_s=0.2, request_timeout=3, queue_ttl_s=queue_ttl_s)
     batch_id = jobs[0].id.rsplit("-", 1)[0] if jobs else "b"
-    return BatchRunner(jobs, pool, BatchOptions(batch_id=batch_id, **options), store=store, on_event=on_event,
-                       callback=callback)
+    return BatchRunner(
+        jobs, pool, BatchOptions(batch_id=batch_id, **options), store=store, on_event=on_event, callback=callback
+    )
 
 
 def _store(tmp: Path) -> JobStore:
@@ -151,6 +191,7 @@ def test_batch_runs_every_job_once_with_manifests_and_records(tmp_path: Path) ->
             out = orig(body)
             in_flight.append(fake.remaining())
             return out
+
         fake.enqueue = enqueue
         store = _store(tmp_path)
         jobs = _jobs(tmp_path, 12)
@@ -187,7 +228,7 @@ def test_transient_5xx_is_retried_with_backoff_and_never_doubles(tmp_path: Path)
         events: list[BatchEvent] = []
         runner = _runner(jobs, [fake.url], store, on_event=events.append, queue_ttl_s=60)
         runner.pool.probe_all()
-        fake.fail_next["/prompt"] = 2          # the next two POST /prompt answer 500
+        fake.fail_next["/prompt"] = 2  # the next two POST /prompt answer 500
         summary = runner.run()
     assert summary.exit_code == 0
     assert _executions(fake) == {jobs[0].prompt_id: 1}
@@ -201,6 +242,7 @@ def test_permanent_failures_are_not_retried(tmp_path: Path) -> None:
         job.start()
         job.node("1")
         job.fail("2", "disk full")
+
     with FakeComfy(boom) as fake:
         store = _store(tmp_path)
         jobs = _jobs(tmp_path, 2)
@@ -211,11 +253,31 @@ def test_permanent_failures_are_not_retried(tmp_path: Path) -> None:
         assert rec.status == FAILED and "disk full" in rec.error and rec.attempts == 1
         assert json.loads((jobs[0].out_dir / "manifest.json").read_text())["error"].count("disk full") == 1
     with FakeComfy() as fake:
-        fake.reject = (400, {"error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed "
-                                       "validation", "details": "", "extra_info": {}},
-                             "node_errors": {"1": {"class_type": "EmptyImage", "dependent_outputs": ["2"], "errors": [
-                                 {"type": "value_bigger_than_max", "message": "Value 99999 bigger than max of 16384",
-                                  "details": "width", "extra_info": {"input_name": "width"}}]}}})
+        fake.reject = (
+            400,
+            {
+                "error": {
+                    "type": "prompt_outputs_failed_validation",
+                    "message": "Prompt outputs failed validation",
+                    "details": "",
+                    "extra_info": {},
+                },
+                "node_errors": {
+                    "1": {
+                        "class_type": "EmptyImage",
+                        "dependent_outputs": ["2"],
+                        "errors": [
+                            {
+                                "type": "value_bigger_than_max",
+                                "message": "Value 99999 bigger than max of 16384",
+                                "details": "width",
+                                "extra_info": {"input_name": "width"},
+                            }
+                        ],
+                    }
+                },
+            },
+        )
         summary = _runner(_jobs(tmp_path, 1, "v"), [fake.url]).run()
         assert summary.jobs[0].status == FAILED and "width" in summary.jobs[0].error
         assert len(fake.posted) == 1
@@ -228,6 +290,7 @@ def test_ws_drop_mid_run_still_completes(tmp_path: Path) -> None:
         job.drop_ws()
         time.sleep(0.2)
         default_scenario_rest(job)
+
     with FakeComfy(dropping) as fake:
         events: list[BatchEvent] = []
         summary = _runner(_jobs(tmp_path, 3), [fake.url], on_event=events.append, concurrency=1).run()
@@ -250,11 +313,12 @@ def test_server_restart_mid_queue_every_job_ends_exactly_once(tmp_path: Path) ->
         job.start()
         job.node("1")
         if len(ran) == 3 and not state["restarted"]:
-            state["restarted"] = True          # the server dies while running the 4th prompt
+            state["restarted"] = True  # the server dies while running the 4th prompt
             job.server.restart()
             return
         ran.append(job.prompt_id)
         default_scenario_rest(job)
+
     with FakeComfy(scenario) as fake:
         store = _store(tmp_path)
         jobs = _jobs(tmp_path, 10)
@@ -274,6 +338,7 @@ def test_a_job_that_vanishes_twice_fails_instead_of_looping(tmp_path: Path) -> N
     def always_lost(job: FakeJob) -> None:
         job.start()
         job.server.restart()
+
     with FakeComfy(always_lost) as fake:
         summary = _runner(_jobs(tmp_path, 1), [fake.url]).run()
     assert summary.jobs[0].status == FAILED and "vanished" in summary.jobs[0].error
@@ -292,6 +357,7 @@ def _blocking_scenario(gate: threading.Event):
             job.finish("error")
             return
         default_scenario_rest(job)
+
     return run
 
 
@@ -314,9 +380,9 @@ def test_cancel_running_queued_and_unsubmitted_jobs(tmp_path: Path) -> None:
         running_pid = fake.running[0].prompt_id
         queued_pid = fake.pending[0].prompt_id
         by_pid = {j.prompt_id: j for j in jobs}
-        assert runner.cancel(by_pid[queued_pid].id)        # queued on the server -> /queue delete
-        assert runner.cancel(jobs[3].id)                     # never submitted -> never posted
-        assert runner.cancel(by_pid[running_pid].id)         # running -> /interrupt with its id
+        assert runner.cancel(by_pid[queued_pid].id)  # queued on the server -> /queue delete
+        assert runner.cancel(jobs[3].id)  # never submitted -> never posted
+        assert runner.cancel(by_pid[running_pid].id)  # running -> /interrupt with its id
         _wait_for(lambda: by_pid[running_pid].status in TERMINAL and by_pid[queued_pid].status in TERMINAL)
         gate.set()
         t.join(20)
@@ -330,6 +396,7 @@ def test_cancel_running_queued_and_unsubmitted_jobs(tmp_path: Path) -> None:
 
 def test_cancel_from_another_shell_through_the_job_database(tmp_path: Path) -> None:
     from driver.cli import main
+
     gate = threading.Event()
     db = tmp_path / "jobs.db"
     with FakeComfy(_blocking_scenario(gate)) as fake:
@@ -379,7 +446,7 @@ def test_a_server_that_comes_back_is_used_again(tmp_path: Path) -> None:
     runner = _runner(jobs, [f"http://127.0.0.1:{port}"], give_up_s=30)
     t = threading.Thread(target=runner.run)
     t.start()
-    time.sleep(1.0)                     # jobs wait for a server
+    time.sleep(1.0)  # jobs wait for a server
     with FakeComfy(port=port) as fake:
         t.join(30)
     assert [j.status for j in jobs] == [SUCCEEDED] * 3 and len(fake.posted) == 3
@@ -387,6 +454,7 @@ def test_a_server_that_comes_back_is_used_again(tmp_path: Path) -> None:
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -415,6 +483,7 @@ class _Receiver:
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -458,14 +527,17 @@ def test_callback_gives_up_after_bounded_attempts() -> None:
 
 def _cli(args: list[str], capsys) -> tuple[int, str, str]:
     from driver.cli import main
+
     code = main(args)
     out = capsys.readouterr()
     return code, out.out, out.err
 
 
 def _image_workflow(tmp: Path) -> Path:
-    wf = {"1": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}, "_meta": {"title": "image"}},
-          "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "cli/out"}}}
+    wf = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}, "_meta": {"title": "image"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "cli/out"}},
+    }
     p = tmp / "wf.json"
     p.write_text(json.dumps(wf))
     return p
@@ -478,9 +550,24 @@ def test_cli_batch_over_images_with_json_events_status_and_list(tmp_path: Path, 
         (imgs / n).write_bytes(b"img " + n.encode())
     db = tmp_path / "jobs.db"
     with FakeComfy() as fake:
-        code, out, _ = _cli(["batch", str(_image_workflow(tmp_path)), "--images", str(imgs), "--out",
-                             str(tmp_path / "out"), "--server", fake.url, "--json", "--db", str(db),
-                             "--batch-id", "imgs"], capsys)
+        code, out, _ = _cli(
+            [
+                "batch",
+                str(_image_workflow(tmp_path)),
+                "--images",
+                str(imgs),
+                "--out",
+                str(tmp_path / "out"),
+                "--server",
+                fake.url,
+                "--json",
+                "--db",
+                str(db),
+                "--batch-id",
+                "imgs",
+            ],
+            capsys,
+        )
     assert code == 0
     events = [json.loads(line) for line in out.splitlines()]
     done = [e for e in events if e["type"] == "job_finished"]
@@ -498,16 +585,32 @@ def test_cli_batch_over_images_with_json_events_status_and_list(tmp_path: Path, 
 
 
 def test_cli_batch_csv_rows_set_params_and_seeds(tmp_path: Path, capsys) -> None:
-    info_prompt = {"3": {"class_type": "KSamplerLike", "inputs": {"image": ["1", 0], "steps": 4},
-                         "_meta": {"title": "Sampler"}},
-                   "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}
+    info_prompt = {
+        "3": {"class_type": "KSamplerLike", "inputs": {"image": ["1", 0], "steps": 4}, "_meta": {"title": "Sampler"}},
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+    }
     wf = tmp_path / "wf.json"
     wf.write_text(json.dumps(info_prompt))
     rows = tmp_path / "rows.csv"
     rows.write_text("label,Sampler.steps,1.width\nfirst,2,16\nsecond,,32\n")
     with FakeComfy() as fake:
-        code, _, err = _cli(["batch", str(wf), "--csv", str(rows), "--out", str(tmp_path / "o"), "--server",
-                             fake.url, "--db", str(tmp_path / "j.db"), "--progress", "log"], capsys)
+        code, _, err = _cli(
+            [
+                "batch",
+                str(wf),
+                "--csv",
+                str(rows),
+                "--out",
+                str(tmp_path / "o"),
+                "--server",
+                fake.url,
+                "--db",
+                str(tmp_path / "j.db"),
+                "--progress",
+                "log",
+            ],
+            capsys,
+        )
     assert code == 0, err
     posted = sorted(fake.posted, key=lambda b: b["prompt"]["1"]["inputs"]["width"])
     assert [b["prompt"]["3"]["inputs"]["steps"] for b in posted] == [2, 4]
@@ -515,23 +618,47 @@ def test_cli_batch_csv_rows_set_params_and_seeds(tmp_path: Path, capsys) -> None
     assert (tmp_path / "o" / "0000-first" / "manifest.json").is_file()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--csv", "{tmp}/bad.csv"], "column 'oops'"),
-    (["--images", "{tmp}/nothere"], "is not a folder"),
-    (["--csv", "{tmp}/ok.csv", "--set", "Sampler.steps=lots"], "not a whole number"),
-    (["--csv", "{tmp}/ok.csv", "--callback-url", "http://x/"], "COMFY_AVATAR_CALLBACK_SECRET"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--csv", "{tmp}/bad.csv"], "column 'oops'"),
+        (["--images", "{tmp}/nothere"], "is not a folder"),
+        (["--csv", "{tmp}/ok.csv", "--set", "Sampler.steps=lots"], "not a whole number"),
+        (["--csv", "{tmp}/ok.csv", "--callback-url", "http://x/"], "COMFY_AVATAR_CALLBACK_SECRET"),
+    ],
+)
 def test_cli_batch_usage_errors_exit_2(tmp_path: Path, capsys, monkeypatch, extra, message) -> None:
     monkeypatch.delenv("COMFY_AVATAR_CALLBACK_SECRET", raising=False)
     (tmp_path / "bad.csv").write_text("oops\n1\n")
     (tmp_path / "ok.csv").write_text("label\nx\n")
     wf = tmp_path / "wf.json"
-    wf.write_text(json.dumps({"3": {"class_type": "KSamplerLike", "inputs": {"image": ["1", 0], "steps": 4},
-                                    "_meta": {"title": "Sampler"}},
-                              "1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}))
+    wf.write_text(
+        json.dumps(
+            {
+                "3": {
+                    "class_type": "KSamplerLike",
+                    "inputs": {"image": ["1", 0], "steps": 4},
+                    "_meta": {"title": "Sampler"},
+                },
+                "1": {"class_type": "EmptyImage", "inputs": {"width": 8}},
+            }
+        )
+    )
     with FakeComfy() as fake:
-        code, _, err = _cli(["batch", str(wf), "--out", str(tmp_path / "o"), "--server", fake.url, "--db",
-                             str(tmp_path / "j.db"), *[a.format(tmp=tmp_path) for a in extra]], capsys)
+        code, _, err = _cli(
+            [
+                "batch",
+                str(wf),
+                "--out",
+                str(tmp_path / "o"),
+                "--server",
+                fake.url,
+                "--db",
+                str(tmp_path / "j.db"),
+                *[a.format(tmp=tmp_path) for a in extra],
+            ],
+            capsys,
+        )
         assert not fake.posted
     assert code == 2 and message in err
 
@@ -574,24 +701,49 @@ def test_recorded_queue_delete_facts_the_cancel_logic_relies_on() -> None:
     deleted = s["deleted_prompt_id"]
     assert [deleted] == [it[1] for it in s["queue_before"]["queue_pending"]]
     assert s["queue_after"]["queue_pending"] == [] and s["deleted_history"] == {}
-    assert not any(f.get("data", {}).get("prompt_id") == deleted for f in s["frames"] if not f.get("binary")), \
+    assert not any(f.get("data", {}).get("prompt_id") == deleted for f in s["frames"] if not f.get("binary")), (
         "a deleted pending prompt sends nothing: the driver only sees it vanish"
+    )
     kinds = [f["type"] for f in s["frames"] if not f.get("binary")]
     assert kinds.index("execution_interrupted") < len(kinds) - 1 and kinds[-1] == "executing"
 
 
 def test_cli_run_applies_set_and_seed(tmp_path: Path, capsys) -> None:
     wf = tmp_path / "wf.json"
-    wf.write_text(json.dumps({"3": {"class_type": "KSamplerLike", "inputs": {"image": ["1", 0], "steps": 4},
-                                    "_meta": {"title": "Sampler"}},
-                              "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1,
-                                                                           "color": 0}}}))
+    wf.write_text(
+        json.dumps(
+            {
+                "3": {
+                    "class_type": "KSamplerLike",
+                    "inputs": {"image": ["1", 0], "steps": 4},
+                    "_meta": {"title": "Sampler"},
+                },
+                "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+            }
+        )
+    )
     with FakeComfy() as fake:
-        code, _, err = _cli(["run", str(wf), "--out", str(tmp_path / "o"), "--server", fake.url,
-                             "--set", "Sampler.steps=2", "--set", "1.width=64", "--progress", "none"], capsys)
+        code, _, err = _cli(
+            [
+                "run",
+                str(wf),
+                "--out",
+                str(tmp_path / "o"),
+                "--server",
+                fake.url,
+                "--set",
+                "Sampler.steps=2",
+                "--set",
+                "1.width=64",
+                "--progress",
+                "none",
+            ],
+            capsys,
+        )
         assert code == 0, err
         assert fake.posted[0]["prompt"]["3"]["inputs"]["steps"] == 2
         assert fake.posted[0]["prompt"]["1"]["inputs"]["width"] == 64
-        code, _, err = _cli(["run", str(wf), "--out", str(tmp_path / "o"), "--server", fake.url,
-                             "--set", "1.width=0"], capsys)
+        code, _, err = _cli(
+            ["run", str(wf), "--out", str(tmp_path / "o"), "--server", fake.url, "--set", "1.width=0"], capsys
+        )
     assert code == 2 and "below the minimum" in err and len(fake.posted) == 1

@@ -1,5 +1,6 @@
 """``comfy-avatar run`` end to end against the in-process fake ComfyUI: exit codes,
 messages a user reads, uploaded inputs wired into the prompt, downloaded outputs."""
+
 from __future__ import annotations
 
 import json
@@ -45,26 +46,52 @@ def _dead_url() -> str:
 
 def test_run_uploads_inputs_runs_and_downloads(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     with FakeComfy() as fake:
-        code = cli.main(["run", str(files["wf"]), "--input", f"photo={files['img']}", "--input", f"11={files['mask']}",
-                         "--out", str(files["out"]), "--server", fake.url])
+        code = cli.main(
+            [
+                "run",
+                str(files["wf"]),
+                "--input",
+                f"photo={files['img']}",
+                "--input",
+                f"11={files['mask']}",
+                "--out",
+                str(files["out"]),
+                "--server",
+                fake.url,
+            ]
+        )
     out, err = capsys.readouterr()
     assert code == 0, err
     posted = fake.posted[0]["prompt"]
-    assert posted["10"]["inputs"]["image"] == "comfy-avatar/me.png"     # by title
-    assert posted["11"]["inputs"]["image"] == "comfy-avatar/m.png"      # by id
+    assert posted["10"]["inputs"]["image"] == "comfy-avatar/me.png"  # by title
+    assert posted["11"]["inputs"]["image"] == "comfy-avatar/m.png"  # by id
     assert [(u["name"], u["subfolder"], u["data"]) for u in fake.uploads] == [
-        ("me.png", "comfy-avatar", PNG), ("m.png", "comfy-avatar", b"mask")]
+        ("me.png", "comfy-avatar", PNG),
+        ("m.png", "comfy-avatar", b"mask"),
+    ]
     saved = files["out"].resolve() / "avatar" / "front_00001_.png"
     assert out.splitlines() == [str(saved)] and saved.read_bytes() == b"\x89PNG fake 20"
     # not a TTY: plain progress lines, one per node, then a summary
-    assert "[1/3] node 10 LoadImage \"photo\"" in err and "[3/3] node 20 SaveImage" in err
+    assert '[1/3] node 10 LoadImage "photo"' in err and "[3/3] node 20 SaveImage" in err
     assert "success" in err and "1 file(s)" in err
 
 
 def test_input_with_explicit_input_name(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     with FakeComfy() as fake:
-        code = cli.main(["run", str(files["wf"]), "-i", f"mask.image={files['mask']}", "--out", str(files["out"]),
-                         "--server", fake.url, "--progress", "none"])
+        code = cli.main(
+            [
+                "run",
+                str(files["wf"]),
+                "-i",
+                f"mask.image={files['mask']}",
+                "--out",
+                str(files["out"]),
+                "--server",
+                fake.url,
+                "--progress",
+                "none",
+            ]
+        )
     assert code == 0 and fake.posted[0]["prompt"]["11"]["inputs"]["image"] == "comfy-avatar/m.png"
 
 
@@ -75,15 +102,27 @@ def test_node_failure_exits_1_with_the_node_message(files: dict[str, Path], caps
         job.fail("10", "cannot identify image file 'me.png'", "PIL.UnidentifiedImageError")
 
     with FakeComfy(boom) as fake:
-        code = cli.main(["run", str(files["wf"]), "--input", f"photo={files['img']}", "--out", str(files["out"]),
-                         "--server", fake.url])
+        code = cli.main(
+            [
+                "run",
+                str(files["wf"]),
+                "--input",
+                f"photo={files['img']}",
+                "--out",
+                str(files["out"]),
+                "--server",
+                fake.url,
+            ]
+        )
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
     assert "node 10 (LoadImage)" in err and "PIL.UnidentifiedImageError: cannot identify image file 'me.png'" in err
     assert not files["out"].exists() or not any(files["out"].iterdir())
 
 
-def test_validation_error_exits_1_with_readable_lines(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_validation_error_exits_1_with_readable_lines(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     with FakeComfy() as fake:
         fake.reject = (400, load_recorded()["sessions"]["validation_error"]["post_body"])
         code = cli.main(["run", str(files["wf"]), "--out", str(files["out"]), "--server", fake.url])
@@ -100,14 +139,18 @@ def test_unreachable_server_exits_3_naming_the_url(files: dict[str, Path], capsy
     assert code == 3 and url in err and "--local" in err and "COMFYUI_DIR" in err
 
 
-@pytest.mark.parametrize("argv_tail, expect", [
-    (["--input", "photo"], "must look like NAME=FILE"),
-    (["--input", "photo=/no/such/file.png"], "does not exist"),
-    (["--input", "portrait=IMG"], "use one of: 10 (LoadImage, title 'photo'), 11 (LoadImage, title 'mask')"),
-    (["--input", "20=IMG"], "no node with that id or title"),
-])
-def test_usage_errors_exit_2(files: dict[str, Path], capsys: pytest.CaptureFixture[str], argv_tail: list[str],
-                             expect: str) -> None:
+@pytest.mark.parametrize(
+    "argv_tail, expect",
+    [
+        (["--input", "photo"], "must look like NAME=FILE"),
+        (["--input", "photo=/no/such/file.png"], "does not exist"),
+        (["--input", "portrait=IMG"], "use one of: 10 (LoadImage, title 'photo'), 11 (LoadImage, title 'mask')"),
+        (["--input", "20=IMG"], "no node with that id or title"),
+    ],
+)
+def test_usage_errors_exit_2(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], argv_tail: list[str], expect: str
+) -> None:
     argv_tail = [a.replace("IMG", str(files["img"])) for a in argv_tail]
     with FakeComfy() as fake:
         code = cli.main(["run", str(files["wf"]), "--out", str(files["out"]), "--server", fake.url, *argv_tail])
@@ -130,15 +173,16 @@ def test_unreadable_or_foreign_workflow_exits_2(tmp_path: Path, capsys: pytest.C
 
 def test_argparse_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        cli.main(["run", "wf.json"])                      # --out missing
+        cli.main(["run", "wf.json"])  # --out missing
     assert info.value.code == 2 and "--out" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:
         cli.main(["run", "wf.json", "--out", "o", "--server", "x", "--local"])
     assert info.value.code == 2
 
 
-def test_local_without_comfyui_dir_is_a_clear_usage_error(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_without_comfyui_dir_is_a_clear_usage_error(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("COMFYUI_DIR", raising=False)
     code = cli.main(["run", str(files["wf"]), "--out", str(files["out"]), "--local"])
     err = capsys.readouterr().err
@@ -148,8 +192,9 @@ def test_local_without_comfyui_dir_is_a_clear_usage_error(files: dict[str, Path]
     assert "has no main.py" in capsys.readouterr().err
 
 
-def test_ui_workflow_goes_through_driver_convert(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_ui_workflow_goes_through_driver_convert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     ui = tmp_path / "ui.json"
     ui.write_text(json.dumps({"nodes": [{"id": 1, "type": "EmptyImage"}], "links": []}))
     seen = {}
@@ -157,8 +202,10 @@ def test_ui_workflow_goes_through_driver_convert(tmp_path: Path, monkeypatch: py
     def ui_to_api(workflow: dict, object_info: dict, frontend_version: str | None = None) -> dict:
         seen["nodes"], seen["has_info"] = workflow["nodes"], "EmptyImage" in object_info
         seen["frontend"] = frontend_version
-        return {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}},
-                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ui"}}}
+        return {
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 8}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "ui"}},
+        }
 
     monkeypatch.setattr("driver.convert.ui_to_api", ui_to_api)
     with FakeComfy() as fake:
@@ -179,19 +226,23 @@ def test_ui_workflow_goes_through_driver_convert(tmp_path: Path, monkeypatch: py
 
 # The old driver had two is_api_prompt: cli.py's (class_type must be a string) and
 # convert.py's (class_type merely present). They disagreed on these files.
-DISPUTED = [{"1": {"class_type": 7, "inputs": {}}}, {"1": {"class_type": None}},
-            {"1": {"class_type": ["LoadImage"], "inputs": {}}}]
+DISPUTED = [
+    {"1": {"class_type": 7, "inputs": {}}},
+    {"1": {"class_type": None}},
+    {"1": {"class_type": ["LoadImage"], "inputs": {}}},
+]
 
 
 @pytest.mark.parametrize("workflow", DISPUTED, ids=["number", "null", "list"])
-def test_run_batch_and_convert_classify_a_workflow_alike(workflow: dict, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_batch_and_convert_classify_a_workflow_alike(
+    workflow: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from driver.convert import required_node_types, to_api_prompt
     from driver.workflow import is_api_prompt
 
-    assert not is_api_prompt(workflow)     # ComfyUI looks class_type up by name: only a string can be one
+    assert not is_api_prompt(workflow)  # ComfyUI looks class_type up by name: only a string can be one
     with pytest.raises(ConversionError, match="neither an API prompt"):
-        to_api_prompt(workflow, {})         # the converter no longer passes it on to the server
+        to_api_prompt(workflow, {})  # the converter no longer passes it on to the server
     assert required_node_types(workflow) == set()
     wf = tmp_path / "wf.json"
     wf.write_text(json.dumps(workflow))
@@ -199,9 +250,21 @@ def test_run_batch_and_convert_classify_a_workflow_alike(workflow: dict, tmp_pat
     (tmp_path / "imgs" / "a.png").write_bytes(PNG)
     url = _dead_url()
     errors = []
-    for argv in (["run", str(wf), "--out", str(tmp_path / "o"), "--server", url],
-                 ["batch", str(wf), "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "o"),
-                  "--server", url, "--db", str(tmp_path / "j.db")]):
+    for argv in (
+        ["run", str(wf), "--out", str(tmp_path / "o"), "--server", url],
+        [
+            "batch",
+            str(wf),
+            "--images",
+            str(tmp_path / "imgs"),
+            "--out",
+            str(tmp_path / "o"),
+            "--server",
+            url,
+            "--db",
+            str(tmp_path / "j.db"),
+        ],
+    ):
         assert cli.main(argv) == 2, argv
         errors.append(capsys.readouterr().err)
     assert errors[0] == errors[1] and "is neither an API-format prompt" in errors[0]
@@ -229,6 +292,7 @@ def test_ctrl_c_cancels_the_prompt_on_the_server(files: dict[str, Path], monkeyp
             def __call__(self, event, job):  # type: ignore[no-untyped-def]
                 if event.type == "executing":
                     raise KeyboardInterrupt
+
         return Interrupt()
 
     monkeypatch.setattr("driver.progress.make_progress", interrupting_progress)
@@ -238,8 +302,9 @@ def test_ctrl_c_cancels_the_prompt_on_the_server(files: dict[str, Path], monkeyp
     assert code == 130 and fake.interrupts == [pid] and fake.deleted == [pid]
 
 
-def test_a_driver_error_from_any_command_becomes_its_exit_code(monkeypatch: pytest.MonkeyPatch,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_driver_error_from_any_command_becomes_its_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def status(args) -> int:  # type: ignore[no-untyped-def]
         raise ServerUnreachable("http://h:1")
 
@@ -249,29 +314,46 @@ def test_a_driver_error_from_any_command_becomes_its_exit_code(monkeypatch: pyte
 
 def test_python_dash_m_driver_entry_point(files: dict[str, Path]) -> None:
     url = _dead_url()
-    proc = subprocess.run([sys.executable, "-m", "driver", "run", str(files["wf"]), "--out", str(files["out"]),
-                           "--server", url], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "driver", "run", str(files["wf"]), "--out", str(files["out"]), "--server", url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 3 and url in proc.stderr
-    helped = subprocess.run([sys.executable, "-m", "driver", "run", "--help"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    helped = subprocess.run(
+        [sys.executable, "-m", "driver", "run", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert helped.returncode == 0 and "NAME=FILE" in helped.stdout and "Exit codes" in helped.stdout
 
 
 def test_help_imports_argparse_and_the_cli_only() -> None:
     """--help and argument errors must not pay for the HTTP/websocket stack, SQLAlchemy,
     rich or the converter (measured: ~1.4 s of imports on a 2-core VM when they did)."""
-    code = ("import sys\nfrom driver.cli import main\ntry:\n    main(['batch', '--help'])\nexcept SystemExit:\n    pass\n"
-            "sys.stderr.write(' '.join(sys.modules))")
+    code = (
+        "import sys\nfrom driver.cli import main\ntry:\n    main(['batch', '--help'])\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write(' '.join(sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     loaded = set(proc.stderr.split())
-    heavy = {"sqlalchemy", "rich", "requests", "urllib3", "websocket", "driver.convert", "driver.client",
-             "driver.store", "driver.batch"}
+    heavy = {
+        "sqlalchemy",
+        "rich",
+        "requests",
+        "urllib3",
+        "websocket",
+        "driver.convert",
+        "driver.client",
+        "driver.store",
+        "driver.batch",
+    }
     assert proc.returncode == 0 and "Exit codes" in proc.stdout, proc.stderr
     assert "driver.cli.batch" in loaded and loaded & heavy == set()
 
 
 # -- --local with a stand-in ComfyUI checkout ---------------------------------------------------
-STAND_IN_MAIN = r'''
+STAND_IN_MAIN = r"""
 import argparse, json, os, subprocess, sys, time
 sys.path.insert(0, {tests!r})
 p = argparse.ArgumentParser()
@@ -294,15 +376,18 @@ from _fake_comfy import FakeComfy
 print("Starting server", flush=True)
 with FakeComfy(port=int(a.port)):
     time.sleep(600)
-'''
+"""
 
 
 def _stand_in_checkout(tmp_path: Path) -> tuple[Path, Path]:
     comfy = tmp_path / "ComfyUI"
     (comfy / "comfy").mkdir(parents=True)
     (comfy / "comfy" / "cli_args.py").write_text(
-        "".join(f'parser.add_argument("{f}")\n' for f in
-                ("--listen", "--port", "--base-directory", "--disable-auto-launch", "--cpu", "--database-url")))
+        "".join(
+            f'parser.add_argument("{f}")\n'
+            for f in ("--listen", "--port", "--base-directory", "--disable-auto-launch", "--cpu", "--database-url")
+        )
+    )
     (comfy / "custom_nodes" / "OtherPack").mkdir(parents=True)
     (comfy / "custom_nodes" / "__pycache__").mkdir()
     (comfy / "models").mkdir()
@@ -321,8 +406,8 @@ def _alive(pid: int) -> bool:
 
 
 def test_local_starts_a_private_server_and_stops_its_process_group(
-        files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     comfy, record = _stand_in_checkout(tmp_path)
     monkeypatch.setenv("COMFYUI_DIR", str(comfy))
     monkeypatch.setenv("COMFYUI_PYTHON", sys.executable)
@@ -337,8 +422,10 @@ def test_local_starts_a_private_server_and_stops_its_process_group(
     assert f"ComfyUI is up at http://127.0.0.1:{port}" in err
     base = Path(argv[argv.index("--base-directory") + 1])
     assert rec["cwd"] == str(comfy.resolve())
-    assert rec["custom_nodes"] == {"OtherPack": str((comfy / "custom_nodes" / "OtherPack").resolve()),
-                                   "comfy-avatar": str(ROOT)}
+    assert rec["custom_nodes"] == {
+        "OtherPack": str((comfy / "custom_nodes" / "OtherPack").resolve()),
+        "comfy-avatar": str(ROOT),
+    }
     assert {"custom_nodes", "input", "output", "temp", "user", "models"} <= set(rec["dirs"])
     assert rec["models"] == str((comfy / "models").resolve())
     # stopped: the server's child process (same process group) is gone, base dir removed
@@ -352,8 +439,8 @@ def test_local_starts_a_private_server_and_stops_its_process_group(
 
 
 def test_local_server_that_dies_on_start_exits_3_with_its_log(
-        files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     comfy, _ = _stand_in_checkout(tmp_path)
     monkeypatch.setenv("COMFYUI_DIR", str(comfy))
     monkeypatch.setenv("COMFYUI_PYTHON", sys.executable)
@@ -408,11 +495,13 @@ def test_rich_bars_render_nodes_and_steps_on_a_terminal() -> None:
     console = Console(file=buf, force_terminal=True, width=100)
     seen: list[tuple[float | None, float, str]] = []
     with FakeComfy(stepped) as fake, ComfyClient(fake.url) as client, RichProgress(console) as bars:
+
         def spy(event, job):  # type: ignore[no-untyped-def]
             bars(event, job)
             if event.type == "progress":
                 step = bars.bars.tasks[1]
                 seen.append((step.total, step.completed, step.description))
+
         client.run(WORKFLOW, on_event=spy)
         overall = bars.bars.tasks[0]
         assert (overall.completed, overall.total, overall.description) == (3, 3, "finished")

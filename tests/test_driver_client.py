@@ -1,6 +1,7 @@
 """ComfyClient against the in-process fake ComfyUI (tests/_fake_comfy.py): a real HTTP +
 websocket server replaying ComfyUI 0.3.64's message sequences, including the ones
 recorded from the real server (tests/data/comfyui_recorded/)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,11 @@ from driver.errors import DriverError, JobFailed, JobInterrupted, JobLost, JobTi
 from driver.events import JobTracker, parse_frame
 
 PROMPT = {
-    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
-          "_meta": {"title": "Blank"}},
+    "1": {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0},
+        "_meta": {"title": "Blank"},
+    },
     "2": {"class_type": "KSamplerLike", "inputs": {"image": ["1", 0], "steps": 3}},
     "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "out/pic"}},
 }
@@ -75,7 +79,11 @@ def test_happy_path_progress_events_and_download(tmp_path: Path) -> None:
     assert rec.snapshots[-1][1:3] == (3, 3)
     # binary preview frames were parsed by their type header, not taken for JSON
     previews = [e for e in rec.events if e.type == "preview"]
-    assert len(previews) == 3 and previews[0].data["format"] == "png" and len(previews[0].data["image"]) == len(big_preview)
+    assert (
+        len(previews) == 3
+        and previews[0].data["format"] == "png"
+        and len(previews[0].data["image"]) == len(big_preview)
+    )
 
     assert result.status == "success"
     assert result.outputs == [OutputFile("3", "images", "pic_00001_.png", "out", "output")]
@@ -193,8 +201,8 @@ def test_ws_dropped_mid_run_reconnects_with_same_id_and_completes(tmp_path: Path
         job.start()
         job.node("1")
         job.node("2", steps=1)
-        job.drop_ws()                      # network fault during node 2
-        time.sleep(0.5)                    # client reconnects meanwhile -> replay without prompt_id
+        job.drop_ws()  # network fault during node 2
+        time.sleep(0.5)  # client reconnects meanwhile -> replay without prompt_id
         job.node("3", output=job.save_image("3", "pic_00001_.png", PNG, subfolder="out"))
         job.succeed()
 
@@ -205,7 +213,7 @@ def test_ws_dropped_mid_run_reconnects_with_same_id_and_completes(tmp_path: Path
     assert fake.ws_connects == [client.client_id, client.client_id]
     types = rec.types()
     assert ev.WS_DROPPED in types and ev.WS_RECONNECTED in types
-    after = rec.events[types.index(ev.WS_RECONNECTED):]
+    after = rec.events[types.index(ev.WS_RECONNECTED) :]
     # the replayed `executing {node}` (no prompt_id) was recognised as ours
     assert any(e.type == "executing" and e.data == {"node": "2"} and e.prompt_id == result.prompt_id for e in after)
     assert result.status == "success" and paths[0].read_bytes() == PNG
@@ -220,7 +228,7 @@ def test_ws_dropped_and_job_finishes_while_disconnected() -> None:
         job.node("1")
         job.drop_ws()
         job.server.sockets.pop(job.client_id, None)
-        job.client_id = None               # every later message goes nowhere
+        job.client_id = None  # every later message goes nowhere
         job.node("2")
         job.node("3", output=job.save_image("3", "pic_00001_.png", PNG, subfolder="out"))
         job.succeed()
@@ -233,7 +241,7 @@ def test_ws_dropped_and_job_finishes_while_disconnected() -> None:
 
 def test_silent_websocket_falls_back_to_history_polling() -> None:
     def silent(job: FakeJob) -> None:
-        job.client_id = None               # server that stopped delivering ws events
+        job.client_id = None  # server that stopped delivering ws events
         _full_run(job)
 
     with FakeComfy(silent) as fake, _client(fake, ws_silence_s=0.3, poll_interval_s=0.1) as client:
@@ -246,12 +254,24 @@ def test_silent_websocket_falls_back_to_history_polling() -> None:
 def test_messages_of_other_prompts_are_ignored() -> None:
     def mixed(job: FakeJob) -> None:
         job.start()
-        other = {"node": "9", "display_node": "9", "prompt_id": "someone-else",
-                 "output": {"images": [{"filename": "x.png", "subfolder": "", "type": "output"}]}}
+        other = {
+            "node": "9",
+            "display_node": "9",
+            "prompt_id": "someone-else",
+            "output": {"images": [{"filename": "x.png", "subfolder": "", "type": "output"}]},
+        }
         job.send("executed", other)
         job.send("executing", {"node": None, "prompt_id": "someone-else"})
-        job.send("execution_error", {"prompt_id": "someone-else", "node_id": "9", "node_type": "X",
-                                     "exception_message": "not ours", "exception_type": "E"})
+        job.send(
+            "execution_error",
+            {
+                "prompt_id": "someone-else",
+                "node_id": "9",
+                "node_type": "X",
+                "exception_message": "not ours",
+                "exception_type": "E",
+            },
+        )
         _full_run_rest(job)
 
     def _full_run_rest(job: FakeJob) -> None:
@@ -273,7 +293,7 @@ def test_server_restart_resubmits_once_under_the_same_prompt_id() -> None:
         if len(attempts) == 1:
             job.start()
             job.node("1")
-            job.server.restart()           # queue, history and sockets gone
+            job.server.restart()  # queue, history and sockets gone
             return
         _full_run(job)
 
@@ -290,8 +310,11 @@ def test_lost_prompt_without_resubmission_raises_job_lost() -> None:
         job.start()
         job.server.restart()
 
-    with FakeComfy(restarting) as fake, _client(fake, ws_silence_s=0.3, poll_interval_s=0.1) as client, \
-            pytest.raises(JobLost) as info:
+    with (
+        FakeComfy(restarting) as fake,
+        _client(fake, ws_silence_s=0.3, poll_interval_s=0.1) as client,
+        pytest.raises(JobLost) as info,
+    ):
         client.run(PROMPT, resubmit_lost=0, timeout=20)
     assert info.value.transient and len(fake.posted) == 1
 
@@ -326,10 +349,12 @@ def test_download_never_escapes_out_dir(tmp_path: Path) -> None:
     outside.mkdir()
     out.mkdir()
     (out / "link").symlink_to(outside, target_is_directory=True)
-    evil = [OutputFile("1", "images", "../../evil.png", "", "output"),
-            OutputFile("1", "images", "/etc/passwd", "../../..", "output"),
-            OutputFile("1", "images", "a.png", "../../x/..", "../temp"),
-            OutputFile("1", "images", "..", "..", "output")]
+    evil = [
+        OutputFile("1", "images", "../../evil.png", "", "output"),
+        OutputFile("1", "images", "/etc/passwd", "../../..", "output"),
+        OutputFile("1", "images", "a.png", "../../x/..", "../temp"),
+        OutputFile("1", "images", "..", "..", "output"),
+    ]
     with FakeComfy() as fake, _client(fake) as client:
         for f in evil:
             fake.files[(f.type, f.subfolder, f.filename)] = b"data " + f.filename.encode()
@@ -392,7 +417,7 @@ def test_tracker_on_recorded_reconnect_ignores_replay_until_known_running() -> N
         job.apply(parse_frame(json.dumps(f)))
     replay = [f for f in rec["after_reconnect"] if f["type"] == "executing" and "prompt_id" not in f["data"]]
     assert replay == [{"type": "executing", "data": {"node": "2"}}]  # what ComfyUI really sends
-    assert job.apply(parse_frame(json.dumps(replay[0]))) is False     # no prompt_id: not taken blindly
+    assert job.apply(parse_frame(json.dumps(replay[0]))) is False  # no prompt_id: not taken blindly
     for f in rec["after_reconnect"]:
         job.apply(parse_frame(json.dumps(f)))
     assert job.done and job.nodes_done == 3 and "3" in job.ui_outputs
@@ -409,7 +434,7 @@ def test_transient_http_errors_while_polling_are_retried() -> None:
         _full_run(job)
 
     with FakeComfy(silent) as fake, _client(fake, ws_silence_s=0.2, poll_interval_s=0.1) as client:
-        fake.fail_next["/history/"] = 2       # two HTTP 500 answers, then normal service
+        fake.fail_next["/history/"] = 2  # two HTTP 500 answers, then normal service
         result = client.run(PROMPT, timeout=20)
     assert result.status == "success" and fake.fail_next["/history/"] == 0
 
@@ -492,7 +517,9 @@ def test_websocket_private_recv_contract() -> None:
         server.sendall(b"".join(bytes([0x81, len(t)]) + t.encode() for t in texts))  # unmasked text frames
         assert [ws.recv() for _ in texts] == texts
         # websocket-client alone reads each frame's header and payload separately (6 reads)
-        assert len(reads) == 1, f"frames were read with {len(reads)} socket reads: _recv is no longer the frame reader's"
+        assert len(reads) == 1, (
+            f"frames were read with {len(reads)} socket reads: _recv is no longer the frame reader's"
+        )
     finally:
         ours.close()
         server.close()
@@ -506,12 +533,25 @@ def test_tracker_reads_node_steps_from_progress_state() -> None:
     frames = [
         {"type": "execution_start", "data": {"prompt_id": "p"}},
         {"type": "executing", "data": {"node": "3", "prompt_id": "p"}},
-        {"type": "progress_state", "data": {"prompt_id": "p", "nodes": {
-            "3": {"value": 0, "max": 1, "state": "running", "node_id": "3"}}}},
+        {
+            "type": "progress_state",
+            "data": {"prompt_id": "p", "nodes": {"3": {"value": 0, "max": 1, "state": "running", "node_id": "3"}}},
+        },
     ]
     for f in frames:
         job.apply(parse_frame(json.dumps(f)))
     assert job.step is None
-    job.apply(parse_frame(json.dumps({"type": "progress_state", "data": {"prompt_id": "p", "nodes": {
-        "3": {"value": 2, "max": 5, "state": "running", "node_id": "3"}}}})))
+    job.apply(
+        parse_frame(
+            json.dumps(
+                {
+                    "type": "progress_state",
+                    "data": {
+                        "prompt_id": "p",
+                        "nodes": {"3": {"value": 2, "max": 5, "state": "running", "node_id": "3"}},
+                    },
+                }
+            )
+        )
+    )
     assert job.step == (2.0, 5.0)

@@ -69,7 +69,7 @@ def assert_same_prompt(mine: dict, editor: dict) -> None:
         assert got["_meta"] == exp["_meta"], f"node {nid} ({exp['class_type']}) title differs"
 
 
-OLD_FRONTEND = "1.27.10"      # the editor that made editor_cases.json and editor_templates.json.gz
+OLD_FRONTEND = "1.27.10"  # the editor that made editor_cases.json and editor_templates.json.gz
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -101,13 +101,13 @@ def test_feature_cases_cover_what_the_editor_does() -> None:
 
 SAVES = DATA / "editor_0.8.0"
 SAVES_INDEX = json.loads((SAVES / "index.json").read_text(encoding="utf-8"))
-SAVES_FRONTEND = SAVES_INDEX["_source"]["frontend"]                 # 1.35.9 (ComfyUI 0.8.0)
+SAVES_FRONTEND = SAVES_INDEX["_source"]["frontend"]  # 1.35.9 (ComfyUI 0.8.0)
 SAVES_INFO = _load("editor_0.8.0/object_info.json.gz")["nodes"]
 REPLAY = json.loads((SAVES / "replay_0.3.64.json").read_text(encoding="utf-8"))
-REPLAY_FRONTEND = REPLAY["_source"]["frontend"]                     # 1.27.10 (ComfyUI 0.3.64)
+REPLAY_FRONTEND = REPLAY["_source"]["frontend"]  # 1.27.10 (ComfyUI 0.3.64)
 REPLAY_INFO = _load("editor_0.8.0/object_info_0.3.64.json.gz")["nodes"]
-FORMS = ("saved", "exported")      # as the editor's Save writes it / as Export (and PNG metadata) do
-TEMPLATES_080 = _load("editor_0.8.0/templates.json.gz")["cases"]   # shipped with 0.8.0, core nodes only
+FORMS = ("saved", "exported")  # as the editor's Save writes it / as Export (and PNG metadata) do
+TEMPLATES_080 = _load("editor_0.8.0/templates.json.gz")["cases"]  # shipped with 0.8.0, core nodes only
 SAVE_CASES = sorted(SAVES_INDEX["cases"])
 ABSENT = "<absent>"
 
@@ -164,8 +164,9 @@ OLD_EDITOR_WRONG: dict[str, set[tuple[str, str, str, str]]] = {
 }
 
 
-def _check_against_editor(case: str, form: str, editor: dict, object_info: dict, frontend: str | None,
-                          wrong: dict[str, set]) -> None:
+def _check_against_editor(
+    case: str, form: str, editor: dict, object_info: dict, frontend: str | None, wrong: dict[str, set]
+) -> None:
     save = _save(case, form)
     missing = sorted(required_node_types(save) - set(object_info))
     if missing:
@@ -277,7 +278,10 @@ def test_saves_exercise_what_broke_the_converter() -> None:
     assert "resolution_steps" in SAVES_INFO["ImageScaleToTotalPixels"]["input"]["required"]
     assert "resolution_steps" not in REPLAY_INFO["ImageScaleToTotalPixels"]["input"]["required"]
     old = REPLAY["cases"]["undeclared_inputs"]["saved"]
-    assert "resolution_steps" not in next(v for v in old.values() if v["class_type"] == "ImageScaleToTotalPixels")["inputs"]
+    assert (
+        "resolution_steps"
+        not in next(v for v in old.values() if v["class_type"] == "ImageScaleToTotalPixels")["inputs"]
+    )
     # A dynamic combo on a non-default option: that option's widgets follow it in widgets_values.
     rz = next(n for n in _save("v3_dynamic_widgets", "saved")["nodes"] if n["type"] == "ResizeImageMaskNode")
     assert rz["widgets_values"][:2] == ["scale dimensions", 300]
@@ -293,12 +297,15 @@ def test_live_editor_agrees_on_the_0_8_0_saves() -> None:
     """Re-run the recorded saves through the editor of the ComfyUI in COMFYUI_DIR (0.8.0 or
     0.3.64 in CI) and compare with the converter on that server's object_info."""
     comfyui_dir()
-    need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
-         "chromium is not installed (apt-get install -y chromium): no headless editor")
+    need(
+        bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+        "chromium is not installed (apt-get install -y chromium): no headless editor",
+    )
     import requests
 
     from tests._driver_helpers import shared_comfy
     from tests._editor_oracle import EditorOracle
+
     url = shared_comfy().url
     info = requests.get(url + "/object_info", timeout=60).json()
     frontend = requests.get(url + "/system_stats", timeout=30).json()["system"].get("required_frontend_version")
@@ -328,8 +335,10 @@ def test_merge_inputs_takes_saved_inputs_by_name() -> None:
     declared = [("width", "INT"), ("model", "MODEL")]
     saved = [{"name": "model", "type": "MODEL", "link": 4}, {"name": "extra", "type": "IMAGE", "link": 5}]
     assert merge_inputs(declared, saved) == [
-        {"name": "width", "type": "INT", "link": None}, {"name": "model", "type": "MODEL", "link": 4},
-        {"name": "extra", "type": "IMAGE", "link": 5}]
+        {"name": "width", "type": "INT", "link": None},
+        {"name": "model", "type": "MODEL", "link": 4},
+        {"name": "extra", "type": "IMAGE", "link": 5},
+    ]
     # The last saved input of a name wins, as in the editor's Map by name.
     dup = [{"name": "model", "type": "MODEL", "link": 4}, {"name": "model", "type": "MODEL", "link": None}]
     assert merge_inputs(declared, dup)[1]["link"] is None
@@ -337,7 +346,7 @@ def test_merge_inputs_takes_saved_inputs_by_name() -> None:
 
 def test_editor_titles_by_frontend_release() -> None:
     assert editor_titles("1.27.10")["ImageBlur"] == "Image Blur"
-    assert "ImageBlur" not in editor_titles("1.35.9")         # 1.35's locale names it ImageBlur
+    assert "ImageBlur" not in editor_titles("1.35.9")  # 1.35's locale names it ImageBlur
     assert editor_titles(None) == editor_titles("1.35.9") == editor_titles("1.40.0")
     assert editor_titles("1.30.2") == editor_titles("1.27.10")
     assert editor_titles("0.9") == editor_titles("not a version") == editor_titles("1.35.9")
@@ -351,13 +360,15 @@ def test_bad_proxy_widgets_are_a_clear_error() -> None:
         ui_to_api(wf, SAVES_INFO)
 
 
-
 # --------------------------------------------------------------------------- workflows/
 
 
 def _pairs() -> list[Path]:
-    return sorted(p for p in (ROOT / "workflows").glob("*.json")
-                  if not p.name.endswith(".api.json") and p.with_name(p.stem + ".api.json").exists())
+    return sorted(
+        p
+        for p in (ROOT / "workflows").glob("*.json")
+        if not p.name.endswith(".api.json") and p.with_name(p.stem + ".api.json").exists()
+    )
 
 
 def _pack_object_info() -> tuple[dict, str]:
@@ -367,6 +378,7 @@ def _pack_object_info() -> tuple[dict, str]:
         import requests
 
         from tests._driver_helpers import shared_comfy
+
         return requests.get(shared_comfy().url + "/object_info", timeout=60).json(), "live server"
     return _load("object_info_pack.json")["nodes"], "recording"
 
@@ -378,8 +390,10 @@ def test_workflow_pairs_convert_to_their_api_twin(ui_path: Path) -> None:
     info, source = _pack_object_info()
     missing = sorted(t for t in required_node_types(ui) if t not in info)
     if missing:
-        pytest.skip(f"object_info ({source}) lacks {missing}: set COMFYUI_DIR to convert against a "
-                    "live server, or re-record: python tests/_driver_helpers.py record-object-info")
+        pytest.skip(
+            f"object_info ({source}) lacks {missing}: set COMFYUI_DIR to convert against a "
+            "live server, or re-record: python tests/_driver_helpers.py record-object-info"
+        )
     got = ui_to_api(ui, info)
     assert sorted(got) == sorted(api)
     for nid, node in api.items():
@@ -402,7 +416,8 @@ def test_recorded_pack_object_info_matches_the_live_server() -> None:
     assert ours, "the recording holds none of the pack's nodes"
     for name in ours:
         assert info.get(name, {}).get("input") == recorded[name]["input"], (
-            f"{name} changed since the recording: python tests/_driver_helpers.py record-object-info")
+            f"{name} changed since the recording: python tests/_driver_helpers.py record-object-info"
+        )
 
 
 # --------------------------------------------------------------------------- live editor
@@ -412,12 +427,15 @@ def test_recorded_pack_object_info_matches_the_live_server() -> None:
 def test_live_editor_agrees_with_the_converter() -> None:
     """Re-run the feature graphs through the editor of the ComfyUI in COMFYUI_DIR."""
     comfyui_dir()
-    need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
-         "chromium is not installed (apt-get install -y chromium): no headless editor")
+    need(
+        bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+        "chromium is not installed (apt-get install -y chromium): no headless editor",
+    )
     import requests
 
     from tests._driver_helpers import shared_comfy
     from tests._editor_oracle import EditorOracle, build_cases
+
     url = shared_comfy().url
     info = requests.get(url + "/object_info", timeout=60).json()
     with EditorOracle(url) as oracle:
@@ -430,10 +448,24 @@ def test_live_editor_agrees_with_the_converter() -> None:
 # --------------------------------------------------------------------------- unit behaviour
 
 
-def _node(nid: int, type_: str, widgets: list | None = None, inputs: list | None = None,
-          outputs: list | None = None, mode: int = 0, **extra) -> dict:
-    return {"id": nid, "type": type_, "mode": mode, "inputs": inputs or [], "outputs": outputs or [],
-            "widgets_values": widgets or [], **extra}
+def _node(
+    nid: int,
+    type_: str,
+    widgets: list | None = None,
+    inputs: list | None = None,
+    outputs: list | None = None,
+    mode: int = 0,
+    **extra,
+) -> dict:
+    return {
+        "id": nid,
+        "type": type_,
+        "mode": mode,
+        "inputs": inputs or [],
+        "outputs": outputs or [],
+        "widgets_values": widgets or [],
+        **extra,
+    }
 
 
 def test_widget_layout_drops_control_values_and_upload_buttons() -> None:
@@ -444,9 +476,14 @@ def test_widget_layout_drops_control_values_and_upload_buttons() -> None:
 
 
 def test_missing_widget_values_take_object_info_defaults_and_lists_are_wrapped() -> None:
-    info = {**OBJECT_INFO, "ListNode": {"input": {"required": {"xs": ["INT", {"default": 3}],
-                                                                "s": ["STRING", {}]}},
-                                        "input_order": {"required": ["xs", "s"]}, "output": []}}
+    info = {
+        **OBJECT_INFO,
+        "ListNode": {
+            "input": {"required": {"xs": ["INT", {"default": 3}], "s": ["STRING", {}]}},
+            "input_order": {"required": ["xs", "s"]},
+            "output": [],
+        },
+    }
     wf = {"nodes": [_node(1, "EmptyImage", [64]), _node(2, "ListNode", [[1, 2]])], "links": []}
     api = ui_to_api(wf, info)
     assert api["1"]["inputs"] == {"width": 64, "height": 512, "batch_size": 1, "color": 0}
@@ -465,8 +502,7 @@ def test_unknown_type_is_fine_when_muted() -> None:
 
 
 def test_dangling_link_and_group_nodes_are_clear_errors() -> None:
-    wf = {"nodes": [_node(1, "PreviewImage", inputs=[{"name": "images", "type": "IMAGE", "link": 99}])],
-          "links": []}
+    wf = {"nodes": [_node(1, "PreviewImage", inputs=[{"name": "images", "type": "IMAGE", "link": 99}])], "links": []}
     with pytest.raises(ConversionError, match="link 99"):
         ui_to_api(wf, OBJECT_INFO)
     # A group-node definition nothing uses is ignored, as the editor ignores it; a used one is refused.
@@ -485,8 +521,14 @@ def test_dynamic_prompt_choices_follow_the_rng() -> None:
 
 
 def test_date_replacement_in_save_node_prefix() -> None:
-    wf = {"nodes": [_node(1, "SaveImage", ["out/%date:yyyy-MM-dd_hh%"],
-                          inputs=[{"name": "images", "type": "IMAGE", "link": None}])], "links": []}
+    wf = {
+        "nodes": [
+            _node(
+                1, "SaveImage", ["out/%date:yyyy-MM-dd_hh%"], inputs=[{"name": "images", "type": "IMAGE", "link": None}]
+            )
+        ],
+        "links": [],
+    }
     api = ui_to_api(wf, OBJECT_INFO, now=lambda: dt.datetime(2025, 3, 4, 5, 6, 7))
     assert api["1"]["inputs"]["filename_prefix"] == "out/2025-03-04_05"
 

@@ -34,24 +34,39 @@ from tests._driver_helpers import comfyui_python, shared_comfy  # noqa: E402
 
 
 def _trivial(i: int, prefix: str, size: int = 8) -> dict:
-    return {"1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1,
-                                                         "color": i}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": f"{prefix}/j{i:04d}"}}}
+    return {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1, "color": i}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": f"{prefix}/j{i:04d}"}},
+    }
 
 
 def _slow(i: int, prefix: str) -> dict:
     """A few seconds of CPU work in ComfyUI (a big blur), distinct per job."""
-    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 2048, "height": 2048, "batch_size": 1,
-                                                         "color": 1000 + i}},
-            "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 25, "sigma": 6.0}},
-            "3": {"class_type": "ImageScale", "inputs": {"image": ["2", 0], "upscale_method": "nearest-exact",
-                                                         "width": 16, "height": 16, "crop": "disabled"}},
-            "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": f"{prefix}/s{i:03d}"}}}
+    return {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 2048, "height": 2048, "batch_size": 1, "color": 1000 + i},
+        },
+        "2": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 25, "sigma": 6.0}},
+        "3": {
+            "class_type": "ImageScale",
+            "inputs": {
+                "image": ["2", 0],
+                "upscale_method": "nearest-exact",
+                "width": 16,
+                "height": 16,
+                "crop": "disabled",
+            },
+        },
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": f"{prefix}/s{i:03d}"}},
+    }
 
 
 def _jobs(tmp: Path, batch: str, prompts: list[dict]) -> list[BatchJob]:
-    return [BatchJob(i, f"{batch}-{i:04d}", job_prompt_id(batch, i), p, tmp / "out" / f"{i:04d}")
-            for i, p in enumerate(prompts)]
+    return [
+        BatchJob(i, f"{batch}-{i:04d}", job_prompt_id(batch, i), p, tmp / "out" / f"{i:04d}")
+        for i, p in enumerate(prompts)
+    ]
 
 
 def test_200_prompt_batch_no_lost_no_duplicated_results(tmp_path: Path) -> None:
@@ -59,8 +74,7 @@ def test_200_prompt_batch_no_lost_no_duplicated_results(tmp_path: Path) -> None:
     batch = f"real200-{int(time.time())}"
     jobs = _jobs(tmp_path, batch, [_trivial(i, batch) for i in range(200)])
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
-    summary = BatchRunner(jobs, ServerPool([comfy.url]), BatchOptions(batch_id=batch, concurrency=8),
-                          store=store).run()
+    summary = BatchRunner(jobs, ServerPool([comfy.url]), BatchOptions(batch_id=batch, concurrency=8), store=store).run()
     assert summary.succeeded == 200, summary.to_dict()
     # every job has exactly its own output, downloaded once, with a matching sha256
     names = []
@@ -139,23 +153,27 @@ def test_websocket_killed_mid_run_job_still_completes(tmp_path: Path) -> None:
     def on_event(e: BatchEvent) -> None:
         events.append(e)
         if e.type == "job_progress" and e.data.get("node") == "2" and not killed:
-            killed.append(proxy.kill())          # every connection, the websocket included, dies now
+            killed.append(proxy.kill())  # every connection, the websocket included, dies now
 
     try:
-        summary = BatchRunner(jobs, ServerPool([f"http://127.0.0.1:{proxy.port}"]),
-                              BatchOptions(batch_id=batch, concurrency=1, ws_silence_s=2.0, poll_interval_s=0.5),
-                              on_event=on_event).run()
+        summary = BatchRunner(
+            jobs,
+            ServerPool([f"http://127.0.0.1:{proxy.port}"]),
+            BatchOptions(batch_id=batch, concurrency=1, ws_silence_s=2.0, poll_interval_s=0.5),
+            on_event=on_event,
+        ).run()
     finally:
         proxy.close()
     assert killed and killed[0] >= 1
     assert summary.succeeded == 1, summary.jobs[0].error
     kinds = [e.type for e in events]
-    assert "job_ws_reconnected" in kinds, kinds   # reconnected with the same client id and resynced
+    assert "job_ws_reconnected" in kinds, kinds  # reconnected with the same client id and resynced
     assert len(summary.jobs[0].files) == 1 and kinds.count("job_submitted") == 1
 
 
 def test_server_killed_and_restarted_mid_queue_every_job_ends_exactly_once(tmp_path: Path) -> None:
     from driver.local import LocalComfy, free_port
+
     port = free_port()
     comfy = LocalComfy(os.environ["COMFYUI_DIR"], python=comfyui_python(), port=port, start_timeout=300)
     comfy.start()
@@ -175,9 +193,9 @@ def test_server_killed_and_restarted_mid_queue_every_job_ends_exactly_once(tmp_p
                     restarted.append(comfy)
 
     def kill_and_restart() -> None:
-        time.sleep(1.0)                                   # the next prompt is running, the rest queued
+        time.sleep(1.0)  # the next prompt is running, the rest queued
         assert comfy.process is not None
-        os.killpg(comfy.process.pid, signal.SIGKILL)      # a crash: queue and history are gone
+        os.killpg(comfy.process.pid, signal.SIGKILL)  # a crash: queue and history are gone
         comfy.process.wait(30)
         comfy.process = None
         again = LocalComfy(os.environ["COMFYUI_DIR"], python=comfyui_python(), port=port, start_timeout=300)
@@ -185,10 +203,19 @@ def test_server_killed_and_restarted_mid_queue_every_job_ends_exactly_once(tmp_p
         restarted.append(again)
 
     try:
-        options = BatchOptions(batch_id=batch, concurrency=5, give_up_s=400, retries=6, backoff_max_s=5.0,
-                               ws_silence_s=5.0, poll_interval_s=1.0, reconnect_give_up_s=20.0)
-        summary = BatchRunner(jobs, ServerPool([comfy.url], backoff_max_s=5.0), options, store=store,
-                              on_event=on_event).run()
+        options = BatchOptions(
+            batch_id=batch,
+            concurrency=5,
+            give_up_s=400,
+            retries=6,
+            backoff_max_s=5.0,
+            ws_silence_s=5.0,
+            poll_interval_s=1.0,
+            reconnect_give_up_s=20.0,
+        )
+        summary = BatchRunner(
+            jobs, ServerPool([comfy.url], backoff_max_s=5.0), options, store=store, on_event=on_event
+        ).run()
     finally:
         for c in [comfy, *restarted[1:]]:
             c.stop()

@@ -37,8 +37,15 @@ def _fill(store: JobStore, n: int = 3, batch: str = "b1") -> list[str]:
     ids = []
     for i in range(n):
         jid = f"{batch}-{i:04d}"
-        store.add_job(job_id=jid, prompt_id=f"pid-{batch}-{i}", workflow_hash=canonical_hash({"i": i}),
-                      workflow_path="wf.json", params={"row": i}, batch_id=batch, label=f"row {i}")
+        store.add_job(
+            job_id=jid,
+            prompt_id=f"pid-{batch}-{i}",
+            workflow_hash=canonical_hash({"i": i}),
+            workflow_path="wf.json",
+            params={"row": i},
+            batch_id=batch,
+            label=f"row {i}",
+        )
         ids.append(jid)
     return ids
 
@@ -49,8 +56,21 @@ def exercise(store: JobStore) -> None:
     store.set_status(ids[0], SUBMITTED, server="http://a:1", attempts=1)
     store.set_status(ids[0], RUNNING)
     store.set_status(ids[0], SUCCEEDED, timings={"2": 0.5}, duration_s=1.25, detail="ok")
-    store.add_outputs(ids[0], [{"node_id": "9", "key": "images", "filename": "x_00001_.png", "subfolder": "s",
-                                "type": "output", "path": "/o/x.png", "sha256": "ab" * 32, "size": 10}])
+    store.add_outputs(
+        ids[0],
+        [
+            {
+                "node_id": "9",
+                "key": "images",
+                "filename": "x_00001_.png",
+                "subfolder": "s",
+                "type": "output",
+                "path": "/o/x.png",
+                "sha256": "ab" * 32,
+                "size": 10,
+            }
+        ],
+    )
     store.set_status(ids[1], FAILED, error="node 3 (KSampler): boom")
 
     rec = store.get(ids[0])
@@ -77,8 +97,10 @@ def exercise(store: JobStore) -> None:
     store.request_cancel([ids[2]])
     assert store.status_of(ids[2]) == (PENDING, True)
     results: list[bool] = []
-    racers = [threading.Thread(target=lambda st=st: results.append(store.set_status(ids[2], st)))
-              for st in (FAILED, CANCELLED, SUCCEEDED, FAILED)]
+    racers = [
+        threading.Thread(target=lambda st=st: results.append(store.set_status(ids[2], st)))
+        for st in (FAILED, CANCELLED, SUCCEEDED, FAILED)
+    ]
     for t in racers:
         t.start()
     for t in racers:
@@ -102,7 +124,7 @@ def test_location_comes_from_env_or_xdg(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("COMFY_AVATAR_DB")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert default_url() == f"sqlite:///{tmp_path / 'xdg' / 'comfy-avatar' / 'jobs.db'}"
-    store = JobStore()   # creates the folder and the tables
+    store = JobStore()  # creates the folder and the tables
     assert (tmp_path / "xdg" / "comfy-avatar" / "jobs.db").is_file()
     store.close()
 
@@ -124,13 +146,16 @@ def test_sqlite_is_wal_and_another_process_reads_while_a_batch_writes(tmp_path: 
     t = threading.Thread(target=writer)
     t.start()
     try:
-        code = ("import sys,time; sys.path.insert(0, sys.argv[2]); from driver.store import JobStore\n"
-                "s = JobStore('sqlite:///' + sys.argv[1]); t = time.monotonic(); n = 0\n"
-                "while time.monotonic() - t < 1.5:\n"
-                "    n = len(s.get('b1-0000').history); assert s.list()[0].id == 'b1-0000'\n"
-                "print(n)")
-        out = subprocess.run([sys.executable, "-c", code, str(db), str(ROOT)], capture_output=True, text=True,
-                             timeout=60)
+        code = (
+            "import sys,time; sys.path.insert(0, sys.argv[2]); from driver.store import JobStore\n"
+            "s = JobStore('sqlite:///' + sys.argv[1]); t = time.monotonic(); n = 0\n"
+            "while time.monotonic() - t < 1.5:\n"
+            "    n = len(s.get('b1-0000').history); assert s.list()[0].id == 'b1-0000'\n"
+            "print(n)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(db), str(ROOT)], capture_output=True, text=True, timeout=60
+        )
     finally:
         stop.set()
         t.join()
@@ -171,7 +196,7 @@ def postgres_url():
     if bindir is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install -y postgresql")
     run_as: list[str] = []
-    if os.geteuid() == 0:       # initdb refuses root: run the cluster as the postgres user
+    if os.geteuid() == 0:  # initdb refuses root: run the cluster as the postgres user
         try:
             user = pwd.getpwnam("postgres")
         except KeyError:
@@ -184,19 +209,45 @@ def postgres_url():
     data, port = base / "data", _free_port()
     env = {**os.environ, "LC_ALL": "C"}
     try:
-        subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                        "-E", "UTF8"], check=True, capture_output=True, env=env, timeout=120)
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-t", "60",
-                        "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                       check=True, capture_output=True, env=env, timeout=120)
+        subprocess.run(
+            [*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *run_as,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(base / "log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
     except subprocess.CalledProcessError as e:
         shutil.rmtree(base, ignore_errors=True)
         raise AssertionError(f"could not start PostgreSQL: {e.stderr.decode(errors='replace')}") from e
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True, env=env, timeout=60)
+        subprocess.run(
+            [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -204,10 +255,13 @@ def test_postgresql_backend_behaves_like_sqlite(postgres_url: str) -> None:
     with JobStore(postgres_url) as store:
         exercise(store)
     # a second process (another shell) sees the same records through the URL
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); from driver.store import JobStore\n"
-            "print(JobStore(sys.argv[1]).get('b1-0000').status)")
-    out = subprocess.run([sys.executable, "-c", code, postgres_url, str(ROOT)], capture_output=True, text=True,
-                         timeout=60)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[2]); from driver.store import JobStore\n"
+        "print(JobStore(sys.argv[1]).get('b1-0000').status)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, postgres_url, str(ROOT)], capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.strip() == SUCCEEDED, out.stderr
 
 
@@ -222,6 +276,7 @@ def test_postgresql_concurrent_writers(postgres_url: str) -> None:
                     store.set_status(jid, st)
             except BaseException as e:  # noqa: BLE001
                 errors.append(e)
+
         threads = [threading.Thread(target=work, args=(j,)) for j in ids]
         for t in threads:
             t.start()

@@ -1,6 +1,7 @@
 """HTTP under the driver (driver/transport.py through ComfyClient): what requests did
 for us before and a user relies on: redirects, proxies and basic auth from the
 environment or the URL, clear errors for refused / silent / failing servers."""
+
 from __future__ import annotations
 
 import base64
@@ -69,16 +70,21 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for k in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("NO_PROXY", "")
-    monkeypatch.setenv("HOME", "/nonexistent")     # no ~/.netrc
+    monkeypatch.setenv("HOME", "/nonexistent")  # no ~/.netrc
 
 
 def test_redirects_are_followed_to_another_path_and_host(no_proxy_env: None) -> None:
     other = Server(lambda h: _json(200, {"exec_info": {"queue_remaining": 7}}))
-    first = Server(lambda h: (307, {"Location": other.url + "/prompt"}, b"") if h.path == "/prompt"
-                   else (302, {"Location": "/prompt"}, b""))
+    first = Server(
+        lambda h: (
+            (307, {"Location": other.url + "/prompt"}, b"")
+            if h.path == "/prompt"
+            else (302, {"Location": "/prompt"}, b"")
+        )
+    )
     try:
         with ComfyClient(first.url) as c:
-            assert c.queue_remaining() == 7                      # 307 to another host
+            assert c.queue_remaining() == 7  # 307 to another host
             assert c._json("GET", "/old-place")["exec_info"]["queue_remaining"] == 7  # 302 -> 307 -> other
         assert [p for _, p, _ in other.seen] == ["/prompt", "/prompt"]
     finally:
@@ -137,10 +143,10 @@ def test_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch, no_
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         with ComfyClient("http://comfy.invalid:8188") as c:
             assert c.queue_remaining() == 3
-        assert proxy.seen[0][1] == "http://comfy.invalid:8188/prompt"   # absolute URI: a proxy request
+        assert proxy.seen[0][1] == "http://comfy.invalid:8188/prompt"  # absolute URI: a proxy request
         monkeypatch.setenv("NO_PROXY", "comfy.invalid")
         with ComfyClient("http://comfy.invalid:8188") as c, pytest.raises(ServerUnreachable):
-            c.queue_remaining()                                      # bypassed: DNS fails
+            c.queue_remaining()  # bypassed: DNS fails
         assert len(proxy.seen) == 1
     finally:
         proxy.close()

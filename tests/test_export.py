@@ -1,5 +1,6 @@
 """Export stage (blender_cli/export_asset.py through core.export.asset): formats, LODs, skins, previews,
 metadata, validator, and bad inputs that leave nothing behind."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _js import check_with_node
+from _rig_helpers import write_faceless_glb, write_humanoid_glb
 from conftest import comfyui_dir
 from PIL import Image
 
-from _js import check_with_node
-from _rig_helpers import write_faceless_glb, write_humanoid_glb
-from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.assets import next_free_stem, next_output_path
+from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.export.asset import check_lods, check_metadata, export_asset_sync
 from comfy_avatar_nodes.core.jsontext import parse_object
 from comfy_avatar_nodes.core.rig.cpu import rig_to_vrm_sync
@@ -33,11 +34,19 @@ def _glb(path: str | Path) -> dict:
     for mesh in gltf.meshes:
         for p in mesh.primitives:
             assert p.mode in (None, 4), "export wrote a non-triangle primitive"
-            n = gltf.accessors[p.indices].count if p.indices is not None else gltf.accessors[p.attributes.POSITION].count
+            n = (
+                gltf.accessors[p.indices].count
+                if p.indices is not None
+                else gltf.accessors[p.attributes.POSITION].count
+            )
             tris += n // 3
             a = p.attributes
-            prims.append({"joints": None if a.JOINTS_0 is None else accessor(gltf, blob, a.JOINTS_0),
-                          "weights": None if a.WEIGHTS_0 is None else accessor(gltf, blob, a.WEIGHTS_0)})
+            prims.append(
+                {
+                    "joints": None if a.JOINTS_0 is None else accessor(gltf, blob, a.JOINTS_0),
+                    "weights": None if a.WEIGHTS_0 is None else accessor(gltf, blob, a.WEIGHTS_0),
+                }
+            )
     return {"gltf": gltf, "triangles": tris, "skins": gltf.skins, "prims": prims}
 
 
@@ -50,27 +59,45 @@ def _alpha_box(path: Path) -> tuple[np.ndarray, tuple[int, int, int, int]]:
 
 # ---------------------------------------------------------------- no Blender needed
 
+
 def test_lod_ratio_parsing():
     assert check_lods("0.25, 1 ,0.5,0.5") == [1.0, 0.5, 0.25]
     assert check_lods([1]) == [1.0]
-    for bad, msg in (("0", "ratio 0 is outside"), ("1.5", "ratio 1.5 is outside"), ("-0.5", "outside"),
-                     ("half", "'half' is not a number"), ("", "no ratio given"), ("nan", "outside")):
+    for bad, msg in (
+        ("0", "ratio 0 is outside"),
+        ("1.5", "ratio 1.5 is outside"),
+        ("-0.5", "outside"),
+        ("half", "'half' is not a number"),
+        ("", "no ratio given"),
+        ("nan", "outside"),
+    ):
         with pytest.raises(AvatarError, match=msg):
             check_lods(bad)
 
 
 def test_metadata_checks_name_the_key():
-    assert check_metadata({"keywords": ["x"], "keyframes": 1, "tags": []}) == {"keywords": ["x"], "keyframes": 1, "tags": []}
-    secret_keys = {"api_key": "metadata.api_key", "hfToken": "metadata.hfToken", "Password": "metadata.Password",
-                   "client_secret": "metadata.client_secret", "key": "metadata.key"}
+    assert check_metadata({"keywords": ["x"], "keyframes": 1, "tags": []}) == {
+        "keywords": ["x"],
+        "keyframes": 1,
+        "tags": [],
+    }
+    secret_keys = {
+        "api_key": "metadata.api_key",
+        "hfToken": "metadata.hfToken",
+        "Password": "metadata.Password",
+        "client_secret": "metadata.client_secret",
+        "key": "metadata.key",
+    }
     for key, where in secret_keys.items():
         with pytest.raises(AvatarError, match=rf"^{where}: looks like a secret"):
             check_metadata({"ok": 1, key: "x"})
     with pytest.raises(AvatarError, match=r"^metadata.deep\[0\].ssh_key: looks like a secret"):
         check_metadata({"deep": [{"ssh_key": "x"}]})
-    for bad, msg in (({"s": {1, 2}}, r"metadata.s: a set is not JSON-safe"),
-                     ({"f": float("nan")}, r"metadata.f: nan is not valid JSON"),
-                     ({"k" * 70: 1}, "longer than 63 bytes")):
+    for bad, msg in (
+        ({"s": {1, 2}}, r"metadata.s: a set is not JSON-safe"),
+        ({"f": float("nan")}, r"metadata.f: nan is not valid JSON"),
+        ({"k" * 70: 1}, "longer than 63 bytes"),
+    ):
         with pytest.raises(AvatarError, match=msg):
             check_metadata(bad)
 
@@ -85,8 +112,11 @@ def test_metadata_with_a_configured_secret_value_is_refused_without_echoing_it(c
 def test_widget_json_and_free_stems(tmp_path):
     parse = lambda text: parse_object(text, "metadata", '{"title": "My avatar"}')  # noqa: E731
     assert parse("") == {} and parse('{"a": 1}') == {"a": 1}
-    with pytest.raises(AvatarError, match=r"^metadata: is not valid JSON \(Expecting property name .* line 1, column 2\)"
-                                          r"\. Fix: write a JSON object such as \{\"title\""):
+    with pytest.raises(
+        AvatarError,
+        match=r"^metadata: is not valid JSON \(Expecting property name .* line 1, column 2\)"
+        r"\. Fix: write a JSON object such as \{\"title\"",
+    ):
         parse("{title: x}")
     with pytest.raises(AvatarError, match="metadata: must be a JSON object, got list"):
         parse("[1]")
@@ -100,8 +130,23 @@ def test_widget_json_and_free_stems(tmp_path):
     assert next_output_path(tmp_path, "export", "vrm").name == "export_00005.vrm"
 
 
-@pytest.mark.parametrize("case", ["missing", "extension", "empty_file", "formats", "bad_format", "lod_zero",
-                                  "lod_above_one", "secret_key", "not_json", "stem", "preview_size", "view"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "extension",
+        "empty_file",
+        "formats",
+        "bad_format",
+        "lod_zero",
+        "lod_above_one",
+        "secret_key",
+        "not_json",
+        "stem",
+        "preview_size",
+        "view",
+    ],
+)
 def test_bad_inputs_fail_before_blender_and_write_nothing(tmp_path, case):
     src = write_humanoid_glb(tmp_path / "in.glb")
     kw = dict(stem="a", formats=["glb"], lods=[1.0], preview=None, metadata={})
@@ -131,6 +176,7 @@ def test_bad_inputs_fail_before_blender_and_write_nothing(tmp_path, case):
 
 # ---------------------------------------------------------------- real Blender
 
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory, blender_runtime) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("export_src")
@@ -142,8 +188,15 @@ def sources(tmp_path_factory, blender_runtime) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def vrm_export(sources, tmp_path_factory):
     out = tmp_path_factory.mktemp("export_vrm")
-    assets = export_asset_sync(sources["vrm"], out, stem="avatar", formats=["glb", "fbx", "obj", "blend"], lods=LODS,
-                               preview={"size": 160, "views": VIEWS}, metadata=META)
+    assets = export_asset_sync(
+        sources["vrm"],
+        out,
+        stem="avatar",
+        formats=["glb", "fbx", "obj", "blend"],
+        lods=LODS,
+        preview={"size": 160, "views": VIEWS},
+        metadata=META,
+    )
     return out, assets
 
 
@@ -170,8 +223,11 @@ def test_every_format_and_lod_is_written(vrm_export):
     for a in _files(assets, "obj"):
         mtl, *textures = a.meta["companions"]
         assert textures and all(Path(t).is_file() for t in textures)
-        assert any(line.split()[-1] == Path(textures[0]).name for line in Path(mtl).read_text().splitlines()
-                   if line.startswith("map_Kd")), "the .mtl does not name the texture written beside it"
+        assert any(
+            line.split()[-1] == Path(textures[0]).name
+            for line in Path(mtl).read_text().splitlines()
+            if line.startswith("map_Kd")
+        ), "the .mtl does not name the texture written beside it"
         assert f"mtllib {Path(mtl).name}" in Path(a.path).read_text()[:2000]
 
 
@@ -236,7 +292,7 @@ def test_fbx_and_blend_keep_the_armature_and_skin(vrm_export, sources, tmp_path)
     _out, assets = vrm_export
     fbx = next(a for a in _files(assets, "fbx") if a.meta["lod"] == 1)
     blend = next(a for a in _files(assets, "blend") if a.meta["lod"] == 2)
-    for src, lod in ((fbx, 1), (blend, 2)):
+    for src in (fbx, blend):
         back = export_asset_sync(Path(src.path), tmp_path / src.kind, stem="back", formats=["glb"], lods=[1.0])
         assert [Path(a.path).name for a in back] == ["back.glb"]
         g = _glb(back[0].path)
@@ -256,16 +312,23 @@ def test_fbx_and_blend_keep_the_armature_and_skin(vrm_export, sources, tmp_path)
 
 @pytest.mark.blender
 def test_plain_mesh_single_lod_keeps_names_and_texture(sources, tmp_path):
-    assets = export_asset_sync(sources["glb"], tmp_path, stem="mesh", formats=["glb", "obj"], lods="1",
-                               preview={"size": 64, "views": ["front"]})
+    assets = export_asset_sync(
+        sources["glb"],
+        tmp_path,
+        stem="mesh",
+        formats=["glb", "obj"],
+        lods="1",
+        preview={"size": 64, "views": ["front"]},
+    )
     obj = next(a for a in assets if a.kind == "obj")
     mtl, texture = obj.meta["companions"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["mesh.glb", "mesh.obj", "mesh.mtl", "mesh_front.png", Path(texture).name])
+        ["mesh.glb", "mesh.obj", "mesh.mtl", "mesh_front.png", Path(texture).name]
+    )
     assert f"map_Kd {Path(texture).name}" in Path(mtl).read_text()
     src_gltf, src_blob = load_glb(sources["glb"])
     view = src_gltf.bufferViews[src_gltf.images[0].bufferView]
-    original = src_blob[view.byteOffset or 0:(view.byteOffset or 0) + view.byteLength]
+    original = src_blob[view.byteOffset or 0 : (view.byteOffset or 0) + view.byteLength]
     assert Path(texture).read_bytes() == original, "the OBJ's texture is not the source's image"
     g = _glb(tmp_path / "mesh.glb")
     assert g["skins"] == [] and g["gltf"].images and g["triangles"] == assets[0].meta["export"]["input"]["triangles"]
@@ -293,8 +356,15 @@ def test_unreadable_sources_give_clear_errors_and_no_files(tmp_path, blender_run
 def test_a_job_killed_mid_export_leaves_no_files(sources, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(AvatarError, match="timed out"):
-        export_asset_sync(sources["vrm"], out, stem="x", formats=["glb", "fbx", "obj", "blend"], lods=LODS,
-                          preview={"size": 256, "views": VIEWS}, timeout_s=2.5)
+        export_asset_sync(
+            sources["vrm"],
+            out,
+            stem="x",
+            formats=["glb", "fbx", "obj", "blend"],
+            lods=LODS,
+            preview={"size": 256, "views": VIEWS},
+            timeout_s=2.5,
+        )
     assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
 
 
@@ -309,28 +379,73 @@ def test_export_node_in_a_real_comfyui_takes_a_mesh_or_a_vrm(tmp_path, example_i
 
     comfyui_dir()
     comfy = shared_comfy()
-    export = {"glb": True, "fbx": True, "obj": False, "blend": False, "lods": "1.0, 0.5", "preview_size": 128,
-              "metadata": '{"title": "node test"}'}
+    export = {
+        "glb": True,
+        "fbx": True,
+        "obj": False,
+        "blend": False,
+        "lods": "1.0, 0.5",
+        "preview_size": 128,
+        "metadata": '{"title": "node test"}',
+    }
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "character_apose.png"}, "_meta": {"title": "image"}},
-        "2": {"class_type": "AvatarImageToMeshCPU", "inputs": {
-            "image": ["1", 0], "mask": ["1", 1], "height_m": 1.7, "thickness": 0.5, "resolution": 128,
-            "filename_prefix": "exporttest/mesh"}},
-        "3": {"class_type": "AvatarRigVRMCPU", "inputs": {
-            "mesh": ["2", 0], "name": "Node Test", "version": "1.0", "authors": "tests",
-            "avatar_permission": "onlyAuthor", "commercial_usage": "personalNonProfit", "modification": "prohibited",
-            "remesh_voxel": 0.0, "filename_prefix": "exporttest/avatar"}},
-        "4": {"class_type": "AvatarExportAsset", "inputs": {"asset": ["3", 0], **export,
-                                                            "filename_prefix": "exporttest/vrm_export"}},
-        "5": {"class_type": "AvatarExportAsset", "inputs": {"asset": ["2", 0], **export, "obj": True,
-                                                            "filename_prefix": "exporttest/mesh_export"}},
+        "2": {
+            "class_type": "AvatarImageToMeshCPU",
+            "inputs": {
+                "image": ["1", 0],
+                "mask": ["1", 1],
+                "height_m": 1.7,
+                "thickness": 0.5,
+                "resolution": 128,
+                "filename_prefix": "exporttest/mesh",
+            },
+        },
+        "3": {
+            "class_type": "AvatarRigVRMCPU",
+            "inputs": {
+                "mesh": ["2", 0],
+                "name": "Node Test",
+                "version": "1.0",
+                "authors": "tests",
+                "avatar_permission": "onlyAuthor",
+                "commercial_usage": "personalNonProfit",
+                "modification": "prohibited",
+                "remesh_voxel": 0.0,
+                "filename_prefix": "exporttest/avatar",
+            },
+        },
+        "4": {
+            "class_type": "AvatarExportAsset",
+            "inputs": {"asset": ["3", 0], **export, "filename_prefix": "exporttest/vrm_export"},
+        },
+        "5": {
+            "class_type": "AvatarExportAsset",
+            "inputs": {"asset": ["2", 0], **export, "obj": True, "filename_prefix": "exporttest/mesh_export"},
+        },
     }
     wf = tmp_path / "export.api.json"
     wf.write_text(json.dumps(prompt))
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "driver", "run", str(wf), "--input", f"image={example_image}",
-                           "--out", str(out), "--server", comfy.url], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driver",
+            "run",
+            str(wf),
+            "--input",
+            f"image={example_image}",
+            "--out",
+            str(out),
+            "--server",
+            comfy.url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr + comfy.log_tail()
     names = {p.name: p for p in out.rglob("*") if p.is_file()}
     for prefix, formats in (("vrm_export", ("glb", "fbx")), ("mesh_export", ("glb", "fbx", "obj", "mtl"))):

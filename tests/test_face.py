@@ -6,6 +6,7 @@ Characters (tests/_face_helpers.py): the example picture, big anime eyes, a bear
 visor (the finder must say it found no face there, and the avatar still gets all 17 expressions).
 COMFY_AVATAR_WRITE_DOCS=1 also writes the example's sheet to docs/face_expressions.png (the README picture).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _face_helpers import KINDS, character, head_crop
 from _vrm_helpers import rewrite_json
+
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.vrm.expressions import PRESETS
 from comfy_avatar_nodes.core.vrm.face import find_face
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- the finder (no Blender)
+
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_finder_on_drawn_characters(kind):
@@ -61,8 +63,12 @@ def test_overrides_replace_landmarks_and_bad_ones_say_what_to_write():
     res = find_face(rgb, mask, parse_landmarks("left_eye=0.66,0.5; right_eye=0.34,0.5; mouth=0.5 0.82"))
     assert res["landmarks"]["mouth"] == {**res["landmarks"]["mouth"], "x": 0.5, "y": 0.82, "source": "override"}
     assert parse_landmarks('{"mouth": [0.5, 0.8]}') == {"mouth": [0.5, 0.8]}
-    for text, message in (("nose=0.5,0.5", "'nose' is not a landmark"), ("mouth=0.5", "needs two numbers"),
-                          ("mouth=1.5,0.2", "outside the head box"), ("mouth", "is not name=x,y")):
+    for text, message in (
+        ("nose=0.5,0.5", "'nose' is not a landmark"),
+        ("mouth=0.5", "needs two numbers"),
+        ("mouth=1.5,0.2", "outside the head box"),
+        ("mouth", "is not name=x,y"),
+    ):
         with pytest.raises(AvatarError, match=message) as info:
             parse_landmarks(text)
         assert "Fix:" in str(info.value)
@@ -71,6 +77,7 @@ def test_overrides_replace_landmarks_and_bad_ones_say_what_to_write():
 
 
 # ---------------------------------------------------------------- real Blender: every character's avatar
+
 
 @pytest.fixture(scope="module")
 def avatars(tmp_path_factory, blender_runtime):
@@ -156,7 +163,7 @@ def test_browser_sees_aa_blink_happy_change_only_the_face(avatars, kind, tmp_pat
     for state in ("aa", "blink", "happy"):
         s = res["states"][state]
         assert s["changed"] > 0.004 * face_px, (state, s)  # visibly changed
-        assert s["outside"] == 0, (state, s, rect)          # ... and only inside the face
+        assert s["outside"] == 0, (state, s, rect)  # ... and only inside the face
     mid = (rect["y0"] + rect["y1"]) / 2
     assert res["states"]["aa"]["bbox"]["y0"] > res["states"]["blink"]["bbox"]["y0"]  # the mouth is below the eyes
     assert res["states"]["blink"]["bbox"]["y1"] < res["states"]["aa"]["bbox"]["y1"] and mid > 0
@@ -165,6 +172,7 @@ def test_browser_sees_aa_blink_happy_change_only_the_face(avatars, kind, tmp_pat
 
 
 # ---------------------------------------------------------------- the validator stays honest
+
 
 def _broken(path: Path, out: Path, edit) -> Path:
     return rewrite_json(path, edit, out)
@@ -224,7 +232,7 @@ def test_validator_flags_a_morph_that_moves_the_body(avatars, tmp_path):
     itype = np.uint32 if acc["sparse"]["indices"]["componentType"] == 5125 else np.uint16
     raw = bytearray(blob)
     start = view.get("byteOffset", 0)
-    raw[start:start + view["byteLength"]] = np.sort(feet).astype(itype).tobytes()[: view["byteLength"]]
+    raw[start : start + view["byteLength"]] = np.sort(feet).astype(itype).tobytes()[: view["byteLength"]]
     out = tmp_path / "feet.vrm"
     out.write_bytes(pack_glb(doc, bytes(raw)))
     r = validate_vrm(out)
@@ -232,6 +240,7 @@ def test_validator_flags_a_morph_that_moves_the_body(avatars, tmp_path):
 
 
 # ---------------------------------------------------------------- rigged path: existing keys win, render
+
 
 @pytest.mark.blender
 def test_rigged_mesh_keeps_arkit_keys_and_gets_the_rest_from_a_front_render(avatars, tmp_path):
@@ -259,11 +268,21 @@ def test_rigged_mesh_keeps_arkit_keys_and_gets_the_rest_from_a_front_render(avat
 
     rigged = rewrite_json(src, to_arkit, tmp_path / "arkit.glb")
     bones = {b: b for b in validate_vrm(src).facts["humanoid_bones"]}
-    asset = rigged_to_vrm_sync(rigged, bones, tmp_path / "rigged.vrm", VrmMeta(name="ARKit", authors=["t"]),
-                               target_height_m=0.0, face=FaceOptions(picture="render"))
+    asset = rigged_to_vrm_sync(
+        rigged,
+        bones,
+        tmp_path / "rigged.vrm",
+        VrmMeta(name="ARKit", authors=["t"]),
+        target_height_m=0.0,
+        face=FaceOptions(picture="render"),
+    )
     face = asset.meta["face"]
-    assert face["existing"] == {"aa": ["jawOpen"], "blink": ["eyeBlinkLeft", "eyeBlinkRight"],
-                                "blinkLeft": ["eyeBlinkLeft"], "blinkRight": ["eyeBlinkRight"]}
+    assert face["existing"] == {
+        "aa": ["jawOpen"],
+        "blink": ["eyeBlinkLeft", "eyeBlinkRight"],
+        "blinkLeft": ["eyeBlinkLeft"],
+        "blinkRight": ["eyeBlinkRight"],
+    }
     assert sorted(face["generated"]) == sorted(set(PRESETS) - set(face["existing"]))
     assert face["binds"]["aa"] == [{"key": "jawOpen", "weight": 0.5}]  # the VRM add-on's ARKit table
     assert face["finder"]["source"] == "render" and face["finder"]["found"], face["finder"]

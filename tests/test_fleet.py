@@ -15,6 +15,7 @@ own ports, node name and data dir) and worker processes, with the fake ComfyUI f
 
 Each test has its own queue names (a prefix) on the session's broker.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,14 @@ def fleet(broker, tmp_path):
 
 
 def _cli(fleet: Fleet, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "driver", *args], cwd=ROOT, env=fleet.env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "driver", *args],
+        cwd=ROOT,
+        env=fleet.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _wait(cond, timeout: float, what: str, every: float = 0.05):
@@ -67,6 +74,7 @@ def _depth(broker: RabbitServer, queue: str) -> tuple[int, int]:
 
 # -- one job, end to end through the CLI ---------------------------------------------------------------
 
+
 def test_submit_worker_and_follow_from_another_process(fleet: Fleet, tmp_path: Path) -> None:
     with fake_comfy(scenario=slow_scenario(0.05)) as fake:
         wf = tmp_path / "wf.api.json"
@@ -77,9 +85,15 @@ def test_submit_worker_and_follow_from_another_process(fleet: Fleet, tmp_path: P
         assert re.fullmatch(r"[0-9a-f]{32}", job_id)
         rec = fleet.store.get(job_id)
         assert rec.status == "pending" and rec.batch_id == "fleet" and rec.params["fleet"]["priority"] == "high"
-        follower = subprocess.Popen([sys.executable, "-m", "driver", "status", job_id, "--follow", "--progress", "log"],
-                                    cwd=ROOT, env=fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)           # the follower binds its queue before the job starts
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "driver", "status", job_id, "--follow", "--progress", "log"],
+            cwd=ROOT,
+            env=fleet.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.5)  # the follower binds its queue before the job starts
         fleet.worker(fake.url)
         out, err = follower.communicate(timeout=60)
         assert follower.returncode == 0, err + fleet.logs()
@@ -101,6 +115,7 @@ def test_submit_worker_and_follow_from_another_process(fleet: Fleet, tmp_path: P
 
 # -- scale: 2 workers x 2 ComfyUI x 200 jobs --------------------------------------------------------------
 
+
 def test_two_workers_two_servers_200_jobs_none_lost_none_twice(broker, tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
     fleet = Fleet(broker.url, tmp_path, db=postgres_url)
     try:
@@ -117,8 +132,10 @@ def test_two_workers_two_servers_200_jobs_none_lost_none_twice(broker, tmp_path:
         pids = {fleet.store.get(j).prompt_id for j in ids}
         assert set(counts) == pids, "every job ran"
         assert set(counts.values()) == {1}, "no job ran twice"
-        by_worker = {w: sum(1 for j in ids if fleet.store.get(j).server == url)
-                     for w, url in (("w1", fake1.url), ("w2", fake2.url))}
+        by_worker = {
+            w: sum(1 for j in ids if fleet.store.get(j).server == url)
+            for w, url in (("w1", fake1.url), ("w2", fake2.url))
+        }
         assert all(n > 20 for n in by_worker.values()), by_worker
         assert _depth(broker, fleet.settings.jobs_queue) == (0, 0)
         print(f"\n200 jobs: submitted in {t_submit:.1f} s, all done in {wall:.1f} s; per worker {by_worker}")
@@ -128,15 +145,16 @@ def test_two_workers_two_servers_200_jobs_none_lost_none_twice(broker, tmp_path:
 
 # -- a worker SIGKILLed mid-job ---------------------------------------------------------------------------
 
+
 def test_worker_killed_mid_job_runs_once(fleet: Fleet) -> None:
     with fake_comfy(scenario=slow_scenario(0.1)) as fake1, fake_comfy() as fake2:
         a = fleet.worker(fake1.url, "a")
-        job = fleet.submit(trivial_prompt("kill", steps=40))      # ~4 s on fake1
+        job = fleet.submit(trivial_prompt("kill", steps=40))  # ~4 s on fake1
         pid = fleet.store.get(job).prompt_id
         _wait(lambda: any(j.prompt_id == pid for j in fake1.running), 30, "the job to run on fake1")
         time.sleep(0.5)
         a.kill()
-        fleet.worker(fake2.url, "b")                               # another box picks the redelivery up
+        fleet.worker(fake2.url, "b")  # another box picks the redelivery up
         assert fleet.wait_terminal([job], 60)[job] == SUCCEEDED, fleet.logs()
         assert executions(fake1, fake2) == {pid: 1}, "posted once, to the first box only"
         rec = fleet.store.get(job)
@@ -147,6 +165,7 @@ def test_worker_killed_mid_job_runs_once(fleet: Fleet) -> None:
 
 
 # -- the broker restarted mid-batch -----------------------------------------------------------------------
+
 
 def test_broker_restart_mid_batch_loses_nothing(broker, fleet: Fleet) -> None:
     with fake_comfy(scenario=slow_scenario(0.02)) as fake1, fake_comfy(scenario=slow_scenario(0.02)) as fake2:
@@ -162,10 +181,11 @@ def test_broker_restart_mid_batch_loses_nothing(broker, fleet: Fleet) -> None:
                     time.sleep(0.1)
             except BaseException as e:  # noqa: BLE001 - reported below
                 errors.append(e)
+
         t = threading.Thread(target=submitter)
         t.start()
         _wait(lambda: len(ids) >= 15, 60, "15 submissions")
-        broker.restart()                                           # ~10-20 s down
+        broker.restart()  # ~10-20 s down
         t.join(180)
         assert not errors, errors
         status = fleet.wait_terminal(ids, timeout=180)
@@ -178,6 +198,7 @@ def test_broker_restart_mid_batch_loses_nothing(broker, fleet: Fleet) -> None:
 
 
 # -- priority ----------------------------------------------------------------------------------------------
+
 
 def test_high_priority_job_behind_50_normal_starts_next(fleet: Fleet) -> None:
     # the first job holds the worker for ~1 s while the rest queue up; the others are quick
@@ -196,10 +217,11 @@ def test_high_priority_job_behind_50_normal_starts_next(fleet: Fleet) -> None:
 
 # -- heartbeats while a long job runs ------------------------------------------------------------------------
 
+
 def test_job_longer_than_two_heartbeats_runs_once(fleet: Fleet) -> None:
     with fake_comfy(scenario=slow_scenario(0.5)) as fake:
         w = fleet.worker(fake.url, "hb", COMFY_AVATAR__FLEET__HEARTBEAT_S="1")
-        job = fleet.submit(trivial_prompt("long", steps=9))            # 4.5 s > 2 x 1 s heartbeat
+        job = fleet.submit(trivial_prompt("long", steps=9))  # 4.5 s > 2 x 1 s heartbeat
         assert fleet.wait_terminal([job], 60)[job] == SUCCEEDED, fleet.logs()
         time.sleep(1.0)
         assert executions(fake) == {fleet.store.get(job).prompt_id: 1}
@@ -211,6 +233,7 @@ def test_job_longer_than_two_heartbeats_runs_once(fleet: Fleet) -> None:
 
 # -- retries and the dead-letter queue --------------------------------------------------------------------
 
+
 def test_transient_failures_retried_through_the_broker_permanent_ones_dead_lettered(broker, fleet: Fleet) -> None:
     def scenario(job):
         if job.prompt["9"]["inputs"]["filename_prefix"].endswith("boom"):
@@ -220,7 +243,7 @@ def test_transient_failures_retried_through_the_broker_permanent_ones_dead_lette
         return slow_scenario(0)(job)
 
     with fake_comfy(scenario=scenario) as fake:
-        fake.fail_next["/prompt"] = 2                  # the first two POST /prompt answer HTTP 500
+        fake.fail_next["/prompt"] = 2  # the first two POST /prompt answer HTTP 500
         fleet.worker(fake.url, "w1")
         ok = fleet.submit(trivial_prompt("flaky"))
         assert fleet.wait_terminal([ok], 60)[ok] == SUCCEEDED, fleet.logs()
@@ -244,13 +267,14 @@ def test_transient_failures_retried_through_the_broker_permanent_ones_dead_lette
 def test_bad_parameters_go_to_the_dead_letter_queue_without_running(fleet: Fleet) -> None:
     with fake_comfy() as fake:
         fleet.worker(fake.url, "w1")
-        job = fleet.submit(trivial_prompt("x"), sets=["1.width=-5"])     # EmptyImage width min 1
+        job = fleet.submit(trivial_prompt("x"), sets=["1.width=-5"])  # EmptyImage width min 1
         assert fleet.wait_terminal([job], 60)[job] == FAILED
         assert fake.posted == []
     assert "width" in (fleet.store.get(job).error or "")
 
 
 # -- cancel -----------------------------------------------------------------------------------------------
+
 
 def test_cancel_reaches_the_worker_holding_the_job(broker, fleet: Fleet) -> None:
     def interruptible(job):
@@ -279,17 +303,25 @@ def test_cancel_reaches_the_worker_holding_the_job(broker, fleet: Fleet) -> None
 
 # -- worker metrics -------------------------------------------------------------------------------------------
 
+
 def test_worker_metrics(fleet: Fleet) -> None:
     from driver.local import free_port
 
     port = free_port()
     with fake_comfy() as fake:
         fleet.worker(fake.url, "m1", extra=["--metrics-port", str(port)])
-        ids = [fleet.submit(trivial_prompt(f"m{i}", steps=2), workflow_name="workflows/trivial.api.json")
-               for i in range(3)]
+        ids = [
+            fleet.submit(trivial_prompt(f"m{i}", steps=2), workflow_name="workflows/trivial.api.json") for i in range(3)
+        ]
         assert set(fleet.wait_terminal(ids, 60).values()) == {SUCCEEDED}
-        _wait(lambda: 'comfy_avatar_worker_jobs_total{outcome="succeeded",priority="normal",workflow="trivial"} 3.0'
-              in _scrape(port), 10, "3 jobs counted")
+        _wait(
+            lambda: (
+                'comfy_avatar_worker_jobs_total{outcome="succeeded",priority="normal",workflow="trivial"} 3.0'
+                in _scrape(port)
+            ),
+            10,
+            "3 jobs counted",
+        )
         text = _scrape(port)
     assert "comfy_avatar_worker_broker_connected 1.0" in text
     assert 'comfy_avatar_worker_node_duration_seconds_count{node_type="KSamplerLike"} 3.0' in text

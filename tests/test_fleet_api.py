@@ -11,6 +11,7 @@ the job page in headless Chromium.
 - the job page: drop a picture, watch the nodes, get the files (the 3D viewer says it is pending
   while the three-vrm bundle does not exist).
 """
+
 from __future__ import annotations
 
 import base64
@@ -41,10 +42,19 @@ PNG = (ROOT / "workflows" / "examples" / "character_apose.png").read_bytes()
 def workflows(tmp_path: Path) -> Path:
     d = tmp_path / "workflows"
     d.mkdir()
-    (d / "picture.api.json").write_text(json.dumps({
-        "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}, "_meta": {"title": "image"}},
-        "2": {"class_type": "KSamplerLike", "inputs": {"image": ["1", 0], "steps": 10}, "_meta": {"title": "sampler"}},
-        "9": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "api/pic"}}}))
+    (d / "picture.api.json").write_text(
+        json.dumps(
+            {
+                "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}, "_meta": {"title": "image"}},
+                "2": {
+                    "class_type": "KSamplerLike",
+                    "inputs": {"image": ["1", 0], "steps": 10},
+                    "_meta": {"title": "sampler"},
+                },
+                "9": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "api/pic"}},
+            }
+        )
+    )
     return d
 
 
@@ -78,9 +88,13 @@ def _wait_status(api: ApiServer, job: str, want: str, timeout: float = 60) -> di
 
 def test_picture_through_the_api_files_and_events(api: ApiServer, fleet: Fleet) -> None:
     with fake_comfy(scenario=slow_scenario(0.05)) as fake:
-        r = requests.post(f"{api.url}/jobs", headers=auth(), data={"workflow": "picture", "priority": "high",
-                                                                   "label": "ada", "params": '{"sampler.steps": 12}'},
-                          files={"image": ("ada.png", PNG, "image/png")}, timeout=30)
+        r = requests.post(
+            f"{api.url}/jobs",
+            headers=auth(),
+            data={"workflow": "picture", "priority": "high", "label": "ada", "params": '{"sampler.steps": 12}'},
+            files={"image": ("ada.png", PNG, "image/png")},
+            timeout=30,
+        )
         assert r.status_code == 201, r.text
         job = r.json()["job_id"]
         assert r.json()["links"]["events"] == f"/jobs/{job}/events"
@@ -115,8 +129,13 @@ def test_picture_through_the_api_files_and_events(api: ApiServer, fleet: Fleet) 
 
 def test_100_concurrent_posts(api: ApiServer, fleet: Fleet, broker) -> None:
     def post(i: int) -> requests.Response:
-        return requests.post(f"{api.url}/jobs", headers=auth(), timeout=60,
-                             json={"workflow": "picture", "label": f"c{i}", "inputs": {"image": "s3://in/x.png"}})
+        return requests.post(
+            f"{api.url}/jobs",
+            headers=auth(),
+            timeout=60,
+            json={"workflow": "picture", "label": f"c{i}", "inputs": {"image": "s3://in/x.png"}},
+        )
+
     t0 = time.monotonic()
     with cf.ThreadPoolExecutor(100) as ex:
         answers = list(ex.map(post, range(100)))
@@ -135,27 +154,44 @@ def test_refused_requests_get_4xx_and_leave_nothing(api: ApiServer, fleet: Fleet
     cases = {
         "no key": requests.post(url, data=form, files={"image": ("a.png", PNG)}, timeout=30),
         "wrong key": requests.post(url, headers=auth("x" * 26), data=form, files={"image": ("a.png", PNG)}, timeout=30),
-        "not an image": requests.post(url, headers=auth(), data=form,
-                                      files={"image": ("a.png", b"#!/bin/sh\nrm -rf /\n" * 10, "image/png")},
-                                      timeout=30),
-        "dot-dot name": requests.post(url, headers=auth(), data=form, files={"image": ("../../etc/a.png", PNG)},
-                                      timeout=30),
+        "not an image": requests.post(
+            url,
+            headers=auth(),
+            data=form,
+            files={"image": ("a.png", b"#!/bin/sh\nrm -rf /\n" * 10, "image/png")},
+            timeout=30,
+        ),
+        "dot-dot name": requests.post(
+            url, headers=auth(), data=form, files={"image": ("../../etc/a.png", PNG)}, timeout=30
+        ),
         "path name": requests.post(url, headers=auth(), data=form, files={"image": ("sub/a.png", PNG)}, timeout=30),
         "empty": requests.post(url, headers=auth(), data=form, files={"image": ("a.png", b"")}, timeout=30),
-        "over upload limit": requests.post(url, headers=auth(), data=form,
-                                           files={"image": ("big.png", PNG[:16] + b"\0" * (5 << 20))}, timeout=60),
+        "over upload limit": requests.post(
+            url, headers=auth(), data=form, files={"image": ("big.png", PNG[:16] + b"\0" * (5 << 20))}, timeout=60
+        ),
         "unknown workflow": requests.post(url, headers=auth(), data={"workflow": "nope"}, timeout=30),
         "workflow path": requests.post(url, headers=auth(), data={"workflow": "../picture"}, timeout=30),
-        "bad priority": requests.post(url, headers=auth(), json={"workflow": "picture", "priority": "urgent"},
-                                      timeout=30),
-        "bad params": requests.post(url, headers=auth(), json={"workflow": "picture", "params": ["steps"]},
-                                    timeout=30),
+        "bad priority": requests.post(
+            url, headers=auth(), json={"workflow": "picture", "priority": "urgent"}, timeout=30
+        ),
+        "bad params": requests.post(url, headers=auth(), json={"workflow": "picture", "params": ["steps"]}, timeout=30),
         "not json": requests.post(url, headers={**auth(), "Content-Type": "application/json"}, data=b"{", timeout=30),
     }
     big = _post_200mb(api, url)
-    want = {"no key": 401, "wrong key": 401, "not an image": 415, "dot-dot name": 400, "path name": 400, "empty": 400,
-            "over upload limit": 413, "unknown workflow": 404, "workflow path": 400, "bad priority": 400,
-            "bad params": 400, "not json": 400}
+    want = {
+        "no key": 401,
+        "wrong key": 401,
+        "not an image": 415,
+        "dot-dot name": 400,
+        "path name": 400,
+        "empty": 400,
+        "over upload limit": 413,
+        "unknown workflow": 404,
+        "workflow path": 400,
+        "bad priority": 400,
+        "bad params": 400,
+        "not json": 400,
+    }
     got = {k: r.status_code for k, r in cases.items()}
     assert got == want, {k: (r.status_code, r.text[:200]) for k, r in cases.items()}
     for k, r in cases.items():
@@ -174,8 +210,10 @@ def test_refused_requests_get_4xx_and_leave_nothing(api: ApiServer, fleet: Fleet
 
 def _post_200mb(api: ApiServer, url: str) -> tuple[int, str]:
     """A 200 MB multipart body with its Content-Length: refused with 413 after it was read off."""
-    head = (b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"huge.png\"\r\n"
-            b"Content-Type: image/png\r\n\r\n" + PNG[:16])
+    head = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="huge.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + PNG[:16]
+    )
     tail = b"\r\n--XyZ--\r\n"
     size = 200 << 20
 
@@ -191,8 +229,10 @@ def _post_200mb(api: ApiServer, url: str) -> tuple[int, str]:
                 return b""
             part = self.parts.pop(0)
             return b"\0" * (1 << 20) if part is None else part
-    r = requests.post(url, headers={**auth(), "Content-Type": "multipart/form-data; boundary=XyZ"}, data=Body(),
-                      timeout=120)
+
+    r = requests.post(
+        url, headers={**auth(), "Content-Type": "multipart/form-data; boundary=XyZ"}, data=Body(), timeout=120
+    )
     return r.status_code, r.text
 
 
@@ -202,8 +242,9 @@ def test_rate_limit_answers_429_with_retry_after(fleet: Fleet, workflows: Path) 
         codes = [requests.get(f"{srv.url}/workflows", headers=auth(BOB), timeout=10) for _ in range(8)]
         assert [c.status_code for c in codes[:5]] == [200] * 5 and codes[5].status_code == 429
         assert int(codes[5].headers["Retry-After"]) >= 1 and "rate limit" in codes[5].json()["error"]
-        assert requests.get(f"{srv.url}/workflows", headers=auth(ALICE), timeout=10).status_code == 200, \
+        assert requests.get(f"{srv.url}/workflows", headers=auth(ALICE), timeout=10).status_code == 200, (
             "the limit is per key"
+        )
         assert codes[0].json() == ["picture"]
     finally:
         srv.close()
@@ -218,17 +259,22 @@ def test_health_metrics_openapi_and_cancel(api: ApiServer, fleet: Fleet) -> None
     gone = requests.delete(f"{api.url}/jobs/{job}", headers=auth(), timeout=10).json()
     assert gone == {"job_id": job, "status": CANCELLED, "cancelled": True}
     assert requests.delete(f"{api.url}/jobs/{job}", headers=auth(), timeout=10).json()["cancelled"] is False
-    assert requests.get(f"{api.url}/jobs/{job[:8]}", headers=auth(), timeout=10).status_code == 404, \
+    assert requests.get(f"{api.url}/jobs/{job[:8]}", headers=auth(), timeout=10).status_code == 404, (
         "no prefix matching over HTTP"
+    )
     metrics = requests.get(f"{api.url}/metrics", timeout=10).text
     assert 'comfy_avatar_jobs{state="cancelled"} 1.0' in metrics
     assert f'comfy_avatar_queue_depth{{queue="{fleet.settings.jobs_queue}"}} 1.0' in metrics
     assert 'comfy_avatar_api_jobs_submitted_total{priority="normal"} 1.0' in metrics
-    with fake_comfy() as fake:                       # a worker drops the cancelled job's message
+    with fake_comfy() as fake:  # a worker drops the cancelled job's message
         fleet.worker(fake.url, "w1")
         deadline = time.monotonic() + 30
-        while requests.get(f"{api.url}/metrics", timeout=10).text.count(
-                f'comfy_avatar_queue_depth{{queue="{fleet.settings.jobs_queue}"}} 0.0') == 0:
+        while (
+            requests.get(f"{api.url}/metrics", timeout=10).text.count(
+                f'comfy_avatar_queue_depth{{queue="{fleet.settings.jobs_queue}"}} 0.0'
+            )
+            == 0
+        ):
             assert time.monotonic() < deadline, fleet.logs()
             time.sleep(0.3)
         assert fake.posted == []
@@ -245,6 +291,7 @@ def test_websocket_needs_the_key_first(api: ApiServer) -> None:
 
 # -- S3: an input by URL, outputs uploaded, files redirected -----------------------------------------------
 
+
 def test_s3_input_and_outputs_with_redirect(broker, tmp_path: Path, workflows: Path) -> None:
     from _s3_server import S3Server, rclone_bin
 
@@ -256,20 +303,26 @@ def test_s3_input_and_outputs_with_redirect(broker, tmp_path: Path, workflows: P
     with S3Server(root) as s3:
         env = {**s3.remote_env("s3"), "COMFY_AVATAR__FLEET__S3_PUBLIC_BASE_URL": f"{s3.endpoint}/outbox"}
         fleet = Fleet(broker.url, tmp_path, **env)
-        fleet.out = "s3://outbox/avatars"      # type: ignore[assignment]
+        fleet.out = "s3://outbox/avatars"  # type: ignore[assignment]
         srv = ApiServer(fleet, KEYS, workflows=workflows)
         try:
             with fake_comfy() as fake:
                 fleet.worker(fake.url, "s3w")
-                job = requests.post(f"{srv.url}/jobs", headers=auth(), timeout=30, json={
-                    "workflow": "picture", "inputs": {"image": "s3://inbox/ada.png"}}).json()["job_id"]
+                job = requests.post(
+                    f"{srv.url}/jobs",
+                    headers=auth(),
+                    timeout=30,
+                    json={"workflow": "picture", "inputs": {"image": "s3://inbox/ada.png"}},
+                ).json()["job_id"]
                 rec = _wait_status(srv, job, SUCCEEDED)
                 assert fake.uploads[0]["data"] == PNG, "the worker fetched the input from S3"
                 r = requests.get(srv.url + rec["outputs"][0]["url"], headers=auth(), allow_redirects=False, timeout=10)
                 assert r.status_code == 307
                 assert r.headers["location"] == f"{s3.endpoint}/outbox/avatars/{job}/api/pic_00001_.png"
-                assert requests.get(r.headers["location"], timeout=10).content == \
-                    fake.files[("output", "api", "pic_00001_.png")]
+                assert (
+                    requests.get(r.headers["location"], timeout=10).content
+                    == fake.files[("output", "api", "pic_00001_.png")]
+                )
                 assert (root / "outbox" / "avatars" / job / "manifest.json").is_file()
         finally:
             srv.close()
@@ -278,9 +331,12 @@ def test_s3_input_and_outputs_with_redirect(broker, tmp_path: Path, workflows: P
 
 # -- the job page in headless Chromium -----------------------------------------------------------------------
 
+
 def test_job_page_in_headless_chromium(api: ApiServer, fleet: Fleet, tmp_path: Path) -> None:
-    need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
-         "chromium is not installed (apt-get install -y chromium): no headless browser")
+    need(
+        bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+        "chromium is not installed (apt-get install -y chromium): no headless browser",
+    )
     picture = tmp_path / "ada.png"
     picture.write_bytes(PNG)
     with fake_comfy(scenario=slow_scenario(0.1)) as fake:
@@ -292,8 +348,10 @@ def test_job_page_in_headless_chromium(api: ApiServer, fleet: Fleet, tmp_path: P
             b.call("DOM.enable")
             b.call("Page.navigate", url=api.url + "/")
             b.wait_js("document.readyState === 'complete' && !!document.getElementById('go')")
-            b.js(f"const k = document.getElementById('key'); k.value = {json.dumps(ALICE)};"
-                 " k.dispatchEvent(new Event('change')); true")
+            b.js(
+                f"const k = document.getElementById('key'); k.value = {json.dumps(ALICE)};"
+                " k.dispatchEvent(new Event('change')); true"
+            )
             b.wait_js("document.getElementById('workflow').options.length > 0")
             node = b.call("DOM.querySelector", nodeId=b.call("DOM.getDocument")["root"]["nodeId"], selector="#file")
             b.call("DOM.setFileInputFiles", nodeId=node["nodeId"], files=[str(picture)])
@@ -307,9 +365,12 @@ def test_job_page_in_headless_chromium(api: ApiServer, fleet: Fleet, tmp_path: P
             shot = b.call("Page.captureScreenshot", format="png")["data"]
             (tmp_path / "job_page.png").write_bytes(base64.b64decode(shot))
             # the download link fetches the file with the key, as a person clicking it would
-            got = b.js("(async () => { const a = document.querySelector('#files a');"
-                       " const r = await fetch(a.dataset.url, {headers: {Authorization: 'Bearer ' + "
-                       + json.dumps(ALICE) + "}}); return [r.status, (await r.arrayBuffer()).byteLength]; })()")
+            got = b.js(
+                "(async () => { const a = document.querySelector('#files a');"
+                " const r = await fetch(a.dataset.url, {headers: {Authorization: 'Bearer ' + "
+                + json.dumps(ALICE)
+                + "}}); return [r.status, (await r.arrayBuffer()).byteLength]; })()"
+            )
         finally:
             b.close()
         job = fleet.store.list(limit=1)[0]
@@ -317,5 +378,5 @@ def test_job_page_in_headless_chromium(api: ApiServer, fleet: Fleet, tmp_path: P
         assert executions(fake) == {job.prompt_id: 1}
     assert files == "pic_00001_.png"
     assert got == [200, len(fake.files[("output", "api", "pic_00001_.png")])]
-    assert "no VRM or GLB" in viewer      # this workflow makes a PNG; a VRM job shows the viewer (or "pending")
+    assert "no VRM or GLB" in viewer  # this workflow makes a PNG; a VRM job shows the viewer (or "pending")
     shutil.copy(tmp_path / "job_page.png", Path(tempfile.gettempdir()) / "comfy-avatar-job-page.png")

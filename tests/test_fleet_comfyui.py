@@ -8,6 +8,7 @@
   waits out the dead worker's lease, finds the prompt on ComfyUI by its prompt_id and adopts
   it; ComfyUI ran the job once (one VRM in its output folder).
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,10 +46,25 @@ def comfy():
 def _submit(fleet: Fleet, *extra: str) -> str:
     # The fleet is under test, not the avatar: a validation finding must not fail the job here
     # (tests/test_workflows_vrm.py checks the VRM itself).
-    cp = subprocess.run([sys.executable, "-m", "driver", "submit", str(WORKFLOW), "--input",
-                         f"image={ROOT / 'workflows' / 'examples' / 'character_apose.png'}",
-                         "--set", "Validate VRM.fail_on_error=false", *extra],
-                        cwd=ROOT, env=fleet.env, capture_output=True, text=True, timeout=60)
+    cp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driver",
+            "submit",
+            str(WORKFLOW),
+            "--input",
+            f"image={ROOT / 'workflows' / 'examples' / 'character_apose.png'}",
+            "--set",
+            "Validate VRM.fail_on_error=false",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=fleet.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert cp.returncode == 0, cp.stderr
     return cp.stdout.strip()
 
@@ -77,8 +93,10 @@ def test_avatar_job_through_the_fleet_on_real_comfyui(broker, comfy, tmp_path: P
 def _job_page_shows_the_vrm(fleet: Fleet, job: str, tmp_path: Path) -> None:
     """The job page, served by the API, shows the finished VRM in the pack's three-vrm viewer
     (headless Chromium, WebGL on SwiftShader) and lists its files."""
-    need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
-         "chromium is not installed (apt-get install -y chromium): no headless browser")
+    need(
+        bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+        "chromium is not installed (apt-get install -y chromium): no headless browser",
+    )
     key = "page-key-0123456789abcdef"
     srv = ApiServer(fleet, f"page:{key}", workflows=ROOT / "workflows", viewer=True)
     b = Chromium(webgl=True)
@@ -88,11 +106,14 @@ def _job_page_shows_the_vrm(fleet: Fleet, job: str, tmp_path: Path) -> None:
         b.wait_js("document.readyState === 'complete' && typeof follow === 'function'")
         b.js(f"document.getElementById('key').value = {json.dumps(key)}; follow({json.dumps(job)}); true")
         b.wait_js("document.getElementById('status').textContent === 'succeeded'", 60)
-        state = b.wait_js("['shown', 'error', 'missing'].includes(document.getElementById('viewer').dataset.viewer)"
-                          " && document.getElementById('viewer').dataset.viewer", 90)
+        state = b.wait_js(
+            "['shown', 'error', 'missing'].includes(document.getElementById('viewer').dataset.viewer)"
+            " && document.getElementById('viewer').dataset.viewer",
+            90,
+        )
         detail = b.js("document.getElementById('viewer').textContent")
         files = b.js("[...document.querySelectorAll('#files a')].map(a => a.textContent)")
-        time.sleep(1.0)                                  # a few frames of the idle motion
+        time.sleep(1.0)  # a few frames of the idle motion
         shot = b.call("Page.captureScreenshot", format="png")["data"]
         (tmp_path / "job_page_vrm.png").write_bytes(base64.b64decode(shot))
         shutil.copy(tmp_path / "job_page_vrm.png", Path(tempfile.gettempdir()) / "comfy-avatar-job-page-vrm.png")
@@ -113,7 +134,7 @@ def test_worker_killed_while_real_comfyui_runs_the_job(broker, comfy, tmp_path: 
         job = _submit(fleet, "--set", f"{RIG}.filename_prefix={prefix}/avatar")
         pid = fleet.store.get(job).prompt_id
         deadline = time.monotonic() + 120
-        while True:                         # wait until ComfyUI has the prompt (queued or running)
+        while True:  # wait until ComfyUI has the prompt (queued or running)
             q = requests.get(f"{comfy.url}/queue", timeout=10).json()
             ids = [it[1] for it in q["queue_running"] + q["queue_pending"]]
             if pid in ids:
@@ -121,15 +142,18 @@ def test_worker_killed_while_real_comfyui_runs_the_job(broker, comfy, tmp_path: 
             assert time.monotonic() < deadline, fleet.logs()
             time.sleep(0.1)
         a.kill()
-        fleet.worker(comfy.url, "successor")          # the box's worker restarted
+        fleet.worker(comfy.url, "successor")  # the box's worker restarted
         status = fleet.wait_terminal([job], timeout=240)[job]
         rec = fleet.store.get(job)
         assert status == SUCCEEDED, (rec.error, fleet.logs())
         assert "adopted from" in rec.history[-1]["detail"], rec.history
         (vrm,) = [o for o in rec.outputs if o["filename"].endswith(".vrm")]
         assert Path(vrm["path"]).is_file() and prefix in vrm["subfolder"] + "/" + vrm["filename"]
-        made = sorted(str(p.relative_to(comfy.base_dir)) for p in (Path(comfy.base_dir) / "output").rglob("*.vrm")
-                      if prefix in str(p))
+        made = sorted(
+            str(p.relative_to(comfy.base_dir))
+            for p in (Path(comfy.base_dir) / "output").rglob("*.vrm")
+            if prefix in str(p)
+        )
         assert len(made) == 1, f"ComfyUI ran the job {len(made)} times: {made}"
     finally:
         fleet.close()

@@ -8,6 +8,7 @@ folder, stopped afterwards by its process group), with the fake ComfyUI as the G
 server. A job asking for a resource no node has stays pending: the resource is what places it.
 Skipped with "not applicable:" where ray is not installed (it is in the test extra).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,15 +35,34 @@ RAY = BIN / "ray"
 def ray_head():
     if not RAY.exists():
         pytest.skip("not applicable: ray is not installed in this environment (pip install -e .[ray])")
-    tmp = Path(tempfile.mkdtemp(prefix="ray-ca-", dir="/tmp"))      # short: Ray's unix socket paths
+    tmp = Path(tempfile.mkdtemp(prefix="ray-ca-", dir="/tmp"))  # short: Ray's unix socket paths
     port, dash = free_port(), free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
     log = open(tmp / "head.log", "wb")  # noqa: SIM115 - open for the head's life
-    head = subprocess.Popen([str(RAY), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
-                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=1",
-                             "--num-gpus=0", "--object-store-memory=100000000", f"--temp-dir={tmp}",
-                             "--resources", json.dumps({"3d_gen": 1}), "--disable-usage-stats"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+    head = subprocess.Popen(
+        [
+            str(RAY),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            "--object-store-memory=100000000",
+            f"--temp-dir={tmp}",
+            "--resources",
+            json.dumps({"3d_gen": 1}),
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tmp,
+    )
     address = f"http://127.0.0.1:{dash}"
     try:
         deadline = time.monotonic() + 180
@@ -75,10 +95,32 @@ def test_ray_job_runs_on_the_node_with_the_3d_gen_resource(ray_head, tmp_path: P
     wf.write_text(json.dumps(trivial_prompt("ray", steps=2)))
     out = tmp_path / "out"
     with fake_comfy() as fake:
-        cp = subprocess.run([str(RAY), "job", "submit", "--address", address, "--entrypoint-resources",
-                             json.dumps({"3d_gen": 1}), "--", str(BIN / "comfy-avatar"), "run", str(wf),
-                             "--out", str(out), "--server", fake.url, "--progress", "log"],
-                            env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+        cp = subprocess.run(
+            [
+                str(RAY),
+                "job",
+                "submit",
+                "--address",
+                address,
+                "--entrypoint-resources",
+                json.dumps({"3d_gen": 1}),
+                "--",
+                str(BIN / "comfy-avatar"),
+                "run",
+                str(wf),
+                "--out",
+                str(out),
+                "--server",
+                fake.url,
+                "--progress",
+                "log",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
         assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
         assert "succeeded" in cp.stdout, cp.stdout[-3000:]
         assert len(fake.posted) == 1

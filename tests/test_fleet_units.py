@@ -1,5 +1,6 @@
 """Fleet pieces that need no broker: the wire format, settings, upload checks, API keys, the rate
 limit, job leases (SQLite, a fake clock), the follower's tracker and published-URL detection."""
+
 from __future__ import annotations
 
 import base64
@@ -32,8 +33,9 @@ PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8}}}
 
 def test_job_message_roundtrip_and_stable_prompt_id() -> None:
     inp = m.InputFile.inline("image", "a.png", b"\x89PNG....")
-    msg = m.make_job(PROMPT, workflow_name="w.json", sets=["1.width=16"], seed=3, inputs=[inp], priority="high",
-                     label="ada")
+    msg = m.make_job(
+        PROMPT, workflow_name="w.json", sets=["1.width=16"], seed=3, inputs=[inp], priority="high", label="ada"
+    )
     back = m.decode(m.encode(msg))
     assert back == msg and back.inputs[0].data() == b"\x89PNG...."
     assert msg.prompt_id == m.prompt_id_for(msg.job_id) == m.prompt_id_for(msg.job_id)
@@ -41,12 +43,15 @@ def test_job_message_roundtrip_and_stable_prompt_id() -> None:
     assert "data_b64" not in json.dumps(msg.record_params()), "no file bytes in the job record"
 
 
-@pytest.mark.parametrize("body, problem", [
-    (b"not json", "is not JSON"),
-    (json.dumps({"v": 99}).encode(), "version 99"),
-    (json.dumps({"v": 1, "job_id": "x"}).encode(), "lacks or mistypes"),
-    (json.dumps({"v": 1, "job_id": "x", "prompt_id": "y", "workflow": PROMPT}).encode(), "does not belong"),
-])
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        (b"not json", "is not JSON"),
+        (json.dumps({"v": 99}).encode(), "version 99"),
+        (json.dumps({"v": 1, "job_id": "x"}).encode(), "lacks or mistypes"),
+        (json.dumps({"v": 1, "job_id": "x", "prompt_id": "y", "workflow": PROMPT}).encode(), "does not belong"),
+    ],
+)
 def test_bad_messages_are_permanent_errors(body: bytes, problem: str) -> None:
     with pytest.raises(m.MessageError, match=problem) as e:
         m.decode(body)
@@ -65,8 +70,10 @@ def test_retry_delays_grow_and_cap() -> None:
 
 def test_transient_or_permanent() -> None:
     result = JobResult("p", "error", [], {}, [])
-    failed = JobFailed(result, {"node_id": "3", "node_type": "X", "exception_type": "torch.cuda.OutOfMemoryError",
-                                "exception_message": "oom"})
+    failed = JobFailed(
+        result,
+        {"node_id": "3", "node_type": "X", "exception_type": "torch.cuda.OutOfMemoryError", "exception_message": "oom"},
+    )
     assert m.is_transient(ServerUnreachable("http://x")) and m.is_transient(ServerError("u", 503, ""))
     assert not m.is_transient(ServerError("u", 400, "")) and not m.is_transient(failed)
     assert not m.is_transient(PromptRejected({"message": "bad"}, {}))
@@ -74,9 +81,16 @@ def test_transient_or_permanent() -> None:
 
 
 def test_settings_from_env_and_redaction() -> None:
-    s = FleetSettings.load(env={"COMFY_AVATAR_BROKER": "amqp://u:secret@h:5672/%2F", "COMFY_AVATAR__FLEET__PREFIX": "p",
-                                "COMFY_AVATAR__FLEET__HEARTBEAT_S": "7", "COMFY_AVATAR__FLEET__JOB_TIMEOUT_S": "none"},
-                           max_attempts=2, lease_s=None)
+    s = FleetSettings.load(
+        env={
+            "COMFY_AVATAR_BROKER": "amqp://u:secret@h:5672/%2F",
+            "COMFY_AVATAR__FLEET__PREFIX": "p",
+            "COMFY_AVATAR__FLEET__HEARTBEAT_S": "7",
+            "COMFY_AVATAR__FLEET__JOB_TIMEOUT_S": "none",
+        },
+        max_attempts=2,
+        lease_s=None,
+    )
     assert (s.prefix, s.heartbeat_s, s.max_attempts, s.job_timeout_s, s.lease_s) == ("p", 7, 2, None, 60.0)
     assert (s.jobs_queue, s.dead_queue, s.retry_queue(5000)) == ("p.jobs", "p.dead", "p.retry.5000")
     assert redact_url(s.broker_url) == "amqp://u:***@h:5672/%2F"
@@ -87,6 +101,7 @@ def test_settings_from_env_and_redaction() -> None:
 
 
 # -- what serve accepts ----------------------------------------------------------------------------
+
 
 def test_api_keys_parsed_and_matched() -> None:
     keys = parse_api_keys("alice:aaaaaaaaaaaaaaaa1, bbbbbbbbbbbbbbbb2")
@@ -107,8 +122,8 @@ def test_rate_limiter_token_bucket() -> None:
     with pytest.raises(Refused) as e:
         rl.check("a")
     assert e.value.status == 429 and e.value.headers["Retry-After"] == "1"
-    rl.check("b")                       # per key
-    now[0] += 0.5                       # one token back
+    rl.check("b")  # per key
+    now[0] += 0.5  # one token back
     rl.check("a")
     with pytest.raises(Refused):
         rl.check("a")
@@ -134,6 +149,7 @@ def test_upload_type_and_size() -> None:
 
 # -- leases ----------------------------------------------------------------------------------------
 
+
 def test_leases_claim_renew_expire_take_over(tmp_path) -> None:
     now = [1000.0]
     with JobStore(str(tmp_path / "jobs.db")) as store:
@@ -146,11 +162,11 @@ def test_leases_claim_renew_expire_take_over(tmp_path) -> None:
         assert leases.renew(["j1", "j2"], "a", 10) == ["j2"]
         now[0] += 9
         assert not leases.claim("j1", "b", "http://box-b", 10).ok, "renewed: still a's"
-        now[0] += 2                                      # a stopped renewing: the lease expired
+        now[0] += 2  # a stopped renewing: the lease expired
         took = leases.claim("j1", "b", "http://box-b", 10)
         assert took.ok and took.previous_server == "http://box-a" and took.previous_owner == "a"
         assert leases.renew(["j1"], "a", 10) == ["j1"], "a learns it lost the job"
-        leases.release("j1", "a")                        # not a's any more: nothing happens
+        leases.release("j1", "a")  # not a's any more: nothing happens
         assert leases.holder("j1")[0] == "b"
         leases.release("j1", "b")
         assert leases.holder("j1") is None
@@ -158,17 +174,30 @@ def test_leases_claim_renew_expire_take_over(tmp_path) -> None:
 
 # -- following ---------------------------------------------------------------------------------------
 
+
 def test_follower_rebuilds_the_local_tracker_from_snapshots() -> None:
     local = JobTracker("p1", {"1": {"class_type": "A", "_meta": {"title": "first"}}, "2": {"class_type": "B"}})
-    for ev in (Event("execution_start", {}, "p1"), Event("executing", {"node": "1"}, "p1"),
-               Event("executing", {"node": "2"}, "p1"), Event("progress", {"node": "2", "value": 3, "max": 10}, "p1")):
+    for ev in (
+        Event("execution_start", {}, "p1"),
+        Event("executing", {"node": "1"}, "p1"),
+        Event("executing", {"node": "2"}, "p1"),
+        Event("progress", {"node": "2", "value": 3, "max": 10}, "p1"),
+    ):
         local.apply(ev)
     seen: list[tuple[str, int, int, str | None, tuple | None]] = []
-    follower = Follower("job", lambda e, t: seen.append((e.type, t.nodes_done, t.total, t.current, t.step)),
-                        lambda line: None)
-    body = json.loads(m.event_body("job", m.COMFY, {"event": Event("progress", {"node": "2", "value": 3, "max": 10},
-                                                                   "p1").to_json(),
-                                                    "job": m.tracker_snapshot(local, with_nodes=True)}))
+    follower = Follower(
+        "job", lambda e, t: seen.append((e.type, t.nodes_done, t.total, t.current, t.step)), lambda line: None
+    )
+    body = json.loads(
+        m.event_body(
+            "job",
+            m.COMFY,
+            {
+                "event": Event("progress", {"node": "2", "value": 3, "max": 10}, "p1").to_json(),
+                "job": m.tracker_snapshot(local, with_nodes=True),
+            },
+        )
+    )
     assert follower(body) is False
     assert seen == [("progress", 1, 2, "2", (3.0, 10.0))]
     assert follower.tracker.label("1") == '1 A "first"'
@@ -177,15 +206,34 @@ def test_follower_rebuilds_the_local_tracker_from_snapshots() -> None:
 
 def test_apply_snapshot_for_a_late_follower() -> None:
     t = JobTracker("p")
-    apply_snapshot(t, {"started": True, "done": False, "current": "5", "step": [2, 4], "finished": ["1", "2"],
-                       "cached": ["3"], "nodes": {"5": ["KSampler", ""]}})
+    apply_snapshot(
+        t,
+        {
+            "started": True,
+            "done": False,
+            "current": "5",
+            "step": [2, 4],
+            "finished": ["1", "2"],
+            "cached": ["3"],
+            "nodes": {"5": ["KSampler", ""]},
+        },
+    )
     assert (t.nodes_done, t.current, t.step, t.status) == (3, "5", (2.0, 4.0), "running")
 
 
 def test_published_urls_from_the_promote_node() -> None:
-    r = JobResult("p", "success", [], {}, [], ui_outputs={
-        "7": {"text": ["https://cdn.example.com/avatars/ab12/ada.vrm\nuploaded; 100 bytes"]},
-        "8": {"text": ["not a url"]}, "9": {"images": [{"filename": "x.png", "type": "output"}]}})
+    r = JobResult(
+        "p",
+        "success",
+        [],
+        {},
+        [],
+        ui_outputs={
+            "7": {"text": ["https://cdn.example.com/avatars/ab12/ada.vrm\nuploaded; 100 bytes"]},
+            "8": {"text": ["not a url"]},
+            "9": {"images": [{"filename": "x.png", "type": "output"}]},
+        },
+    )
     assert [u["path"] for u in published_urls(r)] == ["https://cdn.example.com/avatars/ab12/ada.vrm"]
     assert published_urls(r)[0]["filename"] == "ada.vrm"
 

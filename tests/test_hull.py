@@ -6,6 +6,7 @@ front, the side and the back (tests/_turnaround_helpers.py). The hull's depth at
 the source model's (the side view's outline), and its back must carry the back view's colours, where
 silhouette inflation of the front alone gives a flat figure whose back mirrors the front.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -77,8 +78,11 @@ def test_a_back_view_of_another_pose_is_refused():
     other = np.array(_figure("front"))
     other[330:] = 0  # no legs: not the same figure
     other[:110] = 0
-    with pytest.raises(AvatarError, match=r"back: its outline matches the front view's mirror image only .*Fix: use a "
-                                          r"back view of the same figure"):
+    with pytest.raises(
+        AvatarError,
+        match=r"back: its outline matches the front view's mirror image only .*Fix: use a "
+        r"back view of the same figure",
+    ):
         hull_mesh({"front": front, "side": side, "back": other}, resolution=64)
 
 
@@ -90,6 +94,7 @@ def test_one_view_or_a_back_alone_is_not_a_hull():
 
 
 # ---------------------------------------------------------------- rendered turnarounds (real Blender)
+
 
 @pytest.fixture(scope="module")
 def turnaround(tmp_path_factory, blender_runtime):
@@ -123,8 +128,12 @@ def test_rendered_turnaround_hull_follows_the_source_models_depth_and_back(turna
     out = tmp_path / "hull.glb"
     info = views_to_mesh(views, out, height_m=1.7, resolution=192)
     assert info.method == "visual-hull" and info.views == ["front", "side", "back"]
-    assert info.texture_sources == {"front": "front view", "back": "back view", "left": "side view",
-                                    "right": "side view projected through the body (no right view)"}
+    assert info.texture_sources == {
+        "front": "front view",
+        "back": "back view",
+        "left": "side view",
+        "right": "side view projected through the body (no right view)",
+    }
     assert info.side_facing.startswith("left") and info.mirror_iou["back"] > 0.95
     mesh = trimesh.load(out, force="mesh")
     src = two_tone_humanoid()

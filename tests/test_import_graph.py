@@ -8,6 +8,7 @@ module level, inside functions, under ``if TYPE_CHECKING``, absolute and relativ
 held together by a function-level import is still a cycle: the module that needs
 something from above is in the wrong place (architecture.md, "Rules").
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-Graph = dict[str, dict[str, list[int]]]     # module -> imported module -> line numbers
+Graph = dict[str, dict[str, list[int]]]  # module -> imported module -> line numbers
 
 
 def package_modules(package: str, root: Path = ROOT) -> dict[str, Path]:
@@ -42,7 +43,7 @@ def _resolve_relative(module: str, is_package: bool, level: int, name: str | Non
     parts = module.split(".") if is_package else module.split(".")[:-1]
     if level - 1 > len(parts):
         raise AssertionError(f"{where}: relative import goes above the repository root")
-    base = parts[:len(parts) - (level - 1)]
+    base = parts[: len(parts) - (level - 1)]
     return ".".join([*base, *(name.split(".") if name else [])])
 
 
@@ -66,8 +67,11 @@ def imports_of(module: str, path: Path) -> Iterator[tuple[list[str], int]]:
             for alias in node.names:
                 yield [alias.name], node.lineno
         elif isinstance(node, ast.ImportFrom):
-            base = (_resolve_relative(module, is_package, node.level, node.module, f"{where}:{node.lineno}")
-                    if node.level else node.module or "")
+            base = (
+                _resolve_relative(module, is_package, node.level, node.module, f"{where}:{node.lineno}")
+                if node.level
+                else node.module or ""
+            )
             for alias in node.names:
                 yield ([f"{base}.{alias.name}", base] if alias.name != "*" else [base]), node.lineno
         elif isinstance(node, ast.Call):
@@ -75,8 +79,9 @@ def imports_of(module: str, path: Path) -> Iterator[tuple[list[str], int]]:
             if name is not None:
                 if name.startswith("."):
                     level = len(name) - len(name.lstrip("."))
-                    name = _resolve_relative(module, is_package, level, name.lstrip(".") or None,
-                                             f"{where}:{node.lineno}")
+                    name = _resolve_relative(
+                        module, is_package, level, name.lstrip(".") or None, f"{where}:{node.lineno}"
+                    )
                 yield [name], node.lineno
 
 
@@ -159,7 +164,7 @@ def _cycle_through(graph: Graph, start: str, inside: set[str]) -> list[str]:
             if w not in came_from:
                 came_from[w] = v
                 queue.append(w)
-    raise AssertionError(f"no cycle through {start} in {sorted(inside)}")   # cannot happen in a component
+    raise AssertionError(f"no cycle through {start} in {sorted(inside)}")  # cannot happen in a component
 
 
 def find_cycles(graph: Graph) -> list[str]:
@@ -167,8 +172,9 @@ def find_cycles(graph: Graph) -> list[str]:
     out = []
     for comp in _components(graph):
         cycle = _shortest_cycle(graph, comp)
-        steps = [cycle[0]] + [f"{b} (line {', '.join(map(str, sorted(set(graph[a][b]))))} of {a})"
-                              for a, b in zip(cycle, cycle[1:])]
+        steps = [cycle[0]] + [
+            f"{b} (line {', '.join(map(str, sorted(set(graph[a][b]))))} of {a})" for a, b in zip(cycle, cycle[1:])
+        ]
         extra = f"; tangled with {', '.join(m for m in comp if m not in cycle)}" if len(comp) > len(cycle) - 1 else ""
         out.append(" -> ".join(steps) + extra)
     return out
@@ -180,16 +186,19 @@ def find_cycles(graph: Graph) -> list[str]:
 @pytest.mark.parametrize("package", ["driver", "comfy_avatar_nodes.core"])
 def test_no_import_cycles(package: str) -> None:
     cycles = find_cycles(import_graph(package))
-    assert not cycles, f"import cycles in {package} (the module that imports upward is in the wrong place):\n  " \
-        + "\n  ".join(cycles)
+    assert not cycles, (
+        f"import cycles in {package} (the module that imports upward is in the wrong place):\n  " + "\n  ".join(cycles)
+    )
 
 
 @pytest.mark.parametrize("package, foreign", [("driver", "comfy_avatar_nodes"), ("comfy_avatar_nodes", "driver")])
 def test_the_driver_and_the_pack_never_import_each_other(package: str, foreign: str) -> None:
-    hits = [f"{path.relative_to(ROOT)}:{line} imports {names[0]}"
-            for module, path in package_modules(package).items()
-            for names, line in imports_of(module, path)
-            if any(name == foreign or name.startswith(foreign + ".") for name in names)]
+    hits = [
+        f"{path.relative_to(ROOT)}:{line} imports {names[0]}"
+        for module, path in package_modules(package).items()
+        for names, line in imports_of(module, path)
+        if any(name == foreign or name.startswith(foreign + ".") for name in names)
+    ]
     assert not hits, f"{package} must not import {foreign} (the driver speaks HTTP only):\n  " + "\n  ".join(hits)
 
 
@@ -203,21 +212,24 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 
 def test_every_kind_of_import_is_an_edge(tmp_path: Path) -> None:
-    _write(tmp_path, {
-        "pkg/__init__.py": "from .low import VALUE\n",
-        "pkg/low.py": "VALUE = 1\n",
-        "pkg/mid.py": "from . import low, VALUE\nimport pkg.sub.deep\nimport os\n",
-        "pkg/lazy.py": "def f():\n    from .mid import x\n",
-        "pkg/typed.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import lazy\n",
-        "pkg/dyn.py": "import importlib\nimportlib.import_module('.typed', __package__)\n__import__('pkg.low')\n",
-        "pkg/sub/__init__.py": "from .. import low\n",
-        "pkg/sub/deep.py": "from ..mid import thing\nfrom . import *\n",
-    })
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from .low import VALUE\n",
+            "pkg/low.py": "VALUE = 1\n",
+            "pkg/mid.py": "from . import low, VALUE\nimport pkg.sub.deep\nimport os\n",
+            "pkg/lazy.py": "def f():\n    from .mid import x\n",
+            "pkg/typed.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import lazy\n",
+            "pkg/dyn.py": "import importlib\nimportlib.import_module('.typed', __package__)\n__import__('pkg.low')\n",
+            "pkg/sub/__init__.py": "from .. import low\n",
+            "pkg/sub/deep.py": "from ..mid import thing\nfrom . import *\n",
+        },
+    )
     graph = {m: sorted(deps) for m, deps in import_graph("pkg", tmp_path).items()}
     assert graph == {
         "pkg": ["pkg.low"],
         "pkg.low": [],
-        "pkg.mid": ["pkg", "pkg.low", "pkg.sub.deep"],    # `VALUE` is a name of pkg, `low` a submodule
+        "pkg.mid": ["pkg", "pkg.low", "pkg.sub.deep"],  # `VALUE` is a name of pkg, `low` a submodule
         "pkg.lazy": ["pkg.mid"],
         "pkg.typed": ["pkg.lazy"],
         "pkg.dyn": ["pkg.low", "pkg.typed"],
@@ -227,12 +239,16 @@ def test_every_kind_of_import_is_an_edge(tmp_path: Path) -> None:
 
 
 def test_a_cycle_through_a_function_level_import_is_reported_with_its_path(tmp_path: Path) -> None:
-    _write(tmp_path, {
-        "pkg/__init__.py": "",
-        "pkg/a.py": "from .b import x\n",
-        "pkg/b.py": "def later():\n    from . import c\n",
-        "pkg/c.py": "import pkg.a\n",
-        "pkg/d.py": "from .a import y\n",
-    })
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "from .b import x\n",
+            "pkg/b.py": "def later():\n    from . import c\n",
+            "pkg/c.py": "import pkg.a\n",
+            "pkg/d.py": "from .a import y\n",
+        },
+    )
     assert find_cycles(import_graph("pkg", tmp_path)) == [
-        "pkg.a -> pkg.b (line 1 of pkg.a) -> pkg.c (line 2 of pkg.b) -> pkg.a (line 1 of pkg.c)"]
+        "pkg.a -> pkg.b (line 1 of pkg.a) -> pkg.c (line 2 of pkg.b) -> pkg.a (line 1 of pkg.c)"
+    ]

@@ -4,6 +4,7 @@ in a real sandbox with the host Python (fast: ~0.1 s a launch).
 
 Where a test needs bubblewrap it skips locally without it and fails under CI=true (CI installs it).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,22 +51,34 @@ def run_py(code: str, tmp_path: Path, jail: iso.Jail | None = None, timeout_s: f
     jail = jail or py_jail()
     log = base / "job.log"
     t0 = time.perf_counter()
-    r = asyncio.run(iso.run_jailed([HOST_PY, "-I", "-S", "job.py"], work=work, env=env or {"PATH": "/usr/bin:/bin"},
-                                   jail=jail, log_path=log, timeout_s=timeout_s))
+    r = asyncio.run(
+        iso.run_jailed(
+            [HOST_PY, "-I", "-S", "job.py"],
+            work=work,
+            env=env or {"PATH": "/usr/bin:/bin"},
+            jail=jail,
+            log_path=log,
+            timeout_s=timeout_s,
+        )
+    )
     return r, log.read_text(errors="replace"), work, time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------- seccomp
+
 
 def _header_numbers(path: str, pattern: str) -> dict[str, int]:
     text = Path(path).read_text()
     return {m.group(1): int(m.group(2)) for m in re.finditer(pattern, text)}
 
 
-@pytest.mark.parametrize("arch, header, pattern", [
-    ("x86_64", "/usr/include/x86_64-linux-gnu/asm/unistd_64.h", r"#define __NR_(\w+)\s+(\d+)"),
-    ("aarch64", "/usr/include/asm-generic/unistd.h", r"#define __NR(?:3264)?_(\w+)\s+(\d+)"),
-])
+@pytest.mark.parametrize(
+    "arch, header, pattern",
+    [
+        ("x86_64", "/usr/include/x86_64-linux-gnu/asm/unistd_64.h", r"#define __NR_(\w+)\s+(\d+)"),
+        ("aarch64", "/usr/include/asm-generic/unistd.h", r"#define __NR(?:3264)?_(\w+)\s+(\d+)"),
+    ],
+)
 def test_seccomp_tables_match_the_kernel_headers(arch, header, pattern):
     if not Path(header).is_file():
         pytest.skip(f"not applicable: {header} is not installed (linux-libc-dev)")
@@ -85,7 +98,8 @@ def test_seccomp_program_is_well_formed():
 
 def test_seccomp_and_namespaces_in_a_real_sandbox(tmp_path):
     """Each refused call is tried from inside; threads, AF_UNIX sockets and plain files still work."""
-    r, log, work, _ = run_py('''
+    r, log, work, _ = run_py(
+        """
         import ctypes, errno, os, socket, threading
         libc = ctypes.CDLL(None, use_errno=True)
         def sc(name, nr, *args):
@@ -129,11 +143,29 @@ def test_seccomp_and_namespaces_in_a_real_sandbox(tmp_path):
         print("ROOTHOME", " ".join(sorted(os.listdir("/root"))) if os.path.isdir("/root") else "-")
         print("ENV", " ".join(sorted(os.environ)))
         print("DONE")
-    '''.replace("HOST", repr(str(tmp_path / "host.txt"))), tmp_path)
+    """.replace("HOST", repr(str(tmp_path / "host.txt"))),
+        tmp_path,
+    )
     assert r.returncode == 0, log
     lines = dict(line.split(" ", 1) for line in log.splitlines() if " " in line)
-    for name in ("ptrace", "unshare_user", "mount", "keyctl", "bpf", "io_uring_setup", "perf_event_open",
-                 "userfaultfd", "setns", "memfd_create", "shmget", "inet", "inet6", "netlink", "packet", "fork"):
+    for name in (
+        "ptrace",
+        "unshare_user",
+        "mount",
+        "keyctl",
+        "bpf",
+        "io_uring_setup",
+        "perf_event_open",
+        "userfaultfd",
+        "setns",
+        "memfd_create",
+        "shmget",
+        "inet",
+        "inet6",
+        "netlink",
+        "packet",
+        "fork",
+    ):
         assert lines[name].startswith("ERR EPERM"), (name, lines[name])
     assert lines["clone3"] == "ERR ENOSYS" and lines["x32_getpid"] == "ERR ENOSYS"
     assert lines["unix"] == "OK" and lines["thread"] == "OK" and lines["workdir"] == "OK"
@@ -141,8 +173,24 @@ def test_seccomp_and_namespaces_in_a_real_sandbox(tmp_path):
     assert f"write {tmp_path / 'host.txt'} ERR" in log and not (tmp_path / "host.txt").exists()
     assert lines["uid"] == "65534" and set(lines["ETC"].split()) <= {"ld.so.cache", "localtime"}
     root = set(lines["ROOT"].split())
-    assert root <= {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "proc", "dev", "tmp", "job",
-                    "root", "opt", "work", "home"}, root  # mount points of the binds only
+    assert root <= {
+        "bin",
+        "sbin",
+        "lib",
+        "lib32",
+        "lib64",
+        "libx32",
+        "usr",
+        "etc",
+        "proc",
+        "dev",
+        "tmp",
+        "job",
+        "root",
+        "opt",
+        "work",
+        "home",
+    }, root  # mount points of the binds only
     assert lines["ROOTHOME"] in ("-", ".pyenv"), lines["ROOTHOME"]  # only the folder above the Python prefix
     assert set(lines["ENV"].split()) <= {"PATH", "PWD", "LC_CTYPE"}
     assert (work / "ok.txt").read_text() == "fine"
@@ -152,7 +200,8 @@ def test_the_i386_abi_kills_the_job(tmp_path):
     """int 0x80 (32-bit syscalls, which a filter for x86_64 numbers would not see) ends the process."""
     if iso.platform.machine() != "x86_64":
         pytest.skip("not applicable: x86_64 only")
-    r, log, _, _ = run_py('''
+    r, log, _, _ = run_py(
+        """
         import ctypes, mmap
         code = b"\\xb8\\x14\\x00\\x00\\x00\\xcd\\x80\\xc3"   # mov eax, 20 (getpid); int 0x80; ret
         buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
@@ -160,12 +209,15 @@ def test_the_i386_abi_kills_the_job(tmp_path):
         addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
         print("calling", flush=True)
         print("RETURNED", ctypes.CFUNCTYPE(ctypes.c_int)(addr)(), flush=True)
-    ''', tmp_path)
+    """,
+        tmp_path,
+    )
     assert "calling" in log and "RETURNED" not in log
     assert r.returncode == -31, (r.returncode, log)  # SIGSYS
 
 
 # ---------------------------------------------------------------- the command line
+
 
 def test_jail_argv_binds_only_what_the_job_needs(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
@@ -175,8 +227,18 @@ def test_jail_argv_binds_only_what_the_job_needs(tmp_path, monkeypatch):
     argv, fds = jail.argv(["/opt/rt/bin/python", "x.py"], work, {"HOME": "/job/home"})
     try:
         joined = " ".join(argv)
-        for flag in ("--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-                     "--unshare-cgroup", "--disable-userns", "--die-with-parent", "--new-session", "--clearenv"):
+        for flag in (
+            "--unshare-user",
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-uts",
+            "--unshare-cgroup",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+        ):
             assert flag in argv
         assert argv[argv.index("--uid") + 1] == "65534" and argv[argv.index("--gid") + 1] == "65534"
         binds = [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--bind-try")]
@@ -207,7 +269,7 @@ def test_runtime_roots_never_expose_the_pack_or_a_home(tmp_path):
     assert HOST_PREFIX in dev and str(PACK_DIR) not in dev and "/root" not in dev
     # a runtime whose sys.path holds the pack (or a home folder) is refused, with the fix
     fake = tmp_path / "fakepy"
-    fake.write_text(f"#!/bin/sh\necho '{{\"prefixes\": [], \"path\": [\"{PACK_DIR}\"], \"bpy\": []}}'\n")
+    fake.write_text(f'#!/bin/sh\necho \'{{"prefixes": [], "path": ["{PACK_DIR}"], "bpy": []}}\'\n')
     fake.chmod(0o755)
     with pytest.raises(iso.IsolationUnavailable, match="holds the pack or a home folder"):
         iso.runtime_roots("python", str(fake))
@@ -220,6 +282,7 @@ def test_blender_runtime_roots(blender_runtime):
 
 
 # ---------------------------------------------------------------- reading what a job left
+
 
 def test_open_regular_refuses_everything_but_a_plain_file(tmp_path):
     work = tmp_path / "job"
@@ -234,10 +297,16 @@ def test_open_regular_refuses_everything_but_a_plain_file(tmp_path):
     (work / "out" / "big.glb").write_bytes(b"x" * 1000)
     assert iso.read_regular(work, "out/ok.glb", 100) == b"glTF" * 10
     t0 = time.perf_counter()
-    for rel, why in [("out/link.glb", "symlink"), ("dirlink/secret.txt", "not a plain folder"),
-                     ("out/fifo.glb", "not a regular file"), ("out/sub", "not a regular file"),
-                     ("out/big.glb", "over the 100-byte limit"), ("../secret.txt", "not a plain relative path"),
-                     (str(secret), "not a plain relative path"), ("out/missing.glb", "cannot be opened")]:
+    for rel, why in [
+        ("out/link.glb", "symlink"),
+        ("dirlink/secret.txt", "not a plain folder"),
+        ("out/fifo.glb", "not a regular file"),
+        ("out/sub", "not a regular file"),
+        ("out/big.glb", "over the 100-byte limit"),
+        ("../secret.txt", "not a plain relative path"),
+        (str(secret), "not a plain relative path"),
+        ("out/missing.glb", "cannot be opened"),
+    ]:
         with pytest.raises(iso.UntrustedFile, match=why):
             iso.read_regular(work, rel, 100)
     assert time.perf_counter() - t0 < 2  # the FIFO did not block
@@ -270,13 +339,14 @@ def test_remove_tree_never_follows_links_out(tmp_path):
 def test_tree_usage_stops_early(tmp_path):
     for i in range(50):
         (tmp_path / f"f{i}").write_bytes(b"x" * 5000)
-    used, entries = iso.tree_usage(tmp_path, 10 ** 9, 10)
+    used, entries = iso.tree_usage(tmp_path, 10**9, 10)
     assert entries == 11
-    used, entries = iso.tree_usage(tmp_path, 10 ** 9, 10 ** 6)
+    used, entries = iso.tree_usage(tmp_path, 10**9, 10**6)
     assert entries == 50 and used >= 50 * 4096
 
 
 # ---------------------------------------------------------------- fail closed
+
 
 def test_check_reports_a_missing_bwrap(tmp_path):
     st = iso.check(str(tmp_path / "no" / "bwrap"), refresh=True)
@@ -302,8 +372,9 @@ def test_untrusted_script_is_refused_without_isolation(tmp_path, monkeypatch):
     canary = tmp_path / "ran.txt"
     src = f"open({str(canary)!r}, 'w').write('ran')\n"
     with pytest.raises(sb.IsolationUnavailable) as ei:
-        asyncio.run(sb.run_script(src, out_dir=tmp_path / "out", sandbox=settings.sandbox, runtime=rt,
-                                  blender=settings.blender))
+        asyncio.run(
+            sb.run_script(src, out_dir=tmp_path / "out", sandbox=settings.sandbox, runtime=rt, blender=settings.blender)
+        )
     msg = str(ei.value)
     assert "only under OS isolation" in msg and "not run" in msg and str(tmp_path / "missing" / "bwrap") in msg
     assert "apt-get install bubblewrap" in msg and "sandbox.isolation: none" in msg
@@ -325,37 +396,52 @@ def test_isolation_mode_is_checked_and_none_warns_every_run(tmp_path, caplog):
 
 # ---------------------------------------------------------------- the parent's side of a run
 
+
 def test_log_flood_is_capped_and_the_run_returns(tmp_path):
-    r, log, _, took = run_py('''
+    r, log, _, took = run_py(
+        """
         import os
         chunk = b"flood " * 10000 + b"\\n"
         for _ in range(1000):      # ~60 MB
             os.write(1, chunk)
         os.write(2, b"THE END\\n")
-    ''', tmp_path, jail=py_jail(log_mb=1))
+    """,
+        tmp_path,
+        jail=py_jail(log_mb=1),
+    )
     assert r.returncode == 0 and took < 30
     assert len(log.encode()) < 1024 * 1024 + iso._LogPump.TAIL + 1000
     assert "bytes of output dropped" in log and log.rstrip().endswith("THE END")
 
 
 def test_work_dir_quota_and_file_count_kill_the_job(tmp_path):
-    r, log, work, took = run_py('''
+    r, log, work, took = run_py(
+        """
         import os
         i = 0
         while True:
             with open(f"/job/f{i}", "wb") as f:
                 f.write(os.urandom(1 << 20))
             i += 1
-    ''', tmp_path, jail=py_jail(work_mb=20, poll_s=0.05), timeout_s=60)
+    """,
+        tmp_path,
+        jail=py_jail(work_mb=20, poll_s=0.05),
+        timeout_s=60,
+    )
     assert "filled its work dir past the limit" in r.quota and took < 30
     used, _ = iso.tree_usage(work, 1 << 40, 1 << 30)
     assert used < 200 * 1024 * 1024
-    r, log, work, took = run_py('''
+    r, log, work, took = run_py(
+        """
         import os
         i = 0
         while True:
             os.mkdir(f"/job/d{i}"); i += 1
-    ''', tmp_path, jail=py_jail(max_files=500, poll_s=0.05), timeout_s=60)
+    """,
+        tmp_path,
+        jail=py_jail(max_files=500, poll_s=0.05),
+        timeout_s=60,
+    )
     assert "entries" in r.quota and took < 30
 
 
@@ -364,7 +450,10 @@ def _pid_ns_members(inode: str) -> list[int]:
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if os.readlink(d / "ns" / "pid") == inode and (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                if (
+                    os.readlink(d / "ns" / "pid") == inode
+                    and (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+                ):
                     found.append(int(d.name))
             except OSError:
                 continue
@@ -374,7 +463,8 @@ def _pid_ns_members(inode: str) -> list[int]:
 def test_timeout_kills_the_whole_job_and_nothing_outside(tmp_path):
     outside = subprocess.Popen(["sleep", "120"])
     try:
-        r, log, _, took = run_py(f'''
+        r, log, _, took = run_py(
+            f"""
             import os, signal, threading, time
             print("NS", os.readlink("/proc/self/ns/pid"), flush=True)
             for pid in ({outside.pid}, 1, -1):
@@ -389,7 +479,10 @@ def test_timeout_kills_the_whole_job_and_nothing_outside(tmp_path):
             for _ in range(20):
                 threading.Thread(target=time.sleep, args=(600,)).start()
             time.sleep(600)
-        ''', tmp_path, timeout_s=3)
+        """,
+            tmp_path,
+            timeout_s=3,
+        )
         assert r.timed_out and took < 15, (took, log)
         ns = re.search(r"NS (pid:\[\d+\])", log).group(1)
         assert ns != os.readlink("/proc/self/ns/pid") and r.pid_namespace == ns  # its own pid namespace
@@ -421,14 +514,17 @@ def test_loopback_listener_receives_nothing(tmp_path):
     abstract.bind(f"\0comfy-avatar-canary-{port}")
     abstract.listen(1)
     try:
-        r, log, _, _ = run_py(f'''
+        r, log, _, _ = run_py(
+            f"""
             import socket
             for fam, addr in ((socket.AF_INET, ("127.0.0.1", {port})), (socket.AF_UNIX, "\\0comfy-avatar-canary-{port}")):
                 try:
                     s = socket.socket(fam); s.settimeout(2); s.connect(addr); s.sendall(b"hi"); print("CONNECTED", addr)
                 except OSError as e:
                     print("NOCONN", e)
-        ''', tmp_path)
+        """,
+            tmp_path,
+        )
         assert r.returncode == 0 and "CONNECTED" not in log and log.count("NOCONN") == 2
         abstract.settimeout(0.5)
         with pytest.raises(OSError):
@@ -444,15 +540,17 @@ def test_loopback_listener_receives_nothing(tmp_path):
 def test_install_check_reports_isolation(tmp_path):
     """install.py --check says whether isolation works, and with the fix when it does not."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMFY_AVATAR")}
-    proc = subprocess.run([sys.executable, str(PACK_DIR / "install.py"), "--check"], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(PACK_DIR / "install.py"), "--check"], capture_output=True, text=True, timeout=300, env=env
+    )
     lines = [ln for ln in proc.stdout.splitlines() if "isolation" in ln or "model workers" in ln]
     st = iso.check()
     if st.ok:
         assert any(ln.startswith("[comfy-avatar] sandbox isolation: OK: bubblewrap") for ln in lines), proc.stdout
     env["COMFY_AVATAR__SANDBOX__BWRAP"] = str(tmp_path / "missing-bwrap")
-    proc = subprocess.run([sys.executable, str(PACK_DIR / "install.py"), "--check"], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(PACK_DIR / "install.py"), "--check"], capture_output=True, text=True, timeout=300, env=env
+    )
     out = proc.stdout
     assert "sandbox isolation: NOT available: no bubblewrap executable" in out
     assert "refuses model-written scripts until it works. Fix: install bubblewrap" in out
@@ -470,7 +568,15 @@ def test_the_executor_refuses_before_any_attempt(tmp_path, monkeypatch):
     settings = load_settings({"COMFY_AVATAR__SANDBOX__BWRAP": str(tmp_path / "missing" / "bwrap")})
     rt = BlenderRuntime("python", Path(HOST_PY), "5.0.1")
     with pytest.raises(sb.IsolationUnavailable, match="Fix: install bubblewrap"):
-        asyncio.run(build_asset({}, coder=None, out_dir=tmp_path / "out", formats=["glb"],
-                                script="import bpy\nbpy.ops.mesh.primitive_cube_add()\n", sandbox=settings.sandbox,
-                                runtime=rt))
+        asyncio.run(
+            build_asset(
+                {},
+                coder=None,
+                out_dir=tmp_path / "out",
+                formats=["glb"],
+                script="import bpy\nbpy.ops.mesh.primitive_cube_add()\n",
+                sandbox=settings.sandbox,
+                runtime=rt,
+            )
+        )
     assert [p.name for p in (tmp_path / "out").iterdir()] == []

@@ -1,15 +1,15 @@
 """The OpenAI-compatible client against a real local HTTP server (tests/_fake_llm.py)."""
+
 from __future__ import annotations
 
 import logging
 import socket
 
 import pytest
+from _fake_llm import FakeLLM, llm_env, png_bytes
 
 from comfy_avatar_nodes.core.config import load_settings
 from comfy_avatar_nodes.core.llm.client import Endpoint, LLMClient, LLMError, ask_json, parse_json_object, user_message
-
-from _fake_llm import FakeLLM, llm_env, png_bytes
 
 KEY = "sk-test-9f8e7d6c5b4a-secret"
 
@@ -152,7 +152,9 @@ def test_credentials_in_base_url_are_never_shown(monkeypatch, caplog):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv("COMFY_AVATAR__LLM__CODER__BASE_URL", f"http://bob:hunter2secret@127.0.0.1:{port}/v1?key=qwerty123")
+    monkeypatch.setenv(
+        "COMFY_AVATAR__LLM__CODER__BASE_URL", f"http://bob:hunter2secret@127.0.0.1:{port}/v1?key=qwerty123"
+    )
     c = client(max_retries=1)
     with pytest.raises(LLMError) as ei:
         c.chat([{"role": "user", "content": "x"}])

@@ -6,6 +6,7 @@ ComfyUI with the pack runs the workflow against the local OpenAI-compatible serv
 real Blender, routes a question away from Blender, and no secret shows up in /object_info,
 /history, the server log, the driver's output or any file written.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import comfyui_dir, need
-
 from _agent_helpers import contains_bytes, files_under, validate_glb
 from _fake_llm import FakeLLM
+from conftest import comfyui_dir, need
 from test_agent import BROKEN_SCRIPT, STOOL_SCRIPT
 from test_llm_stages import STOOL
 
@@ -66,7 +66,7 @@ def test_prompt_to_asset_api_graph_routes_by_intent():
     by_type = {n["class_type"]: (nid, n) for nid, n in api.items()}
     intent_id = by_type["AvatarIntent"][0]
     assert by_type["AvatarRequirements"][1]["inputs"]["prompt"] == [intent_id, 2]  # build_prompt
-    assert by_type["AvatarAnswer"][1]["inputs"]["question"] == [intent_id, 3]       # question
+    assert by_type["AvatarAnswer"][1]["inputs"]["question"] == [intent_id, 3]  # question
     req_id = by_type["AvatarRequirements"][0]
     assert by_type["AvatarScriptWriter"][1]["inputs"]["requirements"] == [req_id, 0]
     ex = by_type["AvatarBlenderExecutor"][1]["inputs"]
@@ -91,20 +91,29 @@ def test_prompt_to_asset_ui_graph_is_consistent_litegraph():
             if i.get("link") is not None:
                 assert any(link[0] == i["link"] for link in ui["links"])
     types = {n["type"] for n in ui["nodes"]}
-    assert {"AvatarIntent", "AvatarRequirements", "AvatarScriptWriter", "AvatarBlenderExecutor", "Preview3D",
-            "AvatarAnswer", "LoadImage"} <= types
+    assert {
+        "AvatarIntent",
+        "AvatarRequirements",
+        "AvatarScriptWriter",
+        "AvatarBlenderExecutor",
+        "Preview3D",
+        "AvatarAnswer",
+        "LoadImage",
+    } <= types
     sketch = next(n for n in ui["nodes"] if n["type"] == "LoadImage")
     assert sketch["mode"] == 4  # optional sketch: bypassed until the user picks one
 
 
 # ---------------------------------------------------------------- real ComfyUI
 
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """FakeLLM (with a key) + a ComfyUI whose environment points every role at it."""
     comfyui_dir()
-    from comfy_avatar_nodes.core.runtime.blender import find_runtime
     from comfy_avatar_nodes.core.errors import AvatarError
+    from comfy_avatar_nodes.core.runtime.blender import find_runtime
+
     try:
         find_runtime()
     except AvatarError as e:
@@ -149,8 +158,14 @@ def test_nodes_registered_without_secrets(served):
     fake, server = served
     with _client(server) as c:
         info = c.object_info()
-    for nid in ("AvatarLLMEndpoint", "AvatarIntent", "AvatarRequirements", "AvatarScriptWriter", "AvatarAnswer",
-                "AvatarBlenderExecutor"):
+    for nid in (
+        "AvatarLLMEndpoint",
+        "AvatarIntent",
+        "AvatarRequirements",
+        "AvatarScriptWriter",
+        "AvatarAnswer",
+        "AvatarBlenderExecutor",
+    ):
         assert nid in info, f"{nid} missing:\n{server.log_tail()}"
         assert info[nid]["category"] in ("avatar/llm", "avatar/blender")
     assert SECRET not in json.dumps(info)
@@ -160,14 +175,40 @@ def test_nodes_registered_without_secrets(served):
 @pytest.mark.blender
 def test_prompt_to_asset_through_comfyui_with_repair(served, tmp_path):
     fake, server = served
-    fake.script("intent-model", [json.dumps({"intent": "create_3d_model", "confidence": 0.95,
-                                             "rewritten_prompt": "A 45 cm oak stool with three legs"})])
+    fake.script(
+        "intent-model",
+        [
+            json.dumps(
+                {
+                    "intent": "create_3d_model",
+                    "confidence": 0.95,
+                    "rewritten_prompt": "A 45 cm oak stool with three legs",
+                }
+            )
+        ],
+    )
     fake.script("vision-model", [json.dumps(STOOL)])
     fake.script("coder-model", [BROKEN_SCRIPT, STOOL_SCRIPT])
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "driver", "run", str(ROOT / "workflows" / "prompt_to_asset.api.json"),
-                           "--out", str(out), "--server", server.url, "--progress", "log"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driver",
+            "run",
+            str(ROOT / "workflows" / "prompt_to_asset.api.json"),
+            "--out",
+            str(out),
+            "--server",
+            server.url,
+            "--progress",
+            "log",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr + server.log_tail(80)
     files = [Path(line) for line in proc.stdout.splitlines() if line.strip()]
     glbs = [f for f in files if f.suffix == ".glb"]
@@ -185,8 +226,9 @@ def test_ui_workflow_runs_and_preview3d_gets_the_glb(served):
     from driver.convert import to_api_prompt
 
     fake, server = served
-    fake.script("intent-model", [json.dumps({"intent": "create_3d_model", "confidence": 0.9,
-                                             "rewritten_prompt": "stool"})])
+    fake.script(
+        "intent-model", [json.dumps({"intent": "create_3d_model", "confidence": 0.9, "rewritten_prompt": "stool"})]
+    )
     fake.script("vision-model", [json.dumps(STOOL)])
     fake.script("coder-model", [STOOL_SCRIPT])
     ui = load("prompt_to_asset.json")
@@ -208,9 +250,15 @@ def test_a_question_never_starts_blender(served):
     fake, server = served
     before_coder = len(fake.requests_for("coder-model"))
     before_vision = len(fake.requests_for("vision-model"))
-    fake.script("intent-model", [json.dumps({"intent": "question", "confidence": 0.97,
-                                             "rewritten_prompt": "How do I export a stool as FBX?"}),
-                                 "Pick glb+fbx in the Blender Executor's formats."])
+    fake.script(
+        "intent-model",
+        [
+            json.dumps(
+                {"intent": "question", "confidence": 0.97, "rewritten_prompt": "How do I export a stool as FBX?"}
+            ),
+            "Pick glb+fbx in the Blender Executor's formats.",
+        ],
+    )
     api = load("prompt_to_asset.api.json")
     api["2"]["inputs"]["prompt"] = "how do I get an FBX of my stool?"
     outputs = server.base_dir / "output"
@@ -238,23 +286,22 @@ def test_bad_inputs_end_in_messages_naming_the_stage(served):
     fake, server = served
     api = load("prompt_to_asset.api.json")
     api["2"]["inputs"]["prompt"] = "   "
-    with _client(server) as c:
-        with pytest.raises(JobFailed) as ei:
-            c.run(api, timeout=120)
+    with _client(server) as c, pytest.raises(JobFailed) as ei:
+        c.run(api, timeout=120)
     assert "Intent: prompt: is empty" in str(ei.value)
     fake.always("intent-model", "Sure, a stool sounds lovely!")
     api["2"]["inputs"]["prompt"] = "a stool"
-    with _client(server) as c:
-        with pytest.raises(JobFailed) as ei:
-            c.run(api, timeout=120)
+    with _client(server) as c, pytest.raises(JobFailed) as ei:
+        c.run(api, timeout=120)
     assert "Intent: the model did not return usable JSON" in str(ei.value)
     fake.fallback.clear()
-    fake.script("intent-model", [json.dumps({"intent": "other", "confidence": 0.8, "rewritten_prompt": "hello",
-                                             "reason": "a greeting"})])
+    fake.script(
+        "intent-model",
+        [json.dumps({"intent": "other", "confidence": 0.8, "rewritten_prompt": "hello", "reason": "a greeting"})],
+    )
     api["2"]["inputs"]["prompt"] = "hello there"
-    with _client(server) as c:
-        with pytest.raises(JobFailed) as ei:
-            c.run(api, timeout=120)
+    with _client(server) as c, pytest.raises(JobFailed) as ei:
+        c.run(api, timeout=120)
     assert "classified as 'other' (a greeting)" in str(ei.value)
 
 
@@ -269,7 +316,11 @@ def test_no_secret_in_history_log_or_outputs(served):
     assert SECRET not in json.dumps(history)
     assert SECRET not in server.log_path.read_text(errors="replace")
     assert not contains_bytes(files_under(server.base_dir / "output"), SECRET)
-    assert not contains_bytes(files_under(server.base_dir / "temp"), SECRET) if (server.base_dir / "temp").exists() else True
+    assert (
+        not contains_bytes(files_under(server.base_dir / "temp"), SECRET)
+        if (server.base_dir / "temp").exists()
+        else True
+    )
     # the key did travel to the LLM server (so the check above is not vacuous)
     assert any(s.headers.get("authorization") == f"Bearer {SECRET}" for s in fake.seen)
 
@@ -280,8 +331,10 @@ def test_the_real_editor_loads_the_ui_workflow_and_queues_the_api_twin(served):
     with every node known and builds exactly prompt_to_asset.api.json from it."""
     import shutil
 
-    need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
-         "chromium is not installed (apt-get install -y chromium): no headless editor")
+    need(
+        bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+        "chromium is not installed (apt-get install -y chromium): no headless editor",
+    )
     from _editor_oracle import EditorOracle
 
     _, server = served

@@ -1,6 +1,7 @@
 """The node layer's shared helpers (issue 7): progress over ComfyUI's API, typed ui, the workflow
 embedded in written GLB/VRM files, masks that do not fit their image, and error text as a user
 reads it. Plain tests here; the ones marked comfyui run in ComfyUI's own Python or a real server."""
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ def _glb(path: Path) -> Path:
 
 # ---------------------------------------------------------------- error text
 
+
 def _comfy_type_name(cls: type) -> str:
     """ComfyUI's execution.full_type_name (the same in 0.3.64 and 0.8.0)."""
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
@@ -60,14 +62,23 @@ def _job_failed(exception_type: str, message: str):
     from driver.results import JobResult
 
     result = JobResult(prompt_id="p1", status="error", outputs=[], timings={}, messages=[])
-    return JobFailed(result, {"node_id": "2", "node_type": "AvatarImageToMeshCPU",
-                              "exception_type": exception_type, "exception_message": message + "\n"})
+    return JobFailed(
+        result,
+        {
+            "node_id": "2",
+            "node_type": "AvatarImageToMeshCPU",
+            "exception_type": exception_type,
+            "exception_message": message + "\n",
+        },
+    )
 
 
 def test_driver_shows_the_errors_own_fix_once():
     err = _job_failed("ConfigError", "blender.binary: /nope does not exist. Fix: set BLENDER_BIN")
-    assert str(err) == ("prompt p1 node 2 (AvatarImageToMeshCPU): ConfigError: blender.binary: /nope does not exist. "
-                        "Fix: set BLENDER_BIN")
+    assert str(err) == (
+        "prompt p1 node 2 (AvatarImageToMeshCPU): ConfigError: blender.binary: /nope does not exist. "
+        "Fix: set BLENDER_BIN"
+    )
 
 
 def test_driver_adds_its_generic_hint_only_when_the_error_has_none():
@@ -78,9 +89,12 @@ def test_driver_adds_its_generic_hint_only_when_the_error_has_none():
 
 # ---------------------------------------------------------------- workflow in the file
 
+
 def _hidden():
-    prompt = {"1": {"class_type": "AvatarLLMEndpoint", "inputs": {"api_key": "typed-by-mistake", "model": "m"}},
-              "2": {"class_type": "AvatarIntent", "inputs": {"prompt": f"a stool {SECRET}"}}}
+    prompt = {
+        "1": {"class_type": "AvatarLLMEndpoint", "inputs": {"api_key": "typed-by-mistake", "model": "m"}},
+        "2": {"class_type": "AvatarIntent", "inputs": {"prompt": f"a stool {SECRET}"}},
+    }
     workflow = {"nodes": [{"id": 2, "type": "AvatarIntent", "widgets_values": [f"a stool {SECRET}", 2]}]}
     return SimpleNamespace(prompt=prompt, extra_pnginfo={"workflow": workflow, "auth_token": "t0ken"})
 
@@ -148,7 +162,7 @@ def test_progress_outside_comfyui_is_silent():
 
 # ---------------------------------------------------------------- in ComfyUI's own Python
 
-NODE_SCRIPT = r'''
+NODE_SCRIPT = r"""
 import asyncio, json, sys, threading, traceback
 from types import SimpleNamespace
 sys.path[:0] = [COMFYUI_DIR, ROOT]
@@ -219,7 +233,7 @@ entry = get_progress_state().nodes.get("7")
 out["progress_registry"] = [entry["value"], entry["max"]] if entry else None
 out["progress_hook"] = calls
 print(json.dumps(out, default=str))
-'''
+"""
 
 
 @pytest.mark.comfyui
@@ -230,8 +244,12 @@ def test_nodes_in_comfyuis_python(tmp_path, example_image):
 
     comfyui_dir()
     need(bool(comfyui_python()), "COMFYUI_DIR has no venv/ (or set COMFYUI_PYTHON): cannot load the nodes")
-    consts = {"COMFYUI_DIR": os.environ["COMFYUI_DIR"], "ROOT": str(ROOT), "OUTPUT": str(tmp_path / "output"),
-              "PICTURE": str(example_image)}
+    consts = {
+        "COMFYUI_DIR": os.environ["COMFYUI_DIR"],
+        "ROOT": str(ROOT),
+        "OUTPUT": str(tmp_path / "output"),
+        "PICTURE": str(example_image),
+    }
     script = tmp_path / "nodes.py"
     script.write_text("".join(f"{k} = {v!r}\n" for k, v in consts.items()) + NODE_SCRIPT)
     proc = subprocess.run([comfyui_python(), str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -246,8 +264,9 @@ def test_nodes_in_comfyuis_python(tmp_path, example_image):
         res = out[label]
         path = Path(res["handle"]["path"])
         assert res["handle"]["sha256"] == sha256_file(path)
-        assert res["ui"] == {"avatar_files": [{"filename": path.name, "subfolder": "comfy-avatar/avatar",
-                                              "type": "output"}]}
+        assert res["ui"] == {
+            "avatar_files": [{"filename": path.name, "subfolder": "comfy-avatar/avatar", "type": "output"}]
+        }
         extras = res["extras"]
         assert json.loads(extras["prompt"]) == {"2": {"class_type": "AvatarImageToMeshCPU", "inputs": {"token": "***"}}}
         assert json.loads(extras["workflow"]) == {"nodes": [{"id": 2}]}
@@ -265,9 +284,17 @@ def test_nodes_in_comfyuis_python(tmp_path, example_image):
 
 MESH_ONLY = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "character_apose.png"}, "_meta": {"title": "image"}},
-    "2": {"class_type": "AvatarImageToMeshCPU", "inputs": {
-        "image": ["1", 0], "mask": ["1", 1], "height_m": 1.7, "thickness": 0.5, "resolution": 64,
-        "filename_prefix": "avatar/mesh"}},
+    "2": {
+        "class_type": "AvatarImageToMeshCPU",
+        "inputs": {
+            "image": ["1", 0],
+            "mask": ["1", 1],
+            "height_m": 1.7,
+            "thickness": 0.5,
+            "resolution": 64,
+            "filename_prefix": "avatar/mesh",
+        },
+    },
     "3": {"class_type": "Preview3D", "inputs": {"model_file": ["2", 1]}},
 }
 
@@ -275,8 +302,9 @@ MESH_ONLY = {
 def _driver(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = ROOT / ".venv" / "bin" / "comfy-avatar"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "driver"]
-    return subprocess.run([*cmd, "run", *args], cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*cmd, "run", *args], cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})}
+    )
 
 
 @pytest.mark.comfyui
@@ -288,14 +316,24 @@ def test_a_bad_input_reads_well_through_the_driver(tmp_path):
     comfyui_dir()
     tiny = tmp_path / "tiny.png"
     Image.new("RGBA", (16, 16), (200, 50, 50, 255)).save(tiny)
-    proc = _driver(str(ROOT / "workflows" / "image_to_vrm_cpu.api.json"), "--input", f"image={tiny}",
-                   "--out", str(tmp_path / "out"), "--local", "--progress", "none")
+    proc = _driver(
+        str(ROOT / "workflows" / "image_to_vrm_cpu.api.json"),
+        "--input",
+        f"image={tiny}",
+        "--out",
+        str(tmp_path / "out"),
+        "--local",
+        "--progress",
+        "none",
+    )
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-4000:]
     lines = [ln for ln in proc.stderr.splitlines() if "AvatarImageToMeshCPU" in ln and "Error" in ln]
     assert lines, proc.stderr[-4000:]
     line = lines[-1]
-    assert ("AvatarImageToMeshCPU): AvatarError: image: is only 16x16 pixels, smaller than the 32 px minimum. "
-            "Fix: use a larger picture") in line, line
+    assert (
+        "AvatarImageToMeshCPU): AvatarError: image: is only 16x16 pixels, smaller than the 32 px minimum. "
+        "Fix: use a larger picture"
+    ) in line, line
     assert line.count("Fix:") == 1 and "custom_nodes" not in proc.stderr and "comfy_avatar_nodes." not in line
     assert "fix the node's input named in the message" not in proc.stderr
 
@@ -309,8 +347,18 @@ def test_the_prompt_lands_in_the_glb_a_real_server_writes(tmp_path, example_imag
     wf = tmp_path / "mesh_only.api.json"
     wf.write_text(json.dumps(MESH_ONLY))
     server = shared_comfy()
-    proc = _driver(str(wf), "--input", f"image={example_image}", "--out", str(tmp_path / "out"),
-                   "--server", server.url, "--json", "--progress", "none")
+    proc = _driver(
+        str(wf),
+        "--input",
+        f"image={example_image}",
+        "--out",
+        str(tmp_path / "out"),
+        "--server",
+        server.url,
+        "--json",
+        "--progress",
+        "none",
+    )
     assert proc.returncode == 0, proc.stderr[-4000:] + server.log_path.read_text(errors="replace")[-3000:]
     result = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith('{"type": "result"')][-1])
     glbs = [Path(p) for p in result["files"] if p.endswith(".glb")]

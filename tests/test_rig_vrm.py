@@ -1,5 +1,6 @@
 """CPU humanoid rig + VRM 1.0 export (blender_cli/rig_vrm.py through core.rig.cpu), checked three ways:
 core.vrm.validate, the Khronos glTF-Validator and @pixiv/three-vrm in Node (tests/js)."""
+
 from __future__ import annotations
 
 import sys
@@ -8,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
-
 from _js import check_with_node
 from _rig_helpers import humanoid_mesh, write_faceless_glb, write_humanoid_glb
 from _vrm_helpers import rewrite_json
+
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.rig.cpu import rig_to_vrm_sync
 from comfy_avatar_nodes.core.vrm.meta import VrmMeta
@@ -35,6 +36,7 @@ def _to_blender(v: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- no Blender needed
+
 
 def test_vrm_meta_validation():
     assert _meta(authors="a, b ,").authors == ["a", "b"]
@@ -89,14 +91,23 @@ def test_skeleton_fit_falls_back_to_proportions_and_says_so():
 
 # ---------------------------------------------------------------- real Blender
 
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, blender_runtime):
     """The A-pose primitive figure rigged once for the module: (asset, input glb, out dir)."""
     root = tmp_path_factory.mktemp("rig")
     src = write_humanoid_glb(root / "figure.glb", pose="A")
-    asset = rig_to_vrm_sync(src, root / "out" / "figure.vrm",
-                            _meta(name="Primitive A", version="0.1", avatar_permission="everyone",
-                                  commercial_usage="corporation", modification="allowModification"))
+    asset = rig_to_vrm_sync(
+        src,
+        root / "out" / "figure.vrm",
+        _meta(
+            name="Primitive A",
+            version="0.1",
+            avatar_permission="everyone",
+            commercial_usage="corporation",
+            modification="allowModification",
+        ),
+    )
     return asset, src, root
 
 
@@ -123,8 +134,11 @@ def test_vrm_passes_the_python_validator(built):
     f = report.facts
     assert f["spec_version"] == "1.0" and f["meta_name"] == "Primitive A" and f["authors"] == ["rig tests"]
     assert f["version"] == "0.1" and f["license_url"] == VRM_LICENSE_URL
-    assert (f["avatarPermission"], f["commercialUsage"], f["modification"]) == \
-        ("everyone", "corporation", "allowModification")
+    assert (f["avatarPermission"], f["commercialUsage"], f["modification"]) == (
+        "everyone",
+        "corporation",
+        "allowModification",
+    )
     assert f["missing_required_bones"] == [] and set(f["humanoid_bones"]) == set(ALL_BONES)
     assert f["bad_weight_vertices"] == 0 and f["unskinned_vertices"] == 0 and f["skinned_vertices"] > 5000
     assert f["faces_plus_z"] and f["toes_forward_m"] > 0.05
@@ -199,9 +213,11 @@ def test_mesh_in_centimetres_is_scaled_to_metres(tmp_path, blender_runtime):
 @pytest.mark.js
 def test_removing_a_bone_from_the_json_is_caught_by_both_validators(built, tmp_path):
     asset, _src, _root = built
-    broken = rewrite_json(Path(asset.path),
-                          lambda doc: doc["extensions"]["VRMC_vrm"]["humanoid"]["humanBones"].pop("leftLowerLeg"),
-                          tmp_path / "no_lower_leg.vrm")
+    broken = rewrite_json(
+        Path(asset.path),
+        lambda doc: doc["extensions"]["VRMC_vrm"]["humanoid"]["humanBones"].pop("leftLowerLeg"),
+        tmp_path / "no_lower_leg.vrm",
+    )
     report = validate_vrm(broken)
     assert not report.ok and report.facts["missing_required_bones"] == ["leftLowerLeg"]
     res = check_with_node(broken)

@@ -7,6 +7,7 @@ in Blender as plain glTF, its bones renamed bone_0..bone_N in shuffled order (ar
 40 degrees and made the rest pose, so the T-pose step has work to do), exported as a plain GLB or
 FBX; the humanoid map is written in UniRig's <name>.humanoid.json format.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,18 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import comfyui_dir, need
-
 from _js import check_with_node
 from _rig_helpers import write_humanoid_glb
+from conftest import comfyui_dir, need
+
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.rig.cpu import rig_to_vrm_sync
 from comfy_avatar_nodes.core.rig.humanoid import humanoid_map
+from comfy_avatar_nodes.core.vrm.export import load_mapping, rigged_to_vrm_sync
 from comfy_avatar_nodes.core.vrm.gltf import read_skeleton
 from comfy_avatar_nodes.core.vrm.meta import VrmMeta
 from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES
 from comfy_avatar_nodes.core.vrm.validate import validate_vrm
-from comfy_avatar_nodes.core.vrm.export import load_mapping, rigged_to_vrm_sync
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "blender_cli"))
@@ -106,8 +107,15 @@ def _meta(**kw) -> VrmMeta:
 
 def unirig_style_map(mapping: dict[str, str], path: Path) -> Path:
     """A humanoid map file in the format core.rig.unirig writes beside UniRig's output."""
-    doc = {"heuristic": True, "method": "test truth", "bone_count": len(mapping), "humanBones": mapping,
-           "warnings": [], "missing_required": [], "complete": True}
+    doc = {
+        "heuristic": True,
+        "method": "test truth",
+        "bone_count": len(mapping),
+        "humanBones": mapping,
+        "warnings": [],
+        "missing_required": [],
+        "complete": True,
+    }
     path.write_text(json.dumps(doc, indent=1))
     return path
 
@@ -122,6 +130,7 @@ def make_rigged(vrm: Path, out: Path, work: Path, **kw) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- reading skins back (pygltflib + numpy)
+
 
 def _read(gltf, blob: bytes, index: int) -> np.ndarray:
     acc = gltf.accessors[index]
@@ -141,9 +150,13 @@ def _trs(node) -> np.ndarray:
     if node.matrix:
         return np.array(node.matrix, float).reshape(4, 4).T
     x, y, z, w = node.rotation or (0, 0, 0, 1)
-    r = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                  [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                  [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    r = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
     m = np.eye(4)
     m[:3, :3] = r * np.array(node.scale or (1, 1, 1), float)
     m[:3, 3] = node.translation or (0, 0, 0)
@@ -177,8 +190,13 @@ def skin_samples(path: Path) -> dict:
         ph = np.c_[p, np.ones(len(p))]
         skinned = np.einsum("vk,vkij,vj->vi", wt, mats[j], ph)[:, :3] / wt.sum(1, keepdims=True)
         pos.append(skinned), joints.append(j), weights.append(wt)
-    return {"positions": np.concatenate(pos), "joints": np.concatenate(joints), "weights": np.concatenate(weights),
-            "names": names, "joint_world": {names[k]: w(j)[:3, 3] for k, j in enumerate(skin.joints)}}
+    return {
+        "positions": np.concatenate(pos),
+        "joints": np.concatenate(joints),
+        "weights": np.concatenate(weights),
+        "names": names,
+        "joint_world": {names[k]: w(j)[:3, 3] for k, j in enumerate(skin.joints)},
+    }
 
 
 def dominant(s: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,6 +208,7 @@ def dominant(s: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------- no Blender needed
+
 
 def test_mapping_formats_and_what_a_bad_map_says(tmp_path):
     truth = {b: f"bone_{i}" for i, b in enumerate(reversed(ALL_BONES))}
@@ -224,8 +243,13 @@ def test_bad_inputs_fail_before_blender_starts(tmp_path, case, monkeypatch):
     src, out, kw = tmp_path / "rig.glb", tmp_path / "out" / "a.vrm", {}
     src.write_bytes(b"glTF....")
     mapping = {b: b for b in REQUIRED_BONES}
-    expected = {"missing": "rigged: file", "wrong_extension": "rigged: rig.obj is not a supported rigged format",
-                "empty": "rigged: rig.glb is empty", "bad_out": "out: ", "height": "target_height_m: 25 m"}[case]
+    expected = {
+        "missing": "rigged: file",
+        "wrong_extension": "rigged: rig.obj is not a supported rigged format",
+        "empty": "rigged: rig.glb is empty",
+        "bad_out": "out: ",
+        "height": "target_height_m: 25 m",
+    }[case]
     if case == "missing":
         src = tmp_path / "nowhere.glb"
     elif case == "wrong_extension":
@@ -243,16 +267,20 @@ def test_bad_inputs_fail_before_blender_starts(tmp_path, case, monkeypatch):
 
 # ---------------------------------------------------------------- real Blender
 
+
 @pytest.fixture(scope="module")
 def rigged(tmp_path_factory, blender_runtime):
     """UniRig-like inputs made once: {name: (path, truth mapping)} plus the source VRM."""
     root = tmp_path_factory.mktemp("rigged")
-    vrm = rig_to_vrm_sync(write_humanoid_glb(root / "figure.glb", pose="A"), root / "figure.vrm",
-                          _meta(name="Template")).path
+    vrm = rig_to_vrm_sync(
+        write_humanoid_glb(root / "figure.glb", pose="A"), root / "figure.vrm", _meta(name="Template")
+    ).path
     made = {"source_vrm": Path(vrm)}
-    for name, kw in {"a_pose.glb": {"arm_down_deg": 40, "seed": 7},
-                     "cube.glb": {"arm_down_deg": 40, "seed": 11, "unit_cube": True, "yaw_deg": 90, "yup": False},
-                     "a_pose.fbx": {"arm_down_deg": 40, "seed": 5}}.items():
+    for name, kw in {
+        "a_pose.glb": {"arm_down_deg": 40, "seed": 7},
+        "cube.glb": {"arm_down_deg": 40, "seed": 11, "unit_cube": True, "yaw_deg": 90, "yup": False},
+        "a_pose.fbx": {"arm_down_deg": 40, "seed": 5},
+    }.items():
         path = root / name
         made[name] = (path, make_rigged(Path(vrm), path, root, **kw))
     return made
@@ -263,8 +291,12 @@ def converted(rigged, tmp_path_factory):
     """a_pose.glb with its UniRig-style map file -> VRM (scaled to 1.7 m)."""
     root = tmp_path_factory.mktemp("converted")
     path, truth = rigged["a_pose.glb"]
-    asset = rigged_to_vrm_sync(path, unirig_style_map(truth, root / "a_pose.humanoid.json"), root / "a_pose.vrm",
-                               _meta(name="From UniRig", version="0.2", commercial_usage="corporation"))
+    asset = rigged_to_vrm_sync(
+        path,
+        unirig_style_map(truth, root / "a_pose.humanoid.json"),
+        root / "a_pose.vrm",
+        _meta(name="From UniRig", version="0.2", commercial_usage="corporation"),
+    )
     return asset, truth
 
 
@@ -402,8 +434,10 @@ def test_bad_rigs_and_maps_give_clear_errors_and_no_file(rigged, tmp_path, case)
         expected = "mapping: names bones that are not in the armature of a_pose.glb: leftHand -> bone_99"
     elif case == "not_chained":
         mapping["leftHand"], mapping["rightHand"] = truth["rightHand"], truth["leftHand"]
-        expected = (f"mapping: the bones are not chained like a VRM humanoid: leftHand ({truth['rightHand']}) "
-                    f"is not below leftLowerArm ({truth['leftLowerArm']})")
+        expected = (
+            f"mapping: the bones are not chained like a VRM humanoid: leftHand ({truth['rightHand']}) "
+            f"is not below leftLowerArm ({truth['leftLowerArm']})"
+        )
     elif case == "no_armature":
         path = write_humanoid_glb(tmp_path / "bare.glb")
         expected = "rigged (bare.glb): bare.glb contains no armature"
@@ -420,7 +454,7 @@ def test_bad_rigs_and_maps_give_clear_errors_and_no_file(rigged, tmp_path, case)
     assert not out_dir.exists() or list(out_dir.iterdir()) == [], "no (partial) output may be left behind"
 
 
-NODE_CALL = r'''
+NODE_CALL = r"""
 import asyncio, json, sys
 sys.path[:0] = [COMFYUI_DIR, ROOT]
 import folder_paths
@@ -441,7 +475,7 @@ try:
 except Exception as e:
     out["error"] = str(e)
 print(json.dumps(out))
-'''
+"""
 
 
 @pytest.mark.comfyui
@@ -455,11 +489,20 @@ def test_export_vrm_node_in_comfyuis_python(rigged, tmp_path):
     from _driver_helpers import comfyui_python
 
     comfyui_dir()
-    need(bool(comfyui_python()), "COMFYUI_DIR has no venv/ (or set COMFYUI_PYTHON): cannot load the node in ComfyUI's Python")
+    need(
+        bool(comfyui_python()),
+        "COMFYUI_DIR has no venv/ (or set COMFYUI_PYTHON): cannot load the node in ComfyUI's Python",
+    )
     path, truth = rigged["a_pose.glb"]
     map_file = unirig_style_map(truth, tmp_path / "a_pose.humanoid.json")
-    consts = {"COMFYUI_DIR": os.environ["COMFYUI_DIR"], "ROOT": str(ROOT), "OUTPUT": str(tmp_path / "output"),
-              "RIGGED": str(path), "MAP": str(map_file), "PASTED": json.dumps(truth, indent=1)}
+    consts = {
+        "COMFYUI_DIR": os.environ["COMFYUI_DIR"],
+        "ROOT": str(ROOT),
+        "OUTPUT": str(tmp_path / "output"),
+        "RIGGED": str(path),
+        "MAP": str(map_file),
+        "PASTED": json.dumps(truth, indent=1),
+    }
     script = tmp_path / "node_call.py"
     script.write_text("".join(f"{k} = {v!r}\n" for k, v in consts.items()) + NODE_CALL)
     proc = subprocess.run([comfyui_python(), str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -469,8 +512,9 @@ def test_export_vrm_node_in_comfyuis_python(rigged, tmp_path):
         res = out[label]
         assert res["model_file"] == f"comfy-avatar/avatar/rigged_{n:05d}.vrm"
         assert res["vrm"]["kind"] == "vrm" and res["vrm"]["meta"]["humanoid_source"] == truth
-        assert res["ui"]["avatar_files"] == [{"filename": f"rigged_{n:05d}.vrm", "subfolder": "comfy-avatar/avatar",
-                                             "type": "output"}]
+        assert res["ui"]["avatar_files"] == [
+            {"filename": f"rigged_{n:05d}.vrm", "subfolder": "comfy-avatar/avatar", "type": "output"}
+        ]
         assert res["ui"]["text"][0].startswith("19 humanoid bones of 19, 1.50 m tall")
         report = validate_vrm(tmp_path / "output" / res["model_file"])
         assert report.ok and report.facts["meta_name"] == "Node Rigged", report.summary()

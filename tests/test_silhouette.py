@@ -1,4 +1,5 @@
 """CPU image -> mesh by silhouette inflation (core/mesh/silhouette.py, core/images.py) and the example picture."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -72,6 +73,7 @@ def loaded(example_glb) -> trimesh.Trimesh:
 
 # ----------------------------------------------------------------------------- the example picture
 
+
 def test_example_picture_is_small_rgba_with_transparency(example_image, rgba):
     assert example_image.stat().st_size <= 100_000
     assert Image.open(example_image).mode == "RGBA"
@@ -119,6 +121,7 @@ def test_example_has_humanoid_a_pose_proportions(rgba):
 
 
 # ----------------------------------------------------------------------------- the mesh
+
 
 def test_example_mesh_is_closed_manifold_and_consistently_wound(example_glb, loaded):
     _, info = example_glb
@@ -189,7 +192,7 @@ def test_glb_embeds_texture_and_uvs(example_glb):
     img = g.images[0]
     assert img.mimeType == "image/png"
     view = g.bufferViews[img.bufferView]
-    blob = g.binary_blob()[view.byteOffset or 0:(view.byteOffset or 0) + view.byteLength]
+    blob = g.binary_blob()[view.byteOffset or 0 : (view.byteOffset or 0) + view.byteLength]
     assert Image.open(io.BytesIO(blob)).size == (640, 720)
 
 
@@ -223,6 +226,7 @@ def test_large_picture_is_downscaled_not_exploded(rgba):
 
 # ----------------------------------------------------------------------------- background key
 
+
 def test_background_key_matches_alpha_silhouette(rgba):
     alpha_mask, src_a = foreground_mask(rgba)
     # white, pale grey-green, a green screen (a dark background would swallow the dark belt/outline)
@@ -243,7 +247,7 @@ def test_background_key_mesh_from_opaque_file(rgba, tmp_path, loaded):
 
 def test_stray_specks_are_dropped(rgba):
     noisy = rgba.copy()
-    noisy[5:9, 5:9] = (255, 0, 0, 255)        # a speck far from the figure
+    noisy[5:9, 5:9] = (255, 0, 0, 255)  # a speck far from the figure
     noisy[300:302, 60:62] = (0, 0, 0, 255)
     mesh, _ = silhouette_mesh(noisy)
     clean, _ = silhouette_mesh(rgba)
@@ -252,6 +256,7 @@ def test_stray_specks_are_dropped(rgba):
 
 
 # ----------------------------------------------------------------------------- bad input
+
 
 def _expect_error(func, *args, names: str, **kwargs) -> AvatarError:
     with pytest.raises(AvatarError) as ei:
@@ -307,13 +312,18 @@ def test_no_foreground_names_the_input_and_leaves_no_file(case, tmp_path):
 
 
 def test_bad_parameters_name_the_parameter(rgba, tmp_path):
-    for kwargs, name in (({"height_m": 0.0}, "height_m"), ({"thickness": -1.0}, "thickness"),
-                         ({"resolution": 8}, "resolution"), ({"smooth": float("nan")}, "smooth")):
+    for kwargs, name in (
+        ({"height_m": 0.0}, "height_m"),
+        ({"thickness": -1.0}, "thickness"),
+        ({"resolution": 8}, "resolution"),
+        ({"smooth": float("nan")}, "smooth"),
+    ):
         _expect_error(image_to_mesh, rgba, tmp_path / "m.glb", names=name, **kwargs)
     assert list(tmp_path.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------- loaders
+
 
 def test_load_image_converts_modes(tmp_path):
     grey = tmp_path / "grey.png"
@@ -334,7 +344,7 @@ def test_load_image_converts_modes(tmp_path):
 
 def test_from_comfy_mask_is_one_minus_alpha(rgba):
     img = rgba[..., :3].astype(np.float32) / 255.0
-    mask = 1.0 - rgba[..., 3].astype(np.float32) / 255.0           # what LoadImage gives
+    mask = 1.0 - rgba[..., 3].astype(np.float32) / 255.0  # what LoadImage gives
     out = from_comfy(img[None], mask[None])
     np.testing.assert_array_equal(out[..., :3], rgba[..., :3])
     assert np.abs(out[..., 3].astype(int) - rgba[..., 3]).max() <= 1

@@ -1,4 +1,5 @@
 """MLflow run logging against a real sqlite tracking store and file artifact root."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,16 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _s3_server import free_port
+from conftest import need
+
 from comfy_avatar_nodes.core.config import load_settings
 from comfy_avatar_nodes.core.errors import AvatarError
 from comfy_avatar_nodes.core.publish.tracking import asset_record, log_run, tracking_target
-from conftest import need
 
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
-LLM_KEY = "sk-test-" + pysecrets.token_hex(12)       # in llm.*.api_key_env (COMFY_AVATAR_LLM_API_KEY)
-PIPE_PASS = "pipe-pass-" + pysecrets.token_hex(8)   # named by tracking.secret_envs
+LLM_KEY = "sk-test-" + pysecrets.token_hex(12)  # in llm.*.api_key_env (COMFY_AVATAR_LLM_API_KEY)
+PIPE_PASS = "pipe-pass-" + pysecrets.token_hex(8)  # named by tracking.secret_envs
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -33,10 +34,13 @@ def store(tmp_path_factory):
     """One sqlite store for the module (creating its tables costs ~2 s)."""
     need(HAS_MLFLOW, "mlflow is not installed (pip install -e .[test])")
     root = tmp_path_factory.mktemp("mlflow")
-    env = base_env(COMFY_AVATAR__TRACKING__URI=f"sqlite:///{(root / 'mlflow.db').as_posix()}",
-                   COMFY_AVATAR__TRACKING__ARTIFACT_ROOT=str(root / "artifacts"),
-                   COMFY_AVATAR__TRACKING__SECRET_ENVS="PIPELINE_SETTING",
-                   COMFY_AVATAR_LLM_API_KEY=LLM_KEY, PIPELINE_SETTING=PIPE_PASS)
+    env = base_env(
+        COMFY_AVATAR__TRACKING__URI=f"sqlite:///{(root / 'mlflow.db').as_posix()}",
+        COMFY_AVATAR__TRACKING__ARTIFACT_ROOT=str(root / "artifacts"),
+        COMFY_AVATAR__TRACKING__SECRET_ENVS="PIPELINE_SETTING",
+        COMFY_AVATAR_LLM_API_KEY=LLM_KEY,
+        PIPELINE_SETTING=PIPE_PASS,
+    )
     return root, env
 
 
@@ -57,8 +61,15 @@ def test_run_has_params_metrics_tags_and_files(store, vrm, tmp_path):
     root, env = store
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"ok": True}))
-    info = log_run("avatars", "alice v2", {"bone_count": 17, "name": "Alice", "dims": [0.5, 1.7, 0.3]},
-                   {"blender_s": 2.9, "triangles": 14000}, [vrm, report], {"stage": "rig"}, env=env)
+    info = log_run(
+        "avatars",
+        "alice v2",
+        {"bone_count": 17, "name": "Alice", "dims": [0.5, 1.7, 0.3]},
+        {"blender_s": 2.9, "triangles": 14000},
+        [vrm, report],
+        {"stage": "rig"},
+        env=env,
+    )
     run = client(env).get_run(info.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "alice v2"
     assert run.data.params == {"bone_count": "17", "name": "Alice", "dims": "[0.5, 1.7, 0.3]"}
@@ -74,8 +85,14 @@ def test_run_has_params_metrics_tags_and_files(store, vrm, tmp_path):
 def test_secrets_are_redacted_and_nowhere_in_the_store(store, vrm, caplog):
     root, env = store
     named_secret = "not-in-env-" + pysecrets.token_hex(6)
-    params = {"api_key": named_secret, "prompt": f"use the key {LLM_KEY} please", "setting": PIPE_PASS,
-              "hf_token": "hf_" + pysecrets.token_hex(6), "note": "fine", f"k_{LLM_KEY}": 1}
+    params = {
+        "api_key": named_secret,
+        "prompt": f"use the key {LLM_KEY} please",
+        "setting": PIPE_PASS,
+        "hf_token": "hf_" + pysecrets.token_hex(6),
+        "note": "fine",
+        f"k_{LLM_KEY}": 1,
+    }
     info = log_run("secret-check", f"run-{PIPE_PASS}", params, {"ok": 1}, [vrm], {"who": LLM_KEY}, env=env)
     run = client(env).get_run(info.run_id)
     p = run.data.params
@@ -151,16 +168,31 @@ def test_default_store_is_sqlite_under_the_runtime_dir(tmp_path):
 
 
 def test_asset_record_turns_handle_meta_into_params_and_metrics(vrm):
-    handle = {"path": str(vrm), "kind": "vrm", "sha256": "ab" * 32,
-              "meta": {"bone_count": 17, "triangles": 14000, "watertight": True, "source_mesh": "/x/mesh.glb",
-                       "timings_s": {"remesh": 0.26, "export": 0.85}, "dimensions_m": [0.5, 1.7, 0.3],
-                       "bone_names": [f"bone_{i:03d}" for i in range(60)],
-                       "skeleton": {"bones": {"hips": {"head": [0, 1, 0]}}}}}
+    handle = {
+        "path": str(vrm),
+        "kind": "vrm",
+        "sha256": "ab" * 32,
+        "meta": {
+            "bone_count": 17,
+            "triangles": 14000,
+            "watertight": True,
+            "source_mesh": "/x/mesh.glb",
+            "timings_s": {"remesh": 0.26, "export": 0.85},
+            "dimensions_m": [0.5, 1.7, 0.3],
+            "bone_names": [f"bone_{i:03d}" for i in range(60)],
+            "skeleton": {"bones": {"hips": {"head": [0, 1, 0]}}},
+        },
+    }
     params, metrics = asset_record(handle, "vrm")
     assert params["vrm.bone_count"] == 17 and params["vrm.triangles"] == 14000
     assert params["vrm.timings_s.export"] == 0.85 and params["vrm.file"] == "avatar_00001.vrm"
     assert params["vrm.sha256"] == "ab" * 32 and params["vrm.dimensions_m"] == "[0.5, 1.7, 0.3]"
     assert "vrm.bone_names" not in params, "long lists stay out of params"
     assert not any(k.startswith("vrm.skeleton.bones.") for k in params)
-    assert metrics == {"vrm.size_bytes": float(vrm.stat().st_size), "vrm.bone_count": 17.0,
-                       "vrm.triangles": 14000.0, "vrm.timings_s.remesh": 0.26, "vrm.timings_s.export": 0.85}
+    assert metrics == {
+        "vrm.size_bytes": float(vrm.stat().st_size),
+        "vrm.bone_count": 17.0,
+        "vrm.triangles": 14000.0,
+        "vrm.timings_s.remesh": 0.26,
+        "vrm.timings_s.export": 0.85,
+    }

@@ -2,6 +2,7 @@
 mode (run_multi_image) with the node's mode; one picture still goes to run(). No GPU here: the worker's
 request handler runs against a stand-in pipeline that records its calls (the real model call is the only
 part not run), and core's request is checked for the pictures it writes."""
+
 from __future__ import annotations
 
 import sys
@@ -49,8 +50,9 @@ class _Req:
 
 @pytest.fixture
 def worker(monkeypatch):
-    fake_cuda = types.SimpleNamespace(reset_peak_memory_stats=lambda: None, max_memory_allocated=lambda: 0,
-                                      empty_cache=lambda: None)
+    fake_cuda = types.SimpleNamespace(
+        reset_peak_memory_stats=lambda: None, max_memory_allocated=lambda: 0, empty_cache=lambda: None
+    )
     monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=fake_cuda))
     w = tw.TrellisWorker(types.SimpleNamespace(weights_dir="", repo_dir="", min_vram_gb=16, checkpoint_pins=""))
     w.pipeline = _Pipeline()
@@ -67,8 +69,16 @@ def _png(path: Path) -> Path:
 
 def test_several_views_use_trellis_multi_image_mode(worker, tmp_path):
     views = [str(_png(tmp_path / f"{n}.png")) for n in ("front", "side", "back")]
-    res = worker.image_to_mesh({"image": views[0], "images": views, "output": str(tmp_path / "o.glb"),
-                                "multiview_mode": "multidiffusion", "seed": 7}, _Req())
+    res = worker.image_to_mesh(
+        {
+            "image": views[0],
+            "images": views,
+            "output": str(tmp_path / "o.glb"),
+            "multiview_mode": "multidiffusion",
+            "seed": 7,
+        },
+        _Req(),
+    )
     name, n, kw = worker.pipeline.calls[-1]
     assert (name, n, kw["mode"], kw["seed"]) == ("run_multi_image", 3, "multidiffusion", 7)
     assert res["views"] == 3 and (tmp_path / "o.glb").read_bytes()[:4] == b"glTF"
@@ -84,8 +94,14 @@ def test_an_unreadable_view_is_named(worker, tmp_path):
     bad = tmp_path / "side.png"
     bad.write_text("not a picture")
     with pytest.raises(tw.WorkerFailure, match="cannot read .*side.png"):
-        worker.image_to_mesh({"image": str(_png(tmp_path / "f.png")), "images": [str(tmp_path / "f.png"), str(bad)],
-                              "output": str(tmp_path / "o.glb")}, _Req())
+        worker.image_to_mesh(
+            {
+                "image": str(_png(tmp_path / "f.png")),
+                "images": [str(tmp_path / "f.png"), str(bad)],
+                "output": str(tmp_path / "o.glb"),
+            },
+            _Req(),
+        )
 
 
 def test_the_mode_is_checked_before_any_worker():

@@ -7,6 +7,7 @@ launch scripts (and against a real checkout when COMFY_AVATAR_TEST_UNIRIG_REPO p
 one); the UniRig step runner runs against a stand-in checkout with the same CLI
 (tests/data/workers/fake_unirig); the bone-name heuristic runs on shuffled synthetic skeletons.
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,26 +22,28 @@ import numpy as np
 import pytest
 from conftest import need
 
-from comfy_avatar_nodes.core.mesh import trellis as core_trellis
-from comfy_avatar_nodes.core.rig import unirig as core_unirig
 from comfy_avatar_nodes.core.config import load_settings
 from comfy_avatar_nodes.core.errors import AvatarError, ConfigError
+from comfy_avatar_nodes.core.mesh import trellis as core_trellis
+from comfy_avatar_nodes.core.rig import unirig as core_unirig
 from comfy_avatar_nodes.core.rig.humanoid import humanoid_map
+from comfy_avatar_nodes.core.runtime.workers import WORKERS_DIR, WorkerError, get_worker, shutdown_all
 from comfy_avatar_nodes.core.vrm.gltf import Skeleton, read_skeleton
 from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES
-from comfy_avatar_nodes.core.runtime.workers import WORKERS_DIR, WorkerError, get_worker, shutdown_all
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PY = Path(sys.executable)  # the dev venv: no torch, trellis, bpy
 # ComfyUI's venv has a CPU-capable torch (tests/run.sh makes one per ComfyUI version)
 COMFY_PY = Path(os.environ.get("COMFYUI_DIR") or ROOT / ".runtime" / "ComfyUI", "venv", "bin", "python")
 FAKE_UNIRIG = Path(__file__).parent / "data" / "workers" / "fake_unirig"
-TRELLIS_MODELS = {"sparse_structure_decoder": "ckpts/ss_dec_conv3d_16l8_fp16",
-                  "sparse_structure_flow_model": "ckpts/ss_flow_img_dit_L_16l8_fp16",
-                  "slat_decoder_gs": "ckpts/slat_dec_gs_swin8_B_64l8gs32_fp16",
-                  "slat_decoder_rf": "ckpts/slat_dec_rf_swin8_B_64l8r16_fp16",
-                  "slat_decoder_mesh": "ckpts/slat_dec_mesh_swin8_B_64l8m256c_fp16",
-                  "slat_flow_model": "ckpts/slat_flow_img_dit_L_64l8p2_fp16"}
+TRELLIS_MODELS = {
+    "sparse_structure_decoder": "ckpts/ss_dec_conv3d_16l8_fp16",
+    "sparse_structure_flow_model": "ckpts/ss_flow_img_dit_L_16l8_fp16",
+    "slat_decoder_gs": "ckpts/slat_dec_gs_swin8_B_64l8gs32_fp16",
+    "slat_decoder_rf": "ckpts/slat_dec_rf_swin8_B_64l8r16_fp16",
+    "slat_decoder_mesh": "ckpts/slat_dec_mesh_swin8_B_64l8m256c_fp16",
+    "slat_flow_model": "ckpts/slat_flow_img_dit_L_64l8p2_fp16",
+}
 
 
 def load_worker_module(name: str):
@@ -66,8 +69,14 @@ def cfg_with(tmp_path, **values):
 def trellis_weights(tmp_path, complete: bool = False) -> Path:
     w = tmp_path / "TRELLIS-image-large"
     (w / "ckpts").mkdir(parents=True)
-    (w / "pipeline.json").write_text(json.dumps({"name": "TrellisImageTo3DPipeline", "args": {
-        "models": TRELLIS_MODELS, "image_cond_model": "dinov2_vitl14_reg"}}))
+    (w / "pipeline.json").write_text(
+        json.dumps(
+            {
+                "name": "TrellisImageTo3DPipeline",
+                "args": {"models": TRELLIS_MODELS, "image_cond_model": "dinov2_vitl14_reg"},
+            }
+        )
+    )
     if complete:
         for rel in TRELLIS_MODELS.values():
             for ext in (".json", ".safetensors"):
@@ -101,6 +110,7 @@ def problems_of(err: WorkerError) -> dict[str, list[dict]]:
 
 # ====================================================================== TRELLIS
 
+
 def test_trellis_config_errors_name_the_key_and_the_fix(tmp_path, clean_env, example_image):
     out = tmp_path / "o.glb"
     with pytest.raises(ConfigError) as ei:
@@ -117,24 +127,43 @@ def test_trellis_config_errors_name_the_key_and_the_fix(tmp_path, clean_env, exa
     assert "pipeline.json + ckpts/" in msg and "huggingface-cli download microsoft/TRELLIS-image-large" in msg
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="has no pipeline.json"):
-        core_trellis.trellis_spec(cfg_with(tmp_path, **{"trellis.python": VENV_PY, "trellis.weights_dir": tmp_path / "empty"}))
+        core_trellis.trellis_spec(
+            cfg_with(tmp_path, **{"trellis.python": VENV_PY, "trellis.weights_dir": tmp_path / "empty"})
+        )
     w = trellis_weights(tmp_path)
     with pytest.raises(ConfigError, match="'flash-attn' is not a TRELLIS attention backend"):
-        core_trellis.trellis_spec(cfg_with(tmp_path, **{"trellis.python": VENV_PY, "trellis.weights_dir": w,
-                                                        "trellis.attn_backend": "flash-attn"}))
+        core_trellis.trellis_spec(
+            cfg_with(
+                tmp_path, **{"trellis.python": VENV_PY, "trellis.weights_dir": w, "trellis.attn_backend": "flash-attn"}
+            )
+        )
     assert not out.exists()
 
 
 def test_trellis_spec_from_config(tmp_path, clean_env):
     w = trellis_weights(tmp_path)
-    spec = core_trellis.trellis_spec(cfg_with(tmp_path, **{
-        "trellis.python": VENV_PY, "trellis.weights_dir": w, "trellis.attn_backend": "xformers",
-        "trellis.torch_home": tmp_path / "th", "trellis.min_vram_gb": 24, "workers.idle_timeout_s": 60}))
+    spec = core_trellis.trellis_spec(
+        cfg_with(
+            tmp_path,
+            **{
+                "trellis.python": VENV_PY,
+                "trellis.weights_dir": w,
+                "trellis.attn_backend": "xformers",
+                "trellis.torch_home": tmp_path / "th",
+                "trellis.min_vram_gb": 24,
+                "workers.idle_timeout_s": 60,
+            },
+        )
+    )
     assert spec.script == str(WORKERS_DIR / "trellis_worker.py") and spec.python == str(VENV_PY)
     assert spec.args == ("--weights-dir", str(w.resolve()), "--min-vram-gb", "24")
     env = dict(spec.env)
-    assert env == {"ATTN_BACKEND": "xformers", "SPARSE_BACKEND": "spconv", "SPCONV_ALGO": "native",
-                   "TORCH_HOME": str(tmp_path / "th")}
+    assert env == {
+        "ATTN_BACKEND": "xformers",
+        "SPARSE_BACKEND": "spconv",
+        "SPCONV_ALGO": "native",
+        "TORCH_HOME": str(tmp_path / "th"),
+    }
     assert spec.idle_timeout_s == 60
 
 
@@ -142,21 +171,33 @@ def test_real_trellis_worker_without_torch_reports_every_problem(tmp_path, clean
     """The real worker under .venv's Python: no GPU, no torch/trellis, weights incomplete."""
     w = trellis_weights(tmp_path)
     (w / "ckpts" / "ss_dec_conv3d_16l8_fp16.json").write_text("{}")
-    cfg = cfg_with(tmp_path, **{"trellis.python": VENV_PY, "trellis.weights_dir": w, "trellis.torch_home": tmp_path / "th"})
+    cfg = cfg_with(
+        tmp_path, **{"trellis.python": VENV_PY, "trellis.weights_dir": w, "trellis.torch_home": tmp_path / "th"}
+    )
     err = handshake_error(core_trellis.trellis_spec(cfg))
     kinds = problems_of(err)
     assert list(kinds) == ["no_cuda", "missing_package", "missing_weights"]
     assert "torch is not installed in this Python" in kinds["no_cuda"][0]["message"]
     missing = kinds["missing_package"][0]["missing"]
-    assert {"torch", "torchvision", "trellis", "rembg", "nvdiffrast", "diff_gaussian_rasterization", "flash_attn",
-            "spconv"} <= set(missing)
+    assert {
+        "torch",
+        "torchvision",
+        "trellis",
+        "rembg",
+        "nvdiffrast",
+        "diff_gaussian_rasterization",
+        "flash_attn",
+        "spconv",
+    } <= set(missing)
     assert "PIL" not in missing and "numpy" not in missing  # .venv has these
     weights, hub = kinds["missing_weights"]
     expected = [f"{rel}{ext}" for rel in TRELLIS_MODELS.values() for ext in (".json", ".safetensors")]
     expected.remove("ckpts/ss_dec_conv3d_16l8_fp16.json")
     assert weights["missing"] == expected
-    assert hub["missing"] == [str(tmp_path / "th/hub/facebookresearch_dinov2_main/hubconf.py"),
-                              str(tmp_path / "th/hub/checkpoints/dinov2_vitl14_reg4_pretrain.pth")]
+    assert hub["missing"] == [
+        str(tmp_path / "th/hub/facebookresearch_dinov2_main/hubconf.py"),
+        str(tmp_path / "th/hub/checkpoints/dinov2_vitl14_reg4_pretrain.pth"),
+    ]
     assert err.info["backends"] == {"attn": "flash_attn", "sparse": "spconv", "spconv_algo": "native"}
     # what the node shows: the GPU comes first, everything else is listed below it
     with pytest.raises(AvatarError) as ei:
@@ -171,8 +212,15 @@ def test_real_trellis_worker_without_torch_reports_every_problem(tmp_path, clean
 
 def test_real_trellis_worker_accepts_a_complete_weights_folder(tmp_path, clean_env):
     w = trellis_weights(tmp_path, complete=True)
-    cfg = cfg_with(tmp_path, **{"trellis.python": VENV_PY, "trellis.weights_dir": w,
-                                "trellis.torch_home": torch_home(tmp_path, True), "trellis.attn_backend": "sdpa"})
+    cfg = cfg_with(
+        tmp_path,
+        **{
+            "trellis.python": VENV_PY,
+            "trellis.weights_dir": w,
+            "trellis.torch_home": torch_home(tmp_path, True),
+            "trellis.attn_backend": "sdpa",
+        },
+    )
     err = handshake_error(core_trellis.trellis_spec(cfg))
     kinds = problems_of(err)
     assert list(kinds) == ["no_cuda", "missing_package"]
@@ -183,8 +231,10 @@ def test_real_trellis_worker_accepts_a_complete_weights_folder(tmp_path, clean_e
 def test_real_trellis_worker_with_a_cpu_torch(tmp_path, clean_env):
     need(COMFY_PY.is_file(), f"{COMFY_PY} (ComfyUI's venv, a Python with torch) is not set up")
     w = trellis_weights(tmp_path, complete=True)
-    cfg = cfg_with(tmp_path, **{"trellis.python": COMFY_PY, "trellis.weights_dir": w,
-                                "trellis.torch_home": torch_home(tmp_path, True)})
+    cfg = cfg_with(
+        tmp_path,
+        **{"trellis.python": COMFY_PY, "trellis.weights_dir": w, "trellis.torch_home": torch_home(tmp_path, True)},
+    )
     err = handshake_error(core_trellis.trellis_spec(cfg))
     kinds = problems_of(err)
     dev = err.info["device"]
@@ -199,11 +249,17 @@ def test_trellis_start_failure_mapping():
         python = "/envs/trellis/bin/python"
 
     def err(*kinds):
-        return WorkerError("TRELLIS worker", "is not usable", kind="preflight",
-                           problems=[{"kind": k, "message": f"{k} message"} for k in kinds])
+        return WorkerError(
+            "TRELLIS worker",
+            "is not usable",
+            kind="preflight",
+            problems=[{"kind": k, "message": f"{k} message"} for k in kinds],
+        )
 
     e = core_trellis.explain_start_failure(err("missing_package"), S)
-    assert str(e).startswith("trellis.python (COMFY_AVATAR__TRELLIS__PYTHON) = /envs/trellis/bin/python: missing_package message")
+    assert str(e).startswith(
+        "trellis.python (COMFY_AVATAR__TRELLIS__PYTHON) = /envs/trellis/bin/python: missing_package message"
+    )
     assert "setup.sh" in str(e)
     e = core_trellis.explain_start_failure(err("missing_weights"), S)
     assert str(e).startswith("trellis.weights_dir (COMFY_AVATAR__TRELLIS__WEIGHTS_DIR): missing_weights message")
@@ -251,7 +307,8 @@ def test_trellis_repository_not_found_is_explained(tmp_path, monkeypatch):
         "def from_pretrained(path):\n"
         "    if path.endswith('slat_dec_mesh_swin8_B_64l8m256c_fp16'):\n"
         "        raise ModuleNotFoundError(\"No module named 'flash_attn'\")\n"
-        "    return object()\n")
+        "    return object()\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path / "fakepkgs"))
     monkeypatch.delitem(sys.modules, "trellis", raising=False)
     monkeypatch.delitem(sys.modules, "trellis.models", raising=False)
@@ -261,32 +318,71 @@ def test_trellis_repository_not_found_is_explained(tmp_path, monkeypatch):
         pass
 
     cfg = {"args": {"models": TRELLIS_MODELS}}
-    hub = RepositoryNotFoundError("404 Client Error. Repository Not Found for url: https://huggingface.co/api/models/ckpts/slat_dec_mesh")
+    hub = RepositoryNotFoundError(
+        "404 Client Error. Repository Not Found for url: https://huggingface.co/api/models/ckpts/slat_dec_mesh"
+    )
     msg = tw.explain_load_error(hub, tmp_path / "w", cfg)
-    assert "loading component 'slat_decoder_mesh' (ckpts/slat_dec_mesh_swin8_B_64l8m256c_fp16) failed with " \
-           "ModuleNotFoundError: No module named 'flash_attn'" in msg
+    assert (
+        "loading component 'slat_decoder_mesh' (ckpts/slat_dec_mesh_swin8_B_64l8m256c_fp16) failed with "
+        "ModuleNotFoundError: No module named 'flash_attn'" in msg
+    )
     assert "retried it as a Hugging Face repo id" in msg
-    assert tw.explain_load_error(RuntimeError("CUDA out of memory"), tmp_path / "w", cfg) == "RuntimeError: CUDA out of memory"
+    assert (
+        tw.explain_load_error(RuntimeError("CUDA out of memory"), tmp_path / "w", cfg)
+        == "RuntimeError: CUDA out of memory"
+    )
 
 
 # ====================================================================== UniRig commands
+
 
 def test_unirig_step_commands_match_the_launch_scripts():
     uw = load_worker_module("unirig_worker")
     mesh, npz, py = Path("/w/input/mesh.glb"), Path("/w/npz"), "/envs/unirig/bin/python"
     assert uw.extract_argv(py, mesh, npz, force_override=False, faces_target_count=50000, time_tag="T") == [
-        py, "-m", "src.data.extract", "--config=configs/data/quick_inference.yaml",
-        "--require_suffix=obj,fbx,FBX,dae,glb,gltf,vrm", "--force_override=false", "--num_runs=1", "--id=0",
-        "--time=T", "--faces_target_count=50000", "--input=/w/input/mesh.glb", "--output_dir=/w/npz"]
+        py,
+        "-m",
+        "src.data.extract",
+        "--config=configs/data/quick_inference.yaml",
+        "--require_suffix=obj,fbx,FBX,dae,glb,gltf,vrm",
+        "--force_override=false",
+        "--num_runs=1",
+        "--id=0",
+        "--time=T",
+        "--faces_target_count=50000",
+        "--input=/w/input/mesh.glb",
+        "--output_dir=/w/npz",
+    ]
     assert uw.skeleton_argv(py, uw.SKELETON_TASK, 12345, mesh, Path("/w/skeleton.fbx"), npz) == [
-        py, "run.py", "--task=configs/task/quick_inference_skeleton_articulationxl_ar_256.yaml", "--seed=12345",
-        "--input=/w/input/mesh.glb", "--output=/w/skeleton.fbx", "--npz_dir=/w/npz"]
+        py,
+        "run.py",
+        "--task=configs/task/quick_inference_skeleton_articulationxl_ar_256.yaml",
+        "--seed=12345",
+        "--input=/w/input/mesh.glb",
+        "--output=/w/skeleton.fbx",
+        "--npz_dir=/w/npz",
+    ]
     assert uw.skin_argv(py, uw.SKIN_TASK, 7, Path("/w/skeleton.fbx"), Path("/w/skin.fbx"), npz) == [
-        py, "run.py", "--task=configs/task/quick_inference_unirig_skin.yaml", "--seed=7", "--input=/w/skeleton.fbx",
-        "--output=/w/skin.fbx", "--npz_dir=/w/npz", "--data_name=raw_data.npz"]
+        py,
+        "run.py",
+        "--task=configs/task/quick_inference_unirig_skin.yaml",
+        "--seed=7",
+        "--input=/w/skeleton.fbx",
+        "--output=/w/skin.fbx",
+        "--npz_dir=/w/npz",
+        "--data_name=raw_data.npz",
+    ]
     assert uw.merge_argv(py, Path("/w/skin.fbx"), mesh, Path("/w/rigged.glb")) == [
-        py, "-m", "src.inference.merge", "--require_suffix=obj,fbx,FBX,dae,glb,gltf,vrm", "--num_runs=1", "--id=0",
-        "--source=/w/skin.fbx", "--target=/w/input/mesh.glb", "--output=/w/rigged.glb"]
+        py,
+        "-m",
+        "src.inference.merge",
+        "--require_suffix=obj,fbx,FBX,dae,glb,gltf,vrm",
+        "--num_runs=1",
+        "--id=0",
+        "--source=/w/skin.fbx",
+        "--target=/w/input/mesh.glb",
+        "--output=/w/rigged.glb",
+    ]
     # get_files() in extract.py joins the npz dir with the input path minus its suffix
     assert uw.npz_dir_for(mesh, npz) == Path("/w/input/mesh")
     assert uw.npz_dir_for(Path("rel/a.b.glb"), npz) == Path("/w/npz/rel/a.b")
@@ -312,25 +408,30 @@ def _used_flags(argv: list[str]) -> set[str]:
 def test_unirig_commands_against_a_real_checkout():
     repo = os.environ.get("COMFY_AVATAR_TEST_UNIRIG_REPO")
     if not repo:
-        pytest.skip("not applicable: no UniRig checkout here (GitHub is out of reach of these machines); set "
-                    "COMFY_AVATAR_TEST_UNIRIG_REPO to a checkout of github.com/VAST-AI-Research/UniRig")
+        pytest.skip(
+            "not applicable: no UniRig checkout here (GitHub is out of reach of these machines); set "
+            "COMFY_AVATAR_TEST_UNIRIG_REPO to a checkout of github.com/VAST-AI-Research/UniRig"
+        )
     repo = Path(repo)
     uw = load_worker_module("unirig_worker")
     for rel in uw.REPO_FILES:
         assert (repo / rel).is_file(), rel
     p = Path("/x.glb")
-    for script, argv in (("src/data/extract.py", uw.extract_argv("py", p, p, force_override=True,
-                                                                  faces_target_count=1, time_tag="t")),
-                         ("run.py", uw.skeleton_argv("py", uw.SKELETON_TASK, 1, p, p, p)),
-                         ("run.py", uw.skin_argv("py", uw.SKIN_TASK, 1, p, p, p)),
-                         ("src/inference/merge.py", uw.merge_argv("py", p, p, p))):
+    for script, argv in (
+        ("src/data/extract.py", uw.extract_argv("py", p, p, force_override=True, faces_target_count=1, time_tag="t")),
+        ("run.py", uw.skeleton_argv("py", uw.SKELETON_TASK, 1, p, p, p)),
+        ("run.py", uw.skin_argv("py", uw.SKIN_TASK, 1, p, p, p)),
+        ("src/inference/merge.py", uw.merge_argv("py", p, p, p)),
+    ):
         declared, required = _declared_flags(repo / script)
         assert _used_flags(argv) <= declared, f"{script} does not accept {_used_flags(argv) - declared}"
         assert required <= _used_flags(argv), f"{script} also requires {required - _used_flags(argv)}"
-    launch = {n: (repo / "launch" / "inference" / f"{n}.sh").read_text() for n in ("generate_skeleton", "generate_skin")}
+    launch = {
+        n: (repo / "launch" / "inference" / f"{n}.sh").read_text() for n in ("generate_skeleton", "generate_skin")
+    }
     assert f'skeleton_task="{uw.SKELETON_TASK}"' in launch["generate_skeleton"]
     assert f'skin_task="{uw.SKIN_TASK}"' in launch["generate_skin"]
-    assert 'seed=12345' in launch["generate_skeleton"] and "faces_target_count=50000" in launch["generate_skeleton"]
+    assert "seed=12345" in launch["generate_skeleton"] and "faces_target_count=50000" in launch["generate_skeleton"]
     assert 'data_name="raw_data.npz"' in launch["generate_skin"]
     download = (repo / "src" / "inference" / "download.py").read_text()
     for task, (in_repo, in_hf) in uw.CHECKPOINTS.items():
@@ -343,6 +444,7 @@ def test_unirig_commands_against_a_real_checkout():
 
 # ====================================================================== UniRig worker
 
+
 def test_unirig_config_errors(tmp_path, clean_env):
     with pytest.raises(ConfigError) as ei:
         core_unirig.unirig_spec(cfg_with(tmp_path))
@@ -352,7 +454,9 @@ def test_unirig_config_errors(tmp_path, clean_env):
         core_unirig.unirig_spec(cfg_with(tmp_path, **{"unirig.python": VENV_PY}))
     (tmp_path / "notunirig").mkdir()
     with pytest.raises(ConfigError, match="has no run.py"):
-        core_unirig.unirig_spec(cfg_with(tmp_path, **{"unirig.python": VENV_PY, "unirig.repo_dir": tmp_path / "notunirig"}))
+        core_unirig.unirig_spec(
+            cfg_with(tmp_path, **{"unirig.python": VENV_PY, "unirig.repo_dir": tmp_path / "notunirig"})
+        )
 
 
 def hf_cache(root: Path, repo_id: str, files: dict[str, bytes]) -> None:
@@ -366,15 +470,24 @@ def hf_cache(root: Path, repo_id: str, files: dict[str, bytes]) -> None:
 
 
 def test_real_unirig_worker_without_torch_reports_every_problem(tmp_path, clean_env):
-    cfg = cfg_with(tmp_path, **{"unirig.python": VENV_PY, "unirig.repo_dir": FAKE_UNIRIG,
-                                "unirig.hf_home": tmp_path})
+    cfg = cfg_with(tmp_path, **{"unirig.python": VENV_PY, "unirig.repo_dir": FAKE_UNIRIG, "unirig.hf_home": tmp_path})
     spec = core_unirig.unirig_spec(cfg)
     assert dict(spec.env) == {"HF_HOME": str(tmp_path.resolve())} and spec.cwd == str(FAKE_UNIRIG.resolve())
     err = handshake_error(spec)
     kinds = problems_of(err)
     assert list(kinds) == ["no_cuda", "missing_package", "missing_weights"]
-    assert {"torch", "bpy", "lightning", "transformers", "flash_attn", "spconv", "torch_scatter", "torch_cluster",
-            "box", "pyrender"} <= set(kinds["missing_package"][0]["missing"])
+    assert {
+        "torch",
+        "bpy",
+        "lightning",
+        "transformers",
+        "flash_attn",
+        "spconv",
+        "torch_scatter",
+        "torch_cluster",
+        "box",
+        "pyrender",
+    } <= set(kinds["missing_package"][0]["missing"])
     ckpt, llm = kinds["missing_weights"]
     assert "skeleton/articulation-xl_quantization_256/model.ckpt" in ckpt["message"]
     assert "skin/articulation-xl/model.ckpt" in ckpt["message"]
@@ -392,18 +505,35 @@ def test_real_unirig_worker_without_torch_reports_every_problem(tmp_path, clean_
 
 def test_real_unirig_worker_finds_weights_in_the_hf_cache_or_weights_dir(tmp_path, clean_env):
     hf = tmp_path / "hf"
-    hf_cache(hf, "VAST-AI/UniRig", {"skeleton/articulation-xl_quantization_256/model.ckpt": b"0",
-                                     "skin/articulation-xl/model.ckpt": b"0"})
+    hf_cache(
+        hf,
+        "VAST-AI/UniRig",
+        {"skeleton/articulation-xl_quantization_256/model.ckpt": b"0", "skin/articulation-xl/model.ckpt": b"0"},
+    )
     hf_cache(hf, "facebook/opt-350m", {"config.json": b"{}"})
-    err = handshake_error(core_unirig.unirig_spec(cfg_with(tmp_path, **{
-        "unirig.python": VENV_PY, "unirig.repo_dir": FAKE_UNIRIG, "unirig.hf_home": hf})))
+    err = handshake_error(
+        core_unirig.unirig_spec(
+            cfg_with(tmp_path, **{"unirig.python": VENV_PY, "unirig.repo_dir": FAKE_UNIRIG, "unirig.hf_home": hf})
+        )
+    )
     assert list(problems_of(err)) == ["no_cuda", "missing_package"]
     assert {v["source"] for v in err.info["checkpoints"].values()} == {"hf_cache"}
     wd = tmp_path / "weights"
     (wd / "skeleton/articulation-xl_quantization_256").mkdir(parents=True)
     (wd / "skeleton/articulation-xl_quantization_256/model.ckpt").write_bytes(b"0")
-    err = handshake_error(core_unirig.unirig_spec(cfg_with(tmp_path, **{
-        "unirig.python": VENV_PY, "unirig.repo_dir": FAKE_UNIRIG, "unirig.hf_home": hf, "unirig.weights_dir": wd})))
+    err = handshake_error(
+        core_unirig.unirig_spec(
+            cfg_with(
+                tmp_path,
+                **{
+                    "unirig.python": VENV_PY,
+                    "unirig.repo_dir": FAKE_UNIRIG,
+                    "unirig.hf_home": hf,
+                    "unirig.weights_dir": wd,
+                },
+            )
+        )
+    )
     kinds = problems_of(err)
     assert kinds["missing_weights"][0]["missing"] == [str(wd.resolve() / "skin/articulation-xl/model.ckpt")]
     assert err.info["checkpoints"][load_worker_module("unirig_worker").SKELETON_TASK]["source"] == "weights_dir"
@@ -413,13 +543,16 @@ def test_real_unirig_worker_names_missing_checkout_files(tmp_path, clean_env):
     repo = tmp_path / "UniRig"
     repo.mkdir()
     (repo / "run.py").write_text("")
-    err = handshake_error(core_unirig.unirig_spec(cfg_with(tmp_path, **{"unirig.python": VENV_PY, "unirig.repo_dir": repo})))
+    err = handshake_error(
+        core_unirig.unirig_spec(cfg_with(tmp_path, **{"unirig.python": VENV_PY, "unirig.repo_dir": repo}))
+    )
     missing = problems_of(err)["missing_repo"][0]["missing"]
     assert "src/data/extract.py" in missing and "configs/task/quick_inference_unirig_skin.yaml" in missing
     assert "run.py" not in missing
 
 
 # ====================================================================== UniRig steps (stand-in checkout)
+
 
 def synthetic_humanoid(fingers: bool = True, toes: bool = True, extra_head_leaf: bool = True):
     """(name, parent name, position) of a VRM-like skeleton: metres, Y up, facing +Z, A-pose."""
@@ -486,7 +619,9 @@ def test_unirig_pipeline_retries_bad_samples_and_merges(tmp_path, monkeypatch):
     src.write_bytes(b"glTF mesh")
     work, out = tmp_path / "work", tmp_path / "out" / "rigged_00001.glb"
     progress = []
-    pipe = uw.Pipeline(python=sys.executable, repo_dir=FAKE_UNIRIG, work_dir=work, progress=lambda f, m: progress.append(m))
+    pipe = uw.Pipeline(
+        python=sys.executable, repo_dir=FAKE_UNIRIG, work_dir=work, progress=lambda f, m: progress.append(m)
+    )
     res = pipe.run(src, out, seed=12345, seed_retries=3)
     assert res["seed"] == 12346 and res["seeds_tried"] == [12345, 12346]
     assert [s["name"] for s in res["steps"]] == ["extract", "skeleton", "skeleton", "extract-skeleton", "skin", "merge"]
@@ -505,8 +640,9 @@ def test_unirig_pipeline_retries_bad_samples_and_merges(tmp_path, monkeypatch):
 def test_unirig_pipeline_fbx_output_and_local_checkpoints(tmp_path, monkeypatch):
     uw = load_worker_module("unirig_worker")
     sk, _ = as_unirig(synthetic_humanoid())
-    (tmp_path / "s.json").write_text(json.dumps({"names": sk.names, "parents": sk.parents,
-                                                 "positions": sk.positions.tolist()}))
+    (tmp_path / "s.json").write_text(
+        json.dumps({"names": sk.names, "parents": sk.parents, "positions": sk.positions.tolist()})
+    )
     monkeypatch.setenv("FAKE_UNIRIG_SKELETON", str(tmp_path / "s.json"))
     src = tmp_path / "m.obj"
     src.write_text("v 0 0 0\n")
@@ -532,7 +668,9 @@ def test_unirig_pipeline_failures_carry_the_step_log(tmp_path, monkeypatch):
         pipe.run(src, tmp_path / "o.glb", seed=11, seed_retries=0)
     e = ei.value
     assert e.kind == "bad_sample" and "seeds [11]" in str(e) and "unexpected token found" in e.extra["log_tail"]
-    pipe = uw.Pipeline(python=sys.executable, repo_dir=FAKE_UNIRIG, work_dir=tmp_path / "w3", skeleton_task="configs/none.yaml")
+    pipe = uw.Pipeline(
+        python=sys.executable, repo_dir=FAKE_UNIRIG, work_dir=tmp_path / "w3", skeleton_task="configs/none.yaml"
+    )
     with pytest.raises(uw.WorkerFailure) as ei:
         pipe.run(src, tmp_path / "o.glb", seed=2, seed_retries=0)
     e = ei.value
@@ -542,7 +680,8 @@ def test_unirig_pipeline_failures_carry_the_step_log(tmp_path, monkeypatch):
         bad.write_bytes(b"x")
         with pytest.raises(uw.WorkerFailure, match=why):
             uw.Pipeline(python=sys.executable, repo_dir=FAKE_UNIRIG, work_dir=tmp_path / "w4").run(
-                bad, tmp_path / "o.glb" if "," not in bad.name else tmp_path / "o,x.glb", 1, 0)
+                bad, tmp_path / "o.glb" if "," not in bad.name else tmp_path / "o,x.glb", 1, 0
+            )
     assert not (tmp_path / "o.glb").exists()
 
 
@@ -557,20 +696,29 @@ class _InProcessUniRig:
 
     async def call(self, op, args, *, timeout_s=None, progress=None):
         assert op == "rig" and timeout_s == 1800.0
-        pipe = self.uw.Pipeline(python=sys.executable, repo_dir=FAKE_UNIRIG, work_dir=Path(args["work_dir"]),
-                                faces_target_count=args["faces_target_count"])
+        pipe = self.uw.Pipeline(
+            python=sys.executable,
+            repo_dir=FAKE_UNIRIG,
+            work_dir=Path(args["work_dir"]),
+            faces_target_count=args["faces_target_count"],
+        )
         try:
             return pipe.run(Path(args["input"]), Path(args["output"]), args["seed"], args["seed_retries"])
         except self.uw.WorkerFailure as e:
-            raise WorkerError("UniRig rig", str(e), kind="request",
-                              response={"ok": False, "error": str(e), "error_kind": e.kind, **e.extra}) from None
+            raise WorkerError(
+                "UniRig rig",
+                str(e),
+                kind="request",
+                response={"ok": False, "error": str(e), "error_kind": e.kind, **e.extra},
+            ) from None
 
 
 def test_rig_unirig_writes_the_rig_and_a_heuristic_humanoid_map(tmp_path, clean_env, monkeypatch):
     uw = load_worker_module("unirig_worker")
     sk, truth = as_unirig(synthetic_humanoid(), seed=4)
-    (tmp_path / "s.json").write_text(json.dumps({"names": sk.names, "parents": sk.parents,
-                                                 "positions": sk.positions.tolist()}))
+    (tmp_path / "s.json").write_text(
+        json.dumps({"names": sk.names, "parents": sk.parents, "positions": sk.positions.tolist()})
+    )
     monkeypatch.setenv("FAKE_UNIRIG_SKELETON", str(tmp_path / "s.json"))
     monkeypatch.setattr(core_unirig, "get_worker", lambda spec: _InProcessUniRig(uw))
     cfg = cfg_with(tmp_path, **{"unirig.python": VENV_PY, "unirig.repo_dir": FAKE_UNIRIG})
@@ -589,33 +737,47 @@ def test_rig_unirig_writes_the_rig_and_a_heuristic_humanoid_map(tmp_path, clean_
     assert list(jobs.iterdir()) == []  # a finished job leaves no scratch folder
     # a model that never samples a valid skeleton: the error names the seed input
     with pytest.raises(AvatarError) as ei:
-        asyncio.run(core_unirig.rig_unirig(mesh, tmp_path / "out" / "b.glb",
-                                           core_unirig.UniRigParams(seed=11, seed_retries=0), cfg))
+        asyncio.run(
+            core_unirig.rig_unirig(
+                mesh, tmp_path / "out" / "b.glb", core_unirig.UniRigParams(seed=11, seed_retries=0), cfg
+            )
+        )
     assert str(ei.value).startswith("seed: UniRig made no valid skeleton with seeds [11]")
     assert "unexpected token found" in str(ei.value)
     kept = list(jobs.iterdir())
     assert len(kept) == 1 and (kept[0] / "logs").is_dir()  # a failed job keeps its step logs
     with pytest.raises(AvatarError, match="does not end in .fbx"):
-        asyncio.run(core_unirig.rig_unirig(mesh, tmp_path / "x.glb", core_unirig.UniRigParams(output_format="fbx"), cfg))
+        asyncio.run(
+            core_unirig.rig_unirig(mesh, tmp_path / "x.glb", core_unirig.UniRigParams(output_format="fbx"), cfg)
+        )
 
 
 # ====================================================================== humanoid map heuristic
 
-@pytest.mark.parametrize("layout,pose", [
-    ({}, {}),
-    ({}, {"yaw_deg": 180, "seed": 1}),  # facing -Z: the toes tell front from back
-    ({}, {"yaw_deg": 90, "seed": 2}),
-    ({}, {"scale": 0.45, "shift": (0.02, -0.5, 0.1), "seed": 3}),  # TRELLIS-style unit cube, centred
-    ({"fingers": False, "toes": False, "extra_head_leaf": False}, {"seed": 5}),
-])
+
+@pytest.mark.parametrize(
+    "layout,pose",
+    [
+        ({}, {}),
+        ({}, {"yaw_deg": 180, "seed": 1}),  # facing -Z: the toes tell front from back
+        ({}, {"yaw_deg": 90, "seed": 2}),
+        ({}, {"scale": 0.45, "shift": (0.02, -0.5, 0.1), "seed": 3}),  # TRELLIS-style unit cube, centred
+        ({"fingers": False, "toes": False, "extra_head_leaf": False}, {"seed": 5}),
+    ],
+)
 def test_humanoid_map_recovers_vrm_names_from_shuffled_bones(layout, pose):
     sk, truth = as_unirig(synthetic_humanoid(**layout), **pose)
     m = humanoid_map(sk)
     assert m["complete"], m
     assert m["humanBones"] == {b: truth[b] for b in m["humanBones"]}, "a bone got the wrong VRM name"
-    expected = {n for n in truth if n in {"hips", "spine", "chest", "upperChest", "neck", "head"}
-                or any(n.endswith(x) for x in ("Shoulder", "UpperArm", "LowerArm", "Hand", "UpperLeg", "LowerLeg",
-                                               "Foot", "Toes"))}
+    expected = {
+        n
+        for n in truth
+        if n in {"hips", "spine", "chest", "upperChest", "neck", "head"}
+        or any(
+            n.endswith(x) for x in ("Shoulder", "UpperArm", "LowerArm", "Hand", "UpperLeg", "LowerLeg", "Foot", "Toes")
+        )
+    }
     assert set(m["humanBones"]) == expected
     assert len(set(m["humanBones"].values())) == len(m["humanBones"])
     if layout.get("toes") is False:
@@ -628,8 +790,23 @@ def test_humanoid_map_says_what_it_cannot_find():
     # a quadruped-like chain: no arms off a vertical spine
     names = [f"bone_{i}" for i in range(12)]
     parents = [None, 0, 1, 2, 0, 4, 0, 6, 2, 8, 2, 10]
-    pos = np.array([[0, 1, 0], [0, 1, 0.5], [0, 1, 1.0], [0, 1.3, 1.4], [0.2, 0.5, 0], [0.2, 0, 0], [-0.2, 0.5, 0],
-                    [-0.2, 0, 0], [0.2, 0.5, 1.0], [0.2, 0, 1.0], [-0.2, 0.5, 1.0], [-0.2, 0, 1.0]], float)
+    pos = np.array(
+        [
+            [0, 1, 0],
+            [0, 1, 0.5],
+            [0, 1, 1.0],
+            [0, 1.3, 1.4],
+            [0.2, 0.5, 0],
+            [0.2, 0, 0],
+            [-0.2, 0.5, 0],
+            [-0.2, 0, 0],
+            [0.2, 0.5, 1.0],
+            [0.2, 0, 1.0],
+            [-0.2, 0.5, 1.0],
+            [-0.2, 0, 1.0],
+        ],
+        float,
+    )
     m = humanoid_map(Skeleton(names, parents, pos))
     assert m["complete"] is False and m["heuristic"] is True
     assert m["missing_required"] and set(m["missing_required"]) <= set(REQUIRED_BONES)
@@ -640,11 +817,14 @@ def test_humanoid_map_says_what_it_cannot_find():
 def test_read_gltf_skeleton_applies_node_transforms(tmp_path):
     import pygltflib
 
-    nodes = [pygltflib.Node(name="root", translation=[0, 1, 0], rotation=[0, 0.7071068, 0, 0.7071068], children=[1]),
-             pygltflib.Node(name="child", translation=[1, 0, 0], scale=[2, 2, 2], children=[2]),
-             pygltflib.Node(name="grandchild", translation=[0, 0.5, 0])]
-    g = pygltflib.GLTF2(scene=0, scenes=[pygltflib.Scene(nodes=[0])], nodes=nodes,
-                        skins=[pygltflib.Skin(joints=[2, 0, 1])])
+    nodes = [
+        pygltflib.Node(name="root", translation=[0, 1, 0], rotation=[0, 0.7071068, 0, 0.7071068], children=[1]),
+        pygltflib.Node(name="child", translation=[1, 0, 0], scale=[2, 2, 2], children=[2]),
+        pygltflib.Node(name="grandchild", translation=[0, 0.5, 0]),
+    ]
+    g = pygltflib.GLTF2(
+        scene=0, scenes=[pygltflib.Scene(nodes=[0])], nodes=nodes, skins=[pygltflib.Skin(joints=[2, 0, 1])]
+    )
     path = tmp_path / "s.glb"
     g.save_binary(str(path))
     sk = read_skeleton(path)
@@ -652,6 +832,8 @@ def test_read_gltf_skeleton_applies_node_transforms(tmp_path):
     # 90 degrees about +Y maps +X to -Z; the child's scale doubles the grandchild's offset
     assert np.allclose(sk.positions, [[0, 2, -1], [0, 1, 0], [0, 1, -1]], atol=1e-5)
     bad = tmp_path / "noskin.glb"
-    pygltflib.GLTF2(scene=0, scenes=[pygltflib.Scene(nodes=[0])], nodes=[pygltflib.Node(name="n")]).save_binary(str(bad))
+    pygltflib.GLTF2(scene=0, scenes=[pygltflib.Scene(nodes=[0])], nodes=[pygltflib.Node(name="n")]).save_binary(
+        str(bad)
+    )
     with pytest.raises(AvatarError, match="has no skinned skeleton"):
         read_skeleton(bad)

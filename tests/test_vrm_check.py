@@ -3,19 +3,20 @@
 The files are written here byte by byte (JSON chunk + BIN chunk), so these tests need no
 Blender; test_rig_vrm.py runs the same validator on VRMs that Blender made.
 """
+
 from __future__ import annotations
 
 import copy
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jsonschema
 import numpy as np
 import pytest
-
 from _vrm_helpers import rewrite_json
+
 from comfy_avatar_nodes.core.vrm.glb import pack_glb
 from comfy_avatar_nodes.core.vrm.spec import REQUIRED_BONES
 from comfy_avatar_nodes.core.vrm.validate import validate_vrm
@@ -42,9 +43,17 @@ SKELETON: dict[str, tuple[str | None, tuple[float, float, float]]] = {
 }
 
 
-def build_vrm(path: Path, *, weights: str = "float", weight_scale: float = 1.0, unweighted: int = 0,
-              offset: tuple[float, float, float] = (0, 0, 0), scale: float = 1.0, mirror_x: bool = False,
-              feet_back: bool = False) -> Path:
+def build_vrm(
+    path: Path,
+    *,
+    weights: str = "float",
+    weight_scale: float = 1.0,
+    unweighted: int = 0,
+    offset: tuple[float, float, float] = (0, 0, 0),
+    scale: float = 1.0,
+    mirror_x: bool = False,
+    feet_back: bool = False,
+) -> Path:
     """A tiny skinned VRM 1.0: one triangle per bone, each vertex fully weighted to its bone,
     plus two foot triangles touching Y=0 that reach forward (+Z) past the ankles."""
     names = list(SKELETON)
@@ -102,12 +111,23 @@ def build_vrm(path: Path, *, weights: str = "float", weight_scale: float = 1.0, 
         views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(part)})
         blob += part
     accessors = [
-        {"bufferView": 0, "componentType": 5126, "count": n, "type": "VEC3",
-         "min": pos.min(axis=0).tolist(), "max": pos.max(axis=0).tolist()},
+        {
+            "bufferView": 0,
+            "componentType": 5126,
+            "count": n,
+            "type": "VEC3",
+            "min": pos.min(axis=0).tolist(),
+            "max": pos.max(axis=0).tolist(),
+        },
         {"bufferView": 1, "componentType": 5123, "count": n, "type": "SCALAR"},
         {"bufferView": 2, "componentType": 5121, "count": n, "type": "VEC4"},
-        {"bufferView": 3, "componentType": w_type, "count": n, "type": "VEC4",
-         **({"normalized": True} if w_type != 5126 else {})},
+        {
+            "bufferView": 3,
+            "componentType": w_type,
+            "count": n,
+            "type": "VEC4",
+            **({"normalized": True} if w_type != 5126 else {}),
+        },
         {"bufferView": 4, "componentType": 5126, "count": len(names), "type": "MAT4"},
     ]
     body = len(nodes)
@@ -118,19 +138,31 @@ def build_vrm(path: Path, *, weights: str = "float", weight_scale: float = 1.0, 
         "scene": 0,
         "scenes": [{"nodes": [0, body]}],
         "nodes": nodes,
-        "meshes": [{"name": "Body", "primitives": [{"attributes": {"POSITION": 0, "JOINTS_0": 2, "WEIGHTS_0": 3},
-                                                    "indices": 1}]}],
+        "meshes": [
+            {
+                "name": "Body",
+                "primitives": [{"attributes": {"POSITION": 0, "JOINTS_0": 2, "WEIGHTS_0": 3}, "indices": 1}],
+            }
+        ],
         "skins": [{"joints": list(range(len(names))), "inverseBindMatrices": 4, "skeleton": 0}],
         "accessors": accessors,
         "bufferViews": views,
         "buffers": [{"byteLength": len(blob)}],
-        "extensions": {"VRMC_vrm": {
-            "specVersion": "1.0",
-            "meta": {"name": "Synthetic", "version": "1", "authors": ["tests"],
-                     "licenseUrl": "https://vrm.dev/licenses/1.0/", "avatarPermission": "onlyAuthor",
-                     "commercialUsage": "personalNonProfit", "modification": "prohibited"},
-            "humanoid": {"humanBones": {name: {"node": i} for i, name in enumerate(names)}},
-        }},
+        "extensions": {
+            "VRMC_vrm": {
+                "specVersion": "1.0",
+                "meta": {
+                    "name": "Synthetic",
+                    "version": "1",
+                    "authors": ["tests"],
+                    "licenseUrl": "https://vrm.dev/licenses/1.0/",
+                    "avatarPermission": "onlyAuthor",
+                    "commercialUsage": "personalNonProfit",
+                    "modification": "prohibited",
+                },
+                "humanoid": {"humanBones": {name: {"node": i} for i, name in enumerate(names)}},
+            }
+        },
     }
     path.write_bytes(pack_glb(doc, blob))
     return path
@@ -191,6 +223,7 @@ def test_unweighted_vertices_are_reported(tmp_path):
 def test_missing_required_bone(good):
     def drop(doc):
         del doc["extensions"]["VRMC_vrm"]["humanoid"]["humanBones"]["leftHand"]
+
     report = validate_vrm(_edit(good, drop))
     assert not report.ok
     assert report.facts["missing_required_bones"] == ["leftHand"]
@@ -201,6 +234,7 @@ def test_two_bones_on_one_node(good):
     def dup(doc):
         bones = doc["extensions"]["VRMC_vrm"]["humanoid"]["humanBones"]
         bones["rightHand"]["node"] = bones["leftHand"]["node"]
+
     report = validate_vrm(_edit(good, dup))
     assert any("'leftHand' and 'rightHand' share node" in e for e in report.errors), report.errors
 
@@ -210,6 +244,7 @@ def test_bone_node_out_of_range_and_unknown_bone_name(good):
         bones = doc["extensions"]["VRMC_vrm"]["humanoid"]["humanBones"]
         bones["head"]["node"] = 999
         bones["tail"] = {"node": 0}
+
     report = validate_vrm(_edit(good, bad))
     assert any("'head' points at node 999" in e for e in report.errors), report.errors
     assert any("'tail' is not a VRM 1.0 bone name" in w for w in report.warnings)
@@ -223,6 +258,7 @@ def test_bone_outside_its_chain(good):
             if hand in n.get("children", []):
                 n["children"].remove(hand)
         nodes[SKELETON_INDEX["hips"]]["children"].append(hand)
+
     report = validate_vrm(_edit(good, move))
     assert "humanoid bone 'leftHand' is not below 'leftLowerArm' in the node hierarchy" in report.errors
 
@@ -255,8 +291,8 @@ def test_spec_version_meta_and_license(good):
     def bad(doc):
         vrm = doc["extensions"]["VRMC_vrm"]
         vrm["specVersion"] = "0.0"
-        vrm["meta"].update(name="", authors=[], licenseUrl="https://example.com/my-license",
-                           avatarPermission="anyone")
+        vrm["meta"].update(name="", authors=[], licenseUrl="https://example.com/my-license", avatarPermission="anyone")
+
     report = validate_vrm(_edit(good, bad))
     assert "VRMC_vrm.specVersion is '0.0', expected '1.0'" in report.errors
     assert "meta.name is missing or empty" in report.errors
@@ -269,10 +305,15 @@ def test_plain_glb_and_vrm0_are_told_apart(good):
     def plain(doc):
         del doc["extensions"]
         doc["extensionsUsed"] = []
+
     def vrm0(doc):
         doc["extensions"] = {"VRM": {"exporterVersion": "x", "humanoid": {"humanBones": []}}}
         doc["extensionsUsed"] = ["VRM"]
-    assert "no VRMC_vrm extension: this is a plain glTF/GLB, not a VRM 1.0 avatar" in validate_vrm(_edit(good, plain)).errors
+
+    assert (
+        "no VRMC_vrm extension: this is a plain glTF/GLB, not a VRM 1.0 avatar"
+        in validate_vrm(_edit(good, plain)).errors
+    )
     assert any("VRM 0.x" in e for e in validate_vrm(_edit(good, vrm0)).errors)
 
 
@@ -307,6 +348,7 @@ def test_corrupt_files(tmp_path, good):
 def test_accessor_past_the_buffer_is_an_error_not_a_crash(good):
     def lie(doc):
         doc["accessors"][0]["count"] = 10_000
+
     report = validate_vrm(_edit(good, lie))
     assert not report.ok
     assert any("reads past the end" in e for e in report.errors), report.errors
@@ -316,6 +358,7 @@ def test_summary_lists_every_error(good):
     def bad(doc):
         doc["extensions"]["VRMC_vrm"]["specVersion"] = "2.0"
         del doc["extensions"]["VRMC_vrm"]["humanoid"]["humanBones"]["hips"]
+
     report = validate_vrm(_edit(good, bad))
     text = report.summary()
     assert text.splitlines()[0].startswith("edited.vrm: INVALID (")
@@ -325,6 +368,7 @@ def test_summary_lists_every_error(good):
 
 
 # ---------------------------------------------------------------- the Node checks agree
+
 
 @pytest.mark.js
 def test_node_checks_agree_with_the_python_validator(good, tmp_path):
@@ -343,6 +387,7 @@ def test_node_checks_agree_with_the_python_validator(good, tmp_path):
     def plain(doc):
         del doc["extensions"]
         del doc["extensionsUsed"]
+
     glb = rewrite_json(good, plain, tmp_path / "plain.glb")
     assert check_with_node(glb)["errors"] == ["no VRMC_vrm extension"]
     assert check_with_node(glb, "check_gltf.mjs")["ok"] is True

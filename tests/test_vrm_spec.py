@@ -4,6 +4,7 @@ blender_cli/ scripts run inside Blender and load core/vrm/spec.py and core/vrm/g
 (blender_cli/_pack.py); these tests keep those files importable there (stdlib only) and keep
 copies from creeping back in.
 """
+
 from __future__ import annotations
 
 import ast
@@ -53,18 +54,24 @@ def test_names_are_consistent():
     assert {b for b, _parent, _c in BONES} <= set(spec.HUMAN_BONES)
 
 
-COPIES = {"a meta enum": re.compile(r'"(onlySeparatelyLicensedPerson|allowModificationRedistribution|personalProfit)"'),
-          # consecutive entries of the required / optional lists (a use names one or two bones, a copy runs on)
-          "a bone list": re.compile(r'"leftLowerLeg",\s*"leftFoot"|"rightLowerArm",\s*"rightHand"|"leftToes",\s*"rightToes"'),
-          "the licence URL": re.compile(r"vrm\.dev/licenses/1\.0")}
+COPIES = {
+    "a meta enum": re.compile(r'"(onlySeparatelyLicensedPerson|allowModificationRedistribution|personalProfit)"'),
+    # consecutive entries of the required / optional lists (a use names one or two bones, a copy runs on)
+    "a bone list": re.compile(r'"leftLowerLeg",\s*"leftFoot"|"rightLowerArm",\s*"rightHand"|"leftToes",\s*"rightToes"'),
+    "the licence URL": re.compile(r"vrm\.dev/licenses/1\.0"),
+}
 
 
 @pytest.mark.parametrize("what", sorted(COPIES))
 def test_no_copy_of_the_names_outside_spec(what):
     """A bone or meta list written out again anywhere in the pack or blender_cli/ is a second definition."""
     spec_file = ROOT / "comfy_avatar_nodes" / "core" / "vrm" / "spec.py"
-    found = [str(p.relative_to(ROOT)) for base in ("comfy_avatar_nodes", "blender_cli") for p in (ROOT / base).rglob("*.py")
-             if p != spec_file and COPIES[what].search(p.read_text(encoding="utf-8"))]
+    found = [
+        str(p.relative_to(ROOT))
+        for base in ("comfy_avatar_nodes", "blender_cli")
+        for p in (ROOT / base).rglob("*.py")
+        if p != spec_file and COPIES[what].search(p.read_text(encoding="utf-8"))
+    ]
     assert not found, f"{what} is spelled out again in {found}; import it from core/vrm/spec.py"
 
 

@@ -3,6 +3,7 @@
 Two promises are tested: untrusted (model-written) scripts can never reach a warm process,
 and a used warm worker -- after another job, a failed job, a recycle and a crash -- writes
 exactly the same bytes as a fresh one-shot launch for the same job."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,6 +31,7 @@ SCRIPTS = warm_blender.SCRIPTS_DIR
 
 
 # ---------------------------------------------------------------- no Blender needed
+
 
 def test_only_our_own_scripts_are_trusted(tmp_path):
     assert warm_blender.trusted_script(SCRIPTS / "rig_vrm.py") is not None
@@ -60,6 +62,7 @@ def test_trusted_script_cannot_be_forged():
 def test_executor_shaped_jobs_never_go_warm(monkeypatch):
     """The runner asks for a warm worker only without env/limits (every executor job sets both;
     a jailed job takes another branch before this) and only for a trusted script."""
+
     def boom(*a, **k):
         raise AssertionError("a warm pool was asked for")
 
@@ -68,7 +71,8 @@ def test_executor_shaped_jobs_never_go_warm(monkeypatch):
     bs = dataclasses.replace(load_settings().blender, warm=True)
     args = dict(job_path=Path("j"), work=Path("."), log_path=Path("l"), timeout=None)
     run = lambda script, env=None, limits=None, rt=rt, bs=bs: asyncio.run(  # noqa: E731
-        runner._run_warm(SCRIPTS / script, rt, bs, env, limits, **args))
+        runner._run_warm(SCRIPTS / script, rt, bs, env, limits, **args)
+    )
     assert run("sandbox_exec.py") is None
     assert run("rig_vrm.py", env={}) is None
     assert run("rig_vrm.py", limits=runner.ResourceLimits(cpu_s=10)) is None
@@ -77,6 +81,7 @@ def test_executor_shaped_jobs_never_go_warm(monkeypatch):
 
 
 # ---------------------------------------------------------------- real Blender
+
 
 @pytest.mark.blender
 def test_executor_scripts_run_fresh_even_with_warm_on(blender_runtime, tmp_path, monkeypatch):

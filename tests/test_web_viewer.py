@@ -7,6 +7,7 @@ viewer's canvas (screenshots, saved under out/web_viewer/comfyui-<version>/ to b
 the avatar, orbit, idle motion and look-at change the picture, and the expression buttons (aa, blink, happy)
 change the face and only the face, for every preset the VRM binds.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,6 +36,7 @@ BUTTON_PRESETS = ("aa", "blink", "happy")
 
 
 # ------------------------------------------------------------------ the bundle (no ComfyUI)
+
 
 def _lock() -> dict:
     return json.loads((WEB_SRC / "package-lock.json").read_text())
@@ -82,14 +84,24 @@ def test_bundle_rebuilds_byte_for_byte():
     need(shutil.which("node") is not None and shutil.which("npm") is not None, "node and npm are needed to rebuild")
     stamp = WEB_SRC / "node_modules" / ".package-lock.json"
     fresh = stamp.is_file() and all(
-        (WEB_SRC / "node_modules" / name / "package.json").is_file() for name in ("three", "@pixiv/three-vrm", "esbuild"))
+        (WEB_SRC / "node_modules" / name / "package.json").is_file()
+        for name in ("three", "@pixiv/three-vrm", "esbuild")
+    )
     if fresh:
         have = json.loads(stamp.read_text())["packages"]
-        fresh = all(have.get(k, {}).get("version") == v.get("version")
-                    for k, v in _lock()["packages"].items() if k and not v.get("optional"))
+        fresh = all(
+            have.get(k, {}).get("version") == v.get("version")
+            for k, v in _lock()["packages"].items()
+            if k and not v.get("optional")
+        )
     if not fresh:
-        proc = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB_SRC,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=WEB_SRC,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         need(proc.returncode == 0, f"npm ci in web_src failed (offline?): {proc.stderr[-800:]}")
     proc = subprocess.run(["node", "build.mjs", "--check"], cwd=WEB_SRC, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -99,6 +111,7 @@ def test_bundle_rebuilds_byte_for_byte():
 
 
 # ------------------------------------------------------------------ in the real editor
+
 
 def _shots_dir() -> Path:
     v = ".".join(map(str, comfyui_version()))
@@ -118,17 +131,23 @@ class Editor:
         self.page, self.comfy, self.shots, self.workflow, self.prompt_id = page, comfy, shots, workflow, prompt_id
 
     def viewer(self, expr: str):
-        return self.page.evaluate(f"(() => {{ const w = {_widget_js(RIG, 'avatar_viewer')}; const v = w.viewer; "
-                                  f"return {expr}; }})()")
+        return self.page.evaluate(
+            f"(() => {{ const w = {_widget_js(RIG, 'avatar_viewer')}; const v = w.viewer; return {expr}; }})()"
+        )
 
     def click(self, selector: str) -> None:
-        ok = self.page.evaluate(f"(() => {{ const b = {_widget_js(RIG, 'avatar_viewer')}.element.querySelector("
-                                f"{json.dumps(selector)}); if (!b) return false; b.click(); return true; }})()")
+        ok = self.page.evaluate(
+            f"(() => {{ const b = {_widget_js(RIG, 'avatar_viewer')}.element.querySelector("
+            f"{json.dumps(selector)}); if (!b) return false; b.click(); return true; }})()"
+        )
         assert ok, f"no {selector} in the viewer"
 
     def canvas_rect(self) -> dict:
-        return json.loads(self.viewer("JSON.stringify((({x, y, width, height}) => ({x, y, width, height}))"
-                                      "(v.canvas.getBoundingClientRect()))"))
+        return json.loads(
+            self.viewer(
+                "JSON.stringify((({x, y, width, height}) => ({x, y, width, height}))(v.canvas.getBoundingClientRect()))"
+            )
+        )
 
     def frames_after(self, n: int = 3, timeout_s: float = 20) -> None:
         """Wait until the viewer has drawn n more frames (SwiftShader draws a few a second)."""
@@ -164,8 +183,12 @@ def _wait_run(page: EditorPage, comfy, ready_js: str, timeout_s: float, before: 
                 msgs = [m for m in status.get("messages", []) if m[0] == "execution_error"]
                 raise AssertionError(f"the workflow failed in ComfyUI: {json.dumps(msgs)[:3000]}")
         time.sleep(1)
-    raise AssertionError(f"the viewer/report did not appear within {timeout_s:g} s; console:\n"
-                         + "\n".join(page.console[-30:]) + "\n" + comfy.log_tail())
+    raise AssertionError(
+        f"the viewer/report did not appear within {timeout_s:g} s; console:\n"
+        + "\n".join(page.console[-30:])
+        + "\n"
+        + comfy.log_tail()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -176,26 +199,41 @@ def editor(example_image):
 
     comfy = shared_comfy()
     with example_image.open("rb") as f:
-        requests.post(comfy.url + "/upload/image", files={"image": (example_image.name, f, "image/png")},
-                      data={"overwrite": "true"}, timeout=60).raise_for_status()
+        requests.post(
+            comfy.url + "/upload/image",
+            files={"image": (example_image.name, f, "image/png")},
+            data={"overwrite": "true"},
+            timeout=60,
+        ).raise_for_status()
     # A returning user: no template browser over the canvas, no minimap.
-    requests.post(comfy.url + "/settings", json={"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False},
-                  timeout=30).raise_for_status()
+    requests.post(
+        comfy.url + "/settings", json={"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}, timeout=30
+    ).raise_for_status()
     workflow = json.loads(WORKFLOW.read_text())
     # A name of its own, so ComfyUI runs the rig for this test instead of answering from its cache.
     rig = next(n for n in workflow["nodes"] if n["id"] == RIG)
     rig["widgets_values"][0] = f"Web viewer {uuid.uuid4().hex[:6]}"
     shots = _shots_dir()
     with EditorPage(comfy.url) as page:
-        page.evaluate("(async () => { await app.loadGraphData(" + json.dumps(workflow) + ", true, true, null,"
-                      " {showMissingNodesDialog: false, showMissingModelsDialog: false}); return 1; })()")
+        page.evaluate(
+            "(async () => { await app.loadGraphData(" + json.dumps(workflow) + ", true, true, null,"
+            " {showMissingNodesDialog: false, showMissingModelsDialog: false}); return 1; })()"
+        )
         before = set(requests.get(comfy.url + "/history", timeout=30).json())
         page.evaluate("(async () => { await app.queuePrompt(0, 1); return 1; })()")
-        prompt_id = _wait_run(page, comfy, f"(() => {{ const w = {_widget_js(RIG, 'avatar_viewer')}; const r = "
-                               f"{_widget_js(VALIDATE, 'avatar_report')}; return !!(w && r && w.element.dataset.status"
-                               f" && w.element.dataset.status !== 'loading'); }})()", 900, before)
-        page.evaluate("(() => { const c = app.canvas; c.ds.scale = 1; c.ds.offset = [-810 + 150, -100 + 60];"
-                      " c.setDirty(true, true); return 1; })()")
+        prompt_id = _wait_run(
+            page,
+            comfy,
+            f"(() => {{ const w = {_widget_js(RIG, 'avatar_viewer')}; const r = "
+            f"{_widget_js(VALIDATE, 'avatar_report')}; return !!(w && r && w.element.dataset.status"
+            f" && w.element.dataset.status !== 'loading'); }})()",
+            900,
+            before,
+        )
+        page.evaluate(
+            "(() => { const c = app.canvas; c.ds.scale = 1; c.ds.offset = [-810 + 150, -100 + 60];"
+            " c.setDirty(true, true); return 1; })()"
+        )
         time.sleep(1)
         (shots / "editor.png").write_bytes(page.screenshot())
         yield Editor(page, comfy, shots, workflow, prompt_id)
@@ -215,7 +253,9 @@ def test_extension_is_served(editor):
     ours = [e for e in exts if "comfy-avatar" in e]
     assert ours == ["/extensions/comfy-avatar/avatar_nodes.js"], ours
     r = requests.get(editor.comfy.url + "/extensions/comfy-avatar/vendor/avatar-viewer.bundle.mjs", timeout=30)
-    assert r.status_code == 200 and "javascript" in r.headers["Content-Type"] and len(r.content) == BUNDLE.stat().st_size
+    assert (
+        r.status_code == 200 and "javascript" in r.headers["Content-Type"] and len(r.content) == BUNDLE.stat().st_size
+    )
     assert "comfy-avatar.viewer" in editor.page.evaluate("app.extensions.map(e => e.name).join(' ')")
 
 
@@ -238,18 +278,21 @@ def test_viewer_shows_the_vrm_the_node_wrote(editor):
 @pytest.mark.comfyui
 def test_viewer_adds_nothing_to_the_workflow(editor):
     """The panels are not widgets with values: the saved workflow and the queued prompt stay as they were."""
-    out = json.loads(editor.page.evaluate("(async () => { const p = await app.graphToPrompt();"
-                                          " return JSON.stringify(p); })()"))
+    out = json.loads(
+        editor.page.evaluate("(async () => { const p = await app.graphToPrompt(); return JSON.stringify(p); })()")
+    )
     saved = {n["id"]: n for n in out["workflow"]["nodes"]}
     for node in editor.workflow["nodes"]:
         if node["id"] not in (RIG, VALIDATE):
             continue
-        others = editor.page.evaluate(f"app.graph.getNodeById({node['id']}).widgets"
-                                      ".filter(w => !['avatar_viewer', 'avatar_report'].includes(w.name)).length")
+        others = editor.page.evaluate(
+            f"app.graph.getNodeById({node['id']}).widgets"
+            ".filter(w => !['avatar_viewer', 'avatar_report'].includes(w.name)).length"
+        )
         values = saved[node["id"]]["widgets_values"]
         assert len(values) == others, (values, others)
         # (the node may have grown inputs since the workflow file was saved: those come after)
-        assert values[:len(node["widgets_values"])] == node["widgets_values"]
+        assert values[: len(node["widgets_values"])] == node["widgets_values"]
     assert sorted(out["output"][str(VALIDATE)]["inputs"]) == ["fail_on_error", "vrm"]
 
 
@@ -310,16 +353,20 @@ def test_expression_buttons_change_the_face(editor):
         assert d["changed"] > 0.0005, f"{name} did not change the picture ({d})"
         x0, y0, x1, y1 = d["bbox"]
         tol = 0.02
-        assert (x0 >= head["x0"] - tol and y0 >= head["y0"] - tol and x1 <= head["x1"] + tol
-                and y1 <= head["y1"] + tol), f"{name} changed pixels outside the head: {d['bbox']} vs {head}"
+        assert (
+            x0 >= head["x0"] - tol and y0 >= head["y0"] - tol and x1 <= head["x1"] + tol and y1 <= head["y1"] + tol
+        ), f"{name} changed pixels outside the head: {d['bbox']} vs {head}"
         editor.click(f"[data-preset={name}]")  # the same button again: back to neutral
         assert editor.viewer("v.active") is None
         assert png_diff(neutral, editor.shot())["changed"] == 0
     # a disabled button does nothing: unbind happy in the viewer as a VRM without it would load
-    editor.viewer("(v.info.bound = v.info.bound.filter(n => n !== 'happy'), "
-                  "v.presetButtons.get('happy').disabled = true, 1)")
-    editor.page.evaluate(f"{_widget_js(RIG, 'avatar_viewer')}.element.querySelector('[data-preset=happy]')"
-                         ".dispatchEvent(new MouseEvent('click'))")
+    editor.viewer(
+        "(v.info.bound = v.info.bound.filter(n => n !== 'happy'), v.presetButtons.get('happy').disabled = true, 1)"
+    )
+    editor.page.evaluate(
+        f"{_widget_js(RIG, 'avatar_viewer')}.element.querySelector('[data-preset=happy]')"
+        ".dispatchEvent(new MouseEvent('click'))"
+    )
     assert editor.viewer("v.active") is None and png_diff(neutral, editor.shot())["changed"] == 0
     assert editor.viewer("v.setExpression('happy')") is False
     editor.viewer("(v.info.bound.push('happy'), v.presetButtons.get('happy').disabled = false, 1)")
@@ -329,11 +376,14 @@ def test_expression_buttons_change_the_face(editor):
 def test_validate_vrm_shows_its_report(editor):
     ui = _history_ui(editor, VALIDATE)
     report = ui["avatar_report"][0]
-    panel = json.loads(editor.page.evaluate(
-        f"(() => {{ const e = {_widget_js(VALIDATE, 'avatar_report')}.element; return JSON.stringify({{"
-        " text: e.querySelector('.car-text').textContent, badge: e.querySelector('.car-badge').textContent,"
-        " ok: e.dataset.ok, bound: e.dataset.bound ?? null, expr: e.querySelector('.car-expr').textContent,"
-        " rect: (({x, y, width, height}) => ({x, y, width, height}))(e.getBoundingClientRect()) }); })()"))
+    panel = json.loads(
+        editor.page.evaluate(
+            f"(() => {{ const e = {_widget_js(VALIDATE, 'avatar_report')}.element; return JSON.stringify({{"
+            " text: e.querySelector('.car-text').textContent, badge: e.querySelector('.car-badge').textContent,"
+            " ok: e.dataset.ok, bound: e.dataset.bound ?? null, expr: e.querySelector('.car-expr').textContent,"
+            " rect: (({x, y, width, height}) => ({x, y, width, height}))(e.getBoundingClientRect()) }); })()"
+        )
+    )
     (editor.shots / "validate_report.png").write_bytes(editor.page.screenshot(panel["rect"]))
     assert panel["text"] == ui["text"][0] and panel["text"].startswith(Path(report["path"]).name)
     assert panel["badge"] == ("VALID" if report["ok"] else "INVALID") and panel["ok"] == str(report["ok"]).lower()
@@ -349,22 +399,33 @@ def test_report_panel_renders_an_expression_summary(editor):
     """The panel's reading of facts.expressions (the shape core/vrm/validate_face.py reports:
     {preset: {bound, targets, problems, ...}}) for a report with a broken and an unbound preset, fed as the
     editor feeds an executed message (the pipeline's own VRMs bind every preset cleanly)."""
-    facts = {"expressions": {"aa": {"bound": True, "targets": ["Face.aa"], "problems": [], "vertices_moved": 40},
-                             "blink": {"bound": False, "targets": [], "problems": []},
-                             "happy": {"bound": True, "targets": ["Face.happy"],
-                                       "problems": ["moves vertices below the neck"]}},
-             "look_at": "expression", "first_person_annotations": 1, "mtoon_materials": 1, "face_found": False}
-    message = {"text": ["demo.vrm: OK (0 errors, 1 warnings)\nexpressions: ..."],
-               "avatar_report": [{"path": "demo.vrm", "ok": True, "errors": [], "warnings": ["w1"], "facts": facts}]}
+    facts = {
+        "expressions": {
+            "aa": {"bound": True, "targets": ["Face.aa"], "problems": [], "vertices_moved": 40},
+            "blink": {"bound": False, "targets": [], "problems": []},
+            "happy": {"bound": True, "targets": ["Face.happy"], "problems": ["moves vertices below the neck"]},
+        },
+        "look_at": "expression",
+        "first_person_annotations": 1,
+        "mtoon_materials": 1,
+        "face_found": False,
+    }
+    message = {
+        "text": ["demo.vrm: OK (0 errors, 1 warnings)\nexpressions: ..."],
+        "avatar_report": [{"path": "demo.vrm", "ok": True, "errors": [], "warnings": ["w1"], "facts": facts}],
+    }
     node = f"app.graph.getNodeById({VALIDATE})"
-    out = json.loads(editor.page.evaluate(
-        f"(() => {{ const n = {node}; const before = JSON.stringify(n.widgets.map(w => w.name));"
-        f" n.onExecuted({json.dumps(message)}); const e = {_widget_js(VALIDATE, 'avatar_report')}.element;"
-        " return JSON.stringify({ before, after: JSON.stringify(n.widgets.map(w => w.name)), bound: e.dataset.bound,"
-        " problem: [...e.querySelectorAll('.car-chip.problem')].map(c => c.dataset.preset),"
-        " warn: [...e.querySelectorAll('.car-list.warn li')].map(li => li.textContent),"
-        " head: e.querySelector('.car-expr div').textContent, face: e.querySelector('.car-face').textContent,"
-        " tip: e.querySelector('.car-chip[data-preset=aa]').title }); })()"))
+    out = json.loads(
+        editor.page.evaluate(
+            f"(() => {{ const n = {node}; const before = JSON.stringify(n.widgets.map(w => w.name));"
+            f" n.onExecuted({json.dumps(message)}); const e = {_widget_js(VALIDATE, 'avatar_report')}.element;"
+            " return JSON.stringify({ before, after: JSON.stringify(n.widgets.map(w => w.name)), bound: e.dataset.bound,"
+            " problem: [...e.querySelectorAll('.car-chip.problem')].map(c => c.dataset.preset),"
+            " warn: [...e.querySelectorAll('.car-list.warn li')].map(li => li.textContent),"
+            " head: e.querySelector('.car-expr div').textContent, face: e.querySelector('.car-face').textContent,"
+            " tip: e.querySelector('.car-chip[data-preset=aa]').title }); })()"
+        )
+    )
     assert out["before"] == out["after"], "a second run must reuse the panel"
     assert out["bound"] == "aa happy" and out["problem"] == ["happy"] and out["warn"] == ["w1"]
     assert out["head"] == "expressions: 2/17 presets bound"

@@ -1,5 +1,6 @@
 """The persistent model-worker manager (core/runtime/workers.py) against a fake model worker that
 speaks the real protocol (tests/data/workers/fake_worker.py uses workers/_protocol.py)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from comfy_avatar_nodes.core.runtime.workers import (OFFLINE_ENV, FairLock, WorkerError, WorkerSpec, get_worker, shutdown_all,
-                                             worker_env)
+from comfy_avatar_nodes.core.runtime.workers import (
+    OFFLINE_ENV,
+    FairLock,
+    WorkerError,
+    WorkerSpec,
+    get_worker,
+    shutdown_all,
+    worker_env,
+)
 
 FAKE = Path(__file__).parent / "data" / "workers" / "fake_worker.py"
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process-group checks read /proc (Linux)")
@@ -56,8 +64,15 @@ def wait_until(cond, timeout: float = 10.0) -> bool:
 
 @pytest.fixture
 def spec(tmp_path):
-    yield WorkerSpec(name=f"fake-{tmp_path.name}", python=sys.executable, script=str(FAKE), start_timeout_s=30,
-                     idle_timeout_s=300, log_dir=str(tmp_path / "logs"), label="Fake")
+    yield WorkerSpec(
+        name=f"fake-{tmp_path.name}",
+        python=sys.executable,
+        script=str(FAKE),
+        start_timeout_s=30,
+        idle_timeout_s=300,
+        log_dir=str(tmp_path / "logs"),
+        label="Fake",
+    )
     shutdown_all()
 
 
@@ -203,28 +218,53 @@ def test_progress_events_reach_the_callback(spec):
 
 
 def test_worker_env_is_offline_and_has_no_secrets(spec, monkeypatch, tmp_path):
-    secrets = {"OPENAI_API_KEY": "sk-live-123", "HF_TOKEN": "hf_abc", "COMFY_AVATAR_LLM_API_KEY": "k1",
-               "AWS_SECRET_ACCESS_KEY": "aws", "MY_SERVICE_PASSWORD": "pw", "GITHUB_TOKEN": "gh",
-               "DASHSCOPE_API_KEY": "ds", "PYTHONPATH": "/somewhere/else"}
+    secrets = {
+        "OPENAI_API_KEY": "sk-live-123",
+        "HF_TOKEN": "hf_abc",
+        "COMFY_AVATAR_LLM_API_KEY": "k1",
+        "AWS_SECRET_ACCESS_KEY": "aws",
+        "MY_SERVICE_PASSWORD": "pw",
+        "GITHUB_TOKEN": "gh",
+        "DASHSCOPE_API_KEY": "ds",
+        "PYTHONPATH": "/somewhere/else",
+    }
     for k, v in secrets.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # the worker is offline whatever the parent says
     hf_home = tmp_path / "hf"
     s = replace(spec, env=(("HF_HOME", str(hf_home)), ("ATTN_BACKEND", "sdpa")))
-    res = run(get_worker(s).call("env", {"show": ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "ATTN_BACKEND",
-                                                  "CUDA_VISIBLE_DEVICES"]}))
+    res = run(
+        get_worker(s).call(
+            "env",
+            {"show": ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "ATTN_BACKEND", "CUDA_VISIBLE_DEVICES"]},
+        )
+    )
     keys = set(res["keys"])
     assert not keys & set(secrets), f"secrets leaked into the worker: {keys & set(secrets)}"
-    assert res["values"] == {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(hf_home),
-                             "ATTN_BACKEND": "sdpa", "CUDA_VISIBLE_DEVICES": "0"}
+    assert res["values"] == {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(hf_home),
+        "ATTN_BACKEND": "sdpa",
+        "CUDA_VISIBLE_DEVICES": "0",
+    }
     values = "".join(os.environ.get(k, "") for k in keys)
     assert not any(v in values for v in ("sk-live-123", "hf_abc"))
 
 
 def test_worker_env_function():
-    env = worker_env({"HF_HOME": "/m/hf", "EMPTY": ""}, base={"PATH": "/bin", "HF_HOME": "/old", "HF_TOKEN": "x",
-                                                               "SOME_API_KEY": "y", "PYTHONHOME": "/p", "LANG": "C.UTF-8"})
+    env = worker_env(
+        {"HF_HOME": "/m/hf", "EMPTY": ""},
+        base={
+            "PATH": "/bin",
+            "HF_HOME": "/old",
+            "HF_TOKEN": "x",
+            "SOME_API_KEY": "y",
+            "PYTHONHOME": "/p",
+            "LANG": "C.UTF-8",
+        },
+    )
     assert env["HF_HOME"] == "/m/hf" and env["PATH"] == "/bin" and env["LANG"] == "C.UTF-8"
     assert "HF_TOKEN" not in env and "SOME_API_KEY" not in env and "PYTHONHOME" not in env and "EMPTY" not in env
     assert all(env[k] == v for k, v in OFFLINE_ENV.items())
@@ -256,7 +296,9 @@ def test_failed_preflight_lists_every_problem(spec):
 def test_death_before_handshake_and_start_timeout(spec):
     with pytest.raises(WorkerError) as ei:
         run(get_worker(replace(spec, args=("--crash-on-start",))).call("echo"))
-    assert ei.value.kind == "crashed" and "exit code 9" in str(ei.value) and "dying before the handshake" in str(ei.value)
+    assert (
+        ei.value.kind == "crashed" and "exit code 9" in str(ei.value) and "dying before the handshake" in str(ei.value)
+    )
     slow = get_worker(replace(spec, name=spec.name + "-slow", args=("--slow-start", "30"), start_timeout_s=0.5))
     t0 = time.monotonic()
     with pytest.raises(WorkerError) as ei:
@@ -330,7 +372,9 @@ def test_workers_run_with_the_network_unshared(spec):
         srv.settimeout(0.3)
         with pytest.raises(OSError):
             srv.accept()  # nothing arrived
-        host = run(get_worker(replace(spec, name=spec.name + "-host", isolation="none")).call("connect", {"port": port}))
+        host = run(
+            get_worker(replace(spec, name=spec.name + "-host", isolation="none")).call("connect", {"port": port})
+        )
         assert host["connected"] is True
         conn, _ = srv.accept()
         assert conn.recv(100) == b"from the worker"

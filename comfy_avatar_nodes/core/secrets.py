@@ -5,11 +5,12 @@ or in tool config files such as rclone.conf. Anything that leaves the process (a
 message, an rclone stderr tail, MLflow params) goes through :func:`redact` with the
 values from :func:`secret_values` first.
 """
+
 from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .config import Settings, load_settings
 from .errors import ConfigError
@@ -24,8 +25,11 @@ MIN_SECRET_LEN = 6
 # (snake_case, camelCase, UPPER_CASE) so that a word decides, not a substring: "key_prefix",
 # "key_mode", "keyframes", "monkey", "passive" and "authors" are not secrets; "api_key",
 # "sshKey", "key", "key_id", "ssh_keys", "db_pass" and "auth_token" are.
-_SECRET_PARTS = re.compile(r"secret|token|passw|credential|cookie|bearer|authori[sz]ation|"
-                           r"(api|access|private|auth)[_.\- ]?key", re.I)
+_SECRET_PARTS = re.compile(
+    r"secret|token|passw|credential|cookie|bearer|authori[sz]ation|"
+    r"(api|access|private|auth)[_.\- ]?key",
+    re.I,
+)
 _SECRET_WORDS = frozenset({"pass", "pwd", "apikey", "auth", "private"})
 _KEY_WORDS = frozenset({"key", "keys"})
 _WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
@@ -33,8 +37,25 @@ _NOT_SECRET = frozenset({"PWD", "OLDPWD"})  # the shell's working directories, n
 
 # Families of credentials and tool config a child process (sandboxed script, model worker) never
 # inherits, whatever the variable is called (AWS_REGION is not secret, but the family goes).
-_CHILD_DENY_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "OPENAI", "DASHSCOPE", "ANTHROPIC", "HF_", "HUGGING",
-                        "RCLONE_", "MLFLOW_", "COMFY_AVATAR", "GITHUB_", "GH_", "NPM_", "PYPI_", "DOCKER_")
+_CHILD_DENY_PREFIXES = (
+    "AWS_",
+    "AZURE_",
+    "GOOGLE_",
+    "GCP_",
+    "OPENAI",
+    "DASHSCOPE",
+    "ANTHROPIC",
+    "HF_",
+    "HUGGING",
+    "RCLONE_",
+    "MLFLOW_",
+    "COMFY_AVATAR",
+    "GITHUB_",
+    "GH_",
+    "NPM_",
+    "PYPI_",
+    "DOCKER_",
+)
 
 
 def is_secret_name(name: str) -> bool:
@@ -70,8 +91,9 @@ def secret_env_names(settings: Settings | None = None, env: Mapping[str, str] | 
     return names
 
 
-def secret_values(settings: Settings | None = None, env: Mapping[str, str] | None = None,
-                  extra: Iterable[str] = ()) -> list[str]:
+def secret_values(
+    settings: Settings | None = None, env: Mapping[str, str] | None = None, extra: Iterable[str] = ()
+) -> list[str]:
     """The secret values present now (longest first, so overlapping ones redact cleanly)."""
     env = os.environ if env is None else env
     values = {env.get(n, "") for n in secret_env_names(settings, env)} | set(extra)
@@ -95,6 +117,9 @@ def secret(env_var: str, what: str) -> str:
     """Read a secret from the environment at the moment of use; never store it in settings."""
     value = os.environ.get(env_var, "")
     if not value:
-        raise ConfigError(what, f"environment variable {env_var} is not set",
-                          f"export {env_var}=... (or name another variable in the config's api_key_env)")
+        raise ConfigError(
+            what,
+            f"environment variable {env_var} is not set",
+            f"export {env_var}=... (or name another variable in the config's api_key_env)",
+        )
     return value

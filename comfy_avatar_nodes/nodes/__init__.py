@@ -3,6 +3,7 @@
 Importing this package imports no ComfyUI: each stage's module (and comfy_api) is imported when
 ComfyUI asks for the node list, so the pack can be imported, tested and driven without ComfyUI.
 """
+
 from __future__ import annotations
 
 import importlib

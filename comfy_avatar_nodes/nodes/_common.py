@@ -1,4 +1,5 @@
 """Shared bits of the node layer: custom IO types, output-folder handling, ui and input conversion."""
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,9 @@ def output_path(prefix: str, ext: str, settings: Settings) -> Path:
     base = output_root() / sub / folder
     resolved = base.resolve()
     if output_root().resolve() not in (resolved, *resolved.parents):
-        raise AvatarError("filename_prefix", f"{prefix!r} leaves the output folder", "use a relative name like 'avatar/mesh'")
+        raise AvatarError(
+            "filename_prefix", f"{prefix!r} leaves the output folder", "use a relative name like 'avatar/mesh'"
+        )
     return next_output_path(base, stem or "asset", ext)
 
 
@@ -49,8 +52,9 @@ def model_file(path: str | os.PathLike[str]) -> str:
     return Path(path).resolve().relative_to(output_root().resolve()).as_posix()
 
 
-def ui_files(*paths: str | os.PathLike[str], text: str | None = None,
-             images: tuple[str | os.PathLike[str], ...] = ()) -> dict[str, Any]:
+def ui_files(
+    *paths: str | os.PathLike[str], text: str | None = None, images: tuple[str | os.PathLike[str], ...] = ()
+) -> dict[str, Any]:
     """A node's ui: ``avatar_files`` (every file it wrote; the driver downloads each entry) plus
     what ComfyUI's editor shows, built with comfy_api's typed helpers: PreviewText for ``text``,
     SavedImages for ``images``. One dict, because NodeOutput takes a single ui."""

@@ -7,6 +7,7 @@ after core wrote the file, so one patch covers every writer (trimesh, Blender jo
 workers) and core stays free of ComfyUI's hidden inputs. Secrets never go in: values under
 secret-looking names (core/secrets.py's rule) and the values of secret variables are replaced.
 """
+
 from __future__ import annotations
 
 import json

@@ -5,6 +5,7 @@ server without it gets ``comfy.utils.ProgressBar``; outside ComfyUI nothing is s
 The node id is taken when the reporter is made (inside the node's execute): TRELLIS and
 UniRig report from a worker's reader thread, where ComfyUI's executing context is unset.
 """
+
 from __future__ import annotations
 
 import logging

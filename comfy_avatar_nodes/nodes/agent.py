@@ -1,4 +1,5 @@
 """Blender executor node: runs a model-written script in the sandbox, with the repair loop."""
+
 from __future__ import annotations
 
 import logging
@@ -43,22 +44,48 @@ class AvatarBlenderExecutor(io.ComfyNode):
             ),
             is_output_node=True,
             inputs=[
-                io.String.Input("script", multiline=True, default="", force_input=True,
-                                tooltip="Blender Python script from the Script Writer node."),
-                RequirementsType.Input("requirements",
-                                         tooltip="The requirements the script implements (sent back with repairs)."),
-                io.Combo.Input("formats", options=FORMAT_CHOICES, default="glb",
-                               tooltip="Files to export; 'requirements' uses the requirements' output_formats."),
-                io.Int.Input("max_attempts", default=sandbox.max_attempts, min=1, max=10,
-                             tooltip="Runs in total (the first script plus repairs by the coder model)."),
-                io.Float.Input("timeout_s", default=sandbox.timeout_s, min=5.0,
-                               max=3600.0, step=5.0,
-                               tooltip="Wall-clock limit per Blender run, seconds; a script past it is killed."),
-                io.String.Input("filename_prefix", default="prompt_to_asset/asset",
-                                tooltip="Output name under ComfyUI's output folder "
-                                        "(comfy-avatar/<prefix>_00001.glb and .attempts.json)."),
-                LLMType.Input("llm", optional=True,
-                                tooltip="Optional coder LLM Endpoint for repairs; without it the config's coder is used."),
+                io.String.Input(
+                    "script",
+                    multiline=True,
+                    default="",
+                    force_input=True,
+                    tooltip="Blender Python script from the Script Writer node.",
+                ),
+                RequirementsType.Input(
+                    "requirements", tooltip="The requirements the script implements (sent back with repairs)."
+                ),
+                io.Combo.Input(
+                    "formats",
+                    options=FORMAT_CHOICES,
+                    default="glb",
+                    tooltip="Files to export; 'requirements' uses the requirements' output_formats.",
+                ),
+                io.Int.Input(
+                    "max_attempts",
+                    default=sandbox.max_attempts,
+                    min=1,
+                    max=10,
+                    tooltip="Runs in total (the first script plus repairs by the coder model).",
+                ),
+                io.Float.Input(
+                    "timeout_s",
+                    default=sandbox.timeout_s,
+                    min=5.0,
+                    max=3600.0,
+                    step=5.0,
+                    tooltip="Wall-clock limit per Blender run, seconds; a script past it is killed.",
+                ),
+                io.String.Input(
+                    "filename_prefix",
+                    default="prompt_to_asset/asset",
+                    tooltip="Output name under ComfyUI's output folder "
+                    "(comfy-avatar/<prefix>_00001.glb and .attempts.json).",
+                ),
+                LLMType.Input(
+                    "llm",
+                    optional=True,
+                    tooltip="Optional coder LLM Endpoint for repairs; without it the config's coder is used.",
+                ),
             ],
             outputs=[
                 AvatarMesh.Output("asset", tooltip="Handle of the main exported file (GLB when chosen)."),
@@ -70,8 +97,16 @@ class AvatarBlenderExecutor(io.ComfyNode):
         )
 
     @classmethod
-    async def execute(cls, script: str, requirements: dict, formats: str, max_attempts: int, timeout_s: float,
-                      filename_prefix: str, llm: dict[str, Any] | None = None) -> io.NodeOutput:
+    async def execute(
+        cls,
+        script: str,
+        requirements: dict,
+        formats: str,
+        max_attempts: int,
+        timeout_s: float,
+        filename_prefix: str,
+        llm: dict[str, Any] | None = None,
+    ) -> io.NodeOutput:
         from dataclasses import replace
         from pathlib import Path
 
@@ -83,23 +118,43 @@ class AvatarBlenderExecutor(io.ComfyNode):
         settings = load_settings()
         first = output_path(filename_prefix, fmts[0], settings)
         progress = NodeProgress(max_attempts)
-        res = await build_asset(req, coder=client_for("coder", llm, settings), out_dir=first.parent,
-                                name=first.stem.rsplit("_", 1)[0], formats=fmts, max_attempts=max_attempts,
-                                script=script, sandbox=replace(settings.sandbox, timeout_s=timeout_s),
-                                blender=settings.blender,
-                                on_attempt=lambda a: progress.set(a.number))
+        res = await build_asset(
+            req,
+            coder=client_for("coder", llm, settings),
+            out_dir=first.parent,
+            name=first.stem.rsplit("_", 1)[0],
+            formats=fmts,
+            max_attempts=max_attempts,
+            script=script,
+            sandbox=replace(settings.sandbox, timeout_s=timeout_s),
+            blender=settings.blender,
+            on_attempt=lambda a: progress.set(a.number),
+        )
         main = res.outputs.get("glb") or next(iter(res.outputs.values()))
         kind = "mesh" if main.endswith(".glb") else Path(main).suffix.lstrip(".")
-        asset = with_workflow(Asset.from_file(main, kind, files=res.outputs, attempts=len(res.attempts),
-                                              attempts_log=res.attempts_log, script=res.script_path, **{
-                                                  k: res.result.get(k) for k in ("dimensions_m", "triangles",
-                                                                                 "mesh_objects")}), cls.hidden)
-        log_text = Path(res.log_path).read_text(encoding="utf-8", errors="replace") if Path(res.log_path).is_file() else ""
-        summary = (f"{len(res.attempts)} attempt(s); {res.result.get('mesh_objects')} mesh objects, "
-                   f"{res.result.get('triangles')} triangles, size {res.result.get('dimensions_m')} m")
+        asset = with_workflow(
+            Asset.from_file(
+                main,
+                kind,
+                files=res.outputs,
+                attempts=len(res.attempts),
+                attempts_log=res.attempts_log,
+                script=res.script_path,
+                **{k: res.result.get(k) for k in ("dimensions_m", "triangles", "mesh_objects")},
+            ),
+            cls.hidden,
+        )
+        log_text = (
+            Path(res.log_path).read_text(encoding="utf-8", errors="replace") if Path(res.log_path).is_file() else ""
+        )
+        summary = (
+            f"{len(res.attempts)} attempt(s); {res.result.get('mesh_objects')} mesh objects, "
+            f"{res.result.get('triangles')} triangles, size {res.result.get('dimensions_m')} m"
+        )
         files = [*res.outputs.values(), res.attempts_log, res.script_path]
-        return io.NodeOutput(asset.to_dict(), model_file(main), log_text, res.attempts_json(),
-                             ui=ui_files(*files, text=summary))
+        return io.NodeOutput(
+            asset.to_dict(), model_file(main), log_text, res.attempts_json(), ui=ui_files(*files, text=summary)
+        )
 
 
 NODES = [AvatarBlenderExecutor]

@@ -1,4 +1,5 @@
 """Export a mesh or VRM to GLB/FBX/OBJ/.blend with levels of detail, previews and metadata (one Blender run)."""
+
 from __future__ import annotations
 
 import json
@@ -45,33 +46,68 @@ class AvatarExportAsset(io.ComfyNode):
             ),
             is_output_node=True,
             inputs=[
-                mesh_input("asset", "A mesh (image-to-mesh, Blender executor) or a VRM (rig node) handle, ComfyUI's own "
-                           "MESH or 3D file, or a .glb/.obj/.fbx/.vrm path.", vrm=True),
-                io.Boolean.Input("glb", default=True, tooltip="Binary glTF 2.0 (web, three.js, Unity/Unreal importers)."),
+                mesh_input(
+                    "asset",
+                    "A mesh (image-to-mesh, Blender executor) or a VRM (rig node) handle, ComfyUI's own "
+                    "MESH or 3D file, or a .glb/.obj/.fbx/.vrm path.",
+                    vrm=True,
+                ),
+                io.Boolean.Input(
+                    "glb", default=True, tooltip="Binary glTF 2.0 (web, three.js, Unity/Unreal importers)."
+                ),
                 io.Boolean.Input("fbx", default=True, tooltip="FBX with armature and skin, textures embedded."),
                 io.Boolean.Input("obj", default=False, tooltip="Wavefront OBJ + .mtl + texture files (no skin)."),
                 io.Boolean.Input("blend", default=False, tooltip="Blender file with textures packed."),
-                io.String.Input("lods", default="1.0, 0.5, 0.25",
-                                tooltip="Level-of-detail ratios, comma separated, each in (0, 1]; 0.5 keeps about half the triangles."),
-                io.Int.Input("preview_size", default=256, min=64, max=1024, step=32,
-                             tooltip="Pixel size of the square front/side/three-quarter previews."),
-                io.String.Input("metadata", default="", multiline=True,
-                                tooltip='JSON object embedded in the files, e.g. {"title": "My avatar"}. Keys that look like '
-                                        "keys, tokens, secrets or passwords are refused."),
-                io.String.Input("filename_prefix", default="avatar/export",
-                                tooltip="Output name under ComfyUI's output folder (comfy-avatar/<prefix>_00001_lod0.glb ...)."),
+                io.String.Input(
+                    "lods",
+                    default="1.0, 0.5, 0.25",
+                    tooltip="Level-of-detail ratios, comma separated, each in (0, 1]; 0.5 keeps about half the triangles.",
+                ),
+                io.Int.Input(
+                    "preview_size",
+                    default=256,
+                    min=64,
+                    max=1024,
+                    step=32,
+                    tooltip="Pixel size of the square front/side/three-quarter previews.",
+                ),
+                io.String.Input(
+                    "metadata",
+                    default="",
+                    multiline=True,
+                    tooltip='JSON object embedded in the files, e.g. {"title": "My avatar"}. Keys that look like '
+                    "keys, tokens, secrets or passwords are refused.",
+                ),
+                io.String.Input(
+                    "filename_prefix",
+                    default="avatar/export",
+                    tooltip="Output name under ComfyUI's output folder (comfy-avatar/<prefix>_00001_lod0.glb ...).",
+                ),
             ],
             outputs=[
-                io.String.Output("files_json", tooltip="JSON list of the written files: filename, subfolder, type, "
-                                 "kind, lod_ratio, triangles, bytes, sha256."),
+                io.String.Output(
+                    "files_json",
+                    tooltip="JSON list of the written files: filename, subfolder, type, "
+                    "kind, lod_ratio, triangles, bytes, sha256.",
+                ),
                 io.Image.Output("previews", tooltip="The preview renders as an image batch (over white)."),
             ],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],  # the workflow goes into the GLBs, like SaveGLB
         )
 
     @classmethod
-    async def execute(cls, asset, glb: bool, fbx: bool, obj: bool, blend: bool, lods: str,
-                      preview_size: int, metadata: str, filename_prefix: str) -> io.NodeOutput:
+    async def execute(
+        cls,
+        asset,
+        glb: bool,
+        fbx: bool,
+        obj: bool,
+        blend: bool,
+        lods: str,
+        preview_size: int,
+        metadata: str,
+        filename_prefix: str,
+    ) -> io.NodeOutput:
         from ..core.assets import next_free_stem
         from ..core.export.asset import DEFAULT_VIEWS, export_asset
         from ..core.jsontext import parse_object
@@ -81,10 +117,16 @@ class AvatarExportAsset(io.ComfyNode):
         formats = [name for name, on in (("glb", glb), ("fbx", fbx), ("obj", obj), ("blend", blend)) if on]
         folder = output_path(filename_prefix, "glb", settings).parent
         stem = next_free_stem(folder, filename_prefix.strip("/").rpartition("/")[2] or "export")
-        assets = await export_asset(Path(src.path), folder, stem=stem, formats=formats, lods=lods,
-                                    preview={"size": preview_size, "views": list(DEFAULT_VIEWS)},
-                                    metadata=parse_object(metadata, "metadata", '{"title": "My avatar"}'),
-                                    settings=settings)
+        assets = await export_asset(
+            Path(src.path),
+            folder,
+            stem=stem,
+            formats=formats,
+            lods=lods,
+            preview={"size": preview_size, "views": list(DEFAULT_VIEWS)},
+            metadata=parse_object(metadata, "metadata", '{"title": "My avatar"}'),
+            settings=settings,
+        )
         assets = [with_workflow(a, cls.hidden) if a.kind == "glb" else a for a in assets]
         files = [a for a in assets if a.kind != "image"]
         previews = [a for a in assets if a.kind == "image"]
@@ -99,7 +141,9 @@ class AvatarExportAsset(io.ComfyNode):
             listing.append(entry)
         every_file = [p for a in files for p in (a.path, *a.meta.get("companions", []))]
         summary = ", ".join(f"{Path(a.path).name} ({a.meta.get('triangles')} tris)" for a in files)
-        ui = ui_files(*every_file, text=summary, images=tuple(a.path for a in previews))  # previews shown like SaveImage's
+        ui = ui_files(
+            *every_file, text=summary, images=tuple(a.path for a in previews)
+        )  # previews shown like SaveImage's
         return io.NodeOutput(json.dumps(listing, indent=1), _previews_tensor([a.path for a in previews]), ui=ui)
 
 

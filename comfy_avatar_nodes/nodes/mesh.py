@@ -51,7 +51,7 @@ class AvatarImageToMeshCPU(io.ComfyNode):
                 io.Float.Input("thickness", default=0.5, min=0.05, max=2.0, step=0.01, tooltip="One view only: depth of the inflation relative to the silhouette's width; 0.5 gives round limbs."),
                 io.Int.Input("resolution", default=256, min=64, max=1024, step=16, tooltip="One view: grid cells on the long side. Turnaround: voxels over the height (at most 384). More = more triangles and detail."),
                 io.String.Input("filename_prefix", default="avatar/mesh", tooltip="Output name under ComfyUI's output folder (comfy-avatar/<prefix>_00001.glb)."),
-                io.Combo.Input("side_facing", options=["auto", "left", "right"], default="auto",
+                io.Combo.Input("side_facing", options=["auto", "left", "right"], default="auto", optional=True,
                                tooltip="Turnaround: which way the figure in the side picture faces (auto reads it off "
                                        "the feet, which point forward). Facing left = the figure's left side is shown."),
             ],
@@ -76,7 +76,7 @@ class AvatarImageToMeshCPU(io.ComfyNode):
                                            resolution=resolution)
             meta = {"source": "silhouette-inflation-cpu", "method": "silhouette-inflation", "views": ["front"],
                     **info.to_dict()}
-            text = f"silhouette inflation of the front view: {info.faces} faces (the back mirrors the front)"
+            text = None  # one view: the node's ui is its file, as before turnarounds
         else:
             from ..core.mesh.hull import views_to_mesh
 

@@ -1,4 +1,5 @@
 """Record a pipeline run in MLflow: the handles' meta as params/metrics, their files as artifacts."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,20 +31,38 @@ class AvatarTrackMLflow(io.ComfyNode):
             inputs=[
                 AvatarVRM.Input("vrm", optional=True, tooltip="VRM handle to record (meta, size, the file)."),
                 AvatarMesh.Input("mesh", optional=True, tooltip="Mesh handle to record (meta, size, the file)."),
-                io.String.Input("experiment", default="comfy-avatar", tooltip="MLflow experiment name (created if missing)."),
+                io.String.Input(
+                    "experiment", default="comfy-avatar", tooltip="MLflow experiment name (created if missing)."
+                ),
                 io.String.Input("run_name", default="", tooltip="Run name shown in MLflow; empty: MLflow picks one."),
-                io.String.Input("extra_params", default="{}", multiline=True,
-                                tooltip="JSON object of extra params (style, seed ...). Never keys: secret-looking names and values are logged as [redacted]."),
+                io.String.Input(
+                    "extra_params",
+                    default="{}",
+                    multiline=True,
+                    tooltip="JSON object of extra params (style, seed ...). Never keys: secret-looking names and values are logged as [redacted].",
+                ),
                 io.Boolean.Input("log_files", default=True, tooltip="Upload the handles' files as run artifacts."),
-                io.String.Input("url", optional=True, force_input=True,
-                                tooltip="Optional URL from Promote to S3, logged as the param published_url."),
+                io.String.Input(
+                    "url",
+                    optional=True,
+                    force_input=True,
+                    tooltip="Optional URL from Promote to S3, logged as the param published_url.",
+                ),
             ],
             outputs=[io.String.Output("run_id", tooltip="MLflow run id.")],
         )
 
     @classmethod
-    async def execute(cls, experiment: str, run_name: str, extra_params: str, log_files: bool,
-                      vrm: dict | None = None, mesh: dict | None = None, url: str | None = None) -> io.NodeOutput:
+    async def execute(
+        cls,
+        experiment: str,
+        run_name: str,
+        extra_params: str,
+        log_files: bool,
+        vrm: dict | None = None,
+        mesh: dict | None = None,
+        url: str | None = None,
+    ) -> io.NodeOutput:
         from ..core.jsontext import parse_object
         from ..core.publish.tracking import asset_record, log_run
 
@@ -64,10 +83,13 @@ class AvatarTrackMLflow(io.ComfyNode):
         if not params:
             raise AvatarError("vrm/mesh", "nothing to track", "connect a VRM or mesh handle, or give extra_params")
         tags = {"comfy_avatar.node": "AvatarTrackMLflow"}
-        info = await asyncio.to_thread(log_run, experiment, run_name, params, metrics, files, tags,
-                                       settings=load_settings())
-        text = (f"MLflow run {info.run_id} (experiment {experiment!r}, id {info.experiment_id}) at {info.tracking_uri}\n"
-                f"{len(params)} params, {len(metrics)} metrics, {len(files)} files -> {info.artifact_uri}")
+        info = await asyncio.to_thread(
+            log_run, experiment, run_name, params, metrics, files, tags, settings=load_settings()
+        )
+        text = (
+            f"MLflow run {info.run_id} (experiment {experiment!r}, id {info.experiment_id}) at {info.tracking_uri}\n"
+            f"{len(params)} params, {len(metrics)} metrics, {len(files)} files -> {info.artifact_uri}"
+        )
         if info.redacted:
             text += f"\nwithheld as secret-looking: {', '.join(info.redacted)}"
         return io.NodeOutput(info.run_id, ui=ui.PreviewText(text))

@@ -1,4 +1,5 @@
 """VRM validation: reads VRMC_vrm and the skin, reports what a VRM app would reject."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,14 +28,21 @@ class AvatarValidateVRM(io.ComfyNode):
             is_output_node=True,
             inputs=[
                 AvatarVRM.Input("vrm", tooltip="VRM handle from the rig/export node."),
-                io.Boolean.Input("fail_on_error", default=True, tooltip="Stop the workflow with the report as error message when the VRM is invalid."),
+                io.Boolean.Input(
+                    "fail_on_error",
+                    default=True,
+                    tooltip="Stop the workflow with the report as error message when the VRM is invalid.",
+                ),
             ],
             outputs=[
                 io.Boolean.Output("ok", tooltip="True when no errors were found."),
                 io.String.Output("report", tooltip="Readable summary of the checks."),
                 io.String.Output("report_json", tooltip="The same report as a JSON object."),
-                AvatarVRM.Output("checked_vrm", tooltip="The VRM handle, passed on once checked (with fail_on_error only when "
-                                 "valid): connect export/publish nodes here so they run after the check."),
+                AvatarVRM.Output(
+                    "checked_vrm",
+                    tooltip="The VRM handle, passed on once checked (with fail_on_error only when "
+                    "valid): connect export/publish nodes here so they run after the check.",
+                ),
             ],
         )
 
@@ -48,8 +56,11 @@ class AvatarValidateVRM(io.ComfyNode):
         report_path = write_json_atomic(Path(asset.path).with_suffix(".report.json"), data)
         summary = report.summary()
         if fail_on_error and not report.ok:
-            raise AvatarError("vrm", f"{Path(asset.path).name} failed validation:\n{summary}",
-                              "see the report; re-run the rig with another remesh_voxel or fix the mesh")
+            raise AvatarError(
+                "vrm",
+                f"{Path(asset.path).name} failed validation:\n{summary}",
+                "see the report; re-run the rig with another remesh_voxel or fix the mesh",
+            )
         # ui: the files, the readable text and the report object, which the editor extension
         # (web/avatar_nodes.js) shows inside the node: badge, errors, warnings, expression summary, text
         ui = ui_files(asset.path, report_path, text=summary)

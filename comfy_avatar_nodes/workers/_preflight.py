@@ -1,10 +1,12 @@
 """Startup checks shared by the model workers (stdlib only; torch imported only if installed)."""
+
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 def missing_modules(wanted: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -26,8 +28,11 @@ def missing_modules(wanted: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 def missing_problem(kind: str, env_what: str, missing: list[tuple[str, str]]) -> dict:
     names = ", ".join(n for n, _ in missing)
     hints = "; ".join(f"{n}: {h}" for n, h in missing)
-    return {"kind": kind, "message": f"{env_what} lacks the Python package(s) {names} ({hints})",
-            "missing": [n for n, _ in missing]}
+    return {
+        "kind": kind,
+        "message": f"{env_what} lacks the Python package(s) {names} ({hints})",
+        "missing": [n for n, _ in missing],
+    }
 
 
 def nvidia_driver() -> str | None:
@@ -40,9 +45,17 @@ def nvidia_driver() -> str | None:
 
 def cuda_probe() -> dict[str, Any]:
     """What this Python can use: {"cuda": bool, "reason", "torch", "torch_cuda", "name", "vram_gb", ...}."""
-    dev: dict[str, Any] = {"cuda": False, "reason": "", "torch": None, "torch_cuda": None,
-                           "driver": nvidia_driver(), "name": None, "vram_gb": None, "capability": None,
-                           "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    dev: dict[str, Any] = {
+        "cuda": False,
+        "reason": "",
+        "torch": None,
+        "torch_cuda": None,
+        "driver": nvidia_driver(),
+        "name": None,
+        "vram_gb": None,
+        "capability": None,
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
     no_driver = "" if dev["driver"] else " and no NVIDIA driver is loaded (/proc/driver/nvidia/version is missing)"
     if importlib.util.find_spec("torch") is None:
         dev["reason"] = "torch is not installed in this Python" + no_driver
@@ -62,11 +75,18 @@ def cuda_probe() -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001
         available, no_driver = False, f" ({type(e).__name__}: {e})"
     if not available:
-        dev["reason"] = f"torch.cuda.is_available() is False (torch {torch.__version__}, CUDA {torch.version.cuda})" + no_driver
+        dev["reason"] = (
+            f"torch.cuda.is_available() is False (torch {torch.__version__}, CUDA {torch.version.cuda})" + no_driver
+        )
         return dev
     props = torch.cuda.get_device_properties(0)
-    dev.update(cuda=True, name=props.name, vram_gb=round(props.total_memory / 2**30, 2),
-               capability=f"{props.major}.{props.minor}", count=torch.cuda.device_count())
+    dev.update(
+        cuda=True,
+        name=props.name,
+        vram_gb=round(props.total_memory / 2**30, 2),
+        capability=f"{props.major}.{props.minor}",
+        count=torch.cuda.device_count(),
+    )
     return dev
 
 
@@ -74,7 +94,10 @@ def gpu_problem(dev: dict[str, Any], min_vram_gb: float) -> dict | None:
     if not dev["cuda"]:
         return {"kind": "no_cuda", "message": f"no usable CUDA GPU: {dev['reason']}"}
     if dev["vram_gb"] is not None and dev["vram_gb"] < min_vram_gb:
-        return {"kind": "low_vram", "message": f"{dev['name']} has {dev['vram_gb']} GB; at least {min_vram_gb:g} GB is needed"}
+        return {
+            "kind": "low_vram",
+            "message": f"{dev['name']} has {dev['vram_gb']} GB; at least {min_vram_gb:g} GB is needed",
+        }
     return None
 
 

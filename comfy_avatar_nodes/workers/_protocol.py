@@ -19,6 +19,7 @@ EOF on stdin (the parent went away) ends the worker too. stdout is reserved for 
 protocol: fd 1 is pointed at stderr before any model import, so library prints, tqdm and
 child processes all land in the worker's stderr log instead of breaking the stream.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,8 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 PROTOCOL = 1
 EXIT_PREFLIGHT = 3
@@ -91,8 +93,13 @@ def serve(startup: Callable[[], tuple[dict, dict[str, Handler]]]) -> int:
     Returns the process exit code.
     """
     channel = Channel()
-    base = {"event": "ready", "protocol": PROTOCOL, "pid": os.getpid(),
-            "python": sys.version.split()[0], "executable": sys.executable}
+    base = {
+        "event": "ready",
+        "protocol": PROTOCOL,
+        "pid": os.getpid(),
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+    }
     started = time.monotonic()
     try:
         info, handlers = startup()
@@ -100,10 +107,18 @@ def serve(startup: Callable[[], tuple[dict, dict[str, Handler]]]) -> int:
         channel.send({**base, **e.info, "ok": False, "problems": e.problems})
         return EXIT_PREFLIGHT
     except BaseException as e:  # noqa: BLE001 - any startup failure must reach the parent
-        channel.send({**base, "ok": False, "traceback": traceback.format_exc(),
-                      "problems": [problem("startup_error", f"{type(e).__name__}: {e}")]})
+        channel.send(
+            {
+                **base,
+                "ok": False,
+                "traceback": traceback.format_exc(),
+                "problems": [problem("startup_error", f"{type(e).__name__}: {e}")],
+            }
+        )
         return EXIT_PREFLIGHT
-    channel.send({**base, **info, "ok": True, "ops": sorted(handlers), "startup_s": round(time.monotonic() - started, 3)})
+    channel.send(
+        {**base, **info, "ok": True, "ops": sorted(handlers), "startup_s": round(time.monotonic() - started, 3)}
+    )
 
     served = 0
     while True:
@@ -124,21 +139,47 @@ def serve(startup: Callable[[], tuple[dict, dict[str, Handler]]]) -> int:
             channel.send({"id": rid, "ok": True, "result": {"served": served}})
             return 0
         if op == "ping":
-            channel.send({"id": rid, "ok": True, "result": {"pid": os.getpid(), "served": served,
-                                                             "uptime_s": round(time.monotonic() - started, 3)}})
+            channel.send(
+                {
+                    "id": rid,
+                    "ok": True,
+                    "result": {"pid": os.getpid(), "served": served, "uptime_s": round(time.monotonic() - started, 3)},
+                }
+            )
             continue
         handler = handlers.get(op)
         if handler is None:
-            channel.send({"id": rid, "ok": False, "error_kind": "bad_request",
-                          "error": f"unknown op {op!r}; this worker knows {sorted(handlers) + ['ping', 'shutdown']}"})
+            channel.send(
+                {
+                    "id": rid,
+                    "ok": False,
+                    "error_kind": "bad_request",
+                    "error": f"unknown op {op!r}; this worker knows {sorted(handlers) + ['ping', 'shutdown']}",
+                }
+            )
             continue
         served += 1
         try:
             result = handler(args if isinstance(args, dict) else {}, Request(channel, rid))
             channel.send({"id": rid, "ok": True, "result": result})
         except WorkerFailure as e:
-            channel.send({"id": rid, "ok": False, "error": str(e), "error_kind": e.kind,
-                          "traceback": traceback.format_exc(), **e.extra})
+            channel.send(
+                {
+                    "id": rid,
+                    "ok": False,
+                    "error": str(e),
+                    "error_kind": e.kind,
+                    "traceback": traceback.format_exc(),
+                    **e.extra,
+                }
+            )
         except Exception as e:  # noqa: BLE001 - report, keep serving (the model stays loaded)
-            channel.send({"id": rid, "ok": False, "error": f"{type(e).__name__}: {e}", "error_kind": "exception",
-                          "traceback": traceback.format_exc()})
+            channel.send(
+                {
+                    "id": rid,
+                    "ok": False,
+                    "error": f"{type(e).__name__}: {e}",
+                    "error_kind": "exception",
+                    "traceback": traceback.format_exc(),
+                }
+            )

@@ -19,6 +19,7 @@ To make a list from files you have checked: ``python trellis_worker.py ... --pin
 download recorded (the blob name in a hub cache, or the etag in a --local-dir download's
 .cache/huggingface/download/*.metadata), which is the hash the Hub published for that file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,17 +90,31 @@ def verify(files: dict[str, Path], pins: dict[str, str], source: str) -> tuple[l
         seen[name] = actual
         expected = pins.get(name)
         if expected is None:
-            problems.append({"kind": "unpinned_checkpoint", "path": str(path), "name": name, "sha256": actual,
-                             "expected": None,
-                             "message": f"{path} ({name}) is not in the pinned checkpoint list {source}: its sha256 is "
-                                        f"{actual}, pinned: none. Nothing is loaded unpinned; if this is the released "
-                                        f"file, add it (see README 'Model provenance')"})
+            problems.append(
+                {
+                    "kind": "unpinned_checkpoint",
+                    "path": str(path),
+                    "name": name,
+                    "sha256": actual,
+                    "expected": None,
+                    "message": f"{path} ({name}) is not in the pinned checkpoint list {source}: its sha256 is "
+                    f"{actual}, pinned: none. Nothing is loaded unpinned; if this is the released "
+                    f"file, add it (see README 'Model provenance')",
+                }
+            )
         elif expected != actual:
-            problems.append({"kind": "checkpoint_mismatch", "path": str(path), "name": name, "sha256": actual,
-                             "expected": expected,
-                             "message": f"{path} ({name}) has sha256 {actual}, but the pinned checkpoint list {source} "
-                                        f"says {expected}: it is not the released file (corrupt or replaced); "
-                                        "it was not loaded"})
+            problems.append(
+                {
+                    "kind": "checkpoint_mismatch",
+                    "path": str(path),
+                    "name": name,
+                    "sha256": actual,
+                    "expected": expected,
+                    "message": f"{path} ({name}) has sha256 {actual}, but the pinned checkpoint list {source} "
+                    f"says {expected}: it is not the released file (corrupt or replaced); "
+                    "it was not loaded",
+                }
+            )
     return problems, seen
 
 
@@ -121,9 +136,13 @@ def write_pins(model: str, files: dict[str, Path], out: str, roots: dict[str, Pa
         actual = sha256_file(path)
         hashes[name] = actual
         hub = hub_sha256(path, roots.get(name), name)
-        note = ("= the hash its Hugging Face download recorded" if hub == actual else
-                f"DIFFERS from the hash its Hugging Face download recorded ({hub})" if hub else
-                "(no Hugging Face record to compare with: check it against the file page on the Hub)")
+        note = (
+            "= the hash its Hugging Face download recorded"
+            if hub == actual
+            else f"DIFFERS from the hash its Hugging Face download recorded ({hub})"
+            if hub
+            else "(no Hugging Face record to compare with: check it against the file page on the Hub)"
+        )
         if hub and hub != actual:
             code = 1
         print(f"{actual}  {name}  {path}  {note}")

@@ -13,6 +13,7 @@ then it loads TrellisImageTo3DPipeline.from_pretrained(<local dir>) once and ser
 -> GLB written to a temp name beside the output, then renamed. Several pictures (``images``, a
 turnaround's views) go to run_multi_image(images, ..., mode=multiview_mode) instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,25 +32,61 @@ from _protocol import Preflight, Request, WorkerFailure, problem, serve  # noqa:
 
 BASIC = "TRELLIS setup.sh --basic"
 # Errors huggingface_hub raises when TRELLIS's bare `except:` retries a local component as a repo id.
-HUB_MARKERS = ("Repository Not Found", "RepositoryNotFoundError", "LocalEntryNotFoundError", "OfflineModeIsEnabled",
-               "outgoing traffic has been disabled", "HFValidationError", "Repo id must", "401 Client Error")
-DEFAULTS = {"seed": 1, "ss_steps": 12, "ss_cfg": 7.5, "slat_steps": 12, "slat_cfg": 3.0,
-            "simplify": 0.95, "texture_size": 1024, "multiview_mode": "stochastic"}
+HUB_MARKERS = (
+    "Repository Not Found",
+    "RepositoryNotFoundError",
+    "LocalEntryNotFoundError",
+    "OfflineModeIsEnabled",
+    "outgoing traffic has been disabled",
+    "HFValidationError",
+    "Repo id must",
+    "401 Client Error",
+)
+DEFAULTS = {
+    "seed": 1,
+    "ss_steps": 12,
+    "ss_cfg": 7.5,
+    "slat_steps": 12,
+    "slat_cfg": 3.0,
+    "simplify": 0.95,
+    "texture_size": 1024,
+    "multiview_mode": "stochastic",
+}
 
 
 def required_modules(attn: str, sparse: str) -> list[tuple[str, str]]:
-    mods = [("torch", "a CUDA build of torch + torchvision (setup.sh --new-env, or pip from download.pytorch.org)"),
-            ("torchvision", "installed with torch"), ("PIL", BASIC), ("numpy", BASIC), ("trimesh", BASIC),
-            ("rembg", BASIC), ("easydict", BASIC), ("utils3d", BASIC), ("xatlas", BASIC), ("pyvista", BASIC),
-            ("pymeshfix", BASIC), ("igraph", BASIC), ("cv2", BASIC), ("plyfile", "pip install plyfile"),
-            ("safetensors", "pip install safetensors"), ("nvdiffrast", "setup.sh --nvdiffrast"),
-            ("diff_gaussian_rasterization", "setup.sh --mipgaussian (to_glb bakes the texture from the Gaussians)"),
-            ("trellis", "set trellis.repo_dir to a TRELLIS checkout (git clone --recurse-submodules "
-                        "https://github.com/microsoft/TRELLIS)")]
-    mods += {"flash_attn": [("flash_attn", "setup.sh --flash-attn, or set trellis.attn_backend to xformers/sdpa")],
-             "xformers": [("xformers", "setup.sh --xformers")]}.get(attn, [])
-    mods += {"spconv": [("spconv", "setup.sh --spconv (spconv-cu118 / spconv-cu120)")],
-             "torchsparse": [("torchsparse", "pip install torchsparse")]}.get(sparse, [])
+    mods = [
+        ("torch", "a CUDA build of torch + torchvision (setup.sh --new-env, or pip from download.pytorch.org)"),
+        ("torchvision", "installed with torch"),
+        ("PIL", BASIC),
+        ("numpy", BASIC),
+        ("trimesh", BASIC),
+        ("rembg", BASIC),
+        ("easydict", BASIC),
+        ("utils3d", BASIC),
+        ("xatlas", BASIC),
+        ("pyvista", BASIC),
+        ("pymeshfix", BASIC),
+        ("igraph", BASIC),
+        ("cv2", BASIC),
+        ("plyfile", "pip install plyfile"),
+        ("safetensors", "pip install safetensors"),
+        ("nvdiffrast", "setup.sh --nvdiffrast"),
+        ("diff_gaussian_rasterization", "setup.sh --mipgaussian (to_glb bakes the texture from the Gaussians)"),
+        (
+            "trellis",
+            "set trellis.repo_dir to a TRELLIS checkout (git clone --recurse-submodules "
+            "https://github.com/microsoft/TRELLIS)",
+        ),
+    ]
+    mods += {
+        "flash_attn": [("flash_attn", "setup.sh --flash-attn, or set trellis.attn_backend to xformers/sdpa")],
+        "xformers": [("xformers", "setup.sh --xformers")],
+    }.get(attn, [])
+    mods += {
+        "spconv": [("spconv", "setup.sh --spconv (spconv-cu118 / spconv-cu120)")],
+        "torchsparse": [("torchsparse", "pip install torchsparse")],
+    }.get(sparse, [])
     return mods
 
 
@@ -69,8 +106,12 @@ def check_weights(weights_dir: Path) -> tuple[list[str], dict]:
         models = dict(cfg["args"]["models"])
     except (ValueError, KeyError, TypeError) as e:
         return [f"a valid pipeline.json (it has no args.models: {type(e).__name__}: {e})"], {}
-    missing = [f"{rel}{ext}" for rel in models.values() for ext in (".json", ".safetensors")
-               if not (weights_dir / f"{rel}{ext}").is_file()]
+    missing = [
+        f"{rel}{ext}"
+        for rel in models.values()
+        for ext in (".json", ".safetensors")
+        if not (weights_dir / f"{rel}{ext}").is_file()
+    ]
     return missing, cfg
 
 
@@ -85,8 +126,10 @@ def dinov2_files(image_cond_model: str) -> list[Path]:
     hub = torch_hub_dir()
     reg = image_cond_model.endswith("_reg")
     arch = image_cond_model[: -len("_reg")] if reg else image_cond_model  # dinov2_vitl14
-    return [hub / "facebookresearch_dinov2_main" / "hubconf.py",
-            hub / "checkpoints" / f"{arch}{'_reg4' if reg else ''}_pretrain.pth"]
+    return [
+        hub / "facebookresearch_dinov2_main" / "hubconf.py",
+        hub / "checkpoints" / f"{arch}{'_reg4' if reg else ''}_pretrain.pth",
+    ]
 
 
 def u2net_path() -> Path:
@@ -118,10 +161,14 @@ def explain_load_error(exc: BaseException, weights_dir: Path, cfg: dict) -> str:
         try:
             models.from_pretrained(str(weights_dir / rel))
         except Exception as e:  # noqa: BLE001 - this is the error TRELLIS hid
-            return (f"loading component {key!r} ({rel}) failed with {type(e).__name__}: {e} "
-                    f"(TRELLIS then retried it as a Hugging Face repo id, which is why the first error read "
-                    f"{text[:160]!r})")
-    return f"{text} (every component loads on its own, so the failure is in the image-conditioning model or the samplers)"
+            return (
+                f"loading component {key!r} ({rel}) failed with {type(e).__name__}: {e} "
+                f"(TRELLIS then retried it as a Hugging Face repo id, which is why the first error read "
+                f"{text[:160]!r})"
+            )
+    return (
+        f"{text} (every component loads on its own, so the failure is in the image-conditioning model or the samplers)"
+    )
 
 
 def checkpoint_files(weights_dir: Path, cfg: dict) -> tuple[dict[str, Path], dict[str, Path | None]]:
@@ -159,7 +206,9 @@ class TrellisWorker:
         problems = []
         if self.repo_dir is not None:
             if not (self.repo_dir / "trellis" / "__init__.py").is_file():
-                problems.append(problem("missing_repo", f"{self.repo_dir} is not a TRELLIS checkout (no trellis/__init__.py)"))
+                problems.append(
+                    problem("missing_repo", f"{self.repo_dir} is not a TRELLIS checkout (no trellis/__init__.py)")
+                )
             sys.path.insert(0, str(self.repo_dir))
         dev = cuda_probe()
         if (gp := gpu_problem(dev, self.min_vram_gb)) is not None:
@@ -172,20 +221,43 @@ class TrellisWorker:
         else:
             lacking, self.cfg = check_weights(self.weights_dir)
             if lacking:
-                problems.append(problem("missing_weights", f"{self.weights_dir} lacks {', '.join(lacking)}",
-                                        missing=lacking))
+                problems.append(
+                    problem("missing_weights", f"{self.weights_dir} lacks {', '.join(lacking)}", missing=lacking)
+                )
             name = self.cfg.get("args", {}).get("image_cond_model")
             if name:
                 hub_missing = [str(p) for p in dinov2_files(name) if not p.is_file()]
                 if hub_missing:
-                    problems.append(problem("missing_weights", f"the DINOv2 image encoder {name} is not in the torch hub "
-                                            f"cache: missing {', '.join(hub_missing)}", missing=hub_missing))
-        info = {"model": "TRELLIS-image-large", "device": dev, "backends": {"attn": attn, "sparse": sparse,
-                "spconv_algo": os.environ.get("SPCONV_ALGO", "")},
-                "weights_dir": str(self.weights_dir or ""), "torch_hub": str(torch_hub_dir()),
-                "u2net": str(u2net_path()), "u2net_present": u2net_path().is_file(),
-                "versions": module_versions(["torch", "torchvision", "spconv", "spconv-cu118", "spconv-cu120",
-                                             "flash_attn", "xformers", "rembg", "trimesh"])}
+                    problems.append(
+                        problem(
+                            "missing_weights",
+                            f"the DINOv2 image encoder {name} is not in the torch hub "
+                            f"cache: missing {', '.join(hub_missing)}",
+                            missing=hub_missing,
+                        )
+                    )
+        info = {
+            "model": "TRELLIS-image-large",
+            "device": dev,
+            "backends": {"attn": attn, "sparse": sparse, "spconv_algo": os.environ.get("SPCONV_ALGO", "")},
+            "weights_dir": str(self.weights_dir or ""),
+            "torch_hub": str(torch_hub_dir()),
+            "u2net": str(u2net_path()),
+            "u2net_present": u2net_path().is_file(),
+            "versions": module_versions(
+                [
+                    "torch",
+                    "torchvision",
+                    "spconv",
+                    "spconv-cu118",
+                    "spconv-cu120",
+                    "flash_attn",
+                    "xformers",
+                    "rembg",
+                    "trimesh",
+                ]
+            ),
+        }
         if problems:
             raise Preflight(problems, info)
         return info
@@ -213,8 +285,16 @@ class TrellisWorker:
             pipeline = TrellisImageTo3DPipeline.from_pretrained(str(self.weights_dir))
             pipeline.cuda()
         except Exception as e:  # noqa: BLE001 - explained, then reported in the handshake
-            raise Preflight([problem("load_error", explain_load_error(e, self.weights_dir, self.cfg),
-                                     traceback=traceback.format_exc())], info) from e
+            raise Preflight(
+                [
+                    problem(
+                        "load_error",
+                        explain_load_error(e, self.weights_dir, self.cfg),
+                        traceback=traceback.format_exc(),
+                    )
+                ],
+                info,
+            ) from e
         self.pipeline, self.postprocessing = pipeline, postprocessing_utils
         return round(time.monotonic() - t0, 3)
 
@@ -232,16 +312,21 @@ class TrellisWorker:
             except OSError as e:
                 raise WorkerFailure("bad_input", f"cannot read {image_path}: {e}") from e
             if needs_background_removal(img) and not u2net_path().is_file():
-                raise WorkerFailure("missing_weights", f"{image_path.name} has no transparent background, so TRELLIS would "
-                                    f"cut it out with rembg's u2net model, and {u2net_path()} is missing (no downloads "
-                                    "offline)")
+                raise WorkerFailure(
+                    "missing_weights",
+                    f"{image_path.name} has no transparent background, so TRELLIS would "
+                    f"cut it out with rembg's u2net model, and {u2net_path()} is missing (no downloads "
+                    "offline)",
+                )
             imgs.append(img)
         torch.cuda.reset_peak_memory_stats()
         t0 = time.monotonic()
-        sampler = {"seed": int(p["seed"]),
-                   "sparse_structure_sampler_params": {"steps": int(p["ss_steps"]), "cfg_strength": float(p["ss_cfg"])},
-                   "slat_sampler_params": {"steps": int(p["slat_steps"]), "cfg_strength": float(p["slat_cfg"])},
-                   "formats": ["gaussian", "mesh"]}
+        sampler = {
+            "seed": int(p["seed"]),
+            "sparse_structure_sampler_params": {"steps": int(p["ss_steps"]), "cfg_strength": float(p["ss_cfg"])},
+            "slat_sampler_params": {"steps": int(p["slat_steps"]), "cfg_strength": float(p["slat_cfg"])},
+            "formats": ["gaussian", "mesh"],
+        }
         if len(imgs) > 1:
             req.progress(0.05, f"sampling from {len(imgs)} views ({p['multiview_mode']})")
             outputs = self.pipeline.run_multi_image(imgs, mode=str(p["multiview_mode"]), **sampler)
@@ -250,8 +335,13 @@ class TrellisWorker:
             outputs = self.pipeline.run(imgs[0], **sampler)
         t1 = time.monotonic()
         req.progress(0.6, "simplifying, unwrapping and baking the texture (to_glb)")
-        glb = self.postprocessing.to_glb(outputs["gaussian"][0], outputs["mesh"][0], simplify=float(p["simplify"]),
-                                          texture_size=int(p["texture_size"]), verbose=False)
+        glb = self.postprocessing.to_glb(
+            outputs["gaussian"][0],
+            outputs["mesh"][0],
+            simplify=float(p["simplify"]),
+            texture_size=int(p["texture_size"]),
+            verbose=False,
+        )
         t2 = time.monotonic()
         output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(f".{output.stem}.{os.getpid()}.part{output.suffix}")
@@ -263,9 +353,15 @@ class TrellisWorker:
         peak = torch.cuda.max_memory_allocated() / 2**30
         del outputs
         torch.cuda.empty_cache()
-        return {"path": str(output), "vertices": int(len(glb.vertices)), "faces": int(len(glb.faces)),
-                "params": p, "views": len(imgs), "peak_vram_gb": round(peak, 2),
-                "timings_s": {"sample": round(t1 - t0, 3), "to_glb": round(t2 - t1, 3)}}
+        return {
+            "path": str(output),
+            "vertices": int(len(glb.vertices)),
+            "faces": int(len(glb.faces)),
+            "params": p,
+            "views": len(imgs),
+            "peak_vram_gb": round(peak, 2),
+            "timings_s": {"sample": round(t1 - t0, 3), "to_glb": round(t2 - t1, 3)},
+        }
 
 
 def checkpoints_cli(worker: TrellisWorker, opts: argparse.Namespace) -> int:

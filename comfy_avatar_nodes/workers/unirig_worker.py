@@ -29,6 +29,7 @@ against the pinned list (_provenance.py; ``--checkpoint-pins`` replaces the ship
 before each request a changed file (size, mtime, inode) is hashed again. ``--verify-checkpoints``
 only does that check, ``--pin OUT`` writes a list from the files as they are.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,25 +55,49 @@ SKIN_TASK = "configs/task/quick_inference_unirig_skin.yaml"
 REQUIRE_SUFFIX = "obj,fbx,FBX,dae,glb,gltf,vrm"
 INPUT_SUFFIXES = (".obj", ".fbx", ".glb", ".vrm", ".dae")  # self-contained files (a .gltf's buffers would not follow)
 OUTPUT_SUFFIXES = (".glb", ".fbx")
-REPO_FILES = ("run.py", "src/data/extract.py", "src/inference/merge.py", "src/inference/download.py",
-              DATA_CONFIG, SKELETON_TASK, SKIN_TASK)
+REPO_FILES = (
+    "run.py",
+    "src/data/extract.py",
+    "src/inference/merge.py",
+    "src/inference/download.py",
+    DATA_CONFIG,
+    SKELETON_TASK,
+    SKIN_TASK,
+)
 HF_REPO = "VAST-AI/UniRig"
 # src/inference/download.py: the task's resume_from_checkpoint -> file in the VAST-AI/UniRig repo.
-CHECKPOINTS = {SKELETON_TASK: ("experiments/skeleton/articulation-xl_quantization_256/model.ckpt",
-                               "skeleton/articulation-xl_quantization_256/model.ckpt"),
-               SKIN_TASK: ("experiments/skin/articulation-xl/model.ckpt", "skin/articulation-xl/model.ckpt")}
+CHECKPOINTS = {
+    SKELETON_TASK: (
+        "experiments/skeleton/articulation-xl_quantization_256/model.ckpt",
+        "skeleton/articulation-xl_quantization_256/model.ckpt",
+    ),
+    SKIN_TASK: ("experiments/skin/articulation-xl/model.ckpt", "skin/articulation-xl/model.ckpt"),
+}
 LLM_CONFIG = ("facebook/opt-350m", "config.json")  # configs/model/unirig_ar_350m_1024_81920_float32.yaml
 BAD_SAMPLE = "unexpected token found"
 PIP = "pip install -r requirements.txt in the UniRig env (README 'Installation')"
-MODULES = [("torch", "a CUDA build of torch >= 2.3.1"), ("lightning", PIP), ("transformers", "pip install transformers==4.51.3"),
-           ("box", "pip install python-box"), ("yaml", PIP), ("numpy", "pip install numpy==1.26.4"), ("scipy", PIP),
-           ("trimesh", PIP), ("fast_simplification", PIP), ("bpy", "pip install bpy==4.2"), ("einops", PIP),
-           ("timm", PIP), ("addict", PIP), ("omegaconf", PIP), ("huggingface_hub", PIP),
-           ("pyrender", PIP + " (the skin step voxelises with pyrender/EGL)"),
-           ("spconv", "pip install spconv-cu1xx for your CUDA"),
-           ("torch_scatter", "pip install torch_scatter -f https://data.pyg.org/whl/torch-<ver>+<cuda>.html"),
-           ("torch_cluster", "pip install torch_cluster -f https://data.pyg.org/whl/torch-<ver>+<cuda>.html"),
-           ("flash_attn", "see github.com/Dao-AILab/flash-attention (the skeleton model uses flash_attention_2)")]
+MODULES = [
+    ("torch", "a CUDA build of torch >= 2.3.1"),
+    ("lightning", PIP),
+    ("transformers", "pip install transformers==4.51.3"),
+    ("box", "pip install python-box"),
+    ("yaml", PIP),
+    ("numpy", "pip install numpy==1.26.4"),
+    ("scipy", PIP),
+    ("trimesh", PIP),
+    ("fast_simplification", PIP),
+    ("bpy", "pip install bpy==4.2"),
+    ("einops", PIP),
+    ("timm", PIP),
+    ("addict", PIP),
+    ("omegaconf", PIP),
+    ("huggingface_hub", PIP),
+    ("pyrender", PIP + " (the skin step voxelises with pyrender/EGL)"),
+    ("spconv", "pip install spconv-cu1xx for your CUDA"),
+    ("torch_scatter", "pip install torch_scatter -f https://data.pyg.org/whl/torch-<ver>+<cuda>.html"),
+    ("torch_cluster", "pip install torch_cluster -f https://data.pyg.org/whl/torch-<ver>+<cuda>.html"),
+    ("flash_attn", "see github.com/Dao-AILab/flash-attention (the skeleton model uses flash_attention_2)"),
+]
 
 
 def hf_hub_cache() -> Path:
@@ -116,31 +141,66 @@ def npz_dir_for(mesh: Path, npz_dir: Path) -> Path:
     return Path(os.path.join(str(npz_dir), ".".join(name.split(".")[:-1])))
 
 
-def extract_argv(python: str, mesh: Path, npz_dir: Path, *, force_override: bool, faces_target_count: int,
-                 time_tag: str) -> list[str]:
+def extract_argv(
+    python: str, mesh: Path, npz_dir: Path, *, force_override: bool, faces_target_count: int, time_tag: str
+) -> list[str]:
     """launch/inference/extract.sh for one file (without its `pip install psutil`)."""
-    return [python, "-m", "src.data.extract", f"--config={DATA_CONFIG}", f"--require_suffix={REQUIRE_SUFFIX}",
-            f"--force_override={'true' if force_override else 'false'}", "--num_runs=1", "--id=0",
-            f"--time={time_tag}", f"--faces_target_count={faces_target_count}", f"--input={mesh}",
-            f"--output_dir={npz_dir}"]
+    return [
+        python,
+        "-m",
+        "src.data.extract",
+        f"--config={DATA_CONFIG}",
+        f"--require_suffix={REQUIRE_SUFFIX}",
+        f"--force_override={'true' if force_override else 'false'}",
+        "--num_runs=1",
+        "--id=0",
+        f"--time={time_tag}",
+        f"--faces_target_count={faces_target_count}",
+        f"--input={mesh}",
+        f"--output_dir={npz_dir}",
+    ]
 
 
 def skeleton_argv(python: str, task: str, seed: int, mesh: Path, output: Path, npz_dir: Path) -> list[str]:
     """Step 2 of launch/inference/generate_skeleton.sh."""
-    return [python, "run.py", f"--task={task}", f"--seed={seed}", f"--input={mesh}", f"--output={output}",
-            f"--npz_dir={npz_dir}"]
+    return [
+        python,
+        "run.py",
+        f"--task={task}",
+        f"--seed={seed}",
+        f"--input={mesh}",
+        f"--output={output}",
+        f"--npz_dir={npz_dir}",
+    ]
 
 
 def skin_argv(python: str, task: str, seed: int, skeleton: Path, output: Path, npz_dir: Path) -> list[str]:
     """Step 2 of launch/inference/generate_skin.sh."""
-    return [python, "run.py", f"--task={task}", f"--seed={seed}", f"--input={skeleton}", f"--output={output}",
-            f"--npz_dir={npz_dir}", "--data_name=raw_data.npz"]
+    return [
+        python,
+        "run.py",
+        f"--task={task}",
+        f"--seed={seed}",
+        f"--input={skeleton}",
+        f"--output={output}",
+        f"--npz_dir={npz_dir}",
+        "--data_name=raw_data.npz",
+    ]
 
 
 def merge_argv(python: str, source: Path, target: Path, output: Path) -> list[str]:
     """launch/inference/merge.sh."""
-    return [python, "-m", "src.inference.merge", f"--require_suffix={REQUIRE_SUFFIX}", "--num_runs=1", "--id=0",
-            f"--source={source}", f"--target={target}", f"--output={output}"]
+    return [
+        python,
+        "-m",
+        "src.inference.merge",
+        f"--require_suffix={REQUIRE_SUFFIX}",
+        "--num_runs=1",
+        "--id=0",
+        f"--source={source}",
+        f"--target={target}",
+        f"--output={output}",
+    ]
 
 
 def task_with_checkpoint(repo_dir: Path, task: str, ckpt: Path, out_dir: Path) -> str:
@@ -225,8 +285,12 @@ class Pipeline:
         tag = time.strftime("%Y_%m_%d_%H_%M_%S")
         skeleton, skin, rigged_glb = work / "skeleton.fbx", work / "skin.fbx", work / "rigged.glb"
 
-        self._run("extract", extract_argv(py, mesh, npz, force_override=False, faces_target_count=self.faces_target_count,
-                                          time_tag=tag), npz_dir_for(mesh, npz) / "raw_data.npz", 0.05)
+        self._run(
+            "extract",
+            extract_argv(py, mesh, npz, force_override=False, faces_target_count=self.faces_target_count, time_tag=tag),
+            npz_dir_for(mesh, npz) / "raw_data.npz",
+            0.05,
+        )
         tried: list[int] = []
         for s in range(seed, seed + max(0, seed_retries) + 1):
             tried.append(s)
@@ -238,11 +302,19 @@ class Pipeline:
                     raise
                 last = e
         else:
-            raise WorkerFailure("bad_sample", f"UniRig made no valid skeleton with seeds {tried} "
-                                f"(\"{BAD_SAMPLE}\" each time); try another seed", **last.extra)
-        self._run("extract-skeleton", extract_argv(py, skeleton, npz, force_override=True,
-                                                   faces_target_count=self.faces_target_count, time_tag=tag),
-                  npz_dir_for(skeleton, npz) / "raw_data.npz", 0.45)
+            raise WorkerFailure(
+                "bad_sample",
+                f'UniRig made no valid skeleton with seeds {tried} ("{BAD_SAMPLE}" each time); try another seed',
+                **last.extra,
+            )
+        self._run(
+            "extract-skeleton",
+            extract_argv(
+                py, skeleton, npz, force_override=True, faces_target_count=self.faces_target_count, time_tag=tag
+            ),
+            npz_dir_for(skeleton, npz) / "raw_data.npz",
+            0.45,
+        )
         self._run("skin", skin_argv(py, self.skin_task, tried[-1], skeleton, skin, npz), skin, 0.55)
         # Always a GLB (the parent reads the skeleton from it); an FBX too when that is the output.
         self._run("merge", merge_argv(py, skin, mesh, rigged_glb), rigged_glb, 0.8)
@@ -257,13 +329,19 @@ class Pipeline:
             os.replace(tmp, output)
         finally:
             tmp.unlink(missing_ok=True)
-        return {"path": str(output), "skeleton_glb": str(rigged_glb), "seed": tried[-1], "seeds_tried": tried,
-                "work_dir": str(work),
-                "steps": [s.__dict__ for s in self.steps]}
+        return {
+            "path": str(output),
+            "skeleton_glb": str(rigged_glb),
+            "seed": tried[-1],
+            "seeds_tried": tried,
+            "work_dir": str(work),
+            "steps": [s.__dict__ for s in self.steps],
+        }
 
 
-def checkpoint_files(checkpoints: dict[str, tuple[Path | None, str]], weights_dir: Path | None
-                     ) -> tuple[dict[str, Path], dict[str, Path | None]]:
+def checkpoint_files(
+    checkpoints: dict[str, tuple[Path | None, str]], weights_dir: Path | None
+) -> tuple[dict[str, Path], dict[str, Path | None]]:
     """{logical name: path} of what UniRig's steps load (names as in the released repos:
     VAST-AI/UniRig paths and ``facebook/opt-350m/config.json``), and each file's download root."""
     files: dict[str, Path] = {}
@@ -294,8 +372,13 @@ class UniRigWorker:
         else:
             lacking = [f for f in REPO_FILES if not (self.repo_dir / f).is_file()]
             if lacking:
-                problems.append(problem("missing_repo", f"{self.repo_dir} is not a UniRig checkout: it lacks "
-                                        f"{', '.join(lacking)}", missing=lacking))
+                problems.append(
+                    problem(
+                        "missing_repo",
+                        f"{self.repo_dir} is not a UniRig checkout: it lacks {', '.join(lacking)}",
+                        missing=lacking,
+                    )
+                )
         dev = cuda_probe()
         if (gp := gpu_problem(dev, self.min_vram_gb)) is not None:
             problems.append(gp)
@@ -307,17 +390,38 @@ class UniRigWorker:
                 self.checkpoints[task] = resolve_checkpoint(task, self.repo_dir, self.weights_dir)
             absent = [where for path, where in self.checkpoints.values() if path is None]
             if absent:
-                problems.append(problem("missing_weights", f"UniRig checkpoint(s) not found: {'; '.join(absent)}",
-                                        missing=absent))
+                problems.append(
+                    problem("missing_weights", f"UniRig checkpoint(s) not found: {'; '.join(absent)}", missing=absent)
+                )
         if hf_cached(*LLM_CONFIG) is None:
-            problems.append(problem("missing_weights", f"the {LLM_CONFIG[0]} config the skeleton model is built from is "
-                                    f"not in the Hugging Face cache {hf_hub_cache()} (models--facebook--opt-350m)",
-                                    missing=[f"{hf_hub_cache()}/models--facebook--opt-350m/snapshots/<rev>/config.json"]))
-        info = {"model": "UniRig (Articulation-XL2.0 checkpoints)", "device": dev, "repo_dir": str(self.repo_dir or ""),
-                "checkpoints": {t: {"path": str(p) if p else None, "source": s} for t, (p, s) in self.checkpoints.items()},
-                "hf_hub_cache": str(hf_hub_cache()),
-                "versions": module_versions(["torch", "transformers", "lightning", "bpy", "flash_attn", "spconv",
-                                             "numpy", "torch_scatter", "torch_cluster"])}
+            problems.append(
+                problem(
+                    "missing_weights",
+                    f"the {LLM_CONFIG[0]} config the skeleton model is built from is "
+                    f"not in the Hugging Face cache {hf_hub_cache()} (models--facebook--opt-350m)",
+                    missing=[f"{hf_hub_cache()}/models--facebook--opt-350m/snapshots/<rev>/config.json"],
+                )
+            )
+        info = {
+            "model": "UniRig (Articulation-XL2.0 checkpoints)",
+            "device": dev,
+            "repo_dir": str(self.repo_dir or ""),
+            "checkpoints": {t: {"path": str(p) if p else None, "source": s} for t, (p, s) in self.checkpoints.items()},
+            "hf_hub_cache": str(hf_hub_cache()),
+            "versions": module_versions(
+                [
+                    "torch",
+                    "transformers",
+                    "lightning",
+                    "bpy",
+                    "flash_attn",
+                    "spconv",
+                    "numpy",
+                    "torch_scatter",
+                    "torch_cluster",
+                ]
+            ),
+        }
         if problems:
             raise Preflight(problems, info)
         return info
@@ -356,11 +460,18 @@ class UniRigWorker:
         for task in (SKELETON_TASK, SKIN_TASK):
             path, source = self.checkpoints[task]
             tasks[task] = task_with_checkpoint(self.repo_dir, task, path, work) if source == "weights_dir" else task
-        pipe = Pipeline(python=sys.executable, repo_dir=self.repo_dir, work_dir=work, skeleton_task=tasks[SKELETON_TASK],
-                        skin_task=tasks[SKIN_TASK], faces_target_count=int(args.get("faces_target_count", 50000)),
-                        progress=req.progress)
-        return pipe.run(Path(args["input"]), Path(args["output"]), int(args.get("seed", 12345)),
-                        int(args.get("seed_retries", 3)))
+        pipe = Pipeline(
+            python=sys.executable,
+            repo_dir=self.repo_dir,
+            work_dir=work,
+            skeleton_task=tasks[SKELETON_TASK],
+            skin_task=tasks[SKIN_TASK],
+            faces_target_count=int(args.get("faces_target_count", 50000)),
+            progress=req.progress,
+        )
+        return pipe.run(
+            Path(args["input"]), Path(args["output"]), int(args.get("seed", 12345)), int(args.get("seed_retries", 3))
+        )
 
 
 def checkpoints_cli(worker: UniRigWorker, opts: argparse.Namespace) -> int:

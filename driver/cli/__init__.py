@@ -13,6 +13,7 @@ requests, SQLAlchemy, rich, the converter) inside its command function, so
 A DriverError a command raises is printed and becomes an exit code
 (errors.exit_code_for): 0 ok, 1 job failed, 2 usage, 3 server unreachable, 130 Ctrl-C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,11 @@ from .common import say
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="comfy-avatar", description="Run comfy-avatar workflows on ComfyUI, headless.",
-                                     epilog="Exit codes: 0 ok, 1 job failed, 2 usage, 3 server unreachable.")
+    parser = argparse.ArgumentParser(
+        prog="comfy-avatar",
+        description="Run comfy-avatar workflows on ComfyUI, headless.",
+        epilog="Exit codes: 0 ok, 1 job failed, 2 usage, 3 server unreachable.",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run.register(sub)

@@ -38,24 +38,42 @@ from .common import add_db_arg, api_prompt, open_store, say
 
 
 def register(sub: Any) -> None:
-    b = sub.add_parser("batch", help="run a workflow over a folder of images or a CSV of parameters",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b = sub.add_parser(
+        "batch",
+        help="run a workflow over a folder of images or a CSV of parameters",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     b.add_argument("workflow", metavar="WORKFLOW", help="workflow .json (API or UI format)")
     src = b.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", metavar="DIR", help="one job per image file in DIR")
     src.add_argument("--csv", metavar="FILE", help="one job per CSV row (NODE.input / seed / input:NAME / label)")
     b.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for the jobs' outputs")
-    b.add_argument("--server", action="append", metavar="URL",
-                   help=f"ComfyUI URL, repeatable (default: ${SERVERS_ENV} (comma list), ${SERVER_ENV} or {DEFAULT_SERVER})")
+    b.add_argument(
+        "--server",
+        action="append",
+        metavar="URL",
+        help=f"ComfyUI URL, repeatable (default: ${SERVERS_ENV} (comma list), ${SERVER_ENV} or {DEFAULT_SERVER})",
+    )
     b.add_argument("--local", action="store_true", help="also start a private ComfyUI from $COMFYUI_DIR")
     b.add_argument("--comfyui-dir", metavar="DIR", help="ComfyUI checkout for --local (default: $COMFYUI_DIR)")
     b.add_argument("--start-timeout", type=float, default=300.0, metavar="S", help="wait for --local (default 300)")
     b.add_argument("--concurrency", "-j", type=int, default=4, metavar="N", help="jobs in flight at once (default 4)")
     b.add_argument("--front", action="store_true", help="queue the jobs at the front of the servers' queues")
-    b.add_argument("--retries", type=int, default=3, metavar="N",
-                   help="retries of transient failures (unreachable, 5xx, restart) per job (default 3)")
-    b.add_argument("--give-up", type=float, default=300.0, metavar="S",
-                   help="fail a job after S seconds without any reachable server (default 300)")
+    b.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        metavar="N",
+        help="retries of transient failures (unreachable, 5xx, restart) per job (default 3)",
+    )
+    b.add_argument(
+        "--give-up",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="fail a job after S seconds without any reachable server (default 300)",
+    )
     b.add_argument("--timeout", type=float, default=None, metavar="S", help="per job: fail and cancel after S seconds")
     b.add_argument("--set", action="append", metavar="NODE.input=VALUE", help="override an input in every job")
     b.add_argument("--seed", type=int, metavar="N", help="set every seed/noise_seed input (a CSV seed column wins)")
@@ -63,8 +81,11 @@ def register(sub: Any) -> None:
     b.add_argument("--image-input", metavar="NODE", help="node (id/title, or NODE.INPUT) that takes the --images")
     b.add_argument("--json", action="store_true", help="machine-readable events, one JSON object per line on stdout")
     b.add_argument("--progress", choices=["auto", "bar", "log", "none"], default="auto", help="progress display")
-    b.add_argument("--callback-url", metavar="URL",
-                   help="POST each finished job (signed with $COMFY_AVATAR_CALLBACK_SECRET) to URL")
+    b.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="POST each finished job (signed with $COMFY_AVATAR_CALLBACK_SECRET) to URL",
+    )
     b.add_argument("--batch-id", metavar="ID", help="batch id (default: time + random)")
     add_db_arg(b)
     b.set_defaults(func=cmd_batch)
@@ -77,6 +98,7 @@ def _server_urls(args: argparse.Namespace) -> Iterator[list[str]]:
         yield list(args.server) if args.server else default_servers()
         return
     from ..local import LocalComfy
+
     try:
         local = LocalComfy(args.comfyui_dir, start_timeout=args.start_timeout)
         local.start()
@@ -114,18 +136,27 @@ def cmd_batch(args: argparse.Namespace) -> int:
                     if "v" not in info_cache:
                         info_cache["v"] = pool.object_info()
                     return info_cache["v"]
+
                 template = api_prompt(workflow, object_info, f"workflow {args.workflow}", pool.system_stats)
                 jobs = build_jobs(args, template, object_info, batch_id, out_root)
                 with BatchDisplay("json" if args.json else args.progress, len(jobs)) as display:
                     options = BatchOptions(
-                        batch_id=batch_id, workflow_path=str(Path(args.workflow).resolve()),
-                        workflow_hash=canonical_hash(template), concurrency=args.concurrency, front=args.front,
-                        retries=args.retries, timeout_s=args.timeout, give_up_s=args.give_up,
-                        forward_progress=display.wants_progress)
+                        batch_id=batch_id,
+                        workflow_path=str(Path(args.workflow).resolve()),
+                        workflow_hash=canonical_hash(template),
+                        concurrency=args.concurrency,
+                        front=args.front,
+                        retries=args.retries,
+                        timeout_s=args.timeout,
+                        give_up_s=args.give_up,
+                        forward_progress=display.wants_progress,
+                    )
                     runner = BatchRunner(jobs, pool, options, store=store, on_event=display, callback=callback)
                     if not args.json:
-                        say(f"batch {batch_id}: {len(jobs)} job(s) on {', '.join(urls)} "
-                            f"(status: comfy-avatar status; db: {store._safe_url()})")
+                        say(
+                            f"batch {batch_id}: {len(jobs)} job(s) on {', '.join(urls)} "
+                            f"(status: comfy-avatar status; db: {store._safe_url()})"
+                        )
                     try:
                         summary = runner.run()
                     except KeyboardInterrupt:
@@ -136,6 +167,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if not args.json:
-        say(f"batch {batch_id}: {summary.succeeded}/{summary.total} succeeded, {summary.failed} failed, "
-            f"{summary.cancelled} cancelled in {summary.duration_s:.1f} s; outputs in {out_root}")
+        say(
+            f"batch {batch_id}: {summary.succeeded}/{summary.total} succeeded, {summary.failed} failed, "
+            f"{summary.cancelled} cancelled in {summary.duration_s:.1f} s; outputs in {out_root}"
+        )
     return summary.exit_code

@@ -5,6 +5,7 @@ Module level stays light (argparse and the driver's leaf modules) because every
 command's parser is built from here on each start; clients, the job store and the
 converter are imported by the functions that open them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,12 @@ def say(text: str) -> None:
     sys.stderr.flush()
 
 
-def api_prompt(workflow: dict[str, Any], object_info: Callable[[], dict[str, Any]], source: str,
-               system_stats: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+def api_prompt(
+    workflow: dict[str, Any],
+    object_info: Callable[[], dict[str, Any]],
+    source: str,
+    system_stats: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The API prompt for a loaded workflow: as it is, or converted from the editor
     format with the server's /object_info and its editor version from /system_stats
     (fetched only then: untitled nodes get the titles that editor release gives them,
@@ -38,9 +43,10 @@ def api_prompt(workflow: dict[str, Any], object_info: Callable[[], dict[str, Any
     if is_api_prompt(workflow):
         return workflow
     from ..convert import ui_to_api  # only editor-format files need the converter
+
     try:
         return ui_to_api(workflow, object_info(), frontend_version=frontend_version(system_stats))
-    except ValueError as e:   # ConversionError names the node and the fix; other ValueErrors are the file's too
+    except ValueError as e:  # ConversionError names the node and the fix; other ValueErrors are the file's too
         raise UsageError(source, f"cannot convert the UI workflow: {e}") from None
 
 
@@ -57,21 +63,34 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     """--server URL | --local (one server), for commands that run one prompt."""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--server", metavar="URL", help=f"ComfyUI URL (default: ${SERVER_ENV} or {DEFAULT_SERVER})")
-    g.add_argument("--local", action="store_true",
-                   help="start a private ComfyUI from $COMFYUI_DIR on a free 127.0.0.1 port, stop it after")
+    g.add_argument(
+        "--local",
+        action="store_true",
+        help="start a private ComfyUI from $COMFYUI_DIR on a free 127.0.0.1 port, stop it after",
+    )
     p.add_argument("--comfyui-dir", metavar="DIR", help="ComfyUI checkout for --local (default: $COMFYUI_DIR)")
-    p.add_argument("--start-timeout", type=float, default=300.0, metavar="S",
-                   help="seconds to wait for the --local server (default 300)")
+    p.add_argument(
+        "--start-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds to wait for the --local server (default 300)",
+    )
     p.add_argument("--local-log", metavar="FILE", help="keep the --local server's log in FILE")
 
 
 def add_db_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="URL", help="job database: SQLAlchemy URL or SQLite file "
-                   "(default: $COMFY_AVATAR_DB or ~/.local/share/comfy-avatar/jobs.db)")
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        help="job database: SQLAlchemy URL or SQLite file "
+        "(default: $COMFY_AVATAR_DB or ~/.local/share/comfy-avatar/jobs.db)",
+    )
 
 
 def open_store(args: argparse.Namespace) -> JobStore:
     from ..store import JobStore  # SQLAlchemy: only the commands that read or write job records
+
     return JobStore(args.db or None)
 
 
@@ -88,6 +107,7 @@ def open_reader(args: argparse.Namespace) -> Any:
 def open_client(args: argparse.Namespace) -> Iterator[ComfyClient]:
     """A ComfyClient for --server / --local (the local server stops on exit)."""
     from ..client import ComfyClient
+
     if not getattr(args, "local", False):
         with ComfyClient(args.server or default_server()) as client:
             yield client

@@ -1,5 +1,6 @@
 """What ``batch`` shows while it runs: BatchEvents as JSON lines (stdout), log lines
 (stderr) or rich progress bars (stderr), one callable sink for BatchRunner."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,15 @@ class BatchDisplay:
         if self.mode == "bar":
             from rich.console import Console  # rich only for bars: --json and log runs never import it
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
             self._progress.start()
             self._overall = self._progress.add_task("batch", total=self.total)
         return self
@@ -52,8 +60,9 @@ class BatchDisplay:
     def _log(self, e: BatchEvent) -> None:
         if e.type == ev.JOB_PROGRESS:
             return
-        line = f"[{e.type}] " + " ".join(f"{k}={v}" for k, v in e.to_json().items()
-                                          if k not in _LOG_SKIP and v not in (None, ""))
+        line = f"[{e.type}] " + " ".join(
+            f"{k}={v}" for k, v in e.to_json().items() if k not in _LOG_SKIP and v not in (None, "")
+        )
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
 
@@ -65,8 +74,9 @@ class BatchDisplay:
         elif e.type == ev.JOB_PROGRESS and job in self._tasks:
             step = d.get("step")
             desc = f"  {name}: node {d.get('node')} {d.get('node_type') or ''}".rstrip()
-            self._progress.update(self._tasks[job], description=desc, completed=step[0] if step else None,
-                                  total=step[1] if step else None)
+            self._progress.update(
+                self._tasks[job], description=desc, completed=step[0] if step else None, total=step[1] if step else None
+            )
         elif e.type == ev.JOB_FINISHED:
             if job in self._tasks:
                 self._progress.remove_task(self._tasks.pop(job))

@@ -1,6 +1,7 @@
 """What ``submit``, ``worker``, ``status --follow``, ``list --dead`` and ``cancel`` share for the
 fleet: the broker argument, following a job's events with the run command's displays, the
 dead-letter listing, and telling workers about a cancel."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,14 @@ def add_broker_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
 def quiet_pika(args: argparse.Namespace) -> None:
     """pika logs every channel open and close at INFO: keep that for -vv."""
     import logging
+
     if getattr(args, "verbose", 0) < 2:
         logging.getLogger("pika").setLevel(logging.WARNING)
 
 
 def fleet_settings(args: argparse.Namespace, **overrides: Any) -> FleetSettings:
     from ..fleet.settings import FleetSettings
+
     return FleetSettings.load(broker_url=getattr(args, "broker", None), **overrides)
 
 
@@ -37,6 +40,7 @@ def broker_configured(args: argparse.Namespace) -> bool:
     import os
 
     from ..fleet.settings import BROKER_ENV
+
     return bool(getattr(args, "broker", None) or os.environ.get(BROKER_ENV))
 
 

@@ -8,6 +8,7 @@ They read and write the job database (COMFY_AVATAR_DB or --db), so they work whi
 a batch runs in another process: a cancel is recorded there, the running batch
 picks it up, and queued or running prompts are removed from their server here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,9 @@ def register(sub: Any) -> None:
     s.add_argument("job", nargs="?", metavar="JOB", help="job id, prompt_id or a unique prefix")
     s.add_argument("--batch", metavar="B", help="summarize this batch instead of the latest")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--follow", action="store_true", help="a fleet job: show its progress until it ends (needs --broker)")
+    s.add_argument(
+        "--follow", action="store_true", help="a fleet job: show its progress until it ends (needs --broker)"
+    )
     s.add_argument("--progress", choices=["auto", "bar", "log", "none"], default="auto", help="with --follow")
     add_broker_arg(s)
     add_db_arg(s)
@@ -74,7 +77,7 @@ def _print_job(r: JobRecord) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from ..records import TERMINAL
 
-    with (open_store(args) if args.follow else open_reader(args)) as store:
+    with open_store(args) if args.follow else open_reader(args) as store:
         if args.job and args.follow:
             return follow_job(args, store.get(args.job).id, store)
         if args.job:
@@ -91,12 +94,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         counts = store.counts(batch)
         active = [r for r in store.list(batch_id=batch, limit=None) if r.status not in TERMINAL]
         if args.json:
-            print(json.dumps({"batch_id": batch, "counts": counts, "total": sum(counts.values()),
-                              "active": [{"id": r.id, "status": r.status, "server": r.server, "label": r.label}
-                                         for r in active]}))
+            print(
+                json.dumps(
+                    {
+                        "batch_id": batch,
+                        "counts": counts,
+                        "total": sum(counts.values()),
+                        "active": [
+                            {"id": r.id, "status": r.status, "server": r.server, "label": r.label} for r in active
+                        ],
+                    }
+                )
+            )
         else:
-            print(f"batch {batch}: {sum(counts.values())} job(s): "
-                  + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+            print(
+                f"batch {batch}: {sum(counts.values())} job(s): "
+                + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            )
             for r in active[:20]:
                 print(f"  {r.id}  {r.status:<10} {r.server or '-'}  {r.label}")
     return EXIT_OK

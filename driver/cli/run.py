@@ -16,6 +16,7 @@ Exit codes: 0 ok, 1 the job failed (the node's error is printed), 2 usage error
 3 server unreachable (or the --local server failed to start), 130 interrupted by
 Ctrl-C (the prompt is cancelled on the server).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,19 +33,41 @@ from .common import add_server_args, api_prompt, open_client, say
 
 
 def register(sub: Any) -> None:
-    run = sub.add_parser("run", help="run one workflow and download its outputs", description=__doc__,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = sub.add_parser(
+        "run",
+        help="run one workflow and download its outputs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("workflow", metavar="WORKFLOW", help="workflow .json (API or UI format)")
-    run.add_argument("--input", "-i", action="append", metavar="NAME=FILE",
-                     help="upload FILE and set it on the node with id/title NAME (repeatable)")
+    run.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        metavar="NAME=FILE",
+        help="upload FILE and set it on the node with id/title NAME (repeatable)",
+    )
     run.add_argument("--out", "-o", required=True, metavar="DIR", help="folder for the downloaded outputs")
-    run.add_argument("--set", action="append", metavar="NODE.input=VALUE",
-                     help="override an input (node id or title; typed and checked by /object_info; repeatable)")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="NODE.input=VALUE",
+        help="override an input (node id or title; typed and checked by /object_info; repeatable)",
+    )
     run.add_argument("--seed", type=int, metavar="N", help="set every seed / noise_seed input to N")
-    run.add_argument("--timeout", type=float, default=None, metavar="S",
-                     help="fail (and cancel the prompt) after S seconds (default: wait)")
-    run.add_argument("--progress", choices=["auto", "bar", "log", "none"], default="auto",
-                     help="progress display (auto: bars on a terminal, log lines otherwise)")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="fail (and cancel the prompt) after S seconds (default: wait)",
+    )
+    run.add_argument(
+        "--progress",
+        choices=["auto", "bar", "log", "none"],
+        default="auto",
+        help="progress display (auto: bars on a terminal, log lines otherwise)",
+    )
     run.add_argument("--json", action="store_true", help="print every event as a JSON line on stdout")
     add_server_args(run)
     run.set_defaults(func=cmd_run)
@@ -59,8 +82,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         prompt = api_prompt(workflow, client.object_info, f"workflow {args.workflow}", client.system_stats)
         prompt = apply_inputs(prompt, inputs, client)
-        if args.set or args.seed is not None:     # typed by /object_info
+        if args.set or args.seed is not None:  # typed by /object_info
             from ..params import apply_params
+
             prompt = apply_params(prompt, args.set, args.seed, client.object_info)
         prompt_id = str(uuid.uuid4())
         mode: Mode = "json" if args.json else args.progress
@@ -74,8 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         paths = client.download(result, out_dir)
     total = sum(result.timings.values())
-    say(f"prompt {result.prompt_id}: {result.status} in {result.duration_s:.2f} s "
-        f"({len(result.cached)} cached, {total:.2f} s in nodes); {len(paths)} file(s) in {out_dir}")
+    say(
+        f"prompt {result.prompt_id}: {result.status} in {result.duration_s:.2f} s "
+        f"({len(result.cached)} cached, {total:.2f} s in nodes); {len(paths)} file(s) in {out_dir}"
+    )
     if args.json:
         print(json.dumps({"type": "result", **result.to_dict(), "files": [str(p) for p in paths]}), flush=True)
     else:

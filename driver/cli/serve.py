@@ -9,6 +9,7 @@ without keys serve refuses to start unless --insecure-no-auth is given (a privat
 GET /jobs/{id}/files/{name} serves files from there only. The routes, limits and errors are
 in driver/fleet/api.py and in the OpenAPI schema at /openapi.json (/docs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,12 @@ def _repo_root() -> Path:
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("serve", help="HTTP API + job page for the fleet", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser(
+        "serve",
+        help="HTTP API + job page for the fleet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--workflows", metavar="DIR", help="workflows POST /jobs may name (default: the repo's workflows/)")
@@ -56,23 +61,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(API_KEYS_ENV, str(e).split(": ", 1)[-1], "set long random keys") from None
     if not keys and not args.insecure_no_auth:
-        raise UsageError(API_KEYS_ENV, "is not set, so every request would be refused",
-                         f"set {API_KEYS_ENV}=name:LONG_RANDOM_KEY (or pass --insecure-no-auth on a private box)")
+        raise UsageError(
+            API_KEYS_ENV,
+            "is not set, so every request would be refused",
+            f"set {API_KEYS_ENV}=name:LONG_RANDOM_KEY (or pass --insecure-no-auth on a private box)",
+        )
     quiet_pika(args)
     fleet = fleet_settings(args)
     root = _repo_root()
     viewer = root / "comfy_avatar_nodes" / "web"
-    api = ApiSettings(workflows_dir=Path(args.workflows) if args.workflows else root / "workflows",
-                      max_upload_bytes=int(args.max_upload_mb * (1 << 20)), rate=args.rate, burst=args.burst,
-                      auth=not args.insecure_no_auth, file_roots=tuple(Path(f) for f in args.files or ()),
-                      viewer_dir=viewer if viewer.is_dir() else None)
+    api = ApiSettings(
+        workflows_dir=Path(args.workflows) if args.workflows else root / "workflows",
+        max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+        rate=args.rate,
+        burst=args.burst,
+        auth=not args.insecure_no_auth,
+        file_roots=tuple(Path(f) for f in args.files or ()),
+        viewer_dir=viewer if viewer.is_dir() else None,
+    )
     store = open_store(args)
     publisher = Publisher(fleet, "comfy-avatar-serve")
     hub = EventHub(fleet)
     hub.start()
     app = create_app(Services(fleet, api, store, publisher, keys, hub))
-    say(f"serving the fleet API on http://{args.host}:{args.port} ({len(keys)} API key(s); "
-        f"page at /, schema at /docs)")
+    say(f"serving the fleet API on http://{args.host}:{args.port} ({len(keys)} API key(s); page at /, schema at /docs)")
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     finally:

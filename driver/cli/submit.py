@@ -10,6 +10,7 @@ with rclone). An editor-format workflow is converted, and --set values typed, by
 against its own ComfyUI's /object_info. The job record goes to the job database (--db /
 COMFY_AVATAR_DB: PostgreSQL for a fleet), where status, list and cancel find it from any machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,20 @@ from .fleet import add_broker_arg, fleet_settings, follow_job, quiet_pika
 
 
 def register(sub: Any) -> None:
-    s = sub.add_parser("submit", help="queue a job for the fleet's workers; prints its id", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser(
+        "submit",
+        help="queue a job for the fleet's workers; prints its id",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("workflow", metavar="WORKFLOW", help="workflow .json (API or UI format)")
-    s.add_argument("--input", "-i", action="append", metavar="NAME=FILE|URL",
-                   help="input file for node NAME (inline up to 16 MiB) or its s3:// / https:// URL (repeatable)")
+    s.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        metavar="NAME=FILE|URL",
+        help="input file for node NAME (inline up to 16 MiB) or its s3:// / https:// URL (repeatable)",
+    )
     s.add_argument("--set", action="append", metavar="NODE.input=VALUE", help="override an input (repeatable)")
     s.add_argument("--seed", type=int, metavar="N", help="set every seed / noise_seed input to N")
     s.add_argument("--priority", choices=["high", "normal", "low"], default="normal")
@@ -51,8 +61,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     settings = fleet_settings(args)
     workflow = load_workflow(args.workflow)
     inputs = [input_from_spec(spec, settings) for spec in args.input or []]
-    msg = make_job(workflow, workflow_name=str(Path(args.workflow)), sets=args.set or [], seed=args.seed,
-                   inputs=inputs, priority=args.priority, label=args.label, timeout_s=args.timeout)
+    msg = make_job(
+        workflow,
+        workflow_name=str(Path(args.workflow)),
+        sets=args.set or [],
+        seed=args.seed,
+        inputs=inputs,
+        priority=args.priority,
+        label=args.label,
+        timeout_s=args.timeout,
+    )
     store = open_store(args)
     try:
         with Publisher(settings, "comfy-avatar-submit") as pub:

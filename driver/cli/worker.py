@@ -9,6 +9,7 @@ record is final. A transient failure is retried through the broker with backoff;
 permanent one goes to the dead-letter queue (comfy-avatar list --dead). SIGTERM / Ctrl-C:
 no new jobs, running ones finish (up to --drain seconds), the rest go back to the queue.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,12 +23,21 @@ from .fleet import add_broker_arg, fleet_settings, quiet_pika
 
 
 def register(sub: Any) -> None:
-    w = sub.add_parser("worker", help="run fleet jobs from the broker on one ComfyUI", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    w = sub.add_parser(
+        "worker",
+        help="run fleet jobs from the broker on one ComfyUI",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     w.add_argument("--server", metavar="URL", help=f"this box's ComfyUI (default: ${SERVER_ENV} or {DEFAULT_SERVER})")
     w.add_argument("--concurrency", "-j", type=int, default=1, metavar="N", help="jobs at once (default 1)")
-    w.add_argument("--out", "-o", required=True, metavar="DIR|s3://BUCKET/PREFIX",
-                   help="where outputs go: a folder shared by the fleet, or an S3 prefix (rclone remote $COMFY_AVATAR__FLEET__S3_REMOTE, default s3)")
+    w.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="where outputs go: a folder shared by the fleet, or an S3 prefix (rclone remote $COMFY_AVATAR__FLEET__S3_REMOTE, default s3)",
+    )
     w.add_argument("--name", metavar="NAME", help="worker name in records and logs (default host-pid)")
     w.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on :P/metrics")
     w.add_argument("--heartbeat", type=int, metavar="S", help="AMQP heartbeat seconds (default 30)")
@@ -45,8 +55,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     quiet_pika(args)
     fleet = fleet_settings(args, heartbeat_s=args.heartbeat)
     kw: dict[str, Any] = {"name": args.name} if args.name else {}
-    settings = WorkerSettings(server=normalize_url(args.server or default_server()), out=args.out,
-                              concurrency=args.concurrency, metrics_port=args.metrics_port, drain_s=args.drain, **kw)
+    settings = WorkerSettings(
+        server=normalize_url(args.server or default_server()),
+        out=args.out,
+        concurrency=args.concurrency,
+        metrics_port=args.metrics_port,
+        drain_s=args.drain,
+        **kw,
+    )
     metrics = WorkerMetrics()
     if args.metrics_port:
         metrics.serve(args.metrics_port)
@@ -56,10 +72,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     def stop(signum: int, _frame: Any) -> None:
         say(f"worker {settings.name}: {signal.Signals(signum).name}: finishing running jobs, taking no new ones")
         worker.stop()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    say(f"worker {settings.name}: {settings.server}, concurrency {settings.concurrency}, broker "
-        f"{redact_url(fleet.broker_url)}, outputs to {settings.out}")
+    say(
+        f"worker {settings.name}: {settings.server}, concurrency {settings.concurrency}, broker "
+        f"{redact_url(fleet.broker_url)}, outputs to {settings.out}"
+    )
     try:
         worker.run()
     finally:

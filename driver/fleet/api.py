@@ -20,6 +20,7 @@ client see the answer instead of a reset connection); an upload that is not a PN
 WebP picture gets 415, a file name with a path or '..' gets 400. A refused request leaves
 nothing behind: no record, no message, no file.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,12 +57,12 @@ _FORM_FIELDS = {"workflow", "params", "seed", "priority", "label", "timeout"}
 class ApiSettings:
     workflows_dir: Path
     max_upload_bytes: int = 16 << 20
-    rate: float = 10.0                     # requests per second per key
+    rate: float = 10.0  # requests per second per key
     burst: int = 60
     auth: bool = True
-    file_roots: tuple[Path, ...] = ()      # folders GET /jobs/{id}/files may serve from (the shared --out)
-    viewer_dir: Path | None = None         # a built three-vrm viewer bundle, served under /viewer/
-    drain_max_bytes: int = 1 << 30         # an oversized body is read off up to this, then the connection closes
+    file_roots: tuple[Path, ...] = ()  # folders GET /jobs/{id}/files may serve from (the shared --out)
+    viewer_dir: Path | None = None  # a built three-vrm viewer bundle, served under /viewer/
+    drain_max_bytes: int = 1 << 30  # an oversized body is read off up to this, then the connection closes
 
     @property
     def max_request_bytes(self) -> int:
@@ -120,6 +121,7 @@ class BodyLimit:
                 if seen > self.limit:
                     raise _TooLarge()
             return msg
+
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
@@ -138,8 +140,13 @@ class BodyLimit:
             keep_alive = False
         if self.on_refuse is not None:
             self.on_refuse()
-        body = json.dumps({"status": 413, "error": f"request body: {max(size, drained)} bytes is over the limit of "
-                           f"{self.limit} bytes. Fix: send smaller files, or put them on S3 and pass s3:// URLs"}).encode()
+        body = json.dumps(
+            {
+                "status": 413,
+                "error": f"request body: {max(size, drained)} bytes is over the limit of "
+                f"{self.limit} bytes. Fix: send smaller files, or put them on S3 and pass s3:// URLs",
+            }
+        ).encode()
         hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if not keep_alive:
             hdrs.append((b"connection", b"close"))
@@ -159,8 +166,12 @@ def authorized(request: Request) -> ApiKey:
     else:
         key = match_key(svc.keys, presented_key(request.headers.get("authorization"), request.headers.get("x-api-key")))
     if key is None:
-        raise Refused(401, "API key", "missing or not valid",
-                      "send Authorization: Bearer KEY (or X-API-Key) with a key from COMFY_AVATAR_API_KEYS")
+        raise Refused(
+            401,
+            "API key",
+            "missing or not valid",
+            "send Authorization: Bearer KEY (or X-API-Key) with a key from COMFY_AVATAR_API_KEYS",
+        )
     svc.limiter.check(key.name)
     return key
 
@@ -169,8 +180,11 @@ Key = Annotated[ApiKey, Depends(authorized)]
 
 
 def create_app(svc: Services) -> FastAPI:
-    app = FastAPI(title="comfy-avatar fleet API", version="1",
-                  description="Submit avatar jobs to the comfy-avatar fleet, follow them, fetch their files.")
+    app = FastAPI(
+        title="comfy-avatar fleet API",
+        version="1",
+        description="Submit avatar jobs to the comfy-avatar fleet, follow them, fetch their files.",
+    )
     app.state.svc = svc
     api = svc.api
 
@@ -198,7 +212,6 @@ def create_app(svc: Services) -> FastAPI:
         svc.metrics.requests.labels(request.method, getattr(route, "path", "other"), str(response.status_code)).inc()
         return response
 
-
     # -- jobs ------------------------------------------------------------------------------
     @app.post("/jobs", status_code=201, summary="Submit a job")
     async def post_job(request: Request, key: Key) -> JSONResponse:
@@ -211,11 +224,15 @@ def create_app(svc: Services) -> FastAPI:
             except ValueError:
                 raise Refused(400, "request body", "is not valid JSON", "send a JSON object") from None
             if not isinstance(fields, dict):
-                raise Refused(400, "request body", "is not a JSON object", "send {\"workflow\": ..., ...}")
+                raise Refused(400, "request body", "is not a JSON object", 'send {"workflow": ..., ...}')
             inputs = _url_inputs(fields.get("inputs"))
         else:
-            raise Refused(415, "request", f"content type {ctype or 'none'!r} is not accepted",
-                          "send multipart/form-data (with files), a urlencoded form or application/json")
+            raise Refused(
+                415,
+                "request",
+                f"content type {ctype or 'none'!r} is not accepted",
+                "send multipart/form-data (with files), a urlencoded form or application/json",
+            )
         msg = _job_from_fields(fields, inputs, api)
         await run_in_threadpool(submit_job, msg, svc.publisher, svc.store)
         svc.metrics.submitted.labels(msg.priority).inc()
@@ -224,8 +241,9 @@ def create_app(svc: Services) -> FastAPI:
         return JSONResponse(body, status_code=201)
 
     @app.get("/jobs", summary="Recent jobs")
-    def list_jobs(_key: Key, status: str | None = Query(None),
-                  limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
+    def list_jobs(
+        _key: Key, status: str | None = Query(None), limit: int = Query(50, ge=1, le=1000)
+    ) -> list[dict[str, Any]]:
         return [_brief(r) for r in svc.store.list(status=status, limit=limit)]
 
     @app.get("/jobs/{job_id}", summary="One job")
@@ -256,13 +274,19 @@ def create_app(svc: Services) -> FastAPI:
             if where.startswith(("http://", "https://")):
                 return RedirectResponse(where, status_code=307)
             if where.startswith("s3://"):
-                return _error(404, f"file {name}: stored at {where}. Fix: set COMFY_AVATAR__FLEET__S3_PUBLIC_BASE_URL "
-                              "on the workers so outputs get public URLs, or fetch it with rclone")
+                return _error(
+                    404,
+                    f"file {name}: stored at {where}. Fix: set COMFY_AVATAR__FLEET__S3_PUBLIC_BASE_URL "
+                    "on the workers so outputs get public URLs, or fetch it with rclone",
+                )
             path = Path(where)
             if path.is_file() and any(_inside(path, root) for root in api.file_roots):
                 return FileResponse(path, filename=path.name)
-            return _error(404, f"file {name} of job {rec.id}: not readable here ({where}). Fix: start serve with "
-                          "--files DIR, the folder the workers write to (--out)")
+            return _error(
+                404,
+                f"file {name} of job {rec.id}: not readable here ({where}). Fix: start serve with "
+                "--files DIR, the folder the workers write to (--out)",
+            )
         return _error(404, f"file {name}: job {rec.id} has no such output. Fix: GET /jobs/{rec.id} lists them")
 
     @app.get("/workflows", summary="Workflow names POST /jobs accepts")
@@ -280,7 +304,7 @@ def create_app(svc: Services) -> FastAPI:
                     first = {}
                 key = match_key(svc.keys, str(first.get("key") or "") if isinstance(first, dict) else "")
                 if key is None:
-                    await ws.send_json({"error": "API key missing or not valid. Fix: send {\"key\": KEY} first"})
+                    await ws.send_json({"error": 'API key missing or not valid. Fix: send {"key": KEY} first'})
                     await ws.close(code=4401)
                     return
             try:
@@ -338,6 +362,7 @@ def create_app(svc: Services) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics")
     def metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -348,8 +373,11 @@ def create_app(svc: Services) -> FastAPI:
     def viewer(path: str) -> Response:
         root = api.viewer_dir
         if root is None or not root.is_dir():
-            return _error(404, "the three-vrm viewer bundle is not here (comfy_avatar_nodes/web/vendor/). "
-                          "Fix: run serve from a checkout with the pack (npm --prefix web_src run build rebuilds it)")
+            return _error(
+                404,
+                "the three-vrm viewer bundle is not here (comfy_avatar_nodes/web/vendor/). "
+                "Fix: run serve from a checkout with the pack (npm --prefix web_src run build rebuilds it)",
+            )
         target = (root / path).resolve()
         if not _inside(target, root) or not target.is_file():
             return _error(404, f"viewer file {path} not found")
@@ -363,19 +391,28 @@ def create_app(svc: Services) -> FastAPI:
         entry = _viewer_entry(root)
         return {"available": entry is not None, "entry": f"/viewer/{entry}" if entry else None}
 
-    app.add_middleware(BodyLimit, limit=api.max_request_bytes, drain_max=api.drain_max_bytes,
-                       on_refuse=lambda: svc.metrics.refused.labels("size").inc())
+    app.add_middleware(
+        BodyLimit,
+        limit=api.max_request_bytes,
+        drain_max=api.drain_max_bytes,
+        on_refuse=lambda: svc.metrics.refused.labels("size").inc(),
+    )
     return app
 
 
 # -- request parsing (pure where possible) ------------------------------------------------------
 
+
 async def _read_form(request: Request, api: ApiSettings) -> tuple[dict[str, Any], list[InputFile]]:
     try:
         form = await request.form(max_files=16, max_fields=32, max_part_size=1 << 20)
     except Exception as e:  # noqa: BLE001 - starlette raises MultiPartException / HTTPException
-        raise Refused(400, "multipart body", f"could not be read ({getattr(e, 'detail', None) or e})",
-                      "send a well-formed multipart/form-data body") from None
+        raise Refused(
+            400,
+            "multipart body",
+            f"could not be read ({getattr(e, 'detail', None) or e})",
+            "send a well-formed multipart/form-data body",
+        ) from None
     try:
         fields: dict[str, Any] = {}
         inputs: list[InputFile] = []
@@ -385,8 +422,12 @@ async def _read_form(request: Request, api: ApiSettings) -> tuple[dict[str, Any]
                     if value.startswith(URL_SCHEMES):
                         inputs.append(InputFile(name, value.rstrip("/").rsplit("/", 1)[-1] or name, url=value))
                         continue
-                    raise Refused(400, f"form field {name!r}", "is not known",
-                                  f"use {', '.join(sorted(_FORM_FIELDS))}, or a file / s3:// URL per input")
+                    raise Refused(
+                        400,
+                        f"form field {name!r}",
+                        "is not known",
+                        f"use {', '.join(sorted(_FORM_FIELDS))}, or a file / s3:// URL per input",
+                    )
                 fields[name] = value
                 continue
             size = value.size if value.size is not None else 0
@@ -400,8 +441,9 @@ async def _read_form(request: Request, api: ApiSettings) -> tuple[dict[str, Any]
                 try:
                     fields[key] = json.loads(fields[key])
                 except ValueError:
-                    raise Refused(400, f"form field {key!r}", "is not JSON",
-                                  'send e.g. {"KSampler.steps": 20}') from None
+                    raise Refused(
+                        400, f"form field {key!r}", "is not JSON", 'send e.g. {"KSampler.steps": 20}'
+                    ) from None
         return fields, inputs
     finally:
         await form.close()
@@ -415,8 +457,12 @@ def _url_inputs(raw: Any) -> list[InputFile]:
     out = []
     for name, url in raw.items():
         if not isinstance(url, str) or not url.startswith(URL_SCHEMES):
-            raise Refused(400, f"input {name!r}", "is not an s3:// or https:// URL",
-                          "upload files with multipart/form-data, or pass URLs here")
+            raise Refused(
+                400,
+                f"input {name!r}",
+                "is not an s3:// or https:// URL",
+                "upload files with multipart/form-data, or pass URLs here",
+            )
         out.append(InputFile(str(name), url.rstrip("/").rsplit("/", 1)[-1] or str(name), url=url))
     return out
 
@@ -440,8 +486,9 @@ def _job_from_fields(fields: dict[str, Any], inputs: list[InputFile], api: ApiSe
     elif isinstance(params, list) and all(isinstance(s, str) for s in params):
         sets = list(params)
     else:
-        raise Refused(400, "params", "is neither an object nor a list of NODE.input=VALUE",
-                      'send {"NODE.input": value}')
+        raise Refused(
+            400, "params", "is neither an object nor a list of NODE.input=VALUE", 'send {"NODE.input": value}'
+        )
     priority = str(fields.get("priority") or "normal")
     if priority not in PRIORITIES:
         raise Refused(400, "priority", f"{priority!r} is not one of {', '.join(PRIORITIES)}", "send normal")
@@ -452,8 +499,16 @@ def _job_from_fields(fields: dict[str, Any], inputs: list[InputFile], api: ApiSe
     except (TypeError, ValueError):
         raise Refused(400, "timeout", f"{timeout!r} is not a number of seconds", "send e.g. 600") from None
     try:
-        return make_job(workflow, workflow_name=wf_name, sets=sets, seed=seed, inputs=inputs, priority=priority,
-                        label=str(fields.get("label") or "")[:200], timeout_s=timeout_s)
+        return make_job(
+            workflow,
+            workflow_name=wf_name,
+            sets=sets,
+            seed=seed,
+            inputs=inputs,
+            priority=priority,
+            label=str(fields.get("label") or "")[:200],
+            timeout_s=timeout_s,
+        )
     except UsageError as e:
         raise Refused(400, e.what, e.problem, e.fix) from None
 
@@ -516,16 +571,34 @@ def _links(job_id: str) -> dict[str, str]:
 def _public(d: dict[str, Any]) -> dict[str, Any]:
     """A record as the API shows it: output paths on the workers' disks become file links."""
     d = dict(d)
-    d["outputs"] = [{**{k: o.get(k) for k in ("node_id", "key", "filename", "subfolder", "type", "sha256", "size")},
-                     "url": f"/jobs/{d['id']}/files/{_rel(o)}"} for o in d.get("outputs") or []]
+    d["outputs"] = [
+        {
+            **{k: o.get(k) for k in ("node_id", "key", "filename", "subfolder", "type", "sha256", "size")},
+            "url": f"/jobs/{d['id']}/files/{_rel(o)}",
+        }
+        for o in d.get("outputs") or []
+    ]
     d.pop("out_dir", None)
     return d
 
 
 def _brief(r: Any) -> dict[str, Any]:
     d = r.to_dict()
-    return {k: d[k] for k in ("id", "status", "label", "workflow_path", "server", "attempts", "created_at",
-                              "finished_at", "duration_s", "error")}
+    return {
+        k: d[k]
+        for k in (
+            "id",
+            "status",
+            "label",
+            "workflow_path",
+            "server",
+            "attempts",
+            "created_at",
+            "finished_at",
+            "duration_s",
+            "error",
+        )
+    }
 
 
 def _viewer_entry(root: Path | None) -> str | None:

@@ -16,6 +16,7 @@ Topology (names from FleetSettings.prefix, everything durable so a broker restar
 
 Errors name the broker with its password hidden.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,14 @@ from .settings import MAX_PRIORITY, FleetSettings, redact_url
 
 log = logging.getLogger("comfy_avatar.driver.fleet.broker")
 
-CONNECTION_ERRORS = (pex.AMQPConnectionError, pex.ChannelClosed, pex.ChannelWrongStateError,
-                     pex.ConnectionWrongStateError, pex.StreamLostError, OSError)
+CONNECTION_ERRORS = (
+    pex.AMQPConnectionError,
+    pex.ChannelClosed,
+    pex.ChannelWrongStateError,
+    pex.ConnectionWrongStateError,
+    pex.StreamLostError,
+    OSError,
+)
 
 
 class BrokerUnreachable(DriverError):
@@ -45,8 +52,11 @@ class BrokerUnreachable(DriverError):
     transient = True
 
     def __init__(self, url: str, problem: str) -> None:
-        super().__init__(f"RabbitMQ broker {redact_url(url)}", problem,
-                         "start rabbitmq-server there, or pass the right --broker / COMFY_AVATAR_BROKER")
+        super().__init__(
+            f"RabbitMQ broker {redact_url(url)}",
+            problem,
+            "start rabbitmq-server there, or pass the right --broker / COMFY_AVATAR_BROKER",
+        )
 
 
 class PublishRefused(DriverError):
@@ -73,7 +83,9 @@ def connect(settings: FleetSettings, name: str = "", heartbeat_s: int | None = N
     except pex.ProbableAuthenticationError:
         raise BrokerUnreachable(settings.broker_url, "refused the user name or password") from None
     except (pex.AMQPError, OSError) as e:
-        raise BrokerUnreachable(settings.broker_url, f"cannot connect ({type(e).__name__}: {e or 'no answer'})") from None
+        raise BrokerUnreachable(
+            settings.broker_url, f"cannot connect ({type(e).__name__}: {e or 'no answer'})"
+        ) from None
 
 
 def declare(ch: BlockingChannel, settings: FleetSettings) -> None:
@@ -86,20 +98,31 @@ def declare(ch: BlockingChannel, settings: FleetSettings) -> None:
 
 def declare_retry_queue(ch: BlockingChannel, settings: FleetSettings, delay_ms: int) -> str:
     name = settings.retry_queue(delay_ms)
-    ch.queue_declare(name, durable=True, arguments={
-        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": settings.jobs_queue,
-        "x-max-priority": MAX_PRIORITY,
-        # the queue itself goes away after a day without use (a delay nobody uses any more)
-        "x-expires": max(86_400_000, delay_ms * 4)})
+    ch.queue_declare(
+        name,
+        durable=True,
+        arguments={
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": settings.jobs_queue,
+            "x-max-priority": MAX_PRIORITY,
+            # the queue itself goes away after a day without use (a delay nobody uses any more)
+            "x-expires": max(86_400_000, delay_ms * 4),
+        },
+    )
     return name
 
 
-def job_properties(msg: JobMessage, attempt: int = 1, headers: dict[str, Any] | None = None,
-                   expiration_ms: int | None = None) -> pika.BasicProperties:
+def job_properties(
+    msg: JobMessage, attempt: int = 1, headers: dict[str, Any] | None = None, expiration_ms: int | None = None
+) -> pika.BasicProperties:
     return pika.BasicProperties(
-        content_type="application/json", delivery_mode=2, priority=msg.priority_value, message_id=msg.job_id,
+        content_type="application/json",
+        delivery_mode=2,
+        priority=msg.priority_value,
+        message_id=msg.job_id,
         headers={**(headers or {}), H_ATTEMPT: attempt},
-        expiration=str(expiration_ms) if expiration_ms is not None else None)
+        expiration=str(expiration_ms) if expiration_ms is not None else None,
+    )
 
 
 def publish_confirmed(ch: BlockingChannel, routing_key: str, body: bytes, props: pika.BasicProperties) -> None:
@@ -108,11 +131,17 @@ def publish_confirmed(ch: BlockingChannel, routing_key: str, body: bytes, props:
     try:
         ch.basic_publish("", routing_key, body, props, mandatory=True)
     except pex.UnroutableError:
-        raise PublishRefused(f"queue {routing_key}", "does not exist on the broker",
-                             "declare the topology first (any comfy-avatar submit/worker does)") from None
+        raise PublishRefused(
+            f"queue {routing_key}",
+            "does not exist on the broker",
+            "declare the topology first (any comfy-avatar submit/worker does)",
+        ) from None
     except pex.NackError:
-        raise PublishRefused(f"queue {routing_key}", "the broker refused the message (nack)",
-                             "check the broker's log (disk or memory alarm, queue limits)") from None
+        raise PublishRefused(
+            f"queue {routing_key}",
+            "the broker refused the message (nack)",
+            "check the broker's log (disk or memory alarm, queue limits)",
+        ) from None
 
 
 class Publisher:
@@ -127,7 +156,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._conn: pika.BlockingConnection | None = None
         self._ch: BlockingChannel | None = None
-        self._events: BlockingChannel | None = None     # no confirms: events are best effort
+        self._events: BlockingChannel | None = None  # no confirms: events are best effort
         self._retry_declared: set[int] = set()
 
     def _channel(self) -> BlockingChannel:
@@ -167,37 +196,53 @@ class Publisher:
                     if time.monotonic() + delay > deadline:
                         if isinstance(e, BrokerUnreachable):
                             raise
-                        raise BrokerUnreachable(self.settings.broker_url, f"lost the connection while {what}: "
-                                                f"{type(e).__name__}") from None
-                    log.warning("broker connection lost while %s (%s); retrying in %.1f s", what,
-                                type(e).__name__, delay)
+                        raise BrokerUnreachable(
+                            self.settings.broker_url, f"lost the connection while {what}: {type(e).__name__}"
+                        ) from None
+                    log.warning(
+                        "broker connection lost while %s (%s); retrying in %.1f s", what, type(e).__name__, delay
+                    )
                     time.sleep(delay)
                     delay = min(delay * 2, 5.0)
 
     def publish_job(self, msg: JobMessage) -> None:
         body, props = encode(msg), job_properties(msg)
-        self._with_retry(f"publishing job {msg.job_id}",
-                         lambda ch: publish_confirmed(ch, self.settings.jobs_queue, body, props))
+        self._with_retry(
+            f"publishing job {msg.job_id}", lambda ch: publish_confirmed(ch, self.settings.jobs_queue, body, props)
+        )
 
     def publish_event(self, routing_key: str, body: bytes) -> None:
         """A transient event on the events exchange (best effort: errors are logged)."""
         try:
-            self._with_retry("publishing an event", lambda _ch: self._events.basic_publish(  # type: ignore[union-attr]
-                self.settings.events_exchange, routing_key, body,
-                pika.BasicProperties(content_type="application/json", delivery_mode=1)))
+            self._with_retry(
+                "publishing an event",
+                lambda _ch: self._events.basic_publish(  # type: ignore[union-attr]
+                    self.settings.events_exchange,
+                    routing_key,
+                    body,
+                    pika.BasicProperties(content_type="application/json", delivery_mode=1),
+                ),
+            )
         except DriverError as e:
             log.warning("event %s not published: %s", routing_key, e)
 
     def publish_control(self, payload: dict[str, Any]) -> None:
         body = json.dumps(payload).encode()
-        self._with_retry("publishing a control message", lambda ch: ch.basic_publish(
-            self.settings.control_exchange, "", body, pika.BasicProperties(content_type="application/json")))
+        self._with_retry(
+            "publishing a control message",
+            lambda ch: ch.basic_publish(
+                self.settings.control_exchange, "", body, pika.BasicProperties(content_type="application/json")
+            ),
+        )
 
     def queue_depth(self, queue: str | None = None) -> int:
         """Messages ready in a queue (the jobs queue by default): what autoscaling watches."""
         name = queue or self.settings.jobs_queue
-        return int(self._with_retry("reading the queue depth",
-                                    lambda ch: ch.queue_declare(name, passive=True).method.message_count))
+        return int(
+            self._with_retry(
+                "reading the queue depth", lambda ch: ch.queue_declare(name, passive=True).method.message_count
+            )
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -221,7 +266,8 @@ def browse_dead(settings: FleetSettings, limit: int = 100) -> Iterator[dict[str,
         n = ch.queue_declare(settings.dead_queue, passive=True).method.message_count
         ch.basic_qos(prefetch_count=min(max(n, 1), limit))
         for seen, (method, props, body) in enumerate(
-                ch.consume(settings.dead_queue, auto_ack=False, inactivity_timeout=1.0), 1):
+            ch.consume(settings.dead_queue, auto_ack=False, inactivity_timeout=1.0), 1
+        ):
             if method is None or seen > min(n, limit):
                 break
             headers = dict(props.headers or {})
@@ -229,15 +275,21 @@ def browse_dead(settings: FleetSettings, limit: int = 100) -> Iterator[dict[str,
                 d = json.loads(body)
             except ValueError:
                 d = {}
-            yield {"job_id": props.message_id or d.get("job_id"), "label": d.get("label", ""),
-                   "workflow": d.get("workflow_name", ""), "priority": d.get("priority", ""),
-                   "attempt": headers.get(H_ATTEMPT), "error_class": _text(headers.get("x-ca-error-class")),
-                   "error": _text(headers.get("x-ca-error")), "worker": _text(headers.get("x-ca-worker"))}
+            yield {
+                "job_id": props.message_id or d.get("job_id"),
+                "label": d.get("label", ""),
+                "workflow": d.get("workflow_name", ""),
+                "priority": d.get("priority", ""),
+                "attempt": headers.get(H_ATTEMPT),
+                "error_class": _text(headers.get("x-ca-error-class")),
+                "error": _text(headers.get("x-ca-error")),
+                "worker": _text(headers.get("x-ca-worker")),
+            }
             if seen >= min(n, limit):
                 break
     finally:
         try:
-            conn.close()   # unacked -> requeued: the DLQ keeps every message
+            conn.close()  # unacked -> requeued: the DLQ keeps every message
         except Exception:  # noqa: BLE001
             pass
 

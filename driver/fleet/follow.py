@@ -6,6 +6,7 @@ rebuilds a tracker from those snapshots, so the same progress displays as ``comf
 run`` (driver.progress: bars, log lines, JSON) show the same thing, and a follower that
 joins late is right from its first event.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,9 +22,15 @@ from .settings import FleetSettings
 log = logging.getLogger("comfy_avatar.driver.fleet.follow")
 
 
-def follow(settings: FleetSettings, job_id: str, on_event: Callable[[dict[str, Any]], bool], *,
-           ready: Callable[[], bool] | None = None, idle: Callable[[], bool] | None = None,
-           timeout_s: float | None = None) -> bool:
+def follow(
+    settings: FleetSettings,
+    job_id: str,
+    on_event: Callable[[dict[str, Any]], bool],
+    *,
+    ready: Callable[[], bool] | None = None,
+    idle: Callable[[], bool] | None = None,
+    timeout_s: float | None = None,
+) -> bool:
     """Deliver the job's events to ``on_event`` until it returns True (final event).
 
     ``ready()`` runs once the queue is bound (nothing can be missed from then on); it returns
@@ -93,8 +100,10 @@ class Follower:
             self.tracker.prompt_id = str(data.get("prompt_id") or self.tracker.prompt_id)
             if isinstance(data.get("nodes"), dict):
                 set_nodes(self.tracker, data["nodes"])
-            self.say(f"job {self.job_id}: running on {data.get('server')} (worker {data.get('worker')}, "
-                     f"attempt {data.get('attempt')})")
+            self.say(
+                f"job {self.job_id}: running on {data.get('server')} (worker {data.get('worker')}, "
+                f"attempt {data.get('attempt')})"
+            )
         elif kind == COMFY:
             e = data.get("event") or {}
             if isinstance(data.get("job"), dict):
@@ -106,8 +115,10 @@ class Follower:
             self.final = evt
             return True
         elif kind == "retry":
-            self.say(f"job {self.job_id}: attempt {data.get('attempt')} failed ({data.get('error_class')}); "
-                     f"retry in {data.get('delay_s')} s")
+            self.say(
+                f"job {self.job_id}: attempt {data.get('attempt')} failed ({data.get('error_class')}); "
+                f"retry in {data.get('delay_s')} s"
+            )
         elif kind == "deferred":
             self.say(f"job {self.job_id}: waiting ({data.get('why')})")
         elif kind == "queued":

@@ -5,6 +5,7 @@ least one client follows that job and unbinds after, and hands each event to the
 subscribers' asyncio queues with ``loop.call_soon_threadsafe``. One connection for the
 whole API instead of one per browser tab; pika's work stays on its own thread.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +26,7 @@ class EventHub:
         self.settings = settings
         self._subs: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]]] = defaultdict(set)
         self._lock = threading.Lock()
-        self._changes: list[tuple[str, str]] = []          # ("bind"|"unbind", job id), done on the hub thread
+        self._changes: list[tuple[str, str]] = []  # ("bind"|"unbind", job id), done on the hub thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
@@ -106,7 +107,7 @@ class EventHub:
         for loop, q in subs:
             try:
                 loop.call_soon_threadsafe(_put, q, evt)
-            except RuntimeError:      # the client's loop is gone
+            except RuntimeError:  # the client's loop is gone
                 pass
 
 

@@ -15,6 +15,7 @@ The outcome says what the worker does with the message: ack it (succeeded, cance
 dropped), republish it to a retry queue (retry: a transient failure, counted; defer: not
 this worker's turn, not counted) or to the dead-letter queue (dead).
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,7 +55,7 @@ log = logging.getLogger("comfy_avatar.driver.fleet.job")
 
 SUCCESS, RETRY, DEFER, DEAD, CANCEL, DROP = "succeeded", "retry", "defer", "dead", "cancelled", "drop"
 _SKIP_EVENTS = frozenset({"preview", "binary"})
-EventSink = Callable[[str, str, dict[str, Any]], None]      # (job id, kind, data)
+EventSink = Callable[[str, str, dict[str, Any]], None]  # (job id, kind, data)
 
 
 @dataclass
@@ -73,14 +74,22 @@ class Outcome:
 class JobRun:
     """Runs one delivery of a job; ``cancel()`` may be called from any thread."""
 
-    def __init__(self, msg: JobMessage, attempt: int, fleet: FleetSettings, worker: WorkerSettings,
-                 store: JobStore, leases: Leases, publish: EventSink,
-                 object_info: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        msg: JobMessage,
+        attempt: int,
+        fleet: FleetSettings,
+        worker: WorkerSettings,
+        store: JobStore,
+        leases: Leases,
+        publish: EventSink,
+        object_info: Callable[[], dict[str, Any]],
+    ) -> None:
         self.msg, self.attempt, self.fleet, self.worker = msg, attempt, fleet, worker
         self.store, self.leases, self.publish = store, leases, publish
         self.object_info = object_info
         self.cancelled = threading.Event()
-        self.running_on: str | None = None          # the server the prompt is on (for cancel)
+        self.running_on: str | None = None  # the server the prompt is on (for cancel)
         self.holds_lease = False
         self._last_progress = 0.0
 
@@ -94,8 +103,9 @@ class JobRun:
         self.cancelled.set()
         server = self.running_on
         if server:
-            threading.Thread(target=_cancel_on, args=(server, self.msg.prompt_id), daemon=True,
-                             name=f"cancel-{self.job_id[:8]}").start()
+            threading.Thread(
+                target=_cancel_on, args=(server, self.msg.prompt_id), daemon=True, name=f"cancel-{self.job_id[:8]}"
+            ).start()
 
     # -- the job ---------------------------------------------------------------------------
     def execute(self) -> Outcome:
@@ -128,13 +138,22 @@ class JobRun:
         creating the record when this database has none (a submitter that wrote elsewhere)."""
         jobs = JobRow.__table__
         with self.store.engine.connect() as conn:
-            row = conn.execute(select(jobs.c.status, jobs.c.cancel_requested, jobs.c.attempts, jobs.c.server)
-                               .where(jobs.c.id == self.job_id)).first()
+            row = conn.execute(
+                select(jobs.c.status, jobs.c.cancel_requested, jobs.c.attempts, jobs.c.server).where(
+                    jobs.c.id == self.job_id
+                )
+            ).first()
         if row is None:
             m = self.msg
-            self.store.add_job(job_id=m.job_id, prompt_id=m.prompt_id, workflow_hash=canonical_hash(m.workflow),
-                               workflow_path=m.workflow_name, params=m.record_params(), batch_id=FLEET_BATCH,
-                               label=m.label)
+            self.store.add_job(
+                job_id=m.job_id,
+                prompt_id=m.prompt_id,
+                workflow_hash=canonical_hash(m.workflow),
+                workflow_path=m.workflow_name,
+                params=m.record_params(),
+                batch_id=FLEET_BATCH,
+                label=m.label,
+            )
             return "pending", False, 0, None
         return str(row.status), bool(row.cancel_requested), int(row.attempts or 0), row.server
 
@@ -146,25 +165,47 @@ class JobRun:
             self.store.set_status(self.job_id, CANCELLED, detail=f"cancel requested; dropped by {self.worker.name}")
             return Outcome(CANCEL, "cancelled before it ran", "Cancelled")
         if attempts >= 3 * self.fleet.max_attempts:
-            return Outcome(DEAD, f"job {self.job_id}: delivered {attempts} times without finishing (a worker "
-                           "crashing on it each time?). Fix: check the workers' logs", "Poison")
+            return Outcome(
+                DEAD,
+                f"job {self.job_id}: delivered {attempts} times without finishing (a worker "
+                "crashing on it each time?). Fix: check the workers' logs",
+                "Poison",
+            )
         try:
             claim = self.leases.claim(self.job_id, self.worker.name, self.worker.server, self.fleet.lease_s)
         except LeaseError as e:
             return Outcome(DEFER, str(e), "LeaseError", delay_ms=5000)
         if not claim.ok:
             delay = int(math.ceil(claim.expires_in_s * 1000)) + 500
-            return Outcome(DEFER, f"held by {claim.holder} for {claim.expires_in_s:.1f} s more", "Held",
-                           delay_ms=min(delay, int(self.fleet.lease_s * 1000) + 500))
+            return Outcome(
+                DEFER,
+                f"held by {claim.holder} for {claim.expires_in_s:.1f} s more",
+                "Held",
+                delay_ms=min(delay, int(self.fleet.lease_s * 1000) + 500),
+            )
         self.holds_lease = True
-        if not self.store.set_status(self.job_id, RUNNING, detail=f"worker {self.worker.name} attempt {self.attempt}",
-                                     server=self.worker.server, attempts=attempts + 1):
+        if not self.store.set_status(
+            self.job_id,
+            RUNNING,
+            detail=f"worker {self.worker.name} attempt {self.attempt}",
+            server=self.worker.server,
+            attempts=attempts + 1,
+        ):
             return Outcome(DROP, "ended meanwhile")
         prompt = self._prompt()
-        self.publish(self.job_id, STARTED, {"worker": self.worker.name, "server": self.worker.server,
-                                           "attempt": self.attempt, "prompt_id": self.msg.prompt_id,
-                                           "nodes": {k: [v.get("class_type", "?"), (v.get("_meta") or {}).get("title", "")]
-                                                     for k, v in prompt.items()}})
+        self.publish(
+            self.job_id,
+            STARTED,
+            {
+                "worker": self.worker.name,
+                "server": self.worker.server,
+                "attempt": self.attempt,
+                "prompt_id": self.msg.prompt_id,
+                "nodes": {
+                    k: [v.get("class_type", "?"), (v.get("_meta") or {}).get("title", "")] for k, v in prompt.items()
+                },
+            },
+        )
         previous = claim.previous_server or (rec_server if rec_server and rec_server != self.worker.server else "")
         if previous and previous != self.worker.server:
             result = self._adopt_elsewhere(previous, prompt)
@@ -180,15 +221,19 @@ class JobRun:
         if m.sets or m.seed is not None:
             prompt = apply_params(prompt, m.sets, m.seed, self.object_info)
         for inp in m.inputs:
-            find_input_target(prompt, inp.name)      # a bad NAME fails here, before any upload
+            find_input_target(prompt, inp.name)  # a bad NAME fails here, before any upload
         return prompt
 
     def _client(self, server: str) -> ComfyClient:
         # One client id per job: a successor worker on the same box reconnects under it and
         # gets the prompt's events (ComfyUI sends them to the submitting client id only).
-        return ComfyClient(server, client_id=f"ca-fleet-{self.job_id}", ws_silence_s=self.fleet.ws_silence_s,
-                           poll_interval_s=self.fleet.poll_interval_s,
-                           reconnect_give_up_s=self.fleet.reconnect_give_up_s)
+        return ComfyClient(
+            server,
+            client_id=f"ca-fleet-{self.job_id}",
+            ws_silence_s=self.fleet.ws_silence_s,
+            poll_interval_s=self.fleet.poll_interval_s,
+            reconnect_give_up_s=self.fleet.reconnect_give_up_s,
+        )
 
     def _known_to(self, client: ComfyClient) -> bool:
         pid = self.msg.prompt_id
@@ -204,11 +249,19 @@ class JobRun:
             with self._client(server) as client:
                 if not self._known_to(client):
                     return None
-                log.info("job %s: prompt %s is on the previous server %s; adopting it", self.job_id,
-                         self.msg.prompt_id, server)
+                log.info(
+                    "job %s: prompt %s is on the previous server %s; adopting it",
+                    self.job_id,
+                    self.msg.prompt_id,
+                    server,
+                )
                 self.running_on = server
-                result = client.wait(self.msg.prompt_id, prompt=prompt, on_event=self._on_event,
-                                     timeout=self.msg.timeout_s or self.fleet.job_timeout_s)
+                result = client.wait(
+                    self.msg.prompt_id,
+                    prompt=prompt,
+                    on_event=self._on_event,
+                    timeout=self.msg.timeout_s or self.fleet.job_timeout_s,
+                )
                 return self._succeed(client, result, adopted_from=server)
         except ServerUnreachable as e:
             log.warning("job %s: previous server %s unreachable (%s); running it here", self.job_id, server, e.problem)
@@ -220,15 +273,17 @@ class JobRun:
             self.running_on = self.worker.server
             timeout = m.timeout_s or self.fleet.job_timeout_s
             if self._known_to(client):
-                log.info("job %s: prompt %s already on %s (a redelivery); following it", self.job_id,
-                         m.prompt_id, client.url)
+                log.info(
+                    "job %s: prompt %s already on %s (a redelivery); following it", self.job_id, m.prompt_id, client.url
+                )
                 result = client.wait(m.prompt_id, prompt=prompt, on_event=self._on_event, timeout=timeout)
                 return self._succeed(client, result, adopted_from=client.url)
             if self.cancelled.is_set():
                 return Outcome(CANCEL, "cancelled before it was posted", "Cancelled")
             prompt = self._with_inputs(client, prompt)
-            result = client.run(prompt, prompt_id=m.prompt_id, on_event=self._on_event, timeout=timeout,
-                                resubmit_lost=1)
+            result = client.run(
+                prompt, prompt_id=m.prompt_id, on_event=self._on_event, timeout=timeout, resubmit_lost=1
+            )
             return self._succeed(client, result)
 
     def _with_inputs(self, client: ComfyClient, prompt: dict[str, Any]) -> dict[str, Any]:
@@ -245,14 +300,26 @@ class JobRun:
     def _succeed(self, client: ComfyClient, result: JobResult, adopted_from: str = "") -> Outcome:
         extra = {"worker": self.worker.name, "attempt": self.attempt, "adopted_from": adopted_from or None}
         outputs = store_outputs(client, result, self.msg, self.worker.out, self.fleet, extra=extra)
-        won = self.store.finish(self.job_id, SUCCEEDED, outputs, detail=f"{len(outputs)} output file(s) by "
-                                f"{self.worker.name}" + (f" (adopted from {adopted_from})" if adopted_from else ""),
-                                timings=result.timings, duration_s=result.duration_s, server=result.server)
+        won = self.store.finish(
+            self.job_id,
+            SUCCEEDED,
+            outputs,
+            detail=f"{len(outputs)} output file(s) by "
+            f"{self.worker.name}" + (f" (adopted from {adopted_from})" if adopted_from else ""),
+            timings=result.timings,
+            duration_s=result.duration_s,
+            server=result.server,
+        )
         if not won:
             status = self.store.status_of(self.job_id)[0]
             return Outcome(CANCEL if status == CANCELLED else DROP, f"already {status}")
-        return Outcome(SUCCESS, outputs=outputs, duration_s=result.duration_s, timings=dict(result.timings),
-                       node_types=dict(result.node_types))
+        return Outcome(
+            SUCCESS,
+            outputs=outputs,
+            duration_s=result.duration_s,
+            timings=dict(result.timings),
+            node_types=dict(result.node_types),
+        )
 
     # -- progress --------------------------------------------------------------------------
     def _on_event(self, event: ev.Event, tracker: Any) -> None:

@@ -13,6 +13,7 @@ One small table of its own (``ca_fleet_leases``), created beside the job tables,
 job records' schema stays as it is. Times are epoch seconds from the workers' clocks (keep
 them NTP-synced; a lease is tens of seconds, clock skew must stay well below that).
 """
+
 from __future__ import annotations
 
 import time
@@ -25,11 +26,14 @@ from ..errors import DriverError
 from ..store import JobStore
 
 _META = MetaData()
-LEASES = Table("ca_fleet_leases", _META,
-               Column("job_id", String(64), primary_key=True),
-               Column("owner", String(256), nullable=False),
-               Column("server", String(512), nullable=False),
-               Column("expires_at", Float, nullable=False))
+LEASES = Table(
+    "ca_fleet_leases",
+    _META,
+    Column("job_id", String(64), primary_key=True),
+    Column("owner", String(256), nullable=False),
+    Column("server", String(512), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
 
 
 class LeaseError(DriverError):
@@ -39,9 +43,9 @@ class LeaseError(DriverError):
 @dataclass(frozen=True)
 class Claim:
     ok: bool
-    holder: str = ""                 # who holds it (when not ok)
-    expires_in_s: float = 0.0        # when not ok: how long the holder's lease still runs
-    previous_server: str = ""        # the ComfyUI of the last holder (when taken over)
+    holder: str = ""  # who holds it (when not ok)
+    expires_in_s: float = 0.0  # when not ok: how long the holder's lease still runs
+    previous_server: str = ""  # the ComfyUI of the last holder (when taken over)
     previous_owner: str = ""
 
 
@@ -55,8 +59,11 @@ class Leases:
         try:
             _META.create_all(self.engine)
         except SQLAlchemyError as e:
-            raise LeaseError("job database", f"cannot create the lease table: {type(e).__name__}",
-                             "check COMFY_AVATAR_DB / --db and that the database is reachable") from None
+            raise LeaseError(
+                "job database",
+                f"cannot create the lease table: {type(e).__name__}",
+                "check COMFY_AVATAR_DB / --db and that the database is reachable",
+            ) from None
 
     def _now(self) -> float:
         return float(self._clock())  # type: ignore[operator]
@@ -71,23 +78,36 @@ class Leases:
                     if row.owner != owner and row.expires_at > now:
                         return Claim(False, row.owner, row.expires_at - now)
                     # compare-and-swap on what was read: two takers of an expired lease, one wins
-                    n = conn.execute(update(LEASES).where(LEASES.c.job_id == job_id, LEASES.c.owner == row.owner,
-                                                          LEASES.c.expires_at == row.expires_at)
-                                     .values(owner=owner, server=server, expires_at=now + ttl_s)).rowcount
+                    n = conn.execute(
+                        update(LEASES)
+                        .where(
+                            LEASES.c.job_id == job_id,
+                            LEASES.c.owner == row.owner,
+                            LEASES.c.expires_at == row.expires_at,
+                        )
+                        .values(owner=owner, server=server, expires_at=now + ttl_s)
+                    ).rowcount
                     if n == 1:
-                        return Claim(True, previous_server=row.server if row.owner != owner else "",
-                                     previous_owner=row.owner if row.owner != owner else "")
+                        return Claim(
+                            True,
+                            previous_server=row.server if row.owner != owner else "",
+                            previous_owner=row.owner if row.owner != owner else "",
+                        )
                     return Claim(False, "another worker", 1.0)
             try:
                 with self._write() as conn:
-                    conn.execute(insert(LEASES).values(job_id=job_id, owner=owner, server=server,
-                                                       expires_at=now + ttl_s))
+                    conn.execute(
+                        insert(LEASES).values(job_id=job_id, owner=owner, server=server, expires_at=now + ttl_s)
+                    )
                 return Claim(True)
             except IntegrityError:
-                return Claim(False, "another worker", 1.0)      # inserted by someone a moment ago
+                return Claim(False, "another worker", 1.0)  # inserted by someone a moment ago
         except SQLAlchemyError as e:
-            raise LeaseError(f"lease of job {job_id}", f"database error {type(e).__name__}",
-                             "check that the job database is reachable") from None
+            raise LeaseError(
+                f"lease of job {job_id}",
+                f"database error {type(e).__name__}",
+                "check that the job database is reachable",
+            ) from None
 
     def renew(self, job_ids: list[str], owner: str, ttl_s: float) -> list[str]:
         """Extend the leases ``owner`` holds; returns the ids it no longer holds (taken over)."""
@@ -95,8 +115,9 @@ class Leases:
         now = self._now()
         with self._write() as conn:
             for jid in job_ids:
-                n = conn.execute(update(LEASES).where(LEASES.c.job_id == jid, LEASES.c.owner == owner)
-                                 .values(expires_at=now + ttl_s)).rowcount
+                n = conn.execute(
+                    update(LEASES).where(LEASES.c.job_id == jid, LEASES.c.owner == owner).values(expires_at=now + ttl_s)
+                ).rowcount
                 if n != 1:
                     lost.append(jid)
         return lost

@@ -12,6 +12,7 @@ Headers say what happened to a message on its way: ``x-ca-attempt`` (1-based att
 number; a retry republishes the message with it incremented), ``x-ca-error`` and
 ``x-ca-error-class`` (why it was retried or dead-lettered), ``x-ca-worker``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,13 +28,21 @@ from .settings import PRIORITIES
 
 MESSAGE_VERSION = 1
 PROMPT_NAMESPACE = uuid.UUID("0b6f3f2e-2f4c-4d57-9a0e-7d5f2c9b1e11")
-FLEET_BATCH = "fleet"           # batch_id of fleet jobs in the job database (status --batch fleet)
+FLEET_BATCH = "fleet"  # batch_id of fleet jobs in the job database (status --batch fleet)
 
 H_ATTEMPT, H_ERROR, H_ERROR_CLASS, H_WORKER = "x-ca-attempt", "x-ca-error", "x-ca-error-class", "x-ca-worker"
 
 # Event kinds (routing key job.<id>.<kind>)
 QUEUED, STARTED, COMFY, RETRY, DEFERRED, FINISHED, DEAD, CANCELLED = (
-    "queued", "started", "comfy", "retry", "deferred", "finished", "dead", "cancelled")
+    "queued",
+    "started",
+    "comfy",
+    "retry",
+    "deferred",
+    "finished",
+    "dead",
+    "cancelled",
+)
 FINAL_KINDS = frozenset({FINISHED, DEAD, CANCELLED})
 
 
@@ -56,15 +65,16 @@ class InputFile:
 
     name: str
     filename: str
-    data_b64: str | None = None      # inline bytes
-    url: str | None = None           # s3://bucket/key or http(s)://...
+    data_b64: str | None = None  # inline bytes
+    url: str | None = None  # s3://bucket/key or http(s)://...
     sha256: str = ""
     size: int = 0
 
     @classmethod
     def inline(cls, name: str, filename: str, data: bytes) -> InputFile:
-        return cls(name, filename, base64.b64encode(data).decode("ascii"), None,
-                   hashlib.sha256(data).hexdigest(), len(data))
+        return cls(
+            name, filename, base64.b64encode(data).decode("ascii"), None, hashlib.sha256(data).hexdigest(), len(data)
+        )
 
     def data(self) -> bytes:
         if self.data_b64 is None:
@@ -92,20 +102,45 @@ class JobMessage:
 
     def record_params(self) -> dict[str, Any]:
         """What the job record keeps of the message (no file bytes)."""
-        return {"fleet": {"priority": self.priority, "submitted_at": self.submitted_at},
-                "set": list(self.sets), "seed": self.seed,
-                "inputs": [{"name": i.name, "filename": i.filename, "url": i.url, "sha256": i.sha256, "size": i.size}
-                           for i in self.inputs]}
+        return {
+            "fleet": {"priority": self.priority, "submitted_at": self.submitted_at},
+            "set": list(self.sets),
+            "seed": self.seed,
+            "inputs": [
+                {"name": i.name, "filename": i.filename, "url": i.url, "sha256": i.sha256, "size": i.size}
+                for i in self.inputs
+            ],
+        }
 
 
-def make_job(workflow: dict[str, Any], *, workflow_name: str = "", sets: list[str] | None = None,
-             seed: int | None = None, inputs: list[InputFile] | None = None, priority: str = "normal",
-             label: str = "", timeout_s: float | None = None, job_id: str | None = None) -> JobMessage:
+def make_job(
+    workflow: dict[str, Any],
+    *,
+    workflow_name: str = "",
+    sets: list[str] | None = None,
+    seed: int | None = None,
+    inputs: list[InputFile] | None = None,
+    priority: str = "normal",
+    label: str = "",
+    timeout_s: float | None = None,
+    job_id: str | None = None,
+) -> JobMessage:
     if priority not in PRIORITIES:
         raise UsageError(f"--priority {priority}", "is not a priority", "use one of: " + ", ".join(PRIORITIES))
     jid = job_id or new_job_id()
-    return JobMessage(jid, prompt_id_for(jid), workflow, workflow_name, list(sets or []), seed, list(inputs or []),
-                      priority, label, dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), timeout_s)
+    return JobMessage(
+        jid,
+        prompt_id_for(jid),
+        workflow,
+        workflow_name,
+        list(sets or []),
+        seed,
+        list(inputs or []),
+        priority,
+        label,
+        dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+        timeout_s,
+    )
 
 
 def encode(msg: JobMessage) -> bytes:
@@ -120,23 +155,36 @@ def decode(body: bytes) -> JobMessage:
     except (ValueError, UnicodeDecodeError) as e:
         raise MessageError("job message", f"is not JSON ({e})", "publish messages with comfy-avatar submit") from None
     if not isinstance(d, dict) or d.get("v") != MESSAGE_VERSION:
-        raise MessageError("job message", f"has version {d.get('v') if isinstance(d, dict) else None!r}, "
-                           f"this worker reads {MESSAGE_VERSION}", "run the same comfy-avatar version everywhere")
+        raise MessageError(
+            "job message",
+            f"has version {d.get('v') if isinstance(d, dict) else None!r}, this worker reads {MESSAGE_VERSION}",
+            "run the same comfy-avatar version everywhere",
+        )
     try:
         inputs = [InputFile(**i) for i in d.get("inputs") or []]
-        msg = JobMessage(job_id=str(d["job_id"]), prompt_id=str(d["prompt_id"]), workflow=d["workflow"],
-                         workflow_name=str(d.get("workflow_name") or ""), sets=[str(s) for s in d.get("sets") or []],
-                         seed=d.get("seed"), inputs=inputs, priority=str(d.get("priority") or "normal"),
-                         label=str(d.get("label") or ""), submitted_at=str(d.get("submitted_at") or ""),
-                         timeout_s=d.get("timeout_s"))
+        msg = JobMessage(
+            job_id=str(d["job_id"]),
+            prompt_id=str(d["prompt_id"]),
+            workflow=d["workflow"],
+            workflow_name=str(d.get("workflow_name") or ""),
+            sets=[str(s) for s in d.get("sets") or []],
+            seed=d.get("seed"),
+            inputs=inputs,
+            priority=str(d.get("priority") or "normal"),
+            label=str(d.get("label") or ""),
+            submitted_at=str(d.get("submitted_at") or ""),
+            timeout_s=d.get("timeout_s"),
+        )
     except (KeyError, TypeError) as e:
-        raise MessageError("job message", f"lacks or mistypes a field ({e})",
-                           "publish messages with comfy-avatar submit") from None
+        raise MessageError(
+            "job message", f"lacks or mistypes a field ({e})", "publish messages with comfy-avatar submit"
+        ) from None
     if not isinstance(msg.workflow, dict) or not msg.workflow:
         raise MessageError(f"job {msg.job_id}", "has no workflow", "submit a workflow file")
     if msg.prompt_id != prompt_id_for(msg.job_id):
-        raise MessageError(f"job {msg.job_id}", "prompt_id does not belong to the job id",
-                           "publish messages with comfy-avatar submit")
+        raise MessageError(
+            f"job {msg.job_id}", "prompt_id does not belong to the job id", "publish messages with comfy-avatar submit"
+        )
     return msg
 
 
@@ -176,9 +224,18 @@ def routing_key(job_id: str, kind: str) -> str:
 
 
 def event_body(job_id: str, kind: str, data: dict[str, Any], worker: str = "") -> bytes:
-    return json.dumps({"v": MESSAGE_VERSION, "job_id": job_id, "kind": kind, "worker": worker,
-                       "t": dt.datetime.now(dt.timezone.utc).timestamp(), "data": data},
-                      separators=(",", ":"), default=str).encode()
+    return json.dumps(
+        {
+            "v": MESSAGE_VERSION,
+            "job_id": job_id,
+            "kind": kind,
+            "worker": worker,
+            "t": dt.datetime.now(dt.timezone.utc).timestamp(),
+            "data": data,
+        },
+        separators=(",", ":"),
+        default=str,
+    ).encode()
 
 
 def parse_event(body: bytes) -> dict[str, Any] | None:
@@ -192,10 +249,16 @@ def parse_event(body: bytes) -> dict[str, Any] | None:
 def tracker_snapshot(tracker: Any, with_nodes: bool = False) -> dict[str, Any]:
     """What a follower needs to draw the same bars as a local run, from a JobTracker:
     a late follower sets its own tracker from this (see follow.apply_snapshot)."""
-    snap: dict[str, Any] = {"status": tracker.status, "started": tracker.started, "done": tracker.done,
-                            "current": tracker.current, "step": list(tracker.step) if tracker.step else None,
-                            "finished": sorted(tracker.finished), "cached": sorted(tracker.cached),
-                            "queue_remaining": tracker.queue_remaining}
+    snap: dict[str, Any] = {
+        "status": tracker.status,
+        "started": tracker.started,
+        "done": tracker.done,
+        "current": tracker.current,
+        "step": list(tracker.step) if tracker.step else None,
+        "finished": sorted(tracker.finished),
+        "cached": sorted(tracker.cached),
+        "queue_remaining": tracker.queue_remaining,
+    }
     if with_nodes:
         snap["nodes"] = {k: [v, tracker.titles.get(k, "")] for k, v in tracker.node_types.items()}
     return snap

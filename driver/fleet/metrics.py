@@ -21,6 +21,7 @@ serve (GET /metrics, no API key: scrapers run inside the network):
 Labels are bounded (workflow names, node class names, error classes, priorities): never job
 ids, file names or anything a user types freely.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,23 +50,45 @@ def _workflow_label(name: str) -> str:
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
-        self.jobs = Counter("comfy_avatar_worker_jobs_total", "Jobs ended by this worker",
-                            ["workflow", "priority", "outcome"], registry=r)
-        self.failures = Counter("comfy_avatar_worker_failures_total", "Job failures by class", ["failure_class"],
-                                registry=r)
-        self.job_seconds = Histogram("comfy_avatar_worker_job_duration_seconds", "Duration of succeeded jobs",
-                                     ["workflow"], buckets=_DURATIONS, registry=r)
-        self.node_seconds = Histogram("comfy_avatar_worker_node_duration_seconds", "Node durations",
-                                      ["node_type"], buckets=_DURATIONS, registry=r)
+        self.jobs = Counter(
+            "comfy_avatar_worker_jobs_total",
+            "Jobs ended by this worker",
+            ["workflow", "priority", "outcome"],
+            registry=r,
+        )
+        self.failures = Counter(
+            "comfy_avatar_worker_failures_total", "Job failures by class", ["failure_class"], registry=r
+        )
+        self.job_seconds = Histogram(
+            "comfy_avatar_worker_job_duration_seconds",
+            "Duration of succeeded jobs",
+            ["workflow"],
+            buckets=_DURATIONS,
+            registry=r,
+        )
+        self.node_seconds = Histogram(
+            "comfy_avatar_worker_node_duration_seconds", "Node durations", ["node_type"], buckets=_DURATIONS, registry=r
+        )
         self.in_flight = Gauge("comfy_avatar_worker_jobs_in_flight", "Jobs running now", registry=r)
         self.concurrency = Gauge("comfy_avatar_worker_concurrency", "Jobs this worker runs at once", registry=r)
         self.broker_up = Gauge("comfy_avatar_worker_broker_connected", "1 while connected to the broker", registry=r)
-        self.heartbeat = Gauge("comfy_avatar_worker_last_heartbeat_timestamp_seconds",
-                               "Last turn of the worker's connection loop", registry=r)
+        self.heartbeat = Gauge(
+            "comfy_avatar_worker_last_heartbeat_timestamp_seconds",
+            "Last turn of the worker's connection loop",
+            registry=r,
+        )
         self.queue_depth = Gauge("comfy_avatar_queue_depth", "Messages ready in a queue", ["queue"], registry=r)
 
-    def ended(self, workflow: str, priority: str, outcome: str, failure: str = "", duration_s: float = 0.0,
-              timings: dict[str, float] | None = None, node_types: dict[str, str] | None = None) -> None:
+    def ended(
+        self,
+        workflow: str,
+        priority: str,
+        outcome: str,
+        failure: str = "",
+        duration_s: float = 0.0,
+        timings: dict[str, float] | None = None,
+        node_types: dict[str, str] | None = None,
+    ) -> None:
         wf = _workflow_label(workflow)
         self.jobs.labels(wf, priority, outcome).inc()
         if failure:
@@ -107,12 +130,18 @@ class _ReadAtScrape(Collector):
 
 
 class ApiMetrics:
-    def __init__(self, counts: Callable[[], dict[str, int]], depth: Callable[[], dict[str, int]],
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        counts: Callable[[], dict[str, int]],
+        depth: Callable[[], dict[str, int]],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.registry = r = registry or CollectorRegistry()
         r.register(_ReadAtScrape(counts, depth))
-        self.submitted = Counter("comfy_avatar_api_jobs_submitted_total", "Jobs submitted over HTTP", ["priority"],
-                                 registry=r)
-        self.requests = Counter("comfy_avatar_api_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=r)
+        self.submitted = Counter(
+            "comfy_avatar_api_jobs_submitted_total", "Jobs submitted over HTTP", ["priority"], registry=r
+        )
+        self.requests = Counter(
+            "comfy_avatar_api_requests_total", "HTTP requests", ["method", "route", "status"], registry=r
+        )
         self.refused = Counter("comfy_avatar_api_refused_uploads_total", "Uploads refused", ["reason"], registry=r)

@@ -10,6 +10,7 @@ avatar-viewer.bundle.mjs, ``AvatarViewer``: orbit, expression buttons, blink), s
 /viewer/; where serve runs without the pack's files the page says the viewer is missing and
 offers the files for download.
 """
+
 from __future__ import annotations
 
 PAGE_HTML = r"""<!doctype html>

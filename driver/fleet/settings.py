@@ -5,6 +5,7 @@ variables (the pack's ``COMFY_AVATAR__SECTION__KEY`` convention), then explicit
 overrides (CLI flags). The broker URL comes from ``--broker`` or ``COMFY_AVATAR_BROKER``; it
 may carry a password, so it is only ever logged through :func:`redact_url`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,20 +50,20 @@ class FleetSettings:
 
     broker_url: str = DEFAULT_BROKER
     prefix: str = "comfy-avatar"
-    heartbeat_s: int = 30                 # AMQP heartbeat; the broker drops a silent connection after ~2x
+    heartbeat_s: int = 30  # AMQP heartbeat; the broker drops a silent connection after ~2x
     connect_timeout_s: float = 10.0
-    publish_give_up_s: float = 120.0      # submit/serve: keep retrying a publish this long (broker restart)
-    max_attempts: int = 4                 # transient failures: attempts before the dead-letter queue
-    retry_base_s: float = 5.0             # first retry delay, x4 per attempt ...
-    retry_max_s: float = 600.0            # ... up to this
-    lease_s: float = 60.0                 # a running job's lease in the job database, renewed every lease_s/3
-    inline_max_bytes: int = 16 << 20      # input files up to this go inside the message
-    job_timeout_s: float | None = None    # per job on ComfyUI (None: no limit)
-    reconnect_give_up_s: float = 30.0     # a ComfyUI may vanish this long during a job before it is retried
-    ws_silence_s: float = 10.0            # client: poll /history after this long without a websocket message
+    publish_give_up_s: float = 120.0  # submit/serve: keep retrying a publish this long (broker restart)
+    max_attempts: int = 4  # transient failures: attempts before the dead-letter queue
+    retry_base_s: float = 5.0  # first retry delay, x4 per attempt ...
+    retry_max_s: float = 600.0  # ... up to this
+    lease_s: float = 60.0  # a running job's lease in the job database, renewed every lease_s/3
+    inline_max_bytes: int = 16 << 20  # input files up to this go inside the message
+    job_timeout_s: float | None = None  # per job on ComfyUI (None: no limit)
+    reconnect_give_up_s: float = 30.0  # a ComfyUI may vanish this long during a job before it is retried
+    ws_silence_s: float = 10.0  # client: poll /history after this long without a websocket message
     poll_interval_s: float = 1.0
-    s3_remote: str = "s3"                 # rclone remote for s3:// URLs (RCLONE_CONFIG_<NAME>_* or rclone.conf)
-    s3_public_base_url: str = ""          # http(s) base of the output bucket, for links and redirects
+    s3_remote: str = "s3"  # rclone remote for s3:// URLs (RCLONE_CONFIG_<NAME>_* or rclone.conf)
+    s3_public_base_url: str = ""  # http(s) base of the output bucket, for links and redirects
 
     # -- names ---------------------------------------------------------------------------
     @property
@@ -103,11 +104,17 @@ class FleetSettings:
 
     def check(self) -> None:
         if not self.broker_url.startswith(("amqp://", "amqps://")):
-            raise UsageError(f"broker URL {redact_url(self.broker_url)}", "is not an amqp:// or amqps:// URL",
-                             f"pass --broker amqp://USER:PASSWORD@HOST:5672/%2F or set {BROKER_ENV}")
+            raise UsageError(
+                f"broker URL {redact_url(self.broker_url)}",
+                "is not an amqp:// or amqps:// URL",
+                f"pass --broker amqp://USER:PASSWORD@HOST:5672/%2F or set {BROKER_ENV}",
+            )
         if self.max_attempts < 1 or self.heartbeat_s < 0 or self.lease_s <= 0:
-            raise UsageError("fleet settings", "max_attempts must be >= 1, heartbeat_s >= 0 and lease_s > 0",
-                             f"fix the {ENV_PREFIX}* variables")
+            raise UsageError(
+                "fleet settings",
+                "max_attempts must be >= 1, heartbeat_s >= 0 and lease_s > 0",
+                f"fix the {ENV_PREFIX}* variables",
+            )
 
 
 def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
@@ -118,8 +125,9 @@ def _parse(f: dataclasses.Field[Any], raw: str) -> Any:
         if "float" in kind:
             return None if raw.lower() in ("none", "null") else float(raw)
     except ValueError:
-        raise UsageError(f"{ENV_PREFIX}{f.name.upper()}={raw}", f"is not a number ({kind})",
-                         "set a number or unset the variable") from None
+        raise UsageError(
+            f"{ENV_PREFIX}{f.name.upper()}={raw}", f"is not a number ({kind})", "set a number or unset the variable"
+        ) from None
     return raw
 
 
@@ -128,11 +136,11 @@ class WorkerSettings:
     """What one worker is: its ComfyUI, how many jobs at once, where outputs go."""
 
     server: str
-    out: str                               # shared folder (path) or s3://bucket/prefix
+    out: str  # shared folder (path) or s3://bucket/prefix
     concurrency: int = 1
     name: str = field(default_factory=default_worker_name)
     metrics_port: int | None = None
-    drain_s: float = 600.0                 # on SIGTERM: let running jobs finish this long
+    drain_s: float = 600.0  # on SIGTERM: let running jobs finish this long
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

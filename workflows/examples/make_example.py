@@ -10,6 +10,7 @@ Proportions follow a 7-head figure so an automatic humanoid template fits it: he
 the height, crotch at half height, arms ~33 degrees from the body reaching mid-thigh,
 legs apart with a clear gap down to the feet.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,11 @@ from PIL import Image, ImageDraw, ImageFilter
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "character_apose.png"
 
-W, H = 640, 720          # final picture size (pixels)
-HEAD = 96                # one head height in final pixels; the figure is 7 heads tall
-TOP = 24                 # margin above the head
-SS = 4                   # supersampling factor for smooth, anti-aliased edges
-OUTLINE = 2.0            # outline width in final pixels
+W, H = 640, 720  # final picture size (pixels)
+HEAD = 96  # one head height in final pixels; the figure is 7 heads tall
+TOP = 24  # margin above the head
+SS = 4  # supersampling factor for smooth, anti-aliased edges
+OUTLINE = 2.0  # outline width in final pixels
 BACKGROUND = (255, 255, 255)  # plain background of the --opaque variant
 
 SKIN, SKIN_LIT = (238, 190, 156), (250, 212, 184)
@@ -49,7 +50,9 @@ def ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 64) -> list[tup
     return [px(cx + rx * math.cos(2 * math.pi * k / n), cy + ry * math.sin(2 * math.pi * k / n)) for k in range(n)]
 
 
-def capsule(p0: tuple[float, float], p1: tuple[float, float], r0: float, r1: float, n: int = 24) -> list[tuple[float, float]]:
+def capsule(
+    p0: tuple[float, float], p1: tuple[float, float], r0: float, r1: float, n: int = 24
+) -> list[tuple[float, float]]:
     """A tapered limb: round end of radius r0 at p0, round end of radius r1 at p1 (head units)."""
     dx, dy = p1[0] - p0[0], p1[1] - p0[1]
     a = math.atan2(dy, dx)
@@ -77,20 +80,46 @@ def parts() -> list[tuple[list[tuple[float, float]], tuple[int, int, int]]]:
     out: list[tuple[list[tuple[float, float]], tuple[int, int, int]]] = []
     add = lambda pts, col: out.append((pts, col))  # noqa: E731
 
-    add(ellipse(0, 0.50, 0.42, 0.50), HAIR)                      # hair behind the head
-    for s in (-1, 1):                                            # legs: hip -> knee -> ankle
+    add(ellipse(0, 0.50, 0.42, 0.50), HAIR)  # hair behind the head
+    for s in (-1, 1):  # legs: hip -> knee -> ankle
         hip, knee, ankle = (s * 0.36, 3.35), (s * 0.55, 5.05), (s * 0.74, 6.62)
         add(capsule(hip, knee, 0.32, 0.22), PANTS)
         add(capsule(knee, ankle, 0.22, 0.15), PANTS)
         add(capsule((s * 0.30, 3.45), (s * 0.50, 5.0), 0.12, 0.08), PANTS_LIT)
-        add(ellipse(s * 0.80, 6.84, 0.27, 0.16), SHOES)            # feet: soles at y = 7.0
-    add(poly((-0.70, 2.85), (0.70, 2.85), (0.68, 3.35), (0.40, 3.55), (0.05, 3.62), (-0.05, 3.62), (-0.40, 3.55),
-             (-0.68, 3.35)), PANTS)
-    add(poly((-0.30, 1.18), (0.30, 1.18), (0.86, 1.34), (0.98, 1.62), (0.80, 1.95), (0.64, 2.60), (0.70, 2.92),
-             (-0.70, 2.92), (-0.64, 2.60), (-0.80, 1.95), (-0.98, 1.62), (-0.86, 1.34)), SHIRT)
+        add(ellipse(s * 0.80, 6.84, 0.27, 0.16), SHOES)  # feet: soles at y = 7.0
+    add(
+        poly(
+            (-0.70, 2.85),
+            (0.70, 2.85),
+            (0.68, 3.35),
+            (0.40, 3.55),
+            (0.05, 3.62),
+            (-0.05, 3.62),
+            (-0.40, 3.55),
+            (-0.68, 3.35),
+        ),
+        PANTS,
+    )
+    add(
+        poly(
+            (-0.30, 1.18),
+            (0.30, 1.18),
+            (0.86, 1.34),
+            (0.98, 1.62),
+            (0.80, 1.95),
+            (0.64, 2.60),
+            (0.70, 2.92),
+            (-0.70, 2.92),
+            (-0.64, 2.60),
+            (-0.80, 1.95),
+            (-0.98, 1.62),
+            (-0.86, 1.34),
+        ),
+        SHIRT,
+    )
     add(poly((-0.50, 1.40), (-0.15, 1.36), (-0.12, 2.70), (-0.50, 2.70)), SHIRT_LIT)
     add(poly((-0.70, 2.84), (0.70, 2.84), (0.71, 3.00), (-0.71, 3.00)), BELT)
-    for s in (-1, 1):                                            # arms: shoulder -> elbow -> wrist -> hand
+    for s in (-1, 1):  # arms: shoulder -> elbow -> wrist -> hand
         shoulder = (s * 0.84, 1.50)
         elbow = along(shoulder, ARM_ANGLE, 1.50, s)
         wrist = along(elbow, ARM_ANGLE + math.radians(3), 1.30, s)
@@ -99,17 +128,24 @@ def parts() -> list[tuple[list[tuple[float, float]], tuple[int, int, int]]]:
         add(capsule(elbow, wrist, 0.18, 0.13), SKIN)
         add(capsule(along(shoulder, ARM_ANGLE, 0.3, s), along(wrist, ARM_ANGLE, -0.2, s), 0.07, 0.05), SKIN_LIT)
         hand_axis = math.atan2(hand[1] - wrist[1], hand[0] - wrist[0])
-        add([px(hand[0] + 0.18 * math.cos(t) * math.sin(hand_axis) + 0.27 * math.sin(t) * math.cos(hand_axis),
-                hand[1] - 0.18 * math.cos(t) * math.cos(hand_axis) + 0.27 * math.sin(t) * math.sin(hand_axis))
-             for t in (2 * math.pi * k / 48 for k in range(48))], SKIN)   # hand: tip ~0.6 head below the wrist
+        add(
+            [
+                px(
+                    hand[0] + 0.18 * math.cos(t) * math.sin(hand_axis) + 0.27 * math.sin(t) * math.cos(hand_axis),
+                    hand[1] - 0.18 * math.cos(t) * math.cos(hand_axis) + 0.27 * math.sin(t) * math.sin(hand_axis),
+                )
+                for t in (2 * math.pi * k / 48 for k in range(48))
+            ],
+            SKIN,
+        )  # hand: tip ~0.6 head below the wrist
         add(capsule(shoulder, along(shoulder, ARM_ANGLE, 0.62, s), 0.26, 0.23), SHIRT)  # short sleeve
-    add(poly((-0.15, 0.85), (0.15, 0.85), (0.16, 1.28), (-0.16, 1.28)), SKIN)   # neck
-    add(ellipse(0, 0.56, 0.36, 0.44), SKIN)                      # face: chin at y = 1.0
+    add(poly((-0.15, 0.85), (0.15, 0.85), (0.16, 1.28), (-0.16, 1.28)), SKIN)  # neck
+    add(ellipse(0, 0.56, 0.36, 0.44), SKIN)  # face: chin at y = 1.0
     add(ellipse(-0.10, 0.44, 0.12, 0.14), SKIN_LIT)
     add(poly((-0.40, 0.42), (-0.30, 0.14), (0.0, 0.06), (0.30, 0.14), (0.40, 0.42), (0.20, 0.24), (-0.20, 0.24)), HAIR)
     add(poly((-0.22, 0.12), (0.10, 0.06), (0.00, 0.16)), HAIR_LIT)
     for s in (-1, 1):
-        add(ellipse(s * 0.14, 0.56, 0.045, 0.065), INK)          # eyes
+        add(ellipse(s * 0.14, 0.56, 0.045, 0.065), INK)  # eyes
     add(poly((-0.10, 0.80), (0.10, 0.80), (0.08, 0.83), (-0.08, 0.83)), MOUTH)
     return out
 
@@ -124,9 +160,9 @@ def draw() -> Image.Image:
         cdraw.polygon(pts, fill=col)
         mdraw.polygon(pts, fill=255)
     k = 2 * round(OUTLINE * SS / 2) + 1
-    outline = coverage.filter(ImageFilter.MaxFilter(k))          # silhouette grown by the outline width
+    outline = coverage.filter(ImageFilter.MaxFilter(k))  # silhouette grown by the outline width
     ink = Image.new("RGB", big, INK)
-    colour = Image.composite(colour, ink, coverage)             # the ring outside the parts is ink
+    colour = Image.composite(colour, ink, coverage)  # the ring outside the parts is ink
     rgba = colour.convert("RGBA")
     rgba.putalpha(outline)
     # outside the silhouette the colour is ink too, so edge pixels never blend with undefined colours

@@ -2,6 +2,7 @@
 fails (refused, exception, timeout, no output, empty scene) send the error and log tail back
 to the coder model, for a fixed number of attempts. Every attempt is kept in an attempts log
 (JSON file beside the outputs, rewritten after each attempt so a crash still leaves it)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,9 +11,10 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..assets import next_free_stem, write_json_atomic, write_text_atomic
 from ..config import BlenderSettings, SandboxSettings, load_settings
@@ -30,7 +32,7 @@ STAGE = "Blender executor"
 class AgentError(AvatarError):
     """Every attempt failed; ``attempts_log`` names the JSON file that shows what happened."""
 
-    def __init__(self, problem: str, fix: str, attempts_log: Path, attempts: list["Attempt"]) -> None:
+    def __init__(self, problem: str, fix: str, attempts_log: Path, attempts: list[Attempt]) -> None:
         self.attempts_log = attempts_log
         self.attempts = attempts
         lines = [f"attempt {a.number}: [{a.stage}] {a.error[:300]}" for a in attempts]
@@ -42,7 +44,7 @@ class Attempt:
     number: int
     script: str
     ok: bool
-    stage: str            # "static check" | "blender" | "script writer"
+    stage: str  # "static check" | "blender" | "script writer"
     error: str = ""
     duration_s: float = 0.0
     log_tail: str = ""
@@ -64,7 +66,7 @@ class AgentResult:
 
 
 def parse_formats(value: str | list[str] | tuple[str, ...], requirements: dict[str, Any] | None = None) -> list[str]:
-    """"glb+fbx", ["glb", "blend"] or "requirements" (the requirements' output_formats) -> formats."""
+    """ "glb+fbx", ["glb", "blend"] or "requirements" (the requirements' output_formats) -> formats."""
     if isinstance(value, str):
         if value.strip().lower() in ("requirements", "from requirements", "auto"):
             value = list((requirements or {}).get("output_formats") or ["glb"])
@@ -73,16 +75,28 @@ def parse_formats(value: str | list[str] | tuple[str, ...], requirements: dict[s
     fmts = list(dict.fromkeys(v.strip().lower().lstrip(".") for v in value))
     bad = [f for f in fmts if f not in FORMATS]
     if not fmts or bad:
-        raise AvatarError(f"{STAGE}: formats", f"{bad or 'nothing'} is not a supported choice",
-                          f"pick from {', '.join(FORMATS)} joined with '+', e.g. glb+fbx")
+        raise AvatarError(
+            f"{STAGE}: formats",
+            f"{bad or 'nothing'} is not a supported choice",
+            f"pick from {', '.join(FORMATS)} joined with '+', e.g. glb+fbx",
+        )
     return fmts
 
 
-async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, out_dir: str | os.PathLike[str],
-                      name: str = "asset", formats: list[str] | None = None, max_attempts: int = 3,
-                      script: str | None = None, sandbox: SandboxSettings | None = None,
-                      runtime: BlenderRuntime | None = None, blender: BlenderSettings | None = None,
-                      on_attempt: Callable[[Attempt], None] | None = None) -> AgentResult:
+async def build_asset(
+    requirements: dict[str, Any],
+    *,
+    coder: LLMClient | None,
+    out_dir: str | os.PathLike[str],
+    name: str = "asset",
+    formats: list[str] | None = None,
+    max_attempts: int = 3,
+    script: str | None = None,
+    sandbox: SandboxSettings | None = None,
+    runtime: BlenderRuntime | None = None,
+    blender: BlenderSettings | None = None,
+    on_attempt: Callable[[Attempt], None] | None = None,
+) -> AgentResult:
     """Write (unless ``script`` is given), run and repair a script until it yields the asset.
 
     Outputs land in ``out_dir`` as ``<name>_NNNNN.<fmt>`` plus ``.py`` (final script),
@@ -109,8 +123,15 @@ async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, 
 
     def record(a: Attempt) -> None:
         attempts.append(a)
-        write_json_atomic(attempts_log, {"stage": STAGE, "formats": formats, "requirements": requirements,
-                                         "attempts": [asdict(x) for x in attempts]})
+        write_json_atomic(
+            attempts_log,
+            {
+                "stage": STAGE,
+                "formats": formats,
+                "requirements": requirements,
+                "attempts": [asdict(x) for x in attempts],
+            },
+        )
         log.info("attempt %d: %s%s", a.number, "ok" if a.ok else f"FAILED [{a.stage}] ", a.error[:200])
         if on_attempt:
             on_attempt(a)
@@ -119,18 +140,41 @@ async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, 
         if script is None:
             assert coder is not None
             try:
-                code: str = await asyncio.to_thread(write_script, coder, requirements, allowed_imports=ALLOWED_IMPORTS,
-                                                 blender_version=rt.version, formats=formats)
+                code: str = await asyncio.to_thread(
+                    write_script,
+                    coder,
+                    requirements,
+                    allowed_imports=ALLOWED_IMPORTS,
+                    blender_version=rt.version,
+                    formats=formats,
+                )
             except AvatarError as e:
                 record(Attempt(1, "", False, "script writer", str(e)))
                 raise
         else:
             code = script
         for n in range(1, max_attempts + 1):
-            run = await run_script(code, out_dir=staging, name=stem, formats=formats, sandbox=sandbox,
-                                   runtime=rt, keep_log=log_path, blender=blender)
-            att = Attempt(n, code, run.ok, run.stage, run.error, round(run.duration_s, 3), run.log_tail,
-                          run.blocked, hashlib.sha256(code.encode()).hexdigest())
+            run = await run_script(
+                code,
+                out_dir=staging,
+                name=stem,
+                formats=formats,
+                sandbox=sandbox,
+                runtime=rt,
+                keep_log=log_path,
+                blender=blender,
+            )
+            att = Attempt(
+                n,
+                code,
+                run.ok,
+                run.stage,
+                run.error,
+                round(run.duration_s, 3),
+                run.log_tail,
+                run.blocked,
+                hashlib.sha256(code.encode()).hexdigest(),
+            )
             record(att)
             if run.ok:
                 final: dict[str, str] = {}
@@ -145,17 +189,33 @@ async def build_asset(requirements: dict[str, Any], *, coder: LLMClient | None, 
             if coder is None:
                 break
             try:
-                code = await asyncio.to_thread(repair_script, coder, requirements, code, run.error, run.log_tail,
-                                                 allowed_imports=ALLOWED_IMPORTS, blender_version=rt.version,
-                                                 formats=formats, attempt=n + 1)
+                code = await asyncio.to_thread(
+                    repair_script,
+                    coder,
+                    requirements,
+                    code,
+                    run.error,
+                    run.log_tail,
+                    allowed_imports=ALLOWED_IMPORTS,
+                    blender_version=rt.version,
+                    formats=formats,
+                    attempt=n + 1,
+                )
             except AvatarError as e:
                 record(Attempt(n + 1, "", False, "script writer", str(e)))
-                raise AgentError(f"the coder model could not repair the script: {e}",
-                                 "check the coder endpoint (llm.coder.*) and try again", attempts_log, attempts) from None
+                raise AgentError(
+                    f"the coder model could not repair the script: {e}",
+                    "check the coder endpoint (llm.coder.*) and try again",
+                    attempts_log,
+                    attempts,
+                ) from None
         last = attempts[-1]
-        raise AgentError(f"the script failed in all {len(attempts)} attempt(s); last failure at the "
-                         f"{last.stage} stage: {last.error[:500]}",
-                         "rephrase the prompt, use a stronger coder model, or raise max_attempts",
-                         attempts_log, attempts)
+        raise AgentError(
+            f"the script failed in all {len(attempts)} attempt(s); last failure at the "
+            f"{last.stage} stage: {last.error[:500]}",
+            "rephrase the prompt, use a stronger coder model, or raise max_attempts",
+            attempts_log,
+            attempts,
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)

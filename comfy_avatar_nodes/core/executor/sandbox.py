@@ -26,6 +26,7 @@ hook, operator guard and restricted builtins of blender_cli/_sandbox_guard.py. T
 best effort that a determined script gets past; use it only where nobody untrusted reaches
 the prompt.
 """
+
 from __future__ import annotations
 
 import ast
@@ -51,40 +52,184 @@ STAGE = "Blender executor"
 FORMATS = ("glb", "fbx", "blend")
 ISOLATION_MODES = ("bwrap", "none")
 # The imports the strict check (isolation: none) allows; with OS isolation any module may be imported.
-ALLOWED_IMPORTS = ("bpy", "bmesh", "mathutils", "math", "random", "os", "sys", "pathlib", "json", "colorsys",
-                   "itertools", "functools", "collections", "dataclasses", "enum", "typing", "statistics", "copy",
-                   "operator", "string", "fractions", "decimal", "heapq", "bisect", "numpy", "bpy_extras", "re",
-                   "time")
+ALLOWED_IMPORTS = (
+    "bpy",
+    "bmesh",
+    "mathutils",
+    "math",
+    "random",
+    "os",
+    "sys",
+    "pathlib",
+    "json",
+    "colorsys",
+    "itertools",
+    "functools",
+    "collections",
+    "dataclasses",
+    "enum",
+    "typing",
+    "statistics",
+    "copy",
+    "operator",
+    "string",
+    "fractions",
+    "decimal",
+    "heapq",
+    "bisect",
+    "numpy",
+    "bpy_extras",
+    "re",
+    "time",
+)
 # Modules that cannot work in the sandbox (no network, no new processes): advice, not refusal.
-NO_NETWORK_MODULES = ("socket", "ssl", "http", "urllib", "requests", "httpx", "aiohttp", "ftplib", "smtplib",
-                      "poplib", "imaplib", "telnetlib", "webbrowser", "xmlrpc", "websocket", "websockets")
+NO_NETWORK_MODULES = (
+    "socket",
+    "ssl",
+    "http",
+    "urllib",
+    "requests",
+    "httpx",
+    "aiohttp",
+    "ftplib",
+    "smtplib",
+    "poplib",
+    "imaplib",
+    "telnetlib",
+    "webbrowser",
+    "xmlrpc",
+    "websocket",
+    "websockets",
+)
 NO_PROCESS_MODULES = ("subprocess", "multiprocessing", "pty")
-NO_PROCESS_CALLS = ("system", "popen", "fork", "forkpty", "spawnl", "spawnlp", "spawnv", "spawnvp", "execv",
-                    "execve", "execvp", "execl", "execlp", "posix_spawn", "posix_spawnp")
-DENIED_NAMES = frozenset({
-    "__import__", "exec", "eval", "compile", "open", "input", "breakpoint", "globals", "locals", "vars",
-    "__builtins__", "__loader__", "__spec__", "help", "exit", "quit", "memoryview",
-})
+NO_PROCESS_CALLS = (
+    "system",
+    "popen",
+    "fork",
+    "forkpty",
+    "spawnl",
+    "spawnlp",
+    "spawnv",
+    "spawnvp",
+    "execv",
+    "execve",
+    "execvp",
+    "execl",
+    "execlp",
+    "posix_spawn",
+    "posix_spawnp",
+)
+DENIED_NAMES = frozenset(
+    {
+        "__import__",
+        "exec",
+        "eval",
+        "compile",
+        "open",
+        "input",
+        "breakpoint",
+        "globals",
+        "locals",
+        "vars",
+        "__builtins__",
+        "__loader__",
+        "__spec__",
+        "help",
+        "exit",
+        "quit",
+        "memoryview",
+    }
+)
 # getattr-family builtins: allowed only with a constant, harmless attribute name.
 ATTR_CALLS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
-DENIED_ATTRS = frozenset({
-    # frame / code / generator introspection (ways back to unrestricted globals)
-    "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "f_trace", "gi_frame", "gi_code", "cr_frame",
-    "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "co_code", "func_globals", "mro",
-    # bpy APIs that read/write files, run code or register callbacks outside the script
-    "save", "save_as", "save_render", "save_as_mainfile", "save_mainfile", "open_mainfile", "load", "reload",
-    "filepath", "filepath_raw", "libraries", "handlers", "driver_namespace", "timers", "as_module",
-    "python_file_run", "execfile", "url_open", "path_open", "utils", "write", "unpack", "pack_all",
-    # numpy file I/O and native access
-    "tofile", "fromfile", "savetxt", "savez", "savez_compressed", "loadtxt", "genfromtxt", "memmap",
-    "ctypeslib", "ctypes", "DataSource",
-    # os/sys-style escapes if a module object leaks in
-    "system", "popen", "spawn", "fork", "modules", "subprocess", "socket", "execv", "execve", "killpg",
-    "posix_spawn", "spawnv",
-})
-_ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_NUMERIC", "TZ", "TERM", "SYSTEMROOT",
-             "OCIO", "BLENDER_SYSTEM_SCRIPTS", "BLENDER_SYSTEM_DATAFILES", "BLENDER_SYSTEM_PYTHON",
-             "LD_LIBRARY_PATH", "DISPLAY")
+DENIED_ATTRS = frozenset(
+    {
+        # frame / code / generator introspection (ways back to unrestricted globals)
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "f_back",
+        "f_code",
+        "f_trace",
+        "gi_frame",
+        "gi_code",
+        "cr_frame",
+        "cr_code",
+        "ag_frame",
+        "ag_code",
+        "tb_frame",
+        "tb_next",
+        "co_code",
+        "func_globals",
+        "mro",
+        # bpy APIs that read/write files, run code or register callbacks outside the script
+        "save",
+        "save_as",
+        "save_render",
+        "save_as_mainfile",
+        "save_mainfile",
+        "open_mainfile",
+        "load",
+        "reload",
+        "filepath",
+        "filepath_raw",
+        "libraries",
+        "handlers",
+        "driver_namespace",
+        "timers",
+        "as_module",
+        "python_file_run",
+        "execfile",
+        "url_open",
+        "path_open",
+        "utils",
+        "write",
+        "unpack",
+        "pack_all",
+        # numpy file I/O and native access
+        "tofile",
+        "fromfile",
+        "savetxt",
+        "savez",
+        "savez_compressed",
+        "loadtxt",
+        "genfromtxt",
+        "memmap",
+        "ctypeslib",
+        "ctypes",
+        "DataSource",
+        # os/sys-style escapes if a module object leaks in
+        "system",
+        "popen",
+        "spawn",
+        "fork",
+        "modules",
+        "subprocess",
+        "socket",
+        "execv",
+        "execve",
+        "killpg",
+        "posix_spawn",
+        "spawnv",
+    }
+)
+_ENV_KEEP = (
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_NUMERIC",
+    "TZ",
+    "TERM",
+    "SYSTEMROOT",
+    "OCIO",
+    "BLENDER_SYSTEM_SCRIPTS",
+    "BLENDER_SYSTEM_DATAFILES",
+    "BLENDER_SYSTEM_PYTHON",
+    "LD_LIBRARY_PATH",
+    "DISPLAY",
+)
 BLOCK_PREFIX = "SANDBOX BLOCKED: "
 
 
@@ -95,10 +240,13 @@ class ScriptRefused(AvatarError):
         self.violations = violations
         shown = "; ".join(f"line {ln}: {msg}" for ln, msg in violations[:8])
         more = f" (+{len(violations) - 8} more)" if len(violations) > 8 else ""
-        super().__init__(f"{STAGE} (static check)", f"the script was refused before running: {shown}{more}",
-                         "fix the line(s) named; without OS isolation (sandbox.isolation: none) scripts may "
-                         f"only import {', '.join(ALLOWED_IMPORTS[:9])} ... and use no code loading, processes, "
-                         "network or introspection")
+        super().__init__(
+            f"{STAGE} (static check)",
+            f"the script was refused before running: {shown}{more}",
+            "fix the line(s) named; without OS isolation (sandbox.isolation: none) scripts may "
+            f"only import {', '.join(ALLOWED_IMPORTS[:9])} ... and use no code loading, processes, "
+            "network or introspection",
+        )
 
 
 def _call_name(node: ast.Call) -> str:
@@ -106,8 +254,9 @@ def _call_name(node: ast.Call) -> str:
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
 
 
-def check_script(source: str, allowed_imports: tuple[str, ...] = ALLOWED_IMPORTS, *,
-                 strict: bool = False) -> list[tuple[int, str]]:
+def check_script(
+    source: str, allowed_imports: tuple[str, ...] = ALLOWED_IMPORTS, *, strict: bool = False
+) -> list[tuple[int, str]]:
     """What stops a script before it runs: [] when it may run, else (line, problem) pairs.
 
     Default (OS isolation contains the script): only what will certainly fail, a syntax error.
@@ -130,9 +279,7 @@ def check_script(source: str, allowed_imports: tuple[str, ...] = ALLOWED_IMPORTS
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
-                if a.name.split(".")[0] not in allowed:
-                    bad(node, f"import of {a.name!r} is not allowed")
-                elif a.name.startswith(("bpy.utils", "bpy.app.handlers")):
+                if a.name.split(".")[0] not in allowed or a.name.startswith(("bpy.utils", "bpy.app.handlers")):
                     bad(node, f"import of {a.name!r} is not allowed")
         elif isinstance(node, ast.ImportFrom):
             mod = node.module or ""
@@ -164,8 +311,19 @@ def check_script(source: str, allowed_imports: tuple[str, ...] = ALLOWED_IMPORTS
                     bad(node, f"passing the private keyword {kw.arg}= is not allowed")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             if re.search(r"__\w+__", node.value) and any(
-                    k in node.value for k in ("__import__", "__builtins__", "__globals__", "__subclasses__",
-                                              "__class__", "__base__", "__mro__", "__code__", "__dict__")):
+                k in node.value
+                for k in (
+                    "__import__",
+                    "__builtins__",
+                    "__globals__",
+                    "__subclasses__",
+                    "__class__",
+                    "__base__",
+                    "__mro__",
+                    "__code__",
+                    "__dict__",
+                )
+            ):
                 bad(node, "a string naming a dunder attribute is not allowed")
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             continue
@@ -211,18 +369,32 @@ def advise(source: str) -> list[tuple[int, str]]:
             if name == "input":
                 note(node, "input(): there is no one to answer (stdin is empty)")
             if name in ("open", "write_text", "write_bytes", "mkdir", "makedirs"):
-                consts = [a.value for a in [*node.args, *(k.value for k in node.keywords)]
-                          if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                consts = [
+                    a.value
+                    for a in [*node.args, *(k.value for k in node.keywords)]
+                    if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                ]
                 writes = name != "open" or any(set(c) & set("wax+") and len(c) <= 3 for c in consts[1:])
                 for c in consts[:1]:
                     if writes and c.startswith("/") and not c.startswith(("/job", "/tmp")):
-                        note(node, f"{c!r} is outside the work dir: only the current folder (the work dir, "
-                             "COMFY_AVATAR_OUTPUT_DIR) and /tmp are writable")
-        if isinstance(node, ast.Attribute) and node.attr in ("handlers", "timers") \
-                and isinstance(node.value, ast.Attribute) and node.value.attr == "app":
+                        note(
+                            node,
+                            f"{c!r} is outside the work dir: only the current folder (the work dir, "
+                            "COMFY_AVATAR_OUTPUT_DIR) and /tmp are writable",
+                        )
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("handlers", "timers")
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "app"
+        ):
             note(node, f"bpy.app.{node.attr} never fire: the script runs once, headless, then the scene is exported")
-        if isinstance(node, ast.While) and isinstance(node.test, ast.Constant) and node.test.value is True \
-                and not any(isinstance(n, (ast.Break, ast.Return)) for n in ast.walk(node)):
+        if (
+            isinstance(node, ast.While)
+            and isinstance(node.test, ast.Constant)
+            and node.test.value is True
+            and not any(isinstance(n, (ast.Break, ast.Return)) for n in ast.walk(node))
+        ):
             note(node, "a `while True` loop without break never ends: the script will hit the timeout")
     return sorted(notes)
 
@@ -230,23 +402,35 @@ def advise(source: str) -> list[tuple[int, str]]:
 def safe_env(work_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     """Only harmless variables (PATH, locale ...); never anything secret-looking."""
     src = dict(os.environ if base is None else base)
-    env = {k: v for k, v in src.items()
-           if k in _ENV_KEEP and not is_secret_env(k)}
+    env = {k: v for k, v in src.items() if k in _ENV_KEEP and not is_secret_env(k)}
     env.setdefault("PATH", "/usr/bin:/bin")
     home, tmp = work_dir / "home", work_dir / "tmp"
     home.mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
-    env.update({"HOME": str(home), "TMPDIR": str(tmp), "TMP": str(tmp), "TEMP": str(tmp),
-                "LANG": env.get("LANG", "C.UTF-8"), "MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONNOUSERSITE": "1"})
+    env.update(
+        {
+            "HOME": str(home),
+            "TMPDIR": str(tmp),
+            "TMP": str(tmp),
+            "TEMP": str(tmp),
+            "LANG": env.get("LANG", "C.UTF-8"),
+            "MALLOC_ARENA_MAX": "2",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
+        }
+    )
     return env
 
 
 def limits(sandbox: SandboxSettings) -> ResourceLimits:
     """The process limits of the sandbox settings (0 = no limit of that kind)."""
     mb = 1024 * 1024
-    return ResourceLimits(cpu_s=int(sandbox.cpu_s) or None, memory_bytes=int(sandbox.memory_mb) * mb or None,
-                          fsize_bytes=int(sandbox.fsize_mb) * mb or None, nproc=int(sandbox.nproc) or None)
+    return ResourceLimits(
+        cpu_s=int(sandbox.cpu_s) or None,
+        memory_bytes=int(sandbox.memory_mb) * mb or None,
+        fsize_bytes=int(sandbox.fsize_mb) * mb or None,
+        nproc=int(sandbox.nproc) or None,
+    )
 
 
 @dataclass
@@ -276,7 +460,7 @@ def _blocked_lines(log_text: str) -> list[str]:
     seen: list[str] = []
     for line in log_text.splitlines():
         if line.startswith(BLOCK_PREFIX):
-            item = line[len(BLOCK_PREFIX):].strip()
+            item = line[len(BLOCK_PREFIX) :].strip()
             if item not in seen:
                 seen.append(item)
     return seen
@@ -299,30 +483,45 @@ def jail_for(sandbox: SandboxSettings, runtime: BlenderRuntime, blender: Blender
     where that cannot run; or, with sandbox.isolation: none, unisolated with a warning."""
     mode = sandbox.isolation.strip().lower()
     if mode not in ISOLATION_MODES:
-        raise AvatarError("sandbox.isolation (COMFY_AVATAR__SANDBOX__ISOLATION)", f"{sandbox.isolation!r} is not a mode",
-                          f"use one of {', '.join(ISOLATION_MODES)} (bwrap is the default and the only isolated one)")
+        raise AvatarError(
+            "sandbox.isolation (COMFY_AVATAR__SANDBOX__ISOLATION)",
+            f"{sandbox.isolation!r} is not a mode",
+            f"use one of {', '.join(ISOLATION_MODES)} (bwrap is the default and the only isolated one)",
+        )
     work_mb, tmp_mb = max(16, sandbox.work_mb), max(16, sandbox.tmp_mb)
     if mode == "none":
-        log.warning("sandbox.isolation is 'none': this model-written script runs WITHOUT OS isolation, contained only "
-                    "by in-process guards that a determined script can get past; set sandbox.isolation: bwrap")
+        log.warning(
+            "sandbox.isolation is 'none': this model-written script runs WITHOUT OS isolation, contained only "
+            "by in-process guards that a determined script can get past; set sandbox.isolation: bwrap"
+        )
         return isolation.Jail(work_mb=work_mb, tmp_mb=tmp_mb)
     status = isolation.check(sandbox.bwrap)
     if not status.ok:
-        raise IsolationUnavailable(STAGE, "model-written scripts run only under OS isolation, and bubblewrap cannot "
-                                   f"run here: {status.problem}. The script was not run", status.fix)
+        raise IsolationUnavailable(
+            STAGE,
+            "model-written scripts run only under OS isolation, and bubblewrap cannot "
+            f"run here: {status.problem}. The script was not run",
+            status.fix,
+        )
     extra = [str(SCRIPTS_DIR)]
     if runtime.kind == "binary":
         extra.append(str(Path(blender.runtime_dir) / "blender-addons"))
-    roots = isolation.runtime_roots(runtime.kind, str(runtime.executable),
-                                    tuple(p for p in extra if Path(p).is_dir()))
+    roots = isolation.runtime_roots(runtime.kind, str(runtime.executable), tuple(p for p in extra if Path(p).is_dir()))
     return isolation.Jail(bwrap=status.bwrap, ro_paths=roots, work_mb=work_mb, tmp_mb=tmp_mb)
 
 
-async def run_script(source: str, *, out_dir: str | os.PathLike[str], name: str = "asset",
-                     formats: tuple[str, ...] | list[str] = ("glb",), sandbox: SandboxSettings | None = None,
-                     runtime: BlenderRuntime | None = None, static_check: bool = True,
-                     keep_log: str | os.PathLike[str] | None = None,
-                     blender: BlenderSettings | None = None) -> SandboxRun:
+async def run_script(
+    source: str,
+    *,
+    out_dir: str | os.PathLike[str],
+    name: str = "asset",
+    formats: tuple[str, ...] | list[str] = ("glb",),
+    sandbox: SandboxSettings | None = None,
+    runtime: BlenderRuntime | None = None,
+    static_check: bool = True,
+    keep_log: str | os.PathLike[str] | None = None,
+    blender: BlenderSettings | None = None,
+) -> SandboxRun:
     """Check and run ``source`` in a fresh work dir; copy the exported files to ``out_dir``.
 
     Never raises for a failing script (the repair loop needs the failure): the returned
@@ -347,29 +546,59 @@ async def run_script(source: str, *, out_dir: str | os.PathLike[str], name: str 
         violations = check_script(source, strict=not jail.isolated)
         if violations:
             err = ScriptRefused(violations)
-            return SandboxRun(False, "static check", error=f"{err.problem}", duration_s=time.perf_counter() - start,
-                              isolation=mode, advice=advice)
+            return SandboxRun(
+                False,
+                "static check",
+                error=f"{err.problem}",
+                duration_s=time.perf_counter() - start,
+                isolation=mode,
+                advice=advice,
+            )
     base = Path(tempfile.mkdtemp(prefix="comfy-avatar-sandbox-")).resolve()
     work = base / "job"  # the job sees only this; its log and nothing else of ours sits beside it in base
     work.mkdir()
     try:
         (work / "generated_script.py").write_text(source, encoding="utf-8")
-        res = await run_blender("sandbox_exec.py",
-                                {"script": "generated_script.py", "formats": fmts, "name": name,
-                                 "guard": not jail.isolated, "allowed_imports": list(ALLOWED_IMPORTS)},
-                                work_dir=work, timeout_s=sandbox.timeout_s, runtime=runtime,
-                                env=safe_env(work), limits=limits(sandbox), check=False, blender=blender, jail=jail)
+        res = await run_blender(
+            "sandbox_exec.py",
+            {
+                "script": "generated_script.py",
+                "formats": fmts,
+                "name": name,
+                "guard": not jail.isolated,
+                "allowed_imports": list(ALLOWED_IMPORTS),
+            },
+            work_dir=work,
+            timeout_s=sandbox.timeout_s,
+            runtime=runtime,
+            env=safe_env(work),
+            limits=limits(sandbox),
+            check=False,
+            blender=blender,
+            jail=jail,
+        )
         log_text = _read_log(res.log_path)
         if keep_log:
             Path(keep_log).parent.mkdir(parents=True, exist_ok=True)
             Path(keep_log).write_text(log_text, encoding="utf-8")
         blocked = _blocked_lines(log_text) if not jail.isolated else []
-        run = SandboxRun(res.ok, "blender", log_tail=res.log_tail, blocked=blocked,
-                         duration_s=time.perf_counter() - start, timed_out=res.timed_out, result=res.result,
-                         work_dir=str(work), isolation=mode, advice=advice)
+        run = SandboxRun(
+            res.ok,
+            "blender",
+            log_tail=res.log_tail,
+            blocked=blocked,
+            duration_s=time.perf_counter() - start,
+            timed_out=res.timed_out,
+            result=res.result,
+            work_dir=str(work),
+            isolation=mode,
+            advice=advice,
+        )
         if res.timed_out:
-            run.error = (f"the script did not finish within {sandbox.timeout_s:g} s (endless loop or too much "
-                         "work); its processes were killed")
+            run.error = (
+                f"the script did not finish within {sandbox.timeout_s:g} s (endless loop or too much "
+                "work); its processes were killed"
+            )
         elif not res.ok:
             run.error = _explain(res.error, sandbox)
         if blocked and run.ok:
@@ -406,9 +635,13 @@ def _explain(error: str, sandbox: SandboxSettings) -> str:
     if "sigxfsz" in low or "file too large" in low:
         return f"the script wrote a file larger than {sandbox.fsize_mb} MB: {error}"
     if "read-only file system" in low:
-        return (f"{error} (in the sandbox only the current folder, the work dir with COMFY_AVATAR_OUTPUT_DIR, and "
-                "/tmp are writable)")
+        return (
+            f"{error} (in the sandbox only the current folder, the work dir with COMFY_AVATAR_OUTPUT_DIR, and "
+            "/tmp are writable)"
+        )
     if "operation not permitted" in low:
-        return (f"{error} (the sandbox refuses new processes, network sockets and calls that reach outside it; "
-                "build the object with bpy/bmesh only)")
+        return (
+            f"{error} (the sandbox refuses new processes, network sockets and calls that reach outside it; "
+            "build the object with bpy/bmesh only)"
+        )
     return error

@@ -9,6 +9,7 @@ Images travel as ``image_url`` parts with ``data:`` URIs; JSON answers use
 ``response_format: {"type": "json_object"}``. Retries use exponential backoff on 429,
 5xx, timeouts and connection errors; other 4xx fail at once.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,8 +19,9 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..config import LLMSettings, env_var, load_settings
 from ..errors import AvatarError
@@ -45,8 +47,9 @@ class Endpoint:
     api_key_env: str = ""
 
     @classmethod
-    def from_settings(cls, role: str, llm: LLMSettings | None = None, *, base_url: str = "",
-                      model: str = "") -> "Endpoint":
+    def from_settings(
+        cls, role: str, llm: LLMSettings | None = None, *, base_url: str = "", model: str = ""
+    ) -> Endpoint:
         """The role's endpoint from the llm settings; ``base_url`` / ``model`` override them (a node's widgets)."""
         if role not in ROLES:
             raise LLMError("llm role", f"{role!r} is not one of {', '.join(ROLES)}", "pick intent, vision or coder")
@@ -54,11 +57,17 @@ class Endpoint:
         url = (base_url or sec.base_url).strip()
         mdl = (model or sec.model).strip()
         if not url:
-            raise LLMError(f"llm.{role}.base_url", "is empty",
-                           f"set {env_var(f'llm.{role}.base_url')} or llm.{role}.base_url in the config")
+            raise LLMError(
+                f"llm.{role}.base_url",
+                "is empty",
+                f"set {env_var(f'llm.{role}.base_url')} or llm.{role}.base_url in the config",
+            )
         if not url.startswith(("http://", "https://")):
-            raise LLMError(f"llm.{role}.base_url", f"{url!r} is not an http(s) URL",
-                           "use the OpenAI-compatible base such as http://127.0.0.1:11434/v1")
+            raise LLMError(
+                f"llm.{role}.base_url",
+                f"{url!r} is not an http(s) URL",
+                "use the OpenAI-compatible base such as http://127.0.0.1:11434/v1",
+            )
         if not mdl:
             raise LLMError(f"llm.{role}.model", "is empty", f"set llm.{role}.model to the model name the server serves")
         return cls(role=role, base_url=url.rstrip("/"), model=mdl, api_key_env=sec.api_key_env)
@@ -105,8 +114,16 @@ def _server_message(resp: Any, key: str) -> str:
 class LLMClient:
     """Chat completions for one role. ``chat()`` returns the assistant's text."""
 
-    def __init__(self, endpoint: Endpoint, *, timeout_s: float | None = None, max_retries: int | None = None,
-                 backoff_s: float | None = None, llm: LLMSettings | None = None, session: Any = None) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
+        backoff_s: float | None = None,
+        llm: LLMSettings | None = None,
+        session: Any = None,
+    ) -> None:
         llm = llm or load_settings().llm
         self.endpoint = endpoint
         self.timeout_s = float(timeout_s if timeout_s is not None else llm.timeout_s)
@@ -116,7 +133,7 @@ class LLMClient:
         self.sleep: Callable[[float], None] = time.sleep
 
     @classmethod
-    def for_role(cls, role: str, llm: LLMSettings | None = None, **overrides: Any) -> "LLMClient":
+    def for_role(cls, role: str, llm: LLMSettings | None = None, **overrides: Any) -> LLMClient:
         llm = llm or load_settings().llm
         ep = Endpoint.from_settings(role, llm, base_url=overrides.pop("base_url", ""), model=overrides.pop("model", ""))
         return cls(ep, llm=llm, **overrides)
@@ -155,33 +172,51 @@ class LLMClient:
                     try:
                         return resp.json()
                     except ValueError:
-                        raise LLMError(self._what(), "answered HTTP 200 with a body that is not JSON",
-                                       "check that base_url ends with the OpenAI-compatible prefix (often /v1)") from None
+                        raise LLMError(
+                            self._what(),
+                            "answered HTTP 200 with a body that is not JSON",
+                            "check that base_url ends with the OpenAI-compatible prefix (often /v1)",
+                        ) from None
                 msg = _server_message(resp, key)
                 if resp.status_code in (401, 403):
                     var = self.endpoint.api_key_env or "(none configured)"
                     state = "is set but was rejected" if key else "is not set"
-                    raise LLMError(self._what(), f"the server refused the API key (HTTP {resp.status_code}); "
-                                   f"the key comes from environment variable {var}, which {state}",
-                                   f"export {var} with a valid key for this server, or name another variable in "
-                                   f"llm.{self.endpoint.role}.api_key_env")
+                    raise LLMError(
+                        self._what(),
+                        f"the server refused the API key (HTTP {resp.status_code}); "
+                        f"the key comes from environment variable {var}, which {state}",
+                        f"export {var} with a valid key for this server, or name another variable in "
+                        f"llm.{self.endpoint.role}.api_key_env",
+                    )
                 if resp.status_code == 429 or resp.status_code >= 500:
                     last = f"HTTP {resp.status_code}: {msg}"
                 else:
-                    fix = ("check llm.%s.model names a model this server serves" % self.endpoint.role
-                           if resp.status_code == 404 else "see the server's message")
+                    fix = (
+                        f"check llm.{self.endpoint.role}.model names a model this server serves"
+                        if resp.status_code == 404
+                        else "see the server's message"
+                    )
                     raise LLMError(self._what(), f"request rejected with HTTP {resp.status_code}: {msg}", fix)
             if i + 1 < attempts:
-                delay = self.backoff_s * (2 ** i) * (1 + 0.1 * random.random())
+                delay = self.backoff_s * (2**i) * (1 + 0.1 * random.random())
                 log.warning("%s: %s; retrying in %.2f s", self._what(), last, delay)
                 self.sleep(delay)
-        raise LLMError(self._what(), f"failed after {attempts} tries: {last}",
-                       "check that the server is running and base_url is right "
-                       f"(llm.{self.endpoint.role}.base_url), or raise llm.max_retries / llm.timeout_s")
+        raise LLMError(
+            self._what(),
+            f"failed after {attempts} tries: {last}",
+            "check that the server is running and base_url is right "
+            f"(llm.{self.endpoint.role}.base_url), or raise llm.max_retries / llm.timeout_s",
+        )
 
     # -- public ----------------------------------------------------------------------------
-    def chat(self, messages: list[Message], *, json_mode: bool = False, temperature: float = 0.2,
-             max_tokens: int | None = None) -> str:
+    def chat(
+        self,
+        messages: list[Message],
+        *,
+        json_mode: bool = False,
+        temperature: float = 0.2,
+        max_tokens: int | None = None,
+    ) -> str:
         payload: dict[str, Any] = {"model": self.endpoint.model, "messages": messages, "temperature": temperature}
         if json_mode:
             payload["response_format"] = {"type": "json_object"}
@@ -191,8 +226,11 @@ class LLMClient:
         try:
             content = body["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
-            raise LLMError(self._what(), "answered without choices[0].message.content",
-                           "check that the server speaks the OpenAI chat-completions API") from None
+            raise LLMError(
+                self._what(),
+                "answered without choices[0].message.content",
+                "check that the server speaks the OpenAI chat-completions API",
+            ) from None
         if isinstance(content, list):  # some servers return content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         return str(content or "")
@@ -206,7 +244,7 @@ def parse_json_object(text: str) -> dict[str, Any]:
     candidates = [text.strip()] + [m.strip() for m in _FENCE.findall(text)]
     start, end = text.find("{"), text.rfind("}")
     if 0 <= start < end:
-        candidates.append(text[start:end + 1])
+        candidates.append(text[start : end + 1])
     for c in candidates:
         try:
             obj = json.loads(c)
@@ -217,9 +255,15 @@ def parse_json_object(text: str) -> dict[str, Any]:
     raise ValueError("the answer holds no JSON object")
 
 
-def ask_json(client: LLMClient, messages: list[Message], *, stage: str,
-             validate: Callable[[dict[str, Any]], list[str]] | None = None, repairs: int = 2,
-             temperature: float = 0.1) -> dict[str, Any]:
+def ask_json(
+    client: LLMClient,
+    messages: list[Message],
+    *,
+    stage: str,
+    validate: Callable[[dict[str, Any]], list[str]] | None = None,
+    repairs: int = 2,
+    temperature: float = 0.1,
+) -> dict[str, Any]:
     """Ask for a JSON object; on prose, bad JSON or validation problems, send the problems
     back for up to ``repairs`` more round-trips, then fail with an error naming ``stage``."""
     convo = list(messages)
@@ -237,11 +281,17 @@ def ask_json(client: LLMClient, messages: list[Message], *, stage: str,
         log.warning("%s: answer %d unusable: %s", stage, round_no + 1, "; ".join(problems)[:300])
         convo = convo + [
             {"role": "assistant", "content": answer},
-            {"role": "user", "content": "Your answer could not be used: " + "; ".join(problems)[:2000]
-             + ". Reply again with ONLY one JSON object that fixes this, no prose, no code fences."},
+            {
+                "role": "user",
+                "content": "Your answer could not be used: "
+                + "; ".join(problems)[:2000]
+                + ". Reply again with ONLY one JSON object that fixes this, no prose, no code fences.",
+            },
         ]
     snippet = answer.strip().replace("\n", " ")[:160]
-    raise LLMError(stage, f"the model did not return usable JSON after {repairs + 1} tries "
-                   f"({'; '.join(problems)[:300]}); last answer began: {snippet!r}",
-                   f"use a model that follows JSON instructions for llm.{client.endpoint.role}.model, "
-                   "or try again")
+    raise LLMError(
+        stage,
+        f"the model did not return usable JSON after {repairs + 1} tries "
+        f"({'; '.join(problems)[:300]}); last answer began: {snippet!r}",
+        f"use a model that follows JSON instructions for llm.{client.endpoint.role}.model, or try again",
+    )

@@ -1,10 +1,12 @@
 """Intent: what does the user want? One label from a fixed set, a confidence and a
 rewritten prompt for the next stage (the intent role's model, JSON mode)."""
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import AvatarError
 from .client import LLMClient, ask_json, user_message
@@ -59,8 +61,11 @@ def _problems(obj: dict[str, Any]) -> list[str]:
 def check_prompt(prompt: str, images: Sequence[bytes] = (), stage: str = STAGE) -> str:
     text = (prompt or "").strip()
     if not text and not images:
-        raise AvatarError(f"{stage}: prompt", "is empty (and no sketch or image is connected)",
-                          "type what you want, e.g. 'a low wooden stool with three legs'")
+        raise AvatarError(
+            f"{stage}: prompt",
+            "is empty (and no sketch or image is connected)",
+            "type what you want, e.g. 'a low wooden stool with three legs'",
+        )
     return text
 
 
@@ -68,9 +73,14 @@ def classify(client: LLMClient, prompt: str, images: Sequence[bytes] = (), *, re
     """Ask the intent model; an unusable answer gets ``repairs`` more round-trips, then an error."""
     text = check_prompt(prompt, images)
     msg = user_message(f"Request: {text or '(no text; see the attached image)'}\nAnswer in JSON.", images)
-    obj = ask_json(client, [{"role": "system", "content": SYSTEM}, msg], stage=STAGE, validate=_problems,
-                   repairs=repairs)
-    result = Intent(intent=obj["intent"], confidence=float(obj["confidence"]),
-                    rewritten_prompt=obj["rewritten_prompt"].strip(), reason=str(obj.get("reason") or ""))
+    obj = ask_json(
+        client, [{"role": "system", "content": SYSTEM}, msg], stage=STAGE, validate=_problems, repairs=repairs
+    )
+    result = Intent(
+        intent=obj["intent"],
+        confidence=float(obj["confidence"]),
+        rewritten_prompt=obj["rewritten_prompt"].strip(),
+        reason=str(obj.get("reason") or ""),
+    )
     log.info("intent: %s (%.2f)", result.intent, result.confidence)
     return result

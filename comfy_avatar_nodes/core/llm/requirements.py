@@ -1,17 +1,19 @@
 """Requirements: prompt + sketches -> a JSON document checked against the pack's schema
 (schemas/requirements.schema.json), from the vision role's model in JSON mode."""
+
 from __future__ import annotations
 
 import functools
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import AvatarError
 from ..jsontext import parse_object, require_object
-from .intent import check_prompt
 from .client import LLMClient, ask_json, user_message
+from .intent import check_prompt
 
 log = logging.getLogger("comfy_avatar.requirements")
 
@@ -51,28 +53,37 @@ def validate(doc: Any, what: str = "requirements") -> dict[str, Any]:
     doc = parse_object(doc, what, example) if isinstance(doc, str) else require_object(doc, what, example)
     found = problems(doc)
     if found:
-        raise AvatarError(what, "does not match the requirements schema: " + "; ".join(found[:10]),
-                          f"fix the JSON (schema: {SCHEMA_PATH.name})")
+        raise AvatarError(
+            what,
+            "does not match the requirements schema: " + "; ".join(found[:10]),
+            f"fix the JSON (schema: {SCHEMA_PATH.name})",
+        )
     return doc
 
 
 def _system() -> str:
-    return ("You turn a request for a 3D object (text plus optional sketches or reference images) into "
-            "build requirements for a Blender modeller. Units are metres, Z is up, the object stands on Z=0 "
-            "and is centred on X=Y=0. Break the object into simple parts (box, cylinder, sphere, cone, torus, "
-            "plane, capsule, wedge, or custom with notes). Give every part a size [X, Y, Z] in metres and a "
-            "position of its centre. Use realistic sizes when none are given. Colours are #RRGGBB. "
-            "output_formats lists the files the user wants (glb, fbx, blend); default [\"glb\"].\n"
-            "Reply with ONLY one JSON object that validates against this JSON Schema:\n"
-            + json.dumps(schema(), separators=(",", ":")))
+    return (
+        "You turn a request for a 3D object (text plus optional sketches or reference images) into "
+        "build requirements for a Blender modeller. Units are metres, Z is up, the object stands on Z=0 "
+        "and is centred on X=Y=0. Break the object into simple parts (box, cylinder, sphere, cone, torus, "
+        "plane, capsule, wedge, or custom with notes). Give every part a size [X, Y, Z] in metres and a "
+        "position of its centre. Use realistic sizes when none are given. Colours are #RRGGBB. "
+        'output_formats lists the files the user wants (glb, fbx, blend); default ["glb"].\n'
+        "Reply with ONLY one JSON object that validates against this JSON Schema:\n"
+        + json.dumps(schema(), separators=(",", ":"))
+    )
 
 
 def extract(client: LLMClient, prompt: str, images: Sequence[bytes] = (), *, repairs: int = 2) -> dict[str, Any]:
     """Ask the vision model; invalid JSON or schema violations get ``repairs`` more round-trips."""
     text = check_prompt(prompt, images, STAGE)
-    msg = user_message(f"Request: {text or '(see the attached sketch)'}\n"
-                       f"{len(images)} sketch/reference image(s) attached.\nAnswer in JSON.", images)
-    doc = ask_json(client, [{"role": "system", "content": _system()}, msg], stage=STAGE, validate=problems,
-                   repairs=repairs)
+    msg = user_message(
+        f"Request: {text or '(see the attached sketch)'}\n"
+        f"{len(images)} sketch/reference image(s) attached.\nAnswer in JSON.",
+        images,
+    )
+    doc = ask_json(
+        client, [{"role": "system", "content": _system()}, msg], stage=STAGE, validate=problems, repairs=repairs
+    )
     log.info("requirements: %s, %d parts", doc.get("object_name"), len(doc.get("parts", [])))
     return doc

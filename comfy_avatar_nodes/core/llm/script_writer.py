@@ -7,13 +7,15 @@ executor's error and log tail back when one fails. The contract's import allow-l
 executor's: callers pass it in (``allowed_imports``), so this module never imports the executor,
 which sits above llm/ (it drives the coder model).
 """
+
 from __future__ import annotations
 
 import ast
 import json
 import logging
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .client import LLMClient, LLMError
 
@@ -32,12 +34,12 @@ Contract:
 - Units are metres. Z is up. The object stands on Z=0, centred on X=Y=0. Apply the sizes given.
 - Give objects and materials meaningful names. Colours: Principled BSDF "Base Color" or
   material.diffuse_color, as RGBA floats 0..1.
-- Output: after your script ends, the executor exports the whole scene to {', '.join(formats)}; you do not
+- Output: after your script ends, the executor exports the whole scene to {", ".join(formats)}; you do not
   need to export. The main output path is os.environ["COMFY_AVATAR_OUTPUT"] and is also in sys.argv
   (sys.argv[sys.argv.index("--") + 1:] == ["--output", PATH]). If you export or write a file yourself, write
   only there or in os.environ["COMFY_AVATAR_OUTPUT_DIR"] (also the current folder); /tmp is scratch;
   everything else is read-only.
-- Imports: ordinary ones work ({', '.join(allowed_imports)}); os.path, sys.argv, pathlib and json
+- Imports: ordinary ones work ({", ".join(allowed_imports)}); os.path, sys.argv, pathlib and json
   are fine. The sandbox has no network (no sockets, downloads or URLs) and cannot start programs (no
   subprocess, os.system, multiprocessing); such calls fail.
 - Headless: bpy.app.handlers and bpy.app.timers never fire; do not call UI-only operators or
@@ -65,33 +67,63 @@ def _ask(client: LLMClient, messages: list[dict[str, Any]]) -> str:
     try:
         ast.parse(code)
     except SyntaxError as e:
-        log.warning("script writer: answer has a syntax error at line %s (%s); the executor will report it",
-                    e.lineno, e.msg)
+        log.warning(
+            "script writer: answer has a syntax error at line %s (%s); the executor will report it", e.lineno, e.msg
+        )
     return code
 
 
-def write_script(client: LLMClient, requirements: dict[str, Any], *, allowed_imports: Sequence[str],
-                 blender_version: str = "4.2", formats: list[str] | None = None) -> str:
+def write_script(
+    client: LLMClient,
+    requirements: dict[str, Any],
+    *,
+    allowed_imports: Sequence[str],
+    blender_version: str = "4.2",
+    formats: list[str] | None = None,
+) -> str:
     """A first script for ``requirements``; ``allowed_imports``: the executor's import allow-list."""
     formats = formats or list(requirements.get("output_formats") or ["glb"])
-    user = ("Build this object. Requirements (JSON, sizes in metres):\n"
-            + json.dumps(requirements, indent=1, ensure_ascii=False))
-    return _ask(client, [{"role": "system", "content": system_prompt(blender_version, formats, allowed_imports)},
-                         {"role": "user", "content": user}])
+    user = "Build this object. Requirements (JSON, sizes in metres):\n" + json.dumps(
+        requirements, indent=1, ensure_ascii=False
+    )
+    return _ask(
+        client,
+        [
+            {"role": "system", "content": system_prompt(blender_version, formats, allowed_imports)},
+            {"role": "user", "content": user},
+        ],
+    )
 
 
-def repair_script(client: LLMClient, requirements: dict[str, Any], script: str, error: str, log_tail: str,
-                  *, allowed_imports: Sequence[str], blender_version: str = "4.2", formats: list[str] | None = None,
-                  attempt: int = 2) -> str:
+def repair_script(
+    client: LLMClient,
+    requirements: dict[str, Any],
+    script: str,
+    error: str,
+    log_tail: str,
+    *,
+    allowed_imports: Sequence[str],
+    blender_version: str = "4.2",
+    formats: list[str] | None = None,
+    attempt: int = 2,
+) -> str:
     """Send the failed script, its error and the Blender log tail back; get a whole new script."""
     formats = formats or list(requirements.get("output_formats") or ["glb"])
     tail = "\n".join(log_tail.strip().splitlines()[-40:])
-    user = ("Build this object. Requirements (JSON, sizes in metres):\n"
-            + json.dumps(requirements, indent=1, ensure_ascii=False))
-    feedback = (f"Your script failed (this is attempt {attempt}).\nError: {error}\n"
-                f"Last lines of the Blender log:\n{tail or '(empty)'}\n\n"
-                "Fix the problem and reply with the complete corrected script in one ```python block.")
-    return _ask(client, [{"role": "system", "content": system_prompt(blender_version, formats, allowed_imports)},
-                         {"role": "user", "content": user},
-                         {"role": "assistant", "content": f"```python\n{script.rstrip()}\n```"},
-                         {"role": "user", "content": feedback}])
+    user = "Build this object. Requirements (JSON, sizes in metres):\n" + json.dumps(
+        requirements, indent=1, ensure_ascii=False
+    )
+    feedback = (
+        f"Your script failed (this is attempt {attempt}).\nError: {error}\n"
+        f"Last lines of the Blender log:\n{tail or '(empty)'}\n\n"
+        "Fix the problem and reply with the complete corrected script in one ```python block."
+    )
+    return _ask(
+        client,
+        [
+            {"role": "system", "content": system_prompt(blender_version, formats, allowed_imports)},
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": f"```python\n{script.rstrip()}\n```"},
+            {"role": "user", "content": feedback},
+        ],
+    )

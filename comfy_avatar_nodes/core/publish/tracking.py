@@ -17,6 +17,7 @@ variable (every ``*_env`` key variable in the config, ``tracking.secret_envs`` a
 KEY/TOKEN/SECRET/PASSWORD variable) is logged as ``[redacted]``; an artifact file that
 contains such a value is refused before the run is created.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,10 +40,10 @@ from ..secrets import contains_secret, is_secret_name, redact, secret_values
 log = logging.getLogger("comfy_avatar.tracking")
 
 REDACTED_VALUE = "[redacted]"
-MAX_KEY = 250          # MLflow's limit for param / metric / tag keys
+MAX_KEY = 250  # MLflow's limit for param / metric / tag keys
 MAX_PARAM_VALUE = 6000  # MLflow's limit for param values (it would truncate with a warning)
-MAX_LIST_PARAM = 250   # lists in asset meta are logged as JSON only when this short
-BATCH = 100            # MLflow accepts at most 100 params / tags per log_batch
+MAX_LIST_PARAM = 250  # lists in asset meta are logged as JSON only when this short
+BATCH = 100  # MLflow accepts at most 100 params / tags per log_batch
 _KEY_BAD = re.compile(r"[^\w.\- /:]")
 INSTALL_FIX = "pip install mlflow (into ComfyUI's Python), or leave the Track run node out of the graph"
 
@@ -62,6 +63,7 @@ class RunInfo:
 
 # ---------------------------------------------------------------- where runs go
 
+
 def tracking_target(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> tuple[str, str | None]:
     """(tracking URI, artifact root URI or None to let the server decide)."""
     env = os.environ if env is None else env
@@ -75,7 +77,7 @@ def tracking_target(settings: Settings | None = None, env: Mapping[str, str] | N
     if root and "://" not in root:
         root = Path(root).expanduser().absolute().as_uri()
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     return uri, root or None
 
 
@@ -97,6 +99,7 @@ def shown_uri(uri: str) -> str:
 
 # ---------------------------------------------------------------- cleaning what gets logged
 
+
 def clean_key(key: str) -> str:
     cleaned = _KEY_BAD.sub("_", str(key).strip())[:MAX_KEY]
     if not cleaned:
@@ -111,11 +114,12 @@ def _as_text(value: Any) -> str:
         text = json.dumps(value, sort_keys=True, default=str)
     else:
         text = str(value)
-    return text if len(text) <= MAX_PARAM_VALUE else text[:MAX_PARAM_VALUE - 1] + "…"
+    return text if len(text) <= MAX_PARAM_VALUE else text[: MAX_PARAM_VALUE - 1] + "…"
 
 
-def clean_params(values: Mapping[str, Any] | None, secrets: Iterable[str], what: str = "params"
-                 ) -> tuple[dict[str, str], list[str]]:
+def clean_params(
+    values: Mapping[str, Any] | None, secrets: Iterable[str], what: str = "params"
+) -> tuple[dict[str, str], list[str]]:
     """String values safe to log, and the names whose values were replaced by ``[redacted]``.
 
     An entry whose *name* contains a secret value is dropped (its name is not repeated)."""
@@ -148,8 +152,9 @@ def clean_metrics(values: Mapping[str, Any] | None, secrets: Iterable[str]) -> d
         if isinstance(value, bool):
             value = int(value)
         if not isinstance(value, (int, float)):
-            raise AvatarError(f"metrics.{key}", f"{type(value).__name__} is not a number",
-                              "log numbers as metrics and text as params")
+            raise AvatarError(
+                f"metrics.{key}", f"{type(value).__name__} is not a number", "log numbers as metrics and text as params"
+            )
         if not math.isfinite(float(value)):
             raise AvatarError(f"metrics.{key}", f"{value} is not a finite number", "log a finite value")
         out[key] = float(value)
@@ -170,8 +175,11 @@ def check_artifacts(paths: Iterable[str | os.PathLike[str]], secrets: Iterable[s
             while block := f.read(1 << 20):
                 window = tail + block
                 if any(n in window for n in needles):
-                    raise AvatarError("artifacts", f"{path.name} contains the value of a secret environment variable",
-                                      "do not log this file; remove the key from it")
+                    raise AvatarError(
+                        "artifacts",
+                        f"{path.name} contains the value of a secret environment variable",
+                        "do not log this file; remove the key from it",
+                    )
                 tail = window[-overlap:]
         files.append(path.absolute())
     return files
@@ -195,8 +203,11 @@ def asset_record(handle: Mapping[str, Any], prefix: str) -> tuple[dict[str, Any]
     """Params and metrics for one asset handle (Asset.to_dict()): file name, kind, sha256 and its
     meta (bone count, triangles, timings ...) as params; numbers and the file size as metrics."""
     path = Path(str(handle.get("path", "")))
-    params: dict[str, Any] = {f"{prefix}.file": path.name, f"{prefix}.kind": handle.get("kind", ""),
-                              f"{prefix}.sha256": handle.get("sha256", "")}
+    params: dict[str, Any] = {
+        f"{prefix}.file": path.name,
+        f"{prefix}.kind": handle.get("kind", ""),
+        f"{prefix}.sha256": handle.get("sha256", ""),
+    }
     metrics: dict[str, float] = {}
     if path.is_file():
         metrics[f"{prefix}.size_bytes"] = float(path.stat().st_size)
@@ -208,6 +219,7 @@ def asset_record(handle: Mapping[str, Any], prefix: str) -> tuple[dict[str, Any]
 
 
 # ---------------------------------------------------------------- MLflow
+
 
 def _mlflow(telemetry: bool) -> Any:
     if not telemetry:
@@ -221,10 +233,17 @@ def _mlflow(telemetry: bool) -> Any:
     return MlflowClient, entities, MlflowException
 
 
-def log_run(experiment: str, run_name: str = "", params: Mapping[str, Any] | None = None,
-            metrics: Mapping[str, Any] | None = None, artifacts: Iterable[str | os.PathLike[str]] = (),
-            tags: Mapping[str, Any] | None = None, *, settings: Settings | None = None,
-            env: Mapping[str, str] | None = None) -> RunInfo:
+def log_run(
+    experiment: str,
+    run_name: str = "",
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    artifacts: Iterable[str | os.PathLike[str]] = (),
+    tags: Mapping[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RunInfo:
     """Create one finished MLflow run with ``params``, ``metrics``, ``tags`` and the ``artifacts`` files.
 
     Everything is checked (secrets, numbers, files) before the run is created; if logging
@@ -241,8 +260,9 @@ def log_run(experiment: str, run_name: str = "", params: Mapping[str, Any] | Non
     clean_m = clean_metrics(metrics, secrets)
     files = check_artifacts(artifacts, secrets)
     if contains_secret(experiment, secrets):
-        raise AvatarError("experiment", "the name contains the value of a secret environment variable",
-                          "pick a plain experiment name")
+        raise AvatarError(
+            "experiment", "the name contains the value of a secret environment variable", "pick a plain experiment name"
+        )
     run_name = run_name.strip()[:MAX_KEY]
     if contains_secret(run_name, secrets):
         run_name, red_t = "", red_t + ["run_name"]
@@ -255,40 +275,58 @@ def log_run(experiment: str, run_name: str = "", params: Mapping[str, Any] | Non
         if exp is None:
             try:
                 exp_id = client.create_experiment(
-                    experiment, artifact_location=f"{root}/{safe_name(experiment, 'experiment')}" if root else None)
+                    experiment, artifact_location=f"{root}/{safe_name(experiment, 'experiment')}" if root else None
+                )
             except MlflowException:  # created meanwhile by another process
                 exp = client.get_experiment_by_name(experiment)
                 if exp is None:
                     raise
                 exp_id = exp.experiment_id
         elif exp.lifecycle_stage == "deleted":
-            raise AvatarError("experiment", f"{experiment!r} was deleted in MLflow ({where})",
-                              "restore it in the MLflow UI (or `mlflow experiments restore`) or use another name")
+            raise AvatarError(
+                "experiment",
+                f"{experiment!r} was deleted in MLflow ({where})",
+                "restore it in the MLflow UI (or `mlflow experiments restore`) or use another name",
+            )
         else:
             exp_id = exp.experiment_id
         run = client.create_run(exp_id, run_name=run_name or None, tags=clean_t)
     except AvatarError:
         raise
     except Exception as e:  # noqa: BLE001 - MLflow raises many kinds (store, HTTP, sqlite)
-        raise AvatarError("tracking", f"cannot start a run at {where} ({type(e).__name__}: {_scrub(str(e), uri, secrets)})",
-                          "check tracking.uri / MLFLOW_TRACKING_URI and that the tracking server is up") from None
+        raise AvatarError(
+            "tracking",
+            f"cannot start a run at {where} ({type(e).__name__}: {_scrub(str(e), uri, secrets)})",
+            "check tracking.uri / MLFLOW_TRACKING_URI and that the tracking server is up",
+        ) from None
     run_id = run.info.run_id
     try:
         now = int(time.time() * 1000)
         items_p = [entities.Param(k, v) for k, v in clean_p.items()]
         items_m = [entities.Metric(k, v, now, 0) for k, v in clean_m.items()]
         for i in range(0, max(len(items_p), len(items_m), 1), BATCH):
-            client.log_batch(run_id, metrics=items_m[i:i + BATCH], params=items_p[i:i + BATCH])
+            client.log_batch(run_id, metrics=items_m[i : i + BATCH], params=items_p[i : i + BATCH])
         for f in files:
             client.log_artifact(run_id, str(f))
     except Exception as e:  # noqa: BLE001
         try:
             client.set_terminated(run_id, "FAILED")
         finally:
-            raise AvatarError("tracking", f"logging run {run_id} at {where} failed ({type(e).__name__}: {_scrub(str(e), uri, secrets)})",
-                              "check the tracking server and the artifact store permissions") from None
+            raise AvatarError(
+                "tracking",
+                f"logging run {run_id} at {where} failed ({type(e).__name__}: {_scrub(str(e), uri, secrets)})",
+                "check the tracking server and the artifact store permissions",
+            ) from None
     client.set_terminated(run_id, "FINISHED")
     duration = round(time.perf_counter() - t0, 3)
-    log.info("tracking: run %s in experiment %r (%d params, %d metrics, %d files) at %s in %.2f s",
-             run_id, experiment, len(clean_p), len(clean_m), len(files), where, duration)
+    log.info(
+        "tracking: run %s in experiment %r (%d params, %d metrics, %d files) at %s in %.2f s",
+        run_id,
+        experiment,
+        len(clean_p),
+        len(clean_m),
+        len(files),
+        where,
+        duration,
+    )
     return RunInfo(run_id, str(exp_id), run.info.artifact_uri, where, tuple(red_p + red_t), duration)

@@ -14,6 +14,7 @@ folders (``BLENDER_USER_RESOURCES`` & co. point at a temp dir under the job fold
 file with stdout+stderr. A failure raises :class:`BlenderError` with the script's error and
 the log tail. bpy is never imported in this process.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,15 +31,16 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Literal, Mapping, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ..assets import write_text_atomic
 from ..config import PACK_DIR, BlenderSettings, load_settings
+from ..errors import AvatarError, BlenderError
 from . import isolation
 from .procs import PYTHON_ENV_DROP, kill_group, tail_file
-from ..errors import AvatarError, BlenderError
 
 log = logging.getLogger("comfy_avatar.blender")
 T = TypeVar("T")
@@ -47,8 +49,12 @@ MIN_VERSION = (4, 2)
 SCRIPTS_DIR = PACK_DIR / "blender_cli"
 INSTALL_FIX = f"run `python install.py` in {PACK_DIR} (it makes the bpy runtime), or set BLENDER_BIN to a Blender >= 4.2 executable"
 _IS_POSIX = os.name == "posix"
-_USER_DIRS = {"BLENDER_USER_RESOURCES": "", "BLENDER_USER_CONFIG": "config",
-              "BLENDER_USER_SCRIPTS": "scripts", "BLENDER_USER_DATAFILES": "datafiles"}
+_USER_DIRS = {
+    "BLENDER_USER_RESOURCES": "",
+    "BLENDER_USER_CONFIG": "config",
+    "BLENDER_USER_SCRIPTS": "scripts",
+    "BLENDER_USER_DATAFILES": "datafiles",
+}
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,18 @@ class BlenderRuntime:
     def command(self, script: Path, job: Path) -> list[str]:
         """The documented command line for running ``script`` with ``job``."""
         if self.kind == "binary":
-            return [str(self.executable), "--background", "--factory-startup", "--python-exit-code", "1",
-                    "--python", str(script), "--", "--job", str(job)]
+            return [
+                str(self.executable),
+                "--background",
+                "--factory-startup",
+                "--python-exit-code",
+                "1",
+                "--python",
+                str(script),
+                "--",
+                "--job",
+                str(job),
+            ]
         return [str(self.executable), str(script), "--", "--job", str(job)]
 
 
@@ -127,8 +143,16 @@ def _probe_env(tmp: str) -> dict[str, str]:
 def _probe(cmd: list[str], what: str, fix: str) -> str:
     with tempfile.TemporaryDirectory(prefix="comfy-avatar-probe-") as tmp:
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=120,
-                                  stdin=subprocess.DEVNULL, env=_probe_env(tmp), cwd=tmp)
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=120,
+                stdin=subprocess.DEVNULL,
+                env=_probe_env(tmp),
+                cwd=tmp,
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             raise BlenderError(what, f"could not run {cmd[0]} ({e})", fix) from None
     out = proc.stdout + proc.stderr
@@ -171,9 +195,12 @@ def _find_python(value: str, runtime_dir: str) -> BlenderRuntime:
     else:
         what, path = "Blender runtime", default_python(runtime_dir).absolute()
     if not path.exists():
-        problem = (f"{path} does not exist" if value else
-                   f"none found: BLENDER_BIN is not set, COMFY_AVATAR_BLENDER_PYTHON is not set "
-                   f"and the default bpy runtime {path} does not exist")
+        problem = (
+            f"{path} does not exist"
+            if value
+            else f"none found: BLENDER_BIN is not set, COMFY_AVATAR_BLENDER_PYTHON is not set "
+            f"and the default bpy runtime {path} does not exist"
+        )
         raise BlenderError(what, problem, INSTALL_FIX)
     key = ("python", str(path))
     with _cache_lock:
@@ -211,21 +238,29 @@ def clear_runtime_cache() -> None:
 
 # ---------------------------------------------------------------- running a job
 
+
 def resolve_script(script: str | os.PathLike[str]) -> Path:
     path = Path(script)
     if not path.is_absolute():
         path = SCRIPTS_DIR / path
     if not path.is_file():
-        raise BlenderError(f"Blender script {script}", f"{path} does not exist",
-                           "reinstall the pack (blender_cli/ must sit beside comfy_avatar_nodes/)")
+        raise BlenderError(
+            f"Blender script {script}",
+            f"{path} does not exist",
+            "reinstall the pack (blender_cli/ must sit beside comfy_avatar_nodes/)",
+        )
     return path
 
 
 def _limits_preexec(limits: ResourceLimits) -> Callable[[], None]:
     import resource
 
-    wanted = [(resource.RLIMIT_CPU, limits.cpu_s), (resource.RLIMIT_AS, limits.memory_bytes),
-              (resource.RLIMIT_FSIZE, limits.fsize_bytes), (resource.RLIMIT_NPROC, limits.nproc)]
+    wanted = [
+        (resource.RLIMIT_CPU, limits.cpu_s),
+        (resource.RLIMIT_AS, limits.memory_bytes),
+        (resource.RLIMIT_FSIZE, limits.fsize_bytes),
+        (resource.RLIMIT_NPROC, limits.nproc),
+    ]
     plan: list[tuple[int, int, int]] = []
     for res, value in wanted:
         if value is None:
@@ -294,9 +329,15 @@ def _signal_problem(rc: int, limits: ResourceLimits | None) -> str:
     except ValueError:
         name = str(-rc)
     problem = f"Blender crashed: killed by signal {name} without writing a result"
-    hints = {"SIGXCPU": f"the CPU limit ({limits.cpu_s} s) was reached" if limits and limits.cpu_s else "",
-             "SIGXFSZ": f"the file size limit ({limits.fsize_bytes} bytes) was reached" if limits and limits.fsize_bytes else "",
-             "SIGKILL": "out of memory, or the CPU hard limit" if limits else "out of memory (kernel OOM killer) or killed from outside"}
+    hints = {
+        "SIGXCPU": f"the CPU limit ({limits.cpu_s} s) was reached" if limits and limits.cpu_s else "",
+        "SIGXFSZ": f"the file size limit ({limits.fsize_bytes} bytes) was reached"
+        if limits and limits.fsize_bytes
+        else "",
+        "SIGKILL": "out of memory, or the CPU hard limit"
+        if limits
+        else "out of memory (kernel OOM killer) or killed from outside",
+    }
     return problem + (f" ({hints[name]})" if hints.get(name) else "")
 
 
@@ -319,16 +360,26 @@ def input_error(err: BlenderError, fixes: Mapping[str, str], file_input: str, fi
     return AvatarError(f"{file_input} ({file.name})" if base == file_input else what, rest.strip(), fixes[base])
 
 
-async def _run_plain(cmd: list[str], work: Path, env: dict[str, str], spawn: dict[str, Any], log_path: Path,
-                     timeout: float | None, runtime: BlenderRuntime) -> tuple[int, bool]:
+async def _run_plain(
+    cmd: list[str],
+    work: Path,
+    env: dict[str, str],
+    spawn: dict[str, Any],
+    log_path: Path,
+    timeout: float | None,
+    runtime: BlenderRuntime,
+) -> tuple[int, bool]:
     """A trusted job: output straight into its log file; (exit code, timed out)."""
     timed_out = False
     with open(log_path, "wb") as logf:
         try:
-            proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL, stdout=logf,
-                                                        stderr=subprocess.STDOUT, cwd=work, env=env, **spawn)
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, cwd=work, env=env, **spawn
+            )
         except OSError as e:
-            raise BlenderError(f"Blender runtime {runtime.executable}", f"could not start it ({e})", INSTALL_FIX) from None
+            raise BlenderError(
+                f"Blender runtime {runtime.executable}", f"could not start it ({e})", INSTALL_FIX
+            ) from None
     try:
         await asyncio.wait_for(proc.wait(), timeout)
     except asyncio.TimeoutError:
@@ -342,9 +393,17 @@ async def _run_plain(cmd: list[str], work: Path, env: dict[str, str], spawn: dic
     return (proc.returncode if proc.returncode is not None else -9), timed_out
 
 
-async def _run_warm(script: Path, runtime: BlenderRuntime, blender: BlenderSettings, env: dict[str, str] | None,
-                    limits: ResourceLimits | None, job_path: Path, work: Path, log_path: Path,
-                    timeout: float | None) -> tuple[int, bool] | None:
+async def _run_warm(
+    script: Path,
+    runtime: BlenderRuntime,
+    blender: BlenderSettings,
+    env: dict[str, str] | None,
+    limits: ResourceLimits | None,
+    job_path: Path,
+    work: Path,
+    log_path: Path,
+    timeout: float | None,
+) -> tuple[int, bool] | None:
     """A trusted job in a warm worker (core/runtime/warm_blender.py), or None: launch it one-shot.
     Only our own scripts with no custom env or limits qualify; jailed jobs never get here."""
     if not blender.warm or runtime.kind != "python" or env is not None or limits is not None:
@@ -368,15 +427,25 @@ def _read_untrusted_result(work: Path, result_path: Path) -> dict[str, Any] | No
         if key in data:
             data[key] = str(data[key])[:cap]
     if not isinstance(data.get("result"), dict) or len(json.dumps(data["result"], default=str)) > 256 * 1024:
-        data["result"] = {"note": "the job's result was not a small JSON object and was dropped"} if data.get("result") else {}
+        data["result"] = (
+            {"note": "the job's result was not a small JSON object and was dropped"} if data.get("result") else {}
+        )
     return data
 
 
-async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, work_dir: str | os.PathLike[str],
-                      timeout_s: float | None = None, runtime: BlenderRuntime | None = None,
-                      env: dict[str, str] | None = None, limits: ResourceLimits | None = None,
-                      check: bool = True, blender: BlenderSettings | None = None,
-                      jail: isolation.Jail | None = None) -> BlenderResult:
+async def run_blender(
+    script: str | os.PathLike[str],
+    args: dict[str, Any],
+    *,
+    work_dir: str | os.PathLike[str],
+    timeout_s: float | None = None,
+    runtime: BlenderRuntime | None = None,
+    env: dict[str, str] | None = None,
+    limits: ResourceLimits | None = None,
+    check: bool = True,
+    blender: BlenderSettings | None = None,
+    jail: isolation.Jail | None = None,
+) -> BlenderResult:
     """Run a blender_cli/ script (relative paths resolve there) with ``args`` in its own process.
 
     ``blender``: the blender settings (loaded when None); ``runtime`` None: the one they name.
@@ -399,8 +468,11 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
         timeout_s = blender.timeout_s
     timeout = timeout_s if timeout_s and timeout_s > 0 else None
     if limits is not None and not _IS_POSIX:
-        raise BlenderError("ResourceLimits", "resource limits need a POSIX system (Linux/macOS)",
-                           "run sandboxed jobs on Linux or pass limits=None")
+        raise BlenderError(
+            "ResourceLimits",
+            "resource limits need a POSIX system (Linux/macOS)",
+            "run sandboxed jobs on Linux or pass limits=None",
+        )
     work = Path(work_dir).absolute()
     job_dir = work / ".blender" / f"{script_path.stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     job_dir.mkdir(parents=True)
@@ -409,11 +481,15 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
     if jail is not None:
         log_path = work.parent / f"{work.name}-{job_dir.name}.log"
     try:
-        job_text = json.dumps({"args": args, "result": inside(result_path), "work_dir": inside(work)},
-                              indent=2, default=_json_default)
+        job_text = json.dumps(
+            {"args": args, "result": inside(result_path), "work_dir": inside(work)}, indent=2, default=_json_default
+        )
     except (TypeError, ValueError) as e:
-        raise BlenderError(f"arguments for {script_path.name}", f"not JSON-serializable ({e})",
-                           "pass str/number/bool/list/dict values (paths as str)") from None
+        raise BlenderError(
+            f"arguments for {script_path.name}",
+            f"not JSON-serializable ({e})",
+            "pass str/number/bool/list/dict values (paths as str)",
+        ) from None
     write_text_atomic(job_path, job_text)
 
     user_dir = job_dir / "user"
@@ -423,8 +499,11 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
     if runtime.kind == "binary":
         _link_addons(runtime, user_dir, blender.runtime_dir)
     cmd = runtime.command(script_path, Path(inside(job_path)))
-    spawn: dict[str, Any] = {"start_new_session": True} if _IS_POSIX else {
-        "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+    spawn: dict[str, Any] = (
+        {"start_new_session": True}
+        if _IS_POSIX
+        else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+    )
     if limits is not None:
         spawn["preexec_fn"] = _limits_preexec(limits)
     log.info("blender job: %s (cwd %s, timeout %s)", shlex.join(cmd), work, f"{timeout:g} s" if timeout else "none")
@@ -433,8 +512,15 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
     timed_out, quota = False, ""
     try:
         if jail is not None:
-            jr = await isolation.run_jailed(cmd, work=work, env=child_env, jail=jail, log_path=log_path,
-                                            timeout_s=timeout, preexec=spawn.get("preexec_fn"))
+            jr = await isolation.run_jailed(
+                cmd,
+                work=work,
+                env=child_env,
+                jail=jail,
+                log_path=log_path,
+                timeout_s=timeout,
+                preexec=spawn.get("preexec_fn"),
+            )
             rc, timed_out, quota = jr.returncode, jr.timed_out, jr.quota
         else:
             warm = await _run_warm(script_path, runtime, blender, env, limits, job_path, work, log_path, timeout)
@@ -453,7 +539,9 @@ async def run_blender(script: str | os.PathLike[str], args: dict[str, Any], *, w
         res.error, fix = quota, "make the script write less (outputs must fit in sandbox.work_mb)"
     elif data is not None and data.get("ok"):
         if timed_out:
-            log.warning("blender job %s wrote its result but did not exit; killed after %g s", script_path.name, timeout)
+            log.warning(
+                "blender job %s wrote its result but did not exit; killed after %g s", script_path.name, timeout
+            )
         res.ok, res.result, res.timed_out = True, dict(data.get("result") or {}), False
     elif data is not None:
         err, etype = str(data.get("error") or "failed"), str(data.get("error_type") or "")
@@ -494,5 +582,17 @@ def run_blender_sync(script: str | os.PathLike[str], args: dict[str, Any], **kwa
     return run_sync(lambda: run_blender(script, args, **kwargs))
 
 
-__all__ = ["BlenderRuntime", "BlenderResult", "ResourceLimits", "find_runtime", "run_blender",
-           "run_blender_sync", "run_sync", "input_error", "resolve_script", "default_python", "clear_runtime_cache", "MIN_VERSION"]
+__all__ = [
+    "BlenderRuntime",
+    "BlenderResult",
+    "ResourceLimits",
+    "find_runtime",
+    "run_blender",
+    "run_blender_sync",
+    "run_sync",
+    "input_error",
+    "resolve_script",
+    "default_python",
+    "clear_runtime_cache",
+    "MIN_VERSION",
+]

@@ -25,6 +25,7 @@ Two uses:
 :func:`check` says whether bubblewrap works here (a real launch with every option above,
 cached); callers fail closed when it does not. Nothing here imports bpy or any model code.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,22 +60,50 @@ INSIDE_WORK = "/job"
 """Where the job's work dir appears inside the sandbox (its cwd and HOME's parent)."""
 SANDBOX_UID = 65534
 SANDBOX_HOSTNAME = "sandbox"
-INSTALL_FIX = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install bubblewrap`) "
-               "on a Linux host that allows user namespaces (sysctl kernel.unprivileged_userns_clone=1 / "
-               "user.max_user_namespaces > 0; in a container: run it with --security-opt seccomp=unconfined "
-               "or as a privileged container), or set sandbox.bwrap to its path; as a last resort, on a machine "
-               "where nobody untrusted can reach the prompt, set sandbox.isolation: none (not isolated, warned on "
-               "every run)")
+INSTALL_FIX = (
+    "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install bubblewrap`) "
+    "on a Linux host that allows user namespaces (sysctl kernel.unprivileged_userns_clone=1 / "
+    "user.max_user_namespaces > 0; in a container: run it with --security-opt seccomp=unconfined "
+    "or as a privileged container), or set sandbox.bwrap to its path; as a last resort, on a machine "
+    "where nobody untrusted can reach the prompt, set sandbox.isolation: none (not isolated, warned on "
+    "every run)"
+)
 # Host-wide /proc files the job could write as its mapped user (when the parent runs as root,
 # the sandbox's uid is host uid 0 without capabilities, and sysctl/proc checks go by uid):
 # bound read-only over the job's own /proc. Files that only leak host information are hidden.
-PROC_READONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/mtrr", "/proc/pressure", "/proc/irq", "/proc/bus",
-                 "/proc/acpi", "/proc/fs", "/proc/driver", "/proc/tty", "/proc/sysvipc")
+PROC_READONLY = (
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/mtrr",
+    "/proc/pressure",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/acpi",
+    "/proc/fs",
+    "/proc/driver",
+    "/proc/tty",
+    "/proc/sysvipc",
+)
 PROC_HIDDEN = ("/proc/keys", "/proc/key-users", "/proc/timer_list", "/proc/kallsyms", "/proc/modules")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 # Never bound (nor a folder above one of them): they would expose the machine, not a runtime.
-_NEVER_BIND = ("/", "/root", "/home", "/etc", "/var", "/proc", "/sys", "/dev", "/run", "/tmp", "/mnt", "/media",
-               "/srv", "/opt", "/boot")
+_NEVER_BIND = (
+    "/",
+    "/root",
+    "/home",
+    "/etc",
+    "/var",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/tmp",
+    "/mnt",
+    "/media",
+    "/srv",
+    "/opt",
+    "/boot",
+)
 
 
 class IsolationUnavailable(AvatarError):
@@ -87,30 +116,115 @@ class IsolationUnavailable(AvatarError):
 # both tables with the headers when they are installed).
 _SYSCALLS = {
     "x86_64": {
-        "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "process_madvise": 440,
-        "pidfd_getfd": 438, "keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321,
-        "perf_event_open": 298, "userfaultfd": 323, "unshare": 272, "setns": 308, "mount": 165, "umount2": 166,
-        "pivot_root": 155, "chroot": 161, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-        "move_mount": 429, "open_tree": 428, "mount_setattr": 442, "open_by_handle_at": 304,
-        "name_to_handle_at": 303, "kexec_load": 246, "kexec_file_load": 320, "init_module": 175,
-        "finit_module": 313, "delete_module": 176, "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
-        "quotactl": 179, "quotactl_fd": 443, "syslog": 103, "io_uring_setup": 425, "io_uring_enter": 426,
-        "io_uring_register": 427, "lookup_dcookie": 212, "vhangup": 153, "iopl": 172, "ioperm": 173,
-        "uselib": 134, "fork": 57, "vfork": 58, "memfd_create": 319, "memfd_secret": 447, "shmget": 29,
-        "clone": 56, "clone3": 435, "socket": 41, "ioctl": 16,
+        "ptrace": 101,
+        "process_vm_readv": 310,
+        "process_vm_writev": 311,
+        "kcmp": 312,
+        "process_madvise": 440,
+        "pidfd_getfd": 438,
+        "keyctl": 250,
+        "add_key": 248,
+        "request_key": 249,
+        "bpf": 321,
+        "perf_event_open": 298,
+        "userfaultfd": 323,
+        "unshare": 272,
+        "setns": 308,
+        "mount": 165,
+        "umount2": 166,
+        "pivot_root": 155,
+        "chroot": 161,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "fspick": 433,
+        "move_mount": 429,
+        "open_tree": 428,
+        "mount_setattr": 442,
+        "open_by_handle_at": 304,
+        "name_to_handle_at": 303,
+        "kexec_load": 246,
+        "kexec_file_load": 320,
+        "init_module": 175,
+        "finit_module": 313,
+        "delete_module": 176,
+        "reboot": 169,
+        "swapon": 167,
+        "swapoff": 168,
+        "acct": 163,
+        "quotactl": 179,
+        "quotactl_fd": 443,
+        "syslog": 103,
+        "io_uring_setup": 425,
+        "io_uring_enter": 426,
+        "io_uring_register": 427,
+        "lookup_dcookie": 212,
+        "vhangup": 153,
+        "iopl": 172,
+        "ioperm": 173,
+        "uselib": 134,
+        "fork": 57,
+        "vfork": 58,
+        "memfd_create": 319,
+        "memfd_secret": 447,
+        "shmget": 29,
+        "clone": 56,
+        "clone3": 435,
+        "socket": 41,
+        "ioctl": 16,
     },
     "aarch64": {
-        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272, "process_madvise": 440,
-        "pidfd_getfd": 438, "keyctl": 219, "add_key": 217, "request_key": 218, "bpf": 280,
-        "perf_event_open": 241, "userfaultfd": 282, "unshare": 97, "setns": 268, "mount": 40, "umount2": 39,
-        "pivot_root": 41, "chroot": 51, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
-        "move_mount": 429, "open_tree": 428, "mount_setattr": 442, "open_by_handle_at": 265,
-        "name_to_handle_at": 264, "kexec_load": 104, "kexec_file_load": 294, "init_module": 105,
-        "finit_module": 273, "delete_module": 106, "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
-        "quotactl": 60, "quotactl_fd": 443, "syslog": 116, "io_uring_setup": 425, "io_uring_enter": 426,
-        "io_uring_register": 427, "lookup_dcookie": 18, "vhangup": 58, "memfd_create": 279, "memfd_secret": 447,
+        "ptrace": 117,
+        "process_vm_readv": 270,
+        "process_vm_writev": 271,
+        "kcmp": 272,
+        "process_madvise": 440,
+        "pidfd_getfd": 438,
+        "keyctl": 219,
+        "add_key": 217,
+        "request_key": 218,
+        "bpf": 280,
+        "perf_event_open": 241,
+        "userfaultfd": 282,
+        "unshare": 97,
+        "setns": 268,
+        "mount": 40,
+        "umount2": 39,
+        "pivot_root": 41,
+        "chroot": 51,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "fspick": 433,
+        "move_mount": 429,
+        "open_tree": 428,
+        "mount_setattr": 442,
+        "open_by_handle_at": 265,
+        "name_to_handle_at": 264,
+        "kexec_load": 104,
+        "kexec_file_load": 294,
+        "init_module": 105,
+        "finit_module": 273,
+        "delete_module": 106,
+        "reboot": 142,
+        "swapon": 224,
+        "swapoff": 225,
+        "acct": 89,
+        "quotactl": 60,
+        "quotactl_fd": 443,
+        "syslog": 116,
+        "io_uring_setup": 425,
+        "io_uring_enter": 426,
+        "io_uring_register": 427,
+        "lookup_dcookie": 18,
+        "vhangup": 58,
+        "memfd_create": 279,
+        "memfd_secret": 447,
         "shmget": 194,
-        "clone": 220, "clone3": 435, "socket": 198, "ioctl": 29,
+        "clone": 220,
+        "clone3": 435,
+        "socket": 198,
+        "ioctl": 29,
     },
 }
 _AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
@@ -204,6 +318,7 @@ def seccomp_filter(machine: str | None = None) -> bytes | None:
 
 # ---------------------------------------------------------------- finding and checking bubblewrap
 
+
 @dataclass(frozen=True)
 class Status:
     """Whether bubblewrap works here. ``problem``/``fix`` say why not and what to do."""
@@ -219,7 +334,9 @@ class Status:
     def describe(self) -> str:
         if self.ok:
             sc = "seccomp filter on" if self.seccomp else f"no seccomp table for {platform.machine()}"
-            return f"bubblewrap {self.version} at {self.bwrap} works ({sc}; a sandbox launch took {self.launch_s:.3f} s)"
+            return (
+                f"bubblewrap {self.version} at {self.bwrap} works ({sc}; a sandbox launch took {self.launch_s:.3f} s)"
+            )
         return f"not available: {self.problem}"
 
 
@@ -233,8 +350,14 @@ def find_bwrap(value: str = "bwrap") -> str | None:
 
 
 def _version(bwrap: str) -> tuple[str, tuple[int, ...]]:
-    out = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=10, env={"PATH": "/usr/bin:/bin"},
-                         stdin=subprocess.DEVNULL)
+    out = subprocess.run(
+        [bwrap, "--version"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env={"PATH": "/usr/bin:/bin"},
+        stdin=subprocess.DEVNULL,
+    )
     m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out.stdout + out.stderr)
     if not m:
         raise OSError(f"`{bwrap} --version` printed no version ({(out.stdout + out.stderr).strip()[:200]!r})")
@@ -275,8 +398,12 @@ def _check(value: str) -> Status:
     except (OSError, subprocess.SubprocessError) as e:
         return Status(False, bwrap=path, problem=f"could not run {path} --version ({e})")
     if nums < (0, 8):
-        return Status(False, bwrap=path, version=version,
-                      problem=f"bubblewrap {version} is too old (0.8.0 or newer is needed for --disable-userns)")
+        return Status(
+            False,
+            bwrap=path,
+            version=version,
+            problem=f"bubblewrap {version} is too old (0.8.0 or newer is needed for --disable-userns)",
+        )
     with tempfile.TemporaryDirectory(prefix="comfy-avatar-bwrap-check-") as tmp:
         work = Path(tmp, "job")
         work.mkdir()
@@ -285,8 +412,16 @@ def _check(value: str) -> Status:
         argv, fds = jail.argv(probe, work, {"PATH": "/usr/bin:/bin"})
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run(argv, pass_fds=fds, capture_output=True, text=True, errors="replace", timeout=30,
-                                  env=launch_env(), stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                argv,
+                pass_fds=fds,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=30,
+                env=launch_env(),
+                stdin=subprocess.DEVNULL,
+            )
         except (OSError, subprocess.SubprocessError) as e:
             return Status(False, bwrap=path, version=version, problem=f"could not start {path} ({e})")
         finally:
@@ -296,8 +431,7 @@ def _check(value: str) -> Status:
     if proc.returncode != 0:
         err = (proc.stderr or proc.stdout).strip().splitlines()
         why = err[-1] if err else f"exit code {proc.returncode}"
-        return Status(False, bwrap=path, version=version,
-                      problem=f"{path} could not start a sandbox: {why}")
+        return Status(False, bwrap=path, version=version, problem=f"{path} could not start a sandbox: {why}")
     return Status(True, bwrap=path, version=version, seccomp=seccomp_filter() is not None, fix="", launch_s=took)
 
 
@@ -312,6 +446,7 @@ def launch_env() -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- the jail
+
 
 def _system_binds() -> list[str]:
     """/usr read-only, and /bin, /sbin, /lib* as the host has them (merged-usr links or folders)."""
@@ -367,21 +502,37 @@ class Jail:
         out = {}
         for k, v in env.items():
             if v == root or v.startswith(root + os.sep):
-                v = INSIDE_WORK + v[len(root):]
+                v = INSIDE_WORK + v[len(root) :]
             out[k] = v
         return out
 
-    def argv(self, command: Sequence[str], work: Path, env: Mapping[str, str],
-             info_fd: int | None = None) -> tuple[list[str], list[int]]:
+    def argv(
+        self, command: Sequence[str], work: Path, env: Mapping[str, str], info_fd: int | None = None
+    ) -> tuple[list[str], list[int]]:
         """The bwrap command line running ``command`` with ``env`` (already in the job's view),
         and the fds to pass (the seccomp program; the caller closes them after the start).
         ``info_fd``: where bwrap writes the sandbox's pid 1 and namespaces (--info-fd)."""
         if not self.isolated:
             return list(command), []
         mb = 1024 * 1024
-        args = [self.bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-                "--unshare-cgroup", "--disable-userns", "--die-with-parent", "--new-session",
-                "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", SANDBOX_HOSTNAME]
+        args = [
+            self.bwrap,
+            "--unshare-user",
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-uts",
+            "--unshare-cgroup",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--uid",
+            str(SANDBOX_UID),
+            "--gid",
+            str(SANDBOX_UID),
+            "--hostname",
+            SANDBOX_HOSTNAME,
+        ]
         args += _system_binds()
         for p in self.ro_paths:
             args += ["--ro-bind", p, p]
@@ -391,10 +542,28 @@ class Jail:
         for p in PROC_HIDDEN:
             if os.path.exists(p):
                 args += ["--ro-bind", "/dev/null", p]
-        args += ["--dev", "/dev", "--size", str(self.shm_mb * mb), "--tmpfs", "/dev/shm",
-                 "--size", str(self.tmp_mb * mb), "--tmpfs", "/tmp",
-                 "--bind", str(work.absolute()), INSIDE_WORK, "--chdir", INSIDE_WORK,
-                 "--remount-ro", "/dev", "--remount-ro", "/", "--clearenv"]
+        args += [
+            "--dev",
+            "/dev",
+            "--size",
+            str(self.shm_mb * mb),
+            "--tmpfs",
+            "/dev/shm",
+            "--size",
+            str(self.tmp_mb * mb),
+            "--tmpfs",
+            "/tmp",
+            "--bind",
+            str(work.absolute()),
+            INSIDE_WORK,
+            "--chdir",
+            INSIDE_WORK,
+            "--remount-ro",
+            "/dev",
+            "--remount-ro",
+            "/",
+            "--clearenv",
+        ]
         for k, v in env.items():
             args += ["--setenv", k, v]
         fds: list[int] = []
@@ -440,8 +609,14 @@ def check_net(bwrap: str = "bwrap") -> tuple[str | None, str]:
     why = "" if path else f"no bubblewrap ({key!r} not found{'' if sys_is_linux() else '; not Linux'})"
     if path:
         try:
-            proc = subprocess.run(net_argv(path, ["/usr/bin/true"]), capture_output=True, text=True, timeout=30,
-                                  env=launch_env(), stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                net_argv(path, ["/usr/bin/true"]),
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=launch_env(),
+                stdin=subprocess.DEVNULL,
+            )
             if proc.returncode != 0:
                 why = f"{path} --unshare-net failed: {(proc.stderr or '').strip()[-300:] or proc.returncode}"
         except (OSError, subprocess.SubprocessError) as e:
@@ -454,10 +629,12 @@ def check_net(bwrap: str = "bwrap") -> tuple[str | None, str]:
 
 # ---------------------------------------------------------------- what a runtime needs to read
 
-_ROOTS_PROBE = ("import json, sys, importlib.util as u\n"
-                "s = u.find_spec('bpy')\n"
-                "print(json.dumps({'prefixes': [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix],"
-                " 'path': sys.path, 'bpy': list(s.submodule_search_locations or []) if s else []}))")
+_ROOTS_PROBE = (
+    "import json, sys, importlib.util as u\n"
+    "s = u.find_spec('bpy')\n"
+    "print(json.dumps({'prefixes': [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix],"
+    " 'path': sys.path, 'bpy': list(s.submodule_search_locations or []) if s else []}))"
+)
 
 
 def safe_root(path: str) -> str | None:
@@ -498,12 +675,21 @@ def runtime_roots(kind: str, executable: str, extra: tuple[str, ...] = ()) -> tu
     else:
         env = {"PATH": "/usr/bin:/bin", "PYTHONNOUSERSITE": "1", "LANG": "C.UTF-8"}
         try:
-            out = subprocess.run([str(exe), "-I", "-c", _ROOTS_PROBE], capture_output=True, text=True, timeout=60,
-                                 env=env, stdin=subprocess.DEVNULL)
+            out = subprocess.run(
+                [str(exe), "-I", "-c", _ROOTS_PROBE],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
             data = json.loads(out.stdout.strip().splitlines()[-1])
         except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
-            raise IsolationUnavailable(f"Blender runtime {exe}", f"could not ask it for its folders ({e})",
-                                       "check the runtime with `python install.py --check`") from None
+            raise IsolationUnavailable(
+                f"Blender runtime {exe}",
+                f"could not ask it for its folders ({e})",
+                "check the runtime with `python install.py --check`",
+            ) from None
         wanted += data["prefixes"] + [p for p in data["path"] if p] + data["bpy"]
         wanted += [str(exe.parent.parent), str(exe.resolve().parent.parent)]
     found: list[str] = []
@@ -516,16 +702,18 @@ def runtime_roots(kind: str, executable: str, extra: tuple[str, ...] = ()) -> tu
             if safe_root(cand) is None:
                 if cand in _NEVER_BIND or cand.startswith("/usr"):
                     continue  # the system dirs are bound anyway / never
-                raise IsolationUnavailable(f"Blender runtime {exe}",
-                                           f"it reads {cand}, which holds the pack or a home folder and so is never "
-                                           "bound into the sandbox",
-                                           "install the runtime in its own folder (python install.py makes "
-                                           "<pack>/.runtime/blender-venv) or point BLENDER_BIN at a Blender install")
+                raise IsolationUnavailable(
+                    f"Blender runtime {exe}",
+                    f"it reads {cand}, which holds the pack or a home folder and so is never bound into the sandbox",
+                    "install the runtime in its own folder (python install.py makes "
+                    "<pack>/.runtime/blender-venv) or point BLENDER_BIN at a Blender install",
+                )
             found.append(cand)
     return _minimal(found)
 
 
 # ---------------------------------------------------------------- reading what the job left
+
 
 class UntrustedFile(Exception):
     """A file in the work dir that the parent refuses to read (not regular, a link, too big ...)."""
@@ -533,8 +721,9 @@ class UntrustedFile(Exception):
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # (absent on Windows, where no job is ever jailed; the module must import)
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-_O_FILE = (os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-           | getattr(os, "O_NOCTTY", 0))
+_O_FILE = (
+    os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+)
 
 
 def open_regular(root: str | os.PathLike[str], rel: str, max_bytes: int) -> int:
@@ -674,6 +863,7 @@ def tree_usage(root: str | os.PathLike[str], stop_bytes: int, stop_entries: int)
 
 # ---------------------------------------------------------------- running a job
 
+
 @dataclass
 class JailedRun:
     returncode: int
@@ -735,10 +925,12 @@ class _LogPump:
             pass
         finally:
             if self.dropped:
-                tail = b"".join(self._tail)[-self.TAIL:]
+                tail = b"".join(self._tail)[-self.TAIL :]
                 shown = len(tail)
-                self._out.write(f"\n[... {self.dropped - shown} bytes of output dropped (log cap {self.cap} bytes); "
-                                f"last {shown} bytes follow ...]\n".encode())
+                self._out.write(
+                    f"\n[... {self.dropped - shown} bytes of output dropped (log cap {self.cap} bytes); "
+                    f"last {shown} bytes follow ...]\n".encode()
+                )
                 self._out.write(tail)
             self._out.close()
             os.close(self.fd)
@@ -791,8 +983,16 @@ class _SandboxInit:
             os.close(self.pidfd)
 
 
-async def run_jailed(cmd: Sequence[str], *, work: Path, env: Mapping[str, str], jail: Jail, log_path: Path,
-                     timeout_s: float | None, preexec: Callable[[], None] | None = None) -> JailedRun:
+async def run_jailed(
+    cmd: Sequence[str],
+    *,
+    work: Path,
+    env: Mapping[str, str],
+    jail: Jail,
+    log_path: Path,
+    timeout_s: float | None,
+    preexec: Callable[[], None] | None = None,
+) -> JailedRun:
     """Run ``cmd`` (already in the job's view) under ``jail``; see the module doc.
 
     The process group is killed on timeout, on a work dir over its limits, on cancel and after
@@ -812,8 +1012,15 @@ async def run_jailed(cmd: Sequence[str], *, work: Path, env: Mapping[str, str], 
     try:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, cwd=str(work),
-                env=launch_env() if jail.isolated else dict(env), close_fds=True, **spawn)
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                cwd=str(work),
+                env=launch_env() if jail.isolated else dict(env),
+                close_fds=True,
+                **spawn,
+            )
         except OSError as e:
             os.close(read_fd)
             if jail.isolated:
@@ -834,8 +1041,10 @@ async def run_jailed(cmd: Sequence[str], *, work: Path, env: Mapping[str, str], 
         while proc.returncode is None:
             used, entries = await asyncio.to_thread(tree_usage, work, cap, files)
             if used > cap or entries > files:
-                quota = (f"the script filled its work dir past the limit ({used // (1024 * 1024)} MB / {entries} "
-                         f"entries; limits sandbox.work_mb={jail.work_mb}, {files} entries) and was killed")
+                quota = (
+                    f"the script filled its work dir past the limit ({used // (1024 * 1024)} MB / {entries} "
+                    f"entries; limits sandbox.work_mb={jail.work_mb}, {files} entries) and was killed"
+                )
                 kill_group(proc)
                 return
             await asyncio.sleep(jail.poll_s)
@@ -857,10 +1066,39 @@ async def run_jailed(cmd: Sequence[str], *, work: Path, env: Mapping[str, str], 
     rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     if jail.isolated and 128 < rc < 128 + 65:
         rc = 128 - rc  # bwrap exits 128+N for a job killed by signal N: report it as a direct child's -N
-    return JailedRun(rc, timed_out, log_path, pump.written, pump.dropped, quota, time.perf_counter() - t0,
-                     init.pid_namespace if init is not None else "")
+    return JailedRun(
+        rc,
+        timed_out,
+        log_path,
+        pump.written,
+        pump.dropped,
+        quota,
+        time.perf_counter() - t0,
+        init.pid_namespace if init is not None else "",
+    )
 
 
-__all__ = ["Jail", "JailedRun", "Status", "IsolationUnavailable", "UntrustedFile", "check", "check_net", "find_bwrap",
-           "seccomp_filter", "net_argv", "runtime_roots", "safe_root", "open_regular", "read_regular", "read_json",
-           "copy_out", "remove_tree", "tree_usage", "run_jailed", "launch_env", "INSIDE_WORK", "INSTALL_FIX"]
+__all__ = [
+    "Jail",
+    "JailedRun",
+    "Status",
+    "IsolationUnavailable",
+    "UntrustedFile",
+    "check",
+    "check_net",
+    "find_bwrap",
+    "seccomp_filter",
+    "net_argv",
+    "runtime_roots",
+    "safe_root",
+    "open_regular",
+    "read_regular",
+    "read_json",
+    "copy_out",
+    "remove_tree",
+    "tree_usage",
+    "run_jailed",
+    "launch_env",
+    "INSIDE_WORK",
+    "INSTALL_FIX",
+]

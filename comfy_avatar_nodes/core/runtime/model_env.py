@@ -3,10 +3,11 @@ its folders, and the worker spec built from them. Shared by TRELLIS (mesh/trelli
 (rig/unirig.py), so both name a wrong setting the same way: the key, its environment variable
 and how to fix it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from ..config import WorkersSettings, setting_name
 from ..errors import ConfigError
@@ -37,11 +38,21 @@ def model_dir(value: str, key: str, *, required: bool, problem: str = "", fix: s
     return str(path.resolve())
 
 
-def worker_spec(name: str, label: str, python: str, args: Sequence[str], env: Mapping[str, str], cwd: str,
-                workers: WorkersSettings) -> WorkerSpec:
+def worker_spec(
+    name: str, label: str, python: str, args: Sequence[str], env: Mapping[str, str], cwd: str, workers: WorkersSettings
+) -> WorkerSpec:
     """The spec of workers/<name>_worker.py under ``python``; empty env values are left out, the
     timeouts, log folder and network isolation come from the workers section."""
-    return WorkerSpec(name=name, python=python, script=str(WORKERS_DIR / f"{name}_worker.py"), args=tuple(args),
-                      env=tuple(sorted((k, v) for k, v in env.items() if v)), cwd=cwd,
-                      start_timeout_s=workers.start_timeout_s, idle_timeout_s=workers.idle_timeout_s,
-                      log_dir=workers.log_dir, label=label, isolation=workers.isolation)
+    return WorkerSpec(
+        name=name,
+        python=python,
+        script=str(WORKERS_DIR / f"{name}_worker.py"),
+        args=tuple(args),
+        env=tuple(sorted((k, v) for k, v in env.items() if v)),
+        cwd=cwd,
+        start_timeout_s=workers.start_timeout_s,
+        idle_timeout_s=workers.idle_timeout_s,
+        log_dir=workers.log_dir,
+        label=label,
+        isolation=workers.isolation,
+    )

@@ -1,4 +1,5 @@
 """Child-process helpers shared by the Blender runner and the model workers."""
+
 from __future__ import annotations
 
 import os

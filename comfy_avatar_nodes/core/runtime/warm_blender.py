@@ -22,6 +22,7 @@ crash); this module adds only what is Blender-specific:
   started in the background, so a slow leak never grows without bound.
 - **A failed start falls back**: :func:`run` returns None and the caller launches one-shot.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -80,15 +81,26 @@ def trusted_script(script: str | os.PathLike[str]) -> TrustedScript | None:
 
 def _spec(slot: int, python: str, blender: BlenderSettings, user_root: Path) -> WorkerSpec:
     user = user_root / f"slot{slot}"
-    env = {"BLENDER_USER_RESOURCES": str(user), "BLENDER_USER_CONFIG": str(user / "config"),
-           "BLENDER_USER_SCRIPTS": str(user / "scripts"), "BLENDER_USER_DATAFILES": str(user / "datafiles"),
-           "PYTHONNOUSERSITE": "1"}
+    env = {
+        "BLENDER_USER_RESOURCES": str(user),
+        "BLENDER_USER_CONFIG": str(user / "config"),
+        "BLENDER_USER_SCRIPTS": str(user / "scripts"),
+        "BLENDER_USER_DATAFILES": str(user / "datafiles"),
+        "PYTHONNOUSERSITE": "1",
+    }
     for p in env.values():
         if p.startswith(str(user_root)):
             Path(p).mkdir(parents=True, exist_ok=True)
-    return WorkerSpec(name=f"blender-warm-{slot}", python=python, script=str(SERVER), env=tuple(sorted(env.items())),
-                      start_timeout_s=120.0, idle_timeout_s=float(blender.warm_idle_s), label=f"warm Blender {slot}",
-                      isolation="none")
+    return WorkerSpec(
+        name=f"blender-warm-{slot}",
+        python=python,
+        script=str(SERVER),
+        env=tuple(sorted(env.items())),
+        start_timeout_s=120.0,
+        idle_timeout_s=float(blender.warm_idle_s),
+        label=f"warm Blender {slot}",
+        isolation="none",
+    )
 
 
 class WarmPool:
@@ -114,8 +126,9 @@ class WarmPool:
         await self._locks[i].acquire()
         return i
 
-    async def run(self, script: TrustedScript, job: Path, cwd: Path, log_path: Path,
-                  timeout: float | None) -> tuple[int, bool] | None:
+    async def run(
+        self, script: TrustedScript, job: Path, cwd: Path, log_path: Path, timeout: float | None
+    ) -> tuple[int, bool] | None:
         """Run one job; (exit code, timed out) as a launch would give, or None when no worker
         could be started (the caller then launches one-shot)."""
         if not isinstance(script, TrustedScript) or trusted_script(script.path) is None:

@@ -22,6 +22,7 @@ Why threads and not asyncio subprocesses: ComfyUI runs every prompt in a NEW eve
 pipes die with the loop that made them. A Popen + reader thread outlives loops, and the
 lock here works from any loop or thread.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,9 +54,16 @@ from .procs import PYTHON_ENV_DROP, kill_group, tail_file
 log = logging.getLogger("comfy_avatar.workers")
 
 WORKERS_DIR = Path(__file__).resolve().parents[2] / "workers"
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1", "WANDB_MODE": "disabled",
-               "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "WANDB_MODE": "disabled",
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONFAULTHANDLER": "1",
+}
 # Cache locations are not secrets even though they start with a denied prefix (HF_).
 KEEP_ENV = ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME", "U2NET_HOME", "XDG_CACHE_HOME")
 LOG_FILES_KEPT = 10
@@ -70,9 +78,18 @@ class WorkerError(AvatarError):
     ``problems``: the handshake's problem list (preflight). ``response``: the error reply (request).
     """
 
-    def __init__(self, what: str, problem: str, fix: str = "", *, detail: str = "", kind: str = "",
-                 problems: list[dict] | None = None, info: dict | None = None,
-                 response: dict | None = None) -> None:
+    def __init__(
+        self,
+        what: str,
+        problem: str,
+        fix: str = "",
+        *,
+        detail: str = "",
+        kind: str = "",
+        problems: list[dict] | None = None,
+        info: dict | None = None,
+        response: dict | None = None,
+    ) -> None:
         super().__init__(what, problem, fix, detail=detail)
         self.kind = kind
         self.problems = list(problems or [])
@@ -84,8 +101,7 @@ def worker_env(extra: Mapping[str, str] | None = None, base: Mapping[str, str] |
     """The environment a worker gets: ``base`` (default os.environ) without secrets or
     PYTHONPATH-style variables, forced offline, plus ``extra`` (empty values skipped)."""
     src = os.environ if base is None else base
-    env = {k: v for k, v in src.items()
-           if k not in PYTHON_ENV_DROP and (k in KEEP_ENV or not is_secret_env(k))}
+    env = {k: v for k, v in src.items() if k not in PYTHON_ENV_DROP and (k in KEEP_ENV or not is_secret_env(k))}
     env.update(OFFLINE_ENV)
     env.update({k: str(v) for k, v in (extra or {}).items() if v not in (None, "")})
     return env
@@ -267,8 +283,14 @@ class ModelWorker:
         return self._lock.locked()
 
     # ------------------------------------------------------------------ public API
-    async def call(self, op: str, args: dict[str, Any] | None = None, *, timeout_s: float | None = None,
-                   progress: ProgressFn | None = None) -> dict[str, Any]:
+    async def call(
+        self,
+        op: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
         """Run one request; starts the worker first if needed. Jobs queue in FIFO order."""
         await self._lock.acquire()
         try:
@@ -330,33 +352,57 @@ class ModelWorker:
     def _start(self) -> _Conn:
         spec = self.spec
         if not Path(spec.python).is_file():
-            raise WorkerError(f"{spec.title} worker", f"its Python {spec.python} does not exist",
-                              "set the model env's python in the config", kind="start_failed")
+            raise WorkerError(
+                f"{spec.title} worker",
+                f"its Python {spec.python} does not exist",
+                "set the model env's python in the config",
+                kind="start_failed",
+            )
         log_dir = workers_dir(spec.log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         _prune_logs(log_dir, spec.name, LOG_FILES_KEPT - 1)
         log_path = log_dir / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.log"
-        popen: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {
-            "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        popen: dict[str, Any] = (
+            {"start_new_session": True}
+            if os.name == "posix"
+            else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        )
         with open(log_path, "ab") as logf:
             try:
-                proc = subprocess.Popen(spec.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf,
-                                        cwd=spec.cwd or None, env=worker_env(dict(spec.env)), **popen)
+                proc = subprocess.Popen(
+                    spec.command(),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=logf,
+                    cwd=spec.cwd or None,
+                    env=worker_env(dict(spec.env)),
+                    **popen,
+                )
             except OSError as e:
-                raise WorkerError(f"{spec.title} worker", f"could not start {spec.python} ({e})",
-                                  "check that the model env's python runs", kind="start_failed") from None
+                raise WorkerError(
+                    f"{spec.title} worker",
+                    f"could not start {spec.python} ({e})",
+                    "check that the model env's python runs",
+                    kind="start_failed",
+                ) from None
         conn = _Conn(proc, log_path)
         self._conn = conn
-        threading.Thread(target=self._read_loop, args=(conn,), daemon=True, name=f"worker-{spec.name}-{proc.pid}").start()
+        threading.Thread(
+            target=self._read_loop, args=(conn,), daemon=True, name=f"worker-{spec.name}-{proc.pid}"
+        ).start()
         log.info("%s worker starting: pid %s, log %s", spec.title, proc.pid, log_path)
         try:
             hello = conn.ready.result(timeout=spec.start_timeout_s if spec.start_timeout_s > 0 else None)
         except concurrent.futures.TimeoutError:
             self._stop(conn, "start timeout")
-            raise WorkerError(f"{spec.title} worker", f"did not finish starting within {spec.start_timeout_s:g} s "
-                              "(imports + model load); its process group was killed",
-                              f"raise {setting_name('workers.start_timeout_s')}; "
-                              f"worker log: {log_path}", detail=self._tail_block(conn), kind="start_timeout") from None
+            raise WorkerError(
+                f"{spec.title} worker",
+                f"did not finish starting within {spec.start_timeout_s:g} s "
+                "(imports + model load); its process group was killed",
+                f"raise {setting_name('workers.start_timeout_s')}; worker log: {log_path}",
+                detail=self._tail_block(conn),
+                kind="start_timeout",
+            ) from None
         except WorkerError:
             self._stop(conn, "start failed")
             raise
@@ -366,13 +412,24 @@ class ModelWorker:
             detail = "\n".join(f"- [{p.get('kind')}] {p.get('message')}" for p in problems)
             if hello.get("traceback"):
                 detail += f"\n{hello['traceback']}"
-            raise WorkerError(f"{spec.title} worker", "is not usable: " + "; ".join(str(p.get("message")) for p in problems),
-                              f"see the problems listed; worker log: {log_path}", detail=detail, kind="preflight",
-                              problems=problems, info=hello)
+            raise WorkerError(
+                f"{spec.title} worker",
+                "is not usable: " + "; ".join(str(p.get("message")) for p in problems),
+                f"see the problems listed; worker log: {log_path}",
+                detail=detail,
+                kind="preflight",
+                problems=problems,
+                info=hello,
+            )
         self.info = hello
         self.starts += 1
-        log.info("%s worker ready: pid %s in %s s, device %s", spec.title, proc.pid, hello.get("startup_s"),
-                 (hello.get("device") or {}).get("name"))
+        log.info(
+            "%s worker ready: pid %s in %s s, device %s",
+            spec.title,
+            proc.pid,
+            hello.get("startup_s"),
+            (hello.get("device") or {}).get("name"),
+        )
         return conn
 
     # ------------------------------------------------------------------ I/O
@@ -404,7 +461,13 @@ class ModelWorker:
                     continue
                 op, fut, progress = entry
                 if event == "progress":
-                    log.info("%s %s: %.0f%% %s", self.spec.title, op, 100 * float(msg.get("fraction") or 0), msg.get("message", ""))
+                    log.info(
+                        "%s %s: %.0f%% %s",
+                        self.spec.title,
+                        op,
+                        100 * float(msg.get("fraction") or 0),
+                        msg.get("message", ""),
+                    )
                     if progress is not None:
                         try:
                             progress(float(msg.get("fraction") or 0), str(msg.get("message") or ""))
@@ -423,39 +486,65 @@ class ModelWorker:
             if conn.stopping:
                 log.info("%s worker pid %s stopped (%s, %s)", self.spec.title, proc.pid, conn.stopping, _exit_text(rc))
             else:
-                log.warning("%s worker pid %s exited unexpectedly (%s); log %s", self.spec.title, proc.pid,
-                            _exit_text(rc), conn.log_path)
+                log.warning(
+                    "%s worker pid %s exited unexpectedly (%s); log %s",
+                    self.spec.title,
+                    proc.pid,
+                    _exit_text(rc),
+                    conn.log_path,
+                )
             why = conn.stopping or "crashed"
             if not conn.ready.done():
-                conn.ready.set_exception(WorkerError(
-                    f"{self.spec.title} worker", f"exited ({_exit_text(rc)}) before its ready handshake",
-                    f"see the stderr tail below and the worker log {conn.log_path}", detail=tail, kind="crashed"))
+                conn.ready.set_exception(
+                    WorkerError(
+                        f"{self.spec.title} worker",
+                        f"exited ({_exit_text(rc)}) before its ready handshake",
+                        f"see the stderr tail below and the worker log {conn.log_path}",
+                        detail=tail,
+                        kind="crashed",
+                    )
+                )
             with conn.mu:
                 waiting, conn.pending, conn.closed = list(conn.pending.values()), {}, True
             for op, fut, _ in waiting:
                 if not fut.done():
-                    fut.set_exception(WorkerError(
-                        f"{self.spec.title} worker", f"{why} ({_exit_text(rc)}) while running {op!r}",
-                        f"the next job starts a fresh worker; worker log: {conn.log_path}", detail=tail, kind="crashed"))
+                    fut.set_exception(
+                        WorkerError(
+                            f"{self.spec.title} worker",
+                            f"{why} ({_exit_text(rc)}) while running {op!r}",
+                            f"the next job starts a fresh worker; worker log: {conn.log_path}",
+                            detail=tail,
+                            kind="crashed",
+                        )
+                    )
 
     @staticmethod
     def _tail_block(conn: _Conn) -> str:
         return f"--- worker stderr tail ({conn.log_path}) ---\n{tail_file(conn.log_path) or '(empty)'}"
 
-    async def _request(self, conn: _Conn, op: str, args: dict[str, Any], timeout_s: float | None,
-                       progress: ProgressFn | None) -> dict[str, Any]:
+    async def _request(
+        self, conn: _Conn, op: str, args: dict[str, Any], timeout_s: float | None, progress: ProgressFn | None
+    ) -> dict[str, Any]:
         title = self.spec.title
         try:
             line = json.dumps({"id": (rid := uuid.uuid4().hex), "op": op, "args": args}, default=_json_default) + "\n"
         except (TypeError, ValueError) as e:
-            raise WorkerError(f"{title} {op}", f"arguments are not JSON-serializable ({e})",
-                              "pass str/number/bool/list/dict values (paths as str)", kind="bad_args") from None
+            raise WorkerError(
+                f"{title} {op}",
+                f"arguments are not JSON-serializable ({e})",
+                "pass str/number/bool/list/dict values (paths as str)",
+                kind="bad_args",
+            ) from None
         fut: concurrent.futures.Future = concurrent.futures.Future()
         with conn.mu:
             if conn.closed:
-                raise WorkerError(f"{title} worker", f"exited ({_exit_text(conn.proc.poll())}) before {op!r} was sent",
-                                  f"the next job starts a fresh worker; worker log: {conn.log_path}",
-                                  detail=self._tail_block(conn), kind="crashed")
+                raise WorkerError(
+                    f"{title} worker",
+                    f"exited ({_exit_text(conn.proc.poll())}) before {op!r} was sent",
+                    f"the next job starts a fresh worker; worker log: {conn.log_path}",
+                    detail=self._tail_block(conn),
+                    kind="crashed",
+                )
             conn.pending[rid] = (op, fut, progress)
         try:
             assert conn.proc.stdin is not None
@@ -470,9 +559,14 @@ class ModelWorker:
             with conn.mu:
                 conn.pending.pop(rid, None)
             await asyncio.to_thread(self._stop, conn, "timeout")
-            raise WorkerError(f"{title} {op}", f"took longer than {limit:g} s; the worker's process group was killed "
-                              "and the next job starts a fresh one", "raise the model's timeout_s in the config, "
-                              "or use a smaller input", detail=self._tail_block(conn), kind="timeout") from None
+            raise WorkerError(
+                f"{title} {op}",
+                f"took longer than {limit:g} s; the worker's process group was killed "
+                "and the next job starts a fresh one",
+                "raise the model's timeout_s in the config, or use a smaller input",
+                detail=self._tail_block(conn),
+                kind="timeout",
+            ) from None
         except asyncio.CancelledError:
             with conn.mu:
                 conn.pending.pop(rid, None)
@@ -485,9 +579,14 @@ class ModelWorker:
             detail += f"--- {msg.get('step', 'step')} log tail ({msg.get('log', '')}) ---\n{msg['log_tail']}\n"
         if msg.get("traceback") and msg.get("error_kind") == "exception":
             detail += f"--- worker traceback ---\n{str(msg['traceback'])[-4000:]}"
-        raise WorkerError(f"{title} {op}", str(msg.get("error") or "failed"),
-                          f"see the details below; worker log: {conn.log_path}", detail=detail.strip(),
-                          kind="request", response=msg)
+        raise WorkerError(
+            f"{title} {op}",
+            str(msg.get("error") or "failed"),
+            f"see the details below; worker log: {conn.log_path}",
+            detail=detail.strip(),
+            kind="request",
+            response=msg,
+        )
 
     # ------------------------------------------------------------------ stopping
     def _stop(self, conn: _Conn, reason: str, grace_s: float = 5.0) -> None:
@@ -583,5 +682,16 @@ def shutdown_all() -> None:
 
 atexit.register(shutdown_all)
 
-__all__ = ["WorkerSpec", "WorkerError", "ModelWorker", "FairLock", "get_worker", "shutdown_all", "worker_env",
-           "job_dir", "workers_dir", "WORKERS_DIR", "OFFLINE_ENV"]
+__all__ = [
+    "WorkerSpec",
+    "WorkerError",
+    "ModelWorker",
+    "FairLock",
+    "get_worker",
+    "shutdown_all",
+    "worker_env",
+    "job_dir",
+    "workers_dir",
+    "WORKERS_DIR",
+    "OFFLINE_ENV",
+]

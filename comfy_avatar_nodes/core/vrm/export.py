@@ -14,6 +14,7 @@ unknown names, required bones missing, a bone used twice); bone names the file l
 that is not chained like a humanoid and a file without armature fail in Blender, before anything
 is written.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,13 +36,15 @@ log = logging.getLogger("comfy_avatar.vrm_export")
 SCRIPT = "rigged_to_vrm.py"
 RIGGED_EXTENSIONS = (".glb", ".gltf", ".fbx")
 MIN_HEIGHT_M, MAX_HEIGHT_M = 0.3, 3.0
-MAP_EXAMPLE = ('{"hips": "<bone name>", "leftUpperArm": "<bone name>", ...} '
-               '(or UniRig\'s <name>.humanoid.json, whose "humanBones" holds it)')
+MAP_EXAMPLE = (
+    '{"hips": "<bone name>", "leftUpperArm": "<bone name>", ...} '
+    '(or UniRig\'s <name>.humanoid.json, whose "humanBones" holds it)'
+)
 MAP_FIX = f"give a JSON object {MAP_EXAMPLE}"
 _INPUT_FIXES = {
     "rigged": "give a .glb/.fbx with an armature and a skinned mesh, e.g. the output of Auto-rig (UniRig)",
     "mapping": "fix the humanoid map: each VRM bone must name a bone of the rigged file, chained hips -> spine -> "
-               "head, hips -> upper leg -> lower leg -> foot, spine -> upper arm -> lower arm -> hand",
+    "head, hips -> upper leg -> lower leg -> foot, spine -> upper arm -> lower arm -> hand",
     "meta": "fix the VRM meta inputs",
     "out": "name the output file <name>.vrm",
 }
@@ -62,9 +65,19 @@ def remove_partial_vrms(out: Path) -> None:
             p.unlink()
 
 
-async def run_vrm_job(script: str, args: dict[str, Any], out: Path, *, fixes: dict[str, str], file_input: str,
-                      file: Path, blender: BlenderSettings, work_dir: Path | None, timeout_s: float | None,
-                      prefix: str) -> dict[str, Any]:
+async def run_vrm_job(
+    script: str,
+    args: dict[str, Any],
+    out: Path,
+    *,
+    fixes: dict[str, str],
+    file_input: str,
+    file: Path,
+    blender: BlenderSettings,
+    work_dir: Path | None,
+    timeout_s: float | None,
+    prefix: str,
+) -> dict[str, Any]:
     """Run a VRM-writing Blender script in ``work_dir`` (a temp dir when None) with the runtime the
     blender settings name. Bad inputs become AvatarErrors naming ``file_input``; no partial .vrm
     is left beside ``out``. Returns the script's result with ``blender_s`` added."""
@@ -78,8 +91,9 @@ async def run_vrm_job(script: str, args: dict[str, Any], out: Path, *, fixes: di
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
         Path(work_dir).mkdir(parents=True, exist_ok=True)
         try:
-            res = await run_blender(script, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime,
-                                    blender=blender)
+            res = await run_blender(
+                script, args, work_dir=work_dir, timeout_s=timeout_s, runtime=runtime, blender=blender
+            )
         except BlenderError as e:
             raise input_error(e, fixes, file_input, file) from None
         finally:
@@ -105,9 +119,12 @@ def load_mapping(mapping: dict[str, Any] | str | Path) -> dict[str, str]:
         else:
             path = Path(mapping)
             if not path.is_file():
-                raise AvatarError("mapping", f"file {path} does not exist",
-                                  "connect the rigged handle of Auto-rig (UniRig) (it carries its humanoid map) "
-                                  "or give the map's JSON")
+                raise AvatarError(
+                    "mapping",
+                    f"file {path} does not exist",
+                    "connect the rigged handle of Auto-rig (UniRig) (it carries its humanoid map) "
+                    "or give the map's JSON",
+                )
             text, source = path.read_text(encoding="utf-8"), path.name
         mapping = parse_object(text, "mapping", MAP_EXAMPLE, source=source)
     require_object(mapping, "mapping", MAP_EXAMPLE)
@@ -116,40 +133,66 @@ def load_mapping(mapping: dict[str, Any] | str | Path) -> dict[str, str]:
         raise AvatarError("mapping", f"humanBones must be an object, got {type(bones).__name__}", MAP_FIX)
     unknown = sorted(k for k in bones if k not in HUMAN_BONES)
     if unknown:
-        raise AvatarError("mapping", f"{', '.join(map(repr, unknown))} are not VRM 1.0 humanoid bone names",
-                          f"use VRM names such as hips, spine, leftUpperArm, rightFoot ({MAP_FIX})")
+        raise AvatarError(
+            "mapping",
+            f"{', '.join(map(repr, unknown))} are not VRM 1.0 humanoid bone names",
+            f"use VRM names such as hips, spine, leftUpperArm, rightFoot ({MAP_FIX})",
+        )
     bad = [k for k, v in bones.items() if not isinstance(v, str) or not v.strip()]
     if bad:
         raise AvatarError("mapping", f"{', '.join(bad)} must each name a bone (a non-empty string)", MAP_FIX)
     clean = {b: bones[b].strip() for b in HUMAN_BONES if b in bones}  # VRM order: required first
     missing = [b for b in REQUIRED_BONES if b not in clean]
     if missing:
-        raise AvatarError("mapping", f"misses the required VRM bones {', '.join(missing)}",
-                          "add them with the bone names of the rigged file, or rig again (another UniRig seed) "
-                          "until the humanoid map is complete")
+        raise AvatarError(
+            "mapping",
+            f"misses the required VRM bones {', '.join(missing)}",
+            "add them with the bone names of the rigged file, or rig again (another UniRig seed) "
+            "until the humanoid map is complete",
+        )
     used: dict[str, list[str]] = {}
     for vrm, bone in clean.items():
         used.setdefault(bone, []).append(vrm)
     twice = [f"{bone} for {' and '.join(vrms)}" for bone, vrms in used.items() if len(vrms) > 1]
     if twice:
-        raise AvatarError("mapping", f"gives one bone to several VRM bones: {'; '.join(twice)}",
-                          "give each VRM bone a bone of its own")
+        raise AvatarError(
+            "mapping",
+            f"gives one bone to several VRM bones: {'; '.join(twice)}",
+            "give each VRM bone a bone of its own",
+        )
     return clean
 
 
 def _check_inputs(rigged: Path, out: Path, meta: VrmMeta, target_height_m: float) -> None:
-    require_input_file(rigged, "rigged", RIGGED_EXTENSIONS, "rigged format",
-                       "connect the rigged output of Auto-rig (UniRig) or give an existing rigged .glb/.fbx")
+    require_input_file(
+        rigged,
+        "rigged",
+        RIGGED_EXTENSIONS,
+        "rigged format",
+        "connect the rigged output of Auto-rig (UniRig) or give an existing rigged .glb/.fbx",
+    )
     check_vrm_out(out, meta)
     if target_height_m != 0 and not MIN_HEIGHT_M <= target_height_m <= MAX_HEIGHT_M:
-        raise AvatarError("target_height_m", f"{target_height_m:g} m is not a plausible avatar height",
-                          f"use {MIN_HEIGHT_M:g}-{MAX_HEIGHT_M:g} m, or 0 to keep the file's size")
+        raise AvatarError(
+            "target_height_m",
+            f"{target_height_m:g} m is not a plausible avatar height",
+            f"use {MIN_HEIGHT_M:g}-{MAX_HEIGHT_M:g} m, or 0 to keep the file's size",
+        )
 
 
-async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path, out: str | Path, meta: VrmMeta, *,
-                        target_height_m: float = 1.7, rename_bones: bool = True, settings: Settings | None = None,
-                        work_dir: Path | None = None, timeout_s: float | None = None,
-                        face: FaceOptions | None = None) -> Asset:
+async def rigged_to_vrm(
+    rigged: str | Path,
+    mapping: dict[str, Any] | str | Path,
+    out: str | Path,
+    meta: VrmMeta,
+    *,
+    target_height_m: float = 1.7,
+    rename_bones: bool = True,
+    settings: Settings | None = None,
+    work_dir: Path | None = None,
+    timeout_s: float | None = None,
+    face: FaceOptions | None = None,
+) -> Asset:
     """Write ``rigged`` (GLB/FBX with armature + skin) as a VRM 1.0 avatar to ``out`` (atomically).
 
     mapping: VRM humanoid name -> bone name (dict, JSON file or JSON text; UniRig's humanoid map
@@ -163,26 +206,56 @@ async def rigged_to_vrm(rigged: str | Path, mapping: dict[str, Any] | str | Path
     humanoid = load_mapping(mapping)
     settings = settings or load_settings()
     blender = settings.blender
-    args = {"rigged": str(rigged), "out": str(out), "meta": meta.to_args(), "humanoid": humanoid,
-            "target_height": float(target_height_m), "rename_bones": bool(rename_bones),
-            "face": (face or FaceOptions.from_inputs(settings.face)).to_args()}
-    result = await run_vrm_job(SCRIPT, args, out, fixes=_INPUT_FIXES, file_input="rigged", file=rigged,
-                               blender=blender, work_dir=work_dir, timeout_s=timeout_s, prefix="comfy-avatar-vrm-")
+    args = {
+        "rigged": str(rigged),
+        "out": str(out),
+        "meta": meta.to_args(),
+        "humanoid": humanoid,
+        "target_height": float(target_height_m),
+        "rename_bones": bool(rename_bones),
+        "face": (face or FaceOptions.from_inputs(settings.face)).to_args(),
+    }
+    result = await run_vrm_job(
+        SCRIPT,
+        args,
+        out,
+        fixes=_INPUT_FIXES,
+        file_input="rigged",
+        file=rigged,
+        blender=blender,
+        work_dir=work_dir,
+        timeout_s=timeout_s,
+        prefix="comfy-avatar-vrm-",
+    )
     for w in result.get("warnings", []):
         log.warning("%s: %s", rigged.name, w)
-    log.info("rigged %s -> %s: %d humanoid bones, %s vertices in %.2f s", rigged.name, out.name,
-             len(result.get("humanoid", {})), result.get("vertices"), result["blender_s"])
+    log.info(
+        "rigged %s -> %s: %d humanoid bones, %s vertices in %.2f s",
+        rigged.name,
+        out.name,
+        len(result.get("humanoid", {})),
+        result.get("vertices"),
+        result["blender_s"],
+    )
     log_face(log, rigged.name, result)
     return Asset.from_file(out, "vrm", source_rigged=str(rigged), vrm_meta=meta.to_args(), **result)
 
 
-def rigged_to_vrm_sync(rigged: str | Path, mapping: dict[str, Any] | str | Path, out: str | Path, meta: VrmMeta,
-                       **kwargs: Any) -> Asset:
+def rigged_to_vrm_sync(
+    rigged: str | Path, mapping: dict[str, Any] | str | Path, out: str | Path, meta: VrmMeta, **kwargs: Any
+) -> Asset:
     """Blocking wrapper (scripts, tests); safe to call while an event loop runs."""
     from ..runtime.blender import run_sync
 
     return run_sync(lambda: rigged_to_vrm(rigged, mapping, out, meta, **kwargs), "rigged-vrm")
 
 
-__all__ = ["rigged_to_vrm", "rigged_to_vrm_sync", "load_mapping", "run_vrm_job", "check_vrm_out",
-           "remove_partial_vrms", "RIGGED_EXTENSIONS"]
+__all__ = [
+    "rigged_to_vrm",
+    "rigged_to_vrm_sync",
+    "load_mapping",
+    "run_vrm_job",
+    "check_vrm_out",
+    "remove_partial_vrms",
+    "RIGGED_EXTENSIONS",
+]

@@ -8,6 +8,7 @@ eyes (happy, relaxed, sad, angry) *blends* blink so a blink on top of a smile do
 through the cheeks; surprised holds the eyes and the mouth wide open, so it *blocks* blink and the
 visemes (a lip-sync track must not close a surprised mouth). Visemes, blink and gaze override nothing.
 """
+
 from __future__ import annotations
 
 VISEMES = ("aa", "ih", "ou", "ee", "oh")
@@ -34,9 +35,18 @@ ADDON_NAMES = {p: "".join("_" + c.lower() if c.isupper() else c for c in p) for 
 
 # VRoid Studio's face shape keys (Fcl_*): the preset each one is.
 VROID_KEYS = {
-    "Fcl_MTH_A": "aa", "Fcl_MTH_I": "ih", "Fcl_MTH_U": "ou", "Fcl_MTH_E": "ee", "Fcl_MTH_O": "oh",
-    "Fcl_EYE_Close": "blink", "Fcl_EYE_Close_L": "blinkLeft", "Fcl_EYE_Close_R": "blinkRight",
-    "Fcl_ALL_Joy": "happy", "Fcl_ALL_Angry": "angry", "Fcl_ALL_Sorrow": "sad", "Fcl_ALL_Fun": "relaxed",
+    "Fcl_MTH_A": "aa",
+    "Fcl_MTH_I": "ih",
+    "Fcl_MTH_U": "ou",
+    "Fcl_MTH_E": "ee",
+    "Fcl_MTH_O": "oh",
+    "Fcl_EYE_Close": "blink",
+    "Fcl_EYE_Close_L": "blinkLeft",
+    "Fcl_EYE_Close_R": "blinkRight",
+    "Fcl_ALL_Joy": "happy",
+    "Fcl_ALL_Angry": "angry",
+    "Fcl_ALL_Sorrow": "sad",
+    "Fcl_ALL_Fun": "relaxed",
     "Fcl_ALL_Surprised": "surprised",
 }
 
@@ -45,15 +55,28 @@ VROID_KEYS = {
 # x = X / head width (0 on the head axis, + on the avatar's left). (y_min, y_max) of the
 # displacement-weighted centre of what moves.
 REGIONS: dict[str, tuple[float, float]] = {
-    **{p: (-0.15, 0.55) for p in VISEMES},          # the lower face: mouth and jaw
-    **{p: (0.25, 0.90) for p in BLINKS},            # around the eyes
-    **{p: (0.25, 0.90) for p in LOOKS},             # the eyes
-    **{p: (-0.15, 0.95) for p in EMOTIONS},         # brows, eyes and mouth together
+    **{p: (-0.15, 0.55) for p in VISEMES},  # the lower face: mouth and jaw
+    **{p: (0.25, 0.90) for p in BLINKS},  # around the eyes
+    **{p: (0.25, 0.90) for p in LOOKS},  # the eyes
+    **{p: (-0.15, 0.95) for p in EMOTIONS},  # brows, eyes and mouth together
 }
 BELOW_NECK = -0.25
 """No preset may move a vertex lower than this (head heights under the head bone): the neck and body stay."""
 MIN_MOVE, MAX_MOVE = 0.003, 0.35
 """A bound preset must move some vertex at least MIN_MOVE head heights and none more than MAX_MOVE."""
 
-__all__ = ["VISEMES", "BLINKS", "EMOTIONS", "LOOKS", "PRESETS", "ALL_PRESETS", "OVERRIDES", "ADDON_NAMES",
-           "VROID_KEYS", "REGIONS", "BELOW_NECK", "MIN_MOVE", "MAX_MOVE"]
+__all__ = [
+    "VISEMES",
+    "BLINKS",
+    "EMOTIONS",
+    "LOOKS",
+    "PRESETS",
+    "ALL_PRESETS",
+    "OVERRIDES",
+    "ADDON_NAMES",
+    "VROID_KEYS",
+    "REGIONS",
+    "BELOW_NECK",
+    "MIN_MOVE",
+    "MAX_MOVE",
+]

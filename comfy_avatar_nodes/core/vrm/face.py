@@ -21,6 +21,7 @@ helmets) that photo-trained detectors miss, and no weights may be downloaded. Th
 stdlib + numpy only at import (cv2 is optional): blender_cli/_pack.py loads this very file inside
 Blender, where the front render of a rigged mesh's head is analysed, and the pack calls it directly.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,14 +39,15 @@ PROPORTIONS: dict[str, dict[str, float]] = {
     "left_brow": {"x": 0.68, "y": 0.45, "w": 0.16, "h": 0.03},
     "right_brow": {"x": 0.32, "y": 0.45, "w": 0.16, "h": 0.03},
 }
-WORK_SIDE = 160          # the picture is analysed at most this size (long side)
-SKIN_DELTA_E = 16.0      # colour distance (CIE Lab) still counted as skin
-FEATURE_DELTA_E = 22.0   # ... and from here on a pixel is a feature (eye, mouth, brow)
-MIN_SKIN_SHARE = 0.12    # below this share of the head the face is covered (visor, helmet, mask)
+WORK_SIDE = 160  # the picture is analysed at most this size (long side)
+SKIN_DELTA_E = 16.0  # colour distance (CIE Lab) still counted as skin
+FEATURE_DELTA_E = 22.0  # ... and from here on a pixel is a feature (eye, mouth, brow)
+MIN_SKIN_SHARE = 0.12  # below this share of the head the face is covered (visor, helmet, mask)
 MIN_CONFIDENCE = 0.35
 
 
 # ---------------------------------------------------------------- small image tools (numpy only)
+
 
 def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     """Nearest-neighbour resize (enough at this size; keeps dots and lines crisp)."""
@@ -102,30 +104,49 @@ def _mode_colour(lab: np.ndarray) -> np.ndarray:
 def _blob(pts: np.ndarray, h: int, w: int) -> dict[str, float]:
     r0, c0 = pts.min(axis=0)
     r1, c1 = pts.max(axis=0)
-    return {"x": float(pts[:, 1].mean() + 0.5) / w, "y": float(pts[:, 0].mean() + 0.5) / h,
-            "w": float(c1 - c0 + 1) / w, "h": float(r1 - r0 + 1) / h, "area": len(pts) / float(h * w),
-            "x0": float(c0) / w, "x1": float(c1 + 1) / w, "y0": float(r0) / h, "y1": float(r1 + 1) / h}
+    return {
+        "x": float(pts[:, 1].mean() + 0.5) / w,
+        "y": float(pts[:, 0].mean() + 0.5) / h,
+        "w": float(c1 - c0 + 1) / w,
+        "h": float(r1 - r0 + 1) / h,
+        "area": len(pts) / float(h * w),
+        "x0": float(c0) / w,
+        "x1": float(c1 + 1) / w,
+        "y0": float(r0) / h,
+        "y1": float(r1 + 1) / h,
+    }
 
 
 # ---------------------------------------------------------------- the finder
 
+
 def _eye_pair(blobs: list[dict], axis: float) -> tuple[float, dict | None, dict | None]:
     """The best mirrored pair of eye-like blobs: (score 0..1, the avatar's left eye, right eye)."""
-    cands = [b for b in blobs if 0.0008 <= b["area"] <= 0.09 and 0.30 <= b["y"] <= 0.80
-             and b["w"] <= 0.38 and 0.2 <= b["w"] / max(b["h"], 1e-6) <= 5.0]
+    cands = [
+        b
+        for b in blobs
+        if 0.0008 <= b["area"] <= 0.09
+        and 0.30 <= b["y"] <= 0.80
+        and b["w"] <= 0.38
+        and 0.2 <= b["w"] / max(b["h"], 1e-6) <= 5.0
+    ]
     best: tuple[float, dict | None, dict | None] = (0.0, None, None)
     for i, a in enumerate(cands):
-        for b in cands[i + 1:]:
-            lo, hi = (a, b) if a["x"] < b["x"] else (b, a)   # lo: picture left = avatar's right
+        for b in cands[i + 1 :]:
+            lo, hi = (a, b) if a["x"] < b["x"] else (b, a)  # lo: picture left = avatar's right
             sep = hi["x"] - lo["x"]
             if not 0.14 <= sep <= 0.72 or lo["x1"] > hi["x0"] + 0.01:
                 continue
             dy = abs(a["y"] - b["y"])
             mid = (a["x"] + b["x"]) / 2
             size = min(a["area"], b["area"]) / max(a["area"], b["area"])
-            s = (math.exp(-(dy / 0.05) ** 2) * math.exp(-((mid - axis) / 0.07) ** 2) * size ** 0.5
-                 * math.exp(-((a["y"] + b["y"]) / 2 - 0.56) ** 2 / 0.08)
-                 * min(1.0, (a["area"] + b["area"]) / 0.004))
+            s = (
+                math.exp(-((dy / 0.05) ** 2))
+                * math.exp(-(((mid - axis) / 0.07) ** 2))
+                * size**0.5
+                * math.exp(-(((a["y"] + b["y"]) / 2 - 0.56) ** 2) / 0.08)
+                * min(1.0, (a["area"] + b["area"]) / 0.004)
+            )
             if s > best[0]:
                 best = (s, hi, lo)
     return best
@@ -150,12 +171,14 @@ def _cascade_hits(rgb: np.ndarray, eyes: list[dict]) -> tuple[int, bool]:
     h, w = gray.shape
     cascades: str = cv2.data.haarcascades  # type: ignore[attr-defined]  # opencv's stubs omit the cv2.data module
     found_eyes = cv2.CascadeClassifier(cascades + "haarcascade_eye.xml").detectMultiScale(
-        gray, 1.1, 3, minSize=(max(6, w // 20), max(6, w // 20)))
+        gray, 1.1, 3, minSize=(max(6, w // 20), max(6, w // 20))
+    )
     face = cv2.CascadeClassifier(cascades + "haarcascade_frontalface_default.xml").detectMultiScale(
-        gray, 1.1, 3, minSize=(w // 3, h // 3))
+        gray, 1.1, 3, minSize=(w // 3, h // 3)
+    )
     confirmed = 0
     for e in eyes:
-        for (x, y, ew, eh) in found_eyes:
+        for x, y, ew, eh in found_eyes:
             if x <= e["x"] * w <= x + ew and y <= e["y"] * h <= y + eh:
                 confirmed += 1
                 break
@@ -198,53 +221,85 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
         hull = np.zeros_like(m)
         for r in rows:
             cols = np.flatnonzero(skin[r])
-            hull[r, cols[0]:cols[-1] + 1] = True
+            hull[r, cols[0] : cols[-1] + 1] = True
         share = skin.sum() / max(1, m.sum())
         if share < MIN_SKIN_SHARE:
-            reason = (f"only {share:.0%} of the head has one surface colour in the middle of the face "
-                      "(a visor, a helmet or a mask covers it)")
+            reason = (
+                f"only {share:.0%} of the head has one surface colour in the middle of the face "
+                "(a visor, a helmet or a mask covers it)"
+            )
         axis = float(fx[skin].mean()) if skin.any() else 0.5
         feature = hull & m & (dist > FEATURE_DELTA_E)
         blobs = [_blob(p, h, w) for p in _components(feature) if len(p) >= 2]
         if not reason:
             pair_score, left, right = _eye_pair(blobs, axis)
             if left is None or right is None or pair_score < 0.05:
-                reason = ("no pair of eyes: nothing that differs from the skin sits mirrored about the head axis "
-                          "in the upper half of the face (a visor, sunglasses or closed eyes?)")
+                reason = (
+                    "no pair of eyes: nothing that differs from the skin sits mirrored about the head axis "
+                    "in the upper half of the face (a visor, sunglasses or closed eyes?)"
+                )
             else:
-                score = 0.7 * min(1.0, pair_score ** 0.5)  # + 0.2 for the mouth, + 0.1 for the brows
+                score = 0.7 * min(1.0, pair_score**0.5)  # + 0.2 for the mouth, + 0.1 for the brows
                 landmarks["left_eye"], landmarks["right_eye"] = left, right
                 eye_y = (left["y"] + right["y"]) / 2
                 eye_sep = left["x"] - right["x"]
                 used = {id(left), id(right)}
                 expect = min(0.92, eye_y + 0.24)  # where stylised mouths sit below the eyes
-                mouth = _pick([b for b in blobs if id(b) not in used],
-                              lambda b: (abs(b["x"] - axis) < 0.12 and eye_y + 0.10 < b["y"] < 0.95
-                                         and b["w"] < 0.5 and b["h"] < 0.2 and b["y1"] < 0.99)
-                              * (1.0 + 2 * b["w"]) * math.exp(-((b["y"] - expect) / 0.12) ** 2) - 0.25)
+                mouth = _pick(
+                    [b for b in blobs if id(b) not in used],
+                    lambda b: (
+                        (
+                            abs(b["x"] - axis) < 0.12
+                            and eye_y + 0.10 < b["y"] < 0.95
+                            and b["w"] < 0.5
+                            and b["h"] < 0.2
+                            and b["y1"] < 0.99
+                        )
+                        * (1.0 + 2 * b["w"])
+                        * math.exp(-(((b["y"] - expect) / 0.12) ** 2))
+                        - 0.25
+                    ),
+                )
                 if mouth is not None:
                     landmarks["mouth"] = mouth
                     score += 0.2
                 else:
                     warnings.append("mouth: not visible (a beard or a closed painted mouth?), placed by proportions")
                 for side, eye in (("left", left), ("right", right)):
-                    brow = _pick([b for b in blobs if id(b) not in used and b is not mouth],
-                                 lambda b, e=eye: (abs(b["x"] - e["x"]) < 0.6 * max(e["w"], 0.1)
-                                                   and e["y0"] - 0.16 < b["y"] < e["y0"] + 0.01
-                                                   and b["w"] > 1.3 * b["h"] and b["w"] < 0.4) * b["w"])
+                    brow = _pick(
+                        [b for b in blobs if id(b) not in used and b is not mouth],
+                        lambda b, e=eye: (
+                            (
+                                abs(b["x"] - e["x"]) < 0.6 * max(e["w"], 0.1)
+                                and e["y0"] - 0.16 < b["y"] < e["y0"] + 0.01
+                                and b["w"] > 1.3 * b["h"]
+                                and b["w"] < 0.4
+                            )
+                            * b["w"]
+                        ),
+                    )
                     if brow is not None:
                         landmarks[f"{side}_brow"] = brow
                     else:
-                        landmarks[f"{side}_brow"] = {"x": eye["x"], "y": max(0.05, eye["y0"] - 0.07),
-                                                     "w": max(eye["w"], 0.12), "h": 0.03, "source": "proportions"}
+                        landmarks[f"{side}_brow"] = {
+                            "x": eye["x"],
+                            "y": max(0.05, eye["y0"] - 0.07),
+                            "w": max(eye["w"], 0.12),
+                            "h": 0.03,
+                            "source": "proportions",
+                        }
                 if all(landmarks[k].get("source") != "proportions" for k in ("left_brow", "right_brow")):
                     score += 0.1
                 else:
                     warnings.append("brows: not visible (hair or none drawn), placed above the eyes by proportions")
                 if "mouth" not in landmarks:
                     p: dict[str, Any] = dict(PROPORTIONS["mouth"])
-                    p.update(x=axis, y=min(0.95, eye_y + 0.45 * (1.0 - eye_y) + 0.05), w=max(0.12, 0.6 * eye_sep),
-                             source="proportions")
+                    p.update(
+                        x=axis,
+                        y=min(0.95, eye_y + 0.45 * (1.0 - eye_y) + 0.05),
+                        w=max(0.12, 0.6 * eye_sep),
+                        source="proportions",
+                    )
                     landmarks["mouth"] = p
                 hits, face_hit = _cascade_hits(small, [left, right])
                 if hits or face_hit:
@@ -253,8 +308,11 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
     found = bool(landmarks) and not reason
     if not found:
         landmarks = {}
-        warnings.insert(0, f"no face found: {reason}; every landmark placed by standard proportions "
-                           "(set the face inputs of the node to place them yourself)")
+        warnings.insert(
+            0,
+            f"no face found: {reason}; every landmark placed by standard proportions "
+            "(set the face inputs of the node to place them yourself)",
+        )
     for name in LANDMARKS:
         if name not in landmarks:
             landmarks[name] = {**PROPORTIONS[name], "source": "proportions"}
@@ -267,14 +325,29 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             raise ValueError(f"face override {name}: {value!r} is outside the head box (fractions 0..1)")
         landmarks[name] = {**landmarks[name], "x": x, "y": y, "source": "override"}
-    clean = {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in v.items()
-                 if kk in ("x", "y", "w", "h", "source")} for k, v in landmarks.items()}
+    clean = {
+        k: {
+            kk: (round(vv, 4) if isinstance(vv, float) else vv)
+            for kk, vv in v.items()
+            if kk in ("x", "y", "w", "h", "source")
+        }
+        for k, v in landmarks.items()
+    }
     from_props = [k for k, v in clean.items() if v["source"] == "proportions"]
     confidence = round(score if found else 0.0, 3)
     if found and confidence < MIN_CONFIDENCE:
-        warnings.append(f"face found with low confidence {confidence:.2f}: check the expressions or set the face inputs")
-    return {"found": found, "confidence": confidence, "reason": reason, "landmarks": clean,
-            "from_proportions": from_props, "warnings": warnings, "size": [W0, H0]}
+        warnings.append(
+            f"face found with low confidence {confidence:.2f}: check the expressions or set the face inputs"
+        )
+    return {
+        "found": found,
+        "confidence": confidence,
+        "reason": reason,
+        "landmarks": clean,
+        "from_proportions": from_props,
+        "warnings": warnings,
+        "size": [W0, H0],
+    }
 
 
 __all__ = ["find_face", "to_lab", "LANDMARKS", "PROPORTIONS", "MIN_CONFIDENCE"]

@@ -8,6 +8,7 @@ Landmark positions are fractions of the head box the finder reports (x from the 
 which is the avatar's right side in a front view; y from the top of the head): the Blender job's
 result (``face.finder``) and the VRM's asset.extras show the box and where each landmark landed.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,16 +45,21 @@ def parse_landmarks(text: str | dict | None) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for name, value in raw.items():
         if name not in LANDMARKS:
-            raise AvatarError("face_landmarks", f"{name!r} is not a landmark",
-                              f"use {', '.join(LANDMARKS)} ({LANDMARK_EXAMPLE})")
+            raise AvatarError(
+                "face_landmarks", f"{name!r} is not a landmark", f"use {', '.join(LANDMARKS)} ({LANDMARK_EXAMPLE})"
+            )
         try:
             x, y = (float(v) for v in value)
         except (TypeError, ValueError):
-            raise AvatarError("face_landmarks", f"{name} needs two numbers x,y, got {value!r}",
-                              f"write {LANDMARK_EXAMPLE}") from None
+            raise AvatarError(
+                "face_landmarks", f"{name} needs two numbers x,y, got {value!r}", f"write {LANDMARK_EXAMPLE}"
+            ) from None
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-            raise AvatarError("face_landmarks", f"{name}={x:g},{y:g} is outside the head box",
-                              "give fractions of the head box between 0 and 1 (0,0 = top left of the picture)")
+            raise AvatarError(
+                "face_landmarks",
+                f"{name}={x:g},{y:g} is outside the head box",
+                "give fractions of the head box between 0 and 1 (0,0 = top left of the picture)",
+            )
         out[name] = [x, y]
     return out
 
@@ -67,26 +73,43 @@ class FaceOptions:
 
     def __post_init__(self) -> None:
         if self.material not in MATERIALS:
-            raise AvatarError("material", f"{self.material!r} is not one of {', '.join(MATERIALS)}",
-                              "use mtoon (VRM's toon shader, the default) or pbr (keep the glTF PBR material)")
+            raise AvatarError(
+                "material",
+                f"{self.material!r} is not one of {', '.join(MATERIALS)}",
+                "use mtoon (VRM's toon shader, the default) or pbr (keep the glTF PBR material)",
+            )
         if self.picture not in PICTURES:
-            raise AvatarError("face.picture", f"{self.picture!r} is not one of {', '.join(PICTURES)}",
-                              "use auto, texture or render (config face.picture)")
+            raise AvatarError(
+                "face.picture",
+                f"{self.picture!r} is not one of {', '.join(PICTURES)}",
+                "use auto, texture or render (config face.picture)",
+            )
 
     @classmethod
-    def from_inputs(cls, settings: FaceSettings | None = None, *, expressions: bool | None = None,
-                    material: str | None = None, landmarks: str | dict | None = None) -> FaceOptions:
+    def from_inputs(
+        cls,
+        settings: FaceSettings | None = None,
+        *,
+        expressions: bool | None = None,
+        material: str | None = None,
+        landmarks: str | dict | None = None,
+    ) -> FaceOptions:
         """Config defaults, then the node's widgets (None = keep the configured value)."""
         s = settings or FaceSettings()
-        return cls(expressions=s.expressions if expressions is None else bool(expressions),
-                   material=(material or s.material), picture=s.picture, landmarks=parse_landmarks(landmarks))
+        return cls(
+            expressions=s.expressions if expressions is None else bool(expressions),
+            material=(material or s.material),
+            picture=s.picture,
+            landmarks=parse_landmarks(landmarks),
+        )
 
     def to_args(self) -> dict[str, Any]:
-        return {"expressions": self.expressions, "material": self.material, "source": self.picture,
-                "overrides": dict(self.landmarks)}
-
-
-
+        return {
+            "expressions": self.expressions,
+            "material": self.material,
+            "source": self.picture,
+            "overrides": dict(self.landmarks),
+        }
 
 
 def face_text(result: dict[str, Any]) -> str:
@@ -97,8 +120,11 @@ def face_text(result: dict[str, Any]) -> str:
         return "expressions: off"
     made = len(face.get("generated", []))
     kept = len(face.get("existing", {}))
-    where = (f"face found (confidence {finder.get('confidence', 0):.2f}, from the {finder.get('source', '?')})"
-             if finder.get("found") else "NO face found")
+    where = (
+        f"face found (confidence {finder.get('confidence', 0):.2f}, from the {finder.get('source', '?')})"
+        if finder.get("found")
+        else "NO face found"
+    )
     return f"{where}; {made} expressions generated, {kept} from existing shape keys; lookAt {face.get('look_at')}"
 
 
@@ -110,5 +136,6 @@ def log_face(log: Any, name: str, result: dict[str, Any]) -> None:
     log.info("%s: %s", name, face_text(result))
     for w in (face.get("finder") or {}).get("warnings", []):
         log.warning("%s: %s", name, w)
+
 
 __all__ = ["FaceOptions", "parse_landmarks", "face_text", "log_face", "MATERIALS", "LANDMARK_EXAMPLE"]

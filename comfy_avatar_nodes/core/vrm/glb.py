@@ -4,6 +4,7 @@ file inside Blender (by path, through blender_cli/_pack.py) to patch asset.extra
 validator and the tests use it too, so there is one reader of the format with one set of
 precise messages.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ def read_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
     offset, doc, blob = 12, None, b""
     while offset + 8 <= len(data):
         chunk_len, chunk_type = struct.unpack_from("<II", data, offset)
-        chunk = data[offset + 8: offset + 8 + chunk_len]
+        chunk = data[offset + 8 : offset + 8 + chunk_len]
         if len(chunk) != chunk_len:
             raise GltfError(f"glTF chunk at byte {offset} runs past the end of the file")
         if chunk_type == CHUNK_JSON and doc is None:

@@ -2,6 +2,7 @@
 node transforms and a skin's skeleton. One implementation for the VRM validator and for
 UniRig's skeleton (the humanoid heuristic), so both see the same world transforms.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,8 +54,9 @@ def accessor(gltf: Any, blob: bytes, index: int) -> np.ndarray:
         needed = start + stride * (acc.count - 1) + dtype.itemsize * n if acc.count else start
         if needed > len(blob) or needed > (view.byteOffset or 0) + view.byteLength:
             raise GltfError(f"accessor {index} reads past the end of its buffer view")
-        raw = np.ndarray((acc.count, n), dtype=dtype.newbyteorder("<"), buffer=blob, offset=start,
-                         strides=(stride, dtype.itemsize))
+        raw = np.ndarray(
+            (acc.count, n), dtype=dtype.newbyteorder("<"), buffer=blob, offset=start, strides=(stride, dtype.itemsize)
+        )
         out = raw.astype(np.float64)
         if acc.normalized and dtype.kind in "ui":
             imax = np.iinfo(dtype.str).max
@@ -65,8 +67,16 @@ def accessor(gltf: Any, blob: bytes, index: int) -> np.ndarray:
         vv = gltf.bufferViews[sp.values.bufferView]
         idt = np.dtype(COMPONENTS[sp.indices.componentType]).newbyteorder("<")
         idx = np.frombuffer(blob, dtype=idt, count=sp.count, offset=(iv.byteOffset or 0) + (sp.indices.byteOffset or 0))
-        vals = np.frombuffer(blob, dtype=dtype.newbyteorder("<"), count=sp.count * n,
-                             offset=(vv.byteOffset or 0) + (sp.values.byteOffset or 0)).reshape(-1, n).astype(np.float64)
+        vals = (
+            np.frombuffer(
+                blob,
+                dtype=dtype.newbyteorder("<"),
+                count=sp.count * n,
+                offset=(vv.byteOffset or 0) + (sp.values.byteOffset or 0),
+            )
+            .reshape(-1, n)
+            .astype(np.float64)
+        )
         if acc.normalized and dtype.kind == "u":
             vals = vals / np.iinfo(dtype.str).max
         out = out.copy()
@@ -79,13 +89,15 @@ def node_matrix(node: Any) -> np.ndarray:
     if node.matrix:
         return np.array(node.matrix, dtype=np.float64).reshape(4, 4).T
     t = np.array(node.translation or [0, 0, 0], dtype=np.float64)
-    x, y, z, w = (node.rotation or [0, 0, 0, 1])
+    x, y, z, w = node.rotation or [0, 0, 0, 1]
     s = np.array(node.scale or [1, 1, 1], dtype=np.float64)
-    r = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    r = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
     m = np.eye(4)
     m[:3, :3] = r * s
     m[:3, 3] = t
@@ -128,11 +140,15 @@ def read_skeleton(path: str | Path) -> Skeleton:
 
     path = Path(path)
     try:
-        gltf = pygltflib.GLTF2().load_binary(str(path)) if path.suffix.lower() in (".glb", ".vrm") else \
-            pygltflib.GLTF2().load(str(path))
+        gltf = (
+            pygltflib.GLTF2().load_binary(str(path))
+            if path.suffix.lower() in (".glb", ".vrm")
+            else pygltflib.GLTF2().load(str(path))
+        )
     except Exception as e:  # noqa: BLE001 - pygltflib raises many types on bad files
-        raise AvatarError(str(path), f"is not a readable glTF file ({type(e).__name__}: {e})",
-                          "re-run the rig node") from None
+        raise AvatarError(
+            str(path), f"is not a readable glTF file ({type(e).__name__}: {e})", "re-run the rig node"
+        ) from None
     if not gltf.skins or not gltf.skins[0].joints:
         raise AvatarError(str(path), "has no skinned skeleton", "UniRig's merge step must have failed; see its log")
     try:

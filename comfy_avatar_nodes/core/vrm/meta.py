@@ -3,10 +3,12 @@ VRM-writing job (CPU rig, rigged mesh -> VRM) sends to its Blender script.
 
 The allowed values come from spec.py, the list blender_cli/ checks against too.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import AvatarError
 from .spec import META_ENUMS, VRM_LICENSE_URL
@@ -47,15 +49,23 @@ class VrmMeta:
         for key, allowed in META_ENUMS.items():
             value = getattr(self, key)
             if value not in allowed:
-                raise AvatarError(f"meta.{key}", f"{value!r} is not a VRM 1.0 value", f"use one of {', '.join(allowed)}")
+                raise AvatarError(
+                    f"meta.{key}", f"{value!r} is not a VRM 1.0 value", f"use one of {', '.join(allowed)}"
+                )
         if self.license_url.rstrip("/") != VRM_LICENSE_URL.rstrip("/"):
-            raise AvatarError("meta.license_url", f"{self.license_url!r} is not supported",
-                              f"VRM 1.0 files name the VRM Public License ({VRM_LICENSE_URL}); put another "
-                              "licence's URL in other_license_url")
+            raise AvatarError(
+                "meta.license_url",
+                f"{self.license_url!r} is not supported",
+                f"VRM 1.0 files name the VRM Public License ({VRM_LICENSE_URL}); put another "
+                "licence's URL in other_license_url",
+            )
         self.license_url = VRM_LICENSE_URL
         if self.other_license_url and not self.other_license_url.startswith(("http://", "https://")):
-            raise AvatarError("meta.other_license_url", f"{self.other_license_url!r} is not a URL",
-                              "give an http(s) URL or leave it empty")
+            raise AvatarError(
+                "meta.other_license_url",
+                f"{self.other_license_url!r} is not a URL",
+                "give an http(s) URL or leave it empty",
+            )
 
     def to_args(self) -> dict[str, Any]:
         d = asdict(self)

@@ -16,6 +16,7 @@ The section gathers:
 
 Everything here warns; nothing is an error (the avatar may still be what the user wants).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,17 +30,39 @@ from .gltf import accessor
 log = logging.getLogger("comfy_avatar.vrm_quality")
 
 EXTRAS_KEY = "comfy_avatar_quality"
-SYMMETRY_TOLERANCE = 0.02   # share of the height a mirrored point may lie from the surface
-THIN_RADIUS = 0.01          # share of the height: a limb thinner than this around its bone is "thin"
-LOOSE_PIECE = 0.01          # pieces with fewer than this share of the triangles are "loose bits"
-STRETCH_WARN = 6.0          # worst triangle stretch worth a warning
+SYMMETRY_TOLERANCE = 0.02  # share of the height a mirrored point may lie from the surface
+THIN_RADIUS = 0.01  # share of the height: a limb thinner than this around its bone is "thin"
+LOOSE_PIECE = 0.01  # pieces with fewer than this share of the triangles are "loose bits"
+STRETCH_WARN = 6.0  # worst triangle stretch worth a warning
 SYMMETRY_WARN = 0.6
 CONFIDENCE_WARN = 0.6
-LIMBS = ("neck", "head", "leftUpperArm", "leftLowerArm", "rightUpperArm", "rightLowerArm", "leftUpperLeg",
-         "leftLowerLeg", "rightUpperLeg", "rightLowerLeg", "spine", "chest")
-CHILD = {"neck": "head", "leftUpperArm": "leftLowerArm", "leftLowerArm": "leftHand", "rightUpperArm": "rightLowerArm",
-         "rightLowerArm": "rightHand", "leftUpperLeg": "leftLowerLeg", "leftLowerLeg": "leftFoot",
-         "rightUpperLeg": "rightLowerLeg", "rightLowerLeg": "rightFoot", "spine": "chest", "chest": "neck"}
+LIMBS = (
+    "neck",
+    "head",
+    "leftUpperArm",
+    "leftLowerArm",
+    "rightUpperArm",
+    "rightLowerArm",
+    "leftUpperLeg",
+    "leftLowerLeg",
+    "rightUpperLeg",
+    "rightLowerLeg",
+    "spine",
+    "chest",
+)
+CHILD = {
+    "neck": "head",
+    "leftUpperArm": "leftLowerArm",
+    "leftLowerArm": "leftHand",
+    "rightUpperArm": "rightLowerArm",
+    "rightLowerArm": "rightHand",
+    "leftUpperLeg": "leftLowerLeg",
+    "leftLowerLeg": "leftFoot",
+    "rightUpperLeg": "rightLowerLeg",
+    "rightLowerLeg": "rightFoot",
+    "spine": "chest",
+    "chest": "neck",
+}
 
 
 def _recorded(gltf: Any) -> dict[str, Any]:
@@ -115,8 +138,9 @@ def _seg_dist(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(p - (a + t[:, None] * ab), axis=1)
 
 
-def check_quality(gltf: Any, blob: bytes, nodes: dict[str, int], world: list[np.ndarray], pts: np.ndarray,
-                  report: Any) -> None:
+def check_quality(
+    gltf: Any, blob: bytes, nodes: dict[str, int], world: list[np.ndarray], pts: np.ndarray, report: Any
+) -> None:
     """Add report.facts["quality"] and its warnings (see the module docstring); never raises for a bad file."""
     q: dict[str, Any] = {}
     rec = _recorded(gltf)
@@ -158,21 +182,31 @@ def _warn(q: dict[str, Any], report: Any) -> None:
     conf = q.get("landmark_confidence")
     if isinstance(conf, dict) and conf.get("overall", 1.0) < CONFIDENCE_WARN:
         guessed = [k for k, v in conf.items() if k != "overall" and v < 0.5]
-        report.warnings.append(f"quality: landmark confidence {conf['overall']:.2f}: guessed from proportions, not "
-                               f"seen: {', '.join(guessed)}")
+        report.warnings.append(
+            f"quality: landmark confidence {conf['overall']:.2f}: guessed from proportions, not "
+            f"seen: {', '.join(guessed)}"
+        )
     st = q.get("stretch")
     if isinstance(st, dict) and st.get("measured") and st.get("max", 0) > STRETCH_WARN:
-        report.warnings.append(f"quality: the T-pose stretched triangles up to {st['max']:.1f}x (mean {st['mean']:.2f}, "
-                               f"{st.get('torn_share', 0):.1%} torn past {st.get('threshold', 3)}x): a bone runs through "
-                               "the wrong part of the mesh?")
+        report.warnings.append(
+            f"quality: the T-pose stretched triangles up to {st['max']:.1f}x (mean {st['mean']:.2f}, "
+            f"{st.get('torn_share', 0):.1%} torn past {st.get('threshold', 3)}x): a bone runs through "
+            "the wrong part of the mesh?"
+        )
     if q.get("symmetry") is not None and q["symmetry"] < SYMMETRY_WARN:
-        report.warnings.append(f"quality: left/right symmetry {q['symmetry']:.0%}: the figure is lopsided (a three-quarter "
-                               "view made into a front?)")
+        report.warnings.append(
+            f"quality: left/right symmetry {q['symmetry']:.0%}: the figure is lopsided (a three-quarter "
+            "view made into a front?)"
+        )
     if q.get("loose_bits"):
-        report.warnings.append(f"quality: {q['loose_bits']} loose bits float apart from the body ({q['pieces']} pieces)")
+        report.warnings.append(
+            f"quality: {q['loose_bits']} loose bits float apart from the body ({q['pieces']} pieces)"
+        )
     if q.get("thin_parts"):
-        report.warnings.append("quality: thin parts (median distance of their vertices to the bone): "
-                               + ", ".join(f"{k} {v * 100:.1f} cm" for k, v in q["thin_parts"].items()))
+        report.warnings.append(
+            "quality: thin parts (median distance of their vertices to the bone): "
+            + ", ".join(f"{k} {v * 100:.1f} cm" for k, v in q["thin_parts"].items())
+        )
 
 
 def summary_lines(facts: dict[str, Any]) -> list[str]:
@@ -181,13 +215,18 @@ def summary_lines(facts: dict[str, Any]) -> list[str]:
         return []
     conf = q.get("landmark_confidence")
     st = q.get("stretch")
-    parts = [f"landmarks {conf['overall']:.2f}" if isinstance(conf, dict) else "landmarks not recorded",
-             f"T-pose stretch max {st['max']:.2f} / mean {st['mean']:.3f}" if isinstance(st, dict) and st.get("measured")
-             else "stretch not recorded"]
+    parts = [
+        f"landmarks {conf['overall']:.2f}" if isinstance(conf, dict) else "landmarks not recorded",
+        f"T-pose stretch max {st['max']:.2f} / mean {st['mean']:.3f}"
+        if isinstance(st, dict) and st.get("measured")
+        else "stretch not recorded",
+    ]
     if q.get("symmetry") is not None:
         parts.append(f"symmetry {q['symmetry']:.0%}")
     if "pieces" in q:
-        parts.append(f"{q['pieces']} piece{'s' if q['pieces'] != 1 else ''}"
-                     + (f" ({q['loose_bits']} loose)" if q.get("loose_bits") else ""))
+        parts.append(
+            f"{q['pieces']} piece{'s' if q['pieces'] != 1 else ''}"
+            + (f" ({q['loose_bits']} loose)" if q.get("loose_bits") else "")
+        )
         parts.append("thin: " + (", ".join(q["thin_parts"]) if q.get("thin_parts") else "none"))
     return ["quality: " + ", ".join(parts)]

@@ -11,6 +11,7 @@ T-pose triangle stretch, left/right symmetry, thin and torn parts; warnings only
     report = validate_vrm(path)      # never raises for a bad file: the report says what is wrong
     report.ok, report.errors, report.warnings, report.facts, report.summary(), report.to_dict()
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,6 +35,7 @@ MIN_HEIGHT_M, MAX_HEIGHT_M = 0.3, 3.0
 FLOOR_WARN_M = 0.01
 FLOOR_ERROR_FRACTION = 0.05
 
+
 @dataclass
 class VrmReport:
     path: str
@@ -46,28 +48,45 @@ class VrmReport:
         return not self.errors
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "ok": self.ok, "errors": list(self.errors),
-                "warnings": list(self.warnings), "facts": self.facts}
+        return {
+            "path": self.path,
+            "ok": self.ok,
+            "errors": list(self.errors),
+            "warnings": list(self.warnings),
+            "facts": self.facts,
+        }
 
     def summary(self) -> str:
         f = self.facts
-        lines = [f"{Path(self.path).name}: {'OK' if self.ok else 'INVALID'} "
-                 f"({len(self.errors)} errors, {len(self.warnings)} warnings)"]
+        lines = [
+            f"{Path(self.path).name}: {'OK' if self.ok else 'INVALID'} "
+            f"({len(self.errors)} errors, {len(self.warnings)} warnings)"
+        ]
         if "spec_version" in f:
-            lines.append(f"VRM {f['spec_version']}: \"{f.get('meta_name', '')}\" by {', '.join(f.get('authors', []))}; "
-                         f"license {f.get('license_url', '?')}")
+            lines.append(
+                f'VRM {f["spec_version"]}: "{f.get("meta_name", "")}" by {", ".join(f.get("authors", []))}; '
+                f"license {f.get('license_url', '?')}"
+            )
         if "humanoid_bones" in f:
-            lines.append(f"humanoid: {len(f['humanoid_bones'])} bones, required "
-                         f"{len(REQUIRED_BONES) - len(f.get('missing_required_bones', []))}/{len(REQUIRED_BONES)}")
+            lines.append(
+                f"humanoid: {len(f['humanoid_bones'])} bones, required "
+                f"{len(REQUIRED_BONES) - len(f.get('missing_required_bones', []))}/{len(REQUIRED_BONES)}"
+            )
         if "skinned_vertices" in f:
-            lines.append(f"skin: {f['skinned_vertices']} skinned vertices, {f.get('bad_weight_vertices', 0)} with "
-                         f"weights not summing to 1, {f.get('unskinned_vertices', 0)} in unskinned meshes")
+            lines.append(
+                f"skin: {f['skinned_vertices']} skinned vertices, {f.get('bad_weight_vertices', 0)} with "
+                f"weights not summing to 1, {f.get('unskinned_vertices', 0)} in unskinned meshes"
+            )
         if "height_m" in f:
-            lines.append(f"size: {f['height_m']:.3f} m tall, feet at Y={f.get('min_y_m', 0):+.3f} m, "
-                         f"faces {'+Z' if f.get('faces_plus_z') else '-Z/unknown'}")
+            lines.append(
+                f"size: {f['height_m']:.3f} m tall, feet at Y={f.get('min_y_m', 0):+.3f} m, "
+                f"faces {'+Z' if f.get('faces_plus_z') else '-Z/unknown'}"
+            )
         if "triangles" in f:
-            lines.append(f"mesh: {f['vertices']} vertices, {f['triangles']} triangles, {f.get('textures', 0)} textures, "
-                         f"{f.get('file_size', 0) / 1e6:.2f} MB")
+            lines.append(
+                f"mesh: {f['vertices']} vertices, {f['triangles']} triangles, {f.get('textures', 0)} textures, "
+                f"{f.get('file_size', 0) / 1e6:.2f} MB"
+            )
         lines += face_summary_lines(f)
         lines += quality_summary_lines(f)
         lines += [f"ERROR: {e}" for e in self.errors]
@@ -76,6 +95,7 @@ class VrmReport:
 
 
 # ------------------------------------------------------------------ checks
+
 
 def _check_vrm_extension(gltf: Any, report: VrmReport) -> dict[str, Any] | None:
     exts = gltf.extensions or {}
@@ -108,8 +128,12 @@ def _check_meta(vrm: dict[str, Any], report: VrmReport) -> None:
     name = meta.get("name")
     authors = meta.get("authors")
     license_url = meta.get("licenseUrl")
-    report.facts.update(meta_name=name or "", authors=list(authors) if isinstance(authors, list) else [],
-                        license_url=license_url or "", version=meta.get("version", ""))
+    report.facts.update(
+        meta_name=name or "",
+        authors=list(authors) if isinstance(authors, list) else [],
+        license_url=license_url or "",
+        version=meta.get("version", ""),
+    )
     for field_name, allowed in META_ENUMS.items():
         key = META_JSON_NAMES[field_name]
         value = meta.get(key)
@@ -123,8 +147,10 @@ def _check_meta(vrm: dict[str, Any], report: VrmReport) -> None:
     if not isinstance(license_url, str) or not license_url:
         report.errors.append("meta.licenseUrl is missing")
     elif license_url != VRM_LICENSE_URL:
-        report.warnings.append(f"meta.licenseUrl {license_url!r} is not the VRM Public License URL "
-                               f"({VRM_LICENSE_URL}); three-vrm refuses it by default")
+        report.warnings.append(
+            f"meta.licenseUrl {license_url!r} is not the VRM Public License URL "
+            f"({VRM_LICENSE_URL}); three-vrm refuses it by default"
+        )
 
 
 def _check_humanoid(vrm: dict[str, Any], gltf: Any, parent: list[int | None], report: VrmReport) -> dict[str, int]:
@@ -140,7 +166,9 @@ def _check_humanoid(vrm: dict[str, Any], gltf: Any, parent: list[int | None], re
             report.warnings.append(f"humanoid bone {name!r} is not a VRM 1.0 bone name")
         node = bone.get("node") if isinstance(bone, dict) else None
         if not isinstance(node, int) or not 0 <= node < n_nodes:
-            report.errors.append(f"humanoid bone {name!r} points at node {node!r}, but the file has nodes 0..{n_nodes - 1}")
+            report.errors.append(
+                f"humanoid bone {name!r} points at node {node!r}, but the file has nodes 0..{n_nodes - 1}"
+            )
             continue
         nodes[name] = node
     missing = [b for b in REQUIRED_BONES if b not in bones]
@@ -183,8 +211,11 @@ def _skinned_geometry(gltf: Any, blob: bytes, world: list[np.ndarray], report: V
         skin = gltf.skins[node.skin] if node.skin is not None and node.skin < len(gltf.skins or []) else None
         joint_mats = None
         if skin is not None:
-            ibm = (accessor(gltf, blob, skin.inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)
-                   if skin.inverseBindMatrices is not None else np.tile(np.eye(4), (len(skin.joints), 1, 1)))
+            ibm = (
+                accessor(gltf, blob, skin.inverseBindMatrices).reshape(-1, 4, 4).transpose(0, 2, 1)
+                if skin.inverseBindMatrices is not None
+                else np.tile(np.eye(4), (len(skin.joints), 1, 1))
+            )
             joint_mats = np.stack([world[j] for j in skin.joints]) @ ibm
         for pi, prim in enumerate(mesh.primitives):
             attrs = prim.attributes
@@ -216,23 +247,33 @@ def _skinned_geometry(gltf: Any, blob: bytes, world: list[np.ndarray], report: V
             bad_joints += out_of_range
             skinned_vertices += len(pos)
             if bad:
-                report.errors.append(f"{where}: {bad} of {len(pos)} vertices have skin weights not summing to 1 "
-                                     f"({int((sums <= 1e-6).sum())} with no weight at all)")
+                report.errors.append(
+                    f"{where}: {bad} of {len(pos)} vertices have skin weights not summing to 1 "
+                    f"({int((sums <= 1e-6).sum())} with no weight at all)"
+                )
             if out_of_range:
-                report.errors.append(f"{where}: {out_of_range} vertices use joint indices beyond the skin's "
-                                     f"{len(skin.joints)} joints")
+                report.errors.append(
+                    f"{where}: {out_of_range} vertices use joint indices beyond the skin's {len(skin.joints)} joints"
+                )
                 continue
             hom = np.concatenate([pos, np.ones((len(pos), 1))], axis=1)
             skinned = np.zeros((len(pos), 3))
             for k in range(j.shape[1]):
                 m = joint_mats[j[:, k]]  # (n, 4, 4)
-                skinned += w[:, k:k + 1] * np.einsum("nij,nj->ni", m, hom)[:, :3]
+                skinned += w[:, k : k + 1] * np.einsum("nij,nj->ni", m, hom)[:, :3]
             positions.append(skinned / np.where(sums > 1e-6, sums, 1.0)[:, None])
     if unskinned_vertices:
-        report.warnings.append(f"{unskinned_vertices} vertices are in meshes without a skin: they will not follow the bones")
-    report.facts.update(vertices=vertices, triangles=triangles, skinned_vertices=skinned_vertices,
-                        unskinned_vertices=unskinned_vertices, bad_weight_vertices=bad_weights,
-                        max_weight_sum_error=round(worst, 6))
+        report.warnings.append(
+            f"{unskinned_vertices} vertices are in meshes without a skin: they will not follow the bones"
+        )
+    report.facts.update(
+        vertices=vertices,
+        triangles=triangles,
+        skinned_vertices=skinned_vertices,
+        unskinned_vertices=unskinned_vertices,
+        bad_weight_vertices=bad_weights,
+        max_weight_sum_error=round(worst, 6),
+    )
     return np.concatenate(positions) if positions else np.zeros((0, 3))
 
 
@@ -241,11 +282,17 @@ def _check_orientation(nodes: dict[str, int], world: list[np.ndarray], pts: np.n
     if len(pts):
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         height = float(hi[1] - lo[1])
-        report.facts.update(height_m=round(height, 4), min_y_m=round(float(lo[1]), 4),
-                            bounds_min=[round(float(x), 4) for x in lo], bounds_max=[round(float(x), 4) for x in hi])
+        report.facts.update(
+            height_m=round(height, 4),
+            min_y_m=round(float(lo[1]), 4),
+            bounds_min=[round(float(x), 4) for x in lo],
+            bounds_max=[round(float(x), 4) for x in hi],
+        )
         if not MIN_HEIGHT_M <= height <= MAX_HEIGHT_M:
-            report.errors.append(f"the model is {height:.3f} units tall; a humanoid in metres should be "
-                                 f"{MIN_HEIGHT_M}-{MAX_HEIGHT_M} m (wrong units?)")
+            report.errors.append(
+                f"the model is {height:.3f} units tall; a humanoid in metres should be "
+                f"{MIN_HEIGHT_M}-{MAX_HEIGHT_M} m (wrong units?)"
+            )
         if abs(lo[1]) > max(FLOOR_ERROR_FRACTION * height, FLOOR_WARN_M):
             report.errors.append(f"the feet are at Y={lo[1]:+.3f} m; VRM models stand on Y=0")
         elif abs(lo[1]) > FLOOR_WARN_M:
@@ -260,8 +307,10 @@ def _check_orientation(nodes: dict[str, int], world: list[np.ndarray], pts: np.n
         if up[1] <= 0:
             report.errors.append("the head is not above the hips: the model is not upright (Y up)")
         if left[0] <= 0:
-            report.errors.append("leftUpperArm is not on +X: the model faces -Z (VRM 0.x orientation?) "
-                                 "or left and right are swapped; VRM 1.0 models face +Z")
+            report.errors.append(
+                "leftUpperArm is not on +X: the model faces -Z (VRM 0.x orientation?) "
+                "or left and right are swapped; VRM 1.0 models face +Z"
+            )
         # Geometry cue: feet usually reach further forward than the ankles.
         feet = [pos[f] for f in ("leftFoot", "rightFoot") if f in pos]
         if feet and len(pts) and report.facts.get("height_m"):
@@ -273,8 +322,10 @@ def _check_orientation(nodes: dict[str, int], world: list[np.ndarray], pts: np.n
                 reach_back = float(ankle_z - low[:, 2].min())
                 report.facts["toes_forward_m"] = round(reach_front - reach_back, 4)
                 if reach_back - reach_front > 0.03 * h:
-                    report.warnings.append("the feet reach further back (-Z) than forward: the mesh may face -Z "
-                                           "while the skeleton faces +Z")
+                    report.warnings.append(
+                        "the feet reach further back (-Z) than forward: the mesh may face -Z "
+                        "while the skeleton faces +Z"
+                    )
 
 
 def _check_sizes(gltf: Any, path: Path, report: VrmReport) -> None:

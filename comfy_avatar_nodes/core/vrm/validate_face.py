@@ -12,6 +12,7 @@ lookAt needs eye bones), firstPerson annotations, MToon on the materials, and as
 ``comfy_avatar_face`` (written by our exporter): when the finder found no face the expressions were
 placed by proportions, and the report says so instead of calling them a working face.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -72,8 +73,9 @@ def _head_frame(nodes: dict[str, int], world: list[np.ndarray], pts: np.ndarray)
     return y0, height, width, limit
 
 
-def check_preset(name: str, expr: dict, gltf: Any, blob: bytes, frame: HeadFrame | None,
-                 axis_x: float) -> dict[str, Any]:
+def check_preset(
+    name: str, expr: dict, gltf: Any, blob: bytes, frame: HeadFrame | None, axis_x: float
+) -> dict[str, Any]:
     """One preset's entry of the report (``problems`` lists what is wrong with it)."""
     binds = expr.get("morphTargetBinds") or [] if isinstance(expr, dict) else []
     entry: dict[str, Any] = {"bound": bool(binds), "targets": [], "problems": []}
@@ -112,18 +114,20 @@ def check_preset(name: str, expr: dict, gltf: Any, blob: bytes, frame: HeadFrame
     rel_y = (pos[moved, 1] - y0) / height
     low = float(pos[moved, 1].min())
     if low < limit - 0.01 * height:
-        entry["problems"].append(f"moves vertices below the neck (down to {(y0 - low) / height:.2f} head heights "
-                                 "under the head bone)")
+        entry["problems"].append(
+            f"moves vertices below the neck (down to {(y0 - low) / height:.2f} head heights under the head bone)"
+        )
     w = mag[moved]
     cy = float((rel_y * w).sum() / w.sum())
     cx = float(((pos[moved, 0] - axis_x) / width * w).sum() / w.sum())
     entry["centre"] = [round(cx, 3), round(cy, 3)]
     lo, hi = REGIONS.get(name, (BELOW_NECK, 1.2))
     if not lo <= cy <= hi:
-        want = ("the lower face (mouth, jaw)" if name in VISEMES else "the face" if name in EMOTIONS
-                else "the eyes")
-        entry["problems"].append(f"moves the wrong part of the head (centre at {cy:.2f} head heights above the head "
-                                 f"bone; expected {lo:.2f}..{hi:.2f}, {want})")
+        want = "the lower face (mouth, jaw)" if name in VISEMES else "the face" if name in EMOTIONS else "the eyes"
+        entry["problems"].append(
+            f"moves the wrong part of the head (centre at {cy:.2f} head heights above the head "
+            f"bone; expected {lo:.2f}..{hi:.2f}, {want})"
+        )
     if name == "blinkLeft" and cx <= 0:
         entry["problems"].append("closes an eye on the avatar's right (-X): left and right are swapped")
     if name == "blinkRight" and cx >= 0:
@@ -131,8 +135,15 @@ def check_preset(name: str, expr: dict, gltf: Any, blob: bytes, frame: HeadFrame
     return entry
 
 
-def check_face(vrm: dict[str, Any], gltf: Any, blob: bytes, nodes: dict[str, int], world: list[np.ndarray],
-               pts: np.ndarray, report: Any) -> None:
+def check_face(
+    vrm: dict[str, Any],
+    gltf: Any,
+    blob: bytes,
+    nodes: dict[str, int],
+    world: list[np.ndarray],
+    pts: np.ndarray,
+    report: Any,
+) -> None:
     """Add the face facts, errors and warnings to ``report`` (a VrmReport)."""
     frame = _head_frame(nodes, world, pts)
     axis_x = float(world[nodes["head"]][0, 3]) if "head" in nodes else 0.0
@@ -151,19 +162,27 @@ def check_face(vrm: dict[str, Any], gltf: Any, blob: bytes, nodes: dict[str, int
     report.facts["expressions_bound"] = len(bound)
     report.facts["expressions_unbound"] = unbound
     if unbound:
-        report.warnings.append(f"{len(unbound)} of {len(PRESETS)} expression presets have no morph target "
-                               f"({', '.join(unbound)}): the avatar cannot lip-sync, blink or emote with those")
+        report.warnings.append(
+            f"{len(unbound)} of {len(PRESETS)} expression presets have no morph target "
+            f"({', '.join(unbound)}): the avatar cannot lip-sync, blink or emote with those"
+        )
     if frame is not None:
-        report.facts["head_frame_m"] = {"head_bone_y": round(frame[0], 4), "height": round(frame[1], 4),
-                                        "width": round(frame[2], 4), "lowest_moving_y": round(frame[3], 4)}
+        report.facts["head_frame_m"] = {
+            "head_bone_y": round(frame[0], 4),
+            "height": round(frame[1], 4),
+            "width": round(frame[2], 4),
+            "lowest_moving_y": round(frame[3], 4),
+        }
 
     look = vrm.get("lookAt") if isinstance(vrm.get("lookAt"), dict) else None
     report.facts["look_at"] = look.get("type") if look else None
     if not look:
         report.warnings.append("no lookAt: the avatar cannot look at the camera or the user")
     elif look.get("type") == "bone" and not {"leftEye", "rightEye"} <= nodes.keys():
-        report.warnings.append("lookAt is of type bone but the humanoid has no eye bones: the gaze does nothing "
-                               "(use type expression with the look presets bound)")
+        report.warnings.append(
+            "lookAt is of type bone but the humanoid has no eye bones: the gaze does nothing "
+            "(use type expression with the look presets bound)"
+        )
     elif look.get("type") == "expression":
         missing = [n for n in ("lookUp", "lookDown", "lookLeft", "lookRight") if n in unbound]
         if missing:
@@ -188,23 +207,35 @@ def check_face(vrm: dict[str, Any], gltf: Any, blob: bytes, nodes: dict[str, int
         report.facts["face_confidence"] = verdict.get("confidence")
         report.facts["face_source"] = verdict.get("source")
         if not verdict.get("found"):
-            report.warnings.append("the face finder found no face (" + str(verdict.get("reason") or "no reason given")
-                                   + "): the expressions were placed by standard proportions, not on a face it saw")
+            report.warnings.append(
+                "the face finder found no face ("
+                + str(verdict.get("reason") or "no reason given")
+                + "): the expressions were placed by standard proportions, not on a face it saw"
+            )
 
 
 def summary_lines(facts: dict[str, Any]) -> list[str]:
     """The face lines of VrmReport.summary()."""
     if "expressions_bound" not in facts:
         return []
-    lines = [f"expressions: {facts['expressions_bound']}/{len(PRESETS)} presets bound to morph targets; "
-             f"lookAt {facts.get('look_at') or 'none'}; firstPerson {facts.get('first_person_annotations', 0)} "
-             f"annotation(s); MToon on {facts.get('mtoon_materials', 0)} material(s)"]
+    lines = [
+        f"expressions: {facts['expressions_bound']}/{len(PRESETS)} presets bound to morph targets; "
+        f"lookAt {facts.get('look_at') or 'none'}; firstPerson {facts.get('first_person_annotations', 0)} "
+        f"annotation(s); MToon on {facts.get('mtoon_materials', 0)} material(s)"
+    ]
     if "face_found" in facts:
-        lines.append(f"face: {'found' if facts['face_found'] else 'NOT found'} by the finder"
-                     + (f" (confidence {facts.get('face_confidence')}, from the {facts.get('face_source')})"
-                        if facts["face_found"] else ""))
+        lines.append(
+            f"face: {'found' if facts['face_found'] else 'NOT found'} by the finder"
+            + (
+                f" (confidence {facts.get('face_confidence')}, from the {facts.get('face_source')})"
+                if facts["face_found"]
+                else ""
+            )
+        )
     for name, e in facts.get("expressions", {}).items():
         if e.get("bound"):
-            lines.append(f"  {name:<10} {', '.join(e['targets'])}: {e.get('vertices_moved', 0)} vertices, "
-                         f"max {e.get('max_move_head_heights', 0):.3f} head heights, centre {e.get('centre')}")
+            lines.append(
+                f"  {name:<10} {', '.join(e['targets'])}: {e.get('vertices_moved', 0)} vertices, "
+                f"max {e.get('max_move_head_heights', 0):.3f} head heights, centre {e.get('centre')}"
+            )
     return lines

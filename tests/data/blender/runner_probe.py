@@ -1,4 +1,5 @@
 """Test job for tests/test_blender_runner.py: one mode per runner behaviour (stdlib + bpy only)."""
+
 import os
 import subprocess
 import sys
@@ -14,8 +15,7 @@ def main(args: dict, work_dir: str) -> dict:
         import bpy  # noqa: F401 - the runtime must provide it
     if mode == "echo":
         bpy_version = sys.modules["bpy"].app.version_string if "bpy" in sys.modules else None
-        return {"echo": args.get("value"), "bpy": bpy_version,
-                "cwd": os.getcwd(), "work_dir": work_dir}
+        return {"echo": args.get("value"), "bpy": bpy_version, "cwd": os.getcwd(), "work_dir": work_dir}
     if mode == "raise":
         print("probe-stderr-marker: about to fail", file=sys.stderr, flush=True)
         raise JobError(args["message"])
@@ -47,18 +47,26 @@ def main(args: dict, work_dir: str) -> dict:
     if mode == "limits":
         import resource
 
-        names = {"cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS, "fsize": resource.RLIMIT_FSIZE,
-                 "nproc": resource.RLIMIT_NPROC}
+        names = {
+            "cpu": resource.RLIMIT_CPU,
+            "as": resource.RLIMIT_AS,
+            "fsize": resource.RLIMIT_FSIZE,
+            "nproc": resource.RLIMIT_NPROC,
+        }
         return {k: list(resource.getrlimit(v)) for k, v in names.items()}
     if mode == "env":
         import bpy
 
         user = os.environ.get("BLENDER_USER_RESOURCES", "")
-        return {"env": {k: v for k, v in os.environ.items() if k.startswith("BLENDER_USER_")},
-                "resource_path_user": bpy.utils.resource_path("USER"),
-                "config_dir": bpy.utils.user_resource("CONFIG"),
-                "user_dir_exists": os.path.isdir(user), "pythonpath": os.environ.get("PYTHONPATH"),
-                "secret": os.environ.get("PROBE_SECRET"), "home": os.environ.get("HOME")}
+        return {
+            "env": {k: v for k, v in os.environ.items() if k.startswith("BLENDER_USER_")},
+            "resource_path_user": bpy.utils.resource_path("USER"),
+            "config_dir": bpy.utils.user_resource("CONFIG"),
+            "user_dir_exists": os.path.isdir(user),
+            "pythonpath": os.environ.get("PYTHONPATH"),
+            "secret": os.environ.get("PROBE_SECRET"),
+            "home": os.environ.get("HOME"),
+        }
     if mode == "addons":
         addons = os.path.join(os.environ["BLENDER_USER_SCRIPTS"], "addons")
         return {"addons": sorted(os.listdir(addons)) if os.path.isdir(addons) else []}

@@ -6,6 +6,7 @@ spawn (starts a long-lived child in the same process group), stderr (writes line
 ``--fail-preflight`` sends a failed handshake; ``--slow-start S`` waits
 before it; ``--crash-on-start`` dies before it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,10 +36,24 @@ def main() -> int:
         time.sleep(opts.slow_start)
         info = {"versions": {"fake": "1.0"}, "device": {"cuda": False, "name": None, "reason": "fake"}}
         if opts.fail_preflight:
-            raise Preflight([problem("missing_weights", "fake weights are missing"),
-                             problem("no_cuda", "no usable CUDA GPU: fake")], info)
-        return info, {"echo": echo, "env": env, "sleep": sleep, "crash": crash, "stderr": stderr, "fail": fail,
-                      "spawn": spawn, "progress": progress, "connect": connect}
+            raise Preflight(
+                [
+                    problem("missing_weights", "fake weights are missing"),
+                    problem("no_cuda", "no usable CUDA GPU: fake"),
+                ],
+                info,
+            )
+        return info, {
+            "echo": echo,
+            "env": env,
+            "sleep": sleep,
+            "crash": crash,
+            "stderr": stderr,
+            "fail": fail,
+            "spawn": spawn,
+            "progress": progress,
+            "connect": connect,
+        }
 
     def echo(args, req):
         return {"args": args, "pid": os.getpid()}
@@ -49,7 +64,13 @@ def main() -> int:
     def sleep(args, req):
         t0 = time.time()
         time.sleep(float(args.get("seconds", 1)))
-        return {"slept": args.get("seconds", 1), "pid": os.getpid(), "t0": t0, "t1": time.time(), "tag": args.get("tag")}
+        return {
+            "slept": args.get("seconds", 1),
+            "pid": os.getpid(),
+            "t0": t0,
+            "t1": time.time(),
+            "tag": args.get("tag"),
+        }
 
     def crash(args, req):
         sys.stderr.write("fake worker: about to crash: CUDA error: an illegal memory access (fake)\n")

@@ -1,4 +1,5 @@
 """Fake UniRig run.py: same flags and checks; odd seeds make a bad skeleton sample."""
+
 import argparse
 import json
 import os
@@ -15,7 +16,9 @@ assert args.output.endswith(".fbx"), "output must be .fbx"
 name = ".".join(args.input.removeprefix("./").split(".")[:-1])
 npz = os.path.join(args.npz_dir, name, args.data_name or "raw_data.npz")
 assert os.path.isfile(npz), f"missing {npz}"
-ckpt = [line.split(":", 1)[1].strip().strip('"') for line in task.splitlines() if line.startswith("resume_from_checkpoint")][0]
+ckpt = [
+    line.split(":", 1)[1].strip().strip('"') for line in task.splitlines() if line.startswith("resume_from_checkpoint")
+][0]
 print(f"checkpoint: {ckpt}")
 if "skeleton" in args.task:
     if args.seed % 2 == 1:

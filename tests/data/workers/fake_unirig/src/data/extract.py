@@ -1,9 +1,18 @@
 """Fake UniRig extract: same flags; writes <output_dir>/<input without suffix>/raw_data.npz."""
+
 import argparse
 import os
 
 ap = argparse.ArgumentParser()
-for flag in ("--config", "--require_suffix", "--faces_target_count", "--num_runs", "--force_override", "--id", "--time"):
+for flag in (
+    "--config",
+    "--require_suffix",
+    "--faces_target_count",
+    "--num_runs",
+    "--force_override",
+    "--id",
+    "--time",
+):
     ap.add_argument(flag, required=True)
 for flag in ("--input", "--input_dir", "--output_dir"):
     ap.add_argument(flag, default=None)
