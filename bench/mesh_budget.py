@@ -14,6 +14,7 @@ seconds are its own process's (time.process_time() inside the Blender script, al
 start-up before the script runs is not in it, about 1 s): on a machine shared with other work, wall time
 measures the others too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,14 @@ def rig_once(mesh: Path, out: Path, budget: int) -> dict:
     asset = rig_to_vrm_sync(mesh, out, VrmMeta(name="Bench"), max_triangles=budget)
     wall, cpu = time.perf_counter() - t0, asset.meta["cpu_s"]
     steps = sorted(asset.meta["timings_s"].items(), key=lambda kv: -kv[1])[:4]
-    return {"wall": wall, "cpu": cpu, "triangles": asset.meta["triangles"], "bytes": asset.meta["file_size"],
-            "steps": steps, "budget": asset.meta["budget"]["summary"]}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "triangles": asset.meta["triangles"],
+        "bytes": asset.meta["file_size"],
+        "steps": steps,
+        "budget": asset.meta["budget"]["summary"],
+    }
 
 
 def main() -> int:
@@ -77,31 +84,43 @@ def main() -> int:
             runs = [rig_once(path, Path(tmp) / f"{path.stem}_{i}.vrm", opts.budget) for i in range(opts.runs)]
             med = {k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu")}
             rows.append({"faces": faces, **runs[-1], **med})
-    print(f"rig + VRM export against input size, budget {opts.budget} triangles, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f} (median of {opts.runs}):")
-    print(f"  {'faces in':>9} {'wall s':>7} {'CPU s':>7} {'CPU s/100k':>10} {'VRM tris':>9} {'VRM MB':>7}  slowest steps")
+    print(
+        f"rig + VRM export against input size, budget {opts.budget} triangles, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} (median of {opts.runs}):"
+    )
+    print(
+        f"  {'faces in':>9} {'wall s':>7} {'CPU s':>7} {'CPU s/100k':>10} {'VRM tris':>9} {'VRM MB':>7}  slowest steps"
+    )
     for r in rows:
         steps = ", ".join(f"{k} {v:.1f}" for k, v in r["steps"])
-        print(f"  {r['faces']:>9} {r['wall']:>7.1f} {r['cpu']:>7.1f} {r['cpu'] / r['faces'] * 1e5:>10.2f} "
-              f"{r['triangles']:>9} {r['bytes'] / 1e6:>7.2f}  {steps}")
+        print(
+            f"  {r['faces']:>9} {r['wall']:>7.1f} {r['cpu']:>7.1f} {r['cpu'] / r['faces'] * 1e5:>10.2f} "
+            f"{r['triangles']:>9} {r['bytes'] / 1e6:>7.2f}  {steps}"
+        )
     import numpy as np
 
     x = np.array([r["faces"] for r in rows], float)
     y = np.array([r["cpu"] for r in rows], float)
     slope, intercept = np.polyfit(x, y, 1)
     resid = y - (slope * x + intercept)
-    r2 = 1 - float((resid ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12))
-    print(f"  least squares: CPU s = {intercept:.1f} + {slope * 1e5:.2f} per 100k faces (R^2 {r2:.3f}): a fixed part "
-          "(fit, weights and export of a budget-sized mesh) plus a linear part (import, check, remesh/decimate)")
+    r2 = 1 - float((resid**2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12))
+    print(
+        f"  least squares: CPU s = {intercept:.1f} + {slope * 1e5:.2f} per 100k faces (R^2 {r2:.3f}): a fixed part "
+        "(fit, weights and export of a budget-sized mesh) plus a linear part (import, check, remesh/decimate)"
+    )
     a, b = rows[0], rows[-1]
     size_ratio = b["faces"] / a["faces"]
-    print(f"  {b['faces'] / a['faces']:.1f}x the faces cost {b['cpu'] / a['cpu']:.2f}x the CPU time "
-          f"({b['wall'] / a['wall']:.2f}x the wall time); linear would be {size_ratio:.1f}x, and the fixed part "
-          f"(Blender start, fit, weights and export of a budget-sized mesh) makes it less")
+    print(
+        f"  {b['faces'] / a['faces']:.1f}x the faces cost {b['cpu'] / a['cpu']:.2f}x the CPU time "
+        f"({b['wall'] / a['wall']:.2f}x the wall time); linear would be {size_ratio:.1f}x, and the fixed part "
+        f"(Blender start, fit, weights and export of a budget-sized mesh) makes it less"
+    )
     big = max(rows, key=lambda r: r["faces"])
     ok = big["cpu"] <= TARGET_S
-    print(f"  {big['faces']} faces: {big['cpu']:.1f} CPU s, {big['wall']:.1f} s wall = {big['cpu'] / TARGET_S:.2f} x the "
-          f"{TARGET_S:.0f} s target ({'met' if ok else 'MISSED'}; wall includes waiting for the CPU on a loaded machine)")
+    print(
+        f"  {big['faces']} faces: {big['cpu']:.1f} CPU s, {big['wall']:.1f} s wall = {big['cpu'] / TARGET_S:.2f} x the "
+        f"{TARGET_S:.0f} s target ({'met' if ok else 'MISSED'}; wall includes waiting for the CPU on a loaded machine)"
+    )
     return 0
 
 

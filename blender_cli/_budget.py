@@ -20,6 +20,7 @@ tile's width, while neighbouring vertices of one island differ by ~0.01) and tak
 so no triangle blends two UV islands; every other face keeps one UV per vertex, so the exporter splits
 vertices only along seams. A Data Transfer modifier does the same but 5-20x slower.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,10 +30,10 @@ import bpy
 import numpy as np
 from _job import JobError
 
-REMESH_ABOVE = 4.0       # remesh (instead of a plain Decimate) when the mesh has more than 4x the budget
-REMESH_TARGET = 0.9      # size the remesh voxel for this share of the budget (the trim Decimate does the rest)
-FINEST_VOXEL = 1 / 260   # never remesh finer than this share of the height (memory, time)
-SEAM_UV = 0.06           # a face whose vertices' UVs spread more than this lies across a UV seam
+REMESH_ABOVE = 4.0  # remesh (instead of a plain Decimate) when the mesh has more than 4x the budget
+REMESH_TARGET = 0.9  # size the remesh voxel for this share of the budget (the trim Decimate does the rest)
+FINEST_VOXEL = 1 / 260  # never remesh finer than this share of the height (memory, time)
+SEAM_UV = 0.06  # a face whose vertices' UVs spread more than this lies across a UV seam
 
 
 def _verts(me: bpy.types.Mesh) -> np.ndarray:
@@ -64,8 +65,9 @@ def surface_area(me: bpy.types.Mesh) -> float:
     return float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
 
 
-def _barycentric(src_v: np.ndarray, src_t: np.ndarray, tri: np.ndarray, p: np.ndarray,
-                 lo: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _barycentric(
+    src_v: np.ndarray, src_t: np.ndarray, tri: np.ndarray, p: np.ndarray, lo: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Barycentric weights of points ``p`` in source triangles ``tri`` (projected onto their planes),
     each weight clipped to [lo, 1 - 2 lo]."""
     a, b, c = (src_v[src_t[tri, k]] for k in range(3))
@@ -97,8 +99,15 @@ def _nearest(tree, points: np.ndarray) -> np.ndarray:
     return out
 
 
-def _project_uvs(src_v: np.ndarray, src_t: np.ndarray, src_uvs: list[np.ndarray], me: bpy.types.Mesh,
-                 steps: dict, tree, tri_of_poly: np.ndarray) -> None:
+def _project_uvs(
+    src_v: np.ndarray,
+    src_t: np.ndarray,
+    src_uvs: list[np.ndarray],
+    me: bpy.types.Mesh,
+    steps: dict,
+    tree,
+    tri_of_poly: np.ndarray,
+) -> None:
     """UVs of ``me``'s loops from the original surface: per vertex, per face across seams (see the docstring).
     ``tree``: a BVH of the original mesh, whose hits are polygon indices (``tri_of_poly`` maps them to the
     loop triangles ``src_t`` indexes)."""
@@ -114,7 +123,7 @@ def _project_uvs(src_v: np.ndarray, src_t: np.ndarray, src_uvs: list[np.ndarray]
     centres = np.zeros((n_poly, 3))
     np.add.at(centres, poly_of_loop, v[loop_vert])
     centres /= loop_total[:, None]
-    vtri = tri_of_poly[_nearest(tree, v)]            # per vertex: the nearest source triangle
+    vtri = tri_of_poly[_nearest(tree, v)]  # per vertex: the nearest source triangle
     va, vb, vc = _barycentric(src_v, src_t, vtri, v, 0.0)
     ftri = tri_of_poly[_nearest(tree, centres)][poly_of_loop]  # per loop: its face's source triangle
     fa, fb, fc = _barycentric(src_v, src_t, ftri, v[loop_vert], -0.5)
@@ -123,8 +132,9 @@ def _project_uvs(src_v: np.ndarray, src_t: np.ndarray, src_uvs: list[np.ndarray]
     for layer, uv in zip(me.uv_layers, src_uvs):
         per_vertex = uv[lt, 0] * wa[:, None] + uv[lt, 1] * wb[:, None] + uv[lt, 2] * wc[:, None]
         per_face = uv[ftri, 0] * fa[:, None] + uv[ftri, 1] * fb[:, None] + uv[ftri, 2] * fc[:, None]
-        spread = (np.maximum.reduceat(per_vertex, loop_start, axis=0)
-                  - np.minimum.reduceat(per_vertex, loop_start, axis=0)).max(1)
+        spread = (
+            np.maximum.reduceat(per_vertex, loop_start, axis=0) - np.minimum.reduceat(per_vertex, loop_start, axis=0)
+        ).max(1)
         seam = spread[poly_of_loop] > SEAM_UV
         out = np.where(seam[:, None], per_face, per_vertex)
         layer.data.foreach_set("uv", out.astype(np.float32).ravel())
@@ -169,8 +179,9 @@ def remesh(obj: bpy.types.Object, voxel: float, steps: dict | None = None) -> No
     result = bpy.ops.object.voxel_remesh()
     steps["voxel_remesh"] = round(time.perf_counter() - t0, 3)
     if result != {"FINISHED"} or len(obj.data.polygons) == 0:
-        raise JobError(f"mesh: voxel remesh at {voxel:.4f} m produced no surface "
-                       "(set remesh_voxel smaller than the thinnest limb)")
+        raise JobError(
+            f"mesh: voxel remesh at {voxel:.4f} m produced no surface (set remesh_voxel smaller than the thinnest limb)"
+        )
     if src_uvs:
         me = obj.data
         for name in names:
@@ -209,8 +220,7 @@ def budget_voxel(me: bpy.types.Mesh, max_triangles: int, height: float) -> float
     return max(voxel, FINEST_VOXEL * height)
 
 
-def make_ready(obj: bpy.types.Object, *, closed: bool, height: float, remesh_voxel: float,
-               max_triangles: int) -> dict:
+def make_ready(obj: bpy.types.Object, *, closed: bool, height: float, remesh_voxel: float, max_triangles: int) -> dict:
     """Watertight + within the triangle budget, in that one pass; what was done (for the result and the
     node's message): action, triangles before/after, the voxel if remeshed, and why."""
     before = triangle_count(obj.data)
@@ -225,8 +235,9 @@ def make_ready(obj: bpy.types.Object, *, closed: bool, height: float, remesh_vox
         reasons.append("not one closed surface (automatic weights need one)")
     elif remesh_voxel == 0 and over and before > REMESH_ABOVE * max_triangles:
         voxel = budget_voxel(obj.data, max_triangles, height)
-        reasons.append(f"{before} triangles are more than {REMESH_ABOVE:g}x the budget (a remesh is faster "
-                       "than decimating them)")
+        reasons.append(
+            f"{before} triangles are more than {REMESH_ABOVE:g}x the budget (a remesh is faster than decimating them)"
+        )
     actions = []
     steps: dict[str, float] = {}
     if voxel > 0:
@@ -239,9 +250,18 @@ def make_ready(obj: bpy.types.Object, *, closed: bool, height: float, remesh_vox
         steps["decimate"] = round(time.perf_counter() - t0, 3)
         actions.append("decimated")
     after = triangle_count(obj.data)
-    return {"max_triangles": int(max_triangles), "triangles_in": before, "triangles_out": after,
-            "remeshed": voxel > 0, "remesh_voxel": round(voxel, 5), "actions": actions, "reasons": reasons,
-            "steps_s": steps,
-            "summary": (f"{before} -> {after} triangles ({', then '.join(actions)}; budget "
-                        f"{max_triangles or 'none'})" if actions else
-                        f"{after} triangles, within the budget of {max_triangles or 'none'}: kept as is")}
+    return {
+        "max_triangles": int(max_triangles),
+        "triangles_in": before,
+        "triangles_out": after,
+        "remeshed": voxel > 0,
+        "remesh_voxel": round(voxel, 5),
+        "actions": actions,
+        "reasons": reasons,
+        "steps_s": steps,
+        "summary": (
+            f"{before} -> {after} triangles ({', then '.join(actions)}; budget {max_triangles or 'none'})"
+            if actions
+            else f"{after} triangles, within the budget of {max_triangles or 'none'}: kept as is"
+        ),
+    }

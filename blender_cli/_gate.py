@@ -5,6 +5,7 @@ too) the way the rig will; core/rig/gate.py itself is numpy-only and loaded by p
 refusal is raised as ``humanoid_check: <verdict JSON>``: core/rig/cpu.py turns the JSON back into an
 AvatarError whose problem and fix depend on what the figure looks like.
 """
+
 from __future__ import annotations
 
 import json

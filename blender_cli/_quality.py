@@ -14,6 +14,7 @@ They go into the VRM's glTF ``asset.extras.comfy_avatar_quality`` (the file carr
 whatever reads it later); core/vrm/quality.py reads them back for the validation report and adds what
 the file alone tells (left/right symmetry, thin and torn parts).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,13 @@ import numpy as np
 from _pack import glb
 
 EXTRAS_KEY = "comfy_avatar_quality"
-STRETCH_WARN = 3.0   # a triangle whose edge changed more than 3x is torn out of shape
+STRETCH_WARN = 3.0  # a triangle whose edge changed more than 3x is torn out of shape
 LANDMARKS = {  # landmark -> the fallback text _rig_fit writes when it could not measure it
-    "crotch": "crotch:", "neck": "neck:", "torso_width": "torso width:",
-    "left_arm": "left arm:", "right_arm": "right arm:",
+    "crotch": "crotch:",
+    "neck": "neck:",
+    "torso_width": "torso width:",
+    "left_arm": "left arm:",
+    "right_arm": "right arm:",
 }
 
 
@@ -56,9 +60,14 @@ def triangle_stretch(before: np.ndarray, after: np.ndarray, tris: np.ndarray) ->
         r[ok] = np.maximum(l1[ok] / l0[ok], l0[ok] / l1[ok])
         ratios.append(r)
     s = np.max(ratios, axis=0)
-    return {"measured": True, "max": round(float(s.max()), 3), "mean": round(float(s.mean()), 4),
-            "p99": round(float(np.percentile(s, 99)), 3), "torn_share": round(float((s > STRETCH_WARN).mean()), 5),
-            "threshold": STRETCH_WARN}
+    return {
+        "measured": True,
+        "max": round(float(s.max()), 3),
+        "mean": round(float(s.mean()), 4),
+        "p99": round(float(np.percentile(s, 99)), 3),
+        "torn_share": round(float((s > STRETCH_WARN).mean()), 5),
+        "threshold": STRETCH_WARN,
+    }
 
 
 def embed_quality(vrm_path: str, quality: dict) -> None:

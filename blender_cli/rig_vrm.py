@@ -23,6 +23,7 @@ remesh with UVs projected back, Decimate) -> fit the humanoid skeleton (_rig_fit
 automatic weights -> every vertex weighted (nearest bone), max 4 influences, normalised ->
 VRM 1.0 humanoid + meta -> export -> quality facts into the file (_quality.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,14 +34,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
-
 from _budget import make_ready  # noqa: E402
 from _gate import check_humanoid  # noqa: E402
 from _job import JobError, Timer, run_job  # noqa: E402
 from _quality import embed_quality, landmark_confidence, triangle_stretch  # noqa: E402
 from _rig_fit import BONES, fit_skeleton  # noqa: E402
-from _vrm_common import (bone_shapes, check_meta, enable_vrm_addon, finish_weights, import_file,  # noqa: E402
-                         input_ext, join_meshes, pose_and_export, set_vrm)
+from _vrm_common import (  # noqa: E402
+    bone_shapes,
+    check_meta,
+    enable_vrm_addon,
+    finish_weights,
+    import_file,
+    input_ext,
+    join_meshes,
+    pose_and_export,
+    set_vrm,
+)
 from _vrm_common import tris as _tris  # noqa: E402
 from _vrm_common import verts as _verts  # noqa: E402
 
@@ -51,8 +60,10 @@ def import_mesh(path: str) -> bpy.types.Object:
     shapes = bone_shapes()  # a rigged input's bone-shape mesh is not part of the figure
     meshes = [o for o in bpy.data.objects if o.type == "MESH" and len(o.data.polygons) > 0 and o not in shapes]
     if not meshes:
-        raise JobError(f"mesh: {os.path.basename(path)} contains no mesh with faces "
-                       "(a point cloud or an empty scene cannot be rigged)")
+        raise JobError(
+            f"mesh: {os.path.basename(path)} contains no mesh with faces "
+            "(a point cloud or an empty scene cannot be rigged)"
+        )
     for obj in meshes:
         for mod in list(obj.modifiers):  # an imported skin or other modifiers: drop them
             obj.modifiers.remove(mod)
@@ -79,6 +90,7 @@ def normalise_placement(obj: bpy.types.Object, target_height: float) -> dict:
     if dims[1] > 1.5 * dims[2] and dims[1] >= dims[0]:
         # Lying along Blender Y: authored Z-up and written without axis conversion.
         import mathutils
+
         me.transform(mathutils.Matrix.Rotation(-np.pi / 2, 4, "X"))
         changes["rotated_upright"] = True
         v = _verts(me)
@@ -179,8 +191,13 @@ def main(args: dict, work_dir: str) -> dict:
     timer.lap("humanoid_check")
     closed, bad_edges, pieces = closed_single_surface(body.data)
     height = float(_verts(body.data)[:, 2].max())
-    budget = make_ready(body, closed=closed, height=height, remesh_voxel=float(args.get("remesh_voxel") or 0.0),
-                        max_triangles=int(args.get("max_triangles", args.get("decimate_faces")) or 0))
+    budget = make_ready(
+        body,
+        closed=closed,
+        height=height,
+        remesh_voxel=float(args.get("remesh_voxel") or 0.0),
+        max_triangles=int(args.get("max_triangles", args.get("decimate_faces")) or 0),
+    )
     # Smooth shading: remeshed faces come out flat, and flat faces make the exporter split
     # every vertex per face (3x the vertices, a faceted look). Imported custom normals stay.
     body.data.shade_smooth()
@@ -198,15 +215,23 @@ def main(args: dict, work_dir: str) -> dict:
     timer.lap("vrm_setup")
     rest = _verts(body.data), _tris(body.data)
     written = pose_and_export(body, arm, out, timer, face=args.get("face"), work_dir=work_dir)
-    quality = {"landmark_confidence": landmark_confidence(skeleton.to_dict(), humanoid),
-               "stretch": triangle_stretch(rest[0], _verts(body.data), rest[1]),
-               "humanoid_kind": (humanoid or {}).get("kind", "not checked"), "budget": budget["summary"]}
+    quality = {
+        "landmark_confidence": landmark_confidence(skeleton.to_dict(), humanoid),
+        "stretch": triangle_stretch(rest[0], _verts(body.data), rest[1]),
+        "humanoid_kind": (humanoid or {}).get("kind", "not checked"),
+        "budget": budget["summary"],
+    }
     embed_quality(out, quality)
     timer.lap("quality")
     return {
         **written,
-        "input": {"vertices": verts_in, "faces": faces_in, "closed_single_surface": closed,
-                  "boundary_or_nonmanifold_edges": bad_edges, "pieces": pieces},
+        "input": {
+            "vertices": verts_in,
+            "faces": faces_in,
+            "closed_single_surface": closed,
+            "boundary_or_nonmanifold_edges": bad_edges,
+            "pieces": pieces,
+        },
         "remeshed": budget["remeshed"],
         "remesh_voxel": budget["remesh_voxel"],
         "budget": budget,

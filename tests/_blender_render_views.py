@@ -9,6 +9,7 @@ Azimuth 0 is the front (camera on glTF +Z), 90 the model's left side (camera on 
 picture-left), 180 the back. Workbench with flat lighting and the Standard view transform writes the
 texture's colours unshaded, on a transparent background: what the texture checks compare against.
 """
+
 from __future__ import annotations
 
 import math

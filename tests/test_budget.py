@@ -5,6 +5,7 @@ the budget (then a Decimate) when it is far over; the texture must survive eithe
 the shirt and the trousers are compared with the picture's own), and the rig node says what was done.
 The time against size is bench/mesh_budget.py's job; here one mid-size mesh keeps the run short.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +23,7 @@ from comfy_avatar_nodes.core.vrm.validate import validate_vrm
 pytestmark = pytest.mark.blender
 # Regions of the example picture (rows, cols) and where they land on the 1.7 m mesh (y, x in metres):
 # the figure spans rows 23-696 and cols 48-591 (centre 320), 1.7 m / 674 px.
-SHIRT = ((180, 260, 325, 375), (1.12, 1.28, 0.03, 0.12))       # right of the highlight stripe
+SHIRT = ((180, 260, 325, 375), (1.12, 1.28, 0.03, 0.12))  # right of the highlight stripe
 TROUSERS = ((560, 640, 250, 290), (0.16, 0.33, -0.16, -0.09))  # the model's right shin, below the stripe
 
 
@@ -47,7 +48,8 @@ def _picture_colour(img: np.ndarray, region) -> np.ndarray:
 def _vrm_colour(vrm: Path, region) -> np.ndarray:
     """Median texture colour of the VRM's front-facing faces in the region's box of heights and X."""
     y_lo, y_hi, x_lo, x_hi = region[1]
-    mesh = trimesh.load(open(vrm, "rb"), file_type="glb", force="mesh")
+    with open(vrm, "rb") as f:
+        mesh = trimesh.load(f, file_type="glb", force="mesh")
     tex = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB"), float)
     c = mesh.triangles_center
     sel = (mesh.face_normals[:, 2] > 0.7) & (c[:, 1] > y_lo) & (c[:, 1] < y_hi) & (c[:, 0] > x_lo) & (c[:, 0] < x_hi)

@@ -10,6 +10,7 @@
 - The node-side detection of every 3D input kind, File3D included (no server here has it yet), in
   ComfyUI's own Python.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,10 +59,22 @@ def _run(comfy, prompt: dict, tmp: Path):
 
 
 def _rig(mesh_link, prefix: str) -> dict:
-    return {"class_type": "AvatarRigVRMCPU", "inputs": {
-        "mesh": mesh_link, "name": "Core", "version": "1.0", "authors": "tests", "avatar_permission": "onlyAuthor",
-        "commercial_usage": "personalNonProfit", "modification": "prohibited", "remesh_voxel": 0.0,
-        "filename_prefix": prefix, "max_triangles": 30000, "humanoid_check": "refuse"}}
+    return {
+        "class_type": "AvatarRigVRMCPU",
+        "inputs": {
+            "mesh": mesh_link,
+            "name": "Core",
+            "version": "1.0",
+            "authors": "tests",
+            "avatar_permission": "onlyAuthor",
+            "commercial_usage": "personalNonProfit",
+            "modification": "prohibited",
+            "remesh_voxel": 0.0,
+            "filename_prefix": prefix,
+            "max_triangles": 30000,
+            "humanoid_check": "refuse",
+        },
+    }
 
 
 def _check_vrm(path: Path) -> None:
@@ -90,8 +103,10 @@ def test_core_mesh_made_inside_comfyui_becomes_a_valid_vrm(comfy, tmp_path):
 
 def test_a_mesh_path_reaches_the_rig_node(comfy, tmp_path):
     glb = write_humanoid_glb(tmp_path / "figure.glb")
-    prompt = {"1": {"class_type": "PrimitiveString", "inputs": {"value": str(glb)}},
-              "2": _rig(["1", 0], "tests/from_path")}
+    prompt = {
+        "1": {"class_type": "PrimitiveString", "inputs": {"value": str(glb)}},
+        "2": _rig(["1", 0], "tests/from_path"),
+    }
     _result, files, _history = _run(comfy, prompt, tmp_path / "out")
     vrm = next(f for f in files if f.suffix == ".vrm")
     _check_vrm(vrm)
@@ -110,10 +125,28 @@ def _median_colour(mesh: trimesh.Trimesh, normal: np.ndarray, y_lo: float, y_hi:
 def test_turnaround_workflow_through_the_driver(comfy, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "driver", "run", str(ROOT / "workflows" / "turnaround_to_vrm_cpu.json"),
-         "--input", f"front={EXAMPLES / 'turnaround_front.png'}", "--input", f"side={EXAMPLES / 'turnaround_side.png'}",
-         "--input", f"back={EXAMPLES / 'turnaround_back.png'}", "--out", str(out), "--server", comfy.url],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "driver",
+            "run",
+            str(ROOT / "workflows" / "turnaround_to_vrm_cpu.json"),
+            "--input",
+            f"front={EXAMPLES / 'turnaround_front.png'}",
+            "--input",
+            f"side={EXAMPLES / 'turnaround_side.png'}",
+            "--input",
+            f"back={EXAMPLES / 'turnaround_back.png'}",
+            "--out",
+            str(out),
+            "--server",
+            comfy.url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + comfy.log_path.read_text()[-3000:]
     files = [p for p in out.rglob("*") if p.is_file()]
     vrm = next(p for p in files if p.suffix == ".vrm")
@@ -121,7 +154,8 @@ def test_turnaround_workflow_through_the_driver(comfy, tmp_path):
     _check_vrm(vrm)
     # depth follows the side view: the VRM's torso and legs are as deep as the source model's, feet forward
     src = trimesh.sample.sample_surface(two_tone_humanoid(), 100_000, seed=0)[0]
-    body = trimesh.load(open(vrm, "rb"), file_type="glb", force="mesh")
+    with open(vrm, "rb") as f:
+        body = trimesh.load(f, file_type="glb", force="mesh")
     for y in (0.3, 0.6, 0.9, 1.1, 1.3):
         want = np.ptp(src[np.abs(src[:, 1] - y) < 0.02, 2])
         near = body.vertices[(np.abs(body.vertices[:, 1] - y) < 0.02) & (np.abs(body.vertices[:, 0]) < 0.25)]
@@ -144,9 +178,18 @@ def test_our_mesh_outputs_show_in_core_preview3d(comfy, tmp_path):
     ref = client.upload(front, subfolder="comfy-avatar").ref
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": ref}},
-        "2": {"class_type": "AvatarImageToMeshCPU", "inputs": {
-            "image": ["1", 0], "mask": ["1", 1], "height_m": 1.7, "thickness": 0.5, "resolution": 128,
-            "filename_prefix": "tests/preview", "side_facing": "auto"}},
+        "2": {
+            "class_type": "AvatarImageToMeshCPU",
+            "inputs": {
+                "image": ["1", 0],
+                "mask": ["1", 1],
+                "height_m": 1.7,
+                "thickness": 0.5,
+                "resolution": 128,
+                "filename_prefix": "tests/preview",
+                "side_facing": "auto",
+            },
+        },
         "3": {"class_type": "Preview3D", "inputs": {"model_file": ["2", 1], "image": ""}},
     }
     _result, _files, history = _run(comfy, prompt, tmp_path / "out")
@@ -173,7 +216,7 @@ sys.path[:0] = [{str(comfy_dir)!r}, {str(ROOT)!r}]
 import comfy.options
 comfy.options.enable_args_parsing()  # --cpu: 0.3.64's MESH lives in a module that asks for a device
 import folder_paths
-folder_paths.set_output_directory({str(tmp_path / 'output')!r})
+folder_paths.set_output_directory({str(tmp_path / "output")!r})
 import torch, trimesh
 from comfy_avatar_nodes.nodes._mesh_inputs import to_asset, core_3d_types
 from comfy_avatar_nodes.core.config import load_settings
@@ -206,8 +249,9 @@ except Exception as e:
 out["types"] = [t.io_type for t in core_3d_types()]
 print(json.dumps(out))
 """
-    proc = subprocess.run([str(comfyui_python() or find_python(comfy_dir)), "-c", code], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [str(comfyui_python() or find_python(comfy_dir)), "-c", code], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["core"] == ["mesh", "comfyui-core-mesh", "glTF"]

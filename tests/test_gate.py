@@ -7,6 +7,7 @@ same render from the side or at three quarters stands in for a wrong "front" pic
 the verdicts; the Blender ones check that the rig node's path refuses with the reason and the fix, and
 that warn mode rigs anyway and says so.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,13 @@ from comfy_avatar_nodes.core.rig.gate import assess_humanoid
 from comfy_avatar_nodes.core.vrm.meta import VrmMeta
 from comfy_avatar_nodes.core.vrm.validate import validate_vrm
 
-PICTURES = {"chair": chair_picture, "table": table_picture, "quadruped": quadruped_picture,
-            "building": building_picture, "vehicle": vehicle_picture}
+PICTURES = {
+    "chair": chair_picture,
+    "table": table_picture,
+    "quadruped": quadruped_picture,
+    "building": building_picture,
+    "vehicle": vehicle_picture,
+}
 
 
 def _verdict_of_picture(path: Path):
@@ -76,6 +82,7 @@ def test_a_figure_turned_sideways_is_a_side_view():
 
 
 # ---------------------------------------------------------------- real renders, real rig jobs
+
 
 @pytest.fixture(scope="module")
 def renders(blender_runtime):

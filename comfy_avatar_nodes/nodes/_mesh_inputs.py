@@ -16,6 +16,7 @@ class that an older server lacks (no hard dependency):
 The socket's type lists AVATAR_MESH, MESH, every FILE_3D* type this server defines and STRING, so
 the editor lets each of them connect.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,7 +55,8 @@ def _is_core_mesh(value: Any) -> bool:
 
 def _is_file3d(value: Any) -> bool:
     return any(hasattr(value, a) for a in ("save_to", "get_data")) or (
-        hasattr(value, "data") and hasattr(value, "format"))
+        hasattr(value, "data") and hasattr(value, "format")
+    )
 
 
 def _numpy(t: Any):
@@ -103,15 +105,20 @@ def resolve_path(text: str, input_name: str, extensions: tuple[str, ...]) -> Pat
         try:
             import folder_paths  # ComfyUI's module
 
-            candidates = [Path(folder_paths.get_annotated_filepath(raw)),
-                          Path(folder_paths.get_output_directory()) / raw]
+            candidates = [
+                Path(folder_paths.get_annotated_filepath(raw)),
+                Path(folder_paths.get_output_directory()) / raw,
+            ]
         except ImportError:
             pass
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
-        raise AvatarError(input_name, f"no file {raw!r} (looked at {', '.join(str(c) for c in candidates)})",
-                          "give an absolute path, or a name in ComfyUI's input folder such as 3d/figure.glb "
-                          "(what Load3D's mesh_path gives)")
+        raise AvatarError(
+            input_name,
+            f"no file {raw!r} (looked at {', '.join(str(c) for c in candidates)})",
+            "give an absolute path, or a name in ComfyUI's input folder such as 3d/figure.glb "
+            "(what Load3D's mesh_path gives)",
+        )
     if found.suffix.lower() not in extensions:
         raise AvatarError(input_name, f"{found.name} is not a supported 3D file", f"use one of {', '.join(extensions)}")
     return found
@@ -129,5 +136,8 @@ def to_asset(value: Any, input_name: str, settings: Settings, *, vrm: bool = Fal
         return _from_core_mesh(value, input_name, settings)
     if _is_file3d(value):
         return _from_file3d(value, input_name, settings)
-    raise AvatarError(input_name, f"got a {type(value).__name__}, which is not a 3D input this node reads",
-                      "connect an avatar mesh handle, a core MESH, a 3D file (File3D) or a .glb/.obj/.fbx path")
+    raise AvatarError(
+        input_name,
+        f"got a {type(value).__name__}, which is not a 3D input this node reads",
+        "connect an avatar mesh handle, a core MESH, a 3D file (File3D) or a .glb/.obj/.fbx path",
+    )

@@ -130,6 +130,7 @@ class AvatarRigVRMCPU(io.ComfyNode):
                     min=0,
                     max=2_000_000,
                     step=1000,
+                    optional=True,
                     tooltip="Triangle budget of the VRM (web viewers want tens of thousands); the mesh is "
                     "decimated, or remeshed when far over, before weighting, texture kept. 0 = no limit.",
                 ),
@@ -137,6 +138,7 @@ class AvatarRigVRMCPU(io.ComfyNode):
                     "humanoid_check",
                     options=["refuse", "warn", "off"],
                     default="refuse",
+                    optional=True,
                     tooltip="Check that the mesh is a standing humanoid seen from the front before rigging: "
                     "refuse stops with the reason, warn only says so, off skips the check.",
                 ),

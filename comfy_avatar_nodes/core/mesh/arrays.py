@@ -7,6 +7,7 @@ process, so a MESH is written to a GLB first. Its height is scaled to ``height_m
 a VRM needs; the units of a MESH mean nothing) and it is stood on Y=0, centred in X and Z, so it reads
 like every other mesh the rig gets. It has no UVs or texture: the VRM gets a plain material.
 """
+
 from __future__ import annotations
 
 import io
@@ -22,19 +23,26 @@ from ..errors import AvatarError
 log = logging.getLogger("comfy_avatar.mesh_arrays")
 
 
-def arrays_to_glb(vertices: Any, faces: Any, out: str | Path, *, height_m: float = 1.7,
-                  what: str = "mesh") -> dict[str, Any]:
+def arrays_to_glb(
+    vertices: Any, faces: Any, out: str | Path, *, height_m: float = 1.7, what: str = "mesh"
+) -> dict[str, Any]:
     """Write one mesh of (n, 3) vertices and (m, 3) triangle indices as a GLB; returns what was done."""
     import trimesh
 
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces)
     if v.ndim != 2 or v.shape[1] != 3 or len(v) < 3:
-        raise AvatarError(what, f"has vertices of shape {tuple(v.shape)}, expected (n, 3) with n >= 3",
-                          "connect a mesh with geometry (e.g. VoxelToMesh's or a Hunyuan3D decode's MESH)")
+        raise AvatarError(
+            what,
+            f"has vertices of shape {tuple(v.shape)}, expected (n, 3) with n >= 3",
+            "connect a mesh with geometry (e.g. VoxelToMesh's or a Hunyuan3D decode's MESH)",
+        )
     if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
-        raise AvatarError(what, f"has faces of shape {tuple(f.shape)}, expected (m, 3) triangles",
-                          "connect a triangle mesh (a point cloud cannot be rigged)")
+        raise AvatarError(
+            what,
+            f"has faces of shape {tuple(f.shape)}, expected (m, 3) triangles",
+            "connect a triangle mesh (a point cloud cannot be rigged)",
+        )
     if not np.isfinite(v).all():
         raise AvatarError(what, "has NaN or infinite vertex positions", "check the node that made the mesh")
     f = f.astype(np.int64)
@@ -51,7 +59,18 @@ def arrays_to_glb(vertices: Any, faces: Any, out: str | Path, *, height_m: float
     mesh.export(buf, file_type="glb")
     with atomic_path(out) as tmp:
         tmp.write_bytes(buf.getvalue())
-    log.info("wrote %s: %d vertices, %d faces, scaled x%.4g to %.2f m", out, len(mesh.vertices), len(mesh.faces),
-             scale, height_m)
-    return {"vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)), "scaled_from_height": round(height, 6),
-            "scale": round(scale, 6), "height_m": float(height_m)}
+    log.info(
+        "wrote %s: %d vertices, %d faces, scaled x%.4g to %.2f m",
+        out,
+        len(mesh.vertices),
+        len(mesh.faces),
+        scale,
+        height_m,
+    )
+    return {
+        "vertices": int(len(mesh.vertices)),
+        "faces": int(len(mesh.faces)),
+        "scaled_from_height": round(height, 6),
+        "scale": round(scale, 6),
+        "height_m": float(height_m),
+    }

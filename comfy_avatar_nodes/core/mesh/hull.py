@@ -33,6 +33,7 @@ written atomically. Coordinates used below: the front camera looks from +Z, its 
 (the model's left); a side picture in which the figure faces left was taken from +X (the model's left
 side), one in which it faces right from -X.
 """
+
 from __future__ import annotations
 
 import io
@@ -52,18 +53,20 @@ log = logging.getLogger("comfy_avatar.hull")
 
 VIEW_NAMES = ("front", "side", "back", "other_side")
 SIDE_FACING = ("auto", "left", "right")
-MIN_MIRROR_IOU = 0.72      # a back / other-side outline must overlap the mirrored front / side this much
-FALLBACK_WEIGHT = 0.3      # weight of a picture projected through the body (no view of that direction)
-MAX_RESOLUTION = 384       # voxels over the height the node's resolution is clamped to
-TILE_UPSAMPLE = 2          # texture tile pixels per voxel
-PAD_VOXELS = 3             # empty voxels around the figure, so marching cubes closes every surface
-FEET_BAND = 0.04           # bottom share of the height read as feet when finding where a side view faces
-SHIN_BAND = (0.10, 0.28)   # share of the height read as shins (the feet point forward of them)
+MIN_MIRROR_IOU = 0.72  # a back / other-side outline must overlap the mirrored front / side this much
+FALLBACK_WEIGHT = 0.3  # weight of a picture projected through the body (no view of that direction)
+MAX_RESOLUTION = 384  # voxels over the height the node's resolution is clamped to
+TILE_UPSAMPLE = 2  # texture tile pixels per voxel
+PAD_VOXELS = 3  # empty voxels around the figure, so marching cubes closes every surface
+FEET_BAND = 0.04  # bottom share of the height read as feet when finding where a side view faces
+SHIN_BAND = (0.10, 0.28)  # share of the height read as shins (the feet point forward of them)
 
 # Directions as (name, unit vector towards the camera). The picture's right is cross(-d, +Y).
 DIRECTIONS: dict[str, np.ndarray] = {
-    "front": np.array([0.0, 0.0, 1.0]), "back": np.array([0.0, 0.0, -1.0]),
-    "left": np.array([1.0, 0.0, 0.0]), "right": np.array([-1.0, 0.0, 0.0]),
+    "front": np.array([0.0, 0.0, 1.0]),
+    "back": np.array([0.0, 0.0, -1.0]),
+    "left": np.array([1.0, 0.0, 0.0]),
+    "right": np.array([-1.0, 0.0, 0.0]),
 }
 OPPOSITE = {"front": "back", "back": "front", "left": "right", "right": "left"}
 UP = np.array([0.0, 1.0, 0.0])
@@ -73,15 +76,15 @@ UP = np.array([0.0, 1.0, 0.0])
 class AlignedView:
     """One picture and how its pixels map to world coordinates (orthographic camera on ``direction``)."""
 
-    name: str                 # the node input: front / side / back / other_side
-    direction: str            # front / back / left / right: where its camera is
-    rgba: np.ndarray          # analysis-size picture
-    mask: np.ndarray          # figure mask (bool, same size)
-    foreground: str           # "alpha" or "background_key"
-    scale: float              # metres per pixel
-    feet_row: float           # pixel row of the feet line (bottom edge of the lowest figure row)
-    centre_col: float         # pixel column of the figure's centre
-    texture: np.ndarray = field(repr=False, default=None)  # RGB, colours bled outwards from the figure
+    name: str  # the node input: front / side / back / other_side
+    direction: str  # front / back / left / right: where its camera is
+    rgba: np.ndarray  # analysis-size picture
+    mask: np.ndarray  # figure mask (bool, same size)
+    foreground: str  # "alpha" or "background_key"
+    scale: float  # metres per pixel
+    feet_row: float  # pixel row of the feet line (bottom edge of the lowest figure row)
+    centre_col: float  # pixel column of the figure's centre
+    texture: np.ndarray | None = field(repr=False, default=None)  # RGB, colours bled outwards from the figure
 
     @property
     def d(self) -> np.ndarray:
@@ -98,10 +101,14 @@ class AlignedView:
         return rows, cols
 
     def summary(self) -> dict[str, Any]:
-        return {"view": self.name, "direction": self.direction, "foreground": self.foreground,
-                "picture_size": [int(self.rgba.shape[1]), int(self.rgba.shape[0])],
-                "figure_px": [int(self.mask.any(0).sum()), int(self.mask.any(1).sum())],
-                "metres_per_px": round(self.scale, 6)}
+        return {
+            "view": self.name,
+            "direction": self.direction,
+            "foreground": self.foreground,
+            "picture_size": [int(self.rgba.shape[1]), int(self.rgba.shape[0])],
+            "figure_px": [int(self.mask.any(0).sum()), int(self.mask.any(1).sum())],
+            "metres_per_px": round(self.scale, 6),
+        }
 
 
 @dataclass
@@ -120,11 +127,11 @@ class HullInfo:
     depth_m: float
     width_m: float
     voxel_m: float
-    grid: list[int]                  # voxels along [x, y, z]
+    grid: list[int]  # voxels along [x, y, z]
     texture_size: list[int]
     texture_sources: dict[str, str]  # direction -> "front view", "front view mirrored (no back view)", ...
-    side_facing: str                 # where the figure in the side view faces: left / right (and how found)
-    mirror_iou: dict[str, float]     # back / other_side outline overlap with the view it mirrors
+    side_facing: str  # where the figure in the side view faces: left / right (and how found)
+    mirror_iou: dict[str, float]  # back / other_side outline overlap with the view it mirrors
     alignment: list[dict[str, Any]]
     warnings: list[str]
     duration_s: float
@@ -134,6 +141,7 @@ class HullInfo:
 
 
 # ----------------------------------------------------------------------------- alignment
+
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
@@ -151,7 +159,7 @@ def side_facing(mask: np.ndarray) -> tuple[str, float]:
     cols = np.arange(mask.shape[1], dtype=float)
 
     def centre(lo: float, hi: float) -> float | None:
-        band = mask[int(r1 - hi * h):int(np.ceil(r1 - lo * h))]
+        band = mask[int(r1 - hi * h) : int(np.ceil(r1 - lo * h))]
         w = band.sum(0).astype(float)
         return float((w * cols).sum() / w.sum()) if w.sum() else None
 
@@ -166,8 +174,16 @@ def _align(name: str, direction: str, rgba: np.ndarray, height_m: float) -> Alig
     small = _downscale(_as_rgba(rgba, name), ANALYSIS_MAX_SIDE)
     mask, source = foreground_mask(small, name)
     r0, r1, c0, c1 = _bbox(mask)
-    view = AlignedView(name=name, direction=direction, rgba=small, mask=mask, foreground=source,
-                       scale=height_m / (r1 - r0), feet_row=float(r1), centre_col=0.5 * (c0 + c1))
+    view = AlignedView(
+        name=name,
+        direction=direction,
+        rgba=small,
+        mask=mask,
+        foreground=source,
+        scale=height_m / (r1 - r0),
+        feet_row=float(r1),
+        centre_col=0.5 * (c0 + c1),
+    )
     view.texture = np.asarray(_texture(small, mask))
     return view
 
@@ -184,9 +200,10 @@ def _sample_mask(view: AlignedView, rows: np.ndarray, cols: np.ndarray, blur_px:
 
 # ----------------------------------------------------------------------------- carving
 
+
 @dataclass
 class _Grid:
-    origin: np.ndarray   # world position of voxel (0, 0, 0)'s centre
+    origin: np.ndarray  # world position of voxel (0, 0, 0)'s centre
     voxel: float
     shape: tuple[int, int, int]  # (nx, ny, nz)
 
@@ -246,10 +263,11 @@ def _surface(field_: np.ndarray, grid: _Grid, smooth: float):
     import trimesh
     from skimage.measure import marching_cubes
 
-    verts, faces, _normals, _values = marching_cubes(field_, level=0.5, spacing=(grid.voxel,) * 3,
-                                                     allow_degenerate=False)
+    verts, faces, _normals, _values = marching_cubes(
+        field_, level=0.5, spacing=(grid.voxel,) * 3, allow_degenerate=False
+    )
     verts = verts + grid.origin
-    mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=True)
+    mesh: Any = trimesh.Trimesh(vertices=verts, faces=faces, process=True)
     parts = mesh.split(only_watertight=False)
     if len(parts) > 1:
         biggest = max(len(p.faces) for p in parts)
@@ -264,6 +282,7 @@ def _surface(field_: np.ndarray, grid: _Grid, smooth: float):
 
 
 # ----------------------------------------------------------------------------- texture
+
 
 def _depth_maps(field_: np.ndarray, grid: _Grid) -> dict[str, dict[str, np.ndarray]]:
     """Per direction: for every ray of the grid plane facing it, the first surface voxel's depth along the
@@ -291,8 +310,9 @@ def _visible(points: np.ndarray, direction: str, maps: dict, grid: _Grid, tol: f
     m = maps[direction]
     axis = m["axis"]
     others = [i for i in range(3) if i != axis]
-    idx = [np.clip(np.rint((points[:, i] - grid.origin[i]) / grid.voxel).astype(int), 0, grid.shape[i] - 1)
-           for i in others]
+    idx = [
+        np.clip(np.rint((points[:, i] - grid.origin[i]) / grid.voxel).astype(int), 0, grid.shape[i] - 1) for i in others
+    ]
     front_depth = m["depth"][idx[0], idx[1]]
     return points @ d >= front_depth - tol
 
@@ -301,6 +321,7 @@ def _sample_rgb(view: AlignedView, points: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     rows, cols = view.project(points)
+    assert view.texture is not None  # set by _align
     tex = view.texture.astype(np.float32)
     coords = [np.clip(rows - 0.5, 0, tex.shape[0] - 1), np.clip(cols - 0.5, 0, tex.shape[1] - 1)]
     return np.stack([ndimage.map_coordinates(tex[..., c], coords, order=1, mode="nearest") for c in range(3)], -1)
@@ -327,9 +348,9 @@ def _blend(points: np.ndarray, normals: np.ndarray, sources: dict, maps: dict, g
     for name, (view, own) in sources.items():
         facing = np.clip(normals @ DIRECTIONS[name], 0.0, None)
         if own:
-            w = facing ** 2 * _visible(points, name, maps, grid, tol) + 1e-4
+            w = facing**2 * _visible(points, name, maps, grid, tol) + 1e-4
         else:
-            w = FALLBACK_WEIGHT * facing ** 2 + 1e-6
+            w = FALLBACK_WEIGHT * facing**2 + 1e-6
         total += w[:, None] * _sample_rgb(view, points)
         wsum += w
     return total / wsum[:, None]
@@ -353,20 +374,21 @@ def _field_normals(g: list[np.ndarray], grid: _Grid, points: np.ndarray) -> np.n
 @dataclass
 class _Tile:
     direction: str
-    h0: float          # world coordinate (along the tile's right vector) of the tile's left edge
-    y1: float          # world Y of the tile's top edge
-    px: float          # metres per tile pixel
+    h0: float  # world coordinate (along the tile's right vector) of the tile's left edge
+    y1: float  # world Y of the tile's top edge
+    px: float  # metres per tile pixel
     width: int
     height: int
-    offset: int = 0    # column of the tile in the atlas
+    offset: int = 0  # column of the tile in the atlas
 
     def uv_px(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         right = np.cross(-DIRECTIONS[self.direction], UP)
         return self.offset + (p @ right - self.h0) / self.px, (self.y1 - p[:, 1]) / self.px
 
 
-def _tile(direction: str, gradient: list[np.ndarray], grid: _Grid, maps: dict,
-          sources: dict) -> tuple[_Tile, np.ndarray]:
+def _tile(
+    direction: str, gradient: list[np.ndarray], grid: _Grid, maps: dict, sources: dict
+) -> tuple[_Tile, np.ndarray]:
     """The direction's tile: blended colours of the surface seen from it (RGB uint8, outside bled)."""
     from scipy import ndimage
 
@@ -376,14 +398,14 @@ def _tile(direction: str, gradient: list[np.ndarray], grid: _Grid, maps: dict,
     right = np.cross(-d, UP)
     h_axis = int(np.flatnonzero(right)[0])
     flip = right[h_axis] < 0
-    depth = m["depth"]                      # indexed [other axes in increasing order]
+    depth = m["depth"]  # indexed [other axes in increasing order]
     hit = m["hit"]
     # reorder to (y, h) with h increasing to the picture's right, y from the top
     if h_axis < 1:
-        depth_hy, hit_hy = depth, hit       # (h=x, y) when axis is z
+        depth_hy, hit_hy = depth, hit  # (h=x, y) when axis is z
     else:
-        depth_hy, hit_hy = depth.T, hit.T   # axis x: (y, z) -> (z, y)
-    img_depth = depth_hy.T[::-1]            # (y from top, h)
+        depth_hy, hit_hy = depth.T, hit.T  # axis x: (y, z) -> (z, y)
+    img_depth = depth_hy.T[::-1]  # (y from top, h)
     img_hit = hit_hy.T[::-1]
     if flip:
         img_depth, img_hit = img_depth[:, ::-1], img_hit[:, ::-1]
@@ -437,16 +459,25 @@ def _texture_mesh(mesh, field_: np.ndarray, grid: _Grid, views: dict[str, Aligne
     height = max(t.height for t in tiles)
     atlas = np.zeros((height, offset, 3), np.uint8)
     for t, img in zip(tiles, images):  # every tile is as tall as the grid; 2 px gutters between them
-        atlas[:img.shape[0], t.offset:t.offset + t.width] = img
+        atlas[: img.shape[0], t.offset : t.offset + t.width] = img
     # face -> tile: best facing among the directions that see its centre
     fn = mesh.face_normals
     centres = mesh.triangles_center
     tol = 2.5 * grid.voxel
-    scores = np.stack([np.where(_visible(centres - 0.5 * grid.voxel * DIRECTIONS[n], n, maps, grid, tol),
-                                fn @ DIRECTIONS[n], fn @ DIRECTIONS[n] - 2.0) for n in DIRECTIONS], 1)
+    scores = np.stack(
+        [
+            np.where(
+                _visible(centres - 0.5 * grid.voxel * DIRECTIONS[n], n, maps, grid, tol),
+                fn @ DIRECTIONS[n],
+                fn @ DIRECTIONS[n] - 2.0,
+            )
+            for n in DIRECTIONS
+        ],
+        1,
+    )
     choice = scores.argmax(1)
     faces = mesh.faces
-    key = faces * len(tiles) + choice[:, None]          # (vertex, tile) pairs
+    key = faces * len(tiles) + choice[:, None]  # (vertex, tile) pairs
     uniq, inv = np.unique(key.ravel(), return_inverse=True)
     vid, tid = np.divmod(uniq, len(tiles))
     verts = mesh.vertices[vid]
@@ -456,30 +487,40 @@ def _texture_mesh(mesh, field_: np.ndarray, grid: _Grid, views: dict[str, Aligne
         u, v = t.uv_px(verts[sel])
         uv[sel, 0] = u / offset
         uv[sel, 1] = 1.0 - v / height
-    material = PBRMaterial(name="turnaround", baseColorTexture=Image.fromarray(atlas, "RGB"),
-                           metallicFactor=0.0, roughnessFactor=0.9)
-    textured = trimesh.Trimesh(vertices=verts, faces=inv.reshape(-1, 3), process=False,
-                               visual=TextureVisuals(uv=uv, material=material))
+    material = PBRMaterial(
+        name="turnaround", baseColorTexture=Image.fromarray(atlas, "RGB"), metallicFactor=0.0, roughnessFactor=0.9
+    )
+    textured = trimesh.Trimesh(
+        vertices=verts, faces=inv.reshape(-1, 3), process=False, visual=TextureVisuals(uv=uv, material=material)
+    )
     return textured, atlas
 
 
 # ----------------------------------------------------------------------------- entry points
 
+
 def _check(height_m: float, resolution: int, smooth: float, facing: str) -> None:
     if not (np.isfinite(height_m) and 0.01 <= height_m <= 100):
         raise AvatarError("height_m", f"{height_m} is out of range", "give the figure height in metres, e.g. 1.7")
     if not 48 <= int(resolution) <= 512:
-        raise AvatarError("resolution", f"{resolution} voxels over the height is out of range for the visual hull",
-                          "use 64..512 (256 is the default; the voxel grid grows with its cube)")
+        raise AvatarError(
+            "resolution",
+            f"{resolution} voxels over the height is out of range for the visual hull",
+            "use 64..512 (256 is the default; the voxel grid grows with its cube)",
+        )
     if not (np.isfinite(smooth) and 0 <= smooth <= 10):
         raise AvatarError("smooth", f"{smooth} is out of range", "use 0 (raw voxels) .. 3; 1 is the default")
     if facing not in SIDE_FACING:
-        raise AvatarError("side_facing", f"{facing!r} is not one of {', '.join(SIDE_FACING)}",
-                          "say where the figure in the side picture faces, or auto")
+        raise AvatarError(
+            "side_facing",
+            f"{facing!r} is not one of {', '.join(SIDE_FACING)}",
+            "say where the figure in the side picture faces, or auto",
+        )
 
 
-def align_views(views: dict[str, np.ndarray], *, height_m: float = 1.7,
-                facing: str = "auto") -> tuple[dict[str, AlignedView], str, list[str]]:
+def align_views(
+    views: dict[str, np.ndarray], *, height_m: float = 1.7, facing: str = "auto"
+) -> tuple[dict[str, AlignedView], str, list[str]]:
     """The pictures, each aligned (scale, feet line, centre) with its camera direction; how the side view's
     facing was found; warnings. ``views`` maps front / side / back / other_side to RGBA arrays."""
     unknown = sorted(set(views) - set(VIEW_NAMES))
@@ -489,8 +530,11 @@ def align_views(views: dict[str, np.ndarray], *, height_m: float = 1.7,
         raise AvatarError("image", "no front view given", "connect the front view of the turnaround to 'image'")
     if "side" not in views:
         missing = "a back view" if "back" in views else "an other-side view"
-        raise AvatarError("side", f"is missing: {missing} alone adds no depth (its outline mirrors the front's)",
-                          "connect the side view of the turnaround; the visual hull's depth comes from it")
+        raise AvatarError(
+            "side",
+            f"is missing: {missing} alone adds no depth (its outline mirrors the front's)",
+            "connect the side view of the turnaround; the visual hull's depth comes from it",
+        )
     warnings: list[str] = []
     front = _align("front", "front", views["front"], height_m)
     side = _align("side", "left", views["side"], height_m)
@@ -499,8 +543,10 @@ def align_views(views: dict[str, np.ndarray], *, height_m: float = 1.7,
         facing, reach = side_facing(side.mask)
         how = f"{facing} (auto: the feet reach {reach:.1%} of the height forward)"
         if reach < 0.01:
-            warnings.append("the side view's facing could not be read off the feet (they do not point clearly "
-                            "forward); assumed it faces left. Set side_facing if the avatar's depth looks reversed")
+            warnings.append(
+                "the side view's facing could not be read off the feet (they do not point clearly "
+                "forward); assumed it faces left. Set side_facing if the avatar's depth looks reversed"
+            )
             how = f"{facing} (auto, unclear: assumed)"
     side.direction = side_dir = "left" if facing == "left" else "right"
     out = {"front": front, "side": side}
@@ -511,57 +557,91 @@ def align_views(views: dict[str, np.ndarray], *, height_m: float = 1.7,
     fw = np.ptp(np.nonzero(front.mask.any(0))[0]) * front.scale
     sw = np.ptp(np.nonzero(out["side"].mask.any(0))[0]) * out["side"].scale
     if sw > 1.3 * fw:
-        warnings.append(f"the side view's figure is {sw:.2f} m deep but the front's only {fw:.2f} m wide: are front "
-                        "and side swapped?")
+        warnings.append(
+            f"the side view's figure is {sw:.2f} m deep but the front's only {fw:.2f} m wide: are front "
+            "and side swapped?"
+        )
     return out, how, warnings
 
 
-def hull_mesh(views: dict[str, np.ndarray], *, height_m: float = 1.7, resolution: int = 192, smooth: float = 1.0,
-              facing: str = "auto"):
+def hull_mesh(
+    views: dict[str, np.ndarray],
+    *,
+    height_m: float = 1.7,
+    resolution: int = 192,
+    smooth: float = 1.0,
+    facing: str = "auto",
+):
     """Carve and texture in memory: (trimesh.Trimesh with texture, untextured closed trimesh, details dict)."""
     _check(height_m, resolution, smooth, facing)
     aligned, how, warnings = align_views(views, height_m=float(height_m), facing=facing)
     grid = _grid(aligned["front"], aligned["side"], float(height_m), int(resolution))
     covs = {v.direction: _coverage(v, grid) for v in aligned.values()}
     ious: dict[str, float] = {}
-    for name, (a, b) in {"back": ("back", "front"), "other_side": (OPPOSITE[aligned["side"].direction],
-                                                                  aligned["side"].direction)}.items():
+    for name, (a, b) in {
+        "back": ("back", "front"),
+        "other_side": (OPPOSITE[aligned["side"].direction], aligned["side"].direction),
+    }.items():
         if name in aligned:
             ious[name] = round(_iou(covs[a], covs[b]), 4)
             if ious[name] < MIN_MIRROR_IOU:
                 mirrored = "front" if name == "back" else "side"
-                raise AvatarError(name, f"its outline matches the {mirrored} view's mirror image only {ious[name]:.0%} "
-                                  f"(at least {MIN_MIRROR_IOU:.0%} needed): a different pose, figure or camera angle "
-                                  "would carve a wrong shape",
-                                  f"use a {name.replace('_', ' ')} view of the same figure in the same pose, drawn "
-                                  f"straight on, or leave '{name}' unconnected")
+                raise AvatarError(
+                    name,
+                    f"its outline matches the {mirrored} view's mirror image only {ious[name]:.0%} "
+                    f"(at least {MIN_MIRROR_IOU:.0%} needed): a different pose, figure or camera angle "
+                    "would carve a wrong shape",
+                    f"use a {name.replace('_', ' ')} view of the same figure in the same pose, drawn "
+                    f"straight on, or leave '{name}' unconnected",
+                )
     field_ = _carve(covs, float(smooth))
     closed = _surface(field_, grid, float(smooth))
     textured, atlas = _texture_mesh(closed, field_, grid, aligned)
-    sources = {d: (f"{v.name} view" if own else f"{v.name} view projected through the body (no {d} view)")
-               for d, (v, own) in _sources(aligned).items()}
-    details = {"aligned": aligned, "facing": how, "warnings": warnings, "iou": ious, "grid": grid,
-               "sources": sources, "atlas": atlas}
+    sources = {
+        d: (f"{v.name} view" if own else f"{v.name} view projected through the body (no {d} view)")
+        for d, (v, own) in _sources(aligned).items()
+    }
+    details = {
+        "aligned": aligned,
+        "facing": how,
+        "warnings": warnings,
+        "iou": ious,
+        "grid": grid,
+        "sources": sources,
+        "atlas": atlas,
+    }
     return textured, closed, details
 
 
-def views_to_mesh(views: dict[str, np.ndarray], out_path: str | Path, *, height_m: float = 1.7,
-                  resolution: int = 192, smooth: float = 1.0, facing: str = "auto") -> HullInfo:
+def views_to_mesh(
+    views: dict[str, np.ndarray],
+    out_path: str | Path,
+    *,
+    height_m: float = 1.7,
+    resolution: int = 192,
+    smooth: float = 1.0,
+    facing: str = "auto",
+) -> HullInfo:
     """Carve the visual hull of a turnaround (front + side, optional back and other side) into a closed,
     textured GLB at ``out_path``. Nothing is written when anything fails."""
     t0 = time.perf_counter()
     clamped = []
     if int(resolution) > MAX_RESOLUTION:
-        clamped.append(f"resolution {resolution} is more than the visual hull uses: carved at {MAX_RESOLUTION} voxels "
-                       "over the height (the voxel grid grows with the cube of it)")
+        clamped.append(
+            f"resolution {resolution} is more than the visual hull uses: carved at {MAX_RESOLUTION} voxels "
+            "over the height (the voxel grid grows with the cube of it)"
+        )
         resolution = MAX_RESOLUTION
     textured, closed, det = hull_mesh(views, height_m=height_m, resolution=resolution, smooth=smooth, facing=facing)
     watertight, winding = bool(closed.is_watertight), bool(closed.is_winding_consistent)
     volume = float(closed.volume)
     if not (winding and volume > 0):
-        raise AvatarError("views", f"internal error: the carved surface is not closed (watertight={watertight}, "
-                          f"winding consistent={winding}, volume={volume:.4g})",
-                          "try another resolution or smooth value and report the pictures")
+        raise AvatarError(
+            "views",
+            f"internal error: the carved surface is not closed (watertight={watertight}, "
+            f"winding consistent={winding}, volume={volume:.4g})",
+            "try another resolution or smooth value and report the pictures",
+        )
     buf = io.BytesIO()
     textured.export(buf, file_type="glb")  # no normals: split seam vertices must merge on import
     with atomic_path(out_path) as tmp:
@@ -569,15 +649,35 @@ def views_to_mesh(views: dict[str, np.ndarray], out_path: str | Path, *, height_
     lo, hi = closed.bounds
     grid: _Grid = det["grid"]
     info = HullInfo(
-        method="visual-hull", views=[v for v in VIEW_NAMES if v in views], vertices=len(textured.vertices),
-        faces=len(textured.faces), watertight=watertight, winding_consistent=winding, volume_m3=round(volume, 6),
-        bounds=np.round(closed.bounds, 6).tolist(), height_m=float(height_m), depth_m=round(float(hi[2] - lo[2]), 4),
-        width_m=round(float(hi[0] - lo[0]), 4), voxel_m=round(grid.voxel, 6), grid=list(grid.shape),
-        texture_size=[int(det["atlas"].shape[1]), int(det["atlas"].shape[0])], texture_sources=det["sources"],
-        side_facing=det["facing"], mirror_iou=det["iou"], alignment=[v.summary() for v in det["aligned"].values()],
-        warnings=clamped + det["warnings"], duration_s=round(time.perf_counter() - t0, 4))
+        method="visual-hull",
+        views=[v for v in VIEW_NAMES if v in views],
+        vertices=len(textured.vertices),
+        faces=len(textured.faces),
+        watertight=watertight,
+        winding_consistent=winding,
+        volume_m3=round(volume, 6),
+        bounds=np.round(closed.bounds, 6).tolist(),
+        height_m=float(height_m),
+        depth_m=round(float(hi[2] - lo[2]), 4),
+        width_m=round(float(hi[0] - lo[0]), 4),
+        voxel_m=round(grid.voxel, 6),
+        grid=list(grid.shape),
+        texture_size=[int(det["atlas"].shape[1]), int(det["atlas"].shape[0])],
+        texture_sources=det["sources"],
+        side_facing=det["facing"],
+        mirror_iou=det["iou"],
+        alignment=[v.summary() for v in det["aligned"].values()],
+        warnings=clamped + det["warnings"],
+        duration_s=round(time.perf_counter() - t0, 4),
+    )
     for w in info.warnings:
         log.warning("turnaround: %s", w)
-    log.info("visual hull %s: %d faces from %s, grid %s, %.2f s", out_path, info.faces, "+".join(info.views),
-             info.grid, info.duration_s)
+    log.info(
+        "visual hull %s: %d faces from %s, grid %s, %.2f s",
+        out_path,
+        info.faces,
+        "+".join(info.views),
+        info.grid,
+        info.duration_s,
+    )
     return info

@@ -18,6 +18,7 @@ Not a learned 3D reconstruction: the outline of the figure decides everything. S
 Output: Y up, metres, feet (lowest foreground row) at Y=0, the figure height = height_m,
 bounding box centred on X=0 and Z=0, facing +Z; a GLB written atomically.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,15 +35,17 @@ from ..errors import AvatarError
 
 log = logging.getLogger("comfy_avatar.silhouette")
 
-ANALYSIS_MAX_SIDE = 1024   # the mask and the texture are computed at most at this size (long side)
+ANALYSIS_MAX_SIDE = 1024  # the mask and the texture are computed at most at this size (long side)
 ALPHA_MIN_TRANSPARENT = 0.01  # alpha counts as "real" when >= 1% of the pixels are transparent
 HOLE_FILL_FRACTION = 0.01  # enclosed holes smaller than this share of the figure are filled
-KEEP_GAP_FRACTION = 0.01   # separate pieces this close to the figure (share of the long side) are kept
-MIN_FIGURE_PX = 24         # the figure must be at least this many pixels tall/wide (analysis size)
-ROUND_RADIUS = 0.1         # R in the depth profile, as a share of height_m
-RIM_CELLS = 0.25           # half height of the side wall, in grid cells
-FOREGROUND_FIX = ("use a picture with a transparent background around the figure, or the figure "
-                  "on a plain background colour that differs clearly from the figure")
+KEEP_GAP_FRACTION = 0.01  # separate pieces this close to the figure (share of the long side) are kept
+MIN_FIGURE_PX = 24  # the figure must be at least this many pixels tall/wide (analysis size)
+ROUND_RADIUS = 0.1  # R in the depth profile, as a share of height_m
+RIM_CELLS = 0.25  # half height of the side wall, in grid cells
+FOREGROUND_FIX = (
+    "use a picture with a transparent background around the figure, or the figure "
+    "on a plain background colour that differs clearly from the figure"
+)
 
 
 @dataclass
@@ -54,11 +57,11 @@ class MeshInfo:
     watertight: bool
     winding_consistent: bool
     volume_m3: float
-    bounds: list[list[float]]       # [[min x, y, z], [max x, y, z]] in metres
+    bounds: list[list[float]]  # [[min x, y, z], [max x, y, z]] in metres
     height_m: float
-    foreground: str                  # "alpha" or "background_key"
-    grid: list[int]                  # [rows, cols] of the mesh grid
-    texture_size: list[int]          # [width, height] of the embedded texture
+    foreground: str  # "alpha" or "background_key"
+    grid: list[int]  # [rows, cols] of the mesh grid
+    texture_size: list[int]  # [width, height] of the embedded texture
     duration_s: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,13 +70,17 @@ class MeshInfo:
 
 # ----------------------------------------------------------------------------- foreground
 
+
 def _as_rgba(rgba: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(rgba)
     if a.ndim == 3 and a.shape[2] == 3:
         a = np.concatenate([a, np.full(a.shape[:2] + (1,), 255, a.dtype)], axis=2)
     if a.ndim != 3 or a.shape[2] != 4 or a.dtype != np.uint8:
-        raise AvatarError(what, f"expected an (H, W, 4) uint8 RGBA array, got {a.dtype} {a.shape}",
-                          "load pictures with core.images.load_image or from_comfy")
+        raise AvatarError(
+            what,
+            f"expected an (H, W, 4) uint8 RGBA array, got {a.dtype} {a.shape}",
+            "load pictures with core.images.load_image or from_comfy",
+        )
     if min(a.shape[:2]) < 8:
         raise AvatarError(what, f"is only {a.shape[1]}x{a.shape[0]} pixels", "use a larger picture")
     return a
@@ -106,18 +113,23 @@ def _background_key(rgba: np.ndarray, what: str) -> np.ndarray:
     h, w = rgba.shape[:2]
     lab = _srgb_to_lab(rgba[..., :3])
     b = max(2, round(0.02 * min(h, w)))
-    border = np.concatenate([lab[:b].reshape(-1, 3), lab[-b:].reshape(-1, 3),
-                             lab[:, :b].reshape(-1, 3), lab[:, -b:].reshape(-1, 3)])
+    border = np.concatenate(
+        [lab[:b].reshape(-1, 3), lab[-b:].reshape(-1, 3), lab[:, :b].reshape(-1, 3), lab[:, -b:].reshape(-1, 3)]
+    )
     bg = np.median(border, axis=0)
     d_border = np.linalg.norm(border - bg, axis=1)
     close = d_border < 12.0
     if close.mean() < 0.6:
-        raise AvatarError(what, "has no transparency and its border is not one plain colour, so the figure "
-                          f"cannot be told apart from the background (only {close.mean():.0%} of the border "
-                          "matches its median colour)", FOREGROUND_FIX)
+        raise AvatarError(
+            what,
+            "has no transparency and its border is not one plain colour, so the figure "
+            f"cannot be told apart from the background (only {close.mean():.0%} of the border "
+            "matches its median colour)",
+            FOREGROUND_FIX,
+        )
     threshold = float(np.clip(3.0 * np.percentile(d_border[close], 90), 10.0, 30.0))
     fg = np.linalg.norm(lab - bg, axis=-1) > threshold
-    fg = ndimage.binary_opening(fg, structure=np.ones((3, 3), bool))   # JPEG speckles, noise
+    fg = ndimage.binary_opening(fg, structure=np.ones((3, 3), bool))  # JPEG speckles, noise
     log.debug("background key: Lab %s, threshold dE %.1f", np.round(bg, 1).tolist(), threshold)
     return fg
 
@@ -168,21 +180,31 @@ def foreground_mask(rgba: np.ndarray, what: str = "image") -> tuple[np.ndarray, 
         source = "background_key"
         fg = _background_key(rgba, what)
         if not fg.any():
-            raise AvatarError(what, "has no foreground: every pixel matches the background colour "
-                              "(a blank or uniform picture?)", FOREGROUND_FIX)
+            raise AvatarError(
+                what,
+                "has no foreground: every pixel matches the background colour (a blank or uniform picture?)",
+                FOREGROUND_FIX,
+            )
     fg = _keep_figure(fg)
     ys, xs = np.nonzero(fg)
     fh, fw = int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
     if max(fh, fw) < MIN_FIGURE_PX:
-        raise AvatarError(what, f"the figure found is only {fw}x{fh} pixels",
-                          "use a larger picture or crop it closer around the figure")
+        raise AvatarError(
+            what,
+            f"the figure found is only {fw}x{fh} pixels",
+            "use a larger picture or crop it closer around the figure",
+        )
     if fg.mean() > 0.97:
-        raise AvatarError(what, f"the foreground ({source}) covers the whole picture, so there is no outline "
-                          "to inflate", FOREGROUND_FIX)
+        raise AvatarError(
+            what,
+            f"the foreground ({source}) covers the whole picture, so there is no outline to inflate",
+            FOREGROUND_FIX,
+        )
     return fg, source
 
 
 # ----------------------------------------------------------------------------- mesh
+
 
 def _grid_mask(fg: np.ndarray, resolution: int) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:
     """Crop to the figure, resample to ``resolution`` cells on the long side, pad by one cell.
@@ -248,8 +270,16 @@ def _front_faces(g: np.ndarray) -> np.ndarray:
     bi, bj = np.nonzero(coarse)
     r, c_ = 2 * bi, 2 * bj
     # cycle counter-clockwise in x/y: BL, bottom mid, BR, right mid, TR, top mid, TL, left mid
-    ring = [k(r + 2, c_), k(r + 2, c_ + 1), k(r + 2, c_ + 2), k(r + 1, c_ + 2),
-            k(r, c_ + 2), k(r, c_ + 1), k(r, c_), k(r + 1, c_)]
+    ring = [
+        k(r + 2, c_),
+        k(r + 2, c_ + 1),
+        k(r + 2, c_ + 2),
+        k(r + 1, c_ + 2),
+        k(r, c_ + 2),
+        k(r, c_ + 1),
+        k(r, c_),
+        k(r + 1, c_),
+    ]
     mid = [~cpad[bi + 2, bj + 1], ~cpad[bi + 1, bj + 2], ~cpad[bi, bj + 1], ~cpad[bi + 1, bj]]  # B, R, T, L
     centre = k(r + 1, c_ + 1)
     plain = ~(mid[0] | mid[1] | mid[2] | mid[3])
@@ -260,14 +290,17 @@ def _front_faces(g: np.ndarray) -> np.ndarray:
         p0, m, p1 = ring[2 * side], ring[2 * side + 1], ring[(2 * side + 2) % 8]
         split = fan & mid[side]
         whole = fan & ~mid[side]
-        tris += [np.stack([centre[split], p0[split], m[split]], 1),
-                 np.stack([centre[split], m[split], p1[split]], 1),
-                 np.stack([centre[whole], p0[whole], p1[whole]], 1)]
+        tris += [
+            np.stack([centre[split], p0[split], m[split]], 1),
+            np.stack([centre[split], m[split], p1[split]], 1),
+            np.stack([centre[whole], p0[whole], p1[whole]], 1),
+        ]
     return np.concatenate(tris)
 
 
-def _build(fg: np.ndarray, resolution: int, height_m: float, thickness: float, smooth: float,
-           analysis_shape: tuple[int, int]):
+def _build(
+    fg: np.ndarray, resolution: int, height_m: float, thickness: float, smooth: float, analysis_shape: tuple[int, int]
+):
     from scipy import ndimage
 
     g, (r0, c0), px_per_cell = _grid_mask(fg, resolution)
@@ -276,7 +309,7 @@ def _build(fg: np.ndarray, resolution: int, height_m: float, thickness: float, s
     gh, gw = g.shape
     # corners: (gh+1, gw+1); corner (r, c) touches cells (r-1..r, c-1..c)
     cp = np.pad(g, 1)
-    interior = (cp[:-1, :-1] & cp[:-1, 1:] & cp[1:, :-1] & cp[1:, 1:])
+    interior = cp[:-1, :-1] & cp[:-1, 1:] & cp[1:, :-1] & cp[1:, 1:]
     keys = _front_faces(g)
     used_keys, front = np.unique(keys, return_inverse=True)
     front = front.reshape(-1, 3)
@@ -294,8 +327,11 @@ def _build(fg: np.ndarray, resolution: int, height_m: float, thickness: float, s
     prv[bnd[:, 1]] = bnd[:, 0]
     is_b = nxt >= 0
     if np.count_nonzero(is_b) != len(bnd) or np.any((prv >= 0) != is_b):
-        raise AvatarError("image", "internal error: the outline is not a set of simple loops",
-                          "try a different resolution and report the picture")
+        raise AvatarError(
+            "image",
+            "internal error: the outline is not a set of simple loops",
+            "try a different resolution and report the picture",
+        )
 
     # 2D positions in cells, boundary smoothed along its loops (staircase -> smooth outline)
     xy = np.stack([cols.astype(np.float64), rows.astype(np.float64)], 1)
@@ -310,8 +346,9 @@ def _build(fg: np.ndarray, resolution: int, height_m: float, thickness: float, s
             xy[bi] = orig + off * np.minimum(1.0, 0.25 / np.maximum(norm, 1e-12))
         for _ in range(10):  # never fold a triangle: undo the move of any vertex of a flipped one
             p = xy[front]
-            area = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 0, 1] - p[:, 2, 1])
-                    - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 0, 1] - p[:, 1, 1]))
+            area = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 0, 1] - p[:, 2, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (
+                p[:, 0, 1] - p[:, 1, 1]
+            )
             bad = area <= 1e-9
             if not bad.any():
                 break
@@ -376,8 +413,15 @@ def _check_params(height_m: float, thickness: float, resolution: int, smooth: fl
         raise AvatarError("smooth", f"{smooth} is out of range", "use 0 (raw pixels) .. 3; 1 is the default")
 
 
-def silhouette_mesh(rgba: np.ndarray, *, height_m: float = 1.7, thickness: float = 0.5, resolution: int = 256,
-                    smooth: float = 1.0, what: str = "image"):
+def silhouette_mesh(
+    rgba: np.ndarray,
+    *,
+    height_m: float = 1.7,
+    thickness: float = 0.5,
+    resolution: int = 256,
+    smooth: float = 1.0,
+    what: str = "image",
+):
     """Build the inflated mesh in memory: (trimesh.Trimesh with texture, foreground source)."""
     import trimesh
     from trimesh.visual.material import PBRMaterial
@@ -386,41 +430,63 @@ def silhouette_mesh(rgba: np.ndarray, *, height_m: float = 1.7, thickness: float
     _check_params(height_m, thickness, resolution, smooth)
     small = _downscale(_as_rgba(rgba, what), ANALYSIS_MAX_SIDE)
     fg, source = foreground_mask(small, what)
-    verts, faces, uv, grid = _build(fg, int(resolution), float(height_m), float(thickness), float(smooth),
-                                    small.shape[:2])
-    material = PBRMaterial(name="silhouette", baseColorTexture=_texture(small, fg),
-                           metallicFactor=0.0, roughnessFactor=0.9)
-    mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=False,
-                           visual=TextureVisuals(uv=uv, material=material))
+    verts, faces, uv, grid = _build(
+        fg, int(resolution), float(height_m), float(thickness), float(smooth), small.shape[:2]
+    )
+    material = PBRMaterial(
+        name="silhouette", baseColorTexture=_texture(small, fg), metallicFactor=0.0, roughnessFactor=0.9
+    )
+    mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=False, visual=TextureVisuals(uv=uv, material=material))
     mesh.metadata["grid"] = grid
     return mesh, source
 
 
-def image_to_mesh(rgba: np.ndarray, out_path: str | Path, *, height_m: float = 1.7, thickness: float = 0.5,
-                  resolution: int = 256, smooth: float = 1.0, what: str = "image") -> MeshInfo:
+def image_to_mesh(
+    rgba: np.ndarray,
+    out_path: str | Path,
+    *,
+    height_m: float = 1.7,
+    thickness: float = 0.5,
+    resolution: int = 256,
+    smooth: float = 1.0,
+    what: str = "image",
+) -> MeshInfo:
     """Inflate the figure in ``rgba`` ((H, W, 4) uint8) into a closed textured GLB at ``out_path``.
 
     ``what`` names the picture input in errors. Nothing is written when anything fails.
     """
     t0 = time.perf_counter()
-    mesh, source = silhouette_mesh(rgba, height_m=height_m, thickness=thickness, resolution=resolution,
-                                   smooth=smooth, what=what)
+    mesh, source = silhouette_mesh(
+        rgba, height_m=height_m, thickness=thickness, resolution=resolution, smooth=smooth, what=what
+    )
     watertight, winding = bool(mesh.is_watertight), bool(mesh.is_winding_consistent)
     volume = float(mesh.volume)
     if not (watertight and winding and volume > 0):
-        raise AvatarError(what, f"internal error: the inflated mesh is not closed (watertight={watertight}, "
-                          f"winding consistent={winding}, volume={volume:.4g})",
-                          "try another resolution or smooth value and report the picture")
+        raise AvatarError(
+            what,
+            f"internal error: the inflated mesh is not closed (watertight={watertight}, "
+            f"winding consistent={winding}, volume={volume:.4g})",
+            "try another resolution or smooth value and report the picture",
+        )
     buf = io.BytesIO()
     mesh.export(buf, file_type="glb", include_normals=True)
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(buf.getvalue())
     tex = mesh.visual.material.baseColorTexture
-    info = MeshInfo(vertices=len(mesh.vertices), faces=len(mesh.faces), watertight=watertight,
-                    winding_consistent=winding, volume_m3=round(volume, 6),
-                    bounds=np.round(mesh.bounds, 6).tolist(), height_m=float(height_m), foreground=source,
-                    grid=list(mesh.metadata["grid"]), texture_size=[tex.width, tex.height],
-                    duration_s=round(time.perf_counter() - t0, 4))
-    log.info("silhouette mesh %s: %d faces, grid %s, %s, %.2f s", out_path, info.faces, info.grid, source,
-             info.duration_s)
+    info = MeshInfo(
+        vertices=len(mesh.vertices),
+        faces=len(mesh.faces),
+        watertight=watertight,
+        winding_consistent=winding,
+        volume_m3=round(volume, 6),
+        bounds=np.round(mesh.bounds, 6).tolist(),
+        height_m=float(height_m),
+        foreground=source,
+        grid=list(mesh.metadata["grid"]),
+        texture_size=[tex.width, tex.height],
+        duration_s=round(time.perf_counter() - t0, 4),
+    )
+    log.info(
+        "silhouette mesh %s: %d faces, grid %s, %s, %.2f s", out_path, info.faces, info.grid, source, info.duration_s
+    )
     return info

@@ -10,12 +10,14 @@ Hugging Face forced offline, and kept warm between jobs (core/runtime/workers.py
 imports torch. Output: a GLB, Y-up, textured (baked from the Gaussians), centred in a unit
 cube (TRELLIS's own normalisation, not metres).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..assets import Asset
 from ..config import Settings, load_settings, setting_name
@@ -28,12 +30,16 @@ log = logging.getLogger("comfy_avatar.trellis")
 
 NO_GPU = "TRELLIS needs an NVIDIA GPU with >= 16 GB"
 CPU_FIX = "use the CPU silhouette node (Image to Mesh (CPU silhouette inflation)) on this machine"
-BUILD_ENV = ("build the TRELLIS env (README 'GPU paths'): git clone --recurse-submodules https://github.com/microsoft/TRELLIS; "
-             "cd TRELLIS; . ./setup.sh --new-env --basic --xformers --flash-attn --diffoctreerast --spconv --mipgaussian "
-             "--kaolin --nvdiffrast; then set trellis.python to that env's python and trellis.repo_dir to the checkout")
+BUILD_ENV = (
+    "build the TRELLIS env (README 'GPU paths'): git clone --recurse-submodules https://github.com/microsoft/TRELLIS; "
+    "cd TRELLIS; . ./setup.sh --new-env --basic --xformers --flash-attn --diffoctreerast --spconv --mipgaussian "
+    "--kaolin --nvdiffrast; then set trellis.python to that env's python and trellis.repo_dir to the checkout"
+)
 WEIGHT_FILES = "pipeline.json + ckpts/*.json and *.safetensors of microsoft/TRELLIS-image-large"
-GET_WEIGHTS = ("on a machine with Hugging Face access run `huggingface-cli download microsoft/TRELLIS-image-large "
-               "--local-dir DIR`, copy DIR here and set trellis.weights_dir to it")
+GET_WEIGHTS = (
+    "on a machine with Hugging Face access run `huggingface-cli download microsoft/TRELLIS-image-large "
+    "--local-dir DIR`, copy DIR here and set trellis.weights_dir to it"
+)
 ATTN_BACKENDS = ("flash_attn", "xformers", "sdpa", "naive")
 SPARSE_BACKENDS = ("spconv", "torchsparse")
 MULTIVIEW_MODES = ("stochastic", "multidiffusion")  # TrellisImageTo3DPipeline.run_multi_image's modes
@@ -52,16 +58,26 @@ class TrellisParams:
     texture_size: int = 1024
     multiview_mode: str = "stochastic"  # several views: TRELLIS's run_multi_image mode
 
-    def check(self) -> "TrellisParams":
-        rules = {"seed": (0, 2**31 - 1), "ss_steps": (1, 100), "ss_cfg": (0.0, 20.0), "slat_steps": (1, 100),
-                 "slat_cfg": (0.0, 20.0), "simplify": (0.0, 0.99), "texture_size": (256, 4096)}
+    def check(self) -> TrellisParams:
+        rules = {
+            "seed": (0, 2**31 - 1),
+            "ss_steps": (1, 100),
+            "ss_cfg": (0.0, 20.0),
+            "slat_steps": (1, 100),
+            "slat_cfg": (0.0, 20.0),
+            "simplify": (0.0, 0.99),
+            "texture_size": (256, 4096),
+        }
         for name, (lo, hi) in rules.items():
             value = getattr(self, name)
             if not lo <= value <= hi:
                 raise AvatarError(name, f"{value} is outside {lo}..{hi}", f"pick a {name} between {lo} and {hi}")
         if self.multiview_mode not in MULTIVIEW_MODES:
-            raise AvatarError("multiview_mode", f"{self.multiview_mode!r} is not a TRELLIS multi-image mode",
-                              f"use {' or '.join(MULTIVIEW_MODES)}")
+            raise AvatarError(
+                "multiview_mode",
+                f"{self.multiview_mode!r} is not a TRELLIS multi-image mode",
+                f"use {' or '.join(MULTIVIEW_MODES)}",
+            )
         return self
 
 
@@ -70,21 +86,39 @@ def trellis_spec(settings: Settings | None = None) -> WorkerSpec:
     settings = settings or load_settings()
     t = settings.trellis
     python = model_python(t.python, "trellis.python", "TRELLIS", BUILD_ENV)
-    weights = model_dir(t.weights_dir, "trellis.weights_dir", required=True, problem="is not set: no local TRELLIS weights",
-                        fix=f"it must hold {WEIGHT_FILES}; {GET_WEIGHTS}")
+    weights = model_dir(
+        t.weights_dir,
+        "trellis.weights_dir",
+        required=True,
+        problem="is not set: no local TRELLIS weights",
+        fix=f"it must hold {WEIGHT_FILES}; {GET_WEIGHTS}",
+    )
     if not (Path(weights) / "pipeline.json").is_file():
-        raise ConfigError(setting_name("trellis.weights_dir"), f"{weights} has no pipeline.json",
-                          f"it must hold {WEIGHT_FILES}; {GET_WEIGHTS}")
+        raise ConfigError(
+            setting_name("trellis.weights_dir"),
+            f"{weights} has no pipeline.json",
+            f"it must hold {WEIGHT_FILES}; {GET_WEIGHTS}",
+        )
     repo = model_dir(t.repo_dir, "trellis.repo_dir", required=False, fix=BUILD_ENV)
     if t.attn_backend not in ATTN_BACKENDS:
-        raise ConfigError(setting_name("trellis.attn_backend"), f"{t.attn_backend!r} is not a TRELLIS attention backend",
-                          f"use one of {', '.join(ATTN_BACKENDS)}")
+        raise ConfigError(
+            setting_name("trellis.attn_backend"),
+            f"{t.attn_backend!r} is not a TRELLIS attention backend",
+            f"use one of {', '.join(ATTN_BACKENDS)}",
+        )
     if t.sparse_backend not in SPARSE_BACKENDS:
-        raise ConfigError(setting_name("trellis.sparse_backend"), f"{t.sparse_backend!r} is not a TRELLIS sparse backend",
-                          f"use one of {', '.join(SPARSE_BACKENDS)}")
-    env = {"ATTN_BACKEND": t.attn_backend, "SPARSE_BACKEND": t.sparse_backend, "SPCONV_ALGO": t.spconv_algo,
-           "TORCH_HOME": str(Path(t.torch_home).expanduser()) if t.torch_home else "",
-           "U2NET_HOME": str(Path(t.u2net_home).expanduser()) if t.u2net_home else ""}
+        raise ConfigError(
+            setting_name("trellis.sparse_backend"),
+            f"{t.sparse_backend!r} is not a TRELLIS sparse backend",
+            f"use one of {', '.join(SPARSE_BACKENDS)}",
+        )
+    env = {
+        "ATTN_BACKEND": t.attn_backend,
+        "SPARSE_BACKEND": t.sparse_backend,
+        "SPCONV_ALGO": t.spconv_algo,
+        "TORCH_HOME": str(Path(t.torch_home).expanduser()) if t.torch_home else "",
+        "U2NET_HOME": str(Path(t.u2net_home).expanduser()) if t.u2net_home else "",
+    }
     args = ["--weights-dir", weights, "--min-vram-gb", f"{t.min_vram_gb:g}"]
     if repo:
         args += ["--repo-dir", repo]
@@ -106,20 +140,33 @@ def explain_start_failure(err: WorkerError, spec: WorkerSpec) -> AvatarError:
         msg = "; ".join(by_kind.get("missing_repo", []) + by_kind.get("missing_package", []))
         return AvatarError(setting_name("trellis.python") + f" = {spec.python}", msg, BUILD_ENV, detail=detail)
     if "missing_weights" in by_kind:
-        return AvatarError(setting_name("trellis.weights_dir"), "; ".join(by_kind["missing_weights"]),
-                           f"it must hold {WEIGHT_FILES}, and trellis.torch_home the DINOv2 hub cache "
-                           f"(hub/facebookresearch_dinov2_main + hub/checkpoints); {GET_WEIGHTS}", detail=detail)
+        return AvatarError(
+            setting_name("trellis.weights_dir"),
+            "; ".join(by_kind["missing_weights"]),
+            f"it must hold {WEIGHT_FILES}, and trellis.torch_home the DINOv2 hub cache "
+            f"(hub/facebookresearch_dinov2_main + hub/checkpoints); {GET_WEIGHTS}",
+            detail=detail,
+        )
     if "load_error" in by_kind:
-        return AvatarError("TRELLIS model load", "; ".join(by_kind["load_error"]),
-                           "fix the TRELLIS env (flash_attn/spconv/xformers must match its torch and the GPU; "
-                           "trellis.attn_backend=xformers or sdpa avoids flash_attn)", detail=detail)
+        return AvatarError(
+            "TRELLIS model load",
+            "; ".join(by_kind["load_error"]),
+            "fix the TRELLIS env (flash_attn/spconv/xformers must match its torch and the GPU; "
+            "trellis.attn_backend=xformers or sdpa avoids flash_attn)",
+            detail=detail,
+        )
     return err
 
 
-async def image_to_mesh_trellis(image_path: str | Path, out: str | Path, params: TrellisParams | None = None,
-                                settings: Settings | None = None, *,
-                                progress: Callable[[float, str], None] | None = None,
-                                more_views: dict[str, str | Path] | None = None) -> Asset:
+async def image_to_mesh_trellis(
+    image_path: str | Path,
+    out: str | Path,
+    params: TrellisParams | None = None,
+    settings: Settings | None = None,
+    *,
+    progress: Callable[[float, str], None] | None = None,
+    more_views: dict[str, str | Path] | None = None,
+) -> Asset:
     """Run TRELLIS on one picture, or on it and ``more_views`` (name -> picture: side, back, ...) with
     TRELLIS's multi-image mode, and write a textured GLB to ``out`` (atomically)."""
     settings = settings or load_settings()
@@ -139,21 +186,36 @@ async def image_to_mesh_trellis(image_path: str | Path, out: str | Path, params:
             pngs.append(work / f"{name}.png")
             Image.fromarray(rgba, "RGBA").save(pngs[-1])
         worker = get_worker(spec)
-        request = {"image": str(pngs[0]), "images": [str(p) for p in pngs], "output": str(out.absolute()),
-                   **asdict(params)}
+        request = {
+            "image": str(pngs[0]),
+            "images": [str(p) for p in pngs],
+            "output": str(out.absolute()),
+            **asdict(params),
+        }
         try:
-            result = await worker.call("image_to_mesh", request, timeout_s=settings.trellis.timeout_s,
-                                       progress=progress)
+            result = await worker.call(
+                "image_to_mesh", request, timeout_s=settings.trellis.timeout_s, progress=progress
+            )
         except WorkerError as e:
             if e.kind == "preflight":
                 raise explain_start_failure(e, spec) from None
             if e.response.get("error_kind") == "missing_weights":
-                raise AvatarError("image", e.problem, "give a picture with a transparent background (or connect a "
-                                  f"MASK), or put u2net.onnx in {setting_name('trellis.u2net_home')}", detail=e.detail) from None
+                raise AvatarError(
+                    "image",
+                    e.problem,
+                    "give a picture with a transparent background (or connect a "
+                    f"MASK), or put u2net.onnx in {setting_name('trellis.u2net_home')}",
+                    detail=e.detail,
+                ) from None
             raise
     meta: dict[str, Any] = {k: result.get(k) for k in ("vertices", "faces", "peak_vram_gb", "timings_s")}
     meta["views"] = list(pictures)
     meta["method"] = "trellis-multi-image" if len(pictures) > 1 else "trellis-image"
-    return Asset.from_file(out, "mesh", source="trellis-image-large", params=asdict(params),
-                           device=(worker.info.get("device") or {}).get("name"), **meta)
-
+    return Asset.from_file(
+        out,
+        "mesh",
+        source="trellis-image-large",
+        params=asdict(params),
+        device=(worker.info.get("device") or {}).get("name"),
+        **meta,
+    )

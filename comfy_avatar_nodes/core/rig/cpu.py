@@ -14,6 +14,7 @@ normalised), poses it into the VRM T-pose, exports VRM 1.0 facing +Z on Y=0 and 
 quality facts only it can measure into the file (blender_cli/_quality.py). See
 blender_cli/rig_vrm.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,13 @@ MESH_EXTENSIONS = (".glb", ".gltf", ".obj", ".fbx")
 
 
 def _check_inputs(mesh: Path, out: Path, meta: Any) -> None:
-    require_input_file(mesh, "mesh", MESH_EXTENSIONS, "mesh format", "connect the output of an image-to-mesh "
-                       "node or give the path of an existing .glb/.obj/.fbx")
+    require_input_file(
+        mesh,
+        "mesh",
+        MESH_EXTENSIONS,
+        "mesh format",
+        "connect the output of an image-to-mesh node or give the path of an existing .glb/.obj/.fbx",
+    )
     check_vrm_out(out, meta)
 
 
@@ -54,7 +60,7 @@ def _gate_refusal(err: BlenderError, mesh: Path) -> AvatarError | None:
     if not err.problem.startswith(GATE_PREFIX):
         return None
     try:
-        data = json.loads(err.problem[len("humanoid_check: "):])
+        data = json.loads(err.problem[len("humanoid_check: ") :])
     except ValueError:
         return None
     refusal = AvatarError(f"mesh ({mesh.name})", data["problem"], data["fix"])
@@ -62,8 +68,9 @@ def _gate_refusal(err: BlenderError, mesh: Path) -> AvatarError | None:
     return refusal
 
 
-def _budget_args(settings: Settings, max_triangles: int | None, decimate_faces: int,
-                 humanoid_check: str | None) -> dict[str, Any]:
+def _budget_args(
+    settings: Settings, max_triangles: int | None, decimate_faces: int, humanoid_check: str | None
+) -> dict[str, Any]:
     """The job arguments of the triangle budget and the humanoid gate (settings.rig fills what is None)."""
     if max_triangles is None:
         max_triangles = int(decimate_faces) if decimate_faces else settings.rig.max_triangles
@@ -71,9 +78,12 @@ def _budget_args(settings: Settings, max_triangles: int | None, decimate_faces: 
         raise AvatarError("max_triangles", f"{max_triangles} is negative", "give a triangle budget, or 0 for none")
     check = humanoid_check or settings.rig.humanoid_check
     if check not in ("refuse", "warn", "off"):
-        raise AvatarError("humanoid_check", f"{check!r} is not refuse, warn or off",
-                          "refuse stops a figure that is not a standing humanoid seen from the front, warn only says "
-                          "so, off skips the check")
+        raise AvatarError(
+            "humanoid_check",
+            f"{check!r} is not refuse, warn or off",
+            "refuse stops a figure that is not a standing humanoid seen from the front, warn only says "
+            "so, off skips the check",
+        )
     return {"max_triangles": int(max_triangles), "humanoid_check": check}
 
 
@@ -87,10 +97,20 @@ def budget_text(meta: dict[str, Any]) -> str:
     return text
 
 
-async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, settings: Settings | None = None,
-                     work_dir: Path | None = None, remesh_voxel: float = 0.0, decimate_faces: int = 0,
-                     max_triangles: int | None = None, humanoid_check: str | None = None,
-                     timeout_s: float | None = None, face: FaceOptions | None = None) -> Asset:
+async def rig_to_vrm(
+    mesh: Path,
+    out: Path,
+    meta: VrmMeta,
+    *,
+    settings: Settings | None = None,
+    work_dir: Path | None = None,
+    remesh_voxel: float = 0.0,
+    decimate_faces: int = 0,
+    max_triangles: int | None = None,
+    humanoid_check: str | None = None,
+    timeout_s: float | None = None,
+    face: FaceOptions | None = None,
+) -> Asset:
     """Rig ``mesh`` and write a VRM 1.0 avatar to ``out`` (atomically); returns the "vrm" Asset.
 
     remesh_voxel: 0 = remesh only when the mesh is not one closed surface (voxel = height/110),
@@ -108,18 +128,38 @@ async def rig_to_vrm(mesh: Path, out: Path, meta: VrmMeta, *, settings: Settings
     _check_inputs(mesh, out, meta)
     settings = settings or load_settings()
     blender = settings.blender
-    args = {"mesh": str(mesh), "out": str(out), "meta": meta.to_args(), "remesh_voxel": float(remesh_voxel),
-            "decimate_faces": int(decimate_faces or 0),
-            "face": (face or FaceOptions.from_inputs(settings.face)).to_args()}
+    args = {
+        "mesh": str(mesh),
+        "out": str(out),
+        "meta": meta.to_args(),
+        "remesh_voxel": float(remesh_voxel),
+        "decimate_faces": int(decimate_faces or 0),
+        "face": (face or FaceOptions.from_inputs(settings.face)).to_args(),
+    }
     args.update(_budget_args(settings or load_settings(), max_triangles, decimate_faces, humanoid_check))
     try:
-        result = await run_vrm_job(SCRIPT, args, out, fixes=_INPUT_FIXES, file_input="mesh", file=mesh,
-                                   blender=blender, work_dir=work_dir, timeout_s=timeout_s,
-                                   prefix="comfy-avatar-rig-")
+        result = await run_vrm_job(
+            SCRIPT,
+            args,
+            out,
+            fixes=_INPUT_FIXES,
+            file_input="mesh",
+            file=mesh,
+            blender=blender,
+            work_dir=work_dir,
+            timeout_s=timeout_s,
+            prefix="comfy-avatar-rig-",
+        )
     except BlenderError as e:
         raise (_gate_refusal(e, mesh) or e) from None
-    log.info("rigged %s -> %s: %s bones, %s faces in %.2f s", mesh.name, out.name, result.get("bone_count"),
-             result.get("faces"), result["blender_s"])
+    log.info(
+        "rigged %s -> %s: %s bones, %s faces in %.2f s",
+        mesh.name,
+        out.name,
+        result.get("bone_count"),
+        result.get("faces"),
+        result["blender_s"],
+    )
     log_face(log, mesh.name, result)
     return Asset.from_file(out, "vrm", source_mesh=str(mesh), vrm_meta=meta.to_args(), **result)
 

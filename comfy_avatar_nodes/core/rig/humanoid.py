@@ -2,6 +2,7 @@
 VRM humanoid bone names, from joint positions and hierarchy only. Labelled as a guess in its
 output ("heuristic": true); check it before relying on it. The names come from vrm/spec.py.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,9 +36,14 @@ def humanoid_map(sk: Skeleton, up: tuple[float, float, float] = (0.0, 1.0, 0.0))
     names, parents, P = sk.names, sk.parents, np.asarray(sk.positions, float)
     n = len(names)
     up_v = _unit(np.asarray(up, float))
-    out: dict[str, Any] = {"heuristic": True, "method": "geometric guess from joint positions and hierarchy "
-                           "(UniRig's released checkpoint names bones bone_N); check before use",
-                           "bone_count": n, "humanBones": {}, "warnings": []}
+    out: dict[str, Any] = {
+        "heuristic": True,
+        "method": "geometric guess from joint positions and hierarchy "
+        "(UniRig's released checkpoint names bones bone_N); check before use",
+        "bone_count": n,
+        "humanBones": {},
+        "warnings": [],
+    }
     bones: dict[str, int] = {}
 
     def finish() -> dict[str, Any]:
@@ -65,7 +71,7 @@ def humanoid_map(sk: Skeleton, up: tuple[float, float, float] = (0.0, 1.0, 0.0))
     def path(top: int, leaf: int) -> list[int]:
         """Joints below ``top`` down to ``leaf`` (``top`` excluded), or [] if leaf is not under top."""
         chain = ancestors(leaf)
-        return list(reversed(chain[:chain.index(top)])) if top in chain else []
+        return list(reversed(chain[: chain.index(top)])) if top in chain else []
 
     horiz = P - np.outer(height, up_v)
     centred = horiz - horiz.mean(axis=0)
@@ -102,8 +108,11 @@ def humanoid_map(sk: Skeleton, up: tuple[float, float, float] = (0.0, 1.0, 0.0))
         front = perp * (np.sign(s) if abs(s) > 1e-6 else 1.0)
         out["front_source"] = "assumed +Z (glTF/VRM convention): no toe segments to tell front from back"
     left = _unit(np.cross(up_v, front))
-    out["up"], out["front"], out["left"] = [round(float(x), 4) for x in up_v], [round(float(x), 4) for x in front], \
-        [round(float(x), 4) for x in left]
+    out["up"], out["front"], out["left"] = (
+        [round(float(x), 4) for x in up_v],
+        [round(float(x), 4) for x in front],
+        [round(float(x), 4) for x in left],
+    )
     side = (P - P[hips]) @ left
 
     # legs
@@ -139,8 +148,14 @@ def humanoid_map(sk: Skeleton, up: tuple[float, float, float] = (0.0, 1.0, 0.0))
     attach: dict[str, int] = {}
     arms: dict[str, list[int]] = {}
     for prefix, sign in (("left", 1), ("right", -1)):
-        cands = [i for i in leaves if i not in on_spine and any(a in on_spine for a in ancestors(i)[1:])
-                 and i not in leg_joints and sign * side[i] > 0]
+        cands = [
+            i
+            for i in leaves
+            if i not in on_spine
+            and any(a in on_spine for a in ancestors(i)[1:])
+            and i not in leg_joints
+            and sign * side[i] > 0
+        ]
         if not cands:
             out["warnings"].append(f"no {prefix} arm branch off the spine")
             continue
@@ -152,7 +167,7 @@ def humanoid_map(sk: Skeleton, up: tuple[float, float, float] = (0.0, 1.0, 0.0))
 
     # torso and neck/head, split at the higher arm branch point
     b = max(attach.values()) if attach else max(0, len(spine) - 3)
-    torso, neck_head = spine[:b + 1], spine[b + 1:]
+    torso, neck_head = spine[: b + 1], spine[b + 1 :]
     for name, j in zip(("spine", "chest"), torso):
         bones[name] = j
     if len(torso) >= 3:
@@ -168,19 +183,22 @@ def humanoid_map(sk: Skeleton, up: tuple[float, float, float] = (0.0, 1.0, 0.0))
     return finish()
 
 
-def _map_arm(prefix: str, chain: list[int], children: list[list[int]], P: np.ndarray, bones: dict[str, int],
-             warnings: list[str]) -> None:
+def _map_arm(
+    prefix: str, chain: list[int], children: list[list[int]], P: np.ndarray, bones: dict[str, int], warnings: list[str]
+) -> None:
     hand_i = next((k for k, j in enumerate(chain) if k >= 2 and len(children[j]) >= 2), None)
     if hand_i is None:
         seg = [float(np.linalg.norm(P[chain[k + 1]] - P[chain[k]])) for k in range(len(chain) - 1)]
         short_end = len(seg) >= 3 and seg[-1] < 0.5 * float(np.mean(seg[:-1]))
         hand_i = len(chain) - 2 if short_end else len(chain) - 1
-    limb = chain[:hand_i + 1]
+    limb = chain[: hand_i + 1]
     if len(limb) >= 4:
         bones[f"{prefix}Shoulder"], limb = limb[0], limb[1:]
     if len(limb) < 3:
         warnings.append(f"{prefix} arm has {len(limb)} joints up to the hand: too few for upper arm, forearm and hand")
         return
-    arc = np.concatenate([[0.0], np.cumsum([np.linalg.norm(P[limb[k + 1]] - P[limb[k]]) for k in range(len(limb) - 1)])])
+    arc = np.concatenate(
+        [[0.0], np.cumsum([np.linalg.norm(P[limb[k + 1]] - P[limb[k]]) for k in range(len(limb) - 1)])]
+    )
     bones[f"{prefix}UpperArm"], bones[f"{prefix}Hand"] = limb[0], limb[-1]
     bones[f"{prefix}LowerArm"] = limb[1 + int(np.argmin(np.abs(arc[1:-1] - arc[-1] / 2)))]

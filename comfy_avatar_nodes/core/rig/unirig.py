@@ -8,12 +8,13 @@ bone_0..bone_N in an order that says nothing about anatomy, so :func:`humanoid.h
 the VRM humanoid bones from the merged skeleton's joint positions and hierarchy. It is a
 geometric heuristic, labelled as one in its output; check it before relying on it.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..assets import Asset, write_json_atomic
 from ..config import Settings, load_settings, setting_name
@@ -27,14 +28,18 @@ log = logging.getLogger("comfy_avatar.unirig")
 
 NO_GPU = "UniRig needs an NVIDIA GPU with >= 8 GB"
 CPU_FIX = "use the CPU template rig node (Rig + Export VRM (CPU template rig)) on this machine"
-BUILD_ENV = ("build the UniRig env (README 'GPU paths'): git clone https://github.com/VAST-AI-Research/UniRig; "
-             "make a Python 3.11 env; pip install torch torchvision (CUDA); pip install -r requirements.txt; "
-             "pip install spconv-cu1xx torch_scatter torch_cluster (pyg wheels) numpy==1.26.4 and flash_attn; "
-             "then set unirig.python to that env's python and unirig.repo_dir to the checkout")
-GET_WEIGHTS = ("on a machine with Hugging Face access: `huggingface-cli download VAST-AI/UniRig "
-               "skeleton/articulation-xl_quantization_256/model.ckpt skin/articulation-xl/model.ckpt --local-dir DIR` "
-               "(set unirig.weights_dir to DIR) and `HF_HOME=H huggingface-cli download facebook/opt-350m config.json` "
-               "(set unirig.hf_home to H)")
+BUILD_ENV = (
+    "build the UniRig env (README 'GPU paths'): git clone https://github.com/VAST-AI-Research/UniRig; "
+    "make a Python 3.11 env; pip install torch torchvision (CUDA); pip install -r requirements.txt; "
+    "pip install spconv-cu1xx torch_scatter torch_cluster (pyg wheels) numpy==1.26.4 and flash_attn; "
+    "then set unirig.python to that env's python and unirig.repo_dir to the checkout"
+)
+GET_WEIGHTS = (
+    "on a machine with Hugging Face access: `huggingface-cli download VAST-AI/UniRig "
+    "skeleton/articulation-xl_quantization_256/model.ckpt skin/articulation-xl/model.ckpt --local-dir DIR` "
+    "(set unirig.weights_dir to DIR) and `HF_HOME=H huggingface-cli download facebook/opt-350m config.json` "
+    "(set unirig.hf_home to H)"
+)
 MESH_SUFFIXES = (".glb", ".obj", ".fbx", ".vrm")
 OUTPUT_FORMATS = ("glb", "fbx")
 
@@ -46,16 +51,19 @@ class UniRigParams:
     output_format: str = "glb"
     faces_target_count: int = 50000
 
-    def check(self) -> "UniRigParams":
+    def check(self) -> UniRigParams:
         if not 0 <= self.seed <= 2**31 - 1:
             raise AvatarError("seed", f"{self.seed} is outside 0..2147483647", "pick a smaller seed")
         if not 0 <= self.seed_retries <= 20:
             raise AvatarError("seed_retries", f"{self.seed_retries} is outside 0..20", "use 0..20 extra seeds")
         if self.output_format not in OUTPUT_FORMATS:
-            raise AvatarError("output_format", f"{self.output_format!r} is not one of {OUTPUT_FORMATS}", "use glb or fbx")
+            raise AvatarError(
+                "output_format", f"{self.output_format!r} is not one of {OUTPUT_FORMATS}", "use glb or fbx"
+            )
         if not 1000 <= self.faces_target_count <= 500_000:
-            raise AvatarError("faces_target_count", f"{self.faces_target_count} is outside 1000..500000",
-                              "UniRig's default is 50000")
+            raise AvatarError(
+                "faces_target_count", f"{self.faces_target_count} is outside 1000..500000", "UniRig's default is 50000"
+            )
         return self
 
 
@@ -64,9 +72,13 @@ def unirig_spec(settings: Settings | None = None) -> WorkerSpec:
     settings = settings or load_settings()
     u = settings.unirig
     python = model_python(u.python, "unirig.python", "UniRig", BUILD_ENV)
-    repo = model_dir(u.repo_dir, "unirig.repo_dir", required=True, problem="is not set: no UniRig checkout", fix=BUILD_ENV)
+    repo = model_dir(
+        u.repo_dir, "unirig.repo_dir", required=True, problem="is not set: no UniRig checkout", fix=BUILD_ENV
+    )
     if not (Path(repo) / "run.py").is_file():
-        raise ConfigError(setting_name("unirig.repo_dir"), f"{repo} has no run.py, so it is not a UniRig checkout", BUILD_ENV)
+        raise ConfigError(
+            setting_name("unirig.repo_dir"), f"{repo} has no run.py, so it is not a UniRig checkout", BUILD_ENV
+        )
     weights = model_dir(u.weights_dir, "unirig.weights_dir", required=False, fix=GET_WEIGHTS)
     hf_home = model_dir(u.hf_home, "unirig.hf_home", required=False, fix=GET_WEIGHTS)
     args = ["--repo-dir", repo, "--min-vram-gb", f"{u.min_vram_gb:g}"]
@@ -85,19 +97,34 @@ def explain_start_failure(err: WorkerError, spec: WorkerSpec) -> AvatarError:
         reason = "; ".join(by_kind.get("no_cuda", []) + by_kind.get("low_vram", []))
         return AvatarError("Auto-rig (UniRig)", f"{NO_GPU} ({reason})", CPU_FIX, detail=err.detail)
     if "missing_repo" in by_kind:
-        return AvatarError(setting_name("unirig.repo_dir"), "; ".join(by_kind["missing_repo"]), BUILD_ENV, detail=err.detail)
+        return AvatarError(
+            setting_name("unirig.repo_dir"), "; ".join(by_kind["missing_repo"]), BUILD_ENV, detail=err.detail
+        )
     if "missing_package" in by_kind:
-        return AvatarError(setting_name("unirig.python") + f" = {spec.python}", "; ".join(by_kind["missing_package"]), BUILD_ENV,
-                           detail=err.detail)
+        return AvatarError(
+            setting_name("unirig.python") + f" = {spec.python}",
+            "; ".join(by_kind["missing_package"]),
+            BUILD_ENV,
+            detail=err.detail,
+        )
     if "missing_weights" in by_kind:
-        return AvatarError(f"{setting_name('unirig.weights_dir')} / {setting_name('unirig.hf_home')}", "; ".join(by_kind["missing_weights"]),
-                           GET_WEIGHTS, detail=err.detail)
+        return AvatarError(
+            f"{setting_name('unirig.weights_dir')} / {setting_name('unirig.hf_home')}",
+            "; ".join(by_kind["missing_weights"]),
+            GET_WEIGHTS,
+            detail=err.detail,
+        )
     return err
 
 
-async def rig_unirig(mesh: Asset | str | Path, out: str | Path, params: UniRigParams | None = None,
-                     settings: Settings | None = None, *,
-                     progress: Callable[[float, str], None] | None = None) -> Asset:
+async def rig_unirig(
+    mesh: Asset | str | Path,
+    out: str | Path,
+    params: UniRigParams | None = None,
+    settings: Settings | None = None,
+    *,
+    progress: Callable[[float, str], None] | None = None,
+) -> Asset:
     """Rig ``mesh`` with UniRig; write the rigged GLB/FBX to ``out`` and a humanoid map beside it
     (``<out stem>.humanoid.json``, heuristic). Returns a ``rigged_mesh`` asset."""
     settings = settings or load_settings()
@@ -106,8 +133,11 @@ async def rig_unirig(mesh: Asset | str | Path, out: str | Path, params: UniRigPa
     if not src.is_file():
         raise AvatarError("mesh", f"{src} does not exist", "connect a mesh from an image-to-mesh node")
     if src.suffix.lower() not in MESH_SUFFIXES:
-        raise AvatarError("mesh", f"{src.name}: UniRig here reads {', '.join(MESH_SUFFIXES)}",
-                          "export the mesh as GLB (a .gltf's separate buffers would be left behind)")
+        raise AvatarError(
+            "mesh",
+            f"{src.name}: UniRig here reads {', '.join(MESH_SUFFIXES)}",
+            "export the mesh as GLB (a .gltf's separate buffers would be left behind)",
+        )
     out = Path(out).absolute()
     if out.suffix.lower() != f".{params.output_format}":
         raise AvatarError(str(out), f"does not end in .{params.output_format}", "name the output after output_format")
@@ -115,19 +145,34 @@ async def rig_unirig(mesh: Asset | str | Path, out: str | Path, params: UniRigPa
     worker = get_worker(spec)
     with job_dir(spec, keep_on_error=True) as work:
         try:
-            result = await worker.call("rig", {"input": str(src.absolute()), "output": str(out), "work_dir": str(work),
-                                               "seed": params.seed, "seed_retries": params.seed_retries,
-                                               "faces_target_count": params.faces_target_count},
-                                       timeout_s=settings.unirig.timeout_s, progress=progress)
+            result = await worker.call(
+                "rig",
+                {
+                    "input": str(src.absolute()),
+                    "output": str(out),
+                    "work_dir": str(work),
+                    "seed": params.seed,
+                    "seed_retries": params.seed_retries,
+                    "faces_target_count": params.faces_target_count,
+                },
+                timeout_s=settings.unirig.timeout_s,
+                progress=progress,
+            )
         except WorkerError as e:
             if e.kind == "preflight":
                 raise explain_start_failure(e, spec) from None
             kind = e.response.get("error_kind")
             if kind == "bad_sample":
-                raise AvatarError("seed", e.problem, "change the seed (or raise seed_retries)", detail=e.detail) from None
+                raise AvatarError(
+                    "seed", e.problem, "change the seed (or raise seed_retries)", detail=e.detail
+                ) from None
             if kind == "oom":
-                raise AvatarError("Auto-rig (UniRig)", f"{e.problem}: the GPU ran out of memory",
-                                  "lower faces_target_count or free the GPU (other models)", detail=e.detail) from None
+                raise AvatarError(
+                    "Auto-rig (UniRig)",
+                    f"{e.problem}: the GPU ran out of memory",
+                    "lower faces_target_count or free the GPU (other models)",
+                    detail=e.detail,
+                ) from None
             raise
         skeleton = read_skeleton(result["skeleton_glb"])
     mapping = humanoid_map(skeleton)
@@ -135,7 +180,16 @@ async def rig_unirig(mesh: Asset | str | Path, out: str | Path, params: UniRigPa
     write_json_atomic(map_path, mapping)
     if not mapping["complete"]:
         log.warning("UniRig humanoid map for %s is incomplete: missing %s", out.name, mapping["missing_required"])
-    return Asset.from_file(out, "rigged_mesh", source="unirig-articulation-xl", format=params.output_format,
-                           params=asdict(params), seed_used=result.get("seed"), seeds_tried=result.get("seeds_tried"),
-                           bone_count=len(skeleton.names), humanoid_map=str(map_path),
-                           humanoid_complete=mapping["complete"], device=(worker.info.get("device") or {}).get("name"))
+    return Asset.from_file(
+        out,
+        "rigged_mesh",
+        source="unirig-articulation-xl",
+        format=params.output_format,
+        params=asdict(params),
+        seed_used=result.get("seed"),
+        seeds_tried=result.get("seeds_tried"),
+        bone_count=len(skeleton.names),
+        humanoid_map=str(map_path),
+        humanoid_complete=mapping["complete"],
+        device=(worker.info.get("device") or {}).get("name"),
+    )

@@ -6,6 +6,7 @@ nodes make; those need a model or a VOXEL from one. This node builds the tests' 
 that very class, so a test can feed a genuine core MESH to our nodes and to core SaveGLB. Loaded only by
 tests (driver.local.LocalComfy's extra_custom_nodes); never shipped with the pack.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,12 @@ class AvatarTestHumanoidMesh:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"pose": (["A", "T"], {"default": "A"}),
-                             "scale": ("FLOAT", {"default": 1.2, "min": 0.1, "max": 10.0})}}
+        return {
+            "required": {
+                "pose": (["A", "T"], {"default": "A"}),
+                "scale": ("FLOAT", {"default": 1.2, "min": 0.1, "max": 10.0}),
+            }
+        }
 
     def make(self, pose: str, scale: float):
         import torch
