@@ -534,8 +534,6 @@ class Jail:
             SANDBOX_HOSTNAME,
         ]
         args += _system_binds()
-        for p in self.ro_paths:
-            args += ["--ro-bind", p, p]
         args += ["--proc", "/proc"]
         for p in PROC_READONLY:
             args += ["--ro-bind-try", p, p]
@@ -553,6 +551,12 @@ class Jail:
             str(self.tmp_mb * mb),
             "--tmpfs",
             "/tmp",
+        ]
+        # The runtime's folders after the private /tmp and /dev/shm: a runtime (or a checkout, as
+        # CI's) that lives under /tmp would otherwise be hidden by the tmpfs mounted over it.
+        for p in self.ro_paths:
+            args += ["--ro-bind", p, p]
+        args += [
             "--bind",
             str(work.absolute()),
             INSIDE_WORK,
