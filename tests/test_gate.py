@@ -157,3 +157,17 @@ def test_the_rendered_front_rigs_with_a_quality_section(renders, tmp_path):
     assert q["landmark_confidence"]["overall"] > 0.9 and q["humanoid_kind"] == "humanoid"
     assert q["stretch"]["measured"] and 1.0 <= q["stretch"]["mean"] < 1.2 and q["stretch"]["max"] < 6
     assert q["symmetry"] > 0.8 and q["pieces"] == 1 and q["loose_bits"] == 0 and q["thin_parts"] == {}
+
+
+@pytest.mark.blender
+def test_a_side_view_rigged_anyway_shows_in_the_quality_section(renders, tmp_path):
+    """What the check prevents, measured: the profile read as a front tears triangles in the T-pose and its
+    landmarks are guesses, where the front view's stay within 2.5x and are all seen."""
+    mesh = tmp_path / "side.glb"
+    image_to_mesh(rgba(Path(renders["side"])), mesh)
+    asset = rig_to_vrm_sync(mesh, tmp_path / "side.vrm", _meta(), humanoid_check="warn")
+    report = validate_vrm(asset.path)
+    q = report.facts["quality"]
+    assert q["humanoid_kind"] == "side_view" and q["stretch"]["max"] > 6 and q["landmark_confidence"]["overall"] < 0.7
+    assert any(w.startswith("quality: the T-pose stretched triangles up to") for w in report.warnings)
+    assert any(w.startswith("quality: landmark confidence") for w in report.warnings)
