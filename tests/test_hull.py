@@ -19,8 +19,8 @@ from _turnaround_helpers import (
     BACK_TROUSERS,
     FRONT_SHIRT,
     FRONT_TROUSERS,
-    render_turnaround,
     rgba,
+    shared_turnaround,
     two_tone_humanoid,
 )
 from PIL import Image, ImageDraw
@@ -97,8 +97,8 @@ def test_one_view_or_a_back_alone_is_not_a_hull():
 
 
 @pytest.fixture(scope="module")
-def turnaround(tmp_path_factory, blender_runtime):
-    return render_turnaround(tmp_path_factory.mktemp("turnaround"))
+def turnaround(blender_runtime):
+    return shared_turnaround()  # one Blender render per test process, shared with test_gate.py
 
 
 def _row_depth(points: np.ndarray, ys: np.ndarray, band: float = 0.02) -> np.ndarray:
@@ -124,7 +124,7 @@ def _surface_colour(mesh: trimesh.Trimesh, normal: np.ndarray, y_lo: float, y_hi
 
 @pytest.mark.blender
 def test_rendered_turnaround_hull_follows_the_source_models_depth_and_back(turnaround, tmp_path):
-    views = {k: rgba(Path(p)) for k, p in turnaround["images"].items()}
+    views = {k: rgba(Path(turnaround["images"][k])) for k in ("front", "side", "back")}
     out = tmp_path / "hull.glb"
     info = views_to_mesh(views, out, height_m=1.7, resolution=192)
     assert info.method == "visual-hull" and info.views == ["front", "side", "back"]
