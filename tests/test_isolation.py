@@ -580,3 +580,41 @@ def test_the_executor_refuses_before_any_attempt(tmp_path, monkeypatch):
             )
         )
     assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
+def _deep_chain(root: Path, depth: int) -> None:
+    """A folder chain deeper than PATH_MAX, made the way a job can: through directory fds."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        wfd = os.open("payload", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd)
+        os.write(wfd, b"x" * 4096)
+        os.close(wfd)
+    finally:
+        os.close(fd)
+
+
+def test_a_chain_deeper_than_path_max_counts_as_over_the_limit_and_is_removed(tmp_path):
+    """Red-team finding: such a chain was not counted (its folders cannot be opened by path) and
+    shutil.rmtree raised RecursionError, so run_script raised and the data stayed on the host."""
+    base = tmp_path / "work"
+    base.mkdir()
+    _deep_chain(base, 3000)
+    used, _ = iso.tree_usage(base, 64 << 20, 20_000)
+    assert used > 64 << 20
+    assert iso.remove_tree(base)
+    assert not base.exists()
+
+
+def test_a_sparse_file_counts_with_its_apparent_size(tmp_path):
+    """Red-team finding: a 500 MB sparse output took no blocks, passed the quota, and was then copied
+    out as 500 MB of real data."""
+    f = tmp_path / "t.glb"
+    with open(f, "wb") as fh:
+        fh.truncate(500 << 20)
+    used, entries = iso.tree_usage(tmp_path, 64 << 20, 20_000)
+    assert entries == 1 and used >= 500 << 20

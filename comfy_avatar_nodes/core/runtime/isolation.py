@@ -84,7 +84,19 @@ PROC_READONLY = (
     "/proc/tty",
     "/proc/sysvipc",
 )
-PROC_HIDDEN = ("/proc/keys", "/proc/key-users", "/proc/timer_list", "/proc/kallsyms", "/proc/modules")
+# Kernel files that help an exploit (heap layout, symbols); readable because the sandbox user
+# is the host's uid 0 when ComfyUI runs as root.
+PROC_HIDDEN = (
+    "/proc/keys",
+    "/proc/key-users",
+    "/proc/timer_list",
+    "/proc/kallsyms",
+    "/proc/modules",
+    "/proc/slabinfo",
+    "/proc/vmallocinfo",
+    "/proc/iomem",
+    "/proc/ioports",
+)
 ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 # Never bound (nor a folder above one of them): they would expose the machine, not a runtime.
 _NEVER_BIND = (
@@ -821,7 +833,19 @@ def remove_tree(path: str | os.PathLike[str]) -> bool:
     path = Path(path)
     if not os.path.lexists(path):
         return True
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except RecursionError:  # a folder chain deeper than Python's recursion (made with dir fds)
+        pass
+    if os.path.lexists(path) and shutil.which("rm"):
+        # GNU rm walks any depth without following links and stays on this file system
+        subprocess.run(
+            ["rm", "-rf", "--one-file-system", "--", os.fspath(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
     if os.path.lexists(path):
         for dirpath, dirnames, _ in os.walk(path, topdown=True, followlinks=False):
             for d in dirnames:
@@ -840,24 +864,31 @@ def remove_tree(path: str | os.PathLike[str]) -> bool:
 
 
 def tree_usage(root: str | os.PathLike[str], stop_bytes: int, stop_entries: int) -> tuple[int, int]:
-    """(bytes on disk, entries) under ``root``, without following links; stops counting once
-    either limit is passed (a job may make millions of entries)."""
+    """(bytes, entries) under ``root``, without following links; stops counting once either limit
+    is passed (a job may make millions of entries). A file counts with the larger of its blocks on
+    disk and its apparent size (a sparse file is copied out at its full size). A folder that cannot
+    be read (a chain deeper than PATH_MAX, say) counts as over the limit: what cannot be measured
+    is not allowed to grow."""
     used, entries = 0, 0
     stack = [os.fspath(root)]
     while stack:
         d = stack.pop()
         try:
             it = os.scandir(d)
-        except OSError:
+        except FileNotFoundError:  # the job removed it meanwhile
             continue
+        except OSError:
+            return stop_bytes + 1, entries
         with it:
             for e in it:
                 entries += 1
                 try:
                     st = e.stat(follow_symlinks=False)
-                except OSError:
+                except FileNotFoundError:
                     continue
-                used += getattr(st, "st_blocks", 0) * 512 or st.st_size
+                except OSError:  # e.g. ENAMETOOLONG deep in a chain: not measurable, so not allowed
+                    return stop_bytes + 1, entries
+                used += max(getattr(st, "st_blocks", 0) * 512, st.st_size if stat.S_ISREG(st.st_mode) else 0)
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(e.path)
                 if used > stop_bytes or entries > stop_entries:
