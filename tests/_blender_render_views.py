@@ -35,7 +35,7 @@ def main(args: dict, work_dir: str) -> dict:
     scale = float(args.get("ortho_scale") or 1.15 * max(hi.z - lo.z, hi.x - lo.x, hi.y - lo.y))
     scene = bpy.context.scene
     scene.render.engine = "BLENDER_WORKBENCH"
-    scene.display.shading.light = "FLAT"
+    scene.display.shading.light = args.get("light", "FLAT")  # STUDIO shows the shape
     scene.display.shading.color_type = args.get("color_type", "TEXTURE")
     scene.display_settings.display_device = "sRGB"
     scene.view_settings.view_transform = "Standard"

@@ -18,7 +18,8 @@ Steps:
    the view it mirrors (intersection over union >= ``MIN_MIRROR_IOU``): a different pose or figure is
    refused, not carved into a wrong shape.
 3. Carving: a voxel grid (``resolution`` voxels over the height) keeps the voxels inside every
-   outline; the occupancy is Gaussian-smoothed and turned into a surface with marching cubes
+   outline, and in each horizontal slice only the ellipse inscribed in each box a front run and a side
+   run make (both outlines stay exact; limbs come out round, not square); the occupancy is Gaussian-smoothed and turned into a surface with marching cubes
    (scikit-image), then Taubin-smoothed (trimesh), which rounds the voxel steps without shrinking it.
 4. Texture: one atlas with a tile per direction (front, back, left, right). A tile pixel is the surface
    point seen from its direction (depth and normal from the voxel field); its colour blends every view
@@ -55,6 +56,7 @@ VIEW_NAMES = ("front", "side", "back", "other_side")
 SIDE_FACING = ("auto", "left", "right")
 MIN_MIRROR_IOU = 0.72  # a back / other-side outline must overlap the mirrored front / side this much
 FALLBACK_WEIGHT = 0.3  # weight of a picture projected through the body (no view of that direction)
+ROUND_SECTIONS = True  # elliptic cross-sections inside the hull's boxes (see _rounded)
 MAX_RESOLUTION = 384  # voxels over the height the node's resolution is clamped to
 TILE_UPSAMPLE = 2  # texture tile pixels per voxel
 PAD_VOXELS = 3  # empty voxels around the figure, so marching cubes closes every surface
@@ -246,13 +248,47 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
+def _runs1d(row: np.ndarray) -> list[tuple[int, int]]:
+    d = np.diff(np.concatenate([[0], row.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1).tolist(), (np.flatnonzero(d == -1) - 1).tolist()))
+
+
+def _rounded(xy: np.ndarray, zy: np.ndarray) -> np.ndarray:
+    """Elliptic cross-sections: in every horizontal slice, each (front run, side run) rectangle of the hull
+    holds the ellipse inscribed in it (soft edge one voxel wide). An ellipse spans its rectangle's full
+    width at its middle depth and its full depth at its middle, so both outlines stay exactly as drawn,
+    while limbs, torso and head get round cross-sections instead of boxes (two silhouettes cannot tell
+    them apart; round is what bodies are)."""
+    nx, ny = xy.shape
+    nz = zy.shape[0]
+    out = np.zeros((nx, ny, nz), np.float32)
+    xi = np.arange(nx, dtype=np.float32)[:, None]
+    zi = np.arange(nz, dtype=np.float32)[None, :]
+    for y in range(ny):
+        xruns, zruns = _runs1d(xy[:, y] >= 0.5), _runs1d(zy[:, y] >= 0.5)
+        if not xruns or not zruns:
+            continue
+        best = np.zeros((nx, nz), np.float32)
+        for x0, x1 in xruns:
+            ax, cx = 0.5 * (x1 - x0 + 1), 0.5 * (x0 + x1)
+            for z0, z1 in zruns:
+                az, cz = 0.5 * (z1 - z0 + 1), 0.5 * (z0 + z1)
+                r = np.sqrt(((xi - cx) / ax) ** 2 + ((zi - cz) / az) ** 2)
+                np.maximum(best, np.clip(0.5 + (1.0 - r) * min(ax, az), 0.0, 1.0), out=best)
+        out[:, y, :] = best
+    return out
+
+
 def _carve(covs: dict[str, np.ndarray], smooth: float) -> np.ndarray:
-    """Occupancy field (nx, ny, nz) in 0..1: the smallest coverage of any view, then smoothed."""
+    """Occupancy field (nx, ny, nz) in 0..1: inside every outline (the smallest coverage of any view),
+    with elliptic cross-sections (_rounded), then smoothed."""
     from scipy import ndimage
 
     xy = np.minimum.reduce([c for k, c in covs.items() if k in ("front", "back")])  # (nx, ny)
     zy = np.minimum.reduce([c for k, c in covs.items() if k in ("left", "right")])  # (nz, ny)
     field_ = np.minimum(xy[:, :, None], zy.T[None, :, :]).astype(np.float32)
+    if ROUND_SECTIONS:
+        field_ = np.minimum(field_, _rounded(xy, zy))
     if smooth > 0:
         field_ = ndimage.gaussian_filter(field_, sigma=0.6 * smooth, mode="constant")
     return field_
