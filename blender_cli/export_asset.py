@@ -330,6 +330,11 @@ class Lod:
             obj.data = orig
             if lod_mesh.users == 0:
                 bpy.data.meshes.remove(lod_mesh)
+        # shape_key_clear() on the copy leaves its Key datablock behind with no owner; the next
+        # .blend save then fails ("ShapeKey ... has an invalid 'from' pointer"). Remove those.
+        stale = [k for k in bpy.data.shape_keys if k.user is None]
+        if stale:
+            bpy.data.batch_remove(stale)
         self.saved.clear()
 
 
