@@ -457,5 +457,8 @@ def test_export_node_in_a_real_comfyui_takes_a_mesh_or_a_vrm(tmp_path, example_i
     vrm_lods = [_glb(names[f"vrm_export_00001_lod{i}.glb"]) for i in (0, 1)]
     assert all(len(g["skins"]) == 1 for g in vrm_lods)
     assert vrm_lods[1]["triangles"] == pytest.approx(vrm_lods[0]["triangles"] / 2, rel=0.05)
-    assert vrm_lods[0]["gltf"].asset.extras == {"title": "node test"}
+    # the node's metadata widget, plus the API prompt that made the file (as core SaveGLB embeds it)
+    extras = vrm_lods[0]["gltf"].asset.extras
+    assert set(extras) == {"title", "prompt"} and extras["title"] == "node test"
+    assert {n["class_type"] for n in json.loads(extras["prompt"]).values()} >= {"AvatarRigVRMCPU", "AvatarExportAsset"}
     assert _glb(names["mesh_export_00001_lod0.glb"])["skins"] == []
