@@ -94,7 +94,11 @@ class _Face:
         self.front = _smooth((-nrm[:, 1] - 0.05) / 0.45)
         self.W, self.H = head.width, head.height
         self.axis = (head.box[0] + head.box[1]) / 2
-        self.z0 = head.box[2]
+        # The jaw drops down to the chin, but never below the line the validator holds every face
+        # morph to (BELOW_NECK head heights under the head bone): where the chin scan found a lower
+        # chin (a figure with no neck to speak of), the mouth stops moving there instead.
+        floor = head.neck_z + vrm_expr.BELOW_NECK * (head.box[3] - head.neck_z)
+        self.z0 = max(head.box[2], floor)
         self.p = points
         for side in ("left", "right"):
             e = points[f"{side}_eye"]
