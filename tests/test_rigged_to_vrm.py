@@ -48,6 +48,8 @@ def bake_pose(arm, body):
     bpy.ops.object.select_all(action="DESELECT")
     body.select_set(True)
     bpy.context.view_layer.objects.active = body
+    if body.data.shape_keys:  # the source VRM's expression morphs: UniRig's output has none
+        body.shape_key_clear()
     bpy.ops.object.modifier_apply(modifier=next(m.name for m in body.modifiers if m.type == "ARMATURE"))
     bpy.ops.object.select_all(action="DESELECT")
     arm.select_set(True)
