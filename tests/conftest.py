@@ -23,6 +23,12 @@ NOT_APPLICABLE = "not applicable:"
 RUNTIME_MARKERS = ("blender", "comfyui", "js")
 
 
+def _unexplained_skip(rep) -> str | None:
+    """The reason of a skip that CI must not accept (None when it says NOT_APPLICABLE)."""
+    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+    return None if reason.removeprefix("Skipped: ").startswith(NOT_APPLICABLE) else reason
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under CI a Blender, ComfyUI or browser test that skips (for any reason but NOT_APPLICABLE)
@@ -33,8 +39,8 @@ def pytest_runtest_makereport(item, call):
         return
     if not any(item.get_closest_marker(m) for m in RUNTIME_MARKERS):
         return
-    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
-    if reason.removeprefix("Skipped: ").startswith(NOT_APPLICABLE):
+    reason = _unexplained_skip(rep)
+    if reason is None:
         return
     rep.outcome = "failed"
     rep.longrepr = f"skipped under CI=true, where every runtime is installed: {reason}"
@@ -46,8 +52,8 @@ def pytest_make_collect_report(collector):
     outcome = yield
     rep = outcome.get_result()
     if IN_CI and rep.skipped:
-        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
-        if not reason.removeprefix("Skipped: ").startswith(NOT_APPLICABLE):
+        reason = _unexplained_skip(rep)
+        if reason is not None:
             rep.outcome = "failed"
             rep.longrepr = f"{collector.nodeid} skipped under CI=true, where every runtime is installed: {reason}"
 
