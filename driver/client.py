@@ -42,6 +42,7 @@ from .errors import (
 )
 from .events import Event, EventCallback, JobTracker
 from .manifest import write_all
+from .nodeinfo import NodeInfo
 from .results import Downloaded, JobResult, OutputFile, Uploaded, collect_outputs
 from .servers import DEFAULT_SERVER, normalize_url
 from .transport import Http, HttpTimeout, HttpUnreachable, Response, translate
@@ -121,6 +122,7 @@ class ComfyClient:
         self.http = http or Http(self.url, timeout=timeout)
         self.last_node_errors: dict[str, Any] = {}
         self._following = threading.Lock()
+        self._node_info: NodeInfo | None = None
 
     # -- plumbing ----------------------------------------------------------------------
     def close(self) -> None:
@@ -177,6 +179,13 @@ class ComfyClient:
 
     def object_info(self, node_class: str | None = None) -> dict[str, Any]:
         return self._json("GET", "/object_info" + (f"/{node_class}" if node_class else ""))
+
+    def node_info(self) -> NodeInfo:
+        """This server's node definitions, fetched per class on first use (driver.nodeinfo:
+        the whole /object_info is seconds on a big server; a workflow needs a dozen)."""
+        if self._node_info is None:
+            self._node_info = NodeInfo(self.object_info, self.object_info)
+        return self._node_info
 
     def queue(self) -> dict[str, Any]:
         """{queue_running: [...], queue_pending: [...]}; items [number, prompt_id, prompt, extra, outputs]."""

@@ -48,7 +48,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,7 +300,7 @@ def _dynamic_option_widgets(combo: Widget, key: Any) -> list[Widget]:
     return out
 
 
-def widget_layout(class_type: str, object_info: dict, frontend_version: str | None = None) -> list[Widget]:
+def widget_layout(class_type: str, object_info: Mapping[str, Any], frontend_version: str | None = None) -> list[Widget]:
     """The widgets the editor creates for a node of `class_type`, in order.
 
     A dynamic combo appears as one DYNAMIC_COMBO widget: the widgets of its option
@@ -415,7 +415,7 @@ def _custom_combo(values: list) -> list[list]:
 
 
 def node_widget_values(
-    node: dict, object_info: dict, frontend_version: str | None = None
+    node: dict, object_info: Mapping[str, Any], frontend_version: str | None = None
 ) -> dict[str, tuple[Widget, Any]]:
     """widget name -> (widget, value) after the editor has configured the node.
 
@@ -600,7 +600,7 @@ class _Converter:
     def __init__(
         self,
         workflow: dict,
-        object_info: dict,
+        object_info: Mapping[str, Any],
         rng: random.Random | None,
         now: Callable[[], _dt.datetime],
         frontend_version: str | None,
@@ -814,7 +814,7 @@ class _Converter:
         ntype = dto.node.get("type")
         if ntype in self.titles:
             return self.titles[ntype]
-        defn = self.oi.get(ntype) or {}
+        defn = self.oi.get(str(ntype)) or {}
         return str(defn.get("display_name") or ntype)
 
     # --- link resolution (ExecutableNodeDTO.resolveInput / resolveOutput) ----------------
@@ -1043,7 +1043,7 @@ def editor_titles(frontend_version: str | None = None) -> dict[str, str]:
 
 def ui_to_api(
     workflow: dict,
-    object_info: dict,
+    object_info: Mapping[str, Any],
     *,
     rng: random.Random | None = None,
     now: Callable[[], _dt.datetime] = _dt.datetime.now,
@@ -1060,7 +1060,9 @@ def ui_to_api(
     return _Converter(copy.deepcopy(workflow), object_info, rng, now, frontend_version).convert()
 
 
-def to_api_prompt(data: dict, object_info: dict | Callable[[], dict], *, frontend_version: str | None = None) -> dict:
+def to_api_prompt(
+    data: dict, object_info: Mapping[str, Any] | Callable[[], Mapping[str, Any]], *, frontend_version: str | None = None
+) -> dict:
     """An API prompt from either format; `object_info` may be a callable fetched lazily."""
     if is_api_prompt(data):
         return data

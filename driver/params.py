@@ -17,7 +17,7 @@ import copy
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,7 @@ def _id_key(nid: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in nid.split(":"))
 
 
-def input_spec(object_info: dict[str, Any], class_type: str, name: str) -> list | None:
+def input_spec(object_info: Mapping[str, Any], class_type: str, name: str) -> list | None:
     inputs = (object_info.get(class_type) or {}).get("input") or {}
     for section in ("required", "optional"):
         spec = (inputs.get(section) or {}).get(name)
@@ -196,7 +196,7 @@ def _check_range(value: float, opts: dict, what: str) -> None:
 def apply_overrides(
     prompt: dict[str, Any],
     overrides: Iterable[str | Override],
-    object_info: dict[str, Any] | Callable[[], dict[str, Any]],
+    object_info: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
 ) -> dict[str, Any]:
     """A copy of `prompt` with every --set applied (all are checked before any applies)."""
     items = [o if isinstance(o, Override) else Override.parse(o) for o in overrides]
@@ -233,13 +233,15 @@ def apply_overrides(
     return out
 
 
-def _all_inputs(info: dict, class_type: str) -> list[str]:
+def _all_inputs(info: Mapping[str, Any], class_type: str) -> list[str]:
     inputs = (info.get(class_type) or {}).get("input") or {}
     return [n for s in ("required", "optional") for n in (inputs.get(s) or {})]
 
 
 def apply_seed(
-    prompt: dict[str, Any], seed: int | None, object_info: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
+    prompt: dict[str, Any],
+    seed: int | None,
+    object_info: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A copy of `prompt` where every seed / noise_seed input is `seed`.
 
@@ -290,7 +292,7 @@ def apply_params(
     prompt: dict[str, Any],
     sets: Iterable[str] | None,
     seed: int | None,
-    object_info: dict[str, Any] | Callable[[], dict[str, Any]],
+    object_info: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
 ) -> dict[str, Any]:
     """--seed first, then --set (so an explicit --set NODE.seed=... wins)."""
     cache: dict[str, Any] = {}

@@ -3,8 +3,9 @@
 A job goes to the server with the shortest queue (its /prompt queue_remaining,
 refreshed at most every ``queue_ttl_s``, plus the jobs this batch has in flight
 there) among the servers that are up and have every node type the prompt needs
-(from their /object_info). A server that fails is marked down and skipped; it is
-probed again after an exponential backoff, so it rejoins when it comes back.
+(asked per class, GET /object_info/{class}, and remembered: driver.nodeinfo). A
+server that fails is marked down and skipped; it is probed again after an
+exponential backoff, so it rejoins when it comes back.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from .client import ComfyClient
 from .errors import DriverError, ServerUnreachable
+from .nodeinfo import NodeInfo
 from .servers import normalize_url
 
 log = logging.getLogger("comfy_avatar.driver.pool")
@@ -41,8 +43,7 @@ class ServerState:
     url: str
     up: bool = False
     probed: bool = False
-    node_types: frozenset[str] = frozenset()
-    object_info: dict[str, Any] | None = None
+    info: NodeInfo | None = None  # its node definitions, per class on first use
     failures: int = 0
     retry_at: float = 0.0
     inflight: int = 0
@@ -108,12 +109,13 @@ class ServerPool:
 
     # -- health -------------------------------------------------------------------------
     def probe(self, s: ServerState) -> bool:
-        """Fetch /object_info (once) and the queue length; mark up or down."""
+        """Ask for the queue length (GET /prompt, milliseconds); mark up or down. Node types
+        are asked separately, for the classes a job needs (has_types)."""
         try:
             client = self._client(s)
-            if s.object_info is None:
-                info = client.object_info()
-                s.object_info, s.node_types = info, frozenset(info)
+            if s.info is None:
+                control = self._clients[s.url]
+                s.info = NodeInfo(control.object_info, control.object_info)
             s.queue_remaining = client.queue_remaining()
             s.queue_at = self.clock()
         except DriverError as e:
@@ -121,9 +123,19 @@ class ServerPool:
             return False
         with self._lock:
             if not s.up:
-                log.info("server %s is up (%d node types, queue %d)", s.url, len(s.node_types), s.queue_remaining)
+                log.info("server %s is up (queue %d)", s.url, s.queue_remaining)
             s.up, s.probed, s.failures, s.last_error = True, True, 0, ""
         return True
+
+    def has_types(self, s: ServerState, need: frozenset[str]) -> bool:
+        """Whether an up server has every node type in `need` (asked once per class);
+        False, and the server marked down, when it stops answering."""
+        assert s.info is not None
+        try:
+            return not s.info.missing(need)
+        except DriverError as e:
+            self.mark_down(s, e)
+            return False
 
     def mark_down(self, s: ServerState, err: BaseException | str) -> None:
         with self._lock:
@@ -144,11 +156,13 @@ class ServerPool:
             t.join()
         return [s for s in self.servers if s.up]
 
-    def object_info(self) -> dict[str, Any]:
-        """object_info of the first server that answers (for converting UI workflows)."""
+    def node_info(self) -> NodeInfo:
+        """Node definitions of the first server that answers (for converting UI workflows
+        and typing --set), fetched per class."""
         for s in self.servers:
-            if s.object_info is not None or self.probe(s):
-                return s.object_info or {}
+            if s.info is not None or self.probe(s):
+                assert s.info is not None
+                return s.info
         errors = "; ".join(f"{s.url}: {s.last_error}" for s in self.servers)
         raise ServerUnreachable(
             self.servers[0].url if len(self.servers) == 1 else "(all servers)", f"no server answered ({errors})"
@@ -176,18 +190,14 @@ class ServerPool:
                 self.probe(s)  # a down server whose backoff ran out gets another chance
             elif s.up and now - s.queue_at > self.queue_ttl_s:
                 self.probe(s)
+        fits = [s for s in self.servers if s.up and self.has_types(s, need)]
         with self._lock:
-            ups = [s for s in self.servers if s.up]
-            fits = [s for s in ups if need <= s.node_types]
+            fits = [s for s in fits if s.up]
             if not fits:
-                if (
-                    ups
-                    and all(s.probed for s in self.servers)
-                    and all(s.up or s.object_info is not None for s in self.servers)
-                ):
-                    raise MissingNodes(
-                        {s.url: sorted(need - s.node_types) for s in self.servers if s.object_info is not None}
-                    )
+                ups = [s for s in self.servers if s.up]
+                answered = [s for s in self.servers if s.info is not None and s.info.knows(need)]
+                if ups and all(s.probed for s in self.servers) and all(s.up or s in answered for s in self.servers):
+                    raise MissingNodes({s.url: s.info.missing(need) for s in answered if s.info is not None})
                 return None
             best = min(fits, key=lambda s: (s.load(), s.inflight, self.servers.index(s)))
             best.inflight += 1

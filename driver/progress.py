@@ -11,15 +11,17 @@ Each is a callable ``(event, job)`` plus a context manager; ``make_progress`` pi
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from typing import IO, Any, Literal
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from . import events as ev
 from .events import Event, JobTracker
+
+if TYPE_CHECKING:  # rich costs ~80 ms to import: only the bars need it (issue 12: run starts at once)
+    from rich.console import Console
+    from rich.progress import TaskID
 
 Mode = Literal["auto", "bar", "log", "json", "none"]
 
@@ -44,6 +46,9 @@ class RichProgress(_Base):
     """Overall bar (nodes done / total) + current-node step bar."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         self.console = console or Console(stderr=True)
         self.bars = Progress(
             SpinnerColumn(),
@@ -153,10 +158,26 @@ class JsonEvents(_Base):
         self.stream.flush()
 
 
+def _plainly_not_a_terminal() -> bool:
+    """stderr is no TTY and nothing asks rich to treat it as one (FORCE_COLOR,
+    TTY_COMPATIBLE): then "auto" means log lines, decided without importing rich."""
+    if "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ:
+        return False
+    try:
+        return not sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return True
+
+
 def make_progress(mode: Mode = "auto", console: Console | None = None) -> _Base:
-    """auto: bars on a terminal, log lines otherwise."""
+    """auto: bars on a terminal, log lines otherwise (rich is imported only for bars)."""
     if mode == "auto":
-        console = console or Console(stderr=True)
+        if console is None and _plainly_not_a_terminal():
+            return LogProgress()
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
         mode = "bar" if console.is_terminal else "log"
     if mode == "bar":
         return RichProgress(console)

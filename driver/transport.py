@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json as _json
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
@@ -46,8 +47,18 @@ class HttpUnreachable(Exception):
     """No connection (refused, DNS, TLS, reset) or it broke mid-answer."""
 
 
+_PROXY_VARS = frozenset({"http_proxy", "https_proxy", "all_proxy"})
+
+
 def _env_proxy(url: str) -> str | None:
-    import requests.utils  # the same NO_PROXY / *_PROXY rules requests applies, read once
+    # requests.utils costs ~80 ms to import (charset detection, idna, ...): only when a
+    # proxy variable is set at all (or the OS keeps proxy settings of its own: macOS,
+    # Windows) does it decide, with the NO_PROXY rules requests applies.
+    if sys.platform not in ("darwin", "win32") and not any(
+        k.lower() in _PROXY_VARS and v for k, v in os.environ.items()
+    ):
+        return None
+    import requests.utils
 
     proxies = requests.utils.get_environ_proxies(url)
     scheme = urlsplit(url).scheme
@@ -55,6 +66,11 @@ def _env_proxy(url: str) -> str | None:
 
 
 def _netrc_auth(url: str) -> tuple[str, str] | None:
+    # The files requests.utils.get_netrc_auth reads ($NETRC, else ~/.netrc or ~/_netrc);
+    # none there (the usual case) -> no import of requests.
+    names = [os.environ["NETRC"]] if "NETRC" in os.environ else ["~/.netrc", "~/_netrc"]
+    if not any(os.path.exists(os.path.expanduser(n)) for n in names):
+        return None
     import requests.utils
 
     return requests.utils.get_netrc_auth(url)

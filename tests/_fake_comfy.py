@@ -28,7 +28,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -461,7 +461,7 @@ def _make_handler(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
             if path == "/object_info":
                 return self._reply(200, fake.object_info)
             if path.startswith("/object_info/"):
-                name = path.split("/", 2)[2]
+                name = unquote(path.split("/", 2)[2])  # aiohttp hands ComfyUI the unquoted name
                 return self._reply(200, {name: fake.object_info[name]} if name in fake.object_info else {})
             if path == "/queue":
                 return self._reply(200, fake.queue_json())

@@ -130,15 +130,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         with _server_urls(args) as urls:
             pool = ServerPool(urls)
             try:
-                info_cache: dict[str, Any] = {}
-
-                def object_info() -> dict[str, Any]:
-                    if "v" not in info_cache:
-                        info_cache["v"] = pool.object_info()
-                    return info_cache["v"]
-
-                template = api_prompt(workflow, object_info, f"workflow {args.workflow}", pool.system_stats)
-                jobs = build_jobs(args, template, object_info, batch_id, out_root)
+                template = api_prompt(workflow, pool.node_info, f"workflow {args.workflow}", pool.system_stats)
+                jobs = build_jobs(args, template, pool.node_info, batch_id, out_root)
                 with BatchDisplay("json" if args.json else args.progress, len(jobs)) as display:
                     options = BatchOptions(
                         batch_id=batch_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DriverError, LocalStartError, UsageError
@@ -31,7 +31,7 @@ def say(text: str) -> None:
 
 def api_prompt(
     workflow: dict[str, Any],
-    object_info: Callable[[], dict[str, Any]],
+    object_info: Callable[[], Mapping[str, Any]],
     source: str,
     system_stats: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:

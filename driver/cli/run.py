@@ -80,12 +80,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = parse_input_specs(args.input or [])
     out_dir = Path(args.out)
     with open_client(args) as client:
-        prompt = api_prompt(workflow, client.object_info, f"workflow {args.workflow}", client.system_stats)
+        info = client.node_info()  # per node class, on first use
+        prompt = api_prompt(workflow, lambda: info, f"workflow {args.workflow}", client.system_stats)
         prompt = apply_inputs(prompt, inputs, client)
         if args.set or args.seed is not None:  # typed by /object_info
             from ..params import apply_params
 
-            prompt = apply_params(prompt, args.set, args.seed, client.object_info)
+            prompt = apply_params(prompt, args.set, args.seed, info)
         prompt_id = str(uuid.uuid4())
         mode: Mode = "json" if args.json else args.progress
         try:
