@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 TARGET = 1.2
-PROBES: list[float] = []  # the driver's server probe (/object_info) per run, inside its wall time
+PROBES: list[float] = []  # the driver's server probe (GET /prompt) per run, inside its wall time
 
 
 def _prompt(color: int, prefix: str) -> dict:
@@ -88,7 +88,7 @@ def driver(url: str, prompts: list[dict], out: Path, run: int, concurrency: int 
     store = JobStore(f"sqlite:///{out / 'jobs.db'}")
     t0 = time.perf_counter()
     pool = ServerPool([url])
-    pool.probe_all()  # what the runner does first: GET /object_info (all node types) + /queue
+    pool.probe_all()  # what the runner does first: GET /prompt (queue length); node types are asked per class
     probe = time.perf_counter() - t0
     summary = BatchRunner(jobs, pool, BatchOptions(batch_id=batch, concurrency=concurrency), store=store).run()
     dt = time.perf_counter() - t0
@@ -131,7 +131,7 @@ def main() -> int:
     print(f"ratio driver/floor {d / f:.2f} (target <= {TARGET}: {'MET' if d / f <= TARGET else 'NOT MET'})")
     p = statistics.median(PROBES)
     print(
-        f"  of the driver's time: server probe (GET /object_info + /queue) median {p:.2f} s "
+        f"  of the driver's time: server probe (GET /prompt) median {p:.2f} s "
         f"(range {min(PROBES):.2f}-{max(PROBES):.2f}); without it the ratio would be {(d - p) / f:.2f}"
     )
     return 0

@@ -1,4 +1,4 @@
-"""Warm vs fresh Blender for the example picture's rig + VRM export, and the CLI's start time.
+"""Warm vs fresh Blender for the example picture's rig + VRM export.
 
     .venv/bin/python bench/warm_blender.py [--rounds 3] [--image PNG]
 
@@ -8,8 +8,7 @@
    hit both sides alike. The warm worker is started (and used once) before timing: that is
    its steady state. Prints each side's range and median and the saving per job (target:
    >= 1.5 s), and whether every output had the same bytes.
-2. CLI start: `comfy-avatar --help`, `status --help`, `run --help` as subprocesses,
-   alternated, wall time to exit (first output comes before that; target <= 0.3 s).
+(The CLI's start time is bench/cli_start.py.)
 The machine this runs on is usually shared: read the ranges, not only the medians.
 """
 
@@ -21,7 +20,6 @@ import dataclasses
 import hashlib
 import logging
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,6 @@ sys.path.insert(0, str(ROOT))
 
 log = logging.getLogger("bench.warm_blender")
 SAVING_TARGET_S = 1.5
-CLI_TARGET_S = 0.3
 
 
 def _fmt(xs: list[float]) -> str:
@@ -91,51 +88,13 @@ def bench_blender(image: Path, rounds: int) -> None:
     )
 
 
-def bench_cli(rounds: int) -> None:
-    exe = ROOT / ".venv" / "bin" / "comfy-avatar"
-    if not exe.is_file():
-        print(f"CLI start: skipped ({exe} does not exist: run `python install.py --dev`)")
-        return
-    py = str(exe.parent / "python")
-    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
-        db = str(Path(tmp) / "jobs.db")
-        cmds = {
-            "(floor) python -c pass": [py, "-c", "pass"],
-            "--help": [str(exe), "--help"],
-            "status --help": [str(exe), "status", "--help"],
-            "run --help": [str(exe), "run", "--help"],
-            "status": [str(exe), "status", "--db", db],
-        }
-        subprocess.run(
-            cmds["status"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
-        )  # makes the DB
-        times: dict[str, list[float]] = {k: [] for k in cmds}
-        for r in range(rounds * 2):
-            for name in list(cmds) if r % 2 == 0 else list(reversed(cmds)):
-                t0 = time.perf_counter()
-                subprocess.run(cmds[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-                times[name].append(time.perf_counter() - t0)
-    floor = statistics.median(times.pop("(floor) python -c pass"))
-    print(f"CLI floor (the venv's `python -c pass`, same rounds): median {floor:.2f} s")
-    for name, xs in times.items():
-        med = statistics.median(xs)
-        verdict = "MET" if med <= CLI_TARGET_S else "NOT MET"
-        print(
-            f"CLI `comfy-avatar {name}` to exit: {_fmt(xs)}, {med - floor:+.2f} s over the floor; "
-            f"target <= {CLI_TARGET_S} s: {verdict}"
-        )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=2, help="ABBA rounds (4 runs each)")
     ap.add_argument("--image", type=Path, default=ROOT / "workflows" / "examples" / "character_apose.png")
-    ap.add_argument("--skip-blender", action="store_true")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    bench_cli(max(1, a.rounds))
-    if not a.skip_blender:
-        bench_blender(a.image, max(1, a.rounds))
+    bench_blender(a.image, max(1, a.rounds))
 
 
 if __name__ == "__main__":
