@@ -352,6 +352,29 @@ def test_help_imports_argparse_and_the_cli_only() -> None:
     assert "driver.cli.batch" in loaded and loaded & heavy == set()
 
 
+def test_a_run_off_a_terminal_loads_no_bars_job_store_or_requests(tmp_path: Path) -> None:
+    """`run` starts at once (issue 12): rich only for bars on a terminal, requests only for
+    a proxy or a netrc, SQLAlchemy never (run keeps no job records)."""
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps(WORKFLOW))
+    code = (
+        "import sys\nfrom driver.cli import main\n"
+        f"rc = main(['run', {str(wf)!r}, '--server', sys.argv[1], '--out', {str(tmp_path / 'out')!r}])\n"
+        "sys.stderr.write('MODULES ' + ' '.join(sys.modules))\nsys.exit(rc)"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy") and k not in ("FORCE_COLOR", "NETRC")
+    }
+    env["HOME"] = str(tmp_path)  # no ~/.netrc
+    with FakeComfy() as fake:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, fake.url], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
+        )
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(proc.stderr.rsplit("MODULES ", 1)[1].split())
+    assert "driver.client" in loaded and loaded & {"rich", "requests", "sqlalchemy", "driver.store"} == set()
+
+
 # -- --local with a stand-in ComfyUI checkout ---------------------------------------------------
 STAND_IN_MAIN = r"""
 import argparse, json, os, subprocess, sys, time
