@@ -59,33 +59,6 @@ def first_output(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int
     return (first if first is not None else end), end, rc
 
 
-def ui_workflow(path: Path) -> None:
-    """EmptyImage -> SaveImage as the editor saves it (so `run` converts it)."""
-    path.write_text(
-        json.dumps(
-            {
-                "nodes": [
-                    {
-                        "id": 1,
-                        "type": "EmptyImage",
-                        "inputs": [],
-                        "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}],
-                        "widgets_values": [8, 8, 1, 0],
-                    },
-                    {
-                        "id": 2,
-                        "type": "SaveImage",
-                        "inputs": [{"name": "images", "type": "IMAGE", "link": 1}],
-                        "widgets_values": ["bench/cli"],
-                    },
-                ],
-                "links": [[1, 1, 0, 2, 0, "IMAGE"]],
-                "version": 0.4,
-            }
-        )
-    )
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -98,8 +71,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp, LocalComfy(a.comfyui) as comfy:
         t = Path(tmp)
         db = t / "jobs.db"
-        wf = t / "ui.json"
-        ui_workflow(wf)
+        wf = ROOT / "tests" / "data" / "trivial_ui_workflow.json"  # EmptyImage -> SaveImage, editor format
         api = t / "api.json"
         api.write_text(
             json.dumps(

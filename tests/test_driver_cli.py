@@ -548,34 +548,12 @@ def test_relative_comfyui_python_is_made_absolute(tmp_path, monkeypatch):
 def test_a_ui_workflow_run_asks_the_server_for_its_node_classes_only(tmp_path: Path) -> None:
     """Converting an editor save needs the definitions of the classes it uses, not the whole
     /object_info (seconds on a server with many packs: issue 12's start-up)."""
-    ui = tmp_path / "ui.json"
-    ui.write_text(
-        json.dumps(
-            {
-                "nodes": [
-                    {
-                        "id": 1,
-                        "type": "EmptyImage",
-                        "inputs": [],
-                        "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}],
-                        "widgets_values": [8, 8, 1, 0],
-                    },
-                    {
-                        "id": 2,
-                        "type": "SaveImage",
-                        "inputs": [{"name": "images", "type": "IMAGE", "link": 1}],
-                        "widgets_values": ["per_class"],
-                    },
-                ],
-                "links": [[1, 1, 0, 2, 0, "IMAGE"]],
-            }
-        )
-    )
+    ui = ROOT / "tests" / "data" / "trivial_ui_workflow.json"  # EmptyImage -> SaveImage, editor format
     with FakeComfy() as fake:
         code = cli.main(["run", str(ui), "--out", str(tmp_path / "out"), "--server", fake.url, "--set", "1.width=16"])
     assert code == 0
     prompt = fake.posted[0]["prompt"]
-    assert prompt["1"]["inputs"]["width"] == 16 and prompt["2"]["inputs"]["filename_prefix"] == "per_class"
+    assert prompt["1"]["inputs"]["width"] == 16 and prompt["2"]["inputs"]["filename_prefix"] == "trivial_ui"
     asked = [p for m, p in fake.requests if m == "GET" and p.startswith("/object_info")]
     assert "/object_info" not in asked, "the whole node list was fetched"
     assert sorted(asked) == ["/object_info/EmptyImage", "/object_info/SaveImage"], asked
