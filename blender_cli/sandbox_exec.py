@@ -151,7 +151,9 @@ def _export(fmt: str, path: str) -> None:
             filepath=path, use_mesh_modifiers=True, add_leaf_bones=False, axis_forward="-Z", axis_up="Y"
         )
     elif fmt == "blend":
-        res = bpy.ops.wm.save_as_mainfile(filepath=path, copy=True, compress=True)
+        # uncompressed: the parent checks the file's blocks (no text blocks, scripted drivers or
+        # library links) without decompressing or loading it (core/executor/output_check.py)
+        res = bpy.ops.wm.save_as_mainfile(filepath=path, copy=True, compress=False)
     else:
         raise JobError(f"unknown output format {fmt!r} (use glb, fbx or blend)")
     if "FINISHED" not in res or not os.path.isfile(path) or os.path.getsize(path) == 0:

@@ -45,6 +45,7 @@ from ..runtime import isolation
 from ..runtime.blender import SCRIPTS_DIR, BlenderRuntime, ResourceLimits, find_runtime, run_blender
 from ..runtime.isolation import IsolationUnavailable
 from ..secrets import is_secret_env
+from . import output_check
 
 log = logging.getLogger("comfy_avatar.sandbox")
 
@@ -507,7 +508,9 @@ def jail_for(sandbox: SandboxSettings, runtime: BlenderRuntime, blender: Blender
     if runtime.kind == "binary":
         extra.append(str(Path(blender.runtime_dir) / "blender-addons"))
     roots = isolation.runtime_roots(runtime.kind, str(runtime.executable), tuple(p for p in extra if Path(p).is_dir()))
-    return isolation.Jail(bwrap=status.bwrap, ro_paths=roots, work_mb=work_mb, tmp_mb=tmp_mb)
+    return isolation.Jail(
+        bwrap=status.bwrap, ro_paths=roots, work_mb=work_mb, tmp_mb=tmp_mb, pids_max=max(0, int(sandbox.nproc))
+    )
 
 
 async def run_script(
@@ -612,18 +615,41 @@ async def run_script(
             cap = int(sandbox.fsize_mb) * 1024 * 1024 or (1 << 40)
             for fmt in fmts:  # where the exporter writes; the job's own result names nothing we read
                 rel = f"out/{name}.{fmt}"
+                target = dest / f"{name}.{fmt}"
                 try:
-                    isolation.copy_out(work, rel, dest / f"{name}.{fmt}", cap)
+                    isolation.copy_out(work, rel, target, cap)
                 except isolation.UntrustedFile as e:
                     run.ok, run.error = False, f"the {fmt} output could not be taken from the work dir: {e}"
                     break
-                run.outputs[fmt] = str(dest / f"{name}.{fmt}")
+                problem = _check_output(fmt, target)
+                if problem:  # the job's own bytes: never handed on unchecked
+                    target.unlink(missing_ok=True)
+                    run.ok, run.error = False, f"the {fmt} output was refused: {problem}"
+                    break
+                run.outputs[fmt] = str(target)
+            if not run.ok:
+                for path in run.outputs.values():
+                    Path(path).unlink(missing_ok=True)
+                run.outputs = {}
         if not run.ok and advice:
             run.error += " (static advice: " + "; ".join(advice[:5]) + ")"
         return run
     finally:
         if not isolation.remove_tree(base):
             log.warning("could not remove the sandbox work dir %s", base)
+
+
+def _check_output(fmt: str, path: Path) -> str:
+    """What is wrong with an output the job handed back ("" = nothing), read as data on the host
+    (core/executor/output_check.py); FBX has no loader-side code paths and is only size-capped."""
+    try:
+        if fmt == "glb":
+            return output_check.check_glb(path)
+        if fmt == "blend":
+            return output_check.check_blend(path)
+    except OSError as e:
+        return f"it could not be read ({e.strerror})"
+    return ""
 
 
 def _explain(error: str, sandbox: SandboxSettings) -> str:
@@ -634,6 +660,11 @@ def _explain(error: str, sandbox: SandboxSettings) -> str:
         return f"the script ran out of memory (limit {sandbox.memory_mb} MB, sandbox.memory_mb)"
     if "sigxfsz" in low or "file too large" in low:
         return f"the script wrote a file larger than {sandbox.fsize_mb} MB: {error}"
+    if "no space left on device" in low:
+        return (
+            f"{error} (the work dir holds at most sandbox.work_mb={sandbox.work_mb} MB, /tmp sandbox.tmp_mb="
+            f"{sandbox.tmp_mb} MB: write less, or raise the limit)"
+        )
     if "read-only file system" in low:
         return (
             f"{error} (in the sandbox only the current folder, the work dir with COMFY_AVATAR_OUTPUT_DIR, and "

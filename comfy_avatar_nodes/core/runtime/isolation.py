@@ -342,12 +342,14 @@ class Status:
     problem: str = ""
     fix: str = INSTALL_FIX
     launch_s: float = 0.0
+    pids: str = ""  # what bounds a job's task count here (pids_limit_kind)
 
     def describe(self) -> str:
         if self.ok:
             sc = "seccomp filter on" if self.seccomp else f"no seccomp table for {platform.machine()}"
             return (
-                f"bubblewrap {self.version} at {self.bwrap} works ({sc}; a sandbox launch took {self.launch_s:.3f} s)"
+                f"bubblewrap {self.version} at {self.bwrap} works ({sc}; a sandbox launch took {self.launch_s:.3f} s; "
+                f"task limit: {self.pids or pids_limit_kind()})"
             )
         return f"not available: {self.problem}"
 
@@ -444,7 +446,15 @@ def _check(value: str) -> Status:
         err = (proc.stderr or proc.stdout).strip().splitlines()
         why = err[-1] if err else f"exit code {proc.returncode}"
         return Status(False, bwrap=path, version=version, problem=f"{path} could not start a sandbox: {why}")
-    return Status(True, bwrap=path, version=version, seccomp=seccomp_filter() is not None, fix="", launch_s=took)
+    return Status(
+        True,
+        bwrap=path,
+        version=version,
+        seccomp=seccomp_filter() is not None,
+        fix="",
+        launch_s=took,
+        pids=pids_limit_kind(),
+    )
 
 
 def sys_is_linux() -> bool:
@@ -494,6 +504,13 @@ class Jail:
     log_mb: int = 8
     poll_s: float = 0.25
     seccomp: bool = True
+    # The job's /job is a tmpfs of ``work_mb`` (the kernel refuses writes past it, deleted-but-open
+    # files included), filled from the host work dir at the start and copied back by the parent
+    # after the job; False binds the host work dir itself (only polled: the old behaviour).
+    work_tmpfs: bool = True
+    # Tasks (processes + threads) of the job, as a pids cgroup limit that binds uid 0 too
+    # (0: no cgroup; see :func:`pids_cgroup`). RLIMIT_NPROC does not bind root.
+    pids_max: int = 512
 
     @property
     def isolated(self) -> bool:
@@ -519,11 +536,19 @@ class Jail:
         return out
 
     def argv(
-        self, command: Sequence[str], work: Path, env: Mapping[str, str], info_fd: int | None = None
+        self,
+        command: Sequence[str],
+        work: Path,
+        env: Mapping[str, str],
+        info_fd: int | None = None,
+        block_fd: int | None = None,
     ) -> tuple[list[str], list[int]]:
         """The bwrap command line running ``command`` with ``env`` (already in the job's view),
-        and the fds to pass (the seccomp program; the caller closes them after the start).
-        ``info_fd``: where bwrap writes the sandbox's pid 1 and namespaces (--info-fd)."""
+        and the fds to pass (the seccomp program and, with ``work_tmpfs``, one per input file
+        copied into the job's /job; the caller closes them after the start).
+        ``info_fd``: where bwrap writes the sandbox's pid 1 and namespaces (--info-fd);
+        ``block_fd``: bwrap waits for a byte on it after setting the sandbox up and before
+        starting ``command`` (--block-fd), so the parent can take hold of the /job tmpfs first."""
         if not self.isolated:
             return list(command), []
         mb = 1024 * 1024
@@ -568,10 +593,18 @@ class Jail:
         # CI's) that lives under /tmp would otherwise be hidden by the tmpfs mounted over it.
         for p in self.ro_paths:
             args += ["--ro-bind", p, p]
+        fds: list[int] = []
+        if self.work_tmpfs:
+            args += ["--size", str(self.work_mb * mb), "--tmpfs", INSIDE_WORK]
+            try:
+                args += _tmpfs_inputs(work.absolute(), fds)
+            except BaseException:
+                for fd in fds:
+                    os.close(fd)
+                raise
+        else:
+            args += ["--bind", str(work.absolute()), INSIDE_WORK]
         args += [
-            "--bind",
-            str(work.absolute()),
-            INSIDE_WORK,
             "--chdir",
             INSIDE_WORK,
             "--remount-ro",
@@ -582,14 +615,49 @@ class Jail:
         ]
         for k, v in env.items():
             args += ["--setenv", k, v]
-        fds: list[int] = []
         if info_fd is not None:
             args += ["--info-fd", str(info_fd)]
+        if block_fd is not None:
+            args += ["--block-fd", str(block_fd)]
         prog = seccomp_filter() if self.seccomp else None
         if prog is not None:
             fds.append(_data_fd(prog))
             args += ["--seccomp", str(fds[-1])]
         return args + ["--", *command], fds
+
+
+_MAX_INPUTS = 256  # files the parent puts into a job's /job (a script, job.json ...): far more than any job has
+
+
+def _tmpfs_inputs(work: Path, fds: list[int]) -> list[str]:
+    """bwrap options that recreate the host work dir (made by the parent: trusted) inside the job's
+    /job tmpfs: ``--dir`` for each folder, ``--file FD`` for each regular file (the fds are
+    appended to ``fds``). Links and anything else are not carried."""
+    args: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(work, followlinks=False):
+        rel = os.path.relpath(dirpath, work)
+        inside = INSIDE_WORK if rel == "." else str(PurePosixPath(INSIDE_WORK, *Path(rel).parts))
+        for d in sorted(dirnames):
+            if not os.path.islink(os.path.join(dirpath, d)):
+                args += ["--dir", f"{inside}/{d}"]
+        for f in sorted(filenames):
+            full = os.path.join(dirpath, f)
+            try:
+                fd = os.open(full, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                continue  # a link: not carried
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                continue
+            fds.append(fd)
+            if len(fds) > _MAX_INPUTS:
+                raise AvatarError(
+                    f"sandbox work dir {work}",
+                    f"it holds more than {_MAX_INPUTS} files to copy into the job",
+                    "give a job only its script and inputs",
+                )
+            args += ["--perms", "0644", "--file", str(fd), f"{inside}/{f}"]
+    return args
 
 
 def _data_fd(data: bytes) -> int:
@@ -896,6 +964,222 @@ def tree_usage(root: str | os.PathLike[str], stop_bytes: int, stop_entries: int)
     return used, entries
 
 
+# ---------------------------------------------------------------- a pids limit that binds root
+
+_CGROUP_V1_PIDS = "/sys/fs/cgroup/pids"
+_CGROUP_V2 = "/sys/fs/cgroup"
+_CGROUP_GROUP = "comfy-avatar-jobs"
+
+
+def _own_cgroup(controller: str) -> str:
+    """This process's cgroup path for ``controller`` ("" = the v2 unified line), from /proc/self/cgroup."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if (controller and controller in ctrls.split(",")) or (not controller and ctrls == ""):
+            return path
+    return ""
+
+
+def _cgroup_parent() -> tuple[str, str]:
+    """(folder under which a job's pids cgroup is made, "v1"/"v2"), or ("", why not)."""
+    why = []
+    v1 = _CGROUP_V1_PIDS
+    if os.path.isfile(os.path.join(v1, "pids.max")) or os.path.isfile(os.path.join(v1, "cgroup.procs")):
+        base = os.path.join(v1, _own_cgroup("pids").lstrip("/"))
+        if os.access(base, os.W_OK):
+            return base, "v1"
+        why.append(f"cgroup v1 pids at {base} is not writable")
+    if os.path.isfile(os.path.join(_CGROUP_V2, "cgroup.controllers")):
+        base = os.path.join(_CGROUP_V2, _own_cgroup("").lstrip("/"))
+        try:
+            ctrl = Path(base, "cgroup.subtree_control").read_text().split()
+        except OSError:
+            ctrl = []
+        if "pids" in ctrl and os.access(base, os.W_OK):
+            return base, "v2"
+        why.append(f"cgroup v2 at {base} does not delegate the pids controller to this user")
+    return "", "; ".join(why) or "no pids cgroup controller mounted"
+
+
+class PidsCgroup:
+    """A pids cgroup of its own for one job, with ``pids.max``: the kernel refuses a fork or a
+    new thread past it whatever the uid (RLIMIT_NPROC exempts root, and ComfyUI often runs as
+    root). The job's launcher joins it between fork and exec (:meth:`join`), so bwrap and
+    everything it starts count; the sandbox has no /sys and its own cgroup namespace, so it
+    cannot leave. Removed after the job (:meth:`remove`)."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        self.path, self.limit = path, limit
+        self._procs = os.path.join(path, "cgroup.procs").encode()
+
+    @classmethod
+    def make(cls, limit: int) -> PidsCgroup | None:
+        """A fresh cgroup limited to ``limit`` tasks, or None (logged) where none can be made."""
+        if limit <= 0 or not sys_is_linux():
+            return None
+        parent, kind = _cgroup_parent()
+        if not parent:
+            log.info("no pids cgroup for sandbox jobs (%s): only RLIMIT_NPROC, which does not bind root", kind)
+            return None
+        path = os.path.join(parent, _CGROUP_GROUP, f"job-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.makedirs(path)
+            Path(path, "pids.max").write_text(f"{int(limit)}\n")
+        except OSError as e:
+            log.warning("could not make a pids cgroup at %s (%s): only RLIMIT_NPROC applies", path, e)
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+            return None
+        return cls(path, limit)
+
+    def join(self) -> None:
+        """Move the calling process into the cgroup (runs in the child between fork and exec:
+        plain syscalls only). Raises OSError, so a job never starts outside its limit."""
+        fd = os.open(self._procs, os.O_WRONLY)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+
+    def remove(self) -> None:
+        for _ in range(50):  # empty once the last task of the job has been reaped
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.02)
+        log.warning("could not remove the job's pids cgroup %s", self.path)
+
+
+def pids_limit_kind() -> str:
+    """What bounds a sandbox job's task count here, in words (install.py --check)."""
+    parent, kind = _cgroup_parent()
+    if parent:
+        return f"cgroup {kind} pids.max (under {parent}; binds root too)"
+    return f"RLIMIT_NPROC only ({kind}); it does not bind root, so run ComfyUI as a normal user"
+
+
+# ---------------------------------------------------------------- the job's /job tmpfs
+
+_WORK_FS_WAIT_S = 20.0
+
+
+def _hold_work_fs(pid: int, size: int, proc_alive: Callable[[], bool]) -> int:
+    """An fd of the job's /job tmpfs, taken through /proc/PID/root while bwrap waits on its
+    --block-fd (set up, the job not started: nothing the job does can be in the way). bwrap
+    writes --info-fd before it sets the sandbox up, so wait until the process's root is no
+    longer the host's and /job is a folder of the exact size asked (a tmpfs of its own).
+    Holding the fd keeps the tmpfs alive after the sandbox ends, so the parent can read it."""
+    host = os.stat("/")
+    deadline = time.monotonic() + _WORK_FS_WAIT_S
+    why = "it did not appear"
+    while time.monotonic() < deadline and proc_alive():
+        try:
+            r = os.stat(f"/proc/{pid}/root")
+            if (r.st_dev, r.st_ino) != (host.st_dev, host.st_ino):
+                fd = os.open(f"/proc/{pid}/root{INSIDE_WORK}", _O_DIR)
+                st, vfs = os.fstat(fd), os.fstatvfs(fd)
+                if stat.S_ISDIR(st.st_mode) and vfs.f_blocks * vfs.f_frsize == size:
+                    return fd
+                os.close(fd)
+                why = f"/job is {vfs.f_blocks * vfs.f_frsize} bytes, not the {size} asked"
+        except OSError as e:
+            why = e.strerror or str(e)
+        time.sleep(0.002)
+    raise OSError(f"the sandbox's /job tmpfs could not be taken hold of ({why})")
+
+
+_MAX_REL_PATH = 1024  # longer relative paths are not copied out: host tools (and PATH_MAX) must handle every one
+
+
+def copy_tree_out(src_fd: int, dest: Path, max_bytes: int, max_entries: int, max_depth: int = 64) -> str:
+    """Copy the regular files and folders under the folder fd ``src_fd`` (the ended job's /job)
+    into ``dest`` (a host folder the parent made), never following a link, never opening a
+    FIFO or device, at most ``max_bytes`` (apparent sizes: a sparse file copies out whole),
+    ``max_entries`` entries, ``max_depth`` levels and relative paths of ``_MAX_REL_PATH``
+    characters (a deep chain of long names would make a host path past PATH_MAX).
+    "" when everything fit, else what did not."""
+    budget, entries = max_bytes, 0
+    dest_fd = os.open(dest, _O_DIR)
+    stack = [(os.dup(src_fd), dest_fd, 0, 0)]
+    skipped = ""
+    try:
+        while stack:
+            sfd, dfd, depth, plen = stack.pop()
+            try:
+                with os.scandir(sfd) as it:
+                    names = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+                for name, st in names:
+                    entries += 1
+                    if entries > max_entries:
+                        return f"more than {max_entries} entries"
+                    if plen + 1 + len(name) > _MAX_REL_PATH:
+                        skipped = f"paths longer than {_MAX_REL_PATH} characters were not copied"
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        if depth + 1 > max_depth:
+                            skipped = f"folders deeper than {max_depth} levels were not copied"
+                            continue
+                        try:
+                            os.mkdir(name, 0o755, dir_fd=dfd)
+                        except FileExistsError:
+                            pass
+                        nd = os.open(name, _O_DIR, dir_fd=dfd)
+                        try:
+                            ns = os.open(name, _O_DIR, dir_fd=sfd)
+                        except OSError:
+                            os.close(nd)
+                            continue
+                        stack.append((ns, nd, depth + 1, plen + 1 + len(name)))
+                    elif stat.S_ISREG(st.st_mode):
+                        if st.st_size > budget:
+                            return f"more than {max_bytes} bytes of files"
+                        budget -= st.st_size
+                        _copy_file_at(sfd, dfd, name, st.st_size)
+            finally:
+                os.close(sfd)
+                os.close(dfd)
+    finally:
+        for sfd, dfd, _, _ in stack:
+            os.close(sfd)
+            os.close(dfd)
+    return skipped
+
+
+def _copy_file_at(sfd: int, dfd: int, name: str, size: int) -> None:
+    src = os.open(name, _O_FILE, dir_fd=sfd)
+    try:
+        if not stat.S_ISREG(os.fstat(src).st_mode):
+            return
+        os.set_blocking(src, True)
+        try:
+            os.unlink(name, dir_fd=dfd)  # a file the parent put there (job.json ...): replaced, not written through
+        except FileNotFoundError:
+            pass
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        dst = os.open(name, flags, 0o644, dir_fd=dfd)
+        try:
+            left = size  # the size seen in the listing: the job has ended, nothing can grow it now
+            while left > 0:
+                b = os.read(src, min(left, 1 << 20))
+                if not b:
+                    break
+                os.write(dst, b)
+                left -= len(b)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
 # ---------------------------------------------------------------- running a job
 
 
@@ -985,7 +1269,8 @@ class _SandboxInit:
     only waited on, never signalled."""
 
     def __init__(self, fd: int) -> None:
-        self.fd, self.pidfd, self.pid_namespace = fd, -1, ""
+        self.fd, self.pidfd, self.pid_namespace, self.pid = fd, -1, "", 0
+        self.got_pid = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True, name="jail-info")
         self._thread.start()
 
@@ -999,10 +1284,12 @@ class _SandboxInit:
                 data += b
             info = json.loads(data.decode())
             self.pid_namespace = f"pid:[{int(info['pid-namespace'])}]"
-            self.pidfd = os.pidfd_open(int(info["child-pid"]))
+            self.pid = int(info["child-pid"])
+            self.pidfd = os.pidfd_open(self.pid)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # it never started, or it has gone already
         finally:
+            self.got_pid.set()
             os.close(self.fd)
 
     def wait_gone(self, timeout_s: float = 10.0) -> None:
@@ -1016,6 +1303,13 @@ class _SandboxInit:
                 log.error("the sandbox's processes did not end %g s after bwrap did", timeout_s)
         finally:
             os.close(self.pidfd)
+
+
+def _take_work_fs(init: _SandboxInit, size: int) -> int:
+    if not init.got_pid.wait(_WORK_FS_WAIT_S) or not init.pid:
+        raise OSError("bwrap reported no sandbox process")
+    pid = init.pid
+    return _hold_work_fs(pid, size, lambda: os.path.exists(f"/proc/{pid}"))
 
 
 async def run_jailed(
@@ -1035,13 +1329,24 @@ async def run_jailed(
     pid namespace with it (--die-with-parent, then the kernel ends every process of a namespace
     whose pid 1 died); no process of the job outlives this call.
     """
+    tmpfs = jail.isolated and jail.work_tmpfs
     info_r, info_w = os.pipe() if jail.isolated else (-1, -1)
-    argv, fds = jail.argv(cmd, work, env, info_fd=info_w if jail.isolated else None)
+    blk_r, blk_w = os.pipe() if tmpfs else (-1, -1)
+    own = [fd for fd in (info_w, blk_r) if fd >= 0]
+    argv, fds = jail.argv(cmd, work, env, info_fd=info_w if jail.isolated else None, block_fd=blk_r if tmpfs else None)
     read_fd, write_fd = os.pipe()
     os.set_inheritable(write_fd, True)
-    spawn: dict[str, Any] = {"start_new_session": True, "pass_fds": tuple(fds) + ((info_w,) if jail.isolated else ())}
-    if preexec is not None:
-        spawn["preexec_fn"] = preexec
+    cgroup = PidsCgroup.make(jail.pids_max) if jail.isolated else None
+    spawn: dict[str, Any] = {"start_new_session": True, "pass_fds": tuple(fds) + tuple(own)}
+    if cgroup is not None or preexec is not None:
+
+        def _pre() -> None:  # between fork and exec: join the job's pids cgroup, then the rlimits
+            if cgroup is not None:
+                cgroup.join()
+            if preexec is not None:
+                preexec()
+
+        spawn["preexec_fn"] = _pre
     pump: _LogPump | None = None
     t0 = time.perf_counter()
     try:
@@ -1056,25 +1361,40 @@ async def run_jailed(
                 close_fds=True,
                 **spawn,
             )
-        except OSError as e:
+        except (OSError, subprocess.SubprocessError) as e:
             os.close(read_fd)
-            if jail.isolated:
-                os.close(info_r)
+            for fd in (info_r, blk_w):
+                if fd >= 0:
+                    os.close(fd)
+            if cgroup is not None:
+                cgroup.remove()
             raise AvatarError(f"sandbox launcher {argv[0]}", f"could not start it ({e})", INSTALL_FIX) from None
     finally:
         os.close(write_fd)
-        for fd in fds + ([info_w] if jail.isolated else []):
+        for fd in fds + own:
             os.close(fd)
     pump = _LogPump(read_fd, log_path, jail.log_mb * 1024 * 1024)
     init = _SandboxInit(info_r) if jail.isolated else None
     quota = ""
     timed_out = False
+    work_fd = -1
+    if tmpfs and init is not None:
+        try:
+            work_fd = await asyncio.to_thread(_take_work_fs, init, jail.work_mb * 1024 * 1024)
+            os.write(blk_w, b"1")  # bwrap starts the job now
+        except OSError as e:
+            quota = f"the sandbox could not be set up: {e}"
+            log.error("%s", quota)
+            kill_group(proc)
+        finally:
+            os.close(blk_w)
+    watch_root = f"/proc/self/fd/{work_fd}" if work_fd >= 0 else work
 
     async def watch() -> None:
         nonlocal quota
         cap, files = jail.work_mb * 1024 * 1024, jail.max_files
-        while proc.returncode is None:
-            used, entries = await asyncio.to_thread(tree_usage, work, cap, files)
+        while proc.returncode is None and not quota:
+            used, entries = await asyncio.to_thread(tree_usage, watch_root, cap, files)
             if used > cap or entries > files:
                 quota = (
                     f"the script filled its work dir past the limit ({used // (1024 * 1024)} MB / {entries} "
@@ -1098,6 +1418,29 @@ async def run_jailed(
         if init is not None:
             await asyncio.to_thread(init.wait_gone)
         await asyncio.to_thread(pump.finish)
+        if cgroup is not None:
+            await asyncio.to_thread(cgroup.remove)
+        if work_fd >= 0:
+            try:
+                vfs = os.fstatvfs(work_fd)
+                if not quota and vfs.f_bavail * vfs.f_frsize < min(1 << 20, vfs.f_blocks * vfs.f_frsize // 50):
+                    # full: the kernel refused the job's writes past work_mb (its result among them, likely)
+                    quota = (
+                        f"the script filled its work dir past the limit (sandbox.work_mb={jail.work_mb} MB; "
+                        "writes past it failed with 'No space left on device')"
+                    )
+                if not quota:  # what the job left in /job, into the host work dir, under the same caps
+                    short = await asyncio.to_thread(
+                        copy_tree_out, work_fd, work, jail.work_mb * 1024 * 1024, jail.max_files
+                    )
+                    if short.startswith("more than"):
+                        quota = f"the script left {short} in its work dir (limits sandbox.work_mb={jail.work_mb}, {jail.max_files} entries)"
+                    elif short:
+                        log.warning("sandbox job: %s", short)
+            except OSError as e:
+                quota = f"the job's work dir could not be copied out ({e})"
+            finally:
+                os.close(work_fd)
     rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
     if jail.isolated and 128 < rc < 128 + 65:
         rc = 128 - rc  # bwrap exits 128+N for a job killed by signal N: report it as a direct child's -N
@@ -1132,6 +1475,9 @@ __all__ = [
     "copy_out",
     "remove_tree",
     "tree_usage",
+    "copy_tree_out",
+    "PidsCgroup",
+    "pids_limit_kind",
     "run_jailed",
     "launch_env",
     "INSIDE_WORK",
