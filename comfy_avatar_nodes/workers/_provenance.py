@@ -99,7 +99,8 @@ def verify(files: dict[str, Path], pins: dict[str, str], source: str) -> tuple[l
                     "expected": None,
                     "message": f"{path} ({name}) is not in the pinned checkpoint list {source}: its sha256 is "
                     f"{actual}, pinned: none. Nothing is loaded unpinned; if this is the released "
-                    f"file, add it (see README 'Model provenance')",
+                    f"file, add it to a pin file (`--pin OUT.json` writes one) and point the config at "
+                    f"it: trellis.checkpoint_sha256 / unirig.checkpoint_sha256 (README 'Model provenance')",
                 }
             )
         elif expected != actual:
