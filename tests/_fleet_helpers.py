@@ -283,6 +283,7 @@ class ApiServer:
             access_log=False,
             limit_concurrency=500,
             backlog=512,
+            proxy_headers=False,  # as serve runs it without --trust-proxy
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

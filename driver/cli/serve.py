@@ -43,6 +43,12 @@ def register(sub: Any) -> None:
     s.add_argument("--rate", type=float, default=10.0, help="requests per second per API key (default 10; 0: no limit)")
     s.add_argument("--burst", type=int, default=60, help="requests at once per API key (default 60)")
     s.add_argument("--insecure-no-auth", action="store_true", help="no API keys (a private test box only)")
+    s.add_argument(
+        "--trust-proxy",
+        metavar="IPS",
+        help="addresses of a reverse proxy whose X-Forwarded-For is believed (comma list); default none: "
+        "wrong-key rate limits go by the connecting address, which a client cannot write",
+    )
     add_broker_arg(s)
     add_db_arg(s)
     s.set_defaults(func=cmd_serve)
@@ -86,7 +92,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(Services(fleet, api, store, publisher, keys, hub))
     say(f"serving the fleet API on http://{args.host}:{args.port} ({len(keys)} API key(s); page at /, schema at /docs)")
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: anyone on the hub could
+        # then pick the address the wrong-key rate limit counts against
+        proxy = {"proxy_headers": True, "forwarded_allow_ips": args.trust_proxy} if args.trust_proxy else {}
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            **(proxy or {"proxy_headers": False}),
+        )
     finally:
         hub.stop()
         publisher.close()

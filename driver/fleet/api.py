@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +41,11 @@ from ..store import CANCELLED, TERMINAL, JobStore, StoreError
 from ..workflow import load_workflow
 from .broker import BrokerUnreachable, Publisher, PublishRefused
 from .hub import EventHub
-from .messages import FINAL_KINDS, InputFile, make_job
+from .messages import FINAL_KINDS, InputFile, make_job, url_filename
 from .metrics import ApiMetrics
 from .page import PAGE_HTML
 from .settings import PRIORITIES, FleetSettings
-from .submit import URL_SCHEMES, job_summary, submit_job
+from .submit import URL_SCHEMES, check_input_url, job_summary, submit_job
 from .uploads import ApiKey, RateLimiter, Refused, check_upload, match_key, presented_key
 
 log = logging.getLogger("comfy_avatar.driver.fleet.api")
@@ -166,6 +167,10 @@ def authorized(request: Request) -> ApiKey:
     else:
         key = match_key(svc.keys, presented_key(request.headers.get("authorization"), request.headers.get("x-api-key")))
     if key is None:
+        # Wrong keys are rate limited too, by the connecting address (never X-Forwarded-For,
+        # which a client writes itself): guessing keys costs the same budget as using one.
+        # Behind a reverse proxy every client shares the proxy's bucket.
+        svc.limiter.check(f"unauthenticated {request.client.host if request.client else '?'}")
         raise Refused(
             401,
             "API key",
@@ -217,15 +222,15 @@ def create_app(svc: Services) -> FastAPI:
     async def post_job(request: Request, key: Key) -> JSONResponse:
         ctype = request.headers.get("content-type", "")
         if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-            fields, inputs = await _read_form(request, api)
+            fields, inputs = await _read_form(request, api, svc.fleet)
         elif ctype.startswith("application/json"):
             try:
                 fields = await request.json()
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
                 raise Refused(400, "request body", "is not valid JSON", "send a JSON object") from None
             if not isinstance(fields, dict):
                 raise Refused(400, "request body", "is not a JSON object", 'send {"workflow": ..., ...}')
-            inputs = _url_inputs(fields.get("inputs"))
+            inputs = _url_inputs(fields.get("inputs"), svc.fleet)
         else:
             raise Refused(
                 415,
@@ -309,7 +314,7 @@ def create_app(svc: Services) -> FastAPI:
                     return
             try:
                 rec = await run_in_threadpool(_exact, svc.store, job_id)
-            except DriverError as e:
+            except (DriverError, Refused) as e:
                 await ws.send_json({"error": str(e)})
                 await ws.close(code=4404)
                 return
@@ -403,7 +408,9 @@ def create_app(svc: Services) -> FastAPI:
 # -- request parsing (pure where possible) ------------------------------------------------------
 
 
-async def _read_form(request: Request, api: ApiSettings) -> tuple[dict[str, Any], list[InputFile]]:
+async def _read_form(
+    request: Request, api: ApiSettings, fleet: FleetSettings
+) -> tuple[dict[str, Any], list[InputFile]]:
     try:
         form = await request.form(max_files=16, max_fields=32, max_part_size=1 << 20)
     except Exception as e:  # noqa: BLE001 - starlette raises MultiPartException / HTTPException
@@ -420,7 +427,8 @@ async def _read_form(request: Request, api: ApiSettings) -> tuple[dict[str, Any]
             if isinstance(value, str):
                 if name not in _FORM_FIELDS:
                     if value.startswith(URL_SCHEMES):
-                        inputs.append(InputFile(name, value.rstrip("/").rsplit("/", 1)[-1] or name, url=value))
+                        _check_url(name, value, fleet)
+                        inputs.append(InputFile(name, url_filename(value, name), url=value))
                         continue
                     raise Refused(
                         400,
@@ -440,7 +448,7 @@ async def _read_form(request: Request, api: ApiSettings) -> tuple[dict[str, Any]
             if key in fields:
                 try:
                     fields[key] = json.loads(fields[key])
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise Refused(
                         400, f"form field {key!r}", "is not JSON", 'send e.g. {"KSampler.steps": 20}'
                     ) from None
@@ -449,7 +457,14 @@ async def _read_form(request: Request, api: ApiSettings) -> tuple[dict[str, Any]
         await form.close()
 
 
-def _url_inputs(raw: Any) -> list[InputFile]:
+def _check_url(name: str, url: str, fleet: FleetSettings) -> None:
+    try:
+        check_input_url(name, url, fleet)
+    except UsageError as e:
+        raise Refused(400, e.what, e.problem, e.fix) from None
+
+
+def _url_inputs(raw: Any, fleet: FleetSettings) -> list[InputFile]:
     if raw is None:
         return []
     if not isinstance(raw, dict):
@@ -463,7 +478,8 @@ def _url_inputs(raw: Any) -> list[InputFile]:
                 "is not an s3:// or https:// URL",
                 "upload files with multipart/form-data, or pass URLs here",
             )
-        out.append(InputFile(str(name), url.rstrip("/").rsplit("/", 1)[-1] or str(name), url=url))
+        _check_url(str(name), url, fleet)
+        out.append(InputFile(str(name), url_filename(url, str(name)), url=url))
     return out
 
 
@@ -472,7 +488,7 @@ def _job_from_fields(fields: dict[str, Any], inputs: list[InputFile], api: ApiSe
     if isinstance(wf, str) and wf.strip().startswith("{"):
         try:
             wf = json.loads(wf)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Refused(400, "workflow", "is not valid JSON", "send a workflow name or its JSON") from None
     if isinstance(wf, dict):
         workflow, wf_name = wf, "inline"
@@ -498,6 +514,8 @@ def _job_from_fields(fields: dict[str, Any], inputs: list[InputFile], api: ApiSe
         timeout_s = float(timeout) if timeout not in (None, "") else None
     except (TypeError, ValueError):
         raise Refused(400, "timeout", f"{timeout!r} is not a number of seconds", "send e.g. 600") from None
+    if timeout_s is not None and not 0 < timeout_s < math.inf:  # NaN fails both comparisons
+        raise Refused(400, "timeout", f"{timeout!r} is not a positive number of seconds", "send e.g. 600")
     try:
         return make_job(
             workflow,
@@ -538,17 +556,24 @@ def _as_text(v: Any) -> str:
 def _int_or_none(v: Any, what: str) -> int | None:
     if v in (None, ""):
         return None
+    if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+        raise Refused(400, what, f"{v!r} is not a whole number", "send e.g. 7")
     try:
         return int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: JSON Infinity
         raise Refused(400, what, f"{v!r} is not a whole number", "send e.g. 7") from None
 
 
 def _exact(store: JobStore, job_id: str) -> Any:
-    """The record with exactly this id or prompt_id (no prefix matching over HTTP)."""
-    rec = store.get(job_id)
-    if job_id not in (rec.id, rec.prompt_id):
-        raise StoreError(f"job {job_id!r}", "is not in the job database", "use the full job id")
+    """The record with exactly this id or prompt_id (no prefix matching over HTTP). Any
+    miss is the same 404 (an id prefix that matches several jobs, too), and it does not
+    name the job database: its host and user are none of an API client's business."""
+    try:
+        rec = store.get(job_id)
+    except StoreError:
+        rec = None
+    if rec is None or job_id not in (rec.id, rec.prompt_id):
+        raise Refused(404, f"job {job_id[:80]!r}", "is not in the job database", "use the full job id (GET /jobs)")
     return rec
 
 

@@ -211,6 +211,64 @@ class Publisher:
             f"publishing job {msg.job_id}", lambda ch: publish_confirmed(ch, self.settings.jobs_queue, body, props)
         )
 
+    def publish_batch(self, msgs: list[JobMessage]) -> set[str]:
+        """Many jobs with one wait for their confirms (not one round trip each); returns the
+        ids of the jobs the broker refused (nack, or no route); the others are on the queue.
+
+        Every message is as durable as one from publish_job: persistent, to the durable queue,
+        and the call returns only when the broker has confirmed every one of them. A dropped
+        connection republishes the whole batch on a new one (the copies the broker already
+        had are dropped by the workers, as for publish_job). pika's BlockingChannel waits for
+        each confirm in basic_publish, so the batch goes through its underlying channel
+        (pika.channel.Channel, the one BlockingChannel wraps) with an ack/nack callback."""
+        if not msgs:
+            return set()
+        frames = [(m.job_id, encode(m), job_properties(m)) for m in msgs]
+        return set(self._with_retry(f"publishing {len(msgs)} jobs", lambda _ch: self._confirmed_batch(frames)))
+
+    def _confirmed_batch(self, frames: list[tuple[str, bytes, pika.BasicProperties]]) -> set[str]:
+        assert self._conn is not None
+        conn = self._conn
+        bch = conn.channel()
+        impl = bch._impl  # noqa: SLF001 - the async channel under the blocking one (see publish_batch)
+        unconfirmed = set(range(1, len(frames) + 1))  # a new channel in confirm mode numbers from 1
+        refused: set[str] = set()
+        ready: list[bool] = []
+
+        def on_confirm(frame: Any) -> None:
+            m = frame.method
+            tags = {t for t in unconfirmed if t <= m.delivery_tag} if m.multiple else {m.delivery_tag}
+            unconfirmed.difference_update(tags)
+            if isinstance(m, pika.spec.Basic.Nack):
+                refused.update(frames[t - 1][0] for t in tags)
+
+        def on_return(_ch: Any, _method: Any, props: pika.BasicProperties, _body: bytes) -> None:
+            refused.add(str(props.message_id))  # a Basic.Return comes before its message's ack
+
+        impl.add_on_return_callback(on_return)
+        impl.confirm_delivery(ack_nack_callback=on_confirm, callback=lambda _f: ready.append(True))
+        deadline = time.monotonic() + self.settings.publish_give_up_s
+        while not ready:
+            conn.process_data_events(time_limit=0.5)
+            if time.monotonic() > deadline:
+                raise BrokerUnreachable(self.settings.broker_url, "did not turn on publisher confirms")
+        for _jid, body, props in frames:
+            impl.basic_publish("", self.settings.jobs_queue, body, props, mandatory=True)
+        while unconfirmed:
+            if not impl.is_open:
+                raise pex.ChannelWrongStateError("the batch channel closed before every confirm came")
+            conn.process_data_events(time_limit=0.5)
+            if unconfirmed and time.monotonic() > deadline:
+                raise BrokerUnreachable(
+                    self.settings.broker_url,
+                    f"confirmed {len(frames) - len(unconfirmed)} of {len(frames)} jobs in time",
+                )
+        try:
+            bch.close()
+        except CONNECTION_ERRORS:
+            pass
+        return refused
+
     def publish_event(self, routing_key: str, body: bytes) -> None:
         """A transient event on the events exchange (best effort: errors are logged)."""
         try:
@@ -273,7 +331,9 @@ def browse_dead(settings: FleetSettings, limit: int = 100) -> Iterator[dict[str,
             headers = dict(props.headers or {})
             try:
                 d = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # a poison message is exactly what lands here
+                d = {}
+            if not isinstance(d, dict):
                 d = {}
             yield {
                 "job_id": props.message_id or d.get("job_id"),

@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from .. import events as ev
 from ..client import ComfyClient
-from ..convert import to_api_prompt
+from ..convert import ConversionError, to_api_prompt
 from ..errors import DriverError, JobInterrupted, ServerUnreachable
 from ..inputs import UPLOAD_SUBFOLDER, find_input_target
 from ..params import apply_params
@@ -114,6 +114,9 @@ class JobRun:
             out = self._execute()
         except DriverError as e:
             out = self._failed(e)
+        except ConversionError as e:
+            # the submitted workflow is not one (or not convertible here): the job's fault, not a bug
+            out = Outcome(DEAD, str(e), "ConversionError")
         except Exception as e:  # noqa: BLE001 - a driver bug must end in the DLQ, not a crash loop
             log.exception("job %s: unexpected error", self.job_id)
             out = Outcome(DEAD, f"driver error: {e!r}. Fix: report this as a bug", "DriverBug")
@@ -172,7 +175,7 @@ class JobRun:
                 "Poison",
             )
         try:
-            claim = self.leases.claim(self.job_id, self.worker.name, self.worker.server, self.fleet.lease_s)
+            claim = self.leases.claim(self.job_id, self.worker.lease_owner, self.worker.server, self.fleet.lease_s)
         except LeaseError as e:
             return Outcome(DEFER, str(e), "LeaseError", delay_ms=5000)
         if not claim.ok:

@@ -22,6 +22,7 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import DriverError, JobFailed, JobInterrupted, JobTimeout, PromptRejected, UsageError
 from .settings import PRIORITIES
@@ -48,6 +49,31 @@ FINAL_KINDS = frozenset({FINISHED, DEAD, CANCELLED})
 
 class MessageError(DriverError):
     """A message a worker cannot use (bad JSON, wrong version, missing fields): permanent."""
+
+
+def url_filename(url: str, fallback: str) -> str:
+    """The file name an input URL's object goes by: the last segment of its path (never its
+    query: a presigned URL's signature must not become a file name on ComfyUI), or
+    ``fallback`` where that is empty, '.' or '..'."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return fallback
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return name if name not in ("", ".", "..") and "\\" not in name and "\x00" not in name else fallback
+
+
+def public_url(url: str) -> str:
+    """An input URL as job records, events and errors show it: without user:password and
+    without its query string (a presigned S3 URL's query is its credential)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable URL)"
+    netloc = f"***@{host}{port}" if "@" in parts.netloc else parts.netloc
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 def new_job_id() -> str:
@@ -107,7 +133,13 @@ class JobMessage:
             "set": list(self.sets),
             "seed": self.seed,
             "inputs": [
-                {"name": i.name, "filename": i.filename, "url": i.url, "sha256": i.sha256, "size": i.size}
+                {
+                    "name": i.name,
+                    "filename": i.filename,
+                    "url": public_url(i.url) if i.url else None,
+                    "sha256": i.sha256,
+                    "size": i.size,
+                }
                 for i in self.inputs
             ],
         }
@@ -152,8 +184,15 @@ def encode(msg: JobMessage) -> bytes:
 def decode(body: bytes) -> JobMessage:
     try:
         d = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise MessageError("job message", f"is not JSON ({e})", "publish messages with comfy-avatar submit") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        # RecursionError: JSON nested deeper than the interpreter's stack ("[[[[..."); left
+        # uncaught it escaped the worker's delivery callback and stopped the worker, and the
+        # unacked message then stopped every other worker it went to.
+        raise MessageError(
+            "job message",
+            f"is not JSON ({type(e).__name__}: {str(e)[:200]})",
+            "publish messages with comfy-avatar submit",
+        ) from None
     if not isinstance(d, dict) or d.get("v") != MESSAGE_VERSION:
         raise MessageError(
             "job message",
@@ -175,7 +214,7 @@ def decode(body: bytes) -> JobMessage:
             submitted_at=str(d.get("submitted_at") or ""),
             timeout_s=d.get("timeout_s"),
         )
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise MessageError(
             "job message", f"lacks or mistypes a field ({e})", "publish messages with comfy-avatar submit"
         ) from None
@@ -241,7 +280,7 @@ def event_body(job_id: str, kind: str, data: dict[str, Any], worker: str = "") -
 def parse_event(body: bytes) -> dict[str, Any] | None:
     try:
         d = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return d if isinstance(d, dict) and isinstance(d.get("kind"), str) else None
 

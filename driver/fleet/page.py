@@ -110,7 +110,8 @@ async function loadWorkflows() {
   try {
     const names = await api("/workflows");
     $("form-error").textContent = "";
-    $("workflow").innerHTML = names.map(n => `<option${n === "image_to_vrm_cpu" ? " selected" : ""}>${n}</option>`).join("");
+    const sel = $("workflow"); sel.textContent = "";
+    for (const n of names) { const o = document.createElement("option"); o.textContent = n; o.selected = n === "image_to_vrm_cpu"; sel.appendChild(o); }
   } catch (e) { $("form-error").textContent = "workflows: " + e.message; }
 }
 
@@ -123,7 +124,7 @@ $("file").addEventListener("change", (e) => pick(e.target.files[0]));
 function pick(file) {
   if (!file) return;
   picked = file;
-  drop.innerHTML = `${file.name} (${Math.round(file.size / 1024)} KiB)`;
+  drop.textContent = `${file.name} (${Math.round(file.size / 1024)} KiB)`;
   const img = document.createElement("img"); img.src = URL.createObjectURL(file); drop.appendChild(img);
 }
 
@@ -155,7 +156,11 @@ function setNodes(nodes) {
     if (nodeRows[id]) continue;
     const row = document.createElement("div");
     row.className = "node"; row.dataset.node = id; row.dataset.state = "waiting";
-    row.innerHTML = `<span>${id} ${title || type}</span><div class="bar"><div></div></div><span class="state">waiting</span>`;
+    // node ids, titles and types come from the submitted workflow: text, never markup
+    const name = document.createElement("span"); name.textContent = `${id} ${title || type}`;
+    const bar = document.createElement("div"); bar.className = "bar"; bar.appendChild(document.createElement("div"));
+    const st = document.createElement("span"); st.className = "state"; st.textContent = "waiting";
+    row.append(name, bar, st);
     box.appendChild(row); nodeRows[id] = row;
   }
 }
@@ -228,7 +233,9 @@ async function showModel(outputs) {
   let status = { available: false };
   try { status = await (await fetch("/viewer-status")).json(); } catch (e) {}
   if (!status.available) {
-    box.innerHTML = "3D view unavailable: this serve has no three-vrm viewer bundle. Download <b>" + vrm.filename + "</b> above.";
+    const b = document.createElement("b"); b.textContent = vrm.filename;  // an output name the workflow chose
+    box.textContent = "3D view unavailable: this serve has no three-vrm viewer bundle. Download ";
+    box.append(b, " above.");
     box.dataset.viewer = "missing";
     return;
   }

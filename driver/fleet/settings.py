@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -64,6 +65,13 @@ class FleetSettings:
     poll_interval_s: float = 1.0
     s3_remote: str = "s3"  # rclone remote for s3:// URLs (RCLONE_CONFIG_<NAME>_* or rclone.conf)
     s3_public_base_url: str = ""  # http(s) base of the output bucket, for links and redirects
+    # comma list of the buckets s3:// inputs may come from ("": any the workers' rclone reads);
+    # serve refuses others with 400 and workers refuse to fetch them
+    input_buckets: str = ""
+
+    @property
+    def allowed_input_buckets(self) -> frozenset[str]:
+        return frozenset(b.strip() for b in self.input_buckets.split(",") if b.strip())
 
     # -- names ---------------------------------------------------------------------------
     @property
@@ -141,6 +149,14 @@ class WorkerSettings:
     name: str = field(default_factory=default_worker_name)
     metrics_port: int | None = None
     drain_s: float = 600.0  # on SIGTERM: let running jobs finish this long
+    # this process, whatever its --name: two workers started with the same name (a copied
+    # unit file, a restarted worker whose old process still runs) must not share leases,
+    # or the second would take over a job the first still runs and run it again
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def lease_owner(self) -> str:
+        return f"{self.name}#{self.instance}"
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

@@ -18,9 +18,11 @@ boxes that have only the driver), so this is the small subset a worker needs.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +34,7 @@ from ..client import ComfyClient, safe_component
 from ..errors import DriverError
 from ..manifest import build_manifest, write_manifest
 from ..results import JobResult
-from .messages import InputFile, JobMessage
+from .messages import InputFile, JobMessage, public_url
 from .settings import FleetSettings
 
 log = logging.getLogger("comfy_avatar.driver.fleet.storage")
@@ -98,7 +100,17 @@ def fetch_input(inp: InputFile, dest_dir: Path, settings: FleetSettings) -> Path
         dest.write_bytes(inp.data())
     elif inp.url and inp.url.startswith("s3://"):
         bucket, key = split_s3(inp.url)
-        _rclone(["copyto", f"{settings.s3_remote}:{bucket}/{key}", str(dest)], f"input {inp.name} ({inp.url})")
+        allowed = settings.allowed_input_buckets
+        if allowed and bucket not in allowed:
+            raise StorageError(
+                f"input {inp.name}",
+                f"bucket {bucket!r} is not one this fleet reads inputs from",
+                "upload the file to one of COMFY_AVATAR__FLEET__INPUT_BUCKETS",
+                transient=False,
+            )
+        _rclone(
+            ["copyto", f"{settings.s3_remote}:{bucket}/{key}", str(dest)], f"input {inp.name} ({public_url(inp.url)})"
+        )
     elif inp.url and inp.url.startswith(("http://", "https://")):
         _http_get(inp.url, dest, f"input {inp.name}")
     else:
@@ -120,20 +132,54 @@ def fetch_input(inp: InputFile, dest_dir: Path, settings: FleetSettings) -> Path
     return dest
 
 
-def _http_get(url: str, dest: Path, what: str) -> None:
+def _refuse_local(url: str, what: str) -> None:
+    """Refuse a URL whose host is this box (loopback, unspecified) or link-local (cloud
+    metadata at 169.254.169.254): an input URL is chosen by whoever submits, and a worker
+    that fetched it would hand them its own ComfyUI's files or its instance credentials.
+    Hosts on the LAN stay allowed (homelab image servers). Checked at every redirect."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addrs = {str(ai[4][0]) for ai in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        raise StorageError(what, f"host {host!r} does not resolve", "check the URL", transient=True) from None
+    for a in addrs:
+        ip = ipaddress.ip_address(a.split("%", 1)[0])
+        if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+            raise StorageError(
+                what,
+                f"{public_url(url)} points at {ip}, an address of the worker's own box or link",
+                "serve the file from another host, upload it inline or pass an s3:// URL",
+                transient=False,
+            )
+
+
+def _http_get(url: str, dest: Path, what: str, max_redirects: int = 5) -> None:
     import requests
 
+    shown = public_url(url)
     try:
-        with requests.get(url, stream=True, timeout=60) as r:
-            if r.status_code != 200:
-                raise StorageError(
-                    what, f"GET {url} answered HTTP {r.status_code}", "check the URL", transient=r.status_code >= 500
-                )
-            with open(dest, "wb") as f:
-                for chunk in r.iter_content(1 << 20):
-                    f.write(chunk)
+        for _ in range(max_redirects + 1):
+            _refuse_local(url, what)
+            with requests.get(url, stream=True, timeout=60, allow_redirects=False) as r:
+                if r.is_redirect and r.headers.get("location"):
+                    url = requests.compat.urljoin(url, r.headers["location"])
+                    if not url.startswith(("http://", "https://")):
+                        raise StorageError(what, f"GET {shown} redirects off http(s)", "check the URL", transient=False)
+                    continue
+                if r.status_code != 200:
+                    raise StorageError(
+                        what,
+                        f"GET {shown} answered HTTP {r.status_code}",
+                        "check the URL",
+                        transient=r.status_code >= 500,
+                    )
+                with open(dest, "wb") as f:
+                    for chunk in r.iter_content(1 << 20):
+                        f.write(chunk)
+                return
+        raise StorageError(what, f"GET {shown}: more than {max_redirects} redirects", "check the URL", transient=False)
     except requests.RequestException as e:
-        raise StorageError(what, f"GET {url} failed ({type(e).__name__})", "check the URL and the network") from None
+        raise StorageError(what, f"GET {shown} failed ({type(e).__name__})", "check the URL and the network") from None
 
 
 def _sha256(path: Path) -> str:

@@ -201,7 +201,14 @@ class Worker:
     def _on_delivery(self, gen: int, ch: Any, method: Any, props: pika.BasicProperties, body: bytes) -> None:
         try:
             msg = decode(body)
-        except MessageError as e:
+        except Exception as e:  # noqa: BLE001 - any message a worker cannot read is the message's fault
+            # Whatever the bytes are, the message goes to the dead-letter queue and is acked:
+            # an exception out of this callback would stop the worker, and the unacked
+            # message would then stop every worker it is redelivered to.
+            if not isinstance(e, MessageError):
+                e = MessageError(
+                    "job message", f"cannot be read ({type(e).__name__})", "publish it with comfy-avatar submit"
+                )
             log.error("undecodable message %s: %s; dead-lettered", props.message_id, e)
             self._publish_dead_now(body, props, e.__class__.__name__, str(e))
             ch.basic_ack(method.delivery_tag)
@@ -232,7 +239,7 @@ class Worker:
     def _on_control(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
         try:
             d = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # anyone on the broker can publish here
             return
         if isinstance(d, dict) and d.get("type") == "cancel":
             with self._lock:
@@ -372,7 +379,7 @@ class Worker:
         finally:
             if run.holds_lease:
                 try:
-                    self.leases.release(run.job_id, self.settings.name)
+                    self.leases.release(run.job_id, self.settings.lease_owner)
                 except DriverError as e:
                     log.warning("job %s: lease not released (%s); it expires by itself", run.job_id, e)
             with self._lock:
@@ -459,7 +466,7 @@ class Worker:
                 runs = [a.run for a in self._inflight.values()]
             held = [r.job_id for r in runs if r.holds_lease]
             try:
-                lost = self.leases.renew(held, self.settings.name, self.fleet.lease_s) if held else []
+                lost = self.leases.renew(held, self.settings.lease_owner, self.fleet.lease_s) if held else []
                 for jid in lost:
                     log.warning("job %s: lease lost (this worker looked dead to another one)", jid)
                 for r in runs:
