@@ -567,6 +567,8 @@ def isolation_report(runtime: tuple[str, str] | None) -> list[str]:
             f"sandbox isolation: NOT available: {st.problem}. The Blender Executor refuses model-written "
             f"scripts until it works. Fix: {st.fix}"
         )
+    if mode != "none":  # RLIMIT_NPROC does not bind root; say which limit a job's thread/process count has here
+        lines.append(f"sandbox task limit: {isolation.pids_limit_kind()}, sandbox.nproc={settings.sandbox.nproc}")
     if settings.workers.isolation.strip().lower() == "none":
         lines.append("model workers: host network (workers.isolation: none)")
     else:

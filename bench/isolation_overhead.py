@@ -7,6 +7,8 @@ is a warm-up and not counted):
 
 1. ``python -I -c pass`` with the Blender runtime's Python: the bare cost of the jail (namespaces,
    binds, seccomp, the pipe and the work-dir watch).
+   Then the same start jailed both times, with the tmpfs /job and pids cgroup vs a bind-mounted
+   work dir without a cgroup: what those two add to a launch.
 2. ``import bpy`` (what every Blender launch pays): the jail's cost on a real runtime start.
 3. The executor's own job (blender_cli/sandbox_exec.py: a script that adds a cube, exported to
    GLB) through blender.run_blender, with the same parent-side handling (pipe log, untrusted
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def launcher(cmd, j):
             def run(i: int) -> float:
-                work = tmp / f"{cmd[-1][:6]}{i}{j.isolated}" / "job"
+                work = tmp / f"{cmd[-1][:6]}{i}{j.isolated}{j.work_tmpfs}{id(j)}" / "job"
                 work.mkdir(parents=True)
                 return asyncio.run(_launch(cmd, j, work, work.parent / "log"))
 
@@ -126,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             pair(
                 "python -I -c pass",
                 launcher([exe, "-I", "-c", "pass"], plain),
+                launcher([exe, "-I", "-c", "pass"], jail),
+                opts.runs,
+            )
+            # what the tmpfs /job (handshake, copy-back) and the pids cgroup add over a bind-mounted
+            # work dir without a cgroup (the design before them): both jailed, same command
+            bind = isolation.Jail(bwrap=st.bwrap, ro_paths=roots, work_tmpfs=False, pids_max=0)
+            pair(
+                "tmpfs /job + pids cgroup",
+                launcher([exe, "-I", "-c", "pass"], bind),
                 launcher([exe, "-I", "-c", "pass"], jail),
                 opts.runs,
             )

@@ -1306,10 +1306,20 @@ class _SandboxInit:
 
 
 def _take_work_fs(init: _SandboxInit, size: int) -> int:
-    if not init.got_pid.wait(_WORK_FS_WAIT_S) or not init.pid:
+    import select
+
+    if not init.got_pid.wait(_WORK_FS_WAIT_S) or not init.pid or init.pidfd < 0:
         raise OSError("bwrap reported no sandbox process")
-    pid = init.pid
-    return _hold_work_fs(pid, size, lambda: os.path.exists(f"/proc/{pid}"))
+    pid, pidfd = init.pid, init.pidfd
+
+    def alive() -> bool:  # the pidfd is readable once that very process has exited
+        return not select.select([pidfd], [], [], 0)[0]
+
+    fd = _hold_work_fs(pid, size, alive)
+    if not alive():  # it ended while /proc/PID was opened: the pid may name another process now
+        os.close(fd)
+        raise OSError("the sandbox's pid 1 ended during setup")
+    return fd
 
 
 async def run_jailed(
