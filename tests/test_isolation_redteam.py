@@ -548,3 +548,70 @@ def test_ordinary_scripts_still_succeed_and_pass_the_output_checks(blender_runti
     assert set(r.outputs) == {"glb", "blend"} and r.result["triangles"] > 10
     assert output_check.check_glb(r.outputs["glb"]) == ""
     assert output_check.check_blend(r.outputs["blend"]) == ""
+
+
+# ---------------------------------------------------------------- the host-side output checks on forged bytes (no Blender)
+
+
+def _blend5(*blocks: tuple[bytes, int, bytes]) -> bytes:
+    """A Blender 5 file (17-byte header, 32-byte block heads) of (code, sdna index, data) blocks."""
+    out = b"BLENDER17-01v0500"
+    for code, sdna, data in blocks + ((b"ENDB", 0, b""),):
+        out += struct.pack("<4siQqq", code, sdna, 0x1000, len(data), 1) + data
+    return out
+
+
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        (b"glTF" + struct.pack("<II", 2, 999), "header says 999 bytes"),
+        (_forged_glb({"asset": {"version": "2.0"}})[:-2], "header says"),
+        (struct.pack("<4sII", b"glTF", 2, 28) + struct.pack("<II", 100, 0x4E4F534A) + b"{}  {}  ", "past the end"),
+        (_forged_glb({"a": json.loads("[" * 70 + "]" * 70)}), "nests deeper than 64"),
+        (_forged_glb({"buffers": [{"byteLength": 4, "uri": "../../../etc/passwd"}]}), "points outside the file"),
+        (
+            _forged_glb({"buffers": [{"byteLength": 4}], "bufferViews": [{"buffer": 0, "byteLength": 8}]}, b"\0" * 4),
+            "runs outside buffer 0",
+        ),
+        (_forged_glb({"bufferViews": [{"buffer": 3, "byteLength": 1}]}), "does not exist"),
+    ],
+)
+def test_forged_glb_bytes_are_refused(tmp_path, data, needle):
+    p = tmp_path / "x.glb"
+    p.write_bytes(data)
+    assert needle in output_check.check_glb(p)
+
+
+def test_a_sound_glb_passes(tmp_path):
+    p = tmp_path / "ok.glb"
+    p.write_bytes(
+        _forged_glb(
+            {
+                "asset": {"version": "2.0"},
+                "buffers": [{"byteLength": 8}],
+                "bufferViews": [{"buffer": 0, "byteLength": 8}],
+            },
+            b"\0" * 8,
+        )
+    )
+    assert output_check.check_glb(p) == ""
+
+
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        (b"\x28\xb5\x2f\xfd" + b"\0" * 64, "compressed"),
+        (b"\x1f\x8b" + b"\0" * 64, "compressed"),
+        (b"NOTBLEND" * 4, "not a .blend"),
+        (_blend5((b"TX\0\0", 0, b"print('hi')")), "Text datablock"),
+        (_blend5((b"LI\0\0", 0, b"/etc/other.blend")), "linked library"),
+        (_blend5((b"OB\0\0", 0, b"x" * 8))[:-40], "past the end"),
+        (b"BLENDER17-01v0500" + struct.pack("<4siQqq", b"DATA", 0, 0, 1 << 40, 1), "past the end"),
+        (_blend5((b"OB\0\0", 0, b"x" * 8)), "no struct catalogue"),
+    ],
+)
+def test_forged_blend_bytes_are_refused(tmp_path, data, needle):
+    """Read as data, never loaded: every defect is a refusal with the reason, never an exception."""
+    p = tmp_path / "x.blend"
+    p.write_bytes(data)
+    assert needle in output_check.check_blend(p)

@@ -25,11 +25,12 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 _GLB_JSON, _GLB_BIN = 0x4E4F534A, 0x004E4942
-_MAX_GLB_JSON = 64 * 1024 * 1024
+_MAX_GLB_JSON = 16 * 1024 * 1024  # a mesh's glTF JSON is KBs; parsing 16 MB costs ~0.3 GB
 _MAX_DEPTH = 64  # glTF nests a few levels (extensions/extras a few more); a deep document is an attack
 
 
@@ -218,27 +219,35 @@ def check_blend(path: str | os.PathLike[str]) -> str:
     else:
         return f"an unknown .blend header {data[:17]!r}"
     head = struct.Struct(endian + fmt)
-    blocks: list[tuple[bytes, int, int, int]] = []  # (code, sdna index, data offset, length)
+    large = ptr == 8 and fmt == "4siQqq"
+
+    def blocks() -> Iterator[tuple[bytes, int, int, int]]:
+        """(code, sdna index, data offset, length) of each block before ENDB; never stored, so a
+        file of millions of tiny blocks costs time, not memory. Raises ValueError on a bad list."""
+        pos = start0
+        while True:
+            if pos + head.size > len(data):
+                raise ValueError(f"the block list runs past the end of the file at byte {pos}")
+            vals = head.unpack_from(data, pos)
+            code, sdna, length = (vals[0], vals[1], vals[3]) if large else (vals[0], vals[3], vals[1])
+            start = pos + head.size
+            if code == b"ENDB":
+                return
+            if length < 0 or start + length > len(data):
+                raise ValueError(f"block {code!r} at byte {pos} claims {length} bytes, past the end of the file")
+            yield code, sdna, start, length
+            pos = start + length
+
+    start0 = pos
     sdna_block: tuple[int, int] | None = None
-    while True:
-        if pos + head.size > len(data):
-            return f"the block list runs past the end of the file at byte {pos}"
-        vals = head.unpack_from(data, pos)
-        if ptr == 8 and fmt == "4siQqq":
-            code, sdna, _old, length, _nr = vals
-        else:
-            code, length, _old, sdna, _nr = vals
-        start = pos + head.size
-        if code == b"ENDB":
-            break
-        if length < 0 or start + length > len(data):
-            return f"block {code!r} at byte {pos} claims {length} bytes, past the end of the file"
-        if code in _BLEND_REFUSED_CODES:
-            return f"it holds {_BLEND_REFUSED_CODES[code]}"
-        if code == b"DNA1":
-            sdna_block = (start, length)
-        blocks.append((code, sdna, start, length))
-        pos = start + length
+    try:
+        for code, _sdna_nr, start, length in blocks():
+            if code in _BLEND_REFUSED_CODES:
+                return f"it holds {_BLEND_REFUSED_CODES[code]}"
+            if code == b"DNA1":
+                sdna_block = (start, length)
+    except ValueError as e:
+        return str(e)
     if sdna_block is None:
         return "no struct catalogue (DNA1 block)"
     try:
@@ -253,7 +262,7 @@ def check_blend(path: str | os.PathLike[str]) -> str:
     fmt_t = {4: "i", 2: "h", 1: "b"}.get(t_size)
     if fmt_t is None:
         return "an unexpected ChannelDriver.type size"
-    for code, sdna, start, length in blocks:
+    for code, sdna, start, length in blocks():  # the list parsed once already: no ValueError now
         if sdna == index and code == b"DATA" and length >= t_off + t_size:
             (dtype,) = struct.unpack_from(endian + fmt_t, data, start + t_off)
             if dtype == _DRIVER_TYPE_PYTHON:
