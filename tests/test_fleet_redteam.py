@@ -451,3 +451,52 @@ def test_submit_killed_mid_batch_leaves_every_printed_job_queued(fleet: Fleet, b
     pending_without_message = {j for j, s in recs.items() if s == "pending"} - on_queue
     assert len(pending_without_message) <= 200, len(pending_without_message)
     assert len(recs) < 3000, "the kill came after the last batch; nothing was tested"
+
+
+def test_submit_count_survives_a_broker_restart_mid_batch(tmp_path: Path) -> None:
+    """The broker restarts while `submit --count` publishes: the command still ends with every
+    id printed, and every printed job is on the queue after the restart (durable queue,
+    persistent messages, a batch whose confirms were lost republished whole: copies of a job
+    are possible, and workers drop them by job id)."""
+    from _rabbitmq import RabbitServer, available
+    from conftest import need
+
+    reason = available()
+    need(reason is None, reason or "")
+    with RabbitServer() as rmq:
+        fleet = Fleet(rmq.url, tmp_path)
+        try:
+            wf = tmp_path / "t.api.json"
+            wf.write_text(json.dumps(trivial_prompt("restart")))
+            proc = subprocess.Popen(
+                _submit_cmd(fleet, wf, "--count", "15000"),
+                cwd=ROOT,
+                env=fleet.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert proc.stdout is not None
+            printed = [proc.stdout.readline().strip() for _ in range(200)]  # the first batch is confirmed
+            rmq.restart()
+            out, err = proc.communicate(timeout=300)
+            printed += out.split()
+            assert proc.returncode == 0, err[-3000:]
+            assert len(set(printed)) == 15000
+            assert "broker connection lost" in err, "the restart came after the last batch: " + err[-2000:]
+            from driver.fleet.broker import connect
+
+            conn = connect(fleet.settings, "redteam-restart")
+            on_queue: list[str] = []
+            try:
+                ch = conn.channel()
+                for method, props, _body in ch.consume(fleet.settings.jobs_queue, auto_ack=False, inactivity_timeout=3):
+                    if method is None:
+                        break
+                    on_queue.append(props.message_id)
+            finally:
+                conn.close()
+            assert set(printed) <= set(on_queue), f"{len(set(printed) - set(on_queue))} printed jobs lost"
+            assert {r.status for r in fleet.store.list(limit=20000)} == {"pending"}
+        finally:
+            fleet.store.close()

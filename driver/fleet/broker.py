@@ -245,11 +245,14 @@ class Publisher:
         def on_return(_ch: Any, _method: Any, props: pika.BasicProperties, _body: bytes) -> None:
             refused.add(str(props.message_id))  # a Basic.Return comes before its message's ack
 
+        # The confirms go to callbacks of the underlying channel, which process_data_events does
+        # not count as events to return for: it would block for all of its time_limit. Hence
+        # short slices.
         impl.add_on_return_callback(on_return)
         impl.confirm_delivery(ack_nack_callback=on_confirm, callback=lambda _f: ready.append(True))
         deadline = time.monotonic() + self.settings.publish_give_up_s
         while not ready:
-            conn.process_data_events(time_limit=0.5)
+            conn.process_data_events(time_limit=0.01)
             if time.monotonic() > deadline:
                 raise BrokerUnreachable(self.settings.broker_url, "did not turn on publisher confirms")
         for _jid, body, props in frames:
@@ -257,7 +260,7 @@ class Publisher:
         while unconfirmed:
             if not impl.is_open:
                 raise pex.ChannelWrongStateError("the batch channel closed before every confirm came")
-            conn.process_data_events(time_limit=0.5)
+            conn.process_data_events(time_limit=0.01)
             if unconfirmed and time.monotonic() > deadline:
                 raise BrokerUnreachable(
                     self.settings.broker_url,
