@@ -307,8 +307,8 @@ def add_face(body: bpy.types.Object, arm: bpy.types.Object, options: dict, work_
         "existing": {p: [k for k, _w in binds[p]] for p in existing},
         "generated": [],
     }
-    rgb, mask, source = head_picture(body, head, work_dir, str(options.get("source") or "auto"))
-    found = vrm_face.find_face(rgb, mask, options.get("overrides") or {})
+    rgb, mask, source, head_px = head_picture(body, head, work_dir, str(options.get("source") or "auto"))
+    found = vrm_face.find_face(rgb, mask, options.get("overrides") or {}, head_px)
     report["finder"] = {**found, "source": source}
     points = place_landmarks(body, head, found)
     eye_mid = (points["left_eye"]["co"] + points["right_eye"]["co"]) / 2

@@ -2,8 +2,8 @@
 face finder's landmarks placed on the mesh.
 
     head = head_region(body, arm)                  # head bone, per-vertex head weight, head box
-    rgb, mask, source = head_picture(body, head, work_dir)
-    face = vrm_face.find_face(rgb, mask, overrides)  # comfy_avatar_nodes/core/vrm/face.py, loaded by path
+    rgb, mask, source, head_px = head_picture(body, head, work_dir)
+    face = vrm_face.find_face(rgb, mask, overrides, head_px)  # comfy_avatar_nodes/core/vrm/face.py, loaded by path
     points = place_landmarks(body, head, face)       # 3D points on the front of the head
 
 Why two picture sources: the CPU path's mesh carries the source front picture as its texture,
@@ -164,8 +164,10 @@ def _grid_mask(points: np.ndarray, h: int, w: int, radius: float) -> np.ndarray:
     return mask
 
 
-def _from_texture(body: bpy.types.Object, head: Head) -> tuple[np.ndarray, np.ndarray] | None:
-    """The head's part of the base colour texture when the texture is a front projection (else None)."""
+def _from_texture(body: bpy.types.Object, head: Head) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The head's part of the base colour texture when the texture is a front projection (else None),
+    with how many texture pixels tall the head is (the cut-out is enlarged to at least 16: the finder
+    must know when it looks at a few pixels blown up)."""
     me = body.data
     image = _base_image(body)
     uv = _vertex_uvs(me)
@@ -185,8 +187,9 @@ def _from_texture(body: bpy.types.Object, head: Head) -> tuple[np.ndarray, np.nd
     tw, th = image.size
     # pixel size of the head box in the texture: the box corners through the fit
     corners = np.array([[x0, z0, 1], [x1, z0, 1], [x0, z1, 1]]) @ coef
+    head_px = float(abs(corners[2, 1] - corners[0, 1]) * th)
     w = int(np.clip(round(abs(corners[1, 0] - corners[0, 0]) * tw), 16, 512))
-    h = int(np.clip(round(abs(corners[2, 1] - corners[0, 1]) * th), 16, 512))
+    h = int(np.clip(round(head_px), 16, 512))
     px = np.empty(tw * th * image.channels, dtype=np.float32)
     image.pixels.foreach_get(px)
     tex = px.reshape(th, tw, image.channels)
@@ -203,7 +206,7 @@ def _from_texture(body: bpy.types.Object, head: Head) -> tuple[np.ndarray, np.nd
     pts = np.stack([(co[front, 0] - x0) / (x1 - x0) * w, (z1 - co[front, 2]) / (z1 - z0) * h], axis=1)
     spacing = np.sqrt(0.8 * w * h / max(1, int(front.sum())))  # pixels between neighbouring vertices
     mask = _grid_mask(pts, h, w, max(1.5, 0.8 * spacing))
-    return rgb, mask
+    return rgb, mask, head_px
 
 
 def _render(body: bpy.types.Object, head: Head, work_dir: str) -> tuple[np.ndarray, np.ndarray]:
@@ -276,15 +279,16 @@ def save_png(path: str, rgb: np.ndarray, mask: np.ndarray) -> None:
 
 def head_picture(
     body: bpy.types.Object, head: Head, work_dir: str, source: str = "auto"
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """(rgb, mask, "texture" | "render"): the texture cut-out when it is a front projection, else a render."""
+) -> tuple[np.ndarray, np.ndarray, str, float | None]:
+    """(rgb, mask, "texture" | "render", the head's height in source pixels or None for a render): the
+    texture cut-out when it is a front projection, else a render (always RENDER_SIDE pixels)."""
     if source in ("auto", "texture"):
         got = _from_texture(body, head)
         if got is not None:
             save_png(os.path.join(work_dir, "face_front.png"), got[0], got[1])
-            return got[0], got[1], "texture"
+            return got[0], got[1], "texture", got[2]
     rgb, mask = _render(body, head, work_dir)
-    return rgb, mask, "render"
+    return rgb, mask, "render", None
 
 
 # ---------------------------------------------------------------- landmarks on the mesh

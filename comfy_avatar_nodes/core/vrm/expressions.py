@@ -56,10 +56,15 @@ VROID_KEYS = {
 # displacement-weighted centre of what moves.
 REGIONS: dict[str, tuple[float, float]] = {
     **{p: (-0.15, 0.55) for p in VISEMES},  # the lower face: mouth and jaw
-    **{p: (0.25, 0.90) for p in BLINKS},  # around the eyes
-    **{p: (0.25, 0.90) for p in LOOKS},  # the eyes
+    **{p: (0.15, 0.95) for p in BLINKS},  # around the eyes
+    **{p: (0.15, 0.95) for p in LOOKS},  # the eyes
     **{p: (-0.15, 0.95) for p in EMOTIONS},  # brows, eyes and mouth together
 }
+EYES_ABOVE_MOUTH = 0.12
+"""Blink and gaze must move a part of the head at least this far (head heights) above what aa moves.
+Why relative as well as the band above: rigs put the head joint anywhere from the chin to the mouth
+and chibi heads are half eyes, so where the eyes sit in the head frame varies a lot (0.23 on a head
+whose joint is at the mouth); that the eyes are above the mouth does not."""
 BELOW_NECK = -0.25
 """No preset may move a vertex lower than this (head heights under the head bone): the neck and body stay."""
 MIN_MOVE, MAX_MOVE = 0.003, 0.35
@@ -76,6 +81,7 @@ __all__ = [
     "ADDON_NAMES",
     "VROID_KEYS",
     "REGIONS",
+    "EYES_ABOVE_MOUTH",
     "BELOW_NECK",
     "MIN_MOVE",
     "MAX_MOVE",

@@ -44,6 +44,9 @@ SKIN_DELTA_E = 16.0  # colour distance (CIE Lab) still counted as skin
 FEATURE_DELTA_E = 22.0  # ... and from here on a pixel is a feature (eye, mouth, brow)
 MIN_SKIN_SHARE = 0.12  # below this share of the head the face is covered (visor, helmet, mask)
 MIN_CONFIDENCE = 0.35
+MIN_HEAD_PX = 24  # a head fewer pixels tall than this in its source picture has eyes of a pixel or two
+EYE_BAND = (0.15, 0.85)  # eye centres as fractions of the head box from the top (bald heads: high eyes)
+MIRRORED_EYE_SCORE = 0.45  # the confidence an eye mirrored from the other one (hair over it) starts at
 
 
 # ---------------------------------------------------------------- small image tools (numpy only)
@@ -120,13 +123,28 @@ def _blob(pts: np.ndarray, h: int, w: int) -> dict[str, float]:
 # ---------------------------------------------------------------- the finder
 
 
+def _axis(m: np.ndarray, skin: np.ndarray, fx: np.ndarray) -> float:
+    """The head's vertical axis (fraction of the box width): the median middle of the head's outline over
+    the mid-face rows. Not the mean of the skin: hair over one eye or a side-swept fringe takes skin
+    from one side only and would pull the axis off the face's real middle."""
+    h = m.shape[0]
+    mids = []
+    for r in range(int(0.35 * h), int(0.72 * h) + 1):
+        cols = np.flatnonzero(m[r])
+        if len(cols) >= 4:
+            mids.append((fx[r, cols[0]] + fx[r, cols[-1]]) / 2)
+    if mids:
+        return float(np.median(mids))
+    return float(fx[skin].mean()) if skin.any() else 0.5
+
+
 def _eye_pair(blobs: list[dict], axis: float) -> tuple[float, dict | None, dict | None]:
     """The best mirrored pair of eye-like blobs: (score 0..1, the avatar's left eye, right eye)."""
     cands = [
         b
         for b in blobs
         if 0.0008 <= b["area"] <= 0.09
-        and 0.30 <= b["y"] <= 0.80
+        and EYE_BAND[0] <= b["y"] <= EYE_BAND[1]
         and b["w"] <= 0.38
         and 0.2 <= b["w"] / max(b["h"], 1e-6) <= 5.0
     ]
@@ -150,6 +168,79 @@ def _eye_pair(blobs: list[dict], axis: float) -> tuple[float, dict | None, dict 
             if s > best[0]:
                 best = (s, hi, lo)
     return best
+
+
+def _hidden_eye(blobs: list[dict], axis: float, covered) -> tuple[dict | None, dict | None]:
+    """One eye whose twin is hidden (a lock of hair over it): (the eye seen, its mirror image) or (None, None).
+
+    Why: long hair over one eye is a common character design, and without a pair the whole face would
+    fall back to proportions, so a blink would close nothing. The eye seen must be eye-like (size, in
+    the eye band, off the axis), and where its twin would be must be covered by something bigger than
+    the eye itself that is not skin (``covered``: a function of (x, y) fractions -> the covering blob's
+    area, 0 where the face's own skin shows). A lone mole on a bare face is therefore not an eye.
+    """
+    best: tuple[float, dict | None] = (0.0, None)
+    for b in blobs:
+        off = b["x"] - axis
+        if not (
+            0.0008 <= b["area"] <= 0.09
+            and EYE_BAND[0] <= b["y"] <= EYE_BAND[1]
+            and 0.07 <= abs(off) <= 0.36
+            and b["w"] <= 0.30
+            and 0.2 <= b["w"] / max(b["h"], 1e-6) <= 5.0
+        ):
+            continue
+        if covered(axis - off, b["y"]) < 2.0 * b["area"]:
+            continue
+        s = math.exp(-((b["y"] - 0.56) ** 2) / 0.08) * min(1.0, b["area"] / 0.002)
+        if s > best[0]:
+            best = (s, b)
+    seen = best[1]
+    if seen is None:
+        return None, None
+    twin = {
+        **seen,
+        "x": 2 * axis - seen["x"],
+        "x0": 2 * axis - seen["x1"],
+        "x1": 2 * axis - seen["x0"],
+        "source": "mirrored",
+    }
+    return seen, twin
+
+
+def _beard_top(
+    m: np.ndarray, feature: np.ndarray, fx: np.ndarray, axis: float, below: float
+) -> tuple[float, float] | None:
+    """(top, bottom) of a beard (fractions of the box height): from some row under the eyes down to the
+    chin, the middle of the face is covered by something wide that is not skin. None when there is none.
+
+    Why: a painted beard hides the mouth, and a mouth placed by proportions then sits low in the beard,
+    so aa only moved the chin's last few rows; the mouth is under the moustache, at the beard's top.
+    """
+    h = m.shape[0]
+    band = np.abs(fx - axis) < 0.08
+    covered_rows = []
+    for r in range(min(h - 1, int(below * h)), h):
+        inside = m[r] & band[r]
+        if inside.sum() < 2:
+            continue
+        wide = feature[r] & m[r]
+        covered_rows.append((r, bool(feature[r][inside].mean() >= 0.8 and wide.sum() >= 0.4 * max(1, m[r].sum()))))
+    rows = [r for r, c in covered_rows]
+    flags = [c for r, c in covered_rows]
+    if not rows:
+        return None
+    # the beard: the covered run that reaches the bottom of the head
+    bottom = rows[-1]
+    i = len(rows) - 1
+    while i >= 0 and flags[i]:
+        i -= 1
+    if i == len(rows) - 1:
+        return None
+    top = rows[i + 1]
+    if (bottom - top + 1) / h < 0.12:
+        return None
+    return top / h, (bottom + 1) / h
 
 
 def _pick(blobs: list[dict], score) -> dict | None:
@@ -185,12 +276,19 @@ def _cascade_hits(rgb: np.ndarray, eyes: list[dict]) -> tuple[int, bool]:
     return confirmed, len(face) > 0
 
 
-def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[str, Any] | None = None) -> dict:
+def find_face(
+    rgb: np.ndarray,
+    mask: np.ndarray | None = None,
+    overrides: dict[str, Any] | None = None,
+    head_px: float | None = None,
+) -> dict:
     """Landmarks of the face in ``rgb`` (the head box, front view) as fractions of the box.
 
     mask: which pixels belong to the head (None: all). overrides: {landmark: [x, y]} (fractions of the
-    head box) that replace what was found. Never raises on a strange picture: the result says what
-    it could not find (``found``, ``reason``, ``warnings``).
+    head box) that replace what was found. head_px: how many pixels tall the head is in the picture it
+    was cut from (the texture cut-out is enlarged to at least 16 pixels): below MIN_HEAD_PX the eyes
+    are a pixel or two, and what looks like a pair there is noise, so no face is claimed. Never raises
+    on a strange picture: the result says what it could not find (``found``, ``reason``, ``warnings``).
     """
     rgb = np.asarray(rgb)[..., :3]
     if rgb.ndim != 3 or min(rgb.shape[:2]) < 8:
@@ -209,7 +307,13 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
     reason = ""
     score = 0.0
     mid = m & (fy > 0.35) & (fy < 0.72) & (fx > 0.22) & (fx < 0.78)
-    if mid.sum() < 20:
+    if head_px is not None and head_px < MIN_HEAD_PX:
+        reason = (
+            f"the head is only {head_px:.0f} pixels tall in the picture (at least {MIN_HEAD_PX} are needed "
+            "to see eyes; give a picture where the figure is larger)"
+        )
+        skin = np.zeros_like(m)
+    elif mid.sum() < 20:
         reason = "the head picture has almost nothing in the middle of the head box"
         skin = np.zeros_like(m)
     else:
@@ -228,19 +332,51 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
                 f"only {share:.0%} of the head has one surface colour in the middle of the face "
                 "(a visor, a helmet or a mask covers it)"
             )
-        axis = float(fx[skin].mean()) if skin.any() else 0.5
+        axis = _axis(m, skin, fx)
         feature = hull & m & (dist > FEATURE_DELTA_E)
         blobs = [_blob(p, h, w) for p in _components(feature) if len(p) >= 2]
         if not reason:
             pair_score, left, right = _eye_pair(blobs, axis)
+            mirrored = ""
             if left is None or right is None or pair_score < 0.05:
+                labels = np.full(m.shape, -1)
+                areas = []
+                for i, pts in enumerate(_components(m & ~skin & (dist > FEATURE_DELTA_E))):
+                    labels[pts[:, 0], pts[:, 1]] = i
+                    areas.append(len(pts) / float(h * w))
+
+                def covered(x: float, y: float) -> float:
+                    r, c = min(h - 1, max(0, int(y * h))), min(w - 1, max(0, int(x * w)))
+                    return areas[labels[r, c]] if labels[r, c] >= 0 else 0.0
+
+                seen, twin = _hidden_eye(blobs, axis, covered)
+                if seen is not None and twin is not None:
+                    left, right = (seen, twin) if seen["x"] > axis else (twin, seen)
+                    pair_score = MIRRORED_EYE_SCORE**2
+                    mirrored = "left" if twin is left else "right"
+            if left is None or right is None or pair_score < 0.05:
+                across = [
+                    b
+                    for b in blobs
+                    if b["x0"] < axis - 0.1 < axis + 0.1 < b["x1"]
+                    and b["w"] >= 0.38
+                    and EYE_BAND[0] <= b["y"] <= EYE_BAND[1]
+                    and b["h"] < 0.5
+                ]
                 reason = (
-                    "no pair of eyes: nothing that differs from the skin sits mirrored about the head axis "
+                    "no pair of eyes: something wide that is not skin lies across both eyes "
+                    "(sunglasses, a visor or a mask)"
+                    if across
+                    else "no pair of eyes: nothing that differs from the skin sits mirrored about the head axis "
                     "in the upper half of the face (a visor, sunglasses or closed eyes?)"
                 )
             else:
                 score = 0.7 * min(1.0, pair_score**0.5)  # + 0.2 for the mouth, + 0.1 for the brows
                 landmarks["left_eye"], landmarks["right_eye"] = left, right
+                if mirrored:
+                    warnings.append(
+                        f"{mirrored}_eye: covered (hair over it?), placed as the mirror image of the other eye"
+                    )
                 eye_y = (left["y"] + right["y"]) / 2
                 eye_sep = left["x"] - right["x"]
                 used = {id(left), id(right)}
@@ -256,8 +392,8 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
                             and b["y1"] < 0.99
                         )
                         * (1.0 + 2 * b["w"])
-                        * math.exp(-(((b["y"] - expect) / 0.12) ** 2))
-                        - 0.25
+                        * math.exp(-(((b["y"] - expect) / 0.2) ** 2))
+                        - 0.1
                     ),
                 )
                 if mouth is not None:
@@ -300,6 +436,17 @@ def find_face(rgb: np.ndarray, mask: np.ndarray | None = None, overrides: dict[s
                         w=max(0.12, 0.6 * eye_sep),
                         source="proportions",
                     )
+                    beard = _beard_top(m, m & (dist > FEATURE_DELTA_E), fx, axis, eye_y)
+                    if beard is not None:
+                        top, bottom = beard
+                        p.update(y=min(p["y"], top + 0.25 * (bottom - top)), source="beard")
+                        warnings[:] = [
+                            "mouth: under a beard (not visible), placed under the beard's upper edge; "
+                            "a painted beard moves but shows no open mouth"
+                            if w.startswith("mouth:")
+                            else w
+                            for w in warnings
+                        ]
                     landmarks["mouth"] = p
                 hits, face_hit = _cascade_hits(small, [left, right])
                 if hits or face_hit:

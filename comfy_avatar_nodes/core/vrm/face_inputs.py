@@ -1,7 +1,7 @@
 """The face stage's inputs, checked before Blender starts: the settings (config ``face:``), the node's
 widgets and the landmark overrides a user types when the finder got a face wrong.
 
-    opts = FaceOptions.from_inputs(settings.face, landmarks="left_eye=0.36,0.52; mouth=0.5,0.8", material="mtoon")
+    opts = FaceOptions.from_inputs(settings.face, landmarks="left_eye=0.64,0.52; mouth=0.5,0.8", material="mtoon")
     args["face"] = opts.to_args()        # what blender_cli/_vrm_common.pose_and_export reads
 
 Landmark positions are fractions of the head box the finder reports (x from the picture's left edge,
@@ -22,7 +22,8 @@ from .face import LANDMARKS
 
 MATERIALS = ("mtoon", "pbr")
 PICTURES = ("auto", "texture", "render")
-LANDMARK_EXAMPLE = 'left_eye=0.36,0.52; right_eye=0.64,0.52; mouth=0.5,0.8 (or JSON {"mouth": [0.5, 0.8]})'
+LANDMARK_EXAMPLE = 'left_eye=0.64,0.52; right_eye=0.36,0.52; mouth=0.5,0.8 (or JSON {"mouth": [0.5, 0.8]})'
+"""The avatar's left eye is on the picture's right (a front view faces us): its x is the larger one."""
 
 
 def parse_landmarks(text: str | dict | None) -> dict[str, list[float]]:
@@ -61,6 +62,17 @@ def parse_landmarks(text: str | dict | None) -> dict[str, list[float]]:
                 "give fractions of the head box between 0 and 1 (0,0 = top left of the picture)",
             )
         out[name] = [x, y]
+    for feature in ("eye", "brow"):
+        left, right = out.get(f"left_{feature}"), out.get(f"right_{feature}")
+        if left and right and left[0] < right[0]:
+            # the VRM would blink its left eye with blinkRight, and the validator would refuse it
+            raise AvatarError(
+                "face_landmarks",
+                f"left_{feature} (x={left[0]:g}) is left of right_{feature} (x={right[0]:g}) in the picture: "
+                "left and right are swapped",
+                f"left_{feature} is the avatar's own left, on the picture's right: give it the larger x "
+                f"({LANDMARK_EXAMPLE})",
+            )
     return out
 
 

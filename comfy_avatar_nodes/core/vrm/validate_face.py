@@ -19,10 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from .expressions import BELOW_NECK, EMOTIONS, MAX_MOVE, MIN_MOVE, PRESETS, REGIONS, VISEMES
+from .expressions import (
+    BELOW_NECK,
+    BLINKS,
+    EMOTIONS,
+    EYES_ABOVE_MOUTH,
+    LOOKS,
+    MAX_MOVE,
+    MIN_MOVE,
+    PRESETS,
+    REGIONS,
+    VISEMES,
+)
 from .gltf import accessor
 
 MOVED_M = 1e-5
+MOUTH_SHARE = 0.15
+"""At most this share of a blink's or a glance's movement may be at the mouth's height (aa's centre)."""
 
 
 def _targets(gltf: Any, blob: bytes, node: int, index: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -121,6 +134,7 @@ def check_preset(
     cy = float((rel_y * w).sum() / w.sum())
     cx = float(((pos[moved, 0] - axis_x) / width * w).sum() / w.sum())
     entry["centre"] = [round(cx, 3), round(cy, 3)]
+    entry["_rel_y"], entry["_weight"] = rel_y, w  # for _eyes_above_mouth; dropped before the report
     lo, hi = REGIONS.get(name, (BELOW_NECK, 1.2))
     if not lo <= cy <= hi:
         want = "the lower face (mouth, jaw)" if name in VISEMES else "the face" if name in EMOTIONS else "the eyes"
@@ -133,6 +147,36 @@ def check_preset(
     if name == "blinkRight" and cx >= 0:
         entry["problems"].append("closes an eye on the avatar's left (+X): left and right are swapped")
     return entry
+
+
+def _eyes_above_mouth(entries: dict[str, dict]) -> None:
+    """Blink and gaze must move something above what aa moves (the eyes are above the mouth on every
+    head, wherever the rig put its head joint): a blink bound to a mouth morph, or placed on the chin,
+    is caught here even where the head frame's band alone would let it pass."""
+    aa = entries.get("aa") or {}
+    if "centre" in aa and not aa["problems"]:
+        mouth_y = aa["centre"][1]
+        for name in (*BLINKS, *LOOKS):
+            e = entries.get(name) or {}
+            if "centre" not in e or e["problems"]:
+                continue
+            if e["centre"][1] < mouth_y + EYES_ABOVE_MOUTH:
+                e["problems"].append(
+                    f"moves the wrong part of the head (centre at {e['centre'][1]:.2f} head heights, not above "
+                    f"the mouth that aa moves at {mouth_y:.2f}: expected the eyes, at least "
+                    f"{EYES_ABOVE_MOUTH:.2f} higher)"
+                )
+                continue
+            # a centre can sit at the eyes while half of it moves the chin and half the hair: a share too
+            low = float(e["_weight"][e["_rel_y"] < mouth_y + EYES_ABOVE_MOUTH / 2].sum() / e["_weight"].sum())
+            if low > MOUTH_SHARE:
+                e["problems"].append(
+                    f"moves the mouth as well as the eyes ({low:.0%} of its movement is at the height of the "
+                    "mouth that aa moves): a blink or a glance must leave the mouth still"
+                )
+    for e in entries.values():
+        e.pop("_rel_y", None)
+        e.pop("_weight", None)
 
 
 def check_face(
@@ -154,6 +198,8 @@ def check_face(
     entries: dict[str, dict] = {}
     for name in PRESETS:
         entries[name] = check_preset(name, preset.get(name) or {}, gltf, blob, frame, axis_x)
+    _eyes_above_mouth(entries)
+    for name in PRESETS:
         for p in entries[name]["problems"]:
             report.errors.append(f"expression {name}: {p}")
     bound = [n for n, e in entries.items() if e["bound"]]
