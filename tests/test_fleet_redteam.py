@@ -500,3 +500,26 @@ def test_submit_count_survives_a_broker_restart_mid_batch(tmp_path: Path) -> Non
             assert {r.status for r in fleet.store.list(limit=20000)} == {"pending"}
         finally:
             fleet.store.close()
+
+
+def test_broker_down_post_is_503_and_leaves_no_record(tmp_path: Path, workflows: Path) -> None:
+    """The API publishes before it writes the record: a broker that cannot take the job gets
+    a 503 and leaves nothing (before, a record stayed behind; and a serve killed between
+    the two left a `pending` record no message would ever run)."""
+    from driver.local import free_port
+
+    fleet = Fleet(
+        f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F",
+        tmp_path,
+        COMFY_AVATAR__FLEET__PUBLISH_GIVE_UP_S="1",
+        COMFY_AVATAR__FLEET__CONNECT_TIMEOUT_S="1",
+    )
+    api = ApiServer(fleet, f"web:{KEY}", workflows=workflows)
+    try:
+        r = requests.post(f"{api.url}/jobs", headers=H, json={"workflow": "picture"}, timeout=60)
+        assert r.status_code == 503 and "RabbitMQ broker" in r.json()["error"], r.text
+        assert "guest:guest" not in r.text
+        assert fleet.store.list(limit=10) == []
+    finally:
+        api.close()
+        fleet.store.close()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from .. import events as ev
 from ..client import ComfyClient
@@ -148,15 +149,18 @@ class JobRun:
             ).first()
         if row is None:
             m = self.msg
-            self.store.add_job(
-                job_id=m.job_id,
-                prompt_id=m.prompt_id,
-                workflow_hash=canonical_hash(m.workflow),
-                workflow_path=m.workflow_name,
-                params=m.record_params(),
-                batch_id=FLEET_BATCH,
-                label=m.label,
-            )
+            try:
+                self.store.add_job(
+                    job_id=m.job_id,
+                    prompt_id=m.prompt_id,
+                    workflow_hash=canonical_hash(m.workflow),
+                    workflow_path=m.workflow_name,
+                    params=m.record_params(),
+                    batch_id=FLEET_BATCH,
+                    label=m.label,
+                )
+            except IntegrityError:  # the submitter wrote it a moment ago (it publishes first)
+                return self._record()
             return "pending", False, 0, None
         return str(row.status), bool(row.cancel_requested), int(row.attempts or 0), row.server
 

@@ -1,8 +1,10 @@
 """Submitting a job to the fleet: checks that need no ComfyUI, the job record, the message.
 
 Used by ``comfy-avatar submit`` and by ``serve``'s POST /jobs, so both check the same things
-the same way. The record is written before the message is published (a worker that takes
-the job at once finds it); a publish that fails for good marks the record failed.
+the same way. One job: the message is published first, then the record written (a crash in
+between leaves a queued job whose worker writes the record, never a record without a
+message). Batches (``submit --count``): records first, a batch at a time, then the batch's
+messages (see submit_jobs for what a crash leaves).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..errors import DriverError, UsageError
 from ..inputs import find_input_target
@@ -93,23 +97,23 @@ def check_job(msg: JobMessage) -> None:
 
 
 def submit_job(msg: JobMessage, publisher: Publisher, store: JobStore | None) -> None:
+    """Check, publish (confirmed), then write the record. In that order so that a submitter
+    killed in between (serve SIGKILLed mid-POST) leaves no ``pending`` record that no message
+    will ever run: a queued job whose record is missing gets it from the worker that takes
+    it (jobrun makes it from the message), and a publish that fails leaves nothing at all."""
     check_job(msg)
+    publisher.publish_job(msg)
     if store is not None:
-        store.add_job(
-            job_id=msg.job_id,
-            prompt_id=msg.prompt_id,
-            workflow_hash=canonical_hash(msg.workflow),
-            workflow_path=msg.workflow_name,
-            params=msg.record_params(),
-            batch_id=FLEET_BATCH,
-            label=msg.label,
-        )
-    try:
-        publisher.publish_job(msg)
-    except DriverError as e:
-        if store is not None:
-            store.set_status(msg.job_id, FAILED, detail="not queued", error=str(e))
-        raise
+        try:
+            store.add_jobs([_record_of(msg)])
+        except IntegrityError:
+            log.debug("job %s: a worker took it and wrote its record first", msg.job_id)
+        except (SQLAlchemyError, DriverError) as e:
+            log.warning(
+                "job %s is queued, but its record was not written (%s); the worker that takes it writes it",
+                msg.job_id,
+                type(e).__name__,
+            )
     publisher.publish_event(
         routing_key(msg.job_id, QUEUED), event_body(msg.job_id, QUEUED, {"priority": msg.priority, "label": msg.label})
     )
