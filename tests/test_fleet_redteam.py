@@ -523,3 +523,22 @@ def test_broker_down_post_is_503_and_leaves_no_record(tmp_path: Path, workflows:
     finally:
         api.close()
         fleet.store.close()
+
+
+def test_wrong_key_buckets_do_not_grow_without_end() -> None:
+    """One bucket per client address: a client with many addresses must not grow the table
+    for ever, and pruning forgets only buckets that have refilled."""
+    from driver.fleet.uploads import RateLimiter, Refused
+
+    now = [0.0]
+    rl = RateLimiter(10.0, 5, clock=lambda: now[0])
+    rl.max_buckets = 100
+    for _ in range(5):
+        rl.check("unauthenticated 10.9.9.9")
+    for i in range(5000):
+        rl.check(f"unauthenticated 2001:db8::{i:x}")
+        if i < 50:  # 0.05 s in: 10.9.9.9 has half a token back, not one: still limited
+            with pytest.raises(Refused):
+                rl.check("unauthenticated 10.9.9.9")
+        now[0] += 0.001  # a bucket refills from 4 to 5 tokens in 0.1 s: ~100 not yet full
+    assert len(rl._buckets) <= 2 * rl.max_buckets, len(rl._buckets)

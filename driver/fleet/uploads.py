@@ -85,6 +85,7 @@ class RateLimiter:
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.burst, self.clock = rate, burst, clock
         self._buckets: dict[str, tuple[float, float]] = {}
+        self.max_buckets = 10_000
         self._lock = threading.Lock()
 
     def check(self, name: str) -> None:
@@ -92,6 +93,8 @@ class RateLimiter:
             return
         with self._lock:
             now = self.clock()
+            if len(self._buckets) > self.max_buckets and name not in self._buckets:
+                self._prune(now)
             tokens, last = self._buckets.get(name, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
             if tokens < 1.0:
@@ -107,6 +110,13 @@ class RateLimiter:
                 err.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
                 raise err
             self._buckets[name] = (tokens - 1.0, now)
+
+    def _prune(self, now: float) -> None:
+        """Forget buckets that have refilled (they start full anyway): wrong-key buckets are
+        per client address, and a client with many addresses must not grow this without end."""
+        full = [k for k, (t, last) in self._buckets.items() if t + (now - last) * self.rate >= self.burst]
+        for k in full:
+            del self._buckets[k]
 
 
 # -- uploads -------------------------------------------------------------------------------
