@@ -211,6 +211,8 @@ def decimate(obj: bpy.types.Object, max_triangles: int) -> None:
     bpy.context.view_layer.objects.active = obj
     mod = obj.modifiers.new("Decimate", "DECIMATE")
     mod.ratio = 0.995 * max_triangles / n
+    if len(obj.modifiers) > 1:  # a skinned mesh's Armature modifier: decimate the mesh itself, first
+        bpy.ops.object.modifier_move_to_index(modifier=mod.name, index=0)
     bpy.ops.object.modifier_apply(modifier=mod.name)
 
 

@@ -14,6 +14,8 @@ args:
                     unit cube); 0: keep the file's size
     rename_bones    true: mapped bones take their VRM names (hips, leftUpperArm ...), so the VRM
                     reads well in any tool; unmapped bones keep theirs
+    max_triangles   the triangle budget (default 30000, 0 = none): a collapse Decimate of the joined,
+                    skinned mesh before the weights are finished (weights kept; see meet_budget)
 
 Steps: empty scene -> import -> the armature and its meshes, pose cleared, world transforms baked
 -> mapped bones renamed -> orientation from the mapped bones (hips->head is up, right->left is
@@ -34,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402  (ships with Blender and with pip bpy)
+from _budget import decimate, triangle_count  # noqa: E402
 from _job import JobError, Timer, run_job  # noqa: E402
 from _pack import vrm_spec  # noqa: E402
 from _vrm_common import (  # noqa: E402
@@ -277,6 +280,40 @@ def assign(arm: bpy.types.Object, humanoid: dict[str, str]) -> tuple[dict[str, s
     return kept, dropped
 
 
+# ---------------------------------------------------------------- triangle budget
+
+DEFAULT_MAX_TRIANGLES = 30000  # rig.max_triangles' default, for a job written without the argument
+
+
+def meet_budget(body: bpy.types.Object, max_triangles: int, warnings: list[str]) -> dict:
+    """The same triangle budget as the CPU rig's, for a mesh that comes rigged (UniRig's output of a
+    500k-face TRELLIS mesh, a rigged GLB/FBX file): web VRM viewers choke on it all the same.
+
+    Only a collapse Decimate: it keeps the vertex groups (the skin weights are interpolated along the
+    collapsed edges), UVs and materials. The voxel remesh the CPU rig uses far over budget would
+    throw the weights away. A mesh with shape keys (its own face expressions, which win over generated
+    ones) cannot take a modifier without losing them, so it is left as it is, with a warning.
+    """
+    n = triangle_count(body.data)
+    info = {"triangles_in": n, "max_triangles": max_triangles, "decimated": False, "triangles": n}
+    if max_triangles <= 0 or n <= max_triangles:
+        info["summary"] = f"{n} triangles (budget {max_triangles or 'none'}: nothing to do)"
+        return info
+    if body.data.shape_keys and len(body.data.shape_keys.key_blocks) > 1:
+        keys = len(body.data.shape_keys.key_blocks) - 1
+        info["summary"] = f"{n} triangles kept over the budget {max_triangles}: the mesh has {keys} shape keys"
+        warnings.append(
+            f"budget: the mesh has {n} triangles, over the budget of {max_triangles}, and was not decimated: "
+            f"its {keys} shape keys (face expressions) would be lost; decimate it in the program that made it, "
+            "or set max_triangles to 0 to silence this"
+        )
+        return info
+    decimate(body, max_triangles)
+    info.update(decimated=True, triangles=triangle_count(body.data))
+    info["summary"] = f"{n} -> {info['triangles']} triangles (decimated, skin weights kept; budget {max_triangles})"
+    return info
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -309,6 +346,9 @@ def main(args: dict, work_dir: str) -> dict:
     placement = place(body, arm, humanoid, target_height)
     timer.lap("placement")
 
+    budget = meet_budget(body, int(args.get("max_triangles", DEFAULT_MAX_TRIANGLES)), warnings)
+    timer.lap("budget")
+
     weights = finish_weights(body, arm)
     timer.lap("weights")
 
@@ -331,6 +371,7 @@ def main(args: dict, work_dir: str) -> dict:
         "placement": placement,
         **baked,
         **weights,
+        "budget": budget,
         "warnings": warnings,
         "timings_s": timer.steps,
     }

@@ -74,6 +74,12 @@ def _from_core_mesh(value: Any, input_name: str, settings: Settings) -> Asset:
     batch = 1
     if verts.ndim == 3:  # (batch, n, 3): SaveGLB writes one file per item; we rig the first
         batch = verts.shape[0]
+        if batch == 0 or faces.ndim != 3 or faces.shape[0] == 0:
+            raise AvatarError(
+                input_name,
+                f"is an empty batch of meshes (vertices {tuple(verts.shape)}, faces {tuple(faces.shape)})",
+                "check the node that made the MESH: it produced no mesh (e.g. a decode that found no surface)",
+            )
         verts, faces = verts[0], faces[0]
         if batch > 1:
             log.warning("comfy-avatar: %s is a batch of %d meshes; using the first", input_name, batch)
@@ -100,6 +106,12 @@ def _from_file3d(value: Any, input_name: str, settings: Settings) -> Asset:
 def resolve_path(text: str, input_name: str, extensions: tuple[str, ...]) -> Path:
     """An absolute path, or a name relative to ComfyUI's input/output folders (annotations honoured)."""
     raw = text.strip().strip('"')
+    if not raw:
+        raise AvatarError(
+            input_name,
+            "is an empty path",
+            "connect a mesh, or give the path of a .glb/.obj/.fbx file (Load3D's mesh_path)",
+        )
     candidates = [Path(raw).expanduser()]
     if not candidates[0].is_absolute():
         try:
@@ -121,7 +133,41 @@ def resolve_path(text: str, input_name: str, extensions: tuple[str, ...]) -> Pat
         )
     if found.suffix.lower() not in extensions:
         raise AvatarError(input_name, f"{found.name} is not a supported 3D file", f"use one of {', '.join(extensions)}")
+    problem = _content_problem(found)
+    if problem:
+        raise AvatarError(
+            input_name,
+            f"{found} {problem}",
+            "give the file itself (re-export it from the program that made it); an empty or half-copied "
+            "file fails only later, inside Blender, with a less clear message",
+        )
     return found
+
+
+def _content_problem(path: Path) -> str | None:
+    """What is wrong with a 3D file's first bytes for its extension, or None. A cheap look (the first
+    KiB), so an empty file, a text or HTML page saved as .glb (a failed download) or a renamed
+    picture is named here rather than by the importer."""
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty (0 bytes)"
+    with path.open("rb") as fh:
+        head = fh.read(1024)
+    ext = path.suffix.lower()
+    if ext in (".glb", ".vrm"):
+        if head[:4] != b"glTF":
+            return f"is not a binary glTF: it starts with {head[:12]!r}, not b'glTF'"
+        return None
+    if ext == ".fbx":
+        if head.startswith(b"Kaydara FBX Binary") or b"FBXHeaderExtension" in head or head.lstrip().startswith(b";"):
+            return None
+        return f"is not an FBX file: it starts with {head[:12]!r}"
+    text = head.lstrip()
+    if ext == ".gltf":
+        return None if text.startswith(b"{") else f"is not glTF JSON: it starts with {head[:12]!r}"
+    if ext == ".obj" and (b"\0" in head or text[:1] in (b"{", b"<")):
+        return f"is not a text OBJ file: it starts with {head[:12]!r}"
+    return None
 
 
 def to_asset(value: Any, input_name: str, settings: Settings, *, vrm: bool = False) -> Asset:

@@ -16,7 +16,10 @@ Steps:
    in the side view faces (picture left or right) decides which side of the body it shows; ``auto``
    reads it off the feet, which point forward. A back or other-side view must match the outline of
    the view it mirrors (intersection over union >= ``MIN_MIRROR_IOU``): a different pose or figure is
-   refused, not carved into a wrong shape.
+   refused, not carved into a wrong shape. So is a side view that cannot be the same standing figure's:
+   deeper than ``MAX_DEPTH_RATIO`` times the front's width (a dog's profile gave a 2.5 m slab), an outline
+   that is the front's again (``MAX_SIDE_AS_FRONT_IOU``: depth = width), and any view whose figure
+   touches the picture's edge (cut off: scaled to the full height, its knees would become feet).
 3. Carving: a voxel grid (``resolution`` voxels over the height) keeps the voxels inside every
    outline, and in each horizontal slice only the ellipse inscribed in each box a front run and a side
    run make (both outlines stay exact; limbs come out round, not square); the occupancy is Gaussian-smoothed and turned into a surface with marching cubes
@@ -55,6 +58,8 @@ log = logging.getLogger("comfy_avatar.hull")
 VIEW_NAMES = ("front", "side", "back", "other_side")
 SIDE_FACING = ("auto", "left", "right")
 MIN_MIRROR_IOU = 0.72  # a back / other-side outline must overlap the mirrored front / side this much
+MAX_DEPTH_RATIO = 1.6  # a side outline this many times deeper than the front is wide: not the same standing figure
+MAX_SIDE_AS_FRONT_IOU = 0.9  # a side outline overlapping the front's this much is a front view again
 FALLBACK_WEIGHT = 0.3  # weight of a picture projected through the body (no view of that direction)
 ROUND_SECTIONS = True  # elliptic cross-sections inside the hull's boxes (see _rounded)
 MAX_RESOLUTION = 384  # voxels over the height the node's resolution is clamped to
@@ -592,12 +597,73 @@ def align_views(
         out["other_side"] = _align("other_side", OPPOSITE[side_dir], views["other_side"], height_m)
     fw = np.ptp(np.nonzero(front.mask.any(0))[0]) * front.scale
     sw = np.ptp(np.nonzero(out["side"].mask.any(0))[0]) * out["side"].scale
+    if sw > MAX_DEPTH_RATIO * fw:
+        raise AvatarError(
+            "side",
+            f"its figure is {sw:.2f} m deep but the front's is only {fw:.2f} m wide (both scaled to "
+            f"{height_m:g} m tall): a standing figure is not {MAX_DEPTH_RATIO:g}x deeper than wide, so this is "
+            "another figure, a lying pose, or front and side are swapped; carving would make a slab",
+            "connect the side view of the same figure in the same pose, standing, seen from its left or right",
+        )
     if sw > 1.3 * fw:
         warnings.append(
             f"the side view's figure is {sw:.2f} m deep but the front's only {fw:.2f} m wide: are front "
             "and side swapped?"
         )
+    same = _outline_iou(front, out["side"])
+    if same >= MAX_SIDE_AS_FRONT_IOU:
+        raise AvatarError(
+            "side",
+            f"its outline is the front's ({same:.0%} overlap once both are scaled to the same height): it is "
+            "the front picture again, or a front or back view, not a side view; carving it would give the "
+            "figure its width as depth",
+            "connect a picture of the figure seen from its left or right side (a profile)",
+        )
+    for name, view in out.items():
+        cut = _cut_edges(view.mask)
+        if cut:
+            raise AvatarError(
+                name,
+                f"its figure touches the picture's {' and '.join(cut)} edge: it may be cut off there, and the "
+                "views are aligned by the figure's full height (a cut view is scaled and placed wrong)",
+                "give each view with a margin around the whole figure, head to feet, as on a model sheet",
+            )
     return out, how, warnings
+
+
+def _cut_edges(mask: np.ndarray) -> list[str]:
+    """The picture edges the figure's outline touches over more than a couple of pixels."""
+    edges = {"top": mask[0], "bottom": mask[-1], "left": mask[:, 0], "right": mask[:, -1]}
+    return [name for name, line in edges.items() if int(line.sum()) > 2]
+
+
+def _outline_iou(a: AlignedView, b: AlignedView) -> float:
+    """Overlap of two views' outlines scaled to the same height, feet on one line, centres on one
+    column (the better of b as drawn and b mirrored)."""
+    from scipy import ndimage
+
+    def canon(v: AlignedView) -> np.ndarray:
+        r0, r1, c0, c1 = _bbox(v.mask)
+        crop = v.mask[r0:r1, c0:c1].astype(np.float32)
+        z = 128.0 / (r1 - r0)
+        return ndimage.zoom(crop, z, order=1) >= 0.5
+
+    ma, mb = canon(a), canon(b)
+    h, w = max(ma.shape[0], mb.shape[0]), max(ma.shape[1], mb.shape[1])
+
+    def place(m: np.ndarray) -> np.ndarray:
+        out = np.zeros((h, w), bool)
+        r, c = h - m.shape[0], (w - m.shape[1]) // 2
+        out[r : r + m.shape[0], c : c + m.shape[1]] = m
+        return out
+
+    pa = place(ma)
+    best = 0.0
+    for m in (mb, mb[:, ::-1]):
+        pb = place(m)
+        union = (pa | pb).sum()
+        best = max(best, float((pa & pb).sum() / union) if union else 0.0)
+    return best
 
 
 def hull_mesh(

@@ -38,6 +38,7 @@ log = logging.getLogger("comfy_avatar.silhouette")
 ANALYSIS_MAX_SIDE = 1024  # the mask and the texture are computed at most at this size (long side)
 ALPHA_MIN_TRANSPARENT = 0.01  # alpha counts as "real" when >= 1% of the pixels are transparent
 HOLE_FILL_FRACTION = 0.01  # enclosed holes smaller than this share of the figure are filled
+RIVAL_FRACTION = 0.25  # a separate piece far from the figure and this big (share of it) is a second figure
 KEEP_GAP_FRACTION = 0.01  # separate pieces this close to the figure (share of the long side) are kept
 MIN_FIGURE_PX = 24  # the figure must be at least this many pixels tall/wide (analysis size)
 ROUND_RADIUS = 0.1  # R in the depth profile, as a share of height_m
@@ -134,6 +135,36 @@ def _background_key(rgba: np.ndarray, what: str) -> np.ndarray:
     return fg
 
 
+def _rival_figures(fg: np.ndarray) -> list[float]:
+    """Sizes, as shares of the largest piece, of the separate pieces far from it and at least
+    ``RIVAL_FRACTION`` of its size, standing beside it: a second figure (two people side by side, a
+    character and its pet, a sheet of several views). A piece above or below the figure (a head drawn
+    apart from the body, a floating halo) is not counted. _keep_figure would keep only the largest and silently drop the rest."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(fg, structure=np.ones((3, 3), bool))
+    if n < 2:
+        return []
+    sizes = np.bincount(labels.ravel()).astype(float)
+    sizes[0] = 0
+    main = int(sizes.argmax())
+    gap = max(2.0, KEEP_GAP_FRACTION * max(fg.shape))
+    near = np.unique(labels[ndimage.distance_transform_edt(labels != main) <= gap])
+    cols = ndimage.find_objects(labels)
+
+    def beside(i: int) -> bool:  # mostly beside the figure, not above or below it (a head drawn apart)
+        a, b = cols[main - 1][1], cols[i - 1][1]
+        overlap = max(0, min(a.stop, b.stop) - max(a.start, b.start))
+        return overlap < 0.5 * (b.stop - b.start)
+
+    far = [
+        i
+        for i in range(1, n + 1)
+        if i != main and i not in near and sizes[i] >= RIVAL_FRACTION * sizes[main] and beside(i)
+    ]
+    return sorted((round(float(sizes[i] / sizes[main]), 3) for i in far), reverse=True)
+
+
 def _keep_figure(fg: np.ndarray) -> np.ndarray:
     """The largest piece, pieces within a small gap of it, small enclosed holes filled."""
     from scipy import ndimage
@@ -185,6 +216,16 @@ def foreground_mask(rgba: np.ndarray, what: str = "image") -> tuple[np.ndarray, 
                 "has no foreground: every pixel matches the background colour (a blank or uniform picture?)",
                 FOREGROUND_FIX,
             )
+    rivals = _rival_figures(fg)
+    if rivals:
+        raise AvatarError(
+            what,
+            f"holds {len(rivals) + 1} separate figures of similar size (the largest, then "
+            f"{', '.join(f'{r:.0%}' for r in rivals)} of its size), and a mesh is made of one figure: the "
+            "others would be dropped",
+            "crop the picture to the one figure you want; for a turnaround sheet, cut it into one picture "
+            "per view and connect them to front / side / back",
+        )
     fg = _keep_figure(fg)
     ys, xs = np.nonzero(fg)
     fh, fw = int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)

@@ -5,14 +5,25 @@ has them. Fed a chair, it still "succeeds" and writes a VRM of a chair with a sk
 a figure drawn in profile (silhouette inflation turns the profile into the figure's front), it makes a
 torn, stretched avatar. So before any rigging the figure's front outline is read:
 
+- the body's midline: the median column between hips and shoulders, not the bounding box's centre (a
+  staff, a sword or a tail on one side moves that), and every measurement below is taken on the run of
+  the outline at that midline (hands raised over the head or a staff's tip are not the head);
 - a head: the top of the figure is a narrow part roughly over the body's middle, narrower than the
-  shoulders or the arms' span below it (a chair's backrest, a table top or a roof is as wide as the rest);
-- two legs: between the knees and the crotch the outline has a gap along the body's midline, or two
-  separate feet touch the ground (a long skirt or robe hides them: the check says so);
+  shoulders or the arms' span below it (a chair's backrest, a table top or a tree's crown is as wide as
+  the rest), or a neck: a row clearly narrower than the part above it (a head however wide its ears,
+  hair or helmet) and than the shoulders below (a bottle's neck has nothing wider above it);
+- two legs: between the knees and the crotch the outline has a gap along the body's midline, or the
+  legs stay apart from the ground up for a while; and the leg band holds a fair share of the torso's
+  width (a coat stand's or a lamp's pole is not two legs; a long skirt or robe hides them: the check
+  says so);
+- not a building: no long stretch of one unchanging wide span (walls) under a head with no neck (a
+  house's roof tip reads as a head, its door as a leg gap);
 - upright: at least about as tall as wide (a T-pose is as wide as tall; an animal on four legs, a car or a
   table is wider), not a solid block (a building or a box fills its outline);
-- seen from the front: left and right mirror each other (a profile or a three-quarter view does not), and
-  the feet do not all reach to one side (in a profile they point forward, i.e. sideways in the picture).
+- seen from the front: left and right mirror each other (a profile or a three-quarter view does not; a
+  prop on one side or a thin staff is left out of the comparison), and the feet (the two ground contacts
+  nearest the midline) do not all reach to one side (in a profile they point forward, i.e. sideways in
+  the picture).
 
 The outline comes from the mesh itself (its projection onto the X-Y plane), so the same check covers
 meshes from a picture, a turnaround, TRELLIS or a file. Runs inside Blender too (blender_cli/_pack.py
@@ -33,16 +44,22 @@ ROWS = 128  # outline rows over the figure's height
 SAMPLES = 200_000  # surface samples rasterised into the outline
 GATE_MODES = ("refuse", "warn", "off")
 
-# thresholds, as shares of the height (H) or width (W); measured on the tests' figures (tests/test_gate.py)
+# thresholds, as shares of the height (H) or width (W); first measured on tests/test_gate.py's figures, then
+# checked against figures drawn in another style that no one tuned on (tests/test_gate_redteam.py)
 MIN_ASPECT = 0.78  # height / width below this: lying or wide (animal, vehicle, table)
 MAX_FILL = 0.82  # outline area / bounding box above this: a block (building, box, cabinet)
 MAX_HEAD_RATIO = 0.72  # head width / widest part below it
 MAX_HEAD_OFFSET = 0.22  # head centre off the body's centre, share of W
-MIN_LEG_GAP_ROWS = 0.04  # share of H with a gap on the midline in the leg band
+MIN_LEG_GAP_ROWS = 0.08  # share of H with a gap on the midline in the leg band (a bust cut at the hips has ~0.05)
 MIN_SYMMETRY = 0.72  # IoU of the outline with its mirror image about the head's centre
 MAX_FOOT_OFFSET = 0.035  # feet's centre off the midline, share of H
 PROFILE_FOOT_OFFSET = 0.015  # ... when the legs overlap in one column: the feet point one way (a profile)
+PROFILE_MIN_FILL = 0.4  # a profile fills its narrow outline; a lamp's pole under its shade does not
 PROFILE_ASPECT = 3.0  # height / width above this with one leg column: a profile's narrow outline
+MAX_NECK_RATIO = 0.6  # a neck: the midline run this narrow against the head above and the shoulders below
+MIN_WALLS = 0.45  # share of H with one unchanging wide span and no neck: walls (a house with a door)
+MIN_LEG_MASS = 0.2  # the leg band's outline width, share of the torso's: legs, not a pole
+MIN_FEET_APART_ROWS = 0.12  # share of H the legs stay apart from the ground up (a bust cut at the hips: ~0.1)
 PLAIN_GLB_FIX = (
     "to keep it as a plain mesh, connect the mesh to 'Export Asset (GLB/FBX/OBJ/.blend + LODs + "
     "previews)' instead of a VRM node"
@@ -151,17 +168,56 @@ def outline_features(verts: np.ndarray, tris: np.ndarray) -> tuple[dict[str, flo
     n = mask.shape[0]
     row_w = mask.sum(1).astype(float)
 
-    # head: the top 11% of the height
-    head = _band(mask, 0.89, 1.0)
-    hc = np.flatnonzero(head.any(0))
-    head_w = (hc.max() - hc.min() + 1) if len(hc) else 0
-    head_c = 0.5 * (hc.max() + hc.min()) if len(hc) else 0.5 * (c0 + c1)
+    # The body's midline: the median column of the outline between the hips and the shoulders. Not the
+    # bounding box's centre: a staff, a sword or a tail on one side moves that, not the body.
+    core_rows = mask[int(0.45 * n) : int(0.8 * n)]
+    cy, cx = np.nonzero(core_rows)
+    body_c = float(np.median(cx)) if len(cx) else 0.5 * (c0 + c1)
+    # head: the top 11% of the height, read on the run at the midline (the first row from the top
+    # that reaches it): hands raised above the head (a Y pose), a staff's tip or hat feathers off to the
+    # side are not the head.
+    central_w = np.zeros(n)  # width (cells) of the run at or nearest the midline, per row
+    central_c = np.full(n, body_c)
+    for i in range(n):
+        runs = _runs(mask[i])
+        if runs:
+            s_, e_ = min(
+                runs, key=lambda se: 0 if se[0] <= body_c <= se[1] else min(abs(se[0] - body_c), abs(se[1] - body_c))
+            )
+            if s_ - 1.5 <= body_c <= e_ + 1.5 or abs(0.5 * (s_ + e_) - body_c) * cell <= 0.12 * W:
+                central_w[i], central_c[i] = e_ - s_ + 1, 0.5 * (s_ + e_)
+    reach = np.flatnonzero(central_w > 0)
+    head_top = int(reach.max()) if len(reach) else n - 1
+    head_rows = np.arange(max(0, head_top - int(round(0.11 * n))), head_top + 1)
+    head_w = float(central_w[head_rows].max()) if len(head_rows) else 0.0
+    head_c = float(np.mean(central_c[head_rows][central_w[head_rows] > 0])) if central_w[head_rows].any() else body_c
     below = row_w[int(0.45 * n) : int(0.86 * n)]
     span_below = max((np.ptp(np.flatnonzero(r)) + 1 if r.any() else 0) for r in mask[int(0.45 * n) : int(0.86 * n)])
     f["head_ratio"] = float(head_w / max(span_below, 1))
-    f["head_offset"] = float(abs(head_c - 0.5 * (c0 + c1)) * cell / W) if W > 0 else 0.0
+    f["head_offset"] = float(abs(head_c - body_c) * cell / W) if W > 0 else 0.0
     f["top_fill"] = float(_band(mask, 0.92, 1.0)[:, c0 : c1 + 1].any(0).mean())
     f["body_width_rows"] = float(below.max() * cell / W) if len(below) and W > 0 else 0.0
+    # a neck: below the top, a row of the midline run clearly narrower than the part above it (the head,
+    # with its ears, hair or helmet however wide) and than the shoulders below it. A bottle's neck has
+    # nothing wider above it; a chair's backrest, a tree's crown or a roof narrows nowhere on the way down.
+    f["neck_ratio"] = 1.0
+    prof = central_w[max(0, head_top - int(0.4 * n)) : head_top + 1][::-1]  # from the top down
+    min_above = max(2, int(round(0.05 * n)))
+    for i in range(min_above, len(prof) - 1):
+        above, below_max = prof[:i].max(), prof[i:].max()
+        # (a row with nothing at the midline between head and body is a neck too: a head drawn apart)
+        if above > 0 and below_max > 0 and above >= 1.25 * prof[i] and below_max >= 1.6 * prof[i]:
+            f["neck_ratio"] = min(f["neck_ratio"], float(prof[i] / min(above, below_max)))
+    torso_w = float(central_w[int(0.5 * n) : int(0.75 * n)].max()) if n else 0.0
+    # straight sides: the longest stretch of rows over which the outline keeps one wide span (a building's
+    # walls, a cabinet, a box). A figure's span changes all the way down: head, shoulders, hands, hips, feet.
+    spans = np.array([(np.ptp(np.flatnonzero(r)) + 1) if r.any() else 0 for r in mask], float)
+    longest, start = 0, 0
+    for i in range(1, n + 1):
+        if i == n or abs(spans[i] - spans[start]) > 2 or spans[start] < 0.5 * (c1 - c0 + 1):
+            longest = max(longest, i - start if spans[start] >= 0.5 * (c1 - c0 + 1) else 0)
+            start = i
+    f["straight_sides"] = longest / n
 
     # legs: rows of the band between feet and crotch with a gap on the midline (at the head's centre)
     mid = int(round(head_c))
@@ -175,23 +231,73 @@ def outline_features(verts: np.ndarray, tris: np.ndarray) -> tuple[dict[str, flo
             if left and right:
                 gaps += 1
     f["leg_gap_rows"] = gaps / n
+    # legs have substance: across the leg band the outline is a fair share of the torso's width (a coat
+    # stand's or a lamp's pole under a wide top is not two legs)
+    f["leg_mass"] = float(np.median(legs.sum(1)) / torso_w) if len(legs) and torso_w > 0 else 0.0
+    # ... and two feet apart stand on two legs that stay apart for a while above the ground (a bird's
+    # feet under its round body part only for the last few rows)
+    apart, started = 0, False
+    for r in mask[: int(0.42 * n)]:  # from the ground up, until the two columns join
+        if not r.any() and not started:
+            continue
+        runs = _runs(r)
+        if any(e < mid for _, e in runs) and any(s > mid for s, _ in runs) and not r[mid]:
+            apart, started = apart + 1, True
+        else:
+            break
+    f["feet_apart_rows"] = apart / n
     ground = np.asarray(_band(mask, 0.0, 0.03).any(0), bool)
-    f["ground_contacts"] = float(len(_runs(ground)))
-    f["base_width"] = float(max((e - s + 1 for s, e in _runs(ground)), default=0) * cell / W) if W > 0 else 0.0
+    ground_runs = _runs(ground)
+    f["ground_contacts"] = float(len(ground_runs))
+    f["base_width"] = float(max((e - s + 1 for s, e in ground_runs), default=0) * cell / W) if W > 0 else 0.0
     low = _band(mask, 0.05, 0.3)
     f["low_runs"] = float(np.median([len(_runs(r)) for r in low])) if len(low) else 0.0
 
     # front view: mirror symmetry about the head's centre; feet reaching to one side
     width = mask.shape[1]
     cols = np.arange(width)
-    mirrored_cols = np.rint(2 * head_c - cols).astype(int)
-    valid = (mirrored_cols >= 0) & (mirrored_cols < width)
-    mirror = np.zeros_like(mask)
-    mirror[:, cols[valid]] = mask[:, mirrored_cols[valid]]
-    union = (mask | mirror).sum()
-    f["symmetry"] = float((mask & mirror).sum() / union) if union else 0.0
+
+    def mirror_iou(m: np.ndarray) -> float:
+        mirrored_cols = np.rint(2 * head_c - cols).astype(int)
+        valid = (mirrored_cols >= 0) & (mirrored_cols < width)
+        mirror = np.zeros_like(m)
+        mirror[:, cols[valid]] = m[:, mirrored_cols[valid]]
+        union = (m | mirror).sum()
+        return float((m & mirror).sum() / union) if union else 0.0
+
+    f["symmetry_full"] = mirror_iou(mask)
+    # ... and of the body alone: what reaches past the body's narrower side (a staff held out, a tail, a
+    # sword, a bag) is left out, so a prop on one side does not read as a profile
+    occ = np.flatnonzero(mask[int(0.05 * n) :].any(0))
+    reach_l, reach_r = head_c - occ.min(), occ.max() - head_c
+    r_core = min(reach_l, reach_r) + 1
+    core = mask.copy()
+    core[:, (cols < head_c - r_core) | (cols > head_c + r_core)] = False
+    # ... and without parts thinner than ~4.5% of the height across (a staff or a spear held upright)
+    k = max(3, int(round(0.045 * n)))
+    run_len = np.zeros(mask.shape, int)  # horizontal opening: keep cells in a run at least k wide
+    for i, r in enumerate(mask):
+        for s_, e_ in _runs(r):
+            if e_ - s_ + 1 >= k:
+                run_len[i, s_ : e_ + 1] = 1
+    f["symmetry"] = max(f["symmetry_full"], mirror_iou(core), mirror_iou(run_len.astype(bool)))
     feet = _band(mask, 0.0, 0.05)
-    fw = feet.sum(0).astype(float)
+    # the feet: the two ground runs nearest the midline (a tail's tip, a staff's foot or a base's rim
+    # beside them are not feet)
+    feet_cols = np.zeros(width, bool)
+    foot_runs = _runs(np.asarray(feet.any(0), bool))
+    left = [se for se in foot_runs if 0.5 * (se[0] + se[1]) < head_c]
+    right = [se for se in foot_runs if 0.5 * (se[0] + se[1]) >= head_c]
+    on_mid = [se for se in foot_runs if se[0] <= head_c <= se[1]]
+    if on_mid:  # feet together under the midline
+        near = on_mid
+    elif left and right:  # the nearest on each side of the midline
+        near = [max(left, key=lambda se: se[1]), min(right, key=lambda se: se[0])]
+    else:  # all on one side (a profile's feet) or one run: all of them
+        near = foot_runs
+    for s_, e_ in near:
+        feet_cols[s_ : e_ + 1] = True
+    fw = (feet.sum(0) * feet_cols).astype(float)
     f["foot_offset"] = float(abs((fw * cols).sum() / fw.sum() - head_c) * cell / H) if fw.sum() and H > 0 else 0.0
     # where the mass sits: a quadruped's body is high, its head at one end
     top_profile = np.array([np.flatnonzero(mask[:, c]).max() if mask[:, c].any() else -1 for c in range(c0, c1 + 1)])
@@ -203,8 +309,13 @@ def assess_humanoid(verts: np.ndarray, tris: np.ndarray) -> HumanoidVerdict:
     """The verdict on a mesh in glTF axes (Y up, facing +Z): see the module docstring."""
     f, _mask = outline_features(verts, tris)
     r = {k: round(v, 4) for k, v in f.items()}
-    has_head = f["head_ratio"] <= MAX_HEAD_RATIO and f["head_offset"] <= MAX_HEAD_OFFSET and f["top_fill"] < 0.75
-    has_legs = f["leg_gap_rows"] >= MIN_LEG_GAP_ROWS or f["ground_contacts"] == 2
+    has_neck = f["neck_ratio"] <= MAX_NECK_RATIO
+    has_head = f["head_offset"] <= MAX_HEAD_OFFSET and (
+        (f["head_ratio"] <= MAX_HEAD_RATIO and f["top_fill"] < 0.75) or has_neck
+    )
+    has_legs = f["leg_mass"] >= MIN_LEG_MASS and (
+        f["leg_gap_rows"] >= MIN_LEG_GAP_ROWS or f["feet_apart_rows"] >= MIN_FEET_APART_ROWS
+    )
     upright = f["aspect"] >= MIN_ASPECT
     block = f["fill"] >= MAX_FILL
     frontal = f["symmetry"] >= MIN_SYMMETRY and f["foot_offset"] <= MAX_FOOT_OFFSET
@@ -255,7 +366,11 @@ def assess_humanoid(verts: np.ndarray, tris: np.ndarray) -> HumanoidVerdict:
     if (
         not has_legs
         and f["ground_contacts"] <= 1
-        and (f["aspect"] > PROFILE_ASPECT or f["foot_offset"] > PROFILE_FOOT_OFFSET)
+        and (
+            # narrow and filled like a body's profile (a lamp's pole under its shade or a bottle is not)
+            (f["aspect"] > PROFILE_ASPECT and PROFILE_MIN_FILL <= f["fill"] < MAX_FILL)
+            or f["foot_offset"] > PROFILE_FOOT_OFFSET
+        )
     ):
         return verdict(
             "side_view",
@@ -267,7 +382,9 @@ def assess_humanoid(verts: np.ndarray, tris: np.ndarray) -> HumanoidVerdict:
             )
             + " (a side or three-quarter view)",
         )
-    if block or (not has_legs and f["base_width"] >= 0.7 and f["fill"] >= 0.6):
+    # (only where a "head" was seen: a roof's tip; without one the chair and the other checks below decide)
+    walls = has_head and not has_neck and f["straight_sides"] >= MIN_WALLS and f["fill"] >= 0.5
+    if block or walls or (not has_legs and not has_neck and f["base_width"] >= 0.7 and f["fill"] >= 0.6):
         return verdict(
             "building",
             "it fills its outline like a block (a building, a box or a cabinet?), with no separate head, arms or legs",

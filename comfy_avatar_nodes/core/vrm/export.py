@@ -192,13 +192,15 @@ async def rigged_to_vrm(
     work_dir: Path | None = None,
     timeout_s: float | None = None,
     face: FaceOptions | None = None,
+    max_triangles: int | None = None,
 ) -> Asset:
     """Write ``rigged`` (GLB/FBX with armature + skin) as a VRM 1.0 avatar to ``out`` (atomically).
 
     mapping: VRM humanoid name -> bone name (dict, JSON file or JSON text; UniRig's humanoid map
     works as is). target_height_m: scale to this height (0 = keep the file's size).
-    rename_bones: mapped bones take their VRM names. face: expressions, material and landmark overrides
-    (default: the ``face`` settings). Returns the "vrm" Asset; its meta holds the
+    rename_bones: mapped bones take their VRM names. max_triangles: the triangle budget (default the
+    ``rig.max_triangles`` setting, 0 = none; a Decimate that keeps the weights). face: expressions,
+    material and landmark overrides (default: the ``face`` settings). Returns the "vrm" Asset; its meta holds the
     script's result (humanoid, placement, unweighted_before_fix, dropped_optional_bones, timings_s ...).
     """
     rigged, out = Path(rigged).absolute(), Path(out).absolute()
@@ -214,6 +216,7 @@ async def rigged_to_vrm(
         "target_height": float(target_height_m),
         "rename_bones": bool(rename_bones),
         "face": (face or FaceOptions.from_inputs(settings.face)).to_args(),
+        "max_triangles": int(settings.rig.max_triangles if max_triangles is None else max_triangles),
     }
     result = await run_vrm_job(
         SCRIPT,
@@ -229,6 +232,8 @@ async def rigged_to_vrm(
     )
     for w in result.get("warnings", []):
         log.warning("%s: %s", rigged.name, w)
+    if result.get("budget"):
+        log.info("%s: %s", rigged.name, result["budget"]["summary"])
     log.info(
         "rigged %s -> %s: %d humanoid bones, %s vertices in %.2f s",
         rigged.name,
