@@ -542,3 +542,41 @@ def test_wrong_key_buckets_do_not_grow_without_end() -> None:
                 rl.check("unauthenticated 10.9.9.9")
         now[0] += 0.001  # a bucket refills from 4 to 5 tokens in 0.1 s: ~100 not yet full
     assert len(rl._buckets) <= 2 * rl.max_buckets, len(rl._buckets)
+
+
+def test_two_jobs_with_one_input_name_each_get_their_own_picture(api: ApiServer, fleet: Fleet) -> None:
+    """Two people upload "image.jpg" (every phone's name) at once to a worker running two jobs:
+    each job's LoadImage must read its own bytes. Before, both went to one ComfyUI input file
+    with overwrite, and the later upload replaced the earlier one's picture. Names in any
+    script (and macOS's decomposed form) are accepted."""
+    import unicodedata
+
+    from _fleet_helpers import slow_scenario
+
+    pics = {
+        name: PNG + name.encode() for name in ("image.jpg", "image.jpg ", unicodedata.normalize("NFD", "фото é.png"))
+    }
+    with fake_comfy() as comfy:
+        comfy.scenario = slow_scenario(0.2)
+        fleet.worker(comfy.url, "w1", concurrency=2)
+        jobs = {}
+        for name, data in pics.items():
+            r = requests.post(
+                f"{api.url}/jobs",
+                headers=H,
+                data={"workflow": "picture"},
+                files={"image": (name.strip() or name, data, "image/jpeg")},
+                timeout=30,
+            )
+            assert r.status_code == 201, r.text
+            jobs[r.json()["job_id"]] = data
+        status = fleet.wait_terminal(list(jobs), 90)
+        assert set(status.values()) == {SUCCEEDED}, fleet.logs()
+        by_prompt = {b["prompt_id"]: b["prompt"]["1"]["inputs"]["image"] for b in comfy.posted}
+        for job, data in jobs.items():
+            ref = by_prompt[fleet.store.get(job).prompt_id]
+            sub, _, fname = ref.rpartition("/")
+            assert comfy.files[("input", sub, fname)] == data, f"job {job} read another job's picture ({ref})"
+        assert len(set(by_prompt.values())) == len(jobs)
+        names = [fleet.store.get(j).to_dict()["params"]["inputs"][0]["filename"] for j in jobs]
+        assert "фото é.png" in names  # NFC

@@ -300,7 +300,11 @@ class JobRun:
             for inp in self.msg.inputs:
                 node_id, input_name = find_input_target(prompt, inp.name)
                 local = fetch_input(inp, Path(tmp), self.fleet)
-                up = client.upload(local, subfolder=f"{UPLOAD_SUBFOLDER}/fleet", overwrite=True)
+                # A folder per job: every phone names its picture image.jpg, and with one shared
+                # folder a second job's upload replaced the first's before its LoadImage ran (on
+                # --concurrency 2, or with the first still queued on ComfyUI): one person's avatar
+                # made from another's photo. overwrite: a redelivery uploads the same bytes again.
+                up = client.upload(local, subfolder=f"{UPLOAD_SUBFOLDER}/fleet/{self.job_id}", overwrite=True)
                 prompt[node_id]["inputs"][input_name] = up.ref
         return prompt
 

@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -135,16 +136,25 @@ def sniff_image(head: bytes) -> str | None:
     return None
 
 
+def _plain_name(raw: str) -> bool:
+    """Letters and digits of any script (a phone names a picture "фото 1.jpg"), '.', '_', '-'
+    and spaces, starting with a letter or digit; never control, format (bidi overrides such as
+    U+202E, zero-width joiners) or unassigned characters, which str.isalnum() is False for."""
+    return _NAME.match(raw) is not None or (
+        len(raw) <= 128 and raw[0].isalnum() and all(c.isalnum() or c in "._- " for c in raw)
+    )
+
+
 def check_filename(name: str | None, field: str) -> str:
     """The upload's file name if it is a plain name; Refused(400) otherwise (never sanitized
     silently: a client sending ../x has a bug or is probing, and should be told)."""
-    raw = name or ""
-    if not raw or "/" in raw or "\\" in raw or ".." in raw or "\x00" in raw or not _NAME.match(raw):
+    raw = unicodedata.normalize("NFC", name or "")  # macOS sends decomposed names (e + U+0301)
+    if not raw or "/" in raw or "\\" in raw or ".." in raw or "\x00" in raw or not _plain_name(raw):
         raise Refused(
             400,
             f"upload {field!r}",
             f"file name {raw[:80]!r} is not a plain file name",
-            "send a name of letters, digits, '.', '_', '-' or spaces, without a path or '..'",
+            "send a name of letters, digits (any script), '.', '_', '-' or spaces, without a path or '..'",
             reason="name",
         )
     return raw
