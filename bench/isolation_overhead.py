@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def launcher(cmd, j):
             def run(i: int) -> float:
-                work = tmp / f"{cmd[-1][:6]}{i}{j.isolated}{j.work_tmpfs}{id(j)}" / "job"
+                work = Path(tempfile.mkdtemp(dir=tmp)) / "job"  # a fresh folder per launch
                 work.mkdir(parents=True)
                 return asyncio.run(_launch(cmd, j, work, work.parent / "log"))
 

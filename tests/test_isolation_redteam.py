@@ -615,3 +615,22 @@ def test_forged_blend_bytes_are_refused(tmp_path, data, needle):
     p = tmp_path / "x.blend"
     p.write_bytes(data)
     assert needle in output_check.check_blend(p)
+
+
+def test_hard_links_cannot_amplify_the_copy_back(tmp_path):
+    """One 8 MB file hard-linked 500 times takes 8 MB of the job's tmpfs but would be 4 GB if
+    every name were copied to the host. Outside: the host work dir holds at most work_mb."""
+    r, log, work, s, took = run_job(
+        """
+        import os
+        with open("/job/big", "wb") as f:
+            f.write(b"z" * (8 << 20))
+        for i in range(500):
+            os.link("/job/big", f"/job/l{i}")
+    """,
+        tmp_path,
+        work_mb=32,
+    )
+    held = sum(p.stat().st_size for p in work.rglob("*") if p.is_file() and not p.is_symlink())
+    assert held <= 32 * MB + 64 * 1024, held  # work_mb of copies, plus the parent's own inputs (job.py)
+    assert r.quota, r  # the job is refused for what it left, not silently cut

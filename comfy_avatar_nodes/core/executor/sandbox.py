@@ -10,10 +10,14 @@ The boundary is the operating system, not Python (core/runtime/isolation.py):
 2. **The parent trusts nothing the job can touch**: output over a pipe into a log outside
    the work dir (capped), result.json and the outputs read only as regular files inside the
    work dir (no symlinks on the way, size-capped), copied out, the work dir removed; its
-   size and file count are watched while the job runs.
-3. **The process**: rlimits (CPU seconds, address space, file size, process count), a
-   wall-clock timeout that kills the job's whole pid namespace, an environment with only
-   PATH/LANG-style variables.
+   size and file count are watched while the job runs. The outputs are the job's own bytes,
+   so each is checked on the host as data before it is handed on (:mod:`.output_check`: a
+   self-contained, well-formed GLB; a .blend without text blocks, scripted drivers or
+   library links) and refused otherwise.
+3. **The process**: rlimits (CPU seconds, address space, file size, process count), a pids
+   cgroup of ``sandbox.nproc`` tasks (binds root, which RLIMIT_NPROC does not), a work dir
+   that is a tmpfs of ``sandbox.work_mb``, a wall-clock timeout that kills the job's whole
+   pid namespace, an environment with only PATH/LANG-style variables.
 4. **A static pass** (:func:`check_script` / :func:`advise`): with OS isolation it refuses only
    what will certainly fail (a syntax error) and gives advice for what the sandbox will stop
    (network, processes, writes outside the work dir), so ordinary scripts (os.path, sys.argv,

@@ -9,7 +9,10 @@ Two uses:
   merged-usr links), ``/etc/ld.so.cache`` and the Blender runtime's own folders, a fresh /proc
   (its /proc/sys and the other host-wide writable files read-only or hidden), a minimal /dev,
   size-limited private tmpfs /tmp and /dev/shm, a read-only root, no network (an empty
-  loopback of its own) and one writable folder: the job's work dir, at ``/job``. A seccomp
+  loopback of its own) and one writable folder, ``/job``: a tmpfs of ``work_mb`` that the
+  kernel enforces (files deleted while open count too), filled from the host work dir at the
+  start and copied back by the parent afterwards (:func:`copy_tree_out`); its task count is a
+  pids cgroup limit (:class:`PidsCgroup`), which binds root where RLIMIT_NPROC does not. A seccomp
   filter (:func:`seccomp_filter`) refuses what namespaces do not cover: new processes (only
   threads may be created), ptrace and other processes' memory, keyrings, bpf, perf,
   io_uring, userfaultfd, mount and namespace calls, kernel modules, reboot, non-Unix
@@ -446,6 +449,9 @@ def _check(value: str) -> Status:
         err = (proc.stderr or proc.stdout).strip().splitlines()
         why = err[-1] if err else f"exit code {proc.returncode}"
         return Status(False, bwrap=path, version=version, problem=f"{path} could not start a sandbox: {why}")
+    why = _check_work_fs(path)
+    if why:
+        return Status(False, bwrap=path, version=version, problem=why)
     return Status(
         True,
         bwrap=path,
@@ -455,6 +461,53 @@ def _check(value: str) -> Status:
         launch_s=took,
         pids=pids_limit_kind(),
     )
+
+
+def _check_work_fs(bwrap: str) -> str:
+    """ "" when the parent can take hold of a job's /job tmpfs here (run_jailed's handshake through
+    /proc/PID/root; a /proc mounted with hidepid or a ptrace policy could forbid it), else why not."""
+    with tempfile.TemporaryDirectory(prefix="comfy-avatar-bwrap-check-") as tmp:
+        work = Path(tmp, "job")
+        work.mkdir()
+        jail = Jail(bwrap=bwrap, ro_paths=(), work_mb=16)
+        info_r, info_w = os.pipe()
+        blk_r, blk_w = os.pipe()
+        argv, fds = jail.argv(["/usr/bin/true"], work, {"PATH": "/usr/bin:/bin"}, info_fd=info_w, block_fd=blk_r)
+        try:
+            proc = subprocess.Popen(
+                argv,
+                pass_fds=(*fds, info_w, blk_r),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=launch_env(),
+                start_new_session=True,
+            )
+        except OSError as e:
+            for fd in (info_r, blk_w):
+                os.close(fd)
+            return f"could not start {bwrap} ({e})"
+        finally:
+            for fd in (*fds, info_w, blk_r):
+                os.close(fd)
+        init = _SandboxInit(info_r)
+        try:
+            os.close(_take_work_fs(init, 16 * 1024 * 1024))
+            return ""
+        except OSError as e:
+            return f"the parent cannot reach a sandbox's /job tmpfs through /proc ({e}); is /proc mounted with hidepid?"
+        finally:
+            try:
+                os.write(blk_w, b"1")
+            except OSError:
+                pass
+            os.close(blk_w)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            init.wait_gone(5)
 
 
 def sys_is_linux() -> bool:
@@ -509,7 +562,7 @@ class Jail:
     # after the job; False binds the host work dir itself (only polled: the old behaviour).
     work_tmpfs: bool = True
     # Tasks (processes + threads) of the job, as a pids cgroup limit that binds uid 0 too
-    # (0: no cgroup; see :func:`pids_cgroup`). RLIMIT_NPROC does not bind root.
+    # (0: no cgroup; see :class:`PidsCgroup`). RLIMIT_NPROC does not bind root.
     pids_max: int = 512
 
     @property
@@ -1308,11 +1361,13 @@ class _SandboxInit:
 def _take_work_fs(init: _SandboxInit, size: int) -> int:
     import select
 
-    if not init.got_pid.wait(_WORK_FS_WAIT_S) or not init.pid or init.pidfd < 0:
+    if not init.got_pid.wait(_WORK_FS_WAIT_S) or not init.pid:
         raise OSError("bwrap reported no sandbox process")
     pid, pidfd = init.pid, init.pidfd
 
     def alive() -> bool:  # the pidfd is readable once that very process has exited
+        if pidfd < 0:  # no pidfd_open (Linux < 5.3): the pid's /proc entry is all there is
+            return os.path.exists(f"/proc/{pid}")
         return not select.select([pidfd], [], [], 0)[0]
 
     fd = _hold_work_fs(pid, size, alive)
