@@ -434,3 +434,36 @@ def test_report_panel_renders_an_expression_summary(editor):
     # put the real report back for anyone looking at the editor afterwards
     ui = _history_ui(editor, VALIDATE)
     editor.page.evaluate(f"{node}.onExecuted({json.dumps(ui)})")
+
+
+@pytest.mark.comfyui
+def test_panels_come_back_after_a_page_reload(editor):
+    """A reload rebuilds the graph from the workflow the editor kept, but replays no `executed` message: the
+    viewer and the report come back from the server's /history (the last output of each node), showing the
+    same VRM and the same verdict. Runs last: the page it leaves is a fresh one."""
+    vrm = [f for f in _history_ui(editor, RIG)["avatar_files"] if f["filename"].endswith(".vrm")][0]
+    report = _history_ui(editor, VALIDATE)["avatar_report"][0]
+    editor.page._call("Page.reload", ignoreCache=True)
+    time.sleep(1)
+    editor.page.wait_for(
+        "!!(window.app && app.graph && window.LiteGraph && Object.keys(LiteGraph.registered_node_types).length > 10"
+        f" && app.graph.getNodeById({RIG}))",
+        180,
+        "the editor after the reload",
+    )
+    kinds = editor.page.evaluate(f"[{RIG}, {VALIDATE}].map(i => app.graph.getNodeById(i)?.type).join(' ')")
+    assert kinds == "AvatarRigVRMCPU AvatarValidateVRM", (
+        f"the editor did not keep the workflow over the reload: {kinds}"
+    )
+    status = f"({_widget_js(RIG, 'avatar_viewer')})?.element.dataset.status"
+    editor.page.wait_for(f"{status} === 'ready' || {status} === 'error'", 180, "the viewer after the reload")
+    data = json.loads(editor.viewer("JSON.stringify(w.element.dataset)"))
+    assert data["status"] == "ready" and data["file"] == f"{vrm['subfolder']}/{vrm['filename']}", data
+    assert set(data["bound"].split()) >= set(BUTTON_PRESETS), data
+    panel = editor.page.evaluate(
+        f"(() => {{ const e = ({_widget_js(VALIDATE, 'avatar_report')})?.element;"
+        " return e ? e.dataset.ok + ' ' + e.querySelector('.car-badge').textContent : null; })()"
+    )
+    assert panel == f"{str(report['ok']).lower()} {'VALID' if report['ok'] else 'INVALID'}", panel
+    stats = png_stats(editor.shot("viewer_after_reload"))
+    assert stats["off_background"] > 0.03 and stats["colors"] > 100, stats  # the avatar is drawn, not a blank canvas

@@ -245,6 +245,50 @@ function showReport(node, message) {
   fitNode(node, widget);
 }
 
+// ------------------------------------------------------------------ back after a page reload
+
+// A reload rebuilds the graph from the saved workflow, but the editor does not replay `executed`, so the
+// panels would stay empty until the next run. The server still has the runs in /history (until it restarts):
+// each of our nodes takes the newest output recorded for its id, when that prompt's node there is of the
+// same class (another workflow reusing the id is not shown). Nothing is written into the workflow for it.
+const HISTORY_ITEMS = 64;
+let historyPromise = null;
+
+function recentHistory() {
+  if (!historyPromise) {
+    historyPromise = api.fetchApi(`/history?max_items=${HISTORY_ITEMS}`)
+      .then((r) => (r.ok ? r.json() : {}))
+      .catch(() => ({}));
+    setTimeout(() => { historyPromise = null; }, 5000); // one request for the nodes of one load
+  }
+  return historyPromise;
+}
+
+const hasPanel = (node) => !!node.widgets?.some((w) => w.name === VIEWER_WIDGET || w.name === REPORT_WIDGET);
+
+export async function restoreFromHistory(node, kind) {
+  if (hasPanel(node)) return false;
+  const history = await recentHistory();
+  const id = String(node.id);
+  const cls = node.comfyClass ?? node.type;
+  const entries = Object.values(history ?? {})
+    .filter((e) => e?.outputs?.[id] && e?.prompt?.[2]?.[id]?.class_type === cls)
+    .sort((a, b) => (b.prompt[0] ?? 0) - (a.prompt[0] ?? 0));
+  for (const entry of entries) {
+    if (hasPanel(node)) return false; // the node ran meanwhile: its own output wins
+    const out = entry.outputs[id];
+    if (kind === "report" && (out.text || out.avatar_report)) {
+      showReport(node, out);
+      return true;
+    }
+    if (kind === "vrm" && vrmRefs(out).length) {
+      await showVrm(node, out);
+      return true;
+    }
+  }
+  return false;
+}
+
 // ------------------------------------------------------------------ registration
 
 app.registerExtension({
@@ -253,6 +297,7 @@ app.registerExtension({
     const isReport = nodeData?.name === REPORT_NODE;
     const makesVrm = !isReport && (nodeData?.output ?? []).includes(VRM_TYPE);
     if (!isReport && !makesVrm) return;
+    nodeType.prototype.comfyAvatarPanel = isReport ? "report" : "vrm";
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       onExecuted?.apply(this, arguments);
@@ -263,5 +308,11 @@ app.registerExtension({
         console.error("comfy-avatar: node panel failed", err);
       }
     };
+  },
+  // every node of a graph being loaded (a page reload, a workflow opened): show what it last made
+  loadedGraphNode(node) {
+    const kind = node?.comfyAvatarPanel;
+    if (!kind) return;
+    restoreFromHistory(node, kind).catch((err) => console.error("comfy-avatar: could not restore the panel", err));
   },
 });
