@@ -189,6 +189,11 @@ def test_no_input_credential_in_records_the_api_or_metrics(api: ApiServer, fleet
     for where, text in {"GET /jobs/{id}": shown, "GET /jobs": listed, "record": record, "/metrics": metrics}.items():
         assert SECRET not in text and KEY not in text, where
     inp = fleet.store.get(job).to_dict()["params"]["inputs"][0]
+    # a label is printed by `list` on terminals: no escape sequence survives into the record
+    r = requests.post(
+        f"{api.url}/jobs", headers=H, json={"workflow": "picture", "label": "ok\x1b]0;pwned\x07\x1b[2J"}, timeout=30
+    )
+    assert r.status_code == 201 and fleet.store.get(r.json()["job_id"]).label == "ok ]0;pwned  [2J"
     assert inp["filename"] == "ada.png" and inp["url"] == "https://***@images.example.com/in/ada.png?***"
 
 

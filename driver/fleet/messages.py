@@ -76,6 +76,13 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
+def printable_label(label: str) -> str:
+    """A job's label without control characters, at most 200 of them: labels are printed by
+    ``list`` and ``status`` on terminals, where ESC sequences from whoever submitted would
+    rewrite the screen or the window title."""
+    return "".join(c if c.isprintable() else " " for c in label)[:200]
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -169,7 +176,7 @@ def make_job(
         seed,
         list(inputs or []),
         priority,
-        label,
+        printable_label(label),
         dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
         timeout_s,
     )
@@ -210,7 +217,7 @@ def decode(body: bytes) -> JobMessage:
             seed=d.get("seed"),
             inputs=inputs,
             priority=str(d.get("priority") or "normal"),
-            label=str(d.get("label") or ""),
+            label=printable_label(str(d.get("label") or "")),
             submitted_at=str(d.get("submitted_at") or ""),
             timeout_s=d.get("timeout_s"),
         )
