@@ -214,6 +214,38 @@ def test_websocket_of_a_missing_job_and_cancel_of_ended_jobs(api: ApiServer, fle
     assert r["cancelled"] is False and fleet.store.status_of(done)[0] == SUCCEEDED
 
 
+def test_files_redirect_only_into_the_fleets_bucket(broker, tmp_path: Path, workflows: Path) -> None:
+    """A workflow's text output that starts with a URL is recorded as a file; GET .../files/
+    must not become an open redirect to wherever that points."""
+    fleet = Fleet(broker.url, tmp_path, COMFY_AVATAR__FLEET__S3_PUBLIC_BASE_URL="https://cdn.example.com/avatars")
+    api = ApiServer(fleet, f"web:{KEY}", workflows=workflows)
+    try:
+        job = fleet.submit(trivial_prompt("redirect"))
+        out = {"node_id": "7", "key": "url", "subfolder": "", "type": "url", "sha256": None, "size": None}
+        fleet.store.finish(
+            job,
+            SUCCEEDED,
+            [
+                {**out, "filename": "ada.vrm", "path": "https://cdn.example.com/avatars/j/ada.vrm"},
+                {**out, "filename": "login", "path": "https://evil.example/login"},
+                {**out, "filename": "x.vrm", "path": "https://cdn.example.com/avatars.evil.example/x.vrm"},
+            ],
+            detail="test",
+        )
+        get = lambda n: requests.get(  # noqa: E731
+            f"{api.url}/jobs/{job}/files/{n}", headers=H, allow_redirects=False, timeout=10
+        )
+        ok = get("ada.vrm")
+        assert ok.status_code == 307 and ok.headers["location"] == "https://cdn.example.com/avatars/j/ada.vrm"
+        for name in ("login", "x.vrm"):
+            r = get(name)
+            assert r.status_code == 404 and "location" not in r.headers, (name, r.status_code, r.headers)
+            assert "S3_PUBLIC_BASE_URL" in r.json()["error"]
+    finally:
+        api.close()
+        fleet.close()
+
+
 def test_job_page_shows_workflow_text_as_text(api: ApiServer) -> None:
     """A node title or an output name with markup is shown as text and runs nothing."""
     import shutil

@@ -277,7 +277,19 @@ def create_app(svc: Services) -> FastAPI:
                 continue
             where = str(o.get("path") or "")
             if where.startswith(("http://", "https://")):
-                return RedirectResponse(where, status_code=307)
+                # Only into the fleet's own bucket: any text output that starts with a URL is
+                # recorded as a file (the Promote to S3 node's), so a workflow could otherwise
+                # make this API an open redirect to a page of its choosing, with the viewer's
+                # Authorization header on the way in older browsers.
+                base = svc.fleet.s3_public_base_url.rstrip("/")
+                if base and where.startswith(base + "/"):
+                    return RedirectResponse(where, status_code=307)
+                return _error(
+                    404,
+                    f"file {name}: its URL is outside COMFY_AVATAR__FLEET__S3_PUBLIC_BASE_URL "
+                    f"({base or 'not set'}), so it is not redirected to. Fix: set it on serve and the "
+                    "workers to the public URL of the bucket the workflow publishes to",
+                )
             if where.startswith("s3://"):
                 return _error(
                     404,
