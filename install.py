@@ -569,6 +569,7 @@ def isolation_report(runtime: tuple[str, str] | None) -> list[str]:
         )
     if mode != "none":  # RLIMIT_NPROC does not bind root; say which limit a job's thread/process count has here
         lines.append(f"sandbox task limit: {isolation.pids_limit_kind()}, sandbox.nproc={settings.sandbox.nproc}")
+        lines.append(f"sandbox memory limit: {isolation.memory_limit_kind()}")
     if settings.workers.isolation.strip().lower() == "none":
         lines.append("model workers: host network (workers.isolation: none)")
     else:

@@ -552,6 +552,7 @@ def test_install_check_reports_isolation(tmp_path):
         assert any(ln.startswith("[comfy-avatar] sandbox isolation: OK: bubblewrap") for ln in lines), proc.stdout
     kind = iso.pids_limit_kind()  # which limit bounds a job's tasks: the cgroup, or RLIMIT_NPROC with the caveat
     assert f"[comfy-avatar] sandbox task limit: {kind}, sandbox.nproc=" in proc.stdout, proc.stdout
+    assert f"[comfy-avatar] sandbox memory limit: {iso.memory_limit_kind()}" in proc.stdout, proc.stdout
     env["COMFY_AVATAR__SANDBOX__BWRAP"] = str(tmp_path / "missing-bwrap")
     proc = subprocess.run(
         [sys.executable, str(PACK_DIR / "install.py"), "--check"], capture_output=True, text=True, timeout=300, env=env

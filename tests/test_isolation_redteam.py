@@ -12,6 +12,10 @@ Found by this suite and fixed (the test would fail on the design before the fix)
 - a file deleted while open (or O_TMPFILE) in /job used host disk past sandbox.work_mb unseen
   by the poll: /job is now a tmpfs of work_mb (the kernel refuses the write past it);
 - as root, RLIMIT_NPROC bound nothing: the thread count of a job is now a pids cgroup limit;
+- the memory-backed /job, /tmp and /dev/shm came on top of RLIMIT_AS: a memory cgroup (where
+  one can be made) now bounds resident memory and tmpfs pages together;
+- the copy-back of /job recreated a folder chain past PATH_MAX on the host: now cut at 1024
+  characters and 64 levels;
 - a GLB naming an external file (``file:///etc/shadow``), a GLB whose buffers run past its
   chunk, and a .blend carrying a registered text block or a scripted driver (written by a
   ``save_pre`` handler during the executor's own save) were handed on as outputs: they are
@@ -76,18 +80,21 @@ class Sampler(threading.Thread):
         self.marker, self.stop = marker, threading.Event()
         self.max_tasks = 0
         self.max_deleted_bytes = 0
+        self.max_mem_bytes = 0  # resident memory + deleted files held open
         self.devices: set[int] = set()
         self.fd_targets: set[str] = set()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            tasks, deleted = 0, 0
+            tasks, deleted, rss = 0, 0, 0
             job = set(_job_pids(self.marker, job_only=True))
             for pid in _job_pids(self.marker):
                 try:
                     tasks += len(os.listdir(f"/proc/{pid}/task"))
                     if pid not in job:
                         continue
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    rss += sum(int(ln.split()[1]) * 1024 for ln in status.splitlines() if ln.startswith("VmRSS:"))
                     for fd in os.listdir(f"/proc/{pid}/fd"):
                         path = f"/proc/{pid}/fd/{fd}"
                         target = os.readlink(path)
@@ -100,6 +107,7 @@ class Sampler(threading.Thread):
                     continue
             self.max_tasks = max(self.max_tasks, tasks)
             self.max_deleted_bytes = max(self.max_deleted_bytes, deleted)
+            self.max_mem_bytes = max(self.max_mem_bytes, deleted + rss)
             time.sleep(0.02)
 
 
@@ -221,6 +229,34 @@ def test_a_thread_bomb_is_bounded_by_the_pids_cgroup_even_as_root(tmp_path):
     groups = Path(iso._cgroup_parent()[0], iso._CGROUP_GROUP)
     left = [p.name for p in groups.iterdir() if p.name.startswith(f"job-{os.getpid()}-")] if groups.is_dir() else []
     assert left == [], f"job cgroups left behind: {left}"
+
+
+def test_tmpfs_pages_and_heap_are_bounded_by_the_memory_cgroup(tmp_path):
+    """The job's tmpfs pages (a deleted file in /job) and heap count against no rlimit; with a
+    memory cgroup of 96 MB, outside: the job's resident memory plus the deleted files it holds,
+    summed from the host's /proc, never passes 96 MB, and the job is ended (the OOM killer)."""
+    kind = iso.memory_limit_kind()
+    need(kind.startswith("cgroup"), f"no memory cgroup here: {kind}")
+    r, log, work, s, took = run_job(
+        """
+        import os, time
+        f = open("/job/ghost", "wb"); os.unlink("/job/ghost")
+        for i in range(60):
+            f.write(b"x" * (1 << 20)); f.flush()
+        print("60 MB in /job", flush=True)
+        heap = []
+        for i in range(400):
+            heap.append(bytearray(1 << 20))
+        print("heap", len(heap), flush=True)
+        time.sleep(2)
+    """,
+        tmp_path,
+        work_mb=128,
+        memory_max_mb=96,
+    )
+    assert "60 MB in /job" in log and "heap 400" not in log, log
+    assert r.returncode != 0, r
+    assert 0 < s.max_mem_bytes <= 96 * MB + 4 * MB, s.max_mem_bytes
 
 
 # ---------------------------------------------------------------- fds, signals, /proc, devices

@@ -512,8 +512,15 @@ def jail_for(sandbox: SandboxSettings, runtime: BlenderRuntime, blender: Blender
     if runtime.kind == "binary":
         extra.append(str(Path(blender.runtime_dir) / "blender-addons"))
     roots = isolation.runtime_roots(runtime.kind, str(runtime.executable), tuple(p for p in extra if Path(p).is_dir()))
+    # the memory cgroup holds the address-space budget plus the memory-backed mounts (/job, /tmp, /dev/shm)
+    memory_max = int(sandbox.memory_mb) + work_mb + tmp_mb + isolation.Jail.shm_mb if sandbox.memory_mb else 0
     return isolation.Jail(
-        bwrap=status.bwrap, ro_paths=roots, work_mb=work_mb, tmp_mb=tmp_mb, pids_max=max(0, int(sandbox.nproc))
+        bwrap=status.bwrap,
+        ro_paths=roots,
+        work_mb=work_mb,
+        tmp_mb=tmp_mb,
+        pids_max=max(0, int(sandbox.nproc)),
+        memory_max_mb=memory_max,
     )
 
 

@@ -564,6 +564,8 @@ class Jail:
     # Tasks (processes + threads) of the job, as a pids cgroup limit that binds uid 0 too
     # (0: no cgroup; see :class:`PidsCgroup`). RLIMIT_NPROC does not bind root.
     pids_max: int = 512
+    # The job's memory in MB as a memory cgroup limit, its tmpfs pages included (0: none).
+    memory_max_mb: int = 0
 
     @property
     def isolated(self) -> bool:
@@ -1017,11 +1019,13 @@ def tree_usage(root: str | os.PathLike[str], stop_bytes: int, stop_entries: int)
     return used, entries
 
 
-# ---------------------------------------------------------------- a pids limit that binds root
+# ---------------------------------------------------------------- cgroup limits that bind root
 
-_CGROUP_V1_PIDS = "/sys/fs/cgroup/pids"
+_CGROUP_ROOT = "/sys/fs/cgroup"
 _CGROUP_V2 = "/sys/fs/cgroup"
 _CGROUP_GROUP = "comfy-avatar-jobs"
+# v1 file / v2 file that holds each controller's limit
+_LIMIT_FILES = {"pids": ("pids.max", "pids.max"), "memory": ("memory.limit_in_bytes", "memory.max")}
 
 
 def _own_cgroup(controller: str) -> str:
@@ -1037,87 +1041,113 @@ def _own_cgroup(controller: str) -> str:
     return ""
 
 
-def _cgroup_parent() -> tuple[str, str]:
-    """(folder under which a job's pids cgroup is made, "v1"/"v2"), or ("", why not)."""
+def _cgroup_parent(controller: str = "pids") -> tuple[str, str]:
+    """(folder under which a job's ``controller`` cgroup is made, "v1"/"v2"), or ("", why not)."""
     why = []
-    v1 = _CGROUP_V1_PIDS
-    if os.path.isfile(os.path.join(v1, "pids.max")) or os.path.isfile(os.path.join(v1, "cgroup.procs")):
-        base = os.path.join(v1, _own_cgroup("pids").lstrip("/"))
+    v1 = os.path.join(_CGROUP_ROOT, controller)
+    if os.path.isfile(os.path.join(v1, "cgroup.procs")):
+        base = os.path.join(v1, _own_cgroup(controller).lstrip("/"))
         if os.access(base, os.W_OK):
             return base, "v1"
-        why.append(f"cgroup v1 pids at {base} is not writable")
+        why.append(f"cgroup v1 {controller} at {base} is not writable")
     if os.path.isfile(os.path.join(_CGROUP_V2, "cgroup.controllers")):
         base = os.path.join(_CGROUP_V2, _own_cgroup("").lstrip("/"))
         try:
             ctrl = Path(base, "cgroup.subtree_control").read_text().split()
         except OSError:
             ctrl = []
-        if "pids" in ctrl and os.access(base, os.W_OK):
+        if controller in ctrl and os.access(base, os.W_OK):
             return base, "v2"
-        why.append(f"cgroup v2 at {base} does not delegate the pids controller to this user")
-    return "", "; ".join(why) or "no pids cgroup controller mounted"
+        why.append(f"cgroup v2 at {base} does not delegate the {controller} controller to this user")
+    return "", "; ".join(why) or f"no {controller} cgroup controller mounted"
 
 
 class PidsCgroup:
-    """A pids cgroup of its own for one job, with ``pids.max``: the kernel refuses a fork or a
-    new thread past it whatever the uid (RLIMIT_NPROC exempts root, and ComfyUI often runs as
-    root). The job's launcher joins it between fork and exec (:meth:`join`), so bwrap and
+    """The job's own cgroups: ``pids.max`` (the kernel refuses a fork or a new thread past it
+    whatever the uid: RLIMIT_NPROC exempts root, and ComfyUI often runs as root) and, when
+    asked, a memory limit (the job's RSS plus the pages of its tmpfs /job, /tmp and /dev/shm,
+    which RLIMIT_AS does not count; past it the kernel's OOM killer ends the job, nothing
+    else). The job's launcher joins them between fork and exec (:meth:`join`), so bwrap and
     everything it starts count; the sandbox has no /sys and its own cgroup namespace, so it
     cannot leave. Removed after the job (:meth:`remove`)."""
 
-    def __init__(self, path: str, limit: int) -> None:
-        self.path, self.limit = path, limit
-        self._procs = os.path.join(path, "cgroup.procs").encode()
+    def __init__(self, paths: Sequence[str], limit: int, memory_bytes: int = 0) -> None:
+        self.paths, self.limit, self.memory_bytes = list(paths), limit, memory_bytes
+        self.path = self.paths[0] if self.paths else ""
+        self._procs = [os.path.join(p, "cgroup.procs").encode() for p in self.paths]
 
     @classmethod
-    def make(cls, limit: int) -> PidsCgroup | None:
-        """A fresh cgroup limited to ``limit`` tasks, or None (logged) where none can be made."""
+    def make(cls, limit: int, memory_bytes: int = 0) -> PidsCgroup | None:
+        """Fresh cgroups limited to ``limit`` tasks (and ``memory_bytes``, 0 = none), or None
+        (logged) where no pids cgroup can be made; a memory cgroup that cannot be made is logged
+        and left out."""
         if limit <= 0 or not sys_is_linux():
             return None
-        parent, kind = _cgroup_parent()
-        if not parent:
-            log.info("no pids cgroup for sandbox jobs (%s): only RLIMIT_NPROC, which does not bind root", kind)
-            return None
-        path = os.path.join(parent, _CGROUP_GROUP, f"job-{os.getpid()}-{time.monotonic_ns()}")
-        try:
-            os.makedirs(path)
-            Path(path, "pids.max").write_text(f"{int(limit)}\n")
-        except OSError as e:
-            log.warning("could not make a pids cgroup at %s (%s): only RLIMIT_NPROC applies", path, e)
+        name = f"job-{os.getpid()}-{time.monotonic_ns()}"
+        made: list[str] = []
+        for controller, value in (("pids", limit), ("memory", memory_bytes)):
+            if value <= 0:
+                continue
+            parent, kind = _cgroup_parent(controller)
+            if not parent:
+                if controller == "pids":
+                    log.info("no pids cgroup for sandbox jobs (%s): only RLIMIT_NPROC, which does not bind root", kind)
+                    return None
+                log.info("no memory cgroup for sandbox jobs (%s): the tmpfs mounts come on top of RLIMIT_AS", kind)
+                continue
+            path = os.path.join(parent, _CGROUP_GROUP, name)
+            limit_file = _LIMIT_FILES[controller][0 if kind == "v1" else 1]
             try:
-                os.rmdir(path)
-            except OSError:
-                pass
-            return None
-        return cls(path, limit)
+                if path not in made:
+                    os.makedirs(path)
+                    made.append(path)
+                Path(path, limit_file).write_text(f"{int(value)}\n")
+            except OSError as e:
+                log.warning("could not set up the job's %s cgroup at %s (%s)", controller, path, e)
+                if controller == "pids":
+                    cls(made, 0).remove()
+                    return None
+        return cls(made, limit, memory_bytes) if made else None
 
     def join(self) -> None:
-        """Move the calling process into the cgroup (runs in the child between fork and exec:
-        plain syscalls only). Raises OSError, so a job never starts outside its limit."""
-        fd = os.open(self._procs, os.O_WRONLY)
-        try:
-            os.write(fd, str(os.getpid()).encode())
-        finally:
-            os.close(fd)
+        """Move the calling process into the cgroups (runs in the child between fork and exec:
+        plain syscalls only). Raises OSError, so a job never starts outside its limits."""
+        pid = str(os.getpid()).encode()
+        for procs in self._procs:
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
 
     def remove(self) -> None:
-        for _ in range(50):  # empty once the last task of the job has been reaped
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.02)
-        log.warning("could not remove the job's pids cgroup %s", self.path)
+        for path in reversed(self.paths):
+            for _ in range(50):  # empty once the last task of the job has been reaped
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+            else:
+                log.warning("could not remove the job's cgroup %s", path)
 
 
 def pids_limit_kind() -> str:
     """What bounds a sandbox job's task count here, in words (install.py --check)."""
-    parent, kind = _cgroup_parent()
+    parent, kind = _cgroup_parent("pids")
     if parent:
         return f"cgroup {kind} pids.max (under {parent}; binds root too)"
     return f"RLIMIT_NPROC only ({kind}); it does not bind root, so run ComfyUI as a normal user"
+
+
+def memory_limit_kind() -> str:
+    """What bounds a sandbox job's memory here, tmpfs pages included (install.py --check)."""
+    parent, kind = _cgroup_parent("memory")
+    if parent:
+        return f"cgroup {kind} memory limit (under {parent}; RSS and the job's tmpfs pages)"
+    return f"RLIMIT_AS only ({kind}); the job's tmpfs /job, /tmp and /dev/shm come on top of it"
 
 
 # ---------------------------------------------------------------- the job's /job tmpfs
@@ -1401,7 +1431,7 @@ async def run_jailed(
     argv, fds = jail.argv(cmd, work, env, info_fd=info_w if jail.isolated else None, block_fd=blk_r if tmpfs else None)
     read_fd, write_fd = os.pipe()
     os.set_inheritable(write_fd, True)
-    cgroup = PidsCgroup.make(jail.pids_max) if jail.isolated else None
+    cgroup = PidsCgroup.make(jail.pids_max, jail.memory_max_mb * 1024 * 1024) if jail.isolated else None
     spawn: dict[str, Any] = {"start_new_session": True, "pass_fds": tuple(fds) + tuple(own)}
     if cgroup is not None or preexec is not None:
 
@@ -1543,6 +1573,7 @@ __all__ = [
     "copy_tree_out",
     "PidsCgroup",
     "pids_limit_kind",
+    "memory_limit_kind",
     "run_jailed",
     "launch_env",
     "INSIDE_WORK",
