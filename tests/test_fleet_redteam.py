@@ -617,3 +617,59 @@ def test_two_jobs_with_one_input_name_each_get_their_own_picture(api: ApiServer,
         assert len(set(by_prompt.values())) == len(jobs)
         names = [fleet.store.get(j).to_dict()["params"]["inputs"][0]["filename"] for j in jobs]
         assert "фото é.png" in names  # NFC
+
+
+def test_serve_sigkilled_during_posts_leaves_no_record_without_a_message(fleet: Fleet, workflows: Path) -> None:
+    """`comfy-avatar serve` SIGKILLed in the middle of a burst of POST /jobs: every job it
+    answered 201 is on the queue, and no record is left that no message will run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from driver.fleet.broker import connect
+    from driver.local import free_port
+
+    port = free_port()
+    env = {**fleet.env, "COMFY_AVATAR_API_KEYS": f"web:{KEY}"}
+    cmd = [sys.executable, "-m", "driver", "serve", "--port", str(port), "--db", fleet.db]
+    cmd += ["--workflows", str(workflows), "--rate", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+        time.sleep(0.3)
+    answered: list[str] = []
+
+    def post(i: int) -> None:
+        try:
+            r = requests.post(url + "/jobs", headers=H, json={"workflow": "picture", "label": f"k{i}"}, timeout=20)
+            if r.status_code == 201:
+                answered.append(r.json()["job_id"])
+        except requests.RequestException:
+            pass  # the kill
+
+    with ThreadPoolExecutor(8) as pool:
+        futs = [pool.submit(post, i) for i in range(400)]
+        while len(answered) < 60 and not all(f.done() for f in futs):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    proc.stderr.close()  # type: ignore[union-attr]
+    assert 60 <= len(answered) < 400, len(answered)
+    conn = connect(fleet.settings, "redteam-serve-kill")
+    on_queue: set[str] = set()
+    try:
+        ch = conn.channel()
+        for method, props, _body in ch.consume(fleet.settings.jobs_queue, auto_ack=False, inactivity_timeout=2):
+            if method is None:
+                break
+            on_queue.add(props.message_id)
+    finally:
+        conn.close()
+    records = {r.id for r in fleet.store.list(limit=1000)}
+    assert set(answered) <= on_queue and set(answered) <= records
+    assert records <= on_queue, f"{len(records - on_queue)} records have no message"
