@@ -673,3 +673,25 @@ def test_serve_sigkilled_during_posts_leaves_no_record_without_a_message(fleet: 
     records = {r.id for r in fleet.store.list(limit=1000)}
     assert set(answered) <= on_queue and set(answered) <= records
     assert records <= on_queue, f"{len(records - on_queue)} records have no message"
+
+
+def test_raw_messages_cannot_mistype_fields_or_grow_the_metrics() -> None:
+    """A message published by hand (anyone with broker access) with a priority, seed or
+    timeout of the wrong kind is refused as a message (dead-lettered with the reason) instead
+    of failing later as a "driver bug"; its workflow name cannot add metrics labels for ever."""
+    from driver.fleet.messages import MessageError, decode, encode, make_job
+    from driver.fleet.metrics import WorkerMetrics
+
+    good = json.loads(encode(make_job(trivial_prompt("m"))))
+    for bad in ({"priority": "x" * 500}, {"seed": "7"}, {"seed": True}, {"timeout_s": "10"}, {"timeout_s": -1}):
+        with pytest.raises(MessageError):
+            decode(json.dumps({**good, **bad}).encode())
+    assert decode(json.dumps(good).encode()).priority == "normal"
+    m = WorkerMetrics()
+    for i in range(500):
+        m.ended(f"wf{i}.api.json", "normal", "succeeded", duration_s=0.1)
+    from prometheus_client import generate_latest
+
+    text = generate_latest(m.registry).decode()
+    assert text.count("comfy_avatar_worker_jobs_total{") == 101  # 100 names + "other"
+    assert 'workflow="other"' in text

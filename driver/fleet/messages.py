@@ -225,6 +225,23 @@ def decode(body: bytes) -> JobMessage:
         raise MessageError(
             "job message", f"lacks or mistypes a field ({e})", "publish messages with comfy-avatar submit"
         ) from None
+    if msg.priority not in PRIORITIES:
+        raise MessageError(
+            f"job {msg.job_id}",
+            f"priority {msg.priority[:40]!r} is not one of {', '.join(PRIORITIES)}",
+            "publish messages with comfy-avatar submit",
+        )
+    if not (msg.seed is None or (isinstance(msg.seed, int) and not isinstance(msg.seed, bool))) or not (
+        msg.timeout_s is None
+        or (
+            isinstance(msg.timeout_s, (int, float))
+            and not isinstance(msg.timeout_s, bool)
+            and 0 < msg.timeout_s < float("inf")
+        )
+    ):
+        raise MessageError(
+            f"job {msg.job_id}", "seed or timeout_s is not a number", "publish messages with comfy-avatar submit"
+        )
     if not isinstance(msg.workflow, dict) or not msg.workflow:
         raise MessageError(f"job {msg.job_id}", "has no workflow", "submit a workflow file")
     if msg.prompt_id != prompt_id_for(msg.job_id):

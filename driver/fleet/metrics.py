@@ -50,6 +50,7 @@ def _workflow_label(name: str) -> str:
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = r = registry or CollectorRegistry()
+        self._workflows: set[str] = set()
         self.jobs = Counter(
             "comfy_avatar_worker_jobs_total",
             "Jobs ended by this worker",
@@ -90,6 +91,13 @@ class WorkerMetrics:
         node_types: dict[str, str] | None = None,
     ) -> None:
         wf = _workflow_label(workflow)
+        # whoever submits names the workflow: past 100 distinct names the rest count as
+        # "other", so a submitter cannot grow the scrape (and Prometheus) without end
+        if wf not in self._workflows:
+            if len(self._workflows) >= 100:
+                wf = "other"
+            else:
+                self._workflows.add(wf)
         self.jobs.labels(wf, priority, outcome).inc()
         if failure:
             self.failures.labels(failure[:80]).inc()
