@@ -10,13 +10,18 @@ Why this and not a face detector: the avatars are drawn characters (big eyes, do
 helmets) that photo-trained detectors miss, and no weights may be downloaded. The cues, strongest first:
 1. the skin: the commonest colour of the mid face (forehead to cheeks; below is where beards are);
 2. eyes: a pair of blobs that differ from the skin (dark, saturated or white), of similar size and
-   height, mirrored about the head axis, in the upper-middle of the head;
-3. the mouth: a blob on the axis below the eyes; brows: elongated blobs just above each eye;
+   height, mirrored about the head axis (the middle of the head's outline, not of the skin, which hair
+   over one side would pull off), anywhere from the top sixth to the bottom of the face (bald heads
+   have high eyes); one eye alone when its twin's place is covered by something bigger that is not
+   skin (a lock of hair), mirrored and said so;
+3. the mouth: a blob on the axis below the eyes (under a beard: just below the beard's upper edge,
+   said so); brows: elongated blobs just above each eye;
 4. OpenCV's bundled Haar eye/face cascades, where cv2 is importable and they fire (photo-like
    textures, e.g. TRELLIS): they raise the confidence, they never place a landmark alone;
 5. standard stylised proportions as the prior: anything not found is placed by them and the result
    says so (``warnings``); no eye pair at all means no face was found (``found`` false, ``reason``):
-   a visor, a helmet or a mask.
+   a visor, a helmet, sunglasses or a mask; nor on a head under MIN_HEAD_PX pixels tall in its
+   source picture, where a "pair of eyes" is two pixels of noise.
 
 stdlib + numpy only at import (cv2 is optional): blender_cli/_pack.py loads this very file inside
 Blender, where the front render of a rigged mesh's head is analysed, and the pack calls it directly.
