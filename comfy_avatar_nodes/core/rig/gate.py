@@ -320,8 +320,17 @@ def assess_humanoid(verts: np.ndarray, tris: np.ndarray) -> HumanoidVerdict:
     block = f["fill"] >= MAX_FILL
     frontal = f["symmetry"] >= MIN_SYMMETRY and f["foot_offset"] <= MAX_FOOT_OFFSET
     conf = {
+        # the head's confidence stays the narrow top's: a neck under a wide head (ears, hair) lets the
+        # figure through, but a profile has a neck too, and its landmarks are still guesses
         "head": float(np.clip((MAX_HEAD_RATIO + 0.15 - f["head_ratio"]) / 0.3, 0, 1)) if f["top_fill"] < 0.75 else 0.0,
-        "legs": float(np.clip(f["leg_gap_rows"] / (2.5 * MIN_LEG_GAP_ROWS), 0, 1)),
+        "legs": float(
+            np.clip(
+                max(f["leg_gap_rows"] / (2.5 * MIN_LEG_GAP_ROWS), f["feet_apart_rows"] / (2 * MIN_FEET_APART_ROWS)),
+                0,
+                1,
+            )
+        )
+        * (1.0 if f["leg_mass"] >= MIN_LEG_MASS else 0.0),
         "upright": float(np.clip((f["aspect"] - 0.6) / 0.6, 0, 1)),
         "front_view": float(
             np.clip((f["symmetry"] - 0.55) / 0.35, 0, 1) * (1.0 if f["foot_offset"] <= MAX_FOOT_OFFSET else 0.3)
@@ -412,6 +421,12 @@ def assess_humanoid(verts: np.ndarray, tris: np.ndarray) -> HumanoidVerdict:
             "other"
             + (" and the feet point to one side, as in a profile" if f["foot_offset"] > MAX_FOOT_OFFSET else "")
             + " (a side or three-quarter view)",
+        )
+    if not has_legs and f["leg_mass"] < MIN_LEG_MASS:
+        return verdict(
+            "unknown",
+            "what it stands on is a pole or a thin stand, not two legs: across the leg band the outline is "
+            f"only {f['leg_mass']:.0%} of the body's width above it (a lamp, a coat stand, an office chair?)",
         )
     if not has_legs:
         return verdict(
