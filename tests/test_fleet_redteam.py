@@ -265,6 +265,10 @@ def test_job_page_shows_workflow_text_as_text(api: ApiServer) -> None:
         assert b.js("document.getElementById('pwn') === null && !window.pwned")
         assert evil in b.js("document.getElementById('nodes').innerText")
         assert evil in b.js("document.getElementById('viewer').innerText")
+        # and behind that, the page's Content-Security-Policy: markup that did get in runs nothing
+        b.js("document.body.insertAdjacentHTML('beforeend', '<img src=x onerror=\"window.pwned2=1\">')")
+        time.sleep(0.5)
+        assert b.js("!window.pwned2"), "an inline event handler ran: no CSP"
     finally:
         b.close()
 

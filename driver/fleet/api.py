@@ -43,7 +43,7 @@ from .broker import BrokerUnreachable, Publisher, PublishRefused
 from .hub import EventHub
 from .messages import FINAL_KINDS, InputFile, make_job, url_filename
 from .metrics import ApiMetrics
-from .page import PAGE_HTML
+from .page import PAGE_CSP, PAGE_HTML
 from .settings import PRIORITIES, FleetSettings
 from .submit import URL_SCHEMES, check_input_url, job_summary, submit_job
 from .uploads import ApiKey, RateLimiter, Refused, check_upload, match_key, presented_key
@@ -384,7 +384,15 @@ def create_app(svc: Services) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
-        return HTMLResponse(PAGE_HTML, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(
+            PAGE_HTML,
+            headers={
+                "Cache-Control": "no-store",
+                "Content-Security-Policy": PAGE_CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
 
     @app.get("/viewer/{path:path}", include_in_schema=False)
     def viewer(path: str) -> Response:

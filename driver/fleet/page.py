@@ -258,3 +258,31 @@ if (m) follow(m[1]);
 </body>
 </html>
 """
+
+
+def _script_hash(html: str) -> str:
+    import base64
+    import hashlib
+
+    body = html.split("<script>", 1)[1].split("</script>", 1)[0]
+    return "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+
+
+# Defense in depth behind the page's own rule (job data goes in as text, never markup): the
+# page's one inline script by its hash, modules only from this server (the viewer bundle),
+# no inline event handlers, no plugins, no framing. The viewer builds object URLs for the
+# model and its textures (blob:), and may compile WebAssembly decoders.
+PAGE_CSP = "; ".join(
+    [
+        "default-src 'self'",
+        f"script-src 'self' {_script_hash(PAGE_HTML)} 'wasm-unsafe-eval'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' blob: data:",
+        "connect-src 'self' blob: data:",
+        "worker-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
