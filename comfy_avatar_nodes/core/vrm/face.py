@@ -311,6 +311,7 @@ def find_face(
     landmarks: dict[str, dict] = {}
     reason = ""
     score = 0.0
+    visible_mouth: dict | None = None  # a mouth below covered eyes (sunglasses)
     mid = m & (fy > 0.35) & (fy < 0.72) & (fx > 0.22) & (fx < 0.78)
     if head_px is not None and head_px < MIN_HEAD_PX:
         reason = (
@@ -375,6 +376,21 @@ def find_face(
                     else "no pair of eyes: nothing that differs from the skin sits mirrored about the head axis "
                     "in the upper half of the face (a visor, sunglasses or closed eyes?)"
                 )
+                if across:  # sunglasses: the mouth below them still shows, and lip-sync should use it
+                    cover = max(across, key=lambda b: b["w"])
+                    visible_mouth = _pick(
+                        [b for b in blobs if b is not cover],
+                        lambda b: (
+                            (
+                                abs(b["x"] - axis) < 0.12
+                                and cover["y1"] + 0.05 < b["y"] < 0.95
+                                and b["w"] < 0.5
+                                and b["h"] < 0.2
+                                and b["y1"] < 0.99
+                            )
+                            * (1.0 + 2 * b["w"])
+                        ),
+                    )
             else:
                 score = 0.7 * min(1.0, pair_score**0.5)  # + 0.2 for the mouth, + 0.1 for the brows
                 landmarks["left_eye"], landmarks["right_eye"] = left, right
@@ -460,10 +476,17 @@ def find_face(
     found = bool(landmarks) and not reason
     if not found:
         landmarks = {}
+        if visible_mouth is not None:
+            landmarks["mouth"] = visible_mouth
         warnings.insert(
             0,
-            f"no face found: {reason}; every landmark placed by standard proportions "
-            "(set the face inputs of the node to place them yourself)",
+            f"no face found: {reason}; "
+            + (
+                "the mouth was found, every other landmark placed by standard proportions "
+                if visible_mouth is not None
+                else "every landmark placed by standard proportions "
+            )
+            + "(set the face inputs of the node to place them yourself)",
         )
     for name in LANDMARKS:
         if name not in landmarks:
