@@ -7,7 +7,7 @@ is a warm-up and not counted):
 
 1. ``python -I -c pass`` with the Blender runtime's Python: the bare cost of the jail (namespaces,
    binds, seccomp, the pipe and the work-dir watch).
-   Then the same start jailed both times, with the tmpfs /job and pids cgroup vs a bind-mounted
+   Then the same start jailed both times, with the tmpfs /job and the cgroups vs a bind-mounted
    work dir without a cgroup: what those two add to a launch.
 2. ``import bpy`` (what every Blender launch pays): the jail's cost on a real runtime start.
 3. The executor's own job (blender_cli/sandbox_exec.py: a script that adds a cube, exported to
@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runtime = find_runtime()
     roots = isolation.runtime_roots(runtime.kind, str(runtime.executable), (str(SCRIPTS_DIR),))
-    jail, plain = isolation.Jail(bwrap=st.bwrap, ro_paths=roots), isolation.Jail()
+    # as the executor jails a script (core/executor/sandbox.py jail_for): pids and memory cgroups too
+    jail = isolation.Jail(bwrap=st.bwrap, ro_paths=roots, memory_max_mb=6144 + 2048 + 512 + 64)
+    plain = isolation.Jail()
     print(f"{st.describe()}\nruntime {runtime.executable} (bpy {runtime.version}); median of {opts.runs} runs\n")
     with tempfile.TemporaryDirectory(prefix="comfy-avatar-bench-") as tmp_s:
         tmp = Path(tmp_s)
@@ -131,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                 launcher([exe, "-I", "-c", "pass"], jail),
                 opts.runs,
             )
-            # what the tmpfs /job (handshake, copy-back) and the pids cgroup add over a bind-mounted
+            # what the tmpfs /job (handshake, copy-back) and the cgroups add over a bind-mounted
             # work dir without a cgroup (the design before them): both jailed, same command
             bind = isolation.Jail(bwrap=st.bwrap, ro_paths=roots, work_tmpfs=False, pids_max=0)
             pair(
-                "tmpfs /job + pids cgroup",
+                "tmpfs /job + pids/mem cgroup",
                 launcher([exe, "-I", "-c", "pass"], bind),
                 launcher([exe, "-I", "-c", "pass"], jail),
                 opts.runs,
