@@ -393,7 +393,14 @@ def advise(source: str) -> list[tuple[int, str]]:
             and isinstance(node.value, ast.Attribute)
             and node.value.attr == "app"
         ):
-            note(node, f"bpy.app.{node.attr} never fire: the script runs once, headless, then the scene is exported")
+            if node.attr == "timers":
+                note(node, "bpy.app.timers never fire: the script runs once, headless, then the scene is exported")
+            else:  # save_pre and depsgraph handlers do fire during the executor's export: say what that costs
+                note(
+                    node,
+                    "bpy.app.handlers: load, frame and render handlers never fire (the script runs once, headless); "
+                    "a save or depsgraph handler runs during the export, and an output it plants code in is refused",
+                )
         if (
             isinstance(node, ast.While)
             and isinstance(node.test, ast.Constant)
