@@ -84,8 +84,21 @@ def test_the_front_given_again_as_the_side_is_refused():
 
 
 def test_a_view_cut_off_at_the_picture_edge_is_refused():
-    with pytest.raises(AvatarError, match=r"^side: its figure touches the picture's bottom edge.*Fix: give each view"):
+    with pytest.raises(AvatarError, match=r"^side: its figure touches the picture's bottom edge, where the front"):
         _carve(front=FRONT(), side=SIDE().crop((0, 0, 600, 600)))
+    with pytest.raises(AvatarError, match=r"^front: its figure touches the picture's bottom edge, where the side"):
+        _carve(front=FRONT().crop((0, 0, 600, 600)), side=SIDE())
+
+
+def _tight(im: Image.Image) -> Image.Image:
+    return im.crop(im.getbbox())
+
+
+def test_views_all_cropped_tight_to_the_figure_still_carve():
+    """Auto-cropped PNGs touch every edge: the same in every view, so nothing looks cut off."""
+    _, closed, _ = _carve(front=_tight(FRONT()), side=_tight(SIDE()), back=ImageOps.mirror(_tight(FRONT())))
+    lo, hi = closed.bounds
+    assert 0.25 < hi[2] - lo[2] < 0.45 and hi[1] - lo[1] == pytest.approx(1.7, abs=0.03)
 
 
 def test_a_back_view_of_another_figure_is_refused():

@@ -18,8 +18,9 @@ Steps:
    the view it mirrors (intersection over union >= ``MIN_MIRROR_IOU``): a different pose or figure is
    refused, not carved into a wrong shape. So is a side view that cannot be the same standing figure's:
    deeper than ``MAX_DEPTH_RATIO`` times the front's width (a dog's profile gave a 2.5 m slab), an outline
-   that is the front's again (``MAX_SIDE_AS_FRONT_IOU``: depth = width), and any view whose figure
-   touches the picture's edge (cut off: scaled to the full height, its knees would become feet).
+   that is the front's again (``MAX_SIDE_AS_FRONT_IOU``: depth = width), and a view whose figure touches
+   the picture's top or bottom edge where the others have a margin (cut off: scaled to the full height,
+   its knees would become feet).
 3. Carving: a voxel grid (``resolution`` voxels over the height) keeps the voxels inside every
    outline, and in each horizontal slice only the ellipse inscribed in each box a front run and a side
    run make (both outlines stay exact; limbs come out round, not square); the occupancy is Gaussian-smoothed and turned into a surface with marching cubes
@@ -60,6 +61,7 @@ SIDE_FACING = ("auto", "left", "right")
 MIN_MIRROR_IOU = 0.72  # a back / other-side outline must overlap the mirrored front / side this much
 MAX_DEPTH_RATIO = 1.6  # a side outline this many times deeper than the front is wide: not the same standing figure
 MAX_SIDE_AS_FRONT_IOU = 0.9  # a side outline overlapping the front's this much is a front view again
+CUT_SHARE = 0.3  # an outline meeting the picture's edge this wide (share of its width just inside): cut there
 FALLBACK_WEIGHT = 0.3  # weight of a picture projected through the body (no view of that direction)
 ROUND_SECTIONS = True  # elliptic cross-sections inside the hull's boxes (see _rounded)
 MAX_RESOLUTION = 384  # voxels over the height the node's resolution is clamped to
@@ -619,22 +621,49 @@ def align_views(
             "figure its width as depth",
             "connect a picture of the figure seen from its left or right side (a profile)",
         )
+    # A view cut off by its picture's top or bottom edge is scaled to the full height like the others, so its
+    # knees would become feet. Pictures cropped tight to the figure touch those edges too, so only a
+    # difference between the views tells: one touches an edge where another has a margin.
+    front_cut, front_margin = set(_cut_edges(front.mask)) & {"top", "bottom"}, _margins(front.mask)
     for name, view in out.items():
-        cut = _cut_edges(view.mask)
-        if cut:
-            raise AvatarError(
-                name,
-                f"its figure touches the picture's {' and '.join(cut)} edge: it may be cut off there, and the "
-                "views are aligned by the figure's full height (a cut view is scaled and placed wrong)",
-                "give each view with a margin around the whole figure, head to feet, as on a model sheet",
-            )
+        if name == "front":
+            continue
+        cut, margin = set(_cut_edges(view.mask)) & {"top", "bottom"}, _margins(view.mask)
+        for who, edges, other in ((name, cut & front_margin, "front"), ("front", front_cut & margin, name)):
+            if edges:
+                raise AvatarError(
+                    who,
+                    f"its figure touches the picture's {' and '.join(sorted(edges))} edge, where the {other} "
+                    "view's has a margin: it looks cut off there, and the views are aligned by the figure's "
+                    "full height (a cut view is scaled and placed wrong)",
+                    "give each view with the whole figure, head to feet (a margin around it, as on a model "
+                    "sheet, or every view cropped tight the same way)",
+                )
     return out, how, warnings
 
 
+def _margins(mask: np.ndarray) -> set[str]:
+    """The top / bottom edges the figure keeps clear of (at least 2 empty rows)."""
+    rows = np.flatnonzero(mask.any(1))
+    return {e for e, clear in (("top", rows.min() >= 2), ("bottom", rows.max() <= len(mask) - 3)) if clear}
+
+
 def _cut_edges(mask: np.ndarray) -> list[str]:
-    """The picture edges the figure's outline touches over more than a couple of pixels."""
-    edges = {"top": mask[0], "bottom": mask[-1], "left": mask[:, 0], "right": mask[:, -1]}
-    return [name for name, line in edges.items() if int(line.sum()) > 2]
+    """The picture edges the figure is cut by: its outline meets the edge about as wide as it is just
+    inside (a cut through legs or a torso), not at a point (the round top of a head cropped tight)."""
+    h, w = mask.shape
+    band = max(2, int(0.03 * h))
+    out = []
+    for name, line, inside in (
+        ("top", mask[0], mask[:band]),
+        ("bottom", mask[-1], mask[-band:]),
+        ("left", mask[:, 0], mask[:, :band].T),
+        ("right", mask[:, -1], mask[:, -band:].T),
+    ):
+        widest = int(inside.sum(1).max())
+        if int(line.sum()) > 2 and line.sum() >= CUT_SHARE * widest:
+            out.append(name)
+    return out
 
 
 def _outline_iou(a: AlignedView, b: AlignedView) -> float:
