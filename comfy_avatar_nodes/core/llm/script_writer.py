@@ -42,8 +42,9 @@ Contract:
 - Imports: ordinary ones work ({", ".join(allowed_imports)}); os.path, sys.argv, pathlib and json
   are fine. The sandbox has no network (no sockets, downloads or URLs) and cannot start programs (no
   subprocess, os.system, multiprocessing); such calls fail.
-- Headless: bpy.app.handlers and bpy.app.timers never fire; do not call UI-only operators or
-  bpy.ops.wm.quit_blender.
+- Headless: build the scene directly; do not register bpy.app.handlers or bpy.app.timers (the
+  script runs once; an output carrying scripts, text blocks or scripted drivers is refused), and
+  do not call UI-only operators or bpy.ops.wm.quit_blender.
 - Finish in a few seconds; avoid huge loops. Leave Blender in object mode.
 Reply with the complete script in ONE ```python code block and nothing else."""
 
