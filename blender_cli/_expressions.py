@@ -126,7 +126,10 @@ class _Face:
             c_bot = b + min(0.92, bottom) * (t - b)
             if c_bot > c_top:
                 c_top = c_bot = (c_top + c_bot) / 2
-            lid = t + 0.8 * eh  # the skin that slides down with the upper lid
+            # the skin that slides down with the upper lid: 0.8 eye heights, but well short of where the bare
+            # skin the finder saw above the eye ends (a big anime eye right under the fringe: the triangles
+            # that span the fringe's edge must not stretch, or the hair smears down with the blink)
+            lid = t + min(0.8 * eh, max(0.25 * eh, 0.6 * (e.get("lid") or 2.0 * eh)))
             under = b - 0.6 * eh
             inside = (b <= Z) & (t >= Z)
             # the eye band between b and t is mapped onto [c_bot, c_top]

@@ -324,4 +324,6 @@ def place_landmarks(body: bpy.types.Object, head: Head, face: dict) -> dict[str,
             "h": lm["h"] * (z1 - z0),
             "source": lm["source"],
         }
+        if lm.get("lid"):  # the bare skin above an eye, up to the brow or the fringe (metres)
+            out[name]["lid"] = lm["lid"] * (z1 - z0)
     return out

@@ -14,7 +14,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from _face_redteam_pics import KINDS, character, eye_positions, head_crop
+from _face_redteam_pics import HEAD_CY, HEAD_R, KINDS, _box, character, eye_positions, head_crop
 from _vrm_helpers import rewrite_json
 
 from comfy_avatar_nodes.core.errors import AvatarError
@@ -57,6 +57,19 @@ def test_finder_places_a_bearded_mouth_under_the_beards_edge():
     assert abs(mouth["y"] - 0.75) < 0.05, mouth
 
 
+def test_finder_measures_the_bare_skin_between_an_anime_eye_and_the_fringe():
+    """The blink slides only that skin down (blender_cli/_expressions.py): with the usual 0.8 eye heights
+    the big anime eye's lid reached into the fringe and the hair smeared down with every blink."""
+    res = find_face(*head_crop("anime_tiny_mouth"))
+    eye = res["landmarks"]["left_eye"]
+    fringe = (HEAD_CY - 0.45 * HEAD_R - _box()[1]) / (_box()[3] - _box()[1])  # where the fringe was drawn
+    top = eye["y"] - eye["h"] / 2
+    assert abs(top - eye["lid"] - fringe) < 0.04, (eye, fringe)
+    assert eye["lid"] < 0.8 * eye["h"]  # less than the default lid: the fringe is closer than that
+    dots = find_face(*head_crop("dot_eyes"))["landmarks"]["left_eye"]
+    assert dots["lid"] > 0.8 * dots["h"] * 0.9  # small eyes under a high fringe keep the default
+
+
 @pytest.mark.parametrize("kind", ["sunglasses", "helmet"])
 def test_finder_says_no_face_when_the_eyes_are_covered(kind):
     res = find_face(*head_crop(kind))
@@ -94,7 +107,7 @@ def test_landmark_overrides_with_left_and_right_swapped_stop_before_blender():
 # ---------------------------------------------------------------- real Blender: the CPU path
 
 
-AVATAR_KINDS = ("hair_over_eye", "high_eyes", "beard", "tiny", "sunglasses")
+AVATAR_KINDS = ("hair_over_eye", "high_eyes", "beard", "anime_tiny_mouth", "tiny", "sunglasses")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +135,7 @@ def test_every_red_team_avatar_is_valid_with_17_presets(avatars, kind):
     e = report.facts["expressions"]
     assert e["blinkLeft"]["centre"][0] > 0 > e["blinkRight"]["centre"][0]
     assert e["blink"]["centre"][1] > e["aa"]["centre"][1] + 0.2  # lids above the mouth
-    if kind in ("hair_over_eye", "high_eyes", "beard"):
+    if kind in ("hair_over_eye", "high_eyes", "beard", "anime_tiny_mouth"):
         assert finder["found"], finder
         assert report.facts["face_found"]
     else:  # a 10-pixel head and sunglasses: said, and the validator says so too
@@ -154,7 +167,7 @@ def test_validator_fails_a_blink_that_also_opens_the_mouth(avatars, tmp_path):
 
 @pytest.mark.blender
 @pytest.mark.js
-@pytest.mark.parametrize("kind", ["hair_over_eye", "high_eyes", "beard"])
+@pytest.mark.parametrize("kind", ["hair_over_eye", "high_eyes", "beard", "anime_tiny_mouth"])
 def test_browser_sees_the_red_team_faces_move_only_inside_the_face(avatars, kind, tmp_path):
     from _browser import render_faces
 

@@ -175,6 +175,28 @@ def _eye_pair(blobs: list[dict], axis: float) -> tuple[float, dict | None, dict 
     return best
 
 
+def _skin_above(eye: dict, skin: np.ndarray, m: np.ndarray) -> float:
+    """How far bare skin reaches above an eye (fraction of the box height) before a brow, a lash line
+    or the hair's fringe: the blink slides only that skin down over the eye. Why: big anime eyes sit
+    right under the fringe, and a lid reaching the usual 0.8 eye heights up dragged the hair down."""
+    h, w = skin.shape
+    c0, c1 = int(eye["x0"] * w), max(int(eye["x0"] * w) + 1, int(np.ceil(eye["x1"] * w)))
+    top = int(eye["y0"] * h)
+    r = top - 1
+    while r >= 0:
+        inside = m[r, c0:c1]
+        if inside.sum() and skin[r, c0:c1][inside].mean() >= 0.6:
+            break  # the first skin row above the eye (over its own lash line)
+        r -= 1
+    start = r
+    while r >= 0:
+        inside = m[r, c0:c1]
+        if not inside.sum() or skin[r, c0:c1][inside].mean() < 0.6:
+            break
+        r -= 1
+    return max(0.0, (start - r) / h) if start >= 0 else 0.0
+
+
 def _hidden_eye(blobs: list[dict], axis: float, covered) -> tuple[dict | None, dict | None]:
     """One eye whose twin is hidden (a lock of hair over it): (the eye seen, its mirror image) or (None, None).
 
@@ -394,6 +416,11 @@ def find_face(
             else:
                 score = 0.7 * min(1.0, pair_score**0.5)  # + 0.2 for the mouth, + 0.1 for the brows
                 landmarks["left_eye"], landmarks["right_eye"] = left, right
+                for eye in (left, right):
+                    eye["lid"] = _skin_above(eye, skin, m)
+                if mirrored:  # the hidden eye's skin is under the hair: the seen eye's lid is its lid
+                    hidden, seen_eye = (left, right) if mirrored == "left" else (right, left)
+                    hidden["lid"] = seen_eye["lid"]
                 if mirrored:
                     warnings.append(
                         f"{mirrored}_eye: covered (hair over it?), placed as the mirror image of the other eye"
@@ -499,12 +526,13 @@ def find_face(
         x, y = (float(v) for v in value[:2])
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             raise ValueError(f"face override {name}: {value!r} is outside the head box (fractions 0..1)")
-        landmarks[name] = {**landmarks[name], "x": x, "y": y, "source": "override"}
+        kept = {k: v for k, v in landmarks[name].items() if k != "lid"}  # the lid was measured where it was found
+        landmarks[name] = {**kept, "x": x, "y": y, "source": "override"}
     clean = {
         k: {
             kk: (round(vv, 4) if isinstance(vv, float) else vv)
             for kk, vv in v.items()
-            if kk in ("x", "y", "w", "h", "source")
+            if kk in ("x", "y", "w", "h", "source", "lid")
         }
         for k, v in landmarks.items()
     }
