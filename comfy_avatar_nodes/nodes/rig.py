@@ -296,6 +296,8 @@ class AvatarExportVRMRigged(io.ComfyNode):
         )
         if m.get("dropped_optional_bones"):
             text += f"; left out: {', '.join(m['dropped_optional_bones'])}"
+        if (m.get("budget") or {}).get("summary"):  # the triangle budget (config rig.max_triangles)
+            text += f"; {m['budget']['summary']}"
         text += f"; {face_text(m)}"
         return io.NodeOutput(vrm.to_dict(), model_file(out), ui=ui_files(out, text=text))
 
