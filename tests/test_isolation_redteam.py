@@ -210,7 +210,8 @@ def test_a_thread_bomb_is_bounded_by_the_pids_cgroup_even_as_root(tmp_path):
     passes pids_max (RLIMIT_NPROC does not bind uid 0; the cgroup does), and the job's cgroup
     is gone afterwards."""
     kind = iso.pids_limit_kind()
-    need(kind.startswith("cgroup"), f"no pids cgroup here: {kind}")
+    if not kind.startswith("cgroup"):  # a machine without a writable cgroup: rlimits only, as --check says
+        pytest.skip(f"not applicable: no pids cgroup here ({kind})")
     r, log, work, s, took = run_job(
         """
         import threading, time
@@ -237,7 +238,8 @@ def test_tmpfs_pages_and_heap_are_bounded_by_the_memory_cgroup(tmp_path):
     memory cgroup of 96 MB, outside: the job's resident memory plus the deleted files it holds,
     summed from the host's /proc, never passes 96 MB, and the job is ended (the OOM killer)."""
     kind = iso.memory_limit_kind()
-    need(kind.startswith("cgroup"), f"no memory cgroup here: {kind}")
+    if not kind.startswith("cgroup"):  # a machine without a writable cgroup: rlimits only, as --check says
+        pytest.skip(f"not applicable: no memory cgroup here ({kind})")
     r, log, work, s, took = run_job(
         """
         import os, time
