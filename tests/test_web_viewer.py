@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import websocket
 from _web_helpers import EditorPage, chromium_path, png_diff, png_stats
 from conftest import ROOT, comfyui_dir, comfyui_version, need
 
@@ -444,13 +445,25 @@ def test_panels_come_back_after_a_page_reload(editor):
     vrm = [f for f in _history_ui(editor, RIG)["avatar_files"] if f["filename"].endswith(".vrm")][0]
     report = _history_ui(editor, VALIDATE)["avatar_report"][0]
     editor.page._call("Page.reload", ignoreCache=True)
-    time.sleep(1)
-    editor.page.wait_for(
+    loaded = (
         "!!(window.app && app.graph && window.LiteGraph && Object.keys(LiteGraph.registered_node_types).length > 10"
-        f" && app.graph.getNodeById({RIG}))",
-        180,
-        "the editor after the reload",
+        f" && app.graph.getNodeById({RIG}))"
     )
+    end = time.monotonic() + 300
+    while True:  # the tab is busy loading the editor (SwiftShader, a shared machine): a call may time out
+        time.sleep(2)
+        try:  # the editor asks "leave the page?" for a workflow the earlier tests changed: leave, as a user would
+            editor.page._call("Page.handleJavaScriptDialog", accept=True)
+        except RuntimeError:
+            pass  # no dialog open
+        try:
+            if editor.page.evaluate(loaded):
+                break
+        except (RuntimeError, websocket.WebSocketTimeoutException):
+            pass
+        assert time.monotonic() < end, "the editor did not come back after the reload:\n" + "\n".join(
+            editor.page.console[-30:]
+        )
     kinds = editor.page.evaluate(f"[{RIG}, {VALIDATE}].map(i => app.graph.getNodeById(i)?.type).join(' ')")
     assert kinds == "AvatarRigVRMCPU AvatarValidateVRM", (
         f"the editor did not keep the workflow over the reload: {kinds}"
