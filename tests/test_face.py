@@ -68,6 +68,8 @@ def test_overrides_replace_landmarks_and_bad_ones_say_what_to_write():
         ("mouth=0.5", "needs two numbers"),
         ("mouth=1.5,0.2", "outside the head box"),
         ("mouth", "is not name=x,y"),
+        ('{"mouth": [true, 0.8]}', "needs two numbers"),  # JSON true is no coordinate
+        ('{"mouth": "0.5,0.8"}', "needs two numbers"),
     ):
         with pytest.raises(AvatarError, match=message) as info:
             parse_landmarks(text)

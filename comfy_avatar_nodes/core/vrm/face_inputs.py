@@ -50,6 +50,8 @@ def parse_landmarks(text: str | dict | None) -> dict[str, list[float]]:
                 "face_landmarks", f"{name!r} is not a landmark", f"use {', '.join(LANDMARKS)} ({LANDMARK_EXAMPLE})"
             )
         try:
+            if isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
+                raise TypeError  # JSON true is not 1.0, and "0.5,0.8" inside JSON is not a pair
             x, y = (float(v) for v in value)
         except (TypeError, ValueError):
             raise AvatarError(
