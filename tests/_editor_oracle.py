@@ -16,62 +16,23 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import requests
-import websocket
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _devtools import open_tab
 
 
 class EditorOracle:
     """A headless Chromium tab with the ComfyUI editor loaded from `server`."""
 
-    def __init__(self, server: str, chromium: str | None = None, timeout_s: float = 120.0):
+    def __init__(self, server: str, timeout_s: float = 120.0):
         self.server = server.rstrip("/")
-        exe = chromium or shutil.which("chromium") or shutil.which("chromium-browser")
-        if not exe:
-            raise RuntimeError("chromium not found: apt-get install -y chromium")
-        self._profile = tempfile.TemporaryDirectory(prefix="oracle-chromium-", ignore_cleanup_errors=True)
-        self._port = _free_port()
-        self._proc = subprocess.Popen(
-            [
-                exe,
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                f"--remote-debugging-port={self._port}",
-                f"--user-data-dir={self._profile.name}",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self._tab = open_tab(ws_timeout_s=timeout_s, start_s=30.0)
+        self._ws = self._tab.ws
         self._ids = itertools.count(1)
         deadline = time.monotonic() + 30
-        ws_url = None
-        while time.monotonic() < deadline and ws_url is None:
-            try:
-                tabs = requests.get(f"http://127.0.0.1:{self._port}/json", timeout=2).json()
-                ws_url = next(t["webSocketDebuggerUrl"] for t in tabs if t["type"] == "page")
-            except Exception:
-                time.sleep(0.3)
-        if ws_url is None:
-            self.close()
-            raise RuntimeError("chromium did not open its debugging port")
-        self._ws = websocket.create_connection(ws_url, timeout=timeout_s, suppress_origin=True)
         self._call("Page.enable")
         self._call("Page.navigate", url=self.server + "/")
         while time.monotonic() < deadline + timeout_s:
@@ -112,16 +73,7 @@ class EditorOracle:
         return json.loads(self.evaluate(expr))
 
     def close(self) -> None:
-        try:
-            self._ws.close()
-        except Exception:
-            pass
-        self._proc.terminate()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-        self._profile.cleanup()
+        self._tab.close()
 
     def __enter__(self) -> EditorOracle:
         return self

@@ -306,45 +306,12 @@ class Chromium:
 
     def __init__(self, webgl: bool = False) -> None:
         import itertools
-        import shutil
-        import socket
-        import tempfile
 
-        import requests
-        import websocket
+        from _devtools import WEBGL_FLAGS, open_tab
 
-        exe = shutil.which("chromium") or shutil.which("chromium-browser")
-        self.profile = tempfile.mkdtemp(prefix="ca-page-chromium-")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                f"--remote-debugging-port={port}",
-                f"--user-data-dir={self.profile}",
-                "--window-size=1000,1300",
-                # WebGL on the CPU for the three-vrm viewer (no GPU here)
-                *(["--use-angle=swiftshader", "--enable-unsafe-swiftshader"] if webgl else []),
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline, ws_url = time.monotonic() + 30, None
-        while ws_url is None and time.monotonic() < deadline:
-            try:
-                tabs = requests.get(f"http://127.0.0.1:{port}/json", timeout=2).json()
-                ws_url = next(t["webSocketDebuggerUrl"] for t in tabs if t["type"] == "page")
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.3)
-        assert ws_url, "chromium did not open its debugging port"
-        self.ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
+        # WebGL on the CPU for the three-vrm viewer (no GPU here)
+        self.tab = open_tab("--window-size=1000,1300", *(WEBGL_FLAGS if webgl else ()), start_s=30.0, ws_timeout_s=60.0)
+        self.ws = self.tab.ws
         self.ids = itertools.count(1)
 
     def call(self, method: str, **params):
@@ -373,17 +340,7 @@ class Chromium:
         raise AssertionError(f"page never satisfied {expr}: {self.js('document.body.innerText')}")
 
     def close(self) -> None:
-        import shutil
-
-        try:
-            self.ws.close()
-        finally:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            shutil.rmtree(self.profile, ignore_errors=True)
+        self.tab.close()
 
 
 def fake_comfy(**kw: Any) -> Any:

@@ -16,42 +16,14 @@ import base64
 import io
 import itertools
 import json
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-import requests
-import websocket
+from _devtools import WEBGL_FLAGS, open_tab
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--hide-scrollbars",
-    "--mute-audio",
-)
+# Old headless mode, as the pixel tests were recorded with; the fixed window is set below too.
+VIEWER_FLAGS = (*WEBGL_FLAGS, "--hide-scrollbars", "--mute-audio")
 WIDTH, HEIGHT = 1600, 1000
-
-
-def chromium_path() -> str | None:
-    for cand in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if cand and Path(cand).exists():
-            return cand
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class EditorPage:
@@ -59,37 +31,12 @@ class EditorPage:
 
     def __init__(self, server: str, timeout_s: float = 180.0):
         self.server = server.rstrip("/")
-        exe = chromium_path()
-        if not exe:
-            raise RuntimeError("chromium not found: apt-get install -y chromium")
         self.console: list[str] = []
-        self._profile = tempfile.TemporaryDirectory(prefix="web-viewer-chromium-", ignore_cleanup_errors=True)
-        self._port = _free_port()
-        self._proc = subprocess.Popen(
-            [
-                exe,
-                *CHROMIUM_FLAGS,
-                f"--window-size={WIDTH},{HEIGHT}",
-                f"--remote-debugging-port={self._port}",
-                f"--user-data-dir={self._profile.name}",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self._tab = open_tab(
+            *VIEWER_FLAGS, f"--window-size={WIDTH},{HEIGHT}", headless="--headless", ws_timeout_s=timeout_s
         )
+        self._ws = self._tab.ws
         self._ids = itertools.count(1)
-        deadline = time.monotonic() + 60
-        ws_url = None
-        while time.monotonic() < deadline and ws_url is None:
-            try:
-                tabs = requests.get(f"http://127.0.0.1:{self._port}/json", timeout=2).json()
-                ws_url = next(t["webSocketDebuggerUrl"] for t in tabs if t["type"] == "page")
-            except Exception:
-                time.sleep(0.3)
-        if ws_url is None:
-            self.close()
-            raise RuntimeError("chromium did not open its debugging port")
-        self._ws = websocket.create_connection(ws_url, timeout=timeout_s, suppress_origin=True)
         self._call("Runtime.enable")
         self._call("Page.enable")
         self._call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
@@ -163,16 +110,7 @@ class EditorPage:
         self.mouse("mouseReleased", x1, y1, button="left")
 
     def close(self) -> None:
-        try:
-            self._ws.close()
-        except Exception:
-            pass
-        self._proc.terminate()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-        self._profile.cleanup()
+        self._tab.close()
 
     def __enter__(self) -> EditorPage:
         return self

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import requests
 import websocket
-from _web_helpers import EditorPage, chromium_path, png_diff, png_stats
+from _devtools import chromium_path
+from _web_helpers import EditorPage, png_diff, png_stats
 from conftest import ROOT, comfyui_dir, comfyui_version, need
 
 WEB = ROOT / "comfy_avatar_nodes" / "web"
