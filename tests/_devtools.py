@@ -9,6 +9,8 @@ window size) and keeps its own way of calling into the page. Needs Debian's `chr
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import shutil
 import socket
@@ -16,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any, Self
 
 import requests
 import websocket
@@ -91,3 +94,41 @@ def open_tab(*flags: str, headless: str = "--headless=new", start_s: float = 60.
         profile.cleanup()
         raise RuntimeError("chromium did not open its debugging port")
     return Tab(proc, websocket.create_connection(ws_url, timeout=ws_timeout_s, suppress_origin=True), profile)
+
+
+class Page:
+    """DevTools commands into a Tab's page: `_call` (events that arrive meanwhile go to
+    `on_event`) and `evaluate` (a JS expression's value; a thrown error is a RuntimeError)."""
+
+    def __init__(self, tab: Tab) -> None:
+        self._tab, self._ws, self._ids = tab, tab.ws, itertools.count(1)
+
+    def on_event(self, msg: dict) -> None:
+        """A DevTools event (no id) read while waiting for a reply."""
+
+    def _call(self, method: str, **params: Any) -> dict:
+        msg_id = next(self._ids)
+        self._ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            reply = json.loads(self._ws.recv())
+            if "method" in reply:
+                self.on_event(reply)
+            if reply.get("id") == msg_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def evaluate(self, expression: str) -> Any:
+        res = self._call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in res:
+            raise RuntimeError(json.dumps(res["exceptionDetails"])[:2000])
+        return res.get("result", {}).get("value")
+
+    def close(self) -> None:
+        self._tab.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -14,24 +14,20 @@ Speaks the Chrome DevTools Protocol over websocket-client; no browser driver lib
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from _devtools import open_tab
+from _devtools import Page, open_tab
 
 
-class EditorOracle:
+class EditorOracle(Page):
     """A headless Chromium tab with the ComfyUI editor loaded from `server`."""
 
     def __init__(self, server: str, timeout_s: float = 120.0):
         self.server = server.rstrip("/")
-        self._tab = open_tab(ws_timeout_s=timeout_s, start_s=30.0)
-        self._ws = self._tab.ws
-        self._ids = itertools.count(1)
+        super().__init__(open_tab(ws_timeout_s=timeout_s, start_s=30.0))
         deadline = time.monotonic() + 30
         self._call("Page.enable")
         self._call("Page.navigate", url=self.server + "/")
@@ -46,22 +42,6 @@ class EditorOracle:
         else:
             raise RuntimeError("the ComfyUI editor did not finish loading")
 
-    def _call(self, method: str, **params: Any) -> dict:
-        msg_id = next(self._ids)
-        self._ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
-        while True:
-            reply = json.loads(self._ws.recv())
-            if reply.get("id") == msg_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-
-    def evaluate(self, expression: str) -> Any:
-        res = self._call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in res:
-            raise RuntimeError(json.dumps(res["exceptionDetails"])[:2000])
-        return res.get("result", {}).get("value")
-
     def convert(self, workflow: dict) -> dict:
         """The API prompt the editor builds for `workflow` (graphToPrompt().output)."""
         expr = (
@@ -71,15 +51,6 @@ class EditorOracle:
             " const p = await app.graphToPrompt(); return JSON.stringify(p.output); })()"
         )
         return json.loads(self.evaluate(expr))
-
-    def close(self) -> None:
-        self._tab.close()
-
-    def __enter__(self) -> EditorOracle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # Graphs built with the editor's own API (LiteGraph), one per conversion feature. Each

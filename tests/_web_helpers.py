@@ -14,29 +14,26 @@ from __future__ import annotations
 
 import base64
 import io
-import itertools
 import json
 import time
 from typing import Any
 
-from _devtools import WEBGL_FLAGS, open_tab
+from _devtools import WEBGL_FLAGS, Page, open_tab
 
 # Old headless mode, as the pixel tests were recorded with; the fixed window is set below too.
 VIEWER_FLAGS = (*WEBGL_FLAGS, "--hide-scrollbars", "--mute-audio")
 WIDTH, HEIGHT = 1600, 1000
 
 
-class EditorPage:
+class EditorPage(Page):
     """One headless Chromium tab with the ComfyUI editor of `server` loaded."""
 
     def __init__(self, server: str, timeout_s: float = 180.0):
         self.server = server.rstrip("/")
         self.console: list[str] = []
-        self._tab = open_tab(
-            *VIEWER_FLAGS, f"--window-size={WIDTH},{HEIGHT}", headless="--headless", ws_timeout_s=timeout_s
+        super().__init__(
+            open_tab(*VIEWER_FLAGS, f"--window-size={WIDTH},{HEIGHT}", headless="--headless", ws_timeout_s=timeout_s)
         )
-        self._ws = self._tab.ws
-        self._ids = itertools.count(1)
         self._call("Runtime.enable")
         self._call("Page.enable")
         self._call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
@@ -55,29 +52,14 @@ class EditorPage:
         else:
             raise RuntimeError("the ComfyUI editor did not finish loading")
 
-    def _call(self, method: str, **params: Any) -> dict:
-        msg_id = next(self._ids)
-        self._ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
-        while True:
-            reply = json.loads(self._ws.recv())
-            if reply.get("method") == "Runtime.consoleAPICalled":
-                args = reply["params"].get("args", [])
-                self.console.append(
-                    f"{reply['params'].get('type')}: "
-                    + " ".join(str(a.get("value", a.get("description", ""))) for a in args)
-                )
-            elif reply.get("method") == "Runtime.exceptionThrown":
-                self.console.append("exception: " + json.dumps(reply["params"].get("exceptionDetails", {}))[:1500])
-            if reply.get("id") == msg_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-
-    def evaluate(self, expression: str) -> Any:
-        res = self._call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in res:
-            raise RuntimeError(json.dumps(res["exceptionDetails"])[:2000])
-        return res.get("result", {}).get("value")
+    def on_event(self, msg: dict) -> None:
+        if msg.get("method") == "Runtime.consoleAPICalled":
+            args = msg["params"].get("args", [])
+            self.console.append(
+                f"{msg['params'].get('type')}: " + " ".join(str(a.get("value", a.get("description", ""))) for a in args)
+            )
+        elif msg.get("method") == "Runtime.exceptionThrown":
+            self.console.append("exception: " + json.dumps(msg["params"].get("exceptionDetails", {}))[:1500])
 
     def wait_for(self, expression: str, timeout_s: float = 60.0, what: str = "") -> Any:
         """Poll a JS expression until it is truthy; returns its value."""
@@ -108,15 +90,6 @@ class EditorPage:
         for i in range(1, steps + 1):
             self.mouse("mouseMoved", x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps, buttons=1, button="left")
         self.mouse("mouseReleased", x1, y1, button="left")
-
-    def close(self) -> None:
-        self._tab.close()
-
-    def __enter__(self) -> EditorPage:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def png_stats(png: bytes, box: tuple[float, float, float, float] | None = None) -> dict[str, float]:
