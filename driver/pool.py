@@ -114,8 +114,7 @@ class ServerPool:
         try:
             client = self._client(s)
             if s.info is None:
-                control = self._clients[s.url]
-                s.info = NodeInfo(control.object_info, control.object_info)
+                s.info = self._clients[s.url].node_info()
             s.queue_remaining = client.queue_remaining()
             s.queue_at = self.clock()
         except DriverError as e:

@@ -94,15 +94,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: anyone on the hub could
         # then pick the address the wrong-key rate limit counts against
-        proxy = {"proxy_headers": True, "forwarded_allow_ips": args.trust_proxy} if args.trust_proxy else {}
-        uvicorn.run(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            access_log=False,
-            **(proxy or {"proxy_headers": False}),
+        proxy = (
+            {"proxy_headers": True, "forwarded_allow_ips": args.trust_proxy}
+            if args.trust_proxy
+            else {"proxy_headers": False}
         )
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, **proxy)
     finally:
         hub.stop()
         publisher.close()

@@ -70,34 +70,26 @@ def cmd_submit(args: argparse.Namespace) -> int:
     settings = fleet_settings(args)
     workflow = load_workflow(args.workflow)
     inputs = [input_from_spec(spec, settings) for spec in args.input or []]
-    msg = make_job(
-        workflow,
-        workflow_name=str(Path(args.workflow)),
-        sets=args.set or [],
-        seed=args.seed,
-        inputs=inputs,
-        priority=args.priority,
-        label=args.label,
-        timeout_s=args.timeout,
-    )
+
+    def copy(i: int) -> Any:  # copy i of --count gets seed S+i
+        return make_job(
+            workflow,
+            workflow_name=str(Path(args.workflow)),
+            sets=args.set or [],
+            seed=None if args.seed is None else args.seed + i,
+            inputs=inputs,
+            priority=args.priority,
+            label=args.label,
+            timeout_s=args.timeout,
+        )
+
+    msg = copy(0)
     if args.count < 1 or (args.count > 1 and args.follow):
         raise UsageError(
             f"--count {args.count}", "must be 1 or more, and 1 with --follow", "pass --count N without --follow"
         )
     if args.count > 1:
-        copies = [msg] + [
-            make_job(
-                workflow,
-                workflow_name=msg.workflow_name,
-                sets=msg.sets,
-                seed=None if args.seed is None else args.seed + i,
-                inputs=inputs,
-                priority=args.priority,
-                label=args.label,
-                timeout_s=args.timeout,
-            )
-            for i in range(1, args.count)
-        ]
+        copies = [msg] + [copy(i) for i in range(1, args.count)]
         store = open_store(args)
         try:
             with Publisher(settings, "comfy-avatar-submit") as pub:
